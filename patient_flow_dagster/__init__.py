@@ -1,0 +1,1 @@
+"""Real-time hospital patient-flow lakehouse on Dagster, PySpark and Delta Lake."""

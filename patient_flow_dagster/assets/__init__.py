@@ -1,0 +1,1 @@
+"""Thin Dagster assets: wire the transforms to the lake and report what they did."""

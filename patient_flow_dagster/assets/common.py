@@ -1,0 +1,71 @@
+"""What every lake-writing asset shares: keys, resources, pool, and metadata builders."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from dagster import AssetKey, MetadataValue, TableColumn, TableSchema
+from pyspark.sql import DataFrame
+
+# Runs that write the lake are serialized through this concurrency pool (DESIGN.md §3).
+LAKE_POOL = "patient_flow_lake"
+SPARK_RESOURCES = {"pyspark", "step_launcher", "lake"}
+SPARK_KINDS = {"pyspark", "delta"}
+OWNERS = ["team:patient-flow"]
+
+LANDING_KEY = AssetKey(["landing", "patient_events"])
+BRONZE_KEY = AssetKey(["bronze", "patient_events"])
+SILVER_KEY = AssetKey(["silver", "patient_events"])
+QUARANTINE_KEY = AssetKey(["silver", "patient_events_quarantine"])
+DIM_PATIENT_KEY = AssetKey(["gold", "dim_patient"])
+DIM_DEPARTMENT_KEY = AssetKey(["gold", "dim_department"])
+FACT_ADMISSIONS_KEY = AssetKey(["gold", "fact_admissions"])
+CUBE_GENDER_DEPARTMENT_KEY = AssetKey(["gold", "cube_admissions_gender_department"])
+CUBE_DEPARTMENT_HOSPITAL_KEY = AssetKey(["gold", "cube_admissions_department_hospital"])
+
+
+def column_schema(df: DataFrame) -> TableSchema:
+    return TableSchema(
+        columns=[
+            TableColumn(field.name, field.dataType.simpleString()) for field in df.schema.fields
+        ]
+    )
+
+
+def markdown_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
+    header = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
+    body = "".join(
+        "| " + " | ".join(_cell(row.get(c)) for c in columns) + " |\n" for row in rows
+    )
+    return header + body
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return "" if value is None else str(value).replace("|", "\\|")
+
+
+def table_metadata(
+    table: DataFrame,
+    location: str,
+    preview_columns: Sequence[str],
+    preview_order: Sequence[str] = (),
+    preview_rows: int = 5,
+) -> dict:
+    """Row count, schema, location and a preview limited to non-identifying columns.
+
+    Metadata is stored in the Dagster instance and shown in the UI, so previews never include
+    patient_id, age or other fields that identify a patient (DESIGN.md §3, privacy).
+    """
+    preview_df = table.select(*preview_columns)
+    if preview_order:
+        preview_df = preview_df.orderBy(*preview_order)
+    preview = [row.asDict() for row in preview_df.limit(preview_rows).collect()]
+    return {
+        "dagster/row_count": MetadataValue.int(table.count()),
+        "dagster/column_schema": column_schema(table),
+        "location": MetadataValue.path(location),
+        "preview": MetadataValue.md(markdown_table(preview, preview_columns)),
+    }

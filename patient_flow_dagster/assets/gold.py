@@ -1,0 +1,251 @@
+"""Gold: dim_patient (SCD2), dim_department (SCD1) and fact_admissions, all Delta MERGE."""
+
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from patient_flow_dagster.assets.common import (
+    DIM_DEPARTMENT_KEY,
+    DIM_PATIENT_KEY,
+    FACT_ADMISSIONS_KEY,
+    LAKE_POOL,
+    OWNERS,
+    SILVER_KEY,
+    SPARK_KINDS,
+    SPARK_RESOURCES,
+    table_metadata,
+)
+from patient_flow_dagster.resources.lake import (
+    DIM_DEPARTMENT,
+    DIM_PATIENT,
+    FACT_ADMISSIONS,
+    SILVER_EVENTS,
+    DeltaLake,
+    Table,
+)
+from patient_flow_dagster.transforms.dimensions import (
+    department_reference,
+    department_rows,
+    patient_versions,
+)
+from patient_flow_dagster.transforms.facts import admissions
+
+GOLD = dict(group_name="gold", kinds=SPARK_KINDS, owners=OWNERS, pool=LAKE_POOL,
+            required_resource_keys=SPARK_RESOURCES)
+
+
+class MergeCounter:
+    """Adds up the operation metrics of the MERGEs a run performs, for the asset's metadata."""
+
+    def __init__(self) -> None:
+        self.inserted = self.updated = self.deleted = self.batches = 0
+
+    def record(self, spark: SparkSession, lake: DeltaLake, table: Table) -> None:
+        metrics = lake.delta_table(spark, table).history(1).select("operationMetrics").first()[0]
+        self.inserted += int(metrics.get("numTargetRowsInserted", 0))
+        self.updated += int(metrics.get("numTargetRowsUpdated", 0))
+        self.deleted += int(metrics.get("numTargetRowsDeleted", 0))
+        self.batches += 1
+
+    def metadata(self) -> dict:
+        return {
+            "rows_inserted": MetadataValue.int(self.inserted),
+            "rows_updated": MetadataValue.int(self.updated),
+            "rows_deleted": MetadataValue.int(self.deleted),
+            "silver_batches_processed": MetadataValue.int(self.batches),
+        }
+
+
+def _empty_silver(spark: SparkSession, lake: DeltaLake) -> DataFrame:
+    return lake.read(spark, SILVER_EVENTS).limit(0)
+
+
+# -- dim_patient --------------------------------------------------------------------------------
+
+
+def merge_patient_history(
+    spark: SparkSession, lake: DeltaLake, new_events: DataFrame, counter: MergeCounter
+) -> None:
+    """Rebuild the history of every patient in `new_events` from all their silver events and
+    MERGE it: unchanged versions stay untouched, split or shifted versions are updated, versions
+    that no longer exist are deleted. Running it twice on the same input changes nothing."""
+    patients = new_events.select("patient_id").distinct()
+    history = lake.read(spark, SILVER_EVENTS).join(patients, "patient_id", "left_semi")
+    versions = patient_versions(history).withColumn("_delete", F.lit(False))
+    existing = lake.read(spark, DIM_PATIENT).join(patients, "patient_id", "left_semi")
+    stale = (
+        existing.join(versions, ["patient_id", "valid_from"], "left_anti")
+        .select("patient_id", "valid_from")
+        .withColumn("_delete", F.lit(True))
+    )
+    source = versions.unionByName(stale, allowMissingColumns=True)
+    changed = (
+        "NOT (t.patient_sk <=> s.patient_sk AND t.gender <=> s.gender AND t.age <=> s.age "
+        "AND t.valid_to <=> s.valid_to AND t.is_current <=> s.is_current)"
+    )
+    columns = ["patient_sk", "patient_id", "gender", "age", "valid_from", "valid_to", "is_current"]
+    (
+        lake.delta_table(spark, DIM_PATIENT)
+        .alias("t")
+        .merge(source.alias("s"), "t.patient_id = s.patient_id AND t.valid_from = s.valid_from")
+        .whenMatchedDelete(condition="s._delete")
+        .whenMatchedUpdate(
+            condition=f"NOT s._delete AND {changed}", set={c: f"s.{c}" for c in columns}
+        )
+        .whenNotMatchedInsert(condition="NOT s._delete", values={c: f"s.{c}" for c in columns})
+        .execute()
+    )
+    counter.record(spark, lake, DIM_PATIENT)
+
+
+@asset(
+    key=DIM_PATIENT_KEY,
+    deps=[SILVER_KEY],
+    description=(
+        "SCD type 2 of each patient's gender and age, ordered by admission time (event time), "
+        "so late events land in the right place of history. One patient_sk per version."
+    ),
+    **GOLD,
+)
+def dim_patient(context: AssetExecutionContext) -> MaterializeResult:
+    spark = context.resources.pyspark.spark_session
+    lake: DeltaLake = context.resources.lake
+    lake.ensure(spark, DIM_PATIENT, patient_versions(_empty_silver(spark, lake)).schema)
+    counter = MergeCounter()
+    lake.process_new_rows(
+        spark, SILVER_EVENTS, "gold_dim_patient",
+        lambda batch, _: merge_patient_history(spark, lake, batch, counter),
+    )
+    dim = lake.read(spark, DIM_PATIENT)
+    return MaterializeResult(
+        metadata={
+            **table_metadata(
+                dim, lake.location(DIM_PATIENT),
+                ["patient_sk", "valid_from", "valid_to", "is_current"],
+                preview_order=["patient_sk"],
+            ),
+            "current_patients": MetadataValue.int(dim.filter("is_current").count()),
+            **counter.metadata(),
+        }
+    )
+
+
+# -- dim_department -----------------------------------------------------------------------------
+
+
+def merge_departments(
+    spark: SparkSession, lake: DeltaLake, new_events: DataFrame, counter: MergeCounter
+) -> None:
+    """SCD type 1: insert new (department, hospital_id) pairs, overwrite changed attributes."""
+    rows = department_rows(new_events, department_reference(spark))
+    (
+        lake.delta_table(spark, DIM_DEPARTMENT)
+        .alias("t")
+        .merge(rows.alias("s"), "t.department = s.department AND t.hospital_id = s.hospital_id")
+        .whenMatchedUpdateAll(
+            condition="NOT (t.bed_capacity <=> s.bed_capacity AND t.department_sk <=> s.department_sk)"
+        )
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+    counter.record(spark, lake, DIM_DEPARTMENT)
+
+
+@asset(
+    key=DIM_DEPARTMENT_KEY,
+    deps=[SILVER_KEY],
+    description=(
+        "SCD type 1 of departments per hospital, with bed capacity from the reference data "
+        "shipped with the project."
+    ),
+    **GOLD,
+)
+def dim_department(context: AssetExecutionContext) -> MaterializeResult:
+    spark = context.resources.pyspark.spark_session
+    lake: DeltaLake = context.resources.lake
+    empty = department_rows(_empty_silver(spark, lake), department_reference(spark))
+    lake.ensure(spark, DIM_DEPARTMENT, empty.schema)
+    counter = MergeCounter()
+    lake.process_new_rows(
+        spark, SILVER_EVENTS, "gold_dim_department",
+        lambda batch, _: merge_departments(spark, lake, batch, counter),
+    )
+    dim = lake.read(spark, DIM_DEPARTMENT)
+    return MaterializeResult(
+        metadata={
+            **table_metadata(
+                dim, lake.location(DIM_DEPARTMENT),
+                ["department_sk", "department", "hospital_id", "bed_capacity"],
+                preview_order=["department", "hospital_id"],
+            ),
+            **counter.metadata(),
+        }
+    )
+
+
+# -- fact_admissions ----------------------------------------------------------------------------
+
+
+def merge_admissions(
+    spark: SparkSession, lake: DeltaLake, new_events: DataFrame, counter: MergeCounter
+) -> None:
+    """MERGE one fact row per event_id. Rows whose dimension keys were missing earlier are
+    re-resolved with the new batch, so a fact row never stays orphaned once its dimension
+    exists."""
+    fact = lake.read(spark, FACT_ADMISSIONS)
+    orphans = lake.read(spark, SILVER_EVENTS).join(
+        fact.filter("patient_sk IS NULL OR department_sk IS NULL").select("event_id"),
+        "event_id",
+        "left_semi",
+    )
+    events = new_events.unionByName(orphans).dropDuplicates(["event_id"])
+    rows = admissions(events, lake.read(spark, DIM_PATIENT), lake.read(spark, DIM_DEPARTMENT))
+    (
+        lake.delta_table(spark, FACT_ADMISSIONS)
+        .alias("t")
+        .merge(rows.alias("s"), "t.event_id = s.event_id")
+        .whenMatchedUpdateAll(
+            condition="NOT (t.patient_sk <=> s.patient_sk AND t.department_sk <=> s.department_sk "
+            "AND t.discharge_time_ts <=> s.discharge_time_ts)"
+        )
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+    counter.record(spark, lake, FACT_ADMISSIONS)
+
+
+@asset(
+    key=FACT_ADMISSIONS_KEY,
+    deps=[SILVER_KEY, DIM_PATIENT_KEY, DIM_DEPARTMENT_KEY],
+    description=(
+        "One row per admission (event_id) with the patient version valid at admission time "
+        "(point-in-time join), the department key, times, stay figures and whether the patient "
+        "is still admitted. MERGE on event_id: idempotent."
+    ),
+    **GOLD,
+)
+def fact_admissions(context: AssetExecutionContext) -> MaterializeResult:
+    spark = context.resources.pyspark.spark_session
+    lake: DeltaLake = context.resources.lake
+    empty = admissions(
+        _empty_silver(spark, lake), lake.read(spark, DIM_PATIENT), lake.read(spark, DIM_DEPARTMENT)
+    )
+    lake.ensure(spark, FACT_ADMISSIONS, empty.schema)
+    counter = MergeCounter()
+    lake.process_new_rows(
+        spark, SILVER_EVENTS, "gold_fact_admissions",
+        lambda batch, _: merge_admissions(spark, lake, batch, counter),
+    )
+    fact = lake.read(spark, FACT_ADMISSIONS)
+    return MaterializeResult(
+        metadata={
+            **table_metadata(
+                fact, lake.location(FACT_ADMISSIONS),
+                ["event_id", "department_sk", "hospital_id", "length_of_stay_hours",
+                 "stay_category", "is_currently_admitted"],
+                preview_order=["event_id"],
+            ),
+            "currently_admitted": MetadataValue.int(fact.filter("is_currently_admitted").count()),
+            **counter.metadata(),
+        }
+    )

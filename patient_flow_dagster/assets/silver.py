@@ -1,0 +1,184 @@
+"""Silver: typed, validated, de-duplicated events, and the quarantine of rule breakers."""
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, multi_asset
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from patient_flow_dagster.assets.common import (
+    BRONZE_KEY,
+    LAKE_POOL,
+    OWNERS,
+    QUARANTINE_KEY,
+    SILVER_KEY,
+    SPARK_KINDS,
+    SPARK_RESOURCES,
+    markdown_table,
+    table_metadata,
+)
+from patient_flow_dagster.quality.rules import RULES
+from patient_flow_dagster.resources.lake import BRONZE_EVENTS, QUARANTINE, SILVER_EVENTS, DeltaLake
+from patient_flow_dagster.transforms.silver import (
+    evaluate_rules,
+    first_per_event_id,
+    split_silver_and_quarantine,
+    type_and_enrich,
+)
+
+SILVER_CONSUMER = "silver_patient_events"
+
+
+@dataclass
+class SilverRunCounts:
+    """What one run did with the bronze rows it read: the reconciliation of DESIGN.md §3."""
+
+    bronze_rows: int = 0
+    silver_rows: int = 0
+    quarantined_rows: int = 0
+    per_rule: Counter = field(default_factory=Counter)
+    warnings: Counter = field(default_factory=Counter)
+
+    @property
+    def duplicates_removed(self) -> int:
+        return self.bronze_rows - self.silver_rows - self.quarantined_rows
+
+
+def ensure_silver_tables(spark: SparkSession, lake: DeltaLake) -> None:
+    """Create silver and quarantine empty, with the schemas the transforms produce."""
+    empty_bronze = lake.read(spark, BRONZE_EVENTS).limit(0)
+    valid, quarantined = split_silver_and_quarantine(
+        evaluate_rules(type_and_enrich(empty_bronze)), run_id=""
+    )
+    lake.ensure(spark, SILVER_EVENTS, valid.schema)
+    lake.ensure(spark, QUARANTINE, quarantined.schema)
+
+
+def process_bronze_batch(
+    spark: SparkSession, lake: DeltaLake, batch: DataFrame, batch_id: int, run_id: str,
+    counts: SilverRunCounts,
+) -> None:
+    """Validate one micro-batch of bronze rows and append it to silver or quarantine.
+
+    A row whose event_id was already seen (in this batch, silver or quarantine) is a duplicate.
+    The appends carry a Delta transaction id, so a batch replayed after a crash is not written
+    twice.
+    """
+    evaluated = evaluate_rules(type_and_enrich(batch))
+    seen = (
+        lake.read(spark, SILVER_EVENTS)
+        .select("event_id")
+        .unionByName(lake.read(spark, QUARANTINE).select("event_id"))
+    )
+    fresh = first_per_event_id(evaluated).join(seen, "event_id", "left_anti")
+    valid, quarantined = split_silver_and_quarantine(fresh, run_id)
+    # Materialize both sides before writing: they are defined against the tables being written.
+    valid, quarantined = valid.persist(), quarantined.persist()
+    try:
+        silver_rows, quarantined_rows = valid.count(), quarantined.count()
+        per_rule = _count_names(quarantined, "broken_rules")
+        warnings = _count_names(valid, "quality_warnings")
+        lake.append(valid, SILVER_EVENTS, txn=(SILVER_CONSUMER, batch_id))
+        lake.append(quarantined, QUARANTINE, txn=(SILVER_CONSUMER, batch_id))
+    finally:
+        valid.unpersist()
+        quarantined.unpersist()
+    counts.bronze_rows += batch.count()
+    counts.silver_rows += silver_rows
+    counts.quarantined_rows += quarantined_rows
+    counts.per_rule.update(per_rule)
+    counts.warnings.update(warnings)
+
+
+def _count_names(rows: DataFrame, array_column: str) -> Counter:
+    exploded = rows.select(F.explode(array_column).alias("name")).groupBy("name").count()
+    return Counter({row["name"]: row["count"] for row in exploded.collect()})
+
+
+@multi_asset(
+    specs=[
+        AssetSpec(
+            SILVER_KEY,
+            deps=[BRONZE_KEY],
+            description=(
+                "One row per valid event_id: typed contract fields, parsed UTC times, length of "
+                "stay, admission hour/day/month, stay category, quality warnings."
+            ),
+            group_name="silver",
+            kinds=SPARK_KINDS,
+            owners=OWNERS,
+        ),
+        AssetSpec(
+            QUARANTINE_KEY,
+            deps=[BRONZE_KEY],
+            description="Every row that broke a quarantine rule, with the broken rule names.",
+            group_name="silver",
+            kinds=SPARK_KINDS,
+            owners=OWNERS,
+        ),
+    ],
+    name="silver_patient_events",
+    required_resource_keys=SPARK_RESOURCES,
+    pool=LAKE_POOL,
+)
+def silver_patient_events(context: AssetExecutionContext):
+    """Process the bronze rows added since the last run (Delta streaming source, availableNow)."""
+    spark = context.resources.pyspark.spark_session
+    lake: DeltaLake = context.resources.lake
+    ensure_silver_tables(spark, lake)
+    counts = SilverRunCounts()
+    lake.process_new_rows(
+        spark,
+        BRONZE_EVENTS,
+        SILVER_CONSUMER,
+        lambda batch, batch_id: process_bronze_batch(
+            spark, lake, batch, batch_id, context.run_id, counts
+        ),
+    )
+    context.log.info(
+        f"bronze rows {counts.bronze_rows} = silver {counts.silver_rows} + quarantine "
+        f"{counts.quarantined_rows} + duplicates {counts.duplicates_removed}"
+    )
+    per_rule = [
+        {"rule": r.name, "action": r.action, "rows": counts.per_rule.get(r.name, 0)
+         if r.quarantines else counts.warnings.get(r.name, 0)}
+        for r in RULES
+    ]
+    reconciliation = {
+        "bronze_rows_read": MetadataValue.int(counts.bronze_rows),
+        "silver_rows_added": MetadataValue.int(counts.silver_rows),
+        "quarantined_rows_added": MetadataValue.int(counts.quarantined_rows),
+        "duplicates_removed": MetadataValue.int(counts.duplicates_removed),
+    }
+    yield MaterializeResult(
+        asset_key=SILVER_KEY,
+        metadata={
+            **table_metadata(
+                lake.read(spark, SILVER_EVENTS),
+                lake.location(SILVER_EVENTS),
+                ["event_id", "department", "hospital_id", "length_of_stay_hours",
+                 "stay_category", "quality_warnings"],
+                preview_order=["event_id"],
+            ),
+            **reconciliation,
+            "rows_per_rule": MetadataValue.md(markdown_table(per_rule, ["rule", "action", "rows"])),
+        },
+    )
+    yield MaterializeResult(
+        asset_key=QUARANTINE_KEY,
+        metadata={
+            **table_metadata(
+                lake.read(spark, QUARANTINE),
+                lake.location(QUARANTINE),
+                ["event_id", "department", "hospital_id", "broken_rules"],
+                preview_order=["event_id"],
+            ),
+            **reconciliation,
+            **{
+                f"quarantined/{rule.name}": MetadataValue.int(counts.per_rule.get(rule.name, 0))
+                for rule in RULES
+                if rule.quarantines
+            },
+        },
+    )

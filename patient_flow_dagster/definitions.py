@@ -1,0 +1,44 @@
+"""The one Definitions object: assets, jobs and resources for PATIENT_FLOW_ENV."""
+from __future__ import annotations
+
+from dagster import AssetSelection, Definitions, define_asset_job
+
+from patient_flow_dagster.assets.bronze import bronze_patient_events
+from patient_flow_dagster.assets.gold import dim_department, dim_patient, fact_admissions
+from patient_flow_dagster.assets.kpis import (
+    cube_admissions_department_hospital,
+    cube_admissions_gender_department,
+)
+from patient_flow_dagster.assets.landing import landing_patient_events
+from patient_flow_dagster.assets.silver import silver_patient_events
+from patient_flow_dagster.environments import EXECUTOR_BY_ENVIRONMENT, resources_for
+from patient_flow_dagster.settings import Settings
+
+LAKE_ASSETS = [
+    bronze_patient_events,
+    silver_patient_events,
+    dim_patient,
+    dim_department,
+    fact_admissions,
+    cube_admissions_gender_department,
+    cube_admissions_department_hospital,
+]
+
+patient_flow_job = define_asset_job(
+    "patient_flow",
+    selection=AssetSelection.assets(*LAKE_ASSETS),
+    description="Landing -> bronze -> silver (+ quarantine) -> gold dimensions, fact and cubes.",
+)
+
+
+def build_definitions(settings: Settings | None = None) -> Definitions:
+    settings = settings or Settings.from_env()
+    return Definitions(
+        assets=[landing_patient_events, *LAKE_ASSETS],
+        jobs=[patient_flow_job],
+        resources=resources_for(settings),
+        executor=EXECUTOR_BY_ENVIRONMENT[settings.env],
+    )
+
+
+defs = build_definitions()

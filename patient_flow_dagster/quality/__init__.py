@@ -1,0 +1,1 @@
+"""Quality rules, declared once, and the Dagster asset checks generated from them."""

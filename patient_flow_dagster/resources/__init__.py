@@ -1,0 +1,1 @@
+"""Resources: the Spark session, the lake's table locator, the landing zone."""

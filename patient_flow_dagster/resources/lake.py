@@ -1,0 +1,143 @@
+"""The lake: one resource maps logical table names to physical Delta tables.
+
+Assets name tables logically (`silver.patient_events`); this resource decides where they live:
+`<root>/<layer>/<table>` folders locally, `<catalog>.<layer>.<table>` in Unity Catalog on
+Databricks. Assets never build paths themselves.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dagster import ConfigurableResource
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import DataStreamReader, DataStreamWriter
+from pyspark.sql.types import StructType
+
+
+@dataclass(frozen=True)
+class Table:
+    layer: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.layer}.{self.name}"
+
+
+BRONZE_EVENTS = Table("bronze", "patient_events")
+LANDING_FILES = Table("bronze", "landing_files")
+SILVER_EVENTS = Table("silver", "patient_events")
+QUARANTINE = Table("silver", "patient_events_quarantine")
+DIM_PATIENT = Table("gold", "dim_patient")
+DIM_DEPARTMENT = Table("gold", "dim_department")
+FACT_ADMISSIONS = Table("gold", "fact_admissions")
+CUBE_GENDER_DEPARTMENT = Table("gold", "cube_admissions_gender_department")
+CUBE_DEPARTMENT_HOSPITAL = Table("gold", "cube_admissions_department_hospital")
+
+
+class DeltaLake(ConfigurableResource):
+    """Delta tables as folders under `root` (local), or Unity Catalog tables when `catalog` is set.
+
+    `root` also holds the streaming checkpoints (`<root>/_checkpoints/<name>`); on Databricks it
+    is an `abfss://` location (a Unity Catalog external location or volume).
+    """
+
+    root: str
+    catalog: str | None = None
+
+    # -- naming -----------------------------------------------------------------------------
+    def location(self, table: Table) -> str:
+        """A path for folder tables, a three-part name for catalog tables."""
+        if self.catalog:
+            return f"{self.catalog}.{table.layer}.{table.name}"
+        return f"{self.root.rstrip('/')}/{table.layer}/{table.name}"
+
+    def checkpoint(self, name: str) -> str:
+        return f"{self.root.rstrip('/')}/_checkpoints/{name}"
+
+    # -- reading ----------------------------------------------------------------------------
+    def exists(self, spark: SparkSession, table: Table) -> bool:
+        if self.catalog:
+            return spark.catalog.tableExists(self.location(table))
+        return DeltaTable.isDeltaTable(spark, self.location(table))
+
+    def read(self, spark: SparkSession, table: Table) -> DataFrame:
+        if self.catalog:
+            return spark.read.table(self.location(table))
+        return spark.read.format("delta").load(self.location(table))
+
+    def delta_table(self, spark: SparkSession, table: Table) -> DeltaTable:
+        if self.catalog:
+            return DeltaTable.forName(spark, self.location(table))
+        return DeltaTable.forPath(spark, self.location(table))
+
+    def read_stream(self, spark: SparkSession, table: Table) -> DataFrame:
+        reader: DataStreamReader = spark.readStream.format("delta")
+        if self.catalog:
+            return reader.table(self.location(table))
+        return reader.load(self.location(table))
+
+    def version(self, spark: SparkSession, table: Table) -> int | None:
+        """The table's latest Delta version, or None when it does not exist yet."""
+        if not self.exists(spark, table):
+            return None
+        return int(self.delta_table(spark, table).history(1).select("version").first()[0])
+
+    # -- writing ----------------------------------------------------------------------------
+    def ensure(self, spark: SparkSession, table: Table, schema: StructType) -> None:
+        """Create the table empty with `schema` if it does not exist (MERGE needs a target)."""
+        builder = DeltaTable.createIfNotExists(spark).addColumns(schema)
+        if self.catalog:
+            builder = builder.tableName(self.location(table))
+        else:
+            builder = builder.location(self.location(table))
+        builder.execute()
+
+    def append(
+        self, df: DataFrame, table: Table, txn: tuple[str, int] | None = None
+    ) -> None:
+        """Append rows; `txn` = (app id, version) makes a replayed streaming batch a no-op."""
+        writer = df.write.format("delta").mode("append")
+        if txn is not None:
+            writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
+        self._save(writer, table)
+
+    def overwrite(self, df: DataFrame, table: Table) -> None:
+        writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+        self._save(writer, table)
+
+    def _save(self, writer, table: Table) -> None:
+        if self.catalog:
+            writer.saveAsTable(self.location(table))
+        else:
+            writer.save(self.location(table))
+
+    def start_stream(self, writer: DataStreamWriter, table: Table):
+        """Start a streaming write into `table` (the checkpoint is set by the caller)."""
+        if self.catalog:
+            return writer.toTable(self.location(table))
+        return writer.start(self.location(table))
+
+    # -- incremental processing -------------------------------------------------------------
+    def process_new_rows(
+        self,
+        spark: SparkSession,
+        source: Table,
+        consumer: str,
+        handle_batch,
+    ) -> None:
+        """Call `handle_batch(rows, batch_id)` for the rows added to `source` since the last call.
+
+        A Delta streaming read with a checkpoint per consumer and `availableNow`: the library keeps
+        track of what was processed, so a re-run or a crash never skips or repeats a committed
+        batch. A batch that fails is offered again on the next run.
+        """
+        query = (
+            self.read_stream(spark, source)
+            .writeStream.queryName(consumer)
+            .foreachBatch(handle_batch)
+            .option("checkpointLocation", self.checkpoint(consumer))
+            .trigger(availableNow=True)
+            .start()
+        )
+        query.awaitTermination()

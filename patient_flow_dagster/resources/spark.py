@@ -1,0 +1,65 @@
+"""The embedded local Spark session with Delta Lake (DESIGN.md §5, local environment)."""
+from __future__ import annotations
+
+import os
+from importlib.metadata import version
+
+from pyspark.sql import SparkSession
+
+SCALA_BINARY = "2.13"  # Spark 4.0 is built for Scala 2.13 only
+
+
+def delta_package() -> str:
+    """The Maven coordinate of the Delta jar matching the installed delta-spark wheel.
+
+    Spark resolves it from Maven Central on the first start (`spark.jars.packages`, cached in
+    ~/.ivy2.5.2 afterwards): the same mechanism as delta-spark's configure_spark_with_delta_pip.
+    """
+    return f"io.delta:delta-spark_{SCALA_BINARY}:{version('delta-spark')}"
+
+
+def local_spark_config(
+    master: str | None = None,
+    shuffle_partitions: int | None = None,
+    extra_packages: tuple[str, ...] = (),
+) -> dict[str, str]:
+    """Spark settings for the embedded session: Delta, UTC everywhere, small and quiet."""
+    master = master or os.environ.get("PATIENT_FLOW_SPARK_MASTER", "local[*]")
+    partitions = shuffle_partitions or int(os.environ.get("PATIENT_FLOW_SHUFFLE_PARTITIONS", "4"))
+    return {
+        "spark.master": master,
+        "spark.app.name": "patient-flow",
+        "spark.jars.packages": ",".join((delta_package(), *extra_packages)),
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.sql.shuffle.partitions": str(partitions),
+        "spark.default.parallelism": str(partitions),
+        "spark.driver.memory": os.environ.get("PATIENT_FLOW_DRIVER_MEMORY", "4g"),
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        # Small tables: Delta's log replay defaults to 50 partitions, far too many on a laptop.
+        "spark.databricks.delta.snapshotPartitions": "2",
+        "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
+        # Keep Delta's DESCRIBE HISTORY / streaming source happy on a fresh local lake.
+        "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "false",
+    }
+
+
+def prepare_local_environment() -> None:
+    """Process-level settings the JVM reads at start (before the first session)."""
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("TZ", "UTC")
+
+
+def local_spark_session(**kwargs) -> SparkSession:
+    """One session per process: getOrCreate returns the running one on later calls."""
+    prepare_local_environment()
+    builder = SparkSession.builder
+    for key, value in local_spark_config(**kwargs).items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session

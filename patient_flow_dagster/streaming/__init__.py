@@ -1,0 +1,1 @@
+"""Event sources: the seeded patient-flow simulator and the landing-file writer."""

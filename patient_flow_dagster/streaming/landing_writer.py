@@ -1,0 +1,65 @@
+"""Write batches of events as Parquet files into a landing folder, atomically."""
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+# The contract's Parquet layout as this project's producers write it (int32 integers; other
+# producers' int64 files are accepted too).
+EVENT_ARROW_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("patient_id", pa.string()),
+        ("gender", pa.string()),
+        ("age", pa.int32()),
+        ("department", pa.string()),
+        ("admission_time", pa.string()),
+        ("discharge_time", pa.string()),
+        ("bed_id", pa.int32()),
+        ("hospital_id", pa.int32()),
+    ]
+)
+
+
+def events_table(events: Sequence[dict], schema: pa.Schema = EVENT_ARROW_SCHEMA) -> pa.Table:
+    return pa.Table.from_pylist([{k: e.get(k) for k in schema.names} for e in events], schema)
+
+
+def landing_file_name(prefix: str = "patient_events") -> str:
+    """Unique, time-ordered name: <prefix>-<UTC time>-<random>.parquet."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{prefix}-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+
+
+def write_landing_file(table: pa.Table, folder: str | Path, name: str | None = None) -> Path:
+    """Write to a hidden temporary name, fsync, then rename: readers never see half a file."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / (name or landing_file_name())
+    temporary = folder / f".{final.name}.tmp"
+    pq.write_table(table, temporary, compression="snappy")
+    with open(temporary, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, final)
+    return final
+
+
+def write_events(
+    events: Sequence[dict], folder: str | Path, events_per_file: int = 10_000
+) -> list[Path]:
+    """Split events into files of at most `events_per_file` rows, in order."""
+    return [
+        write_landing_file(events_table(chunk), folder)
+        for chunk in _chunks(events, max(1, events_per_file))
+    ]
+
+
+def _chunks(items: Sequence[dict], size: int) -> Iterable[Sequence[dict]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

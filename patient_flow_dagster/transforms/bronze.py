@@ -1,0 +1,38 @@
+"""Bronze: landed rows exactly as they arrived, plus ingest metadata."""
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from patient_flow_dagster.transforms.contract import CONTRACT_FIELDS, LANDING_SCHEMA
+
+BRONZE_METADATA = ("bronze_ingestion_ts", "source_file", "ingest_run_id")
+
+
+def derived_event_id() -> Column:
+    """A deterministic id from the event's content, for producers that send none.
+
+    Identical content gives the identical id, so a re-sent event is removed as a duplicate in
+    silver. `to_json` omits null fields, so a null and an empty string hash differently.
+    """
+    return F.sha2(F.to_json(F.struct(*[F.col(name) for name in CONTRACT_FIELDS])), 256)
+
+
+def with_ingest_metadata(landed: DataFrame, run_id: str) -> DataFrame:
+    """Add event_id (when absent), ingestion time, source file and run id to landed rows.
+
+    `landed` must come straight from a file source, whose hidden `_metadata` column names the
+    file each row came from.
+    """
+    event_id = F.coalesce(F.nullif(F.trim(F.col("event_id")), F.lit("")), derived_event_id())
+    return landed.select(
+        event_id.alias("event_id"),
+        *[F.col(name) for name in CONTRACT_FIELDS],
+        F.current_timestamp().alias("bronze_ingestion_ts"),
+        F.col("_metadata.file_path").alias("source_file"),
+        F.lit(run_id).alias("ingest_run_id"),
+    )
+
+
+BRONZE_COLUMNS = ("event_id", *CONTRACT_FIELDS, *BRONZE_METADATA)
+assert set(BRONZE_COLUMNS) >= set(LANDING_SCHEMA.fieldNames())

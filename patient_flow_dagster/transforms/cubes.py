@@ -1,0 +1,35 @@
+"""Gold KPI cubes of the original pipeline: admissions and mean stay by two dimensions."""
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+
+def _admission_cube(rows: DataFrame, *dimensions: str) -> DataFrame:
+    return (
+        rows.groupBy(*dimensions)
+        .agg(
+            F.count("*").alias("num_admissions"),
+            F.round(F.avg("length_of_stay_hours"), 2).alias("avg_length_of_stay_hours"),
+        )
+        .orderBy(*dimensions)
+    )
+
+
+def admissions_by_gender_department(
+    fact: DataFrame, dim_patient: DataFrame, dim_department: DataFrame
+) -> DataFrame:
+    """num_admissions and avg_length_of_stay_hours (completed stays) per gender x department."""
+    rows = fact.join(dim_patient.select("patient_sk", "gender").distinct(), "patient_sk").join(
+        dim_department.select("department_sk", "department"), "department_sk"
+    )
+    return _admission_cube(rows, "gender", "department")
+
+
+def admissions_by_department_hospital(fact: DataFrame, dim_department: DataFrame) -> DataFrame:
+    """num_admissions and avg_length_of_stay_hours (completed stays) per department x hospital."""
+    rows = fact.join(
+        dim_department.select("department_sk", "department", F.col("hospital_id").alias("_h")),
+        "department_sk",
+    ).drop("hospital_id").withColumnRenamed("_h", "hospital_id")
+    return _admission_cube(rows, "department", "hospital_id")

@@ -1,0 +1,77 @@
+"""Gold dimensions: dim_patient (SCD type 2) and dim_department (SCD type 1)."""
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import IntegerType, StringType, StructField, StructType
+
+from patient_flow_dagster.reference import department_capacity
+from patient_flow_dagster.transforms.keys import surrogate_key
+
+DIM_PATIENT_COLUMNS = (
+    "patient_sk",
+    "patient_id",
+    "gender",
+    "age",
+    "valid_from",
+    "valid_to",
+    "is_current",
+)
+DIM_DEPARTMENT_COLUMNS = ("department_sk", "department", "hospital_id", "bed_capacity")
+
+
+def patient_versions(events: DataFrame) -> DataFrame:
+    """SCD2 history of (gender, age) per patient, ordered by event time, not arrival.
+
+    `events` holds every silver event of the patients to rebuild (patient_id, gender, age,
+    admission_time_ts, event_id). Consecutive events with the same attributes collapse into one
+    version; a version is valid from its first admission until the next version starts. Because
+    the whole history of a patient is rebuilt, a late event lands in the right place.
+    """
+    by_time = Window.partitionBy("patient_id").orderBy("admission_time_ts", "event_id")
+    attributes = F.struct("gender", "age")
+    starts_version = F.lag(attributes).over(by_time).isNull() | ~F.lag(attributes).over(
+        by_time
+    ).eqNullSafe(attributes)
+    first_of_version = (
+        events.select("patient_id", "gender", "age", "admission_time_ts", "event_id")
+        .withColumn("_starts", starts_version)
+        .withColumn("_row", F.row_number().over(by_time))
+        .filter(F.col("_starts") | (F.col("_row") == 1))
+    )
+    version_order = Window.partitionBy("patient_id").orderBy("valid_from")
+    return (
+        first_of_version.select(
+            surrogate_key("patient_id", "age", "gender").alias("patient_sk"),
+            "patient_id",
+            "gender",
+            "age",
+            F.col("admission_time_ts").alias("valid_from"),
+        )
+        .withColumn("valid_to", F.lead("valid_from").over(version_order))
+        .withColumn("is_current", F.col("valid_to").isNull())
+        .select(*DIM_PATIENT_COLUMNS)
+    )
+
+
+def department_reference(spark: SparkSession) -> DataFrame:
+    """Bed capacity per (department, hospital_id) from the reference data shipped with the code."""
+    schema = StructType(
+        [
+            StructField("department", StringType(), False),
+            StructField("hospital_id", IntegerType(), False),
+            StructField("bed_capacity", IntegerType(), False),
+        ]
+    )
+    return spark.createDataFrame(list(department_capacity()), schema)
+
+
+def department_rows(events: DataFrame, reference: DataFrame) -> DataFrame:
+    """dim_department rows for the (department, hospital_id) pairs seen in `events`."""
+    pairs = events.select("department", "hospital_id").distinct()
+    return pairs.join(reference, ["department", "hospital_id"], "left").select(
+        surrogate_key("department", "hospital_id").alias("department_sk"),
+        "department",
+        "hospital_id",
+        "bed_capacity",
+    )

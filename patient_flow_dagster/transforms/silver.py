@@ -1,0 +1,154 @@
+"""Silver: typed, validated, enriched events; rule breakers split off to quarantine."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from patient_flow_dagster.quality.rules import RULES, QualityRule
+
+SHORT_STAY_HOURS = 24
+MEDIUM_STAY_HOURS = 72
+
+SILVER_COLUMNS = (
+    "event_id",
+    "patient_id",
+    "gender",
+    "age",
+    "department",
+    "admission_time",
+    "discharge_time",
+    "bed_id",
+    "hospital_id",
+    "admission_time_ts",
+    "discharge_time_ts",
+    "length_of_stay_hours",
+    "admission_hour",
+    "admission_day_of_week",
+    "admission_month",
+    "stay_category",
+    "quality_warnings",
+    "bronze_ingestion_ts",
+    "source_file",
+    "ingest_run_id",
+    "silver_run_id",
+    "silver_processing_time",
+)
+
+QUARANTINE_COLUMNS = (
+    "event_id",
+    "patient_id",
+    "gender",
+    "age",
+    "department",
+    "admission_time",
+    "discharge_time",
+    "bed_id",
+    "hospital_id",
+    "broken_rules",
+    "quality_warnings",
+    "bronze_ingestion_ts",
+    "source_file",
+    "ingest_run_id",
+    "silver_run_id",
+    "silver_processing_time",
+)
+
+
+def _utc_timestamp(column: str) -> Column:
+    """ISO-8601 text -> timestamp; naive values are UTC (session zone), bad text becomes null."""
+    return F.try_to_timestamp(F.trim(F.col(column)))
+
+
+def length_of_stay_hours(admission: Column, discharge: Column) -> Column:
+    """Hours between admission and discharge, rounded to 2 decimals; null while admitted."""
+    micros = F.unix_micros(discharge) - F.unix_micros(admission)
+    return F.round(micros / F.lit(3_600_000_000.0), 2)
+
+
+def stay_category(hours: Column) -> Column:
+    """< 24 h Short, < 72 h Medium, otherwise Long; null while the patient is still admitted."""
+    return (
+        F.when(hours.isNull(), F.lit(None).cast("string"))
+        .when(hours < SHORT_STAY_HOURS, "Short Stay")
+        .when(hours < MEDIUM_STAY_HOURS, "Medium Stay")
+        .otherwise("Long Stay")
+    )
+
+
+def type_and_enrich(bronze: DataFrame) -> DataFrame:
+    """Cast bronze text/bigint columns to the silver types and add the derived stay attributes.
+
+    Uses only `try_` casts so that a bad value becomes null (and a rule quarantines it) instead
+    of failing the run under ANSI SQL.
+    """
+    typed = bronze.select(
+        "event_id",
+        F.nullif(F.trim("patient_id"), F.lit("")).alias("patient_id"),
+        F.trim("gender").alias("gender"),
+        F.expr("try_cast(age AS INT)").alias("age"),
+        F.trim("department").alias("department"),
+        "admission_time",
+        "discharge_time",
+        F.expr("try_cast(bed_id AS INT)").alias("bed_id"),
+        F.expr("try_cast(hospital_id AS INT)").alias("hospital_id"),
+        _utc_timestamp("admission_time").alias("admission_time_ts"),
+        _utc_timestamp("discharge_time").alias("discharge_time_ts"),
+        "bronze_ingestion_ts",
+        "source_file",
+        "ingest_run_id",
+    )
+    hours = length_of_stay_hours(F.col("admission_time_ts"), F.col("discharge_time_ts"))
+    return (
+        typed.withColumn("length_of_stay_hours", hours)
+        .withColumn("admission_hour", F.hour("admission_time_ts"))
+        .withColumn("admission_day_of_week", F.dayofweek("admission_time_ts"))
+        .withColumn("admission_month", F.month("admission_time_ts"))
+        .withColumn("stay_category", stay_category(F.col("length_of_stay_hours")))
+    )
+
+
+def _broken(rules: Sequence[QualityRule]) -> Column:
+    """Array of the names of `rules` whose condition is not TRUE for the row (null = broken)."""
+    if not rules:
+        return F.array().cast("array<string>")
+    flags = [
+        F.when(F.coalesce(F.expr(rule.condition), F.lit(False)), F.lit(None)).otherwise(
+            F.lit(rule.name)
+        )
+        for rule in rules
+    ]
+    return F.filter(F.array(*flags), lambda name: name.isNotNull())
+
+
+def evaluate_rules(typed: DataFrame, rules: Sequence[QualityRule] = RULES) -> DataFrame:
+    """Add `broken_rules` (quarantine rules broken) and `quality_warnings` (warn rules broken)."""
+    return typed.withColumn(
+        "broken_rules", _broken([r for r in rules if r.quarantines])
+    ).withColumn("quality_warnings", _broken([r for r in rules if not r.quarantines]))
+
+
+def first_per_event_id(events: DataFrame) -> DataFrame:
+    """Keep one row per event_id: the first ingested (ties broken by file, then content)."""
+    order = Window.partitionBy("event_id").orderBy(
+        "bronze_ingestion_ts", "source_file", "admission_time", "patient_id"
+    )
+    return (
+        events.withColumn("_rank", F.row_number().over(order))
+        .filter(F.col("_rank") == 1)
+        .drop("_rank")
+    )
+
+
+def split_silver_and_quarantine(
+    evaluated: DataFrame, run_id: str, processed_at: Column | None = None
+) -> tuple[DataFrame, DataFrame]:
+    """Valid rows (no quarantine rule broken) and quarantined rows, in their table layouts."""
+    processed_at = processed_at if processed_at is not None else F.current_timestamp()
+    stamped = evaluated.withColumn("silver_run_id", F.lit(run_id)).withColumn(
+        "silver_processing_time", processed_at
+    )
+    valid = stamped.filter(F.size("broken_rules") == 0).select(*SILVER_COLUMNS)
+    quarantined = stamped.filter(F.size("broken_rules") > 0).select(*QUARANTINE_COLUMNS)
+    return valid, quarantined
