@@ -66,36 +66,36 @@ def cmd_demo(args) -> int:
 
 
 def summary(settings: Settings, result, elapsed: float) -> str:
+    """Rows per table, the silver reconciliation and quarantine per rule, where things are."""
     from patient_flow_dagster.assets.common import QUARANTINE_KEY, SILVER_KEY
 
-    lines = [f"\nrun {result.run_id}: {'SUCCESS' if result.success else 'FAILED'} "
-             f"in {elapsed:.1f} s", "", "rows per table:"]
+    status = "SUCCESS" if result.success else "FAILED"
+    lines = [f"\nrun {result.run_id}: {status} in {elapsed:.1f} s", "", "rows per table:"]
+    materialized = {}
     for event in result.get_asset_materialization_events():
-        mat = event.asset_materialization
+        mat = event.step_materialization_data.materialization
+        materialized[mat.asset_key] = mat.metadata
         rows = mat.metadata.get("dagster/row_count")
-        lines.append(f"  {mat.asset_key.to_user_string():45s} {rows.value if rows else '?':>10}")
-        if mat.asset_key == SILVER_KEY:
-            silver_meta = mat.metadata
-        if mat.asset_key == QUARANTINE_KEY:
-            quarantine_meta = mat.metadata
-    if "quarantine_meta" in locals():
-        lines += ["", "this run: bronze rows read = silver + quarantine + duplicates removed:"]
-        m = silver_meta
-        lines.append(
-            f"  {m['bronze_rows_read'].value} = {m['silver_rows_added'].value} + "
-            f"{m['quarantined_rows_added'].value} + {m['duplicates_removed'].value}"
-        )
-        lines += ["", "rows quarantined per rule (this run):"]
-        for key, value in quarantine_meta.items():
+        count = rows.value if rows is not None else "?"
+        lines.append(f"  {mat.asset_key.to_user_string():45s} {count:>10}")
+    if SILVER_KEY in materialized:
+        silver = materialized[SILVER_KEY]
+        lines += [
+            "",
+            "this run: bronze rows read = silver + quarantine + duplicates removed",
+            f"  {silver['bronze_rows_read'].value} = {silver['silver_rows_added'].value} + "
+            f"{silver['quarantined_rows_added'].value} + {silver['duplicates_removed'].value}",
+        ]
+    if QUARANTINE_KEY in materialized:
+        lines += ["", "rows quarantined per rule (this run; a row can break several rules):"]
+        for key, value in materialized[QUARANTINE_KEY].items():
             if key.startswith("quarantined/"):
                 lines.append(f"  {key.split('/', 1)[1]:30s} {value.value:>8}")
-    for event in result.get_asset_check_evaluations() if hasattr(result, "get_asset_check_evaluations") else []:
-        pass
     lines += [
         "",
         f"lake:    {settings.lake_root}",
         f"landing: {settings.landing}",
-        "UI:      ./run dev   (dagster dev on http://127.0.0.1:3000)",
+        "UI:      ./run dev   (dagster dev, then open http://127.0.0.1:3000)",
     ]
     return "\n".join(lines)
 
