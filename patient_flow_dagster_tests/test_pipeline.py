@@ -1,0 +1,162 @@
+"""The whole graph on seeded dirty data: reconciliation, quarantine reasons, gold, idempotence."""
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from pyspark.sql import functions as F
+
+from patient_flow_dagster.assets.common import QUARANTINE_KEY, SILVER_KEY
+from patient_flow_dagster.resources import lake as t
+from patient_flow_dagster.streaming.landing_writer import write_events
+from patient_flow_dagster.streaming.simulator import simulate
+from patient_flow_dagster_tests.conftest import Lakehouse, recent_now
+
+GOLD_TABLES = (t.DIM_PATIENT, t.DIM_DEPARTMENT, t.FACT_ADMISSIONS, t.CUBE_GENDER_DEPARTMENT,
+               t.CUBE_DEPARTMENT_HOSPITAL)
+
+
+def snapshot(house: Lakehouse, table: t.Table) -> Counter:
+    return Counter(
+        tuple(tuple(v) if isinstance(v, list) else v for v in row)
+        for row in house.table(table).collect()
+    )
+
+
+def metadata_of(result, key) -> dict:
+    [mat] = [m for m in result.asset_materializations_for_node(
+        "silver_patient_events") if m.asset_key == key]
+    return {k: v.value for k, v in mat.metadata.items()}
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory, spark):
+    """Batch 1 (seeded, dirty), a re-run with no new files, then batch 2 with returning patients."""
+    house = Lakehouse(tmp_path_factory.mktemp("pipeline"), spark)
+    now = recent_now()
+    first = simulate(2_000, seed=7, now=now, span_days=120)
+    write_events(first.events, house.landing_dir, events_per_file=700)
+    run1 = house.materialize()
+    after1 = {table: snapshot(house, table) for table in (*GOLD_TABLES, t.SILVER_EVENTS)}
+    versions1 = {table: house.lake.version(spark, table) for table in GOLD_TABLES}
+
+    run2 = house.materialize()
+    after2 = {table: snapshot(house, table) for table in GOLD_TABLES}
+    versions2 = {table: house.lake.version(spark, table) for table in GOLD_TABLES}
+
+    # Batch 2: new people, plus later stays of five batch-1 patients who are a year older.
+    second = simulate(600, seed=8, now=now, span_days=30, dirty_rates={"duplicate": 0})
+    returning = [e for e in first.events if e["event_id"] not in first.kinds][:5]
+    comebacks = [
+        {**e, "event_id": f"comeback-{i}", "age": e["age"] + 1,
+         "admission_time": (now - timedelta(hours=2 + i)).strftime("%Y-%m-%dT%H:%M:%S"),
+         "discharge_time": None, "department": "Emergency"}
+        for i, e in enumerate(returning)
+    ]
+    write_events(second.events + comebacks, house.landing_dir, events_per_file=1_000)
+    run3 = house.materialize()
+    return dict(house=house, first=first, second=second, comebacks=comebacks, returning=returning,
+                run1=run1, run2=run2, run3=run3, after1=after1, after2=after2,
+                versions1=versions1, versions2=versions2)
+
+
+def test_runs_succeed(scenario):
+    assert scenario["run1"].success and scenario["run2"].success and scenario["run3"].success
+
+
+def test_first_batch_reconciles(scenario, spark):
+    house, first = scenario["house"], scenario["first"]
+    silver_meta = metadata_of(scenario["run1"], SILVER_KEY)
+    assert silver_meta["bronze_rows_read"] == len(first.events) == 2_000
+    assert silver_meta["duplicates_removed"] == first.duplicates > 0
+    assert (silver_meta["silver_rows_added"] + silver_meta["quarantined_rows_added"]
+            == first.distinct_event_ids)
+    silver_ids = {r.event_id for r in house.table(t.SILVER_EVENTS)
+                  .filter(F.col("silver_run_id") == scenario["run1"].run_id).collect()}
+    quarantine_ids = {r.event_id for r in house.table(t.QUARANTINE)
+                      .filter(F.col("silver_run_id") == scenario["run1"].run_id).collect()}
+    assert not silver_ids & quarantine_ids
+    assert silver_ids | quarantine_ids == {e["event_id"] for e in first.events}
+
+
+def test_every_dirty_kind_is_quarantined_with_its_rule(scenario):
+    house, first = scenario["house"], scenario["first"]
+    broken = {r.event_id: set(r.broken_rules) for r in house.table(t.QUARANTINE).collect()}
+    kinds = Counter(first.kinds[e] for e in first.expected_rule)
+    assert set(kinds) == {"bad_age", "future_admission", "discharge_before_admission",
+                          "missing_field", "unknown_department"}
+    for event_id, rule in first.expected_rule.items():
+        assert rule in broken.get(event_id, set()), (first.kinds[event_id], rule)
+    # Quarantine holds exactly the injected defects, nothing else.
+    first_ids = {e["event_id"] for e in first.events}
+    assert {e for e in broken if e in first_ids} == set(first.expected_rule)
+    quarantine_meta = metadata_of(scenario["run1"], QUARANTINE_KEY)
+    expected_per_rule = Counter(first.expected_rule.values())
+    for rule, count in expected_per_rule.items():
+        assert quarantine_meta[f"quarantined/{rule}"] == count
+
+
+def test_valid_oddities_stay_in_silver(scenario):
+    house, first = scenario["house"], scenario["first"]
+    silver = {r.event_id: r for r in house.table(t.SILVER_EVENTS).collect()}
+    late = [e for e, k in first.kinds.items() if k == "late"]
+    adults = [e for e, k in first.kinds.items() if k == "adult_in_pediatrics"]
+    assert late and all(e in silver for e in late)
+    assert all(silver[e].quality_warnings == ["valid_pediatric_age"] for e in adults)
+
+
+def test_gold_tables_are_consistent(scenario, spark):
+    house = scenario["house"]
+    silver = house.table(t.SILVER_EVENTS)
+    fact = house.table(t.FACT_ADMISSIONS)
+    dim_patient = house.table(t.DIM_PATIENT)
+    assert fact.count() == silver.count()
+    assert fact.filter("patient_sk IS NULL OR department_sk IS NULL").count() == 0
+    assert fact.filter("length_of_stay_hours < 0").count() == 0
+    current = dim_patient.filter("is_current").groupBy("patient_id").count()
+    assert current.filter("count <> 1").count() == 0
+    assert current.count() == silver.select("patient_id").distinct().count()
+    departments = house.table(t.DIM_DEPARTMENT)
+    assert departments.count() == silver.select("department", "hospital_id").distinct().count()
+    assert departments.filter("bed_capacity IS NULL").count() == 0
+    for cube in (t.CUBE_GENDER_DEPARTMENT, t.CUBE_DEPARTMENT_HOSPITAL):
+        assert house.table(cube).agg(F.sum("num_admissions")).first()[0] == fact.count()
+    # The point-in-time key is the version holding the event's own gender and age.
+    at_admission = (
+        fact.select("event_id", "patient_sk")
+        .join(silver.select("event_id", F.col("age").alias("event_age"),
+                            F.col("gender").alias("event_gender")), "event_id")
+        .join(dim_patient.select("patient_sk", "age", "gender").distinct(), "patient_sk")
+    )
+    assert at_admission.count() == fact.count()
+    assert at_admission.filter("NOT (event_age <=> age AND event_gender <=> gender)").count() == 0
+
+
+def test_rerun_without_new_files_changes_nothing(scenario):
+    for table in GOLD_TABLES:
+        assert scenario["after2"][table] == scenario["after1"][table], table
+    for table in (t.DIM_PATIENT, t.DIM_DEPARTMENT, t.FACT_ADMISSIONS):
+        assert scenario["versions2"][table] == scenario["versions1"][table], table
+    silver_meta = metadata_of(scenario["run2"], SILVER_KEY)
+    assert silver_meta["bronze_rows_read"] == 0
+
+
+def test_second_batch_adds_exactly_its_events(scenario):
+    house, second, comebacks = scenario["house"], scenario["second"], scenario["comebacks"]
+    new_valid = {e["event_id"] for e in second.events if e["event_id"] not in second.expected_rule}
+    new_valid |= {e["event_id"] for e in comebacks}
+    before = {row[0] for row in scenario["after1"][t.FACT_ADMISSIONS]}
+    after = {r.event_id for r in house.table(t.FACT_ADMISSIONS).select("event_id").collect()}
+    assert after - before == new_valid
+    assert before <= after
+    assert house.count(t.BRONZE_EVENTS) == 2_000 + len(second.events) + len(comebacks)
+
+
+def test_returning_patients_get_a_new_current_version(scenario):
+    house = scenario["house"]
+    dim = house.table(t.DIM_PATIENT)
+    for stay, comeback in zip(scenario["returning"], scenario["comebacks"]):
+        versions = dim.filter(F.col("patient_id") == stay["patient_id"]).orderBy("valid_from").collect()
+        assert sum(v.is_current for v in versions) == 1
+        assert versions[-1].is_current and versions[-1].age == comeback["age"]
+        assert all(v.valid_to is not None for v in versions[:-1])
+        assert len(versions) >= 2
