@@ -54,8 +54,9 @@ def cmd_demo(args) -> int:
         return 2
     if not args.skip_simulate:
         _simulate(args, settings.landing)
-    from patient_flow_dagster.definitions import defs
+    from patient_flow_dagster.definitions import build_definitions
 
+    defs = build_definitions(settings)
     instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
     started = time.monotonic()
     result = defs.resolve_job_def("patient_flow").execute_in_process(instance=instance,
