@@ -11,6 +11,7 @@ from patient_flow_dagster.assets.kpis import (
 )
 from patient_flow_dagster.assets.landing import landing_patient_events
 from patient_flow_dagster.assets.silver import silver_patient_events
+from patient_flow_dagster.quality.checks import ALL_CHECKS
 from patient_flow_dagster.environments import EXECUTOR_BY_ENVIRONMENT, resources_for
 from patient_flow_dagster.settings import Settings
 
@@ -31,11 +32,19 @@ patient_flow_job = define_asset_job(
 )
 
 
+patient_flow_checks_job = define_asset_job(
+    "patient_flow_checks",
+    selection=AssetSelection.all_asset_checks(),
+    description="Re-run every quality check against the existing tables, materializing nothing.",
+)
+
+
 def build_definitions(settings: Settings | None = None) -> Definitions:
     settings = settings or Settings.from_env()
     return Definitions(
         assets=[landing_patient_events, *LAKE_ASSETS],
-        jobs=[patient_flow_job],
+        asset_checks=ALL_CHECKS,
+        jobs=[patient_flow_job, patient_flow_checks_job],
         resources=resources_for(settings),
         executor=EXECUTOR_BY_ENVIRONMENT[settings.env],
     )

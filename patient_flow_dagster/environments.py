@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dagster import ResourceDefinition, in_process_executor
 
+from patient_flow_dagster.quality.policy import QualityPolicy
 from patient_flow_dagster.resources.lake import DeltaLake
 from patient_flow_dagster.resources.landing import LocalLandingZone
 from patient_flow_dagster.resources.spark import local_spark_config, prepare_local_environment
@@ -30,6 +31,7 @@ def local_resources(settings: Settings) -> dict:
         "step_launcher": ResourceDefinition.none_resource(),
         "lake": DeltaLake(root=settings.lake_root),
         "landing": LocalLandingZone(path=settings.landing),
+        "quality": QualityPolicy(),
     }
 
 

@@ -18,6 +18,8 @@ from dagster import DagsterInstance, ResourceDefinition, materialize  # noqa: E4
 
 from patient_flow_dagster.definitions import LAKE_ASSETS  # noqa: E402
 from patient_flow_dagster.environments import LocalPySparkResource  # noqa: E402
+from patient_flow_dagster.quality.checks import ALL_CHECKS  # noqa: E402
+from patient_flow_dagster.quality.policy import QualityPolicy  # noqa: E402
 from patient_flow_dagster.resources import lake as tables  # noqa: E402
 from patient_flow_dagster.resources.lake import DeltaLake  # noqa: E402
 from patient_flow_dagster.resources.landing import LocalLandingZone  # noqa: E402
@@ -57,11 +59,17 @@ class Lakehouse:
             "step_launcher": ResourceDefinition.none_resource(),
             "lake": self.lake,
             "landing": LocalLandingZone(path=str(self.landing_dir)),
+            "quality": QualityPolicy(),
         }
 
-    def materialize(self, assets=None, instance=None, **kwargs):
+    def materialize(self, assets=None, instance=None, checks=True, **kwargs):
+        """Materialize `assets` (default: the whole lake) with the checks that target them."""
+        assets = list(assets or LAKE_ASSETS)
+        keys = {key for a in assets for key in a.keys}
+        if checks:
+            assets += [c for c in ALL_CHECKS if {k.asset_key for k in c.check_keys} <= keys]
         return materialize(
-            assets or LAKE_ASSETS,
+            assets,
             resources=self.resources(),
             instance=instance or DagsterInstance.ephemeral(),
             **kwargs,

@@ -32,8 +32,19 @@ def test_damaged_files_are_rejected_with_a_reason_and_the_rest_is_ingested(lakeh
     # A file still being written under its temporary name is not a landing file yet.
     (landing / ".f-in-progress.parquet.tmp").write_bytes(b"partial")
 
-    result = lakehouse.materialize([bronze_patient_events, silver_patient_events])
-    assert result.success
+    result = lakehouse.materialize([bronze_patient_events, silver_patient_events],
+                                   raise_on_error=False)
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    # A third of the silver batch has no department: far above the 10% ratio, so the blocking
+    # check fails with ERROR (gold would not be updated) while every row is accounted for.
+    assert not checks["required_ids"].passed
+    assert checks["required_ids"].severity.value == "ERROR"
+    assert checks["required_ids"].metadata["failed"].value == 100
+    assert checks["silver_reconciles_with_bronze"].passed
+    landing_check = checks["every_landing_file_ingested"]
+    assert not landing_check.passed and landing_check.severity.value == "WARN"
+    assert landing_check.metadata["files_rejected"].value == 2
+    assert landing_check.metadata["files_with_missing_rows"].value == 0
 
     audit = {r.file_name: r for r in lakehouse.table(t.LANDING_FILES).collect()}
     assert set(audit) == {"a-good-int32.parquet", "b-good-int64.parquet",

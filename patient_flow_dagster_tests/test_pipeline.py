@@ -160,3 +160,31 @@ def test_returning_patients_get_a_new_current_version(scenario):
         assert versions[-1].is_current and versions[-1].age == comeback["age"]
         assert all(v.valid_to is not None for v in versions[:-1])
         assert len(versions) >= 2
+
+
+def test_each_rule_check_reports_exactly_the_injected_defects(scenario):
+    first = scenario["first"]
+    evaluations = {e.check_name: e for e in scenario["run1"].get_asset_check_evaluations()}
+    expected = Counter(first.expected_rule.values())
+    by_id = {e["event_id"]: e for e in first.events}
+    expected["valid_pediatric_age"] = sum(
+        1 for event_id in {e["event_id"] for e in first.events}
+        if by_id[event_id]["department"] == "Pediatrics" and (by_id[event_id]["age"] or 0) > 18
+    )
+    for rule in ("valid_age", "valid_admission_time", "admission_not_in_future",
+                 "valid_discharge_time", "required_ids", "known_department", "valid_pediatric_age"):
+        evaluation = evaluations[rule]
+        assert evaluation.metadata["evaluated"].value == first.distinct_event_ids
+        assert evaluation.metadata["failed"].value == expected[rule] > 0, rule
+        assert not evaluation.passed
+        assert evaluation.severity.value == "WARN"  # 1-5% of the batch: under the 10% ratio
+        samples = evaluation.metadata["sample_failing_event_ids"].value
+        assert 0 < len(samples) <= 5 and all(s in by_id for s in samples)
+    for name in ("silver_reconciles_with_bronze", "every_landing_file_ingested",
+                 "valid_patient_fk", "valid_department_fk", "non_negative_stay",
+                 "one_current_row_per_patient", "non_overlapping_validity",
+                 "unique_department_key"):
+        assert evaluations[name].passed, name
+    reconciliation = evaluations["silver_reconciles_with_bronze"].metadata
+    assert reconciliation["bronze_rows"].value == 2_000
+    assert reconciliation["duplicates"].value == first.duplicates

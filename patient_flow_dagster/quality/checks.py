@@ -1,0 +1,257 @@
+"""Dagster asset checks: one per quality rule (generated from RULES), gold integrity checks and
+the reconciliation checks that prove nothing was lost between layers.
+
+Checks are separate steps, so they can run against the existing tables without
+re-materializing (the `patient_flow_checks` job). The ones that guard gold are blocking: when
+one fails with ERROR severity, Dagster does not run the downstream assets.
+"""
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetChecksDefinition,
+    MetadataValue,
+    asset_check,
+)
+
+from patient_flow_dagster.assets.common import (
+    BRONZE_KEY,
+    DIM_DEPARTMENT_KEY,
+    DIM_PATIENT_KEY,
+    FACT_ADMISSIONS_KEY,
+    SILVER_KEY,
+    SPARK_RESOURCES,
+    markdown_table,
+)
+from patient_flow_dagster.quality import measures
+from patient_flow_dagster.quality.rules import RULES, QualityRule
+from patient_flow_dagster.resources import lake as t
+
+CHECK_RESOURCES = SPARK_RESOURCES | {"quality"}
+_rule_measure_cache: dict = {}
+
+
+def rule_check_result(
+    rule: QualityRule, measure: measures.Measure, error_ratio: float, batch: str | None = None
+) -> AssetCheckResult:
+    """Passed when no row breaks the rule. A warn rule fails with WARN; a quarantine rule fails
+    with WARN up to `error_ratio` of the batch and with ERROR (blocking) above it."""
+    if rule.quarantines and measure.ratio > error_ratio:
+        severity = AssetCheckSeverity.ERROR
+    else:
+        severity = AssetCheckSeverity.WARN
+    return AssetCheckResult(
+        passed=measure.failed == 0,
+        severity=severity,
+        metadata={
+            "evaluated": MetadataValue.int(measure.evaluated),
+            "failed": MetadataValue.int(measure.failed),
+            "failed_ratio": MetadataValue.float(round(measure.ratio, 6)),
+            "error_ratio": MetadataValue.float(error_ratio),
+            "action": MetadataValue.text(rule.action),
+            "condition": MetadataValue.text(rule.condition),
+            "sample_failing_event_ids": MetadataValue.json(measure.samples),
+            "silver_run_id": MetadataValue.text(batch or "all"),
+        },
+    )
+
+
+def _latest_rule_measures(context) -> tuple[str | None, dict[str, measures.Measure]]:
+    """All rules measured in one Spark pass, cached per table version for the other checks."""
+    spark = context.resources.pyspark.spark_session
+    lake: t.DeltaLake = context.resources.lake
+    policy = context.resources.quality
+    key = (
+        lake.location(t.SILVER_EVENTS),
+        lake.version(spark, t.SILVER_EVENTS),
+        lake.version(spark, t.QUARANTINE),
+        policy.sample_size,
+    )
+    if key not in _rule_measure_cache:
+        silver, quarantine = lake.read(spark, t.SILVER_EVENTS), lake.read(spark, t.QUARANTINE)
+        batch = measures.latest_silver_batch(silver, quarantine)
+        _rule_measure_cache.clear()
+        _rule_measure_cache[key] = (
+            batch,
+            measures.rule_measures(silver, quarantine, batch, policy.sample_size),
+        )
+    return _rule_measure_cache[key]
+
+
+def build_rule_check(rule: QualityRule) -> AssetChecksDefinition:
+    @asset_check(
+        asset=SILVER_KEY,
+        name=rule.name,
+        description=f"{rule.description} ({rule.action}; valid when: {rule.condition})",
+        blocking=True,
+        required_resource_keys=CHECK_RESOURCES,
+    )
+    def _rule_check(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        batch, measured = _latest_rule_measures(context)
+        return rule_check_result(
+            rule, measured[rule.name], context.resources.quality.error_ratio, batch
+        )
+
+    return _rule_check
+
+
+RULE_CHECKS = [build_rule_check(rule) for rule in RULES]
+
+
+def _integrity_result(measure: measures.Measure, what: str) -> AssetCheckResult:
+    return AssetCheckResult(
+        passed=measure.failed == 0,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "evaluated": MetadataValue.int(measure.evaluated),
+            "failed": MetadataValue.int(measure.failed),
+            "failed_ratio": MetadataValue.float(round(measure.ratio, 6)),
+            f"sample_failing_{what}": MetadataValue.json(measure.samples),
+        },
+    )
+
+
+def _spark_lake(context):
+    return context.resources.pyspark.spark_session, context.resources.lake
+
+
+@asset_check(
+    asset=SILVER_KEY,
+    description="Nothing lost: every distinct bronze event_id is in exactly one of silver and "
+    "quarantine, and neither holds an event bronze does not know (bronze rows = silver + "
+    "quarantine + duplicates).",
+    blocking=True,
+    required_resource_keys=CHECK_RESOURCES,
+)
+def silver_reconciles_with_bronze(context: AssetCheckExecutionContext) -> AssetCheckResult:
+    spark, lake = _spark_lake(context)
+    counts = measures.reconciliation(
+        lake.read(spark, t.BRONZE_EVENTS), lake.read(spark, t.SILVER_EVENTS),
+        lake.read(spark, t.QUARANTINE),
+    )
+    problems = (counts["missing_from_silver_and_quarantine"] + counts["in_more_than_one_place"]
+                + counts["unknown_to_bronze"])
+    balanced = counts["bronze_rows"] == (
+        counts["silver_rows"] + counts["quarantine_rows"] + counts["duplicates"]
+    )
+    return AssetCheckResult(
+        passed=problems == 0 and balanced,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={name: MetadataValue.int(value) for name, value in counts.items()},
+    )
+
+
+@asset_check(
+    asset=BRONZE_KEY,
+    description="Every landing file is ingested with all the rows its footer announces, or "
+    "recorded as rejected with a reason (WARN when the latest ingestion rejected files).",
+    required_resource_keys=CHECK_RESOURCES | {"landing"},
+)
+def every_landing_file_ingested(context: AssetCheckExecutionContext) -> AssetCheckResult:
+    from pyspark.sql import functions as F
+
+    spark, lake = _spark_lake(context)
+    audit = lake.read(spark, t.LANDING_FILES)
+    per_file = (
+        lake.read(spark, t.BRONZE_EVENTS)
+        .groupBy(F.element_at(F.split("source_file", "/"), -1).alias("file_name"))
+        .agg(F.count(F.lit(1)).alias("bronze_rows"))
+    )
+    files = audit.join(per_file, "file_name", "left").fillna(0, ["bronze_rows"]).collect()
+    audited = {row.file_name for row in files}
+    pending = [f.name for f in context.resources.landing.list_files() if f.name not in audited]
+    short = [row for row in files if row.status == "ingested" and row.bronze_rows != row.footer_rows]
+    rejected = [row for row in files if row.status == "rejected"]
+    latest_audit = max((row.audited_at for row in files), default=None)
+    rejected_now = [row for row in rejected if row.audited_at == latest_audit]
+    if short:
+        passed, severity = False, AssetCheckSeverity.ERROR
+    else:
+        passed, severity = not rejected_now, AssetCheckSeverity.WARN
+    return AssetCheckResult(
+        passed=passed,
+        severity=severity,
+        metadata={
+            "files_audited": MetadataValue.int(len(files)),
+            "files_ingested": MetadataValue.int(len(files) - len(rejected)),
+            "files_rejected": MetadataValue.int(len(rejected)),
+            "files_with_missing_rows": MetadataValue.int(len(short)),
+            "files_not_yet_ingested": MetadataValue.int(len(pending)),
+            "rejected": MetadataValue.md(markdown_table(
+                [r.asDict() for r in rejected[:20]], ["file_name", "reason"]) if rejected else "none"),
+            "missing_rows": MetadataValue.md(markdown_table(
+                [r.asDict() for r in short[:20]], ["file_name", "footer_rows", "bronze_rows"])
+                if short else "none"),
+        },
+    )
+
+
+@asset_check(asset=FACT_ADMISSIONS_KEY, blocking=True, required_resource_keys=CHECK_RESOURCES,
+             description="Every admission points to an existing dim_patient version.")
+def valid_patient_fk(context: AssetCheckExecutionContext) -> AssetCheckResult:
+    spark, lake = _spark_lake(context)
+    return _integrity_result(measures.orphaned_keys(
+        lake.read(spark, t.FACT_ADMISSIONS), "patient_sk", lake.read(spark, t.DIM_PATIENT),
+        context.resources.quality.sample_size), "event_ids")
+
+
+@asset_check(asset=FACT_ADMISSIONS_KEY, blocking=True, required_resource_keys=CHECK_RESOURCES,
+             description="Every admission points to an existing dim_department row.")
+def valid_department_fk(context: AssetCheckExecutionContext) -> AssetCheckResult:
+    spark, lake = _spark_lake(context)
+    return _integrity_result(measures.orphaned_keys(
+        lake.read(spark, t.FACT_ADMISSIONS), "department_sk", lake.read(spark, t.DIM_DEPARTMENT),
+        context.resources.quality.sample_size), "event_ids")
+
+
+@asset_check(asset=FACT_ADMISSIONS_KEY, blocking=True, required_resource_keys=CHECK_RESOURCES,
+             description="No admission has a negative length of stay.")
+def non_negative_stay(context: AssetCheckExecutionContext) -> AssetCheckResult:
+    spark, lake = _spark_lake(context)
+    return _integrity_result(measures.negative_stays(
+        lake.read(spark, t.FACT_ADMISSIONS), context.resources.quality.sample_size), "event_ids")
+
+
+@asset_check(asset=DIM_PATIENT_KEY, blocking=True, required_resource_keys=CHECK_RESOURCES,
+             description="Exactly one current version per patient_id.")
+def one_current_row_per_patient(context: AssetCheckExecutionContext) -> AssetCheckResult:
+    spark, lake = _spark_lake(context)
+    return _integrity_result(measures.patients_without_one_current_row(
+        lake.read(spark, t.DIM_PATIENT), context.resources.quality.sample_size), "patient_sks")
+
+
+@asset_check(asset=DIM_PATIENT_KEY, blocking=True, required_resource_keys=CHECK_RESOURCES,
+             description="A patient's versions neither overlap nor leave gaps: each ends where "
+             "the next starts.")
+def non_overlapping_validity(context: AssetCheckExecutionContext) -> AssetCheckResult:
+    spark, lake = _spark_lake(context)
+    return _integrity_result(measures.overlapping_versions(
+        lake.read(spark, t.DIM_PATIENT), context.resources.quality.sample_size), "patient_sks")
+
+
+@asset_check(asset=DIM_DEPARTMENT_KEY, blocking=True, required_resource_keys=CHECK_RESOURCES,
+             description="(department, hospital_id) is unique, and so is department_sk.")
+def unique_department_key(context: AssetCheckExecutionContext) -> AssetCheckResult:
+    spark, lake = _spark_lake(context)
+    dim = lake.read(spark, t.DIM_DEPARTMENT)
+    size = context.resources.quality.sample_size
+    pair = measures.duplicate_keys(dim, ["department", "hospital_id"], size)
+    key = measures.duplicate_keys(dim, ["department_sk"], size)
+    return _integrity_result(
+        measures.Measure(pair.evaluated, pair.failed + key.failed, pair.samples + key.samples),
+        "keys",
+    )
+
+
+ALL_CHECKS = [
+    *RULE_CHECKS,
+    silver_reconciles_with_bronze,
+    every_landing_file_ingested,
+    valid_patient_fk,
+    valid_department_fk,
+    non_negative_stay,
+    one_current_row_per_patient,
+    non_overlapping_validity,
+    unique_department_key,
+]

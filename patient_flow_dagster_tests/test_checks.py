@@ -1,0 +1,88 @@
+"""Checks as the quality report: severity thresholds, blocking gold, detecting lost rows."""
+import pytest
+from dagster import AssetCheckSeverity, DagsterInstance
+from delta.tables import DeltaTable
+from pyspark.sql import functions as F
+
+from patient_flow_dagster.definitions import build_definitions
+from patient_flow_dagster.quality.checks import rule_check_result
+from patient_flow_dagster.quality.measures import Measure
+from patient_flow_dagster.quality.rules import RULES_BY_NAME
+from patient_flow_dagster.resources import lake as t
+from patient_flow_dagster.settings import Settings
+from patient_flow_dagster.streaming.landing_writer import write_events
+from patient_flow_dagster.streaming.simulator import simulate
+from patient_flow_dagster_tests.conftest import recent_now
+
+CLEAN = {k: 0.0 for k in ("bad_age", "future_admission", "discharge_before_admission",
+                          "missing_field", "unknown_department", "duplicate", "late",
+                          "adult_in_pediatrics")}
+
+
+@pytest.mark.parametrize(
+    "rule, failed, passed, severity",
+    [
+        ("valid_age", 0, True, "WARN"),
+        ("valid_age", 10, False, "WARN"),  # 10% exactly: still a warning
+        ("valid_age", 11, False, "ERROR"),
+        ("valid_pediatric_age", 90, False, "WARN"),  # warn rules never block
+    ],
+)
+def test_severity_follows_the_failing_ratio(rule, failed, passed, severity):
+    result = rule_check_result(RULES_BY_NAME[rule], Measure(100, failed, ["e1"]), 0.10)
+    assert result.passed is passed
+    assert result.severity == AssetCheckSeverity(severity)
+    assert result.metadata["failed_ratio"].value == failed / 100
+
+
+def gold_counts(house):
+    return {table: house.count(table) for table in (t.DIM_PATIENT, t.FACT_ADMISSIONS)}
+
+
+def test_a_flood_of_bad_ages_blocks_gold(lakehouse):
+    now = recent_now()
+    write_events(simulate(400, seed=21, now=now, dirty_rates=CLEAN).events, lakehouse.landing_dir)
+    assert lakehouse.materialize().success
+    before = gold_counts(lakehouse)
+
+    flood = simulate(400, seed=22, now=now, dirty_rates={**CLEAN, "bad_age": 0.30})
+    bad = sum(1 for kind in flood.kinds.values() if kind == "bad_age")
+    write_events(flood.events, lakehouse.landing_dir)
+    result = lakehouse.materialize(raise_on_error=False)
+
+    assert not result.success
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks["valid_age"].severity == AssetCheckSeverity.ERROR and not checks["valid_age"].passed
+    assert checks["valid_age"].metadata["failed"].value == bad
+    assert checks["valid_age"].metadata["failed_ratio"].value > 0.2
+    materialized = {m.asset_key.to_user_string() for m in result.asset_materializations_for_node(
+        "silver_patient_events")}
+    assert "silver/patient_events_quarantine" in materialized
+    # Dagster skipped every gold step: gold is exactly as before.
+    assert not [e for e in result.all_events if e.is_step_success and e.step_key.startswith("gold")]
+    assert gold_counts(lakehouse) == before
+
+
+def test_rows_deleted_behind_the_pipelines_back_fail_reconciliation(lakehouse, spark):
+    write_events(simulate(300, seed=5, now=recent_now()).events, lakehouse.landing_dir)
+    lakehouse.materialize(raise_on_error=False)
+    victims = [r.event_id for r in lakehouse.table(t.SILVER_EVENTS).limit(3).collect()]
+    DeltaTable.forPath(spark, lakehouse.lake.location(t.SILVER_EVENTS)).delete(
+        F.col("event_id").isin(victims)
+    )
+
+    # The checks-only job re-checks the existing tables without materializing anything.
+    settings = Settings(env="local", lake_root=str(lakehouse.root / "lake"),
+                        landing=str(lakehouse.landing_dir))
+    defs = build_definitions(settings)
+    result = defs.resolve_job_def("patient_flow_checks").execute_in_process(
+        instance=DagsterInstance.ephemeral(), raise_on_error=False
+    )
+    assert not result.get_asset_materialization_events()
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert len(checks) == len(defs.resolve_asset_graph().asset_check_keys)
+    reconciliation = checks["silver_reconciles_with_bronze"]
+    assert not reconciliation.passed
+    assert reconciliation.metadata["missing_from_silver_and_quarantine"].value == 3
+    # The rows still in the fact now point nowhere in silver, but gold keys are intact.
+    assert checks["valid_patient_fk"].passed
