@@ -92,6 +92,17 @@ def summary(settings: Settings, result, elapsed: float) -> str:
         for key, value in materialized[QUARANTINE_KEY].items():
             if key.startswith("quarantined/"):
                 lines.append(f"  {key.split('/', 1)[1]:30s} {value.value:>8}")
+    evaluations = sorted(result.get_asset_check_evaluations(),
+                         key=lambda e: (e.asset_key.to_user_string(), e.check_name))
+    if evaluations:
+        lines += ["", "quality checks:"]
+        for evaluation in evaluations:
+            verdict = "passed" if evaluation.passed else f"FAILED ({evaluation.severity.value})"
+            failed = evaluation.metadata.get("failed")
+            evaluated = evaluation.metadata.get("evaluated")
+            figures = f"{failed.value}/{evaluated.value} rows" if failed and evaluated else ""
+            lines.append(f"  {evaluation.asset_key.to_user_string():28s} "
+                         f"{evaluation.check_name:30s} {verdict:16s} {figures}")
     lines += [
         "",
         f"lake:    {settings.lake_root}",
