@@ -13,6 +13,7 @@ from patient_flow_dagster.assets.landing import landing_patient_events
 from patient_flow_dagster.assets.silver import silver_patient_events
 from patient_flow_dagster.quality.checks import ALL_CHECKS
 from patient_flow_dagster.environments import EXECUTOR_BY_ENVIRONMENT, resources_for
+from patient_flow_dagster.sensors import landing_sensor
 from patient_flow_dagster.settings import Settings
 
 LAKE_ASSETS = [
@@ -32,6 +33,18 @@ patient_flow_job = define_asset_job(
 )
 
 
+# Rebuild silver and gold from bronze: drop their tables and checkpoints, then run as usual.
+# Bronze keeps its history (landing files may have been cleaned up since); to rebuild it from the
+# landing zone too, launch this job with `full_refresh: true` for bronze__patient_events as well.
+FULL_REFRESH_STEPS = ["silver_patient_events", "gold__dim_patient", "gold__dim_department",
+                      "gold__fact_admissions"]
+patient_flow_full_refresh_job = define_asset_job(
+    "patient_flow_full_refresh",
+    selection=AssetSelection.assets(*LAKE_ASSETS),
+    config={"ops": {step: {"config": {"full_refresh": True}} for step in FULL_REFRESH_STEPS}},
+    description="Rebuild silver (+ quarantine) and gold from bronze, from scratch.",
+)
+
 patient_flow_checks_job = define_asset_job(
     "patient_flow_checks",
     selection=AssetSelection.all_asset_checks(),
@@ -44,7 +57,8 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     return Definitions(
         assets=[landing_patient_events, *LAKE_ASSETS],
         asset_checks=ALL_CHECKS,
-        jobs=[patient_flow_job, patient_flow_checks_job],
+        jobs=[patient_flow_job, patient_flow_full_refresh_job, patient_flow_checks_job],
+        sensors=[landing_sensor],
         resources=resources_for(settings),
         executor=EXECUTOR_BY_ENVIRONMENT[settings.env],
     )

@@ -16,6 +16,8 @@ from patient_flow_dagster.assets.common import (
     LAKE_POOL,
     LANDING_KEY,
     OWNERS,
+    RefreshConfig,
+    apply_full_refresh,
     SPARK_KINDS,
     SPARK_RESOURCES,
     markdown_table,
@@ -87,7 +89,10 @@ def audit_new_files(
     required_resource_keys=SPARK_RESOURCES | {"landing"},
     pool=LAKE_POOL,
 )
-def bronze_patient_events(context: AssetExecutionContext) -> MaterializeResult:
+def bronze_patient_events(
+    context: AssetExecutionContext, config: RefreshConfig
+) -> MaterializeResult:
+    apply_full_refresh(context, config, [BRONZE_EVENTS, LANDING_FILES], [BRONZE_CHECKPOINT])
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
     landing: LandingZone = context.resources.landing

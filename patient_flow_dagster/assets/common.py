@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dagster import AssetKey, MetadataValue, TableColumn, TableSchema
+from dagster import AssetKey, Config, MetadataValue, TableColumn, TableSchema
 from pyspark.sql import DataFrame
 
 # Runs that write the lake are serialized through this concurrency pool (DESIGN.md §3).
@@ -69,3 +69,26 @@ def table_metadata(
         "location": MetadataValue.path(location),
         "preview": MetadataValue.md(markdown_table(preview, preview_columns)),
     }
+
+
+class RefreshConfig(Config):
+    """Run config of every lake asset. `full_refresh: true` drops the asset's tables and
+    streaming checkpoints first, so it is rebuilt from scratch from its upstream."""
+
+    full_refresh: bool = False
+
+
+def apply_full_refresh(context, config: RefreshConfig, tables, consumers) -> None:
+    """Drop `tables` and the checkpoints of `consumers` when the run asks for a full refresh."""
+    if not config.full_refresh:
+        return
+    spark = context.resources.pyspark.spark_session
+    lake = context.resources.lake
+    for table in tables:
+        lake.drop(spark, table)
+    for consumer in consumers:
+        lake.drop_checkpoint(spark, consumer)
+    context.log.warning(
+        f"full refresh: dropped {', '.join(map(str, tables))} and checkpoints "
+        f"{', '.join(consumers)}; rebuilding from upstream"
+    )

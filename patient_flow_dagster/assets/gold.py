@@ -10,6 +10,8 @@ from patient_flow_dagster.assets.common import (
     FACT_ADMISSIONS_KEY,
     LAKE_POOL,
     OWNERS,
+    RefreshConfig,
+    apply_full_refresh,
     SILVER_KEY,
     SPARK_KINDS,
     SPARK_RESOURCES,
@@ -107,7 +109,8 @@ def merge_patient_history(
     ),
     **GOLD,
 )
-def dim_patient(context: AssetExecutionContext) -> MaterializeResult:
+def dim_patient(context: AssetExecutionContext, config: RefreshConfig) -> MaterializeResult:
+    apply_full_refresh(context, config, [DIM_PATIENT], ["gold_dim_patient"])
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
     lake.ensure(spark, DIM_PATIENT, patient_versions(_empty_silver(spark, lake)).schema)
@@ -160,7 +163,8 @@ def merge_departments(
     ),
     **GOLD,
 )
-def dim_department(context: AssetExecutionContext) -> MaterializeResult:
+def dim_department(context: AssetExecutionContext, config: RefreshConfig) -> MaterializeResult:
+    apply_full_refresh(context, config, [DIM_DEPARTMENT], ["gold_dim_department"])
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
     empty = department_rows(_empty_silver(spark, lake), department_reference(spark))
@@ -224,7 +228,8 @@ def merge_admissions(
     ),
     **GOLD,
 )
-def fact_admissions(context: AssetExecutionContext) -> MaterializeResult:
+def fact_admissions(context: AssetExecutionContext, config: RefreshConfig) -> MaterializeResult:
+    apply_full_refresh(context, config, [FACT_ADMISSIONS], ["gold_fact_admissions"])
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
     empty = admissions(

@@ -11,6 +11,8 @@ from patient_flow_dagster.assets.common import (
     BRONZE_KEY,
     LAKE_POOL,
     OWNERS,
+    RefreshConfig,
+    apply_full_refresh,
     QUARANTINE_KEY,
     SILVER_KEY,
     SPARK_KINDS,
@@ -122,8 +124,9 @@ def _count_names(rows: DataFrame, array_column: str) -> Counter:
     required_resource_keys=SPARK_RESOURCES,
     pool=LAKE_POOL,
 )
-def silver_patient_events(context: AssetExecutionContext):
+def silver_patient_events(context: AssetExecutionContext, config: RefreshConfig):
     """Process the bronze rows added since the last run (Delta streaming source, availableNow)."""
+    apply_full_refresh(context, config, [SILVER_EVENTS, QUARANTINE], [SILVER_CONSUMER])
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
     ensure_silver_tables(spark, lake)

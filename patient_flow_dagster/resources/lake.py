@@ -141,3 +141,21 @@ class DeltaLake(ConfigurableResource):
             .start()
         )
         query.awaitTermination()
+
+    # -- full refresh -----------------------------------------------------------------------
+    def drop(self, spark: SparkSession, table: Table) -> None:
+        """Remove a table and its data (full refresh). Its consumers' checkpoints must go too."""
+        if self.catalog:
+            spark.sql(f"DROP TABLE IF EXISTS {self.location(table)}")
+        else:
+            _delete_path(spark, self.location(table))
+
+    def drop_checkpoint(self, spark: SparkSession, consumer: str) -> None:
+        _delete_path(spark, self.checkpoint(consumer))
+
+
+def _delete_path(spark: SparkSession, location: str) -> None:
+    """Recursive delete through Hadoop's FileSystem: local folders, abfss://, wasbs:// alike."""
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(location)
+    path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(path, True)

@@ -1,0 +1,93 @@
+"""The landing sensor: new files in the landing zone start a run of the whole graph.
+
+The sensor only decides *when* to run; *what* gets ingested is decided by bronze's streaming
+checkpoint, which picks up every file not ingested before. So a file the sensor somehow missed
+is still ingested by the next run, and a file it reports twice is still ingested once.
+
+Why the sensor targets the whole `patient_flow` job rather than bronze alone with declarative
+automation for the layers below: one run per landing batch means one Spark session start, the
+blocking checks gate gold inside that same run, and the file-to-gold delay is one run instead of
+a bronze run followed by an automation tick and a second run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+from dagster import (
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from patient_flow_dagster.resources.landing import LandingFile, LandingZone
+
+DEFAULT_INTERVAL_SECONDS = 30
+MAX_FILES_LISTED_IN_TAGS = 20
+
+
+def sensor_interval() -> int:
+    return int(os.environ.get("PATIENT_FLOW_SENSOR_INTERVAL", DEFAULT_INTERVAL_SECONDS))
+
+
+def load_cursor(cursor: str | None) -> dict:
+    """{"mtime": newest modification time seen, "names": identities seen at that mtime}."""
+    if not cursor:
+        return {"mtime": 0.0, "names": []}
+    return json.loads(cursor)
+
+
+def new_files(files: list[LandingFile], cursor: dict) -> list[LandingFile]:
+    """Files modified after the high-water mark, or at it but not seen yet."""
+    mark, seen = cursor["mtime"], set(cursor["names"])
+    return [f for f in files if f.modified > mark or (f.modified == mark and f.identity not in seen)]
+
+
+def advance_cursor(cursor: dict, fresh: list[LandingFile]) -> dict:
+    mark = max([cursor["mtime"], *(f.modified for f in fresh)])
+    names = [f.identity for f in fresh if f.modified == mark]
+    if mark == cursor["mtime"]:
+        names = sorted(set(cursor["names"]) | set(names))
+    return {"mtime": mark, "names": names}
+
+
+def run_key_for(fresh: list[LandingFile]) -> str:
+    """Stable for the same set of files (name + size + mtime): a re-evaluated tick that sees the
+    same new files asks for the same run, which Dagster starts only once."""
+    digest = hashlib.sha256("\n".join(sorted(f.identity for f in fresh)).encode()).hexdigest()
+    return f"landing-{digest[:24]}"
+
+
+@sensor(
+    name="landing_sensor",
+    job_name="patient_flow",
+    minimum_interval_seconds=sensor_interval(),
+    default_status=DefaultSensorStatus.RUNNING,
+    required_resource_keys={"landing"},
+    description="Starts the patient_flow job when new Parquet files land "
+    "(PATIENT_FLOW_SENSOR_INTERVAL seconds between checks, default 30).",
+)
+def landing_sensor(context: SensorEvaluationContext):
+    landing: LandingZone = context.resources.landing
+    cursor = load_cursor(context.cursor)
+    fresh = new_files(landing.list_files(), cursor)
+    if not fresh:
+        return SkipReason(f"no new files in {landing.describe()}")
+    names = sorted(f.name for f in fresh)
+    listed = ", ".join(names[:MAX_FILES_LISTED_IN_TAGS])
+    if len(names) > MAX_FILES_LISTED_IN_TAGS:
+        listed += f" (+{len(names) - MAX_FILES_LISTED_IN_TAGS} more)"
+    context.log.info(f"{len(fresh)} new landing files: {listed}")
+    return SensorResult(
+        run_requests=[
+            RunRequest(
+                run_key=run_key_for(fresh),
+                tags={"patient_flow/new_files": str(len(fresh)), "patient_flow/files": listed[:4000]},
+            )
+        ],
+        cursor=json.dumps(advance_cursor(cursor, fresh)),
+    )
