@@ -6,6 +6,8 @@ the Dagster process on the embedded Spark session.
 """
 from __future__ import annotations
 
+import os
+
 from dagster import ResourceDefinition, in_process_executor
 
 from patient_flow_dagster.quality.policy import QualityPolicy
@@ -30,7 +32,10 @@ def local_resources(settings: Settings) -> dict:
         "pyspark": LocalPySparkResource(spark_config=local_spark_config()),
         "step_launcher": ResourceDefinition.none_resource(),
         "lake": DeltaLake(root=settings.lake_root),
-        "landing": LocalLandingZone(path=settings.landing),
+        "landing": LocalLandingZone(
+            path=settings.landing,
+            max_files_per_trigger=int(os.environ.get("PATIENT_FLOW_MAX_FILES_PER_TRIGGER", 1000)),
+        ),
         "quality": QualityPolicy(),
     }
 

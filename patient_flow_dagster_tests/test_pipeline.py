@@ -188,3 +188,27 @@ def test_each_rule_check_reports_exactly_the_injected_defects(scenario):
     reconciliation = evaluations["silver_reconciles_with_bronze"].metadata
     assert reconciliation["bronze_rows"].value == 2_000
     assert reconciliation["duplicates"].value == first.duplicates
+
+
+def test_full_refresh_rebuilds_the_same_tables(scenario, spark):
+    """Runs last in this module: the refresh job drops silver and gold and rebuilds them."""
+    from dagster import DagsterInstance
+
+    from patient_flow_dagster.definitions import build_definitions
+    from patient_flow_dagster.settings import Settings
+
+    house = scenario["house"]
+    before = {table: snapshot(house, table) for table in GOLD_TABLES}
+    ids_before = {table: {r.event_id for r in house.table(table).collect()}
+                  for table in (t.SILVER_EVENTS, t.QUARANTINE)}
+    defs = build_definitions(Settings(env="local", lake_root=str(house.root / "lake"),
+                                      landing=str(house.landing_dir)))
+    result = defs.resolve_job_def("patient_flow_full_refresh").execute_in_process(
+        instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    assert result.success
+    silver_meta = metadata_of(result, SILVER_KEY)
+    assert silver_meta["bronze_rows_read"] == house.count(t.BRONZE_EVENTS)
+    for table in GOLD_TABLES:
+        assert snapshot(house, table) == before[table], table
+    for table, ids in ids_before.items():
+        assert {r.event_id for r in house.table(table).collect()} == ids

@@ -67,6 +67,10 @@ def inspect_parquet(handle: str | BinaryIO) -> FileInspection:
 class LandingZone(ConfigurableResource):
     """Interface of a landing store; see LocalLandingZone and the Azure implementation."""
 
+    # Files per streaming micro-batch (Auto Loader's maxFilesPerTrigger); each batch commits on
+    # its own, so a crash loses at most the batch in flight, which the next run redoes.
+    max_files_per_trigger: int = 1000
+
     def list_files(self) -> list[LandingFile]:
         raise NotImplementedError
 
@@ -91,6 +95,7 @@ class LandingZone(ConfigurableResource):
             spark.readStream.schema(schema)
             .option("ignoreCorruptFiles", "true")
             .option("pathGlobFilter", f"*{PARQUET_SUFFIX}")
+            .option("maxFilesPerTrigger", self.max_files_per_trigger)
             .parquet(self.spark_path)
         )
 
