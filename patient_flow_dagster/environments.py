@@ -11,6 +11,7 @@ import os
 from dagster import ResourceDefinition, in_process_executor
 
 from patient_flow_dagster.quality.policy import QualityPolicy
+from patient_flow_dagster.resources.azure_landing import AzureBlobLandingZone, is_azure_url
 from patient_flow_dagster.resources.lake import DeltaLake
 from patient_flow_dagster.resources.landing import LocalLandingZone
 from patient_flow_dagster.resources.spark import local_spark_config, prepare_local_environment
@@ -27,15 +28,21 @@ class LocalPySparkResource(PySparkResource):
         self.spark_session.sparkContext.setLogLevel("ERROR")
 
 
+def landing_zone(location: str):
+    """A local folder, or an Azure Blob/ADLS container when the location is a wasb(s)/abfs(s) URL
+    (credentials: AZURE_STORAGE_CONNECTION_STRING)."""
+    files_per_batch = int(os.environ.get("PATIENT_FLOW_MAX_FILES_PER_TRIGGER", 1000))
+    if is_azure_url(location):
+        return AzureBlobLandingZone(url=location, max_files_per_trigger=files_per_batch)
+    return LocalLandingZone(path=location, max_files_per_trigger=files_per_batch)
+
+
 def local_resources(settings: Settings) -> dict:
     return {
         "pyspark": LocalPySparkResource(spark_config=local_spark_config()),
         "step_launcher": ResourceDefinition.none_resource(),
         "lake": DeltaLake(root=settings.lake_root),
-        "landing": LocalLandingZone(
-            path=settings.landing,
-            max_files_per_trigger=int(os.environ.get("PATIENT_FLOW_MAX_FILES_PER_TRIGGER", 1000)),
-        ),
+        "landing": landing_zone(settings.landing),
         "quality": QualityPolicy(),
     }
 

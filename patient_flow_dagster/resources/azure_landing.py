@@ -12,7 +12,6 @@ import os
 from functools import cached_property
 from urllib.parse import urlparse
 
-from pydantic import PrivateAttr
 from pyspark.sql import SparkSession
 
 from patient_flow_dagster.resources.landing import (
@@ -57,7 +56,6 @@ class AzureBlobLandingZone(LandingZone):
 
     url: str
     connection_string_env: str = "AZURE_STORAGE_CONNECTION_STRING"
-    _client = PrivateAttr(default=None)
 
     @property
     def container(self) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from importlib.metadata import version
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
@@ -18,6 +19,17 @@ def delta_package() -> str:
     return f"io.delta:delta-spark_{SCALA_BINARY}:{version('delta-spark')}"
 
 
+def hadoop_azure_package() -> str:
+    """hadoop-azure matching the Hadoop client bundled in the pyspark wheel, so local Spark can
+    read an Azure Blob / ADLS landing zone (wasb(s)://, abfs(s)://) too."""
+    import pyspark
+
+    jars = Path(pyspark.__file__).parent / "jars"
+    [client] = sorted(jars.glob("hadoop-client-api-*.jar"))
+    hadoop_version = client.name.removeprefix("hadoop-client-api-").removesuffix(".jar")
+    return f"org.apache.hadoop:hadoop-azure:{hadoop_version}"
+
+
 def local_spark_config(
     master: str | None = None,
     shuffle_partitions: int | None = None,
@@ -29,7 +41,7 @@ def local_spark_config(
     return {
         "spark.master": master,
         "spark.app.name": "patient-flow",
-        "spark.jars.packages": ",".join((delta_package(), *extra_packages)),
+        "spark.jars.packages": ",".join((delta_package(), hadoop_azure_package(), *extra_packages)),
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.session.timeZone": "UTC",

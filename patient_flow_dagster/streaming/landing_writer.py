@@ -50,12 +50,26 @@ def write_landing_file(table: pa.Table, folder: str | Path, name: str | None = N
     return final
 
 
+def landing_sink(location: str | Path):
+    """`write(table, name) -> written location` for a local folder or an Azure Blob URL."""
+    from patient_flow_dagster.resources.azure_landing import is_azure_url, landing_blob_writer
+
+    if is_azure_url(str(location)):
+        connection = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
+        if not connection:
+            raise RuntimeError("AZURE_STORAGE_CONNECTION_STRING is needed to write to " + str(location))
+        return landing_blob_writer(str(location), connection)
+    return lambda table, name: str(write_landing_file(table, location, name))
+
+
 def write_events(
-    events: Sequence[dict], folder: str | Path, events_per_file: int = 10_000
-) -> list[Path]:
-    """Split events into files of at most `events_per_file` rows, in order."""
+    events: Sequence[dict], landing: str | Path, events_per_file: int = 10_000
+) -> list[str]:
+    """Split events into files of at most `events_per_file` rows, in order, into a landing
+    folder or container."""
+    write = landing_sink(landing)
     return [
-        write_landing_file(events_table(chunk), folder)
+        write(events_table(chunk), landing_file_name())
         for chunk in _chunks(events, max(1, events_per_file))
     ]
 

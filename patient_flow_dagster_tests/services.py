@@ -1,0 +1,64 @@
+"""Real local services for tests, each started in its own process group and stopped after."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+AZURITE = ROOT / "tools" / "node_modules" / ".bin" / "azurite-blob"
+# Hadoop's WASB driver reaches the storage emulator at this fixed address.
+AZURITE_PORT = 10000
+AZURITE_CONNECTION_STRING = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+    f"BlobEndpoint=http://127.0.0.1:{AZURITE_PORT}/devstoreaccount1;"
+)
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if process.poll() is not None:
+            raise RuntimeError(f"service on port {port} exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
+        time.sleep(0.2)
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@contextmanager
+def azurite(workdir: Path):
+    """Azurite's Blob service (npm package, installed by ./run setup) on 127.0.0.1:10000."""
+    assert AZURITE.exists(), f"{AZURITE} missing: run ./run setup (npm install in tools/)"
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", AZURITE_PORT)) != 0, "port 10000 is already in use"
+    node = shutil.which("node")
+    assert node, "Node.js is needed to run Azurite"
+    process = subprocess.Popen(
+        [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(AZURITE_PORT),
+         "--inMemoryPersistence", "--skipApiVersionCheck", "--loose", "--silent"],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        wait_for_port(AZURITE_PORT, process)
+        yield AZURITE_CONNECTION_STRING
+    finally:
+        stop_group(process)

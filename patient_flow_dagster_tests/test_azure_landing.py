@@ -1,0 +1,86 @@
+"""The landing zone in Azure Blob Storage (Azurite): sensor ticks and Spark reading the blobs."""
+import pytest
+from azure.storage.blob import BlobServiceClient
+from dagster import DagsterInstance, build_sensor_context
+
+from patient_flow_dagster.assets.bronze import bronze_patient_events
+from patient_flow_dagster.assets.silver import silver_patient_events
+from patient_flow_dagster.environments import landing_zone
+from patient_flow_dagster.resources import lake as t
+from patient_flow_dagster.resources.azure_landing import AzureBlobLandingZone
+from patient_flow_dagster.sensors import landing_sensor
+from patient_flow_dagster.streaming.landing_writer import events_table, landing_sink, write_events
+from patient_flow_dagster.streaming.simulator import simulate
+from patient_flow_dagster_tests import services
+from patient_flow_dagster_tests.conftest import recent_now
+
+URL = "wasb://landing@storageemulator/patient_events"
+
+
+@pytest.fixture(scope="module")
+def azurite(tmp_path_factory):
+    with services.azurite(tmp_path_factory.mktemp("azurite")) as connection_string:
+        yield connection_string
+
+
+@pytest.fixture
+def azure_env(azurite, monkeypatch):
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite)
+    service = BlobServiceClient.from_connection_string(azurite)
+    container = service.get_container_client("landing")
+    if container.exists():
+        container.delete_container()
+    container.create_container()
+    return container
+
+
+def test_environment_picks_the_azure_store_for_a_blob_url():
+    zone = landing_zone(URL)
+    assert isinstance(zone, AzureBlobLandingZone)
+    assert (zone.container, zone.prefix) == ("landing", "patient_events/")
+
+
+def test_sensor_over_blob_storage(azure_env):
+    instance = DagsterInstance.ephemeral()
+    resources = {"landing": AzureBlobLandingZone(url=URL)}
+
+    def tick(cursor=None):
+        return landing_sensor.evaluate_tick(
+            build_sensor_context(instance=instance, cursor=cursor, resources=resources))
+
+    assert "no new files" in tick().skip_message
+    write = landing_sink(URL)
+    table = events_table(simulate(5, seed=1).events)
+    for name in ("a.parquet", "b.parquet", "c.parquet"):
+        write(table, name)
+    azure_env.upload_blob("patient_events/.d.parquet.tmp", b"uncommitted")
+    azure_env.upload_blob("other/x.parquet", b"outside the prefix")
+    first = tick()
+    [request] = first.run_requests
+    assert request.tags["patient_flow/files"] == "a.parquet, b.parquet, c.parquet"
+    assert tick().run_requests[0].run_key == request.run_key
+    assert not tick(first.cursor).run_requests
+    for name in ("e.parquet", "f.parquet"):
+        write(table, name)
+    second = tick(first.cursor)
+    assert second.run_requests[0].tags["patient_flow/files"] == "e.parquet, f.parquet"
+    assert not tick(second.cursor).run_requests
+
+
+def test_bronze_and_silver_read_the_blobs_through_spark(azure_env, lakehouse):
+    sim = simulate(600, seed=51, now=recent_now())
+    write_events(sim.events, URL, events_per_file=250)
+    azure_env.upload_blob("patient_events/zz-broken.parquet", b"not parquet at all")
+    resources = {**lakehouse.resources(), "landing": AzureBlobLandingZone(url=URL)}
+    from dagster import materialize
+
+    result = materialize([bronze_patient_events, silver_patient_events], resources=resources,
+                         instance=DagsterInstance.ephemeral())
+    assert result.success
+    bronze = lakehouse.table(t.BRONZE_EVENTS)
+    assert bronze.count() == 600
+    assert bronze.filter(bronze.source_file.startswith("wasb://landing@storageemulator/")).count() == 600
+    audit = {r.file_name: r.status for r in lakehouse.table(t.LANDING_FILES).collect()}
+    assert len(audit) == 4 and audit["zz-broken.parquet"] == "rejected"
+    silver, quarantine = lakehouse.count(t.SILVER_EVENTS), lakehouse.count(t.QUARANTINE)
+    assert silver + quarantine + sim.duplicates == 600
