@@ -4,6 +4,7 @@ from __future__ import annotations
 from dagster import AssetSelection, Definitions, define_asset_job
 
 from patient_flow_dagster.assets.bronze import bronze_patient_events
+from patient_flow_dagster.assets.flow import FLOW_ASSETS
 from patient_flow_dagster.assets.gold import dim_department, dim_patient, fact_admissions
 from patient_flow_dagster.assets.kpis import (
     cube_admissions_department_hospital,
@@ -24,6 +25,7 @@ LAKE_ASSETS = [
     fact_admissions,
     cube_admissions_gender_department,
     cube_admissions_department_hospital,
+    *FLOW_ASSETS,
 ]
 
 patient_flow_job = define_asset_job(

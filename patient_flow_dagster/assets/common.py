@@ -21,6 +21,10 @@ DIM_DEPARTMENT_KEY = AssetKey(["gold", "dim_department"])
 FACT_ADMISSIONS_KEY = AssetKey(["gold", "fact_admissions"])
 CUBE_GENDER_DEPARTMENT_KEY = AssetKey(["gold", "cube_admissions_gender_department"])
 CUBE_DEPARTMENT_HOSPITAL_KEY = AssetKey(["gold", "cube_admissions_department_hospital"])
+DEPARTMENT_CENSUS_HOURLY_KEY = AssetKey(["gold", "department_census_hourly"])
+CURRENT_OCCUPANCY_KEY = AssetKey(["gold", "current_occupancy"])
+LENGTH_OF_STAY_STATS_KEY = AssetKey(["gold", "length_of_stay_stats"])
+DAILY_FLOW_KEY = AssetKey(["gold", "daily_flow"])
 
 
 def column_schema(df: DataFrame) -> TableSchema:

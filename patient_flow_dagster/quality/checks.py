@@ -15,8 +15,16 @@ from dagster import (
     asset_check,
 )
 
+from datetime import datetime, timezone
+
+from pyspark.sql import functions as F
+
 from patient_flow_dagster.assets.common import (
     BRONZE_KEY,
+    CURRENT_OCCUPANCY_KEY,
+    DAILY_FLOW_KEY,
+    DEPARTMENT_CENSUS_HOURLY_KEY,
+    LENGTH_OF_STAY_STATS_KEY,
     DIM_DEPARTMENT_KEY,
     DIM_PATIENT_KEY,
     FACT_ADMISSIONS_KEY,
@@ -149,8 +157,6 @@ def silver_reconciles_with_bronze(context: AssetCheckExecutionContext) -> AssetC
     required_resource_keys=CHECK_RESOURCES | {"landing"},
 )
 def every_landing_file_ingested(context: AssetCheckExecutionContext) -> AssetCheckResult:
-    from pyspark.sql import functions as F
-
     spark, lake = _spark_lake(context)
     audit = lake.read(spark, t.LANDING_FILES)
     per_file = (
@@ -255,3 +261,102 @@ ALL_CHECKS = [
     non_overlapping_validity,
     unique_department_key,
 ]
+
+
+# -- patient-flow KPIs --------------------------------------------------------------------------
+
+
+def _count_result(checks: dict[str, tuple[int, int]]) -> AssetCheckResult:
+    """Passed when every (actual, expected) pair matches; each pair goes into the metadata."""
+    metadata = {}
+    for name, (actual, expected) in checks.items():
+        metadata[f"{name}_actual"] = MetadataValue.int(int(actual))
+        metadata[f"{name}_expected"] = MetadataValue.int(int(expected))
+    return AssetCheckResult(
+        passed=all(actual == expected for actual, expected in checks.values()),
+        severity=AssetCheckSeverity.ERROR,
+        metadata=metadata,
+    )
+
+
+def _stays(spark, lake):
+    from patient_flow_dagster.transforms import flow
+
+    return flow.stays(lake.read(spark, t.FACT_ADMISSIONS), lake.read(spark, t.DIM_DEPARTMENT))
+
+
+@asset_check(asset=DEPARTMENT_CENSUS_HOURLY_KEY, required_resource_keys=CHECK_RESOURCES,
+             description="Occupancy and patients present are never negative.")
+def census_not_negative(context: AssetCheckExecutionContext) -> AssetCheckResult:
+    spark, lake = _spark_lake(context)
+    census = lake.read(spark, t.DEPARTMENT_CENSUS_HOURLY)
+    bad = census.filter("present_at_end < 0 OR occupancy < 0").withColumn(
+        "_key", F.concat_ws("/", "hospital_id", "department", F.col("hour_start").cast("string")))
+    return _integrity_result(
+        measures._measure(census.count(), bad, "_key", context.resources.quality.sample_size),
+        "hours")
+
+
+@asset_check(asset=DEPARTMENT_CENSUS_HOURLY_KEY, required_resource_keys=CHECK_RESOURCES,
+             description="Flow conservation: present at the end of hour h = present at the end "
+             "of h-1 + admissions in h - discharges in h, and the census agrees with a direct "
+             "count of open stays from the fact at the end of the last complete hour.")
+def census_flow_conservation(context: AssetCheckExecutionContext) -> AssetCheckResult:
+    from patient_flow_dagster.transforms import flow
+
+    spark, lake = _spark_lake(context)
+    census = lake.read(spark, t.DEPARTMENT_CENSUS_HOURLY)
+    breaks = flow.conservation_breaks(census).count()
+    # Timestamps cross to Python as UTC text: collected datetimes would be in the driver's zone.
+    text = F.date_format("hour_end", "yyyy-MM-dd HH:mm:ss")
+    hours = [r[0] for r in census.select(text.alias("h")).distinct().orderBy(
+        F.col("h").desc()).limit(2).collect()]
+    checked = {"conservation_breaks": (breaks, 0)}
+    if len(hours) == 2:
+        last_complete = hours[1]  # the latest hour may end after the census clock
+        row = census.filter(text == last_complete).agg(F.sum("present_at_end")).first()[0] or 0
+        instant = datetime.fromisoformat(last_complete).replace(tzinfo=timezone.utc)
+        direct = flow.present_at(_stays(spark, lake), instant).agg(
+            F.sum("present")).first()[0] or 0
+        checked["present_at_last_complete_hour"] = (row, direct)
+    return _count_result(checked)
+
+
+@asset_check(asset=DAILY_FLOW_KEY, required_resource_keys=CHECK_RESOURCES,
+             description="Admissions and discharges add up to the fact table's totals.")
+def daily_flow_matches_fact(context: AssetCheckExecutionContext) -> AssetCheckResult:
+    spark, lake = _spark_lake(context)
+    totals = lake.read(spark, t.DAILY_FLOW).agg(
+        F.sum("admissions"), F.sum("discharges")).first()
+    fact = lake.read(spark, t.FACT_ADMISSIONS)
+    return _count_result({
+        "admissions": (totals[0] or 0, fact.count()),
+        "discharges": (totals[1] or 0, fact.filter("discharge_time_ts IS NOT NULL").count()),
+    })
+
+
+@asset_check(asset=LENGTH_OF_STAY_STATS_KEY, required_resource_keys=CHECK_RESOURCES,
+             description="Completed stays add up to the fact's, and median <= p90 <= max.")
+def length_of_stay_stats_consistent(context: AssetCheckExecutionContext) -> AssetCheckResult:
+    spark, lake = _spark_lake(context)
+    stats = lake.read(spark, t.LENGTH_OF_STAY_STATS)
+    completed = stats.agg(F.sum("completed_stays")).first()[0] or 0
+    expected = lake.read(spark, t.FACT_ADMISSIONS).filter("length_of_stay_hours IS NOT NULL").count()
+    unordered = stats.filter("NOT (median_hours <= p90_hours AND p90_hours <= max_hours)").count()
+    return _count_result({"completed_stays": (completed, expected), "unordered_rows": (unordered, 0)})
+
+
+@asset_check(asset=CURRENT_OCCUPANCY_KEY, required_resource_keys=CHECK_RESOURCES,
+             description="Current occupancy is never negative and each hospital total is the "
+             "sum of its departments.")
+def current_occupancy_consistent(context: AssetCheckExecutionContext) -> AssetCheckResult:
+    spark, lake = _spark_lake(context)
+    snapshot = lake.read(spark, t.CURRENT_OCCUPANCY)
+    negative = snapshot.filter("present < 0 OR occupancy < 0").count()
+    sums = snapshot.groupBy("hospital_id").pivot("scope", ["department", "hospital"]).sum("present")
+    mismatched = sums.filter("NOT (department <=> hospital)").count()
+    return _count_result({"negative_rows": (negative, 0), "hospital_total_mismatches": (mismatched, 0)})
+
+
+ALL_CHECKS += [census_not_negative, census_flow_conservation, daily_flow_matches_fact,
+               length_of_stay_stats_consistent, current_occupancy_consistent]

@@ -33,6 +33,10 @@ DIM_DEPARTMENT = Table("gold", "dim_department")
 FACT_ADMISSIONS = Table("gold", "fact_admissions")
 CUBE_GENDER_DEPARTMENT = Table("gold", "cube_admissions_gender_department")
 CUBE_DEPARTMENT_HOSPITAL = Table("gold", "cube_admissions_department_hospital")
+DEPARTMENT_CENSUS_HOURLY = Table("gold", "department_census_hourly")
+CURRENT_OCCUPANCY = Table("gold", "current_occupancy")
+LENGTH_OF_STAY_STATS = Table("gold", "length_of_stay_stats")
+DAILY_FLOW = Table("gold", "daily_flow")
 
 
 class DeltaLake(ConfigurableResource):
@@ -159,3 +163,23 @@ def _delete_path(spark: SparkSession, location: str) -> None:
     jvm = spark.sparkContext._jvm
     path = jvm.org.apache.hadoop.fs.Path(location)
     path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(path, True)
+
+
+def merge_changed(lake: DeltaLake, spark: SparkSession, table: Table, rows: DataFrame,
+                  keys: list[str]) -> dict[str, int]:
+    """Make `table` equal to `rows`, touching only what changed: MERGE on `keys`, update rows
+    whose values differ, insert new keys, delete keys no longer produced. Returns the counts."""
+    lake.ensure(spark, table, rows.schema)
+    values = [c for c in rows.columns if c not in keys]
+    changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in values) or "false"
+    (
+        lake.delta_table(spark, table).alias("t")
+        .merge(rows.alias("s"), " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys))
+        .whenMatchedUpdateAll(condition=changed)
+        .whenNotMatchedInsertAll()
+        .whenNotMatchedBySourceDelete()
+        .execute()
+    )
+    metrics = lake.delta_table(spark, table).history(1).select("operationMetrics").first()[0]
+    return {name: int(metrics.get(f"numTargetRows{name.title()}", 0))
+            for name in ("inserted", "updated", "deleted")}

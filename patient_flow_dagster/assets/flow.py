@@ -1,0 +1,149 @@
+"""Patient-flow KPIs in gold: hourly census and occupancy, current occupancy, length-of-stay
+statistics, daily flow. Each shows its latest figures as a Markdown table in the UI."""
+from datetime import datetime, timezone
+
+from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+
+from pyspark.sql import functions as F
+
+from patient_flow_dagster.assets.common import (
+    CURRENT_OCCUPANCY_KEY,
+    DAILY_FLOW_KEY,
+    DEPARTMENT_CENSUS_HOURLY_KEY,
+    DIM_DEPARTMENT_KEY,
+    FACT_ADMISSIONS_KEY,
+    LENGTH_OF_STAY_STATS_KEY,
+    markdown_table,
+    table_metadata,
+)
+from patient_flow_dagster.assets.gold import GOLD
+from patient_flow_dagster.resources.lake import (
+    CURRENT_OCCUPANCY,
+    DAILY_FLOW,
+    DEPARTMENT_CENSUS_HOURLY,
+    DIM_DEPARTMENT,
+    FACT_ADMISSIONS,
+    LENGTH_OF_STAY_STATS,
+    DeltaLake,
+    merge_changed,
+)
+from patient_flow_dagster.transforms import flow
+
+KPI = {**GOLD, "group_name": "gold_kpis"}
+
+
+class CensusConfig(Config):
+    """`as_of` (ISO-8601 UTC) pins the census clock, for reproducible backfills and tests;
+    by default it is the time of the run."""
+
+    as_of: str | None = None
+
+    def instant(self) -> datetime:
+        if not self.as_of:
+            return datetime.now(timezone.utc)
+        parsed = datetime.fromisoformat(self.as_of)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _stays(context):
+    spark = context.resources.pyspark.spark_session
+    lake: DeltaLake = context.resources.lake
+    return spark, lake, flow.stays(lake.read(spark, FACT_ADMISSIONS), lake.read(spark, DIM_DEPARTMENT))
+
+
+def _change_metadata(changes: dict[str, int]) -> dict:
+    return {f"rows_{name}": MetadataValue.int(value) for name, value in changes.items()}
+
+
+@asset(
+    key=DEPARTMENT_CENSUS_HOURLY_KEY,
+    deps=[FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY],
+    description="Per hour x hospital x department: admissions and discharges in the hour, "
+    "patients present at its end, occupancy = present / bed capacity. MERGEd: a new batch "
+    "rewrites only the hours it changes.",
+    **KPI,
+)
+def department_census_hourly(context: AssetExecutionContext, config: CensusConfig):
+    spark, lake, stays = _stays(context)
+    census = flow.hourly_census(stays, config.instant())
+    changes = merge_changed(lake, spark, DEPARTMENT_CENSUS_HOURLY, census,
+                            list(flow.CENSUS_KEYS))
+    table = lake.read(spark, DEPARTMENT_CENSUS_HOURLY)
+    latest_hour = table.join(table.agg(F.max("hour_start").alias("hour_start")), "hour_start")
+    rows = [r.asDict() for r in latest_hour.orderBy("hospital_id", "department").limit(60).collect()]
+    columns = ["hospital_id", "department", "hour_end", "admissions", "discharges",
+               "present_at_end", "bed_capacity", "occupancy"]
+    return MaterializeResult(metadata={
+        **table_metadata(table, lake.location(DEPARTMENT_CENSUS_HOURLY), columns,
+                         preview_order=["hour_start", "hospital_id", "department"]),
+        "latest_hour": MetadataValue.md(markdown_table(rows, columns) if rows else "no stays"),
+        "as_of": MetadataValue.text(config.instant().isoformat()),
+        **_change_metadata(changes),
+    })
+
+
+@asset(
+    key=CURRENT_OCCUPANCY_KEY,
+    deps=[DEPARTMENT_CENSUS_HOURLY_KEY],
+    description="The latest census per hospital x department and per hospital: present "
+    "patients, beds, occupancy.",
+    **KPI,
+)
+def current_occupancy(context: AssetExecutionContext):
+    spark = context.resources.pyspark.spark_session
+    lake: DeltaLake = context.resources.lake
+    snapshot = flow.current_occupancy(lake.read(spark, DEPARTMENT_CENSUS_HOURLY))
+    lake.overwrite(snapshot, CURRENT_OCCUPANCY)
+    table = lake.read(spark, CURRENT_OCCUPANCY)
+    hospitals = [r.asDict() for r in table.filter("scope = 'hospital'").orderBy("hospital_id").collect()]
+    columns = ["hospital_id", "as_of", "present", "bed_capacity", "occupancy"]
+    return MaterializeResult(metadata={
+        **table_metadata(table, lake.location(CURRENT_OCCUPANCY),
+                         ["scope", "hospital_id", "department", "present", "bed_capacity", "occupancy"],
+                         preview_order=["hospital_id", "scope"]),
+        "occupancy_per_hospital": MetadataValue.md(markdown_table(hospitals, columns)),
+    })
+
+
+@asset(
+    key=LENGTH_OF_STAY_STATS_KEY,
+    deps=[FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY],
+    description="Completed stays per department x hospital: count, mean, median, p90 and max "
+    "hours, and the short / medium / long mix.",
+    **KPI,
+)
+def length_of_stay_stats(context: AssetExecutionContext):
+    spark, lake, stays = _stays(context)
+    lake.overwrite(flow.length_of_stay_stats(stays), LENGTH_OF_STAY_STATS)
+    table = lake.read(spark, LENGTH_OF_STAY_STATS)
+    columns = ["department", "hospital_id", "completed_stays", "mean_hours", "median_hours",
+               "p90_hours", "max_hours", "short_stays", "medium_stays", "long_stays"]
+    rows = [r.asDict() for r in table.orderBy("department", "hospital_id").limit(60).collect()]
+    return MaterializeResult(metadata={
+        **table_metadata(table, lake.location(LENGTH_OF_STAY_STATS), columns,
+                         preview_order=["department", "hospital_id"]),
+        "figures": MetadataValue.md(markdown_table(rows, columns)),
+    })
+
+
+@asset(
+    key=DAILY_FLOW_KEY,
+    deps=[FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY],
+    description="Admissions, discharges and net change in patients per day x hospital.",
+    **KPI,
+)
+def daily_flow(context: AssetExecutionContext):
+    spark, lake, stays = _stays(context)
+    changes = merge_changed(lake, spark, DAILY_FLOW, flow.daily_flow(stays), ["hospital_id", "day"])
+    table = lake.read(spark, DAILY_FLOW)
+    columns = ["hospital_id", "day", "admissions", "discharges", "net_change"]
+    recent = [r.asDict() for r in table.orderBy("day", ascending=False).limit(14).collect()]
+    return MaterializeResult(metadata={
+        **table_metadata(table, lake.location(DAILY_FLOW), columns,
+                         preview_order=["day", "hospital_id"]),
+        "latest_days": MetadataValue.md(markdown_table(recent, columns)),
+        **_change_metadata(changes),
+    })
+
+
+FLOW_ASSETS = [department_census_hourly, current_occupancy, length_of_stay_stats, daily_flow]

@@ -1,0 +1,148 @@
+"""Patient-flow KPIs for hospital operations: hourly census and occupancy, current occupancy,
+length-of-stay statistics and daily flow. Pure PySpark, from stays (fact rows) and capacity.
+
+Time buckets are half-open [start, end): a stay is present at the end E of an hour when it was
+admitted before E and not discharged before E. With that convention the census obeys flow
+conservation exactly: present(h) = present(h-1) + admissions(h) - discharges(h).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+CENSUS_KEYS = ("hospital_id", "department", "hour_start")
+
+
+def utc_literal(instant: datetime):
+    """A timestamp literal for a UTC instant, independent of the Python process's zone."""
+    if instant.tzinfo is not None:
+        instant = instant.astimezone(timezone.utc).replace(tzinfo=None)
+    return F.lit(instant.isoformat(sep=" ")).cast("timestamp")
+
+
+def stays(fact: DataFrame, dim_department: DataFrame) -> DataFrame:
+    """Fact rows with their department, hospital and bed capacity."""
+    return fact.select("event_id", "department_sk", "admission_time_ts", "discharge_time_ts",
+                       "length_of_stay_hours", "stay_category").join(
+        dim_department.select("department_sk", "department",
+                              F.col("hospital_id").alias("hospital_id"), "bed_capacity"),
+        "department_sk",
+    )
+
+
+def hourly_census(stays_df: DataFrame, as_of: datetime) -> DataFrame:
+    """Per hour x hospital x department, from the first admission to the hour holding `as_of`:
+    admissions and discharges in the hour, patients present at its end, occupancy."""
+    as_of_ts = utc_literal(as_of)
+    horizon = F.date_trunc("hour", as_of_ts)
+    events = stays_df.filter(F.col("admission_time_ts") <= as_of_ts)
+    admissions = events.groupBy(
+        "hospital_id", "department", F.date_trunc("hour", "admission_time_ts").alias("hour_start")
+    ).agg(F.count(F.lit(1)).alias("admissions"))
+    discharges = (
+        events.filter(F.col("discharge_time_ts") <= as_of_ts)
+        .groupBy("hospital_id", "department",
+                 F.date_trunc("hour", "discharge_time_ts").alias("hour_start"))
+        .agg(F.count(F.lit(1)).alias("discharges"))
+    )
+    units = events.groupBy("hospital_id", "department").agg(
+        F.min(F.date_trunc("hour", "admission_time_ts")).alias("first_hour"),
+        F.max("bed_capacity").alias("bed_capacity"),
+    )
+    grid = units.select(
+        "hospital_id", "department", "bed_capacity",
+        F.explode(F.sequence("first_hour", horizon, F.expr("INTERVAL 1 HOUR"))).alias("hour_start"),
+    )
+    running = Window.partitionBy("hospital_id", "department").orderBy("hour_start").rowsBetween(
+        Window.unboundedPreceding, Window.currentRow
+    )
+    census = (
+        grid.join(admissions, list(CENSUS_KEYS), "left")
+        .join(discharges, list(CENSUS_KEYS), "left")
+        .fillna(0, ["admissions", "discharges"])
+        .withColumn("present_at_end",
+                    F.sum(F.col("admissions") - F.col("discharges")).over(running))
+    )
+    return census.select(
+        *CENSUS_KEYS,
+        (F.col("hour_start") + F.expr("INTERVAL 1 HOUR")).alias("hour_end"),
+        F.col("admissions").cast("long").alias("admissions"),
+        F.col("discharges").cast("long").alias("discharges"),
+        F.col("present_at_end").cast("long").alias("present_at_end"),
+        "bed_capacity",
+        F.round(F.col("present_at_end") / F.col("bed_capacity"), 4).alias("occupancy"),
+    )
+
+
+def present_at(stays_df: DataFrame, instant: datetime) -> DataFrame:
+    """Patients present at `instant` per hospital x department, counted directly from stays
+    (independent of the census's running sums, so checks can compare the two)."""
+    moment = utc_literal(instant)
+    open_stays = stays_df.filter(
+        (F.col("admission_time_ts") < moment)
+        & (F.col("discharge_time_ts").isNull() | (F.col("discharge_time_ts") >= moment))
+    )
+    return open_stays.groupBy("hospital_id", "department").agg(
+        F.count(F.lit(1)).alias("present")
+    )
+
+
+def current_occupancy(census: DataFrame) -> DataFrame:
+    """The latest hour's census per hospital x department, plus one total row per hospital
+    (department = null, scope = 'hospital')."""
+    last = census.join(census.agg(F.max("hour_start").alias("hour_start")), "hour_start")
+    per_department = last.select(
+        F.lit("department").alias("scope"), "hospital_id", "department",
+        F.col("hour_end").alias("as_of"), F.col("present_at_end").alias("present"), "bed_capacity",
+    )
+    per_hospital = last.groupBy("hospital_id").agg(
+        F.max("hour_end").alias("as_of"),
+        F.sum("present_at_end").alias("present"),
+        F.sum("bed_capacity").alias("bed_capacity"),
+    ).select(F.lit("hospital").alias("scope"), "hospital_id",
+             F.lit(None).cast("string").alias("department"), "as_of", "present", "bed_capacity")
+    return per_department.unionByName(per_hospital).withColumn(
+        "occupancy", F.round(F.col("present") / F.col("bed_capacity"), 4)
+    )
+
+
+def length_of_stay_stats(stays_df: DataFrame) -> DataFrame:
+    """Completed stays per department x hospital: count, mean, median, p90 (exact, linear
+    interpolation), max, and the stay-category mix."""
+    completed = stays_df.filter(F.col("length_of_stay_hours").isNotNull())
+    hours = F.col("length_of_stay_hours")
+    return completed.groupBy("department", "hospital_id").agg(
+        F.count(F.lit(1)).alias("completed_stays"),
+        F.round(F.avg(hours), 2).alias("mean_hours"),
+        F.round(F.percentile(hours, F.lit(0.5)), 2).alias("median_hours"),
+        F.round(F.percentile(hours, F.lit(0.9)), 2).alias("p90_hours"),
+        F.max(hours).alias("max_hours"),
+        F.sum((F.col("stay_category") == "Short Stay").cast("int")).alias("short_stays"),
+        F.sum((F.col("stay_category") == "Medium Stay").cast("int")).alias("medium_stays"),
+        F.sum((F.col("stay_category") == "Long Stay").cast("int")).alias("long_stays"),
+    )
+
+
+def daily_flow(stays_df: DataFrame) -> DataFrame:
+    """Admissions, discharges and net change in patients per day x hospital."""
+    admitted = stays_df.groupBy("hospital_id", F.to_date("admission_time_ts").alias("day")).agg(
+        F.count(F.lit(1)).alias("admissions"))
+    discharged = stays_df.filter(F.col("discharge_time_ts").isNotNull()).groupBy(
+        "hospital_id", F.to_date("discharge_time_ts").alias("day")
+    ).agg(F.count(F.lit(1)).alias("discharges"))
+    return (
+        admitted.join(discharged, ["hospital_id", "day"], "full_outer")
+        .fillna(0, ["admissions", "discharges"])
+        .withColumn("net_change", F.col("admissions") - F.col("discharges"))
+        .select("hospital_id", "day", "admissions", "discharges", "net_change")
+    )
+
+
+def conservation_breaks(census: DataFrame) -> DataFrame:
+    """Census rows where present(h) != present(h-1) + admissions(h) - discharges(h)."""
+    order = Window.partitionBy("hospital_id", "department").orderBy("hour_start")
+    previous = F.coalesce(F.lag("present_at_end").over(order), F.lit(0))
+    return census.withColumn("_expected", previous + F.col("admissions") - F.col("discharges")
+                             ).filter(F.col("_expected") != F.col("present_at_end"))

@@ -1,0 +1,169 @@
+"""Patient-flow KPIs: hand-built stays with known answers, and the assets on seeded data."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from pyspark.sql import functions as F
+
+from patient_flow_dagster.assets.flow import FLOW_ASSETS
+from patient_flow_dagster.definitions import LAKE_ASSETS
+from patient_flow_dagster.resources import lake as t
+from patient_flow_dagster.streaming.landing_writer import write_events
+from patient_flow_dagster.streaming.simulator import DIRTY_KINDS, simulate
+from patient_flow_dagster.transforms import flow
+
+CLEAN = {kind: 0.0 for kind in DIRTY_KINDS}
+SCHEMA = ("event_id string, department string, hospital_id int, bed_capacity int, "
+          "admission_time_ts timestamp, discharge_time_ts timestamp, "
+          "length_of_stay_hours double, stay_category string")
+
+
+def stays_frame(spark, *stays):
+    """(event_id, department, hospital, capacity, admitted, discharged) in UTC text."""
+    rows = spark.createDataFrame(
+        [(e, d, h, c, a, x) for e, d, h, c, a, x in stays],
+        "event_id string, department string, hospital_id int, bed_capacity int, a string, x string",
+    )
+    hours = (F.unix_seconds(F.to_timestamp("x")) - F.unix_seconds(F.to_timestamp("a"))) / 3600
+    return rows.select(
+        "event_id", "department", "hospital_id", "bed_capacity",
+        F.to_timestamp("a").alias("admission_time_ts"),
+        F.to_timestamp("x").alias("discharge_time_ts"),
+        F.round(hours, 2).alias("length_of_stay_hours"),
+        F.lit(None).cast("string").alias("stay_category"),
+    )
+
+
+def census_by_hour(census):
+    return {
+        r.hour: (r.admissions, r.discharges, r.present_at_end, r.occupancy)
+        for r in census.select(F.date_format("hour_start", "HH:mm").alias("hour"), "admissions",
+                               "discharges", "present_at_end", "occupancy").collect()
+    }
+
+
+AS_OF = datetime(2025, 3, 1, 12, 30, tzinfo=timezone.utc)
+
+
+def test_a_stay_is_present_at_the_end_of_each_hour_it_spans(spark):
+    stays = stays_frame(spark, ("s1", "ICU", 1, 10, "2025-03-01 09:30:00", "2025-03-01 11:10:00"))
+    assert census_by_hour(flow.hourly_census(stays, AS_OF)) == {
+        "09:00": (1, 0, 1, 0.1),
+        "10:00": (0, 0, 1, 0.1),
+        "11:00": (0, 1, 0, 0.0),
+        "12:00": (0, 0, 0, 0.0),
+    }
+
+
+def test_occupancy_is_present_over_capacity_and_still_admitted_stays_count(spark):
+    stays = stays_frame(
+        spark,
+        ("s1", "ICU", 1, 10, "2025-03-01 08:00:00", None),
+        ("s2", "ICU", 1, 10, "2025-03-01 08:15:00", None),
+        ("s3", "ICU", 1, 10, "2025-03-01 09:59:59", "2025-03-01 12:00:00"),
+        ("s4", "ICU", 1, 10, "2025-03-01 10:00:00", "2025-03-01 11:00:00"),  # boundaries
+    )
+    census = census_by_hour(flow.hourly_census(stays, AS_OF))
+    assert census["09:00"] == (1, 0, 3, 0.3)
+    assert census["10:00"] == (1, 0, 4, 0.4)
+    assert census["11:00"] == (0, 1, 3, 0.3)
+    assert census["12:00"] == (0, 1, 2, 0.2)
+    snapshot = {(r.scope, r.department): (r.present, r.occupancy)
+                for r in flow.current_occupancy(flow.hourly_census(stays, AS_OF)).collect()}
+    assert snapshot == {("department", "ICU"): (2, 0.2), ("hospital", None): (2, 0.2)}
+
+
+def test_length_of_stay_statistics_on_a_known_list(spark):
+    stays = stays_frame(spark, *[
+        (f"s{h}", "Surgery", 2, 20, "2025-03-01 00:00:00", f"2025-03-01 {h:02d}:00:00")
+        for h in range(1, 11)
+    ], ("open", "Surgery", 2, 20, "2025-03-01 00:00:00", None))
+    [row] = flow.length_of_stay_stats(stays).collect()
+    assert row.completed_stays == 10
+    assert (row.mean_hours, row.median_hours, row.p90_hours, row.max_hours) == (5.5, 5.5, 9.1, 10.0)
+
+
+def test_daily_flow_counts_days_in_utc(spark):
+    stays = stays_frame(
+        spark,
+        ("s1", "ICU", 1, 10, "2025-03-01 23:30:00", "2025-03-02 00:30:00"),
+        ("s2", "ICU", 1, 10, "2025-03-01 10:00:00", None),
+    )
+    rows = {str(r.day): (r.admissions, r.discharges, r.net_change)
+            for r in flow.daily_flow(stays).collect()}
+    assert rows == {"2025-03-01": (2, 0, 2), "2025-03-02": (0, 1, -1)}
+
+
+def test_flow_conservation_on_seeded_data(spark):
+    now = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+    sim = simulate(3_000, seed=9, now=now, span_days=20, dirty_rates=CLEAN)
+    stays = stays_frame(spark, *[
+        (e["event_id"], e["department"], e["hospital_id"], 25,
+         e["admission_time"][:26].replace("T", " "),
+         e["discharge_time"][:26].replace("T", " ") if e["discharge_time"] else None)
+        for e in sim.events
+    ])
+    census = flow.hourly_census(stays, now).cache()
+    assert flow.conservation_breaks(census).count() == 0
+    assert census.filter("present_at_end < 0").count() == 0
+    assert census.agg(F.sum("admissions")).first()[0] == 3_000
+    for hours_back in (1, 50, 300):
+        instant = now - timedelta(hours=hours_back)
+        direct = {(r.hospital_id, r.department): r.present
+                  for r in flow.present_at(stays, instant).collect()}
+        at_hour = census.filter(F.col("hour_end") == flow.utc_literal(instant))
+        from_census = {(r.hospital_id, r.department): r.present_at_end
+                       for r in at_hour.collect() if r.present_at_end}
+        assert from_census == direct
+    census.unpersist()
+
+
+@pytest.fixture(scope="module")
+def kpi_lake(tmp_path_factory, spark):
+    from patient_flow_dagster_tests.conftest import Lakehouse
+
+    house = Lakehouse(tmp_path_factory.mktemp("kpis"), spark)
+    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    write_events(simulate(1_500, seed=61, now=now, span_days=30).events, house.landing_dir)
+    as_of = {"ops": {"gold__department_census_hourly": {"config": {"as_of": now.isoformat()}}}}
+    return house, now, as_of
+
+
+def test_kpi_assets_and_checks_on_seeded_data(kpi_lake):
+    house, now, as_of = kpi_lake
+    first = house.materialize(run_config=as_of)
+    assert first.success
+    checks = {e.check_name: e for e in first.get_asset_check_evaluations()}
+    for name in ("census_not_negative", "census_flow_conservation", "daily_flow_matches_fact",
+                 "length_of_stay_stats_consistent", "current_occupancy_consistent"):
+        assert checks[name].passed, (name, checks[name].metadata)
+    assert "present_at_last_complete_hour_actual" in checks["census_flow_conservation"].metadata
+    census_meta = {m.asset_key.to_user_string(): m.metadata
+                   for m in first.get_asset_materialization_events() and
+                   [e.step_materialization_data.materialization
+                    for e in first.get_asset_materialization_events()]}
+    assert "| hospital_id |" in census_meta["gold/department_census_hourly"]["latest_hour"].value
+    assert "| hospital_id |" in census_meta["gold/current_occupancy"]["occupancy_per_hospital"].value
+
+    # Same data, same clock: nothing changes.
+    before = {(r.hospital_id, r.department, r.hour_start): tuple(r)
+              for r in house.table(t.DEPARTMENT_CENSUS_HOURLY).collect()}
+    again = house.materialize(FLOW_ASSETS, run_config=as_of, checks=False)
+    [census] = again.asset_materializations_for_node("gold__department_census_hourly")
+    assert (census.metadata["rows_updated"].value, census.metadata["rows_inserted"].value,
+            census.metadata["rows_deleted"].value) == (0, 0, 0)
+
+    # A new batch of stays in the last 6 hours rewrites only the hours from its first admission.
+    recent = simulate(40, seed=62, now=now, span_days=0.25, dirty_rates=CLEAN)
+    write_events(recent.events, house.landing_dir)
+    third = house.materialize(LAKE_ASSETS, run_config=as_of)
+    assert third.success
+    first_new_hour = now - timedelta(hours=6)
+    after = {(r.hospital_id, r.department, r.hour_start): tuple(r)
+             for r in house.table(t.DEPARTMENT_CENSUS_HOURLY).collect()}
+    changed = [key for key, row in after.items() if before.get(key) != row]
+    assert changed
+    cutoff = first_new_hour.astimezone().replace(tzinfo=None) - timedelta(hours=1)
+    assert all(hour >= cutoff for _, _, hour in changed)
+    [census] = third.asset_materializations_for_node("gold__department_census_hourly")
+    assert 0 < census.metadata["rows_updated"].value + census.metadata["rows_inserted"].value
+    assert census.metadata["rows_updated"].value < len(before) / 10
