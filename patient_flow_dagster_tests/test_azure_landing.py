@@ -68,7 +68,7 @@ def test_sensor_over_blob_storage(azure_env):
 
 
 def test_bronze_and_silver_read_the_blobs_through_spark(azure_env, lakehouse):
-    sim = simulate(600, seed=51, now=recent_now())
+    sim = simulate(600, seed=51, now=recent_now(), span_days=20)
     write_events(sim.events, URL, events_per_file=250)
     azure_env.upload_blob("patient_events/zz-broken.parquet", b"not parquet at all")
     resources = {**lakehouse.resources(), "landing": AzureBlobLandingZone(url=URL)}

@@ -41,11 +41,11 @@ def gold_counts(house):
 
 def test_a_flood_of_bad_ages_blocks_gold(lakehouse):
     now = recent_now()
-    write_events(simulate(400, seed=21, now=now, dirty_rates=CLEAN).events, lakehouse.landing_dir)
+    write_events(simulate(400, seed=21, now=now, span_days=20, dirty_rates=CLEAN).events, lakehouse.landing_dir)
     assert lakehouse.materialize().success
     before = gold_counts(lakehouse)
 
-    flood = simulate(400, seed=22, now=now, dirty_rates={**CLEAN, "bad_age": 0.30})
+    flood = simulate(400, seed=22, now=now, span_days=20, dirty_rates={**CLEAN, "bad_age": 0.30})
     bad = sum(1 for kind in flood.kinds.values() if kind == "bad_age")
     write_events(flood.events, lakehouse.landing_dir)
     result = lakehouse.materialize(raise_on_error=False)
@@ -64,7 +64,7 @@ def test_a_flood_of_bad_ages_blocks_gold(lakehouse):
 
 
 def test_rows_deleted_behind_the_pipelines_back_fail_reconciliation(lakehouse, spark):
-    write_events(simulate(300, seed=5, now=recent_now()).events, lakehouse.landing_dir)
+    write_events(simulate(300, seed=5, now=recent_now(), span_days=20).events, lakehouse.landing_dir)
     lakehouse.materialize(raise_on_error=False)
     victims = [r.event_id for r in lakehouse.table(t.SILVER_EVENTS).limit(3).collect()]
     DeltaTable.forPath(spark, lakehouse.lake.location(t.SILVER_EVENTS)).delete(

@@ -46,7 +46,7 @@ def test_lineage_landing_to_gold(tmp_path):
 def test_demo_command_runs_the_main_job(tmp_path, monkeypatch, capsys, spark):
     monkeypatch.setenv("PATIENT_FLOW_LAKE", str(tmp_path / "lake"))
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    assert cli.main(["demo", "--events", "400", "--seed", "11"]) == 0
+    assert cli.main(["demo", "--events", "400", "--seed", "11", "--span-days", "20"]) == 0
     out = capsys.readouterr().out
     assert "SUCCESS" in out
     assert "gold/fact_admissions" in out and "valid_age" in out

@@ -12,9 +12,6 @@ from patient_flow_dagster.streaming.simulator import DIRTY_KINDS, simulate
 from patient_flow_dagster.transforms import flow
 
 CLEAN = {kind: 0.0 for kind in DIRTY_KINDS}
-SCHEMA = ("event_id string, department string, hospital_id int, bed_capacity int, "
-          "admission_time_ts timestamp, discharge_time_ts timestamp, "
-          "length_of_stay_hours double, stay_category string")
 
 
 def stays_frame(spark, *stays):

@@ -33,7 +33,7 @@ def scenario(tmp_path_factory, spark):
     """Batch 1 (seeded, dirty), a re-run with no new files, then batch 2 with returning patients."""
     house = Lakehouse(tmp_path_factory.mktemp("pipeline"), spark)
     now = recent_now()
-    first = simulate(2_000, seed=7, now=now, span_days=120)
+    first = simulate(2_000, seed=7, now=now, span_days=30)
     write_events(first.events, house.landing_dir, events_per_file=700)
     run1 = house.materialize()
     after1 = {table: snapshot(house, table) for table in (*GOLD_TABLES, t.SILVER_EVENTS)}

@@ -68,7 +68,7 @@ def test_sensor_tick_runs_the_pipeline_to_gold(lakehouse):
     settings = Settings(env="local", lake_root=str(lakehouse.root / "lake"),
                         landing=str(lakehouse.landing_dir))
     defs = build_definitions(settings)
-    sim = simulate(500, seed=31, now=recent_now())
+    sim = simulate(500, seed=31, now=recent_now(), span_days=20)
     write_landing_file(events_table(sim.events), lakehouse.landing_dir)
     instance = DagsterInstance.ephemeral()
 
