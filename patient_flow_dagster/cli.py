@@ -128,6 +128,17 @@ def main(argv: list[str] | None = None) -> int:
                           help="only materialize what is already in the landing zone")
     demo_cmd.set_defaults(func=cmd_demo)
 
+    bench_cmd = commands.add_parser("bench", help="throughput, overhead, incremental cost, latency")
+    bench_cmd.add_argument("--events", type=int, default=1_000_000)
+    bench_cmd.add_argument("--seed", type=int, default=1)
+    bench_cmd.add_argument("--workdir", default=".lake/bench")
+    bench_cmd.add_argument("--output", default=None, help="also write the JSON report here")
+    bench_cmd.add_argument("--no-latency", action="store_true",
+                           help="skip the file-to-gold latency run (starts dagster dev)")
+    bench_cmd.add_argument("--sensor-interval", type=int, default=30)
+    bench_cmd.set_defaults(func=lambda a: __import__(
+        "patient_flow_dagster.bench", fromlist=["main"]).main(a))
+
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -75,6 +75,31 @@ def audit_new_files(
     return records
 
 
+def ingest_landing(
+    spark: SparkSession, lake: DeltaLake, landing: LandingZone, run_id: str
+) -> list[dict]:
+    """Audit the new landing files, stream every not-yet-ingested file into bronze (exactly
+    once, via the checkpoint), record the audit. Returns the audit rows of the new files."""
+    new_files = audit_new_files(spark, lake, landing, run_id)
+    landed = with_ingest_metadata(landing.read_stream(spark, LANDING_SCHEMA), run_id)
+    writer = (
+        landed.writeStream.format("delta")
+        .queryName(BRONZE_CHECKPOINT)
+        .option("checkpointLocation", lake.checkpoint(BRONZE_CHECKPOINT))
+        .trigger(availableNow=True)
+    )
+    lake.start_stream(writer, BRONZE_EVENTS).awaitTermination()
+    if not lake.exists(spark, BRONZE_EVENTS):  # nothing landed yet: downstream still needs a table
+        lake.ensure(spark, BRONZE_EVENTS, with_ingest_metadata(_empty_landing(spark), run_id).schema)
+    if new_files:
+        found = StructType([f for f in LANDING_FILES_SCHEMA.fields if f.name != "audited_at"])
+        audit = spark.createDataFrame(new_files, found).withColumn(
+            "audited_at", F.current_timestamp()
+        )
+        lake.append(audit, LANDING_FILES)
+    return new_files
+
+
 @asset(
     key=BRONZE_KEY,
     deps=[LANDING_KEY],
@@ -98,24 +123,7 @@ def bronze_patient_events(
     landing: LandingZone = context.resources.landing
     run_id = context.run_id
 
-    new_files = audit_new_files(spark, lake, landing, run_id)
-    landed = with_ingest_metadata(landing.read_stream(spark, LANDING_SCHEMA), run_id)
-    writer = (
-        landed.writeStream.format("delta")
-        .queryName(BRONZE_CHECKPOINT)
-        .option("checkpointLocation", lake.checkpoint(BRONZE_CHECKPOINT))
-        .trigger(availableNow=True)
-    )
-    lake.start_stream(writer, BRONZE_EVENTS).awaitTermination()
-    if not lake.exists(spark, BRONZE_EVENTS):  # nothing landed yet: downstream still needs a table
-        lake.ensure(spark, BRONZE_EVENTS, with_ingest_metadata(_empty_landing(spark), run_id).schema)
-    if new_files:
-        found = StructType([f for f in LANDING_FILES_SCHEMA.fields if f.name != "audited_at"])
-        audit = spark.createDataFrame(new_files, found).withColumn(
-            "audited_at", F.current_timestamp()
-        )
-        lake.append(audit, LANDING_FILES)
-
+    new_files = ingest_landing(spark, lake, landing, run_id)
     bronze = lake.read(spark, BRONZE_EVENTS)
     rows_this_run = bronze.filter(F.col("ingest_run_id") == run_id).count()
     rejected = [r for r in new_files if r["status"] == "rejected"]

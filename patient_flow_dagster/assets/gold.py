@@ -100,6 +100,17 @@ def merge_patient_history(
     counter.record(spark, lake, DIM_PATIENT)
 
 
+def update_dim_patient(spark: SparkSession, lake: DeltaLake) -> MergeCounter:
+    """MERGE the history of the patients in silver rows added since the last call."""
+    lake.ensure(spark, DIM_PATIENT, patient_versions(_empty_silver(spark, lake)).schema)
+    counter = MergeCounter()
+    lake.process_new_rows(
+        spark, SILVER_EVENTS, "gold_dim_patient",
+        lambda batch, _: merge_patient_history(spark, lake, batch, counter),
+    )
+    return counter
+
+
 @asset(
     key=DIM_PATIENT_KEY,
     deps=[SILVER_KEY],
@@ -113,12 +124,7 @@ def dim_patient(context: AssetExecutionContext, config: RefreshConfig) -> Materi
     apply_full_refresh(context, config, [DIM_PATIENT], ["gold_dim_patient"])
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
-    lake.ensure(spark, DIM_PATIENT, patient_versions(_empty_silver(spark, lake)).schema)
-    counter = MergeCounter()
-    lake.process_new_rows(
-        spark, SILVER_EVENTS, "gold_dim_patient",
-        lambda batch, _: merge_patient_history(spark, lake, batch, counter),
-    )
+    counter = update_dim_patient(spark, lake)
     dim = lake.read(spark, DIM_PATIENT)
     return MaterializeResult(
         metadata={
@@ -154,6 +160,18 @@ def merge_departments(
     counter.record(spark, lake, DIM_DEPARTMENT)
 
 
+def update_dim_department(spark: SparkSession, lake: DeltaLake) -> MergeCounter:
+    """MERGE the departments of silver rows added since the last call."""
+    empty = department_rows(_empty_silver(spark, lake), department_reference(spark))
+    lake.ensure(spark, DIM_DEPARTMENT, empty.schema)
+    counter = MergeCounter()
+    lake.process_new_rows(
+        spark, SILVER_EVENTS, "gold_dim_department",
+        lambda batch, _: merge_departments(spark, lake, batch, counter),
+    )
+    return counter
+
+
 @asset(
     key=DIM_DEPARTMENT_KEY,
     deps=[SILVER_KEY],
@@ -167,13 +185,7 @@ def dim_department(context: AssetExecutionContext, config: RefreshConfig) -> Mat
     apply_full_refresh(context, config, [DIM_DEPARTMENT], ["gold_dim_department"])
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
-    empty = department_rows(_empty_silver(spark, lake), department_reference(spark))
-    lake.ensure(spark, DIM_DEPARTMENT, empty.schema)
-    counter = MergeCounter()
-    lake.process_new_rows(
-        spark, SILVER_EVENTS, "gold_dim_department",
-        lambda batch, _: merge_departments(spark, lake, batch, counter),
-    )
+    counter = update_dim_department(spark, lake)
     dim = lake.read(spark, DIM_DEPARTMENT)
     return MaterializeResult(
         metadata={
@@ -218,6 +230,20 @@ def merge_admissions(
     counter.record(spark, lake, FACT_ADMISSIONS)
 
 
+def update_fact_admissions(spark: SparkSession, lake: DeltaLake) -> MergeCounter:
+    """MERGE one fact row per silver event added since the last call."""
+    empty = admissions(
+        _empty_silver(spark, lake), lake.read(spark, DIM_PATIENT), lake.read(spark, DIM_DEPARTMENT)
+    )
+    lake.ensure(spark, FACT_ADMISSIONS, empty.schema)
+    counter = MergeCounter()
+    lake.process_new_rows(
+        spark, SILVER_EVENTS, "gold_fact_admissions",
+        lambda batch, _: merge_admissions(spark, lake, batch, counter),
+    )
+    return counter
+
+
 @asset(
     key=FACT_ADMISSIONS_KEY,
     deps=[SILVER_KEY, DIM_PATIENT_KEY, DIM_DEPARTMENT_KEY],
@@ -232,15 +258,7 @@ def fact_admissions(context: AssetExecutionContext, config: RefreshConfig) -> Ma
     apply_full_refresh(context, config, [FACT_ADMISSIONS], ["gold_fact_admissions"])
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
-    empty = admissions(
-        _empty_silver(spark, lake), lake.read(spark, DIM_PATIENT), lake.read(spark, DIM_DEPARTMENT)
-    )
-    lake.ensure(spark, FACT_ADMISSIONS, empty.schema)
-    counter = MergeCounter()
-    lake.process_new_rows(
-        spark, SILVER_EVENTS, "gold_fact_admissions",
-        lambda batch, _: merge_admissions(spark, lake, batch, counter),
-    )
+    counter = update_fact_admissions(spark, lake)
     fact = lake.read(spark, FACT_ADMISSIONS)
     return MaterializeResult(
         metadata={

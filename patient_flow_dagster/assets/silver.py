@@ -98,6 +98,19 @@ def _count_names(rows: DataFrame, array_column: str) -> Counter:
     return Counter({row["name"]: row["count"] for row in exploded.collect()})
 
 
+def process_new_bronze(spark: SparkSession, lake: DeltaLake, run_id: str) -> SilverRunCounts:
+    """Validate the bronze rows added since the last call into silver and quarantine."""
+    ensure_silver_tables(spark, lake)
+    counts = SilverRunCounts()
+    lake.process_new_rows(
+        spark,
+        BRONZE_EVENTS,
+        SILVER_CONSUMER,
+        lambda batch, batch_id: process_bronze_batch(spark, lake, batch, batch_id, run_id, counts),
+    )
+    return counts
+
+
 @multi_asset(
     specs=[
         AssetSpec(
@@ -129,16 +142,7 @@ def silver_patient_events(context: AssetExecutionContext, config: RefreshConfig)
     apply_full_refresh(context, config, [SILVER_EVENTS, QUARANTINE], [SILVER_CONSUMER])
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
-    ensure_silver_tables(spark, lake)
-    counts = SilverRunCounts()
-    lake.process_new_rows(
-        spark,
-        BRONZE_EVENTS,
-        SILVER_CONSUMER,
-        lambda batch, batch_id: process_bronze_batch(
-            spark, lake, batch, batch_id, context.run_id, counts
-        ),
-    )
+    counts = process_new_bronze(spark, lake, context.run_id)
     context.log.info(
         f"bronze rows {counts.bronze_rows} = silver {counts.silver_rows} + quarantine "
         f"{counts.quarantined_rows} + duplicates {counts.duplicates_removed}"

@@ -1,0 +1,296 @@
+"""`patient-flow bench`: throughput, orchestration overhead, incremental cost, latency, memory.
+
+Every figure comes from one invocation on one machine. The benchmark reconciles its own results
+(row counts per table, Dagster lake == bare lake) before it reports any speed: a fast wrong run
+fails instead of scoring.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+BARE_STEPS = ("bronze", "silver", "dim_patient", "dim_department", "fact_admissions",
+              "cubes", "flow_kpis")
+LAYER_OF_STEP = {
+    "bronze__patient_events": "bronze", "silver_patient_events": "silver",
+    "gold__dim_patient": "gold", "gold__dim_department": "gold", "gold__fact_admissions": "gold",
+}
+
+
+class BenchmarkError(RuntimeError):
+    """The pipeline produced wrong counts: no speed is reported."""
+
+
+def _timed(fn, *args):
+    started = time.perf_counter()
+    value = fn(*args)
+    return value, time.perf_counter() - started
+
+
+def run_bare(spark, lake, landing, run_id: str) -> dict[str, float]:
+    """The same transforms and storage steps as the assets, called as one plain PySpark script
+    (no Dagster run, no checks, no metadata)."""
+    from patient_flow_dagster.assets.bronze import ingest_landing
+    from patient_flow_dagster.assets.gold import (
+        update_dim_department,
+        update_dim_patient,
+        update_fact_admissions,
+    )
+    from patient_flow_dagster.assets.silver import process_new_bronze
+    from patient_flow_dagster.resources import lake as t
+    from patient_flow_dagster.transforms import cubes, flow
+
+    def cube_tables():
+        fact, patient, department = (lake.read(spark, x) for x in
+                                     (t.FACT_ADMISSIONS, t.DIM_PATIENT, t.DIM_DEPARTMENT))
+        lake.overwrite(cubes.admissions_by_gender_department(fact, patient, department),
+                       t.CUBE_GENDER_DEPARTMENT)
+        lake.overwrite(cubes.admissions_by_department_hospital(fact, department),
+                       t.CUBE_DEPARTMENT_HOSPITAL)
+
+    def flow_tables():
+        stays = flow.stays(lake.read(spark, t.FACT_ADMISSIONS), lake.read(spark, t.DIM_DEPARTMENT))
+        t.merge_changed(lake, spark, t.DEPARTMENT_CENSUS_HOURLY,
+                        flow.hourly_census(stays, datetime.now(timezone.utc)), list(flow.CENSUS_KEYS))
+        lake.overwrite(flow.current_occupancy(lake.read(spark, t.DEPARTMENT_CENSUS_HOURLY)),
+                       t.CURRENT_OCCUPANCY)
+        lake.overwrite(flow.length_of_stay_stats(stays), t.LENGTH_OF_STAY_STATS)
+        t.merge_changed(lake, spark, t.DAILY_FLOW, flow.daily_flow(stays), ["hospital_id", "day"])
+
+    steps = {
+        "bronze": lambda: ingest_landing(spark, lake, landing, run_id),
+        "silver": lambda: process_new_bronze(spark, lake, run_id),
+        "dim_patient": lambda: update_dim_patient(spark, lake),
+        "dim_department": lambda: update_dim_department(spark, lake),
+        "fact_admissions": lambda: update_fact_admissions(spark, lake),
+        "cubes": cube_tables,
+        "flow_kpis": flow_tables,
+    }
+    return {name: _timed(step)[1] for name, step in steps.items()}
+
+
+def table_counts(spark, lake) -> dict[str, int]:
+    from patient_flow_dagster.resources import lake as t
+
+    tables = (t.BRONZE_EVENTS, t.SILVER_EVENTS, t.QUARANTINE, t.DIM_PATIENT, t.DIM_DEPARTMENT,
+              t.FACT_ADMISSIONS)
+    counts = {str(table): lake.read(spark, table).count() for table in tables}
+    counts["bronze_distinct_event_ids"] = (
+        lake.read(spark, t.BRONZE_EVENTS).select("event_id").distinct().count())
+    return counts
+
+
+def reconcile(counts: dict[str, int], landed_rows: int, label: str) -> None:
+    problems = []
+    if counts["bronze.patient_events"] != landed_rows:
+        problems.append(f"bronze has {counts['bronze.patient_events']} rows, {landed_rows} landed")
+    accounted = counts["silver.patient_events"] + counts["silver.patient_events_quarantine"]
+    if accounted != counts["bronze_distinct_event_ids"]:
+        problems.append(f"silver + quarantine = {accounted} != distinct bronze event ids "
+                        f"{counts['bronze_distinct_event_ids']}")
+    if counts["gold.fact_admissions"] != counts["silver.patient_events"]:
+        problems.append("fact_admissions and silver differ in rows")
+    if problems:
+        raise BenchmarkError(f"{label}: " + "; ".join(problems))
+
+
+def peak_memory_mb(spark) -> dict[str, float]:
+    """Peak RSS of this Python driver process and of the Spark JVM (VmHWM)."""
+    python_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    jvm_pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
+    jvm_mb = None
+    for line in Path(f"/proc/{jvm_pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            jvm_mb = int(line.split()[1]) / 1024
+    return {"python_driver_peak_rss_mb": round(python_mb, 1),
+            "spark_jvm_peak_rss_mb": round(jvm_mb or 0, 1)}
+
+
+def _resources(lake_root: Path, landing: Path) -> dict:
+    from patient_flow_dagster.environments import resources_for
+    from patient_flow_dagster.settings import Settings
+
+    return resources_for(Settings(env="local", lake_root=str(lake_root), landing=str(landing)))
+
+
+def _dagster_run(lake_root: Path, landing: Path):
+    from dagster import DagsterInstance
+
+    from patient_flow_dagster.definitions import build_definitions
+    from patient_flow_dagster.settings import Settings
+
+    defs = build_definitions(Settings(env="local", lake_root=str(lake_root), landing=str(landing)))
+    started = time.perf_counter()
+    result = defs.resolve_job_def("patient_flow").execute_in_process(
+        instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    wall = time.perf_counter() - started
+    if not result.success:
+        raise BenchmarkError(f"the Dagster run failed: {result.run_id}")
+    steps = {e.step_key: e.event_specific_data.duration_ms / 1000
+             for e in result.all_events if e.event_type_value == "STEP_SUCCESS"}
+    return wall, steps
+
+
+def _land(events: int, seed: int, landing: Path, now: datetime, span_days: float,
+          events_per_file: int) -> int:
+    from patient_flow_dagster.streaming.landing_writer import write_events
+    from patient_flow_dagster.streaming.simulator import simulate
+
+    sim = simulate(events, seed=seed, now=now, span_days=span_days)
+    write_events(sim.events, landing, events_per_file)
+    return len(sim.events)
+
+
+def measure_latency(workdir: Path, interval: int, timeout: float = 600) -> float:
+    """Start `dagster dev` (daemon + webserver) with the landing sensor on, drop a file, and
+    time until fact_admissions has a new Delta version."""
+    from patient_flow_dagster.streaming.landing_writer import write_events
+    from patient_flow_dagster.streaming.simulator import simulate
+
+    home, lake, landing = workdir / "dagster_home", workdir / "lake", workdir / "landing"
+    for folder in (home, landing):
+        folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(__file__).resolve().parents[1] / "dagster.yaml", home / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_HOME": str(home), "PATIENT_FLOW_LAKE": str(lake),
+           "PATIENT_FLOW_LANDING": str(landing), "PATIENT_FLOW_SENSOR_INTERVAL": str(interval)}
+    dagster = Path(sys.executable).with_name("dagster")
+    root = Path(__file__).resolve().parents[1]
+    process = subprocess.Popen(
+        [str(dagster), "dev", "-h", "127.0.0.1", "-p", "3917", "-w", str(root / "workspace.yaml")],
+        cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    fact_log = lake / "gold" / "fact_admissions" / "_delta_log"
+    try:
+        time.sleep(20)  # daemon and code server up; the sensor has ticked on the empty landing
+        dropped = time.monotonic()
+        write_events(simulate(2_000, seed=99, now=datetime.now(timezone.utc)).events, landing)
+        while not _has_merge_commit(fact_log):
+            if time.monotonic() - dropped > timeout:
+                raise BenchmarkError("gold was not updated within the latency timeout")
+            time.sleep(0.5)
+        return time.monotonic() - dropped
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _has_merge_commit(delta_log: Path) -> bool:
+    """True once the table's log holds a MERGE commit (creating the empty table does not count)."""
+    if not delta_log.is_dir():
+        return False
+    return any('"operation":"MERGE"' in p.read_text() for p in delta_log.glob("*.json"))
+
+
+def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 1,
+                  interval: int = 30) -> dict:
+    from patient_flow_dagster.resources.spark import local_spark_session
+
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    now = datetime.now(timezone.utc) - timedelta(minutes=10)
+    per_file = max(1_000, events // 20)
+    landing = workdir / "landing"
+    simulate_seconds = time.perf_counter()
+    landed = _land(events, seed, landing, now, 365, per_file)
+    simulate_seconds = time.perf_counter() - simulate_seconds
+
+    spark = local_spark_session()
+    # Warm-up on a small separate batch, so neither contender pays JVM start-up and JIT alone.
+    warm_landing = workdir / "warmup_landing"
+    _land(2_000, seed + 1000, warm_landing, now, 30, 1_000)
+    run_bare(spark, _resources(workdir / "warmup_lake", warm_landing)["lake"],
+             _resources(workdir / "warmup_lake", warm_landing)["landing"], "warmup")
+
+    bare_resources = _resources(workdir / "bare_lake", landing)
+    bare_steps = run_bare(spark, bare_resources["lake"], bare_resources["landing"], "bare")
+    bare_total = sum(bare_steps.values())
+    bare_counts = table_counts(spark, bare_resources["lake"])
+    reconcile(bare_counts, landed, "bare script")
+
+    dagster_lake = workdir / "dagster_lake"
+    wall, steps = _dagster_run(dagster_lake, landing)
+    dagster_counts = table_counts(spark, _resources(dagster_lake, landing)["lake"])
+    reconcile(dagster_counts, landed, "Dagster run")
+    if dagster_counts != bare_counts:
+        raise BenchmarkError(f"Dagster and bare lakes differ: {dagster_counts} vs {bare_counts}")
+    check_seconds = sum(d for k, d in steps.items() if k not in _asset_steps(steps))
+    asset_wall = wall - check_seconds
+    per_layer: dict[str, float] = {}
+    for step, seconds in steps.items():
+        if step in _asset_steps(steps):
+            layer = LAYER_OF_STEP.get(step, "gold_kpis" if "cube" in step or step.startswith(
+                ("gold__department", "gold__current", "gold__length", "gold__daily")) else "gold")
+            per_layer[layer] = per_layer.get(layer, 0) + seconds
+
+    increment = max(1, events // 100)
+    _land(increment, seed + 1, landing, now, 2, per_file)
+    incremental_wall, _ = _dagster_run(dagster_lake, landing)
+    after = table_counts(spark, _resources(dagster_lake, landing)["lake"])
+    reconcile(after, landed + increment, "incremental run")
+
+    report = {
+        "events": landed,
+        "machine_cores": os.cpu_count(),
+        "simulate_and_land_seconds": round(simulate_seconds, 1),
+        "dagster_run_wall_seconds": round(wall, 1),
+        "dagster_asset_seconds": round(asset_wall, 1),
+        "dagster_check_seconds": round(check_seconds, 1),
+        "events_per_second_end_to_end": round(landed / wall),
+        "events_per_second_assets_only": round(landed / asset_wall),
+        "events_per_second_per_layer": {k: round(landed / v) for k, v in sorted(per_layer.items())},
+        "seconds_per_layer": {k: round(v, 1) for k, v in sorted(per_layer.items())},
+        "bare_script_seconds": round(bare_total, 1),
+        "bare_seconds_per_step": {k: round(v, 1) for k, v in bare_steps.items()},
+        "orchestration_overhead_ratio": round(asset_wall / bare_total, 3),
+        "incremental_events": increment,
+        "incremental_run_wall_seconds": round(incremental_wall, 1),
+        "incremental_fraction_of_full_run": round(incremental_wall / wall, 3),
+        "reconciled_counts": dagster_counts,
+        **peak_memory_mb(spark),
+    }
+    if latency:
+        report["file_to_gold_latency_seconds"] = round(
+            measure_latency(workdir / "latency", interval), 1)
+        report["sensor_interval_seconds"] = interval
+    return report
+
+
+def _asset_steps(steps: dict[str, float]) -> set[str]:
+    from patient_flow_dagster.definitions import LAKE_ASSETS
+
+    names = {a.node_def.name for a in LAKE_ASSETS}
+    return {s for s in steps if s in names}
+
+
+def format_table(report: dict) -> str:
+    lines = []
+    for key, value in report.items():
+        if isinstance(value, dict):
+            lines.append(f"{key}:")
+            lines += [f"    {k:40s} {v}" for k, v in value.items()]
+        else:
+            lines.append(f"{key:44s} {value}")
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    report = run_benchmark(args.events, Path(args.workdir), latency=not args.no_latency,
+                           seed=args.seed, interval=args.sensor_interval)
+    text = json.dumps(report, indent=2, default=str)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    print(text)
+    print()
+    print(format_table(report))
+    return 0
