@@ -158,11 +158,11 @@ def measure_latency(workdir: Path, interval: int, timeout: float = 600) -> float
     home, lake, landing = workdir / "dagster_home", workdir / "lake", workdir / "landing"
     for folder in (home, landing):
         folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(Path(__file__).resolve().parents[1] / "dagster.yaml", home / "dagster.yaml")
+    root = Path(__file__).resolve().parents[1]
+    shutil.copy(root / "config" / "dagster.yaml", home / "dagster.yaml")
     env = {**os.environ, "DAGSTER_HOME": str(home), "PATIENT_FLOW_LAKE": str(lake),
            "PATIENT_FLOW_LANDING": str(landing), "PATIENT_FLOW_SENSOR_INTERVAL": str(interval)}
     dagster = Path(sys.executable).with_name("dagster")
-    root = Path(__file__).resolve().parents[1]
     process = subprocess.Popen(
         [str(dagster), "dev", "-h", "127.0.0.1", "-p", "3917", "-w", str(root / "workspace.yaml")],
         cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -193,7 +193,7 @@ def _has_merge_commit(delta_log: Path) -> bool:
 
 
 def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 1,
-                  interval: int = 30) -> dict:
+                  interval: int = 30, warmup: bool = True) -> dict:
     from patient_flow_dagster.resources.spark import local_spark_session
 
     if workdir.exists():
@@ -207,10 +207,11 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
 
     spark = local_spark_session()
     # Warm-up on a small separate batch, so neither contender pays JVM start-up and JIT alone.
-    warm_landing = workdir / "warmup_landing"
-    _land(2_000, seed + 1000, warm_landing, now, 30, 1_000)
-    run_bare(spark, _resources(workdir / "warmup_lake", warm_landing)["lake"],
-             _resources(workdir / "warmup_lake", warm_landing)["landing"], "warmup")
+    if warmup:
+        warm_landing = workdir / "warmup_landing"
+        _land(2_000, seed + 1000, warm_landing, now, 30, 1_000)
+        warm = _resources(workdir / "warmup_lake", warm_landing)
+        run_bare(spark, warm["lake"], warm["landing"], "warmup")
 
     bare_resources = _resources(workdir / "bare_lake", landing)
     bare_steps = run_bare(spark, bare_resources["lake"], bare_resources["landing"], "bare")

@@ -62,6 +62,27 @@ def _empty_silver(spark: SparkSession, lake: DeltaLake) -> DataFrame:
     return lake.read(spark, SILVER_EVENTS).limit(0)
 
 
+def _merge_new_silver(spark, lake: DeltaLake, table: Table, empty: DataFrame, consumer: str,
+                      merge) -> MergeCounter:
+    """Create `table` (schema of `empty`) if needed, then `merge` each batch of silver rows
+    added since this consumer's last run into it (Delta streaming source + checkpoint)."""
+    lake.ensure(spark, table, empty.schema)
+    counter = MergeCounter()
+    lake.process_new_rows(spark, SILVER_EVENTS, consumer,
+                          lambda batch, _: merge(spark, lake, batch, counter))
+    return counter
+
+
+def _gold_result(spark, lake: DeltaLake, table: Table, counter: MergeCounter,
+                 preview: list[str], order: list[str], **extra) -> MaterializeResult:
+    rows = lake.read(spark, table)
+    return MaterializeResult(metadata={
+        **table_metadata(rows, lake.location(table), preview, preview_order=order),
+        **{name: MetadataValue.int(count(rows)) for name, count in extra.items()},
+        **counter.metadata(),
+    })
+
+
 # -- dim_patient --------------------------------------------------------------------------------
 
 
@@ -102,13 +123,9 @@ def merge_patient_history(
 
 def update_dim_patient(spark: SparkSession, lake: DeltaLake) -> MergeCounter:
     """MERGE the history of the patients in silver rows added since the last call."""
-    lake.ensure(spark, DIM_PATIENT, patient_versions(_empty_silver(spark, lake)).schema)
-    counter = MergeCounter()
-    lake.process_new_rows(
-        spark, SILVER_EVENTS, "gold_dim_patient",
-        lambda batch, _: merge_patient_history(spark, lake, batch, counter),
-    )
-    return counter
+    empty = patient_versions(_empty_silver(spark, lake))
+    return _merge_new_silver(spark, lake, DIM_PATIENT, empty, "gold_dim_patient",
+                             merge_patient_history)
 
 
 @asset(
@@ -124,18 +141,10 @@ def dim_patient(context: AssetExecutionContext, config: RefreshConfig) -> Materi
     apply_full_refresh(context, config, [DIM_PATIENT], ["gold_dim_patient"])
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
-    counter = update_dim_patient(spark, lake)
-    dim = lake.read(spark, DIM_PATIENT)
-    return MaterializeResult(
-        metadata={
-            **table_metadata(
-                dim, lake.location(DIM_PATIENT),
-                ["patient_sk", "valid_from", "valid_to", "is_current"],
-                preview_order=["patient_sk"],
-            ),
-            "current_patients": MetadataValue.int(dim.filter("is_current").count()),
-            **counter.metadata(),
-        }
+    return _gold_result(
+        spark, lake, DIM_PATIENT, update_dim_patient(spark, lake),
+        ["patient_sk", "valid_from", "valid_to", "is_current"], ["patient_sk"],
+        current_patients=lambda rows: rows.filter("is_current").count(),
     )
 
 
@@ -163,13 +172,8 @@ def merge_departments(
 def update_dim_department(spark: SparkSession, lake: DeltaLake) -> MergeCounter:
     """MERGE the departments of silver rows added since the last call."""
     empty = department_rows(_empty_silver(spark, lake), department_reference(spark))
-    lake.ensure(spark, DIM_DEPARTMENT, empty.schema)
-    counter = MergeCounter()
-    lake.process_new_rows(
-        spark, SILVER_EVENTS, "gold_dim_department",
-        lambda batch, _: merge_departments(spark, lake, batch, counter),
-    )
-    return counter
+    return _merge_new_silver(spark, lake, DIM_DEPARTMENT, empty, "gold_dim_department",
+                             merge_departments)
 
 
 @asset(
@@ -185,17 +189,10 @@ def dim_department(context: AssetExecutionContext, config: RefreshConfig) -> Mat
     apply_full_refresh(context, config, [DIM_DEPARTMENT], ["gold_dim_department"])
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
-    counter = update_dim_department(spark, lake)
-    dim = lake.read(spark, DIM_DEPARTMENT)
-    return MaterializeResult(
-        metadata={
-            **table_metadata(
-                dim, lake.location(DIM_DEPARTMENT),
-                ["department_sk", "department", "hospital_id", "bed_capacity"],
-                preview_order=["department", "hospital_id"],
-            ),
-            **counter.metadata(),
-        }
+    return _gold_result(
+        spark, lake, DIM_DEPARTMENT, update_dim_department(spark, lake),
+        ["department_sk", "department", "hospital_id", "bed_capacity"],
+        ["department", "hospital_id"],
     )
 
 
@@ -235,13 +232,8 @@ def update_fact_admissions(spark: SparkSession, lake: DeltaLake) -> MergeCounter
     empty = admissions(
         _empty_silver(spark, lake), lake.read(spark, DIM_PATIENT), lake.read(spark, DIM_DEPARTMENT)
     )
-    lake.ensure(spark, FACT_ADMISSIONS, empty.schema)
-    counter = MergeCounter()
-    lake.process_new_rows(
-        spark, SILVER_EVENTS, "gold_fact_admissions",
-        lambda batch, _: merge_admissions(spark, lake, batch, counter),
-    )
-    return counter
+    return _merge_new_silver(spark, lake, FACT_ADMISSIONS, empty, "gold_fact_admissions",
+                             merge_admissions)
 
 
 @asset(
@@ -258,17 +250,9 @@ def fact_admissions(context: AssetExecutionContext, config: RefreshConfig) -> Ma
     apply_full_refresh(context, config, [FACT_ADMISSIONS], ["gold_fact_admissions"])
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
-    counter = update_fact_admissions(spark, lake)
-    fact = lake.read(spark, FACT_ADMISSIONS)
-    return MaterializeResult(
-        metadata={
-            **table_metadata(
-                fact, lake.location(FACT_ADMISSIONS),
-                ["event_id", "department_sk", "hospital_id", "length_of_stay_hours",
-                 "stay_category", "is_currently_admitted"],
-                preview_order=["event_id"],
-            ),
-            "currently_admitted": MetadataValue.int(fact.filter("is_currently_admitted").count()),
-            **counter.metadata(),
-        }
+    return _gold_result(
+        spark, lake, FACT_ADMISSIONS, update_fact_admissions(spark, lake),
+        ["event_id", "department_sk", "hospital_id", "length_of_stay_hours", "stay_category",
+         "is_currently_admitted"], ["event_id"],
+        currently_admitted=lambda rows: rows.filter("is_currently_admitted").count(),
     )

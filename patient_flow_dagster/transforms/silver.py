@@ -11,7 +11,7 @@ from patient_flow_dagster.quality.rules import RULES, QualityRule
 SHORT_STAY_HOURS = 24
 MEDIUM_STAY_HOURS = 72
 
-SILVER_COLUMNS = (
+TYPED_CONTRACT = (
     "event_id",
     "patient_id",
     "gender",
@@ -21,6 +21,12 @@ SILVER_COLUMNS = (
     "discharge_time",
     "bed_id",
     "hospital_id",
+)
+LINEAGE = ("bronze_ingestion_ts", "source_file", "ingest_run_id", "silver_run_id",
+           "silver_processing_time")
+
+SILVER_COLUMNS = (
+    *TYPED_CONTRACT,
     "admission_time_ts",
     "discharge_time_ts",
     "length_of_stay_hours",
@@ -29,31 +35,10 @@ SILVER_COLUMNS = (
     "admission_month",
     "stay_category",
     "quality_warnings",
-    "bronze_ingestion_ts",
-    "source_file",
-    "ingest_run_id",
-    "silver_run_id",
-    "silver_processing_time",
+    *LINEAGE,
 )
 
-QUARANTINE_COLUMNS = (
-    "event_id",
-    "patient_id",
-    "gender",
-    "age",
-    "department",
-    "admission_time",
-    "discharge_time",
-    "bed_id",
-    "hospital_id",
-    "broken_rules",
-    "quality_warnings",
-    "bronze_ingestion_ts",
-    "source_file",
-    "ingest_run_id",
-    "silver_run_id",
-    "silver_processing_time",
-)
+QUARANTINE_COLUMNS = (*TYPED_CONTRACT, "broken_rules", "quality_warnings", *LINEAGE)
 
 
 def _utc_timestamp(column: str) -> Column:
