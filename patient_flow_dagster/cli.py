@@ -6,6 +6,7 @@ import os
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 from patient_flow_dagster.settings import Settings
 
@@ -39,8 +40,36 @@ def _simulate(args, landing: str):
 
 
 def cmd_simulate(args) -> int:
+    if args.to in ("kafka", "eventhubs"):
+        from patient_flow_dagster.streaming.kafka_io import client_config, publish
+        from patient_flow_dagster.streaming.simulator import DEFAULT_DIRTY_RATES, simulate
+
+        rates = {k: (args.dirty_rate if k != "adult_in_pediatrics" else args.dirty_rate / 5)
+                 for k in DEFAULT_DIRTY_RATES}
+        sim = simulate(args.events, seed=args.seed, span_days=args.span_days, dirty_rates=rates)
+        config = client_config(args.bootstrap, eventhubs=args.to == "eventhubs")
+        publish(sim.events, config, args.topic, rate=args.rate)
+        return 0
     landing = args.landing or Settings.from_env().landing
     _simulate(args, landing)
+    return 0
+
+
+def cmd_ingest(args) -> int:
+    """Long-lived consumer: topic -> landing Parquet files, offsets committed after each file."""
+    from patient_flow_dagster.streaming.kafka_io import LandingConsumer, client_config
+
+    landing = args.landing or Settings.from_env().landing
+    dead_letter = args.dead_letter or str(Path(landing).parent / "dead_letter")
+    consumer = LandingConsumer(
+        client_config(args.bootstrap, eventhubs=args.source == "eventhubs"), args.topic, landing,
+        dead_letter, group=args.group, batch_events=args.batch_events,
+        batch_seconds=args.batch_seconds,
+    )
+    consumer.stop_on_signals()
+    stats = consumer.run(idle_seconds=args.idle_exit)
+    print(f"landed {stats.events} events in {len(stats.files)} files; "
+          f"{stats.dead_letters} dead letters in {dead_letter}", flush=True)
     return 0
 
 
@@ -120,7 +149,28 @@ def main(argv: list[str] | None = None) -> int:
     _simulate_args(simulate_cmd, default_events=10_000)
     simulate_cmd.add_argument("--landing", default=None,
                               help="landing folder (default: PATIENT_FLOW_LANDING)")
+    simulate_cmd.add_argument("--to", choices=["landing", "kafka", "eventhubs"], default="landing",
+                              help="landing files (default), a Kafka topic, or Event Hubs' Kafka "
+                              "endpoint (EVENTHUBS_CONNECTION_STRING)")
+    simulate_cmd.add_argument("--bootstrap", default=None, help="Kafka bootstrap HOST:PORT")
+    simulate_cmd.add_argument("--topic", default="patient-events")
+    simulate_cmd.add_argument("--rate", type=float, default=None,
+                              help="events per second (default: as fast as possible)")
     simulate_cmd.set_defaults(func=cmd_simulate)
+
+    ingest_cmd = commands.add_parser("ingest", help="consume a topic into the landing zone")
+    ingest_cmd.add_argument("--from", dest="source", choices=["kafka", "eventhubs"], default="kafka")
+    ingest_cmd.add_argument("--bootstrap", default=None)
+    ingest_cmd.add_argument("--topic", default="patient-events")
+    ingest_cmd.add_argument("--group", default="patient-flow-landing")
+    ingest_cmd.add_argument("--landing", default=None, help="folder or Azure Blob URL")
+    ingest_cmd.add_argument("--dead-letter", default=None,
+                            help="folder for malformed messages (default: beside landing)")
+    ingest_cmd.add_argument("--batch-events", type=int, default=5_000)
+    ingest_cmd.add_argument("--batch-seconds", type=float, default=10.0)
+    ingest_cmd.add_argument("--idle-exit", type=float, default=None,
+                            help="stop after this many seconds without a message")
+    ingest_cmd.set_defaults(func=cmd_ingest)
 
     demo_cmd = commands.add_parser("demo", help="simulate a batch and materialize the whole graph")
     _simulate_args(demo_cmd, default_events=20_000)

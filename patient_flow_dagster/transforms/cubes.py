@@ -1,8 +1,15 @@
 """Gold KPI cubes of the original pipeline: admissions and mean stay by two dimensions."""
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+
+
+def exact_mean_hours(hours: Column) -> Column:
+    """Mean rounded to 2 decimals, computed in DECIMAL: hours carry 2 decimals already, so the
+    sum is exact and the result does not depend on the order Spark adds the rows in (a double
+    sum can round 103.665 either way between two runs on the same data)."""
+    return F.round(F.avg(hours.cast("decimal(14,2)")), 2).cast("double")
 
 
 def _admission_cube(rows: DataFrame, *dimensions: str) -> DataFrame:
@@ -10,7 +17,7 @@ def _admission_cube(rows: DataFrame, *dimensions: str) -> DataFrame:
         rows.groupBy(*dimensions)
         .agg(
             F.count("*").alias("num_admissions"),
-            F.round(F.avg("length_of_stay_hours"), 2).alias("avg_length_of_stay_hours"),
+            exact_mean_hours(F.col("length_of_stay_hours")).alias("avg_length_of_stay_hours"),
         )
         .orderBy(*dimensions)
     )

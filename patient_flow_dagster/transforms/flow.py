@@ -12,6 +12,8 @@ from datetime import datetime, timezone
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from patient_flow_dagster.transforms.cubes import exact_mean_hours
+
 CENSUS_KEYS = ("hospital_id", "department", "hour_start")
 
 
@@ -115,7 +117,7 @@ def length_of_stay_stats(stays_df: DataFrame) -> DataFrame:
     hours = F.col("length_of_stay_hours")
     return completed.groupBy("department", "hospital_id").agg(
         F.count(F.lit(1)).alias("completed_stays"),
-        F.round(F.avg(hours), 2).alias("mean_hours"),
+        exact_mean_hours(hours).alias("mean_hours"),
         F.round(F.percentile(hours, F.lit(0.5)), 2).alias("median_hours"),
         F.round(F.percentile(hours, F.lit(0.9)), 2).alias("p90_hours"),
         F.max(hours).alias("max_hours"),

@@ -1,0 +1,207 @@
+"""Patient events over the Kafka protocol (Apache Kafka, or Azure Event Hubs' Kafka endpoint).
+
+Client: confluent-kafka (librdkafka). It is the client Microsoft documents for Event Hubs' Kafka
+endpoint, ships as wheels with librdkafka inside (SASL_SSL included), and is several times
+faster than the pure-Python kafka-python, whose maintenance has been intermittent.
+
+The landing consumer batches events into Parquet files: a file is flushed at N events or T
+seconds, written atomically, and only then are the consumer offsets committed. A crash therefore
+re-delivers at most the unflushed batch (at-least-once into landing); the event_id makes the
+redelivered copy a duplicate that silver removes, so every event reaches silver exactly once.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from patient_flow_dagster.streaming.landing_writer import (
+    events_table,
+    landing_file_name,
+    landing_sink,
+)
+
+INTEGER_FIELDS = ("age", "bed_id", "hospital_id")
+TEXT_FIELDS = ("event_id", "patient_id", "gender", "department", "admission_time",
+               "discharge_time")
+EVENTHUBS_ENV = "EVENTHUBS_CONNECTION_STRING"
+
+
+def client_config(bootstrap: str | None = None, eventhubs: bool = False) -> dict:
+    """Plain Kafka, or Event Hubs' Kafka endpoint (SASL_SSL + PLAIN, `$ConnectionString` user,
+    the connection string from EVENTHUBS_CONNECTION_STRING as password)."""
+    if not eventhubs:
+        if not bootstrap:
+            raise ValueError("--bootstrap HOST:PORT is required for Kafka")
+        return {"bootstrap.servers": bootstrap}
+    connection = os.environ.get(EVENTHUBS_ENV)
+    if not connection:
+        raise ValueError(f"set {EVENTHUBS_ENV} to the Event Hubs connection string")
+    parts = dict(p.split("=", 1) for p in connection.strip(";").split(";") if "=" in p)
+    host = parts.get("Endpoint", "").removeprefix("sb://").strip("/")
+    if not host:
+        raise ValueError(f"{EVENTHUBS_ENV} has no Endpoint=sb://<namespace>.servicebus.windows.net/")
+    return {
+        "bootstrap.servers": bootstrap or f"{host}:9093",
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanisms": "PLAIN",
+        "sasl.username": "$ConnectionString",
+        "sasl.password": connection,
+    }
+
+
+def publish(events, config: dict, topic: str, rate: float | None = None,
+            progress=sys.stderr) -> int:
+    """Send events as JSON, keyed by patient_id (a patient's events stay in one partition, in
+    order). `rate` = events per second, or None for as fast as possible."""
+    from confluent_kafka import Producer
+
+    producer = Producer({**config, "linger.ms": 20, "compression.type": "lz4",
+                         "enable.idempotence": True})
+    failures: list[str] = []
+
+    def delivered(error, _message):
+        if error is not None:
+            failures.append(str(error))
+
+    started = time.monotonic()
+    for sent, event in enumerate(events, start=1):
+        key = (event.get("patient_id") or "").encode()
+        while True:
+            try:
+                producer.produce(topic, json.dumps(event).encode(), key=key, on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+        if rate:
+            ahead = sent / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+        if progress and sent % 10_000 == 0:
+            elapsed = time.monotonic() - started
+            print(f"\rsent {sent} events ({sent / elapsed:,.0f}/s)", end="", file=progress)
+    producer.flush(60)
+    if progress:
+        print(f"\rsent {len(events)} events in {time.monotonic() - started:.1f} s", file=progress)
+    if failures:
+        raise RuntimeError(f"{len(failures)} events were not delivered: {failures[0]}")
+    return len(events)
+
+
+def parse_event(value: bytes | None, topic: str, partition: int, offset: int):
+    """(event, None) for a usable message, (None, reason) for a malformed one.
+
+    Missing fields are fine here (silver quarantines them with a rule name); what cannot become
+    a row of the contract's types (not JSON, not an object, a wrong type) is dead-lettered.
+    """
+    try:
+        payload = json.loads(value or b"")
+    except (ValueError, UnicodeDecodeError) as error:
+        return None, f"not JSON: {str(error)[:120]}"
+    if not isinstance(payload, dict):
+        return None, f"not a JSON object but {type(payload).__name__}"
+    event = {}
+    for name in INTEGER_FIELDS:
+        item = payload.get(name)
+        if item is not None and (isinstance(item, bool) or not isinstance(item, int)):
+            return None, f"field {name}: expected an integer, got {type(item).__name__}"
+        event[name] = item
+    for name in TEXT_FIELDS:
+        item = payload.get(name)
+        if item is not None and not isinstance(item, str):
+            return None, f"field {name}: expected a string, got {type(item).__name__}"
+        event[name] = item
+    if not event["event_id"]:
+        event["event_id"] = f"{topic}-{partition}-{offset}"
+    return event, None
+
+
+@dataclass
+class ConsumerStats:
+    events: int = 0
+    dead_letters: int = 0
+    files: list[str] = field(default_factory=list)
+
+
+class LandingConsumer:
+    """Consume a topic into landing Parquet files (plus a dead-letter folder)."""
+
+    def __init__(self, config: dict, topic: str, landing: str, dead_letter_dir: str,
+                 group: str = "patient-flow-landing", batch_events: int = 5_000,
+                 batch_seconds: float = 10.0):
+        from confluent_kafka import Consumer
+
+        self.topic, self.landing = topic, landing
+        self.dead_letter_dir = Path(dead_letter_dir)
+        self.batch_events, self.batch_seconds = batch_events, batch_seconds
+        self.consumer = Consumer({**config, "group.id": group, "enable.auto.commit": False,
+                                  "auto.offset.reset": "earliest"})
+        self.write = landing_sink(landing)
+        self.stats = ConsumerStats()
+        self.stop = threading.Event()
+
+    def run(self, idle_seconds: float | None = None) -> ConsumerStats:
+        """Consume until stopped (SIGTERM/SIGINT or `stop`), or `idle_seconds` without a
+        message; flush what is held before returning."""
+        self.consumer.subscribe([self.topic])
+        events, dead, opened, last_message = [], [], time.monotonic(), time.monotonic()
+        try:
+            while not self.stop.is_set():
+                for message in self.consumer.consume(num_messages=1_000, timeout=0.5):
+                    if message.error():
+                        continue
+                    last_message = time.monotonic()
+                    event, reason = parse_event(message.value(), message.topic(),
+                                                message.partition(), message.offset())
+                    if event is not None:
+                        events.append(event)
+                    else:
+                        dead.append(self._dead_letter(message, reason))
+                due = time.monotonic() - opened >= self.batch_seconds
+                if len(events) >= self.batch_events or (due and (events or dead)):
+                    self._flush(events, dead)
+                    events, dead, opened = [], [], time.monotonic()
+                if idle_seconds is not None and time.monotonic() - last_message > idle_seconds:
+                    break
+            self._flush(events, dead)
+        finally:
+            self.consumer.close()
+        return self.stats
+
+    def _dead_letter(self, message, reason: str) -> dict:
+        raw = message.value() or b""
+        return {"topic": message.topic(), "partition": message.partition(),
+                "offset": message.offset(), "reason": reason,
+                "value": raw[:10_000].decode("utf-8", errors="replace"),
+                "dead_lettered_at": datetime.now(timezone.utc).isoformat()}
+
+    def _flush(self, events: list[dict], dead: list[dict]) -> None:
+        """Write the batch and its dead letters durably, then commit the offsets."""
+        if not events and not dead:
+            return
+        if events:
+            self.stats.files.append(self.write(events_table(events), landing_file_name()))
+        if dead:
+            self.dead_letter_dir.mkdir(parents=True, exist_ok=True)
+            final = self.dead_letter_dir / f"dead-letters-{uuid.uuid4().hex[:12]}.jsonl"
+            temporary = final.with_name("." + final.name + ".tmp")
+            with open(temporary, "w") as handle:
+                handle.writelines(json.dumps(d) + "\n" for d in dead)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, final)
+        self.consumer.commit(asynchronous=False)
+        self.stats.events += len(events)
+        self.stats.dead_letters += len(dead)
+
+    def stop_on_signals(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.stop.set())
