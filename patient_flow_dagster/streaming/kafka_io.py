@@ -142,8 +142,10 @@ class LandingConsumer:
         self.topic, self.landing = topic, landing
         self.dead_letter_dir = Path(dead_letter_dir)
         self.batch_events, self.batch_seconds = batch_events, batch_seconds
+        # A short session lets a restarted consumer take over a crashed one's partitions quickly.
         self.consumer = Consumer({**config, "group.id": group, "enable.auto.commit": False,
-                                  "auto.offset.reset": "earliest"})
+                                  "auto.offset.reset": "earliest", "session.timeout.ms": 10_000})
+        self.assigned = threading.Event()
         self.write = landing_sink(landing)
         self.stats = ConsumerStats()
         self.stop = threading.Event()
@@ -151,7 +153,7 @@ class LandingConsumer:
     def run(self, idle_seconds: float | None = None) -> ConsumerStats:
         """Consume until stopped (SIGTERM/SIGINT or `stop`), or `idle_seconds` without a
         message; flush what is held before returning."""
-        self.consumer.subscribe([self.topic])
+        self.consumer.subscribe([self.topic], on_assign=lambda *_: self.assigned.set())
         events, dead, opened, last_message = [], [], time.monotonic(), time.monotonic()
         try:
             while not self.stop.is_set():
@@ -169,7 +171,9 @@ class LandingConsumer:
                 if len(events) >= self.batch_events or (due and (events or dead)):
                     self._flush(events, dead)
                     events, dead, opened = [], [], time.monotonic()
-                if idle_seconds is not None and time.monotonic() - last_message > idle_seconds:
+                if not self.assigned.is_set():
+                    last_message = time.monotonic()  # idle time counts once partitions are ours
+                elif idle_seconds is not None and time.monotonic() - last_message > idle_seconds:
                     break
             self._flush(events, dead)
         finally:
