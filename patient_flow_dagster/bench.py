@@ -196,6 +196,7 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
                   interval: int = 30, warmup: bool = True) -> dict:
     from patient_flow_dagster.resources.spark import local_spark_session
 
+    workdir = workdir.resolve()
     if workdir.exists():
         shutil.rmtree(workdir)
     now = datetime.now(timezone.utc) - timedelta(minutes=10)
