@@ -43,7 +43,9 @@ def local_resources(settings: Settings) -> dict:
         "step_launcher": ResourceDefinition.none_resource(),
         "lake": DeltaLake(root=settings.lake_root),
         "landing": landing_zone(settings.landing),
-        "quality": QualityPolicy(),
+        "quality": QualityPolicy(
+            error_ratio=float(os.environ.get("PATIENT_FLOW_QUARANTINE_ERROR_RATIO", 0.10))
+        ),
     }
 
 

@@ -5,7 +5,10 @@ import pytest
 from patient_flow_dagster.bench import BenchmarkError, reconcile, run_benchmark
 
 
-def test_benchmark_runs_and_reconciles_on_10k_events(tmp_path, spark):
+def test_benchmark_runs_and_reconciles_on_10k_events(tmp_path, spark, monkeypatch):
+    # The 1% increment is only 100 events: binomial noise alone can push one rule past the 10%
+    # ERROR ratio and (rightly) block gold. The smoke test is about the benchmark's mechanics.
+    monkeypatch.setenv("PATIENT_FLOW_QUARANTINE_ERROR_RATIO", "0.5")
     report = run_benchmark(10_000, tmp_path / "bench", latency=False, warmup=False)
     counts = report["reconciled_counts"]
     assert counts["bronze.patient_events"] == report["events"] == 10_000
