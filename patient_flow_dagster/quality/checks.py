@@ -193,22 +193,24 @@ def every_landing_file_ingested(context: AssetCheckExecutionContext) -> AssetChe
     )
 
 
-@asset_check(asset=FACT_ADMISSIONS_KEY, blocking=True, required_resource_keys=CHECK_RESOURCES,
-             description="Every admission points to an existing dim_patient version.")
-def valid_patient_fk(context: AssetCheckExecutionContext) -> AssetCheckResult:
-    spark, lake = _spark_lake(context)
-    return _integrity_result(measures.orphaned_keys(
-        lake.read(spark, t.FACT_ADMISSIONS), "patient_sk", lake.read(spark, t.DIM_PATIENT),
-        context.resources.quality.sample_size), "event_ids")
+def build_foreign_key_check(name: str, key: str, dimension: t.Table) -> AssetChecksDefinition:
+    """Blocking check that every fact row's `key` exists in `dimension`."""
+
+    @asset_check(asset=FACT_ADMISSIONS_KEY, name=name, blocking=True,
+                 required_resource_keys=CHECK_RESOURCES,
+                 description=f"Every admission points to an existing {dimension.name} row.")
+    def _foreign_key_check(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        spark, lake = _spark_lake(context)
+        return _integrity_result(measures.orphaned_keys(
+            lake.read(spark, t.FACT_ADMISSIONS), key, lake.read(spark, dimension),
+            context.resources.quality.sample_size), "event_ids")
+
+    return _foreign_key_check
 
 
-@asset_check(asset=FACT_ADMISSIONS_KEY, blocking=True, required_resource_keys=CHECK_RESOURCES,
-             description="Every admission points to an existing dim_department row.")
-def valid_department_fk(context: AssetCheckExecutionContext) -> AssetCheckResult:
-    spark, lake = _spark_lake(context)
-    return _integrity_result(measures.orphaned_keys(
-        lake.read(spark, t.FACT_ADMISSIONS), "department_sk", lake.read(spark, t.DIM_DEPARTMENT),
-        context.resources.quality.sample_size), "event_ids")
+valid_patient_fk = build_foreign_key_check("valid_patient_fk", "patient_sk", t.DIM_PATIENT)
+valid_department_fk = build_foreign_key_check(
+    "valid_department_fk", "department_sk", t.DIM_DEPARTMENT)
 
 
 @asset_check(asset=FACT_ADMISSIONS_KEY, blocking=True, required_resource_keys=CHECK_RESOURCES,
