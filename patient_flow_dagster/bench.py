@@ -10,12 +10,13 @@ import json
 import os
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+from patient_flow_dagster.processes import stop_process_group
 
 BARE_STEPS = ("bronze", "silver", "dim_patient", "dim_department", "fact_admissions",
               "cubes", "flow_kpis")
@@ -178,11 +179,7 @@ def measure_latency(workdir: Path, interval: int, timeout: float = 600) -> float
             time.sleep(0.5)
         return time.monotonic() - dropped
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_process_group(process)
 
 
 def _has_merge_commit(delta_log: Path) -> bool:

@@ -1,12 +1,12 @@
 """Real local services for tests, each started in its own process group and stopped after."""
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from patient_flow_dagster.processes import stop_process_group
 
 ROOT = Path(__file__).resolve().parents[1]
 AZURITE = ROOT / "tools" / "node_modules" / ".bin" / "azurite-blob"
@@ -32,15 +32,7 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60) -> 
         time.sleep(0.2)
 
 
-def stop_group(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
-    except ProcessLookupError:
-        pass
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+stop_group = stop_process_group
 
 
 @contextmanager

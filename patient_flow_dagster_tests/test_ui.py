@@ -1,7 +1,6 @@
 """A real browser looks at the Dagster UI: the silver asset's Checks tab lists every rule."""
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -10,6 +9,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from patient_flow_dagster.processes import stop_process_group
 
 from patient_flow_dagster.quality.rules import RULES
 
@@ -53,11 +54,7 @@ def webserver(tmp_path_factory):
                 time.sleep(1)
         yield url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_process_group(process)
 
 
 def chromium() -> str:

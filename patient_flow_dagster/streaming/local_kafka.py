@@ -22,6 +22,8 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
+from patient_flow_dagster.processes import stop_process_group
+
 KAFKA_LIB = Path(__file__).resolve().parents[2] / "tools" / "kafka" / "lib"
 
 
@@ -90,14 +92,7 @@ def local_kafka(workdir: Path | None = None, port: int | None = None, heap: str 
             time.sleep(0.3)
         yield f"127.0.0.1:{port}"
     finally:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        except ProcessLookupError:
-            pass
+        stop_process_group(process)
         log.close()
         if owned:
             shutil.rmtree(workdir, ignore_errors=True)
