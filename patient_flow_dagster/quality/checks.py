@@ -1,22 +1,30 @@
-"""Dagster asset checks: one per quality rule (generated from RULES), gold integrity checks and
-the reconciliation checks that prove nothing was lost between layers.
+"""Dagster asset checks: one per quality rule (generated from RULES), gold integrity checks, the
+reconciliation checks that prove nothing was lost between layers, and KPI consistency checks.
 
-Checks are separate steps, so they can run against the existing tables without
-re-materializing (the `patient_flow_checks` job). The ones that guard gold are blocking: when
-one fails with ERROR severity, Dagster does not run the downstream assets.
+Each check is declared once (`Check`: name, asset, description, blocking, evaluate). They run in
+three steps, one per stage they guard — ingestion, gold integrity, KPIs — so a run pays one step
+and one round of table reads per stage rather than one per check (on Databricks a step is a
+remote job run). The steps are separate from the assets, so they can run against the existing
+tables without re-materializing (the `patient_flow_checks` job), and they are subsettable: a
+selection runs only its checks. The checks that guard gold are blocking: when one fails with
+ERROR severity its step fails after reporting every result, and Dagster does not run the
+downstream assets.
 """
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetChecksDefinition,
+    AssetCheckSpec,
+    AssetKey,
     MetadataValue,
-    asset_check,
+    multi_asset_check,
 )
-
-from datetime import datetime, timezone
-
 from pyspark.sql import functions as F
 
 from patient_flow_dagster.assets.common import (
@@ -24,10 +32,10 @@ from patient_flow_dagster.assets.common import (
     CURRENT_OCCUPANCY_KEY,
     DAILY_FLOW_KEY,
     DEPARTMENT_CENSUS_HOURLY_KEY,
-    LENGTH_OF_STAY_STATS_KEY,
     DIM_DEPARTMENT_KEY,
     DIM_PATIENT_KEY,
     FACT_ADMISSIONS_KEY,
+    LENGTH_OF_STAY_STATS_KEY,
     SILVER_KEY,
     SPARK_RESOURCES,
     markdown_table,
@@ -37,7 +45,45 @@ from patient_flow_dagster.quality.rules import RULES, QualityRule
 from patient_flow_dagster.resources import lake as t
 
 CHECK_RESOURCES = SPARK_RESOURCES | {"quality"}
-_rule_measure_cache: dict = {}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One asset check: what it guards, whether it blocks downstream, how it is evaluated."""
+
+    name: str
+    asset: AssetKey
+    description: str
+    evaluate: Callable[..., AssetCheckResult]  # (context) -> result of this check
+    blocking: bool = False
+
+    @property
+    def spec(self) -> AssetCheckSpec:
+        return AssetCheckSpec(self.name, asset=self.asset, description=self.description,
+                              blocking=self.blocking)
+
+
+def check_step(name: str, description: str, checks: list[Check],
+               resources: set[str] = CHECK_RESOURCES) -> AssetChecksDefinition:
+    """One subsettable step evaluating the selected `checks` in order."""
+
+    @multi_asset_check(name=name, description=description, specs=[c.spec for c in checks],
+                       can_subset=True, required_resource_keys=resources)
+    def _step(context: AssetCheckExecutionContext):
+        selected = {key.name for key in context.selected_asset_check_keys}
+        for check in checks:
+            if check.name in selected:
+                yield check.evaluate(context)._replace(asset_key=check.asset,
+                                                       check_name=check.name)
+
+    return _step
+
+
+def _spark_lake(context):
+    return context.resources.pyspark.spark_session, context.resources.lake
+
+
+# -- ingestion: the rules of silver, and nothing lost between landing, bronze and silver --------
 
 
 def rule_check_result(
@@ -65,10 +111,12 @@ def rule_check_result(
     )
 
 
+_rule_measure_cache: dict = {}
+
+
 def _latest_rule_measures(context) -> tuple[str | None, dict[str, measures.Measure]]:
-    """All rules measured in one Spark pass, cached per table version for the other checks."""
-    spark = context.resources.pyspark.spark_session
-    lake: t.DeltaLake = context.resources.lake
+    """All rules measured in one Spark pass, cached per table version for the other rules."""
+    spark, lake = _spark_lake(context)
     policy = context.resources.quality
     key = (
         lake.location(t.SILVER_EVENTS),
@@ -87,52 +135,19 @@ def _latest_rule_measures(context) -> tuple[str | None, dict[str, measures.Measu
     return _rule_measure_cache[key]
 
 
-def build_rule_check(rule: QualityRule) -> AssetChecksDefinition:
-    @asset_check(
-        asset=SILVER_KEY,
-        name=rule.name,
-        description=f"{rule.description} ({rule.action}; valid when: {rule.condition})",
-        blocking=True,
-        required_resource_keys=CHECK_RESOURCES,
-    )
-    def _rule_check(context: AssetCheckExecutionContext) -> AssetCheckResult:
+def _rule_check(rule: QualityRule) -> Check:
+    def evaluate(context) -> AssetCheckResult:
         batch, measured = _latest_rule_measures(context)
         return rule_check_result(
             rule, measured[rule.name], context.resources.quality.error_ratio, batch
         )
 
-    return _rule_check
+    return Check(rule.name, SILVER_KEY,
+                 f"{rule.description} ({rule.action}; valid when: {rule.condition})",
+                 evaluate, blocking=True)
 
 
-RULE_CHECKS = [build_rule_check(rule) for rule in RULES]
-
-
-def _integrity_result(measure: measures.Measure, what: str) -> AssetCheckResult:
-    return AssetCheckResult(
-        passed=measure.failed == 0,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={
-            "evaluated": MetadataValue.int(measure.evaluated),
-            "failed": MetadataValue.int(measure.failed),
-            "failed_ratio": MetadataValue.float(round(measure.ratio, 6)),
-            f"sample_failing_{what}": MetadataValue.json(measure.samples),
-        },
-    )
-
-
-def _spark_lake(context):
-    return context.resources.pyspark.spark_session, context.resources.lake
-
-
-@asset_check(
-    asset=SILVER_KEY,
-    description="Nothing lost: every distinct bronze event_id is in exactly one of silver and "
-    "quarantine, and neither holds an event bronze does not know (bronze rows = silver + "
-    "quarantine + duplicates).",
-    blocking=True,
-    required_resource_keys=CHECK_RESOURCES,
-)
-def silver_reconciles_with_bronze(context: AssetCheckExecutionContext) -> AssetCheckResult:
+def silver_reconciles_with_bronze(context) -> AssetCheckResult:
     spark, lake = _spark_lake(context)
     counts = measures.reconciliation(
         lake.read(spark, t.BRONZE_EVENTS), lake.read(spark, t.SILVER_EVENTS),
@@ -150,13 +165,7 @@ def silver_reconciles_with_bronze(context: AssetCheckExecutionContext) -> AssetC
     )
 
 
-@asset_check(
-    asset=BRONZE_KEY,
-    description="Every landing file is ingested with all the rows its footer announces, or "
-    "recorded as rejected with a reason (WARN when the latest ingestion rejected files).",
-    required_resource_keys=CHECK_RESOURCES | {"landing"},
-)
-def every_landing_file_ingested(context: AssetCheckExecutionContext) -> AssetCheckResult:
+def every_landing_file_ingested(context) -> AssetCheckResult:
     spark, lake = _spark_lake(context)
     audit = lake.read(spark, t.LANDING_FILES)
     per_file = (
@@ -193,54 +202,68 @@ def every_landing_file_ingested(context: AssetCheckExecutionContext) -> AssetChe
     )
 
 
-def build_foreign_key_check(name: str, key: str, dimension: t.Table) -> AssetChecksDefinition:
+INGESTION_CHECKS = [
+    *(_rule_check(rule) for rule in RULES),
+    Check("silver_reconciles_with_bronze", SILVER_KEY,
+          "Nothing lost: every distinct bronze event_id is in exactly one of silver and "
+          "quarantine, and neither holds an event bronze does not know (bronze rows = silver + "
+          "quarantine + duplicates).", silver_reconciles_with_bronze, blocking=True),
+    Check("every_landing_file_ingested", BRONZE_KEY,
+          "Every landing file is ingested with all the rows its footer announces, or recorded "
+          "as rejected with a reason (WARN when the latest ingestion rejected files).",
+          every_landing_file_ingested),
+]
+
+
+# -- gold integrity -------------------------------------------------------------------------------
+
+
+def _integrity_result(measure: measures.Measure, what: str) -> AssetCheckResult:
+    return AssetCheckResult(
+        passed=measure.failed == 0,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "evaluated": MetadataValue.int(measure.evaluated),
+            "failed": MetadataValue.int(measure.failed),
+            "failed_ratio": MetadataValue.float(round(measure.ratio, 6)),
+            f"sample_failing_{what}": MetadataValue.json(measure.samples),
+        },
+    )
+
+
+def _foreign_key(name: str, key: str, dimension: t.Table) -> Check:
     """Blocking check that every fact row's `key` exists in `dimension`."""
 
-    @asset_check(asset=FACT_ADMISSIONS_KEY, name=name, blocking=True,
-                 required_resource_keys=CHECK_RESOURCES,
-                 description=f"Every admission points to an existing {dimension.name} row.")
-    def _foreign_key_check(context: AssetCheckExecutionContext) -> AssetCheckResult:
+    def evaluate(context) -> AssetCheckResult:
         spark, lake = _spark_lake(context)
         return _integrity_result(measures.orphaned_keys(
             lake.read(spark, t.FACT_ADMISSIONS), key, lake.read(spark, dimension),
             context.resources.quality.sample_size), "event_ids")
 
-    return _foreign_key_check
+    return Check(name, FACT_ADMISSIONS_KEY,
+                 f"Every admission points to an existing {dimension.name} row.", evaluate,
+                 blocking=True)
 
 
-valid_patient_fk = build_foreign_key_check("valid_patient_fk", "patient_sk", t.DIM_PATIENT)
-valid_department_fk = build_foreign_key_check(
-    "valid_department_fk", "department_sk", t.DIM_DEPARTMENT)
-
-
-@asset_check(asset=FACT_ADMISSIONS_KEY, blocking=True, required_resource_keys=CHECK_RESOURCES,
-             description="No admission has a negative length of stay.")
-def non_negative_stay(context: AssetCheckExecutionContext) -> AssetCheckResult:
+def non_negative_stay(context) -> AssetCheckResult:
     spark, lake = _spark_lake(context)
     return _integrity_result(measures.negative_stays(
         lake.read(spark, t.FACT_ADMISSIONS), context.resources.quality.sample_size), "event_ids")
 
 
-@asset_check(asset=DIM_PATIENT_KEY, blocking=True, required_resource_keys=CHECK_RESOURCES,
-             description="Exactly one current version per patient_id.")
-def one_current_row_per_patient(context: AssetCheckExecutionContext) -> AssetCheckResult:
+def one_current_row_per_patient(context) -> AssetCheckResult:
     spark, lake = _spark_lake(context)
     return _integrity_result(measures.patients_without_one_current_row(
         lake.read(spark, t.DIM_PATIENT), context.resources.quality.sample_size), "patient_sks")
 
 
-@asset_check(asset=DIM_PATIENT_KEY, blocking=True, required_resource_keys=CHECK_RESOURCES,
-             description="A patient's versions neither overlap nor leave gaps: each ends where "
-             "the next starts.")
-def non_overlapping_validity(context: AssetCheckExecutionContext) -> AssetCheckResult:
+def non_overlapping_validity(context) -> AssetCheckResult:
     spark, lake = _spark_lake(context)
     return _integrity_result(measures.overlapping_versions(
         lake.read(spark, t.DIM_PATIENT), context.resources.quality.sample_size), "patient_sks")
 
 
-@asset_check(asset=DIM_DEPARTMENT_KEY, blocking=True, required_resource_keys=CHECK_RESOURCES,
-             description="(department, hospital_id) is unique, and so is department_sk.")
-def unique_department_key(context: AssetCheckExecutionContext) -> AssetCheckResult:
+def unique_department_key(context) -> AssetCheckResult:
     spark, lake = _spark_lake(context)
     dim = lake.read(spark, t.DIM_DEPARTMENT)
     size = context.resources.quality.sample_size
@@ -252,20 +275,24 @@ def unique_department_key(context: AssetCheckExecutionContext) -> AssetCheckResu
     )
 
 
-ALL_CHECKS = [
-    *RULE_CHECKS,
-    silver_reconciles_with_bronze,
-    every_landing_file_ingested,
-    valid_patient_fk,
-    valid_department_fk,
-    non_negative_stay,
-    one_current_row_per_patient,
-    non_overlapping_validity,
-    unique_department_key,
+GOLD_CHECKS = [
+    _foreign_key("valid_patient_fk", "patient_sk", t.DIM_PATIENT),
+    _foreign_key("valid_department_fk", "department_sk", t.DIM_DEPARTMENT),
+    Check("non_negative_stay", FACT_ADMISSIONS_KEY, "No admission has a negative length of stay.",
+          non_negative_stay, blocking=True),
+    Check("one_current_row_per_patient", DIM_PATIENT_KEY,
+          "Exactly one current version per patient_id.", one_current_row_per_patient,
+          blocking=True),
+    Check("non_overlapping_validity", DIM_PATIENT_KEY,
+          "A patient's versions neither overlap nor leave gaps: each ends where the next starts.",
+          non_overlapping_validity, blocking=True),
+    Check("unique_department_key", DIM_DEPARTMENT_KEY,
+          "(department, hospital_id) is unique, and so is department_sk.", unique_department_key,
+          blocking=True),
 ]
 
 
-# -- patient-flow KPIs --------------------------------------------------------------------------
+# -- patient-flow KPIs ----------------------------------------------------------------------------
 
 
 def _count_result(checks: dict[str, tuple[int, int]]) -> AssetCheckResult:
@@ -287,9 +314,7 @@ def _stays(spark, lake):
     return flow.stays(lake.read(spark, t.FACT_ADMISSIONS), lake.read(spark, t.DIM_DEPARTMENT))
 
 
-@asset_check(asset=DEPARTMENT_CENSUS_HOURLY_KEY, required_resource_keys=CHECK_RESOURCES,
-             description="Occupancy and patients present are never negative.")
-def census_not_negative(context: AssetCheckExecutionContext) -> AssetCheckResult:
+def census_not_negative(context) -> AssetCheckResult:
     spark, lake = _spark_lake(context)
     census = lake.read(spark, t.DEPARTMENT_CENSUS_HOURLY)
     bad = census.filter("present_at_end < 0 OR occupancy < 0").withColumn(
@@ -299,11 +324,7 @@ def census_not_negative(context: AssetCheckExecutionContext) -> AssetCheckResult
         "hours")
 
 
-@asset_check(asset=DEPARTMENT_CENSUS_HOURLY_KEY, required_resource_keys=CHECK_RESOURCES,
-             description="Flow conservation: present at the end of hour h = present at the end "
-             "of h-1 + admissions in h - discharges in h, and the census agrees with a direct "
-             "count of open stays from the fact at the end of the last complete hour.")
-def census_flow_conservation(context: AssetCheckExecutionContext) -> AssetCheckResult:
+def census_flow_conservation(context) -> AssetCheckResult:
     from patient_flow_dagster.transforms import flow
 
     spark, lake = _spark_lake(context)
@@ -324,9 +345,7 @@ def census_flow_conservation(context: AssetCheckExecutionContext) -> AssetCheckR
     return _count_result(checked)
 
 
-@asset_check(asset=DAILY_FLOW_KEY, required_resource_keys=CHECK_RESOURCES,
-             description="Admissions and discharges add up to the fact table's totals.")
-def daily_flow_matches_fact(context: AssetCheckExecutionContext) -> AssetCheckResult:
+def daily_flow_matches_fact(context) -> AssetCheckResult:
     spark, lake = _spark_lake(context)
     totals = lake.read(spark, t.DAILY_FLOW).agg(
         F.sum("admissions"), F.sum("discharges")).first()
@@ -337,9 +356,7 @@ def daily_flow_matches_fact(context: AssetCheckExecutionContext) -> AssetCheckRe
     })
 
 
-@asset_check(asset=LENGTH_OF_STAY_STATS_KEY, required_resource_keys=CHECK_RESOURCES,
-             description="Completed stays add up to the fact's, and median <= p90 <= max.")
-def length_of_stay_stats_consistent(context: AssetCheckExecutionContext) -> AssetCheckResult:
+def length_of_stay_stats_consistent(context) -> AssetCheckResult:
     spark, lake = _spark_lake(context)
     stats = lake.read(spark, t.LENGTH_OF_STAY_STATS)
     completed = stats.agg(F.sum("completed_stays")).first()[0] or 0
@@ -348,10 +365,7 @@ def length_of_stay_stats_consistent(context: AssetCheckExecutionContext) -> Asse
     return _count_result({"completed_stays": (completed, expected), "unordered_rows": (unordered, 0)})
 
 
-@asset_check(asset=CURRENT_OCCUPANCY_KEY, required_resource_keys=CHECK_RESOURCES,
-             description="Current occupancy is never negative and each hospital total is the "
-             "sum of its departments.")
-def current_occupancy_consistent(context: AssetCheckExecutionContext) -> AssetCheckResult:
+def current_occupancy_consistent(context) -> AssetCheckResult:
     spark, lake = _spark_lake(context)
     snapshot = lake.read(spark, t.CURRENT_OCCUPANCY)
     negative = snapshot.filter("present < 0 OR occupancy < 0").count()
@@ -360,5 +374,34 @@ def current_occupancy_consistent(context: AssetCheckExecutionContext) -> AssetCh
     return _count_result({"negative_rows": (negative, 0), "hospital_total_mismatches": (mismatched, 0)})
 
 
-ALL_CHECKS += [census_not_negative, census_flow_conservation, daily_flow_matches_fact,
-               length_of_stay_stats_consistent, current_occupancy_consistent]
+KPI_CHECKS = [
+    Check("census_not_negative", DEPARTMENT_CENSUS_HOURLY_KEY,
+          "Occupancy and patients present are never negative.", census_not_negative),
+    Check("census_flow_conservation", DEPARTMENT_CENSUS_HOURLY_KEY,
+          "Flow conservation: present at the end of hour h = present at the end of h-1 + "
+          "admissions in h - discharges in h, and the census agrees with a direct count of open "
+          "stays from the fact at the end of the last complete hour.", census_flow_conservation),
+    Check("daily_flow_matches_fact", DAILY_FLOW_KEY,
+          "Admissions and discharges add up to the fact table's totals.", daily_flow_matches_fact),
+    Check("length_of_stay_stats_consistent", LENGTH_OF_STAY_STATS_KEY,
+          "Completed stays add up to the fact's, and median <= p90 <= max.",
+          length_of_stay_stats_consistent),
+    Check("current_occupancy_consistent", CURRENT_OCCUPANCY_KEY,
+          "Current occupancy is never negative and each hospital total is the sum of its "
+          "departments.", current_occupancy_consistent),
+]
+
+
+ingestion_quality = check_step(
+    "ingestion_quality",
+    "The quality rules of silver and the 'nothing lost' reconciliation of landing, bronze and "
+    "silver.",
+    INGESTION_CHECKS,
+    CHECK_RESOURCES | {"landing"},
+)
+gold_integrity = check_step(
+    "gold_integrity", "Keys and SCD validity of the gold dimensions and fact.", GOLD_CHECKS)
+kpi_consistency = check_step(
+    "kpi_consistency", "The patient-flow KPIs agree with the fact and with themselves.", KPI_CHECKS)
+
+ALL_CHECKS = [ingestion_quality, gold_integrity, kpi_consistency]
