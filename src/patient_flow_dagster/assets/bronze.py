@@ -88,7 +88,7 @@ def ingest_landing(
         .option("checkpointLocation", lake.checkpoint(BRONZE_CHECKPOINT))
         .trigger(availableNow=True)
     )
-    lake.start_stream(writer, BRONZE_EVENTS).awaitTermination()
+    lake.start_stream(spark, writer, BRONZE_EVENTS).awaitTermination()
     if not lake.exists(spark, BRONZE_EVENTS):  # nothing landed yet: downstream still needs a table
         lake.ensure(spark, BRONZE_EVENTS, with_ingest_metadata(_empty_landing(spark), run_id).schema)
     if new_files:

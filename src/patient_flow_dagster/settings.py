@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ENVIRONMENTS = ("local", "databricks")
+LANDING_READERS = ("files", "autoloader")
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,11 @@ class Settings:
     env: str
     lake_root: str
     landing: str
+    # Unity Catalog catalog of the tables (`<catalog>.<layer>.<table>`); None = Delta folders
+    # under lake_root. Checkpoints always live under lake_root.
+    catalog: str | None = None
+    # How bronze reads landing: Spark's file stream, or Databricks Auto Loader (cloudFiles).
+    landing_reader: str = "files"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -30,7 +36,14 @@ class Settings:
             environ.get("PATIENT_FLOW_LANDING")
             or f"{lake_root.rstrip('/')}/landing/patient_events"
         )
-        return cls(env=env, lake_root=lake_root, landing=landing)
+        reader = environ.get("PATIENT_FLOW_LANDING_READER") or (
+            "autoloader" if env == "databricks" else "files")
+        if reader not in LANDING_READERS:
+            raise ValueError(
+                f"PATIENT_FLOW_LANDING_READER={reader!r} is not one of {', '.join(LANDING_READERS)}"
+            )
+        return cls(env=env, lake_root=lake_root, landing=landing,
+                   catalog=environ.get("PATIENT_FLOW_CATALOG") or None, landing_reader=reader)
 
 
 def _absolute(location: str) -> str:

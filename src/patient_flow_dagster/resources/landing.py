@@ -16,6 +16,7 @@ from dagster import ConfigurableResource
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
+from patient_flow_dagster.transforms.bronze import RESCUED_DATA
 from patient_flow_dagster.transforms.contract import ACCEPTED_PARQUET_TYPES
 
 PARQUET_SUFFIX = ".parquet"
@@ -70,6 +71,10 @@ class LandingZone(ConfigurableResource):
     # Files per streaming micro-batch (Auto Loader's maxFilesPerTrigger); each batch commits on
     # its own, so a crash loses at most the batch in flight, which the next run redoes.
     max_files_per_trigger: int = 1000
+    # "files": Spark's file stream source (runs anywhere). "autoloader": Databricks Auto Loader
+    # (cloudFiles), with its schema location and rescued data column; Databricks runtimes only.
+    reader: str = "files"
+    autoloader_schema_location: str | None = None
 
     def list_files(self) -> list[LandingFile]:
         raise NotImplementedError
@@ -91,13 +96,32 @@ class LandingZone(ConfigurableResource):
         the bronze asset records each of them with its reason, so none is skipped silently.
         """
         self.prepare(spark)
+        if self.reader == "autoloader":
+            reader = spark.readStream.format("cloudFiles").options(**self.autoloader_options())
+        else:
+            reader = spark.readStream.format("parquet").option(
+                "maxFilesPerTrigger", self.max_files_per_trigger)
         return (
-            spark.readStream.schema(schema)
+            reader.schema(schema)
             .option("ignoreCorruptFiles", "true")
             .option("pathGlobFilter", f"*{PARQUET_SUFFIX}")
-            .option("maxFilesPerTrigger", self.max_files_per_trigger)
-            .parquet(self.spark_path)
+            .load(self.spark_path)
         )
+
+    def autoloader_options(self) -> dict[str, str]:
+        """Auto Loader over the landing zone: Parquet, the contract schema pinned (the schema
+        location records it), values that do not fit it kept in `_rescued_data` (bronze keeps
+        them as `rescued_data`, so nothing is dropped)."""
+        if not self.autoloader_schema_location:
+            raise ValueError("reader=autoloader needs autoloader_schema_location "
+                             "(PATIENT_FLOW_LANDING_SCHEMAS)")
+        return {
+            "cloudFiles.format": "parquet",
+            "cloudFiles.schemaLocation": self.autoloader_schema_location,
+            "cloudFiles.includeExistingFiles": "true",
+            "cloudFiles.maxFilesPerTrigger": str(self.max_files_per_trigger),
+            "rescuedDataColumn": RESCUED_DATA,
+        }
 
     def prepare(self, spark: SparkSession) -> None:
         """Hook for stores that must configure Spark (credentials) or create the folder."""

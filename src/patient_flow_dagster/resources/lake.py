@@ -88,10 +88,17 @@ class DeltaLake(ConfigurableResource):
         return int(self.delta_table(spark, table).history(1).select("version").first()[0])
 
     # -- writing ----------------------------------------------------------------------------
+    def ensure_schema(self, spark: SparkSession, table: Table) -> None:
+        """Unity Catalog: the layer's schema must exist before a table is created in it
+        (Terraform creates bronze/silver/gold; this keeps a fresh catalog working too)."""
+        if self.catalog:
+            spark.sql(f"CREATE SCHEMA IF NOT EXISTS `{self.catalog}`.`{table.layer}`")
+
     def ensure(self, spark: SparkSession, table: Table, schema: StructType) -> None:
         """Create the table empty with `schema` if it does not exist (MERGE needs a target)."""
         builder = DeltaTable.createIfNotExists(spark).addColumns(schema)
         if self.catalog:
+            self.ensure_schema(spark, table)
             builder = builder.tableName(self.location(table))
         else:
             builder = builder.location(self.location(table))
@@ -101,12 +108,14 @@ class DeltaLake(ConfigurableResource):
         self, df: DataFrame, table: Table, txn: tuple[str, int] | None = None
     ) -> None:
         """Append rows; `txn` = (app id, version) makes a replayed streaming batch a no-op."""
+        self.ensure_schema(df.sparkSession, table)
         writer = df.write.format("delta").mode("append")
         if txn is not None:
             writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
         self._save(writer, table)
 
     def overwrite(self, df: DataFrame, table: Table) -> None:
+        self.ensure_schema(df.sparkSession, table)
         writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
         self._save(writer, table)
 
@@ -116,9 +125,10 @@ class DeltaLake(ConfigurableResource):
         else:
             writer.save(self.location(table))
 
-    def start_stream(self, writer: DataStreamWriter, table: Table):
+    def start_stream(self, spark: SparkSession, writer: DataStreamWriter, table: Table):
         """Start a streaming write into `table` (the checkpoint is set by the caller)."""
         if self.catalog:
+            self.ensure_schema(spark, table)
             return writer.toTable(self.location(table))
         return writer.start(self.location(table))
 

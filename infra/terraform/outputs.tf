@@ -1,0 +1,26 @@
+# The Dagster deployment's environment variables (see the README, "Production on Databricks").
+
+output "dagster_environment" {
+  description = "Non-secret environment variables for the Dagster code location."
+  value       = {
+    PATIENT_FLOW_ENV                 = "databricks"
+    DATABRICKS_HOST                  = "https://${azurerm_databricks_workspace.this.workspace_url}"
+    PATIENT_FLOW_CATALOG             = databricks_catalog.patient_flow.name
+    PATIENT_FLOW_LAKE                = "${local.zone_urls["checkpoints"]}patient_flow"
+    PATIENT_FLOW_LANDING             = "${local.zone_urls["landing"]}patient_events"
+    PATIENT_FLOW_LANDING_SCHEMAS     = "${local.zone_urls["checkpoints"]}autoloader_schemas"
+    PATIENT_FLOW_SECRET_SCOPE        = databricks_secret_scope.pipeline.name
+    PATIENT_FLOW_EVENTHUBS_NAMESPACE = "${azurerm_eventhub_namespace.this.name}.servicebus.windows.net"
+    PATIENT_FLOW_EVENTHUB            = azurerm_eventhub.patient_events.name
+    PATIENT_FLOW_EVENTHUB_CONSUMERS  = azurerm_eventhub_consumer_group.landing.name
+  }
+}
+
+output "key_vault_uri" {
+  description = "Key Vault with databricks-token, landing-connection-string and the Event Hubs connection strings (read them into DATABRICKS_TOKEN, AZURE_STORAGE_CONNECTION_STRING and EVENTHUBS_CONNECTION_STRING of the Dagster deployment)."
+  value       = azurerm_key_vault.this.vault_uri
+}
+
+output "databricks_workspace_url" {
+  value = azurerm_databricks_workspace.this.workspace_url
+}

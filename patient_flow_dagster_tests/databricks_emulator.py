@@ -1,0 +1,311 @@
+"""A small local stand-in for the part of the Databricks REST API the step launcher uses.
+
+Test infrastructure, not product code. It speaks the real wire protocol (JSON over HTTP, bearer
+token, Databricks' error bodies) for:
+
+- DBFS: `create` / `add-block` / `close` (parents created implicitly) and `read` (base64 blocks;
+  404 RESOURCE_DOES_NOT_EXIST for a missing file);
+- Jobs: `runs/submit` (one `spark_python_task` on a new or existing cluster), `runs/get`,
+  `runs/cancel` (unknown run ids are rejected).
+
+A submitted task runs as a subprocess (`databricks_task.py`) with its own Python and Spark JVM,
+`/dbfs/` mapped to a local folder, and `spark`, `sc` and `dbutils` (secrets) defined as a
+Databricks cluster defines them. The task gets a cluster's environment, not the test's: nothing
+of PATIENT_FLOW_*, DATABRICKS_* or AZURE_* leaks into it, so whatever the remote step needs must
+travel the way it travels on Databricks (the launcher's env_variables and secrets).
+"""
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+TASK_RUNNER = Path(__file__).with_name("databricks_task.py")
+LEAKY_PREFIXES = ("PATIENT_FLOW_", "DATABRICKS_", "AZURE_", "DAGSTER_")
+MAX_READ = 1024 * 1024  # DBFS read returns at most 1 MB per call
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass
+class Run:
+    run_id: int
+    spec: dict
+    process: subprocess.Popen | None = None
+    life_cycle: str = "PENDING"
+    result: str | None = None
+    message: str = ""
+    log: Path | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class DatabricksEmulator:
+    """Serve on 127.0.0.1 (random port); `secrets` is {scope: {key: value}}."""
+
+    def __init__(self, root: Path, token: str, secrets: dict[str, dict[str, str]],
+                 clusters: tuple[str, ...] = ()):
+        self.dbfs_root = root / "dbfs"
+        self.logs = root / "run_logs"
+        self.dbfs_root.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.token = token
+        self.secrets_file = root / "secrets.json"
+        self.secrets_file.write_text(json.dumps(secrets))
+        self.clusters = set(clusters)
+        self.runs: dict[int, Run] = {}
+        self.handles: dict[int, tuple[Path, bytearray]] = {}
+        self._ids = itertools.count(1001)
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def host(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> "DatabricksEmulator":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for run in self.runs.values():
+            if run.process and run.process.poll() is None:
+                os.killpg(run.process.pid, signal.SIGKILL)
+        self.server.shutdown()
+        self.server.server_close()
+
+    # -- DBFS ---------------------------------------------------------------------------------
+    def local_path(self, dbfs_path: str) -> Path:
+        """`/a/b`, `dbfs:/a/b` and `/dbfs/a/b` all name the same file under the DBFS root."""
+        path = re.sub(r"^(dbfs:|/dbfs)(?=/)", "", dbfs_path)
+        if not path.startswith("/"):
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Path must be absolute: {dbfs_path}")
+        resolved = (self.dbfs_root / path.lstrip("/")).resolve()
+        if self.dbfs_root.resolve() not in resolved.parents and resolved != self.dbfs_root.resolve():
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Invalid path: {dbfs_path}")
+        return resolved
+
+    def dbfs_create(self, body: dict) -> dict:
+        target = self.local_path(body["path"])
+        if target.exists() and not body.get("overwrite", False):
+            raise ApiError(400, "RESOURCE_ALREADY_EXISTS", f"A file or directory already exists "
+                           f"at the input path {body['path']}.")
+        with self._lock:
+            handle = next(self._ids)
+            self.handles[handle] = (target, bytearray())
+        return {"handle": handle}
+
+    def _open_handle(self, body: dict) -> tuple[Path, bytearray]:
+        handle = body.get("handle")
+        if handle not in self.handles:
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Invalid handle {handle}")
+        return self.handles[handle]
+
+    def dbfs_add_block(self, body: dict) -> dict:
+        _, buffer = self._open_handle(body)
+        data = base64.b64decode(body["data"])
+        if len(data) > MAX_READ:
+            raise ApiError(400, "MAX_BLOCK_SIZE_EXCEEDED", "The block exceeds 1 MB.")
+        buffer.extend(data)
+        return {}
+
+    def dbfs_close(self, body: dict) -> dict:
+        target, buffer = self._open_handle(body)
+        del self.handles[body["handle"]]
+        target.parent.mkdir(parents=True, exist_ok=True)  # DBFS creates parents implicitly
+        temporary = target.with_name(f".{target.name}.part")
+        temporary.write_bytes(bytes(buffer))
+        temporary.replace(target)
+        return {}
+
+    def dbfs_read(self, query: dict) -> dict:
+        target = self.local_path(query["path"])
+        if not target.is_file():
+            raise ApiError(404, "RESOURCE_DOES_NOT_EXIST",
+                           f"No file or directory exists on path {query['path']}.")
+        offset, length = int(query.get("offset", 0)), int(query.get("length", MAX_READ))
+        if length > MAX_READ or offset < 0:
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", "length must be at most 1 MB")
+        with target.open("rb") as handle:
+            handle.seek(offset)
+            data = handle.read(length)
+        return {"bytes_read": len(data), "data": base64.b64encode(data).decode()}
+
+    # -- Jobs -------------------------------------------------------------------------------------
+    def submit(self, body: dict) -> dict:
+        tasks = body.get("tasks") or []
+        if len(tasks) != 1:
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", "Expected exactly one task")
+        task = tasks[0]
+        python_task = task.get("spark_python_task")
+        if not python_task:
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", "Only spark_python_task is emulated")
+        cluster = task.get("new_cluster")
+        existing = task.get("existing_cluster_id")
+        if bool(cluster) == bool(existing):
+            raise ApiError(400, "INVALID_PARAMETER_VALUE",
+                           "Exactly one of new_cluster and existing_cluster_id must be set")
+        if existing and existing not in self.clusters:
+            raise ApiError(400, "INVALID_PARAMETER_VALUE",
+                           f"Cluster {existing} does not exist")
+        if cluster and not cluster.get("spark_version"):
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", "Missing required field: spark_version")
+        with self._lock:
+            run = Run(next(self._ids), body)
+            self.runs[run.run_id] = run
+        threading.Thread(target=self._execute, args=(run, task), daemon=True).start()
+        return {"run_id": run.run_id}
+
+    def _library_problem(self, libraries: list[dict]) -> str | None:
+        """A cluster cannot install a pinned PyPI library that does not exist; here the run's
+        Python must already hold the exact pinned version."""
+        for library in libraries:
+            requirement = library.get("pypi", {}).get("package", "")
+            if "==" not in requirement:
+                continue
+            name, wanted = requirement.split("==", 1)
+            try:
+                installed = version(name)
+            except PackageNotFoundError:
+                installed = None
+            if installed != wanted:
+                return f"Library installation failed: {requirement} (found {installed})"
+        return None
+
+    def _execute(self, run: Run, task: dict) -> None:
+        problem = self._library_problem(task.get("libraries", []))
+        if problem:
+            with run.lock:
+                run.life_cycle, run.result, run.message = "INTERNAL_ERROR", "FAILED", problem
+            return
+        python_task = task["spark_python_task"]
+        cluster = task.get("new_cluster") or {}
+        run.log = self.logs / f"run-{run.run_id}.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(LEAKY_PREFIXES)}
+        env.update({str(k): str(v) for k, v in (cluster.get("spark_env_vars") or {}).items()})
+        env["EMULATED_DATABRICKS_SECRETS"] = str(self.secrets_file)
+        env["EMULATED_SPARK_CONF"] = json.dumps(cluster.get("spark_conf") or {})
+        env["DATABRICKS_RUNTIME_VERSION"] = str(cluster.get("spark_version", "emulated"))
+        command = [sys.executable, str(TASK_RUNNER), str(self.dbfs_root),
+                   str(self.local_path(python_task["python_file"])),
+                   *python_task.get("parameters", [])]
+        with run.lock:
+            if run.life_cycle != "PENDING":  # cancelled before it started
+                return
+            with run.log.open("wb") as log:
+                run.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                               cwd=self.dbfs_root, start_new_session=True)
+            run.life_cycle = "RUNNING"
+        code = run.process.wait()
+        with run.lock:
+            if run.life_cycle == "TERMINATING":
+                run.life_cycle, run.result = "TERMINATED", "CANCELED"
+                return
+            run.life_cycle = "TERMINATED"
+            run.result = "SUCCESS" if code == 0 else "FAILED"
+            if code:
+                tail = run.log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+                run.message = f"Task exited with code {code}: {tail[0][:300]}"
+
+    def _run(self, run_id) -> Run:
+        try:
+            return self.runs[int(run_id)]
+        except (KeyError, TypeError, ValueError):
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Run {run_id} does not exist.")
+
+    def get_run(self, query: dict) -> dict:
+        run = self._run(query.get("run_id"))
+        with run.lock:
+            state = {"life_cycle_state": run.life_cycle, "state_message": run.message}
+            if run.result:
+                state["result_state"] = run.result
+        task = run.spec["tasks"][0]
+        return {
+            "run_id": run.run_id,
+            "run_name": run.spec.get("run_name") or "Untitled",
+            "state": state,
+            "run_page_url": f"{self.host}/#job/runs/{run.run_id}",
+            "tasks": [{"task_key": task.get("task_key", "task"), "run_id": run.run_id + 1,
+                       "state": state, "cluster_instance": {"cluster_id": task.get(
+                           "existing_cluster_id") or f"job-{run.run_id}"}}],
+        }
+
+    def cancel(self, body: dict) -> dict:
+        run = self._run(body.get("run_id"))
+        with run.lock:
+            if run.life_cycle == "PENDING":
+                run.life_cycle, run.result = "TERMINATED", "CANCELED"
+            elif run.life_cycle == "RUNNING":
+                run.life_cycle = "TERMINATING"
+                os.killpg(run.process.pid, signal.SIGKILL)
+        return {}
+
+    # -- HTTP -----------------------------------------------------------------------------------
+    ROUTES = {
+        ("POST", r"/api/2\.0/dbfs/create"): "dbfs_create",
+        ("POST", r"/api/2\.0/dbfs/add-block"): "dbfs_add_block",
+        ("POST", r"/api/2\.0/dbfs/close"): "dbfs_close",
+        ("GET", r"/api/2\.0/dbfs/read"): "dbfs_read",
+        ("POST", r"/api/2\.[12]/jobs/runs/submit"): "submit",
+        ("GET", r"/api/2\.[12]/jobs/runs/get"): "get_run",
+        ("POST", r"/api/2\.[12]/jobs/runs/cancel"): "cancel",
+    }
+
+    def _handler(self):
+        emulator = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+            def _reply(self, status: int, payload: dict) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _dispatch(self, method: str) -> None:
+                url = urlparse(self.path)
+                try:
+                    if self.headers.get("Authorization") != f"Bearer {emulator.token}":
+                        raise ApiError(401, "UNAUTHENTICATED", "Invalid access token.")
+                    name = next((n for (m, pattern), n in emulator.ROUTES.items()
+                                 if m == method and re.fullmatch(pattern, url.path)), None)
+                    if name is None:
+                        raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for "
+                                       f"'{method} {url.path}'")
+                    if method == "GET":
+                        argument = {k: v[-1] for k, v in parse_qs(url.query).items()}
+                    else:
+                        length = int(self.headers.get("Content-Length") or 0)
+                        argument = json.loads(self.rfile.read(length) or b"{}")
+                    self._reply(200, getattr(emulator, name)(argument))
+                except ApiError as error:
+                    self._reply(error.status, {"error_code": error.code, "message": error.message})
+                except (KeyError, ValueError) as error:
+                    self._reply(400, {"error_code": "MALFORMED_REQUEST", "message": str(error)})
+
+            def do_GET(self) -> None:
+                self._dispatch("GET")
+
+            def do_POST(self) -> None:
+                self._dispatch("POST")
+
+        return Handler

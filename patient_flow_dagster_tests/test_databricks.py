@@ -1,0 +1,143 @@
+"""PATIENT_FLOW_ENV=databricks, end to end and offline: the real `databricks_pyspark_step_launcher`
+ships every step to a local emulation of the Databricks REST API, whose job runs execute the
+steps in their own Python + Spark processes; the lake must come out as the local one does."""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.errors import DatabricksError
+
+from patient_flow_dagster.definitions import build_definitions
+from patient_flow_dagster.resources import lake as t
+from patient_flow_dagster.resources.databricks import (
+    RUN_CONFIG_VARIABLE,
+    databricks_run_config,
+    remote_env_variables,
+    step_launcher_config,
+)
+from patient_flow_dagster.settings import Settings
+from patient_flow_dagster.streaming.landing_writer import write_events
+from patient_flow_dagster.streaming.simulator import simulate
+from patient_flow_dagster_tests.conftest import recent_now
+from patient_flow_dagster_tests.databricks_emulator import DatabricksEmulator
+
+TOKEN = "dapi-emulator-token"  # the emulator's own, not a credential of anything real
+VENV_BIN = Path(sys.executable).parent
+
+# Tables compared between the environments, with the columns that identify a row.
+KEYS = {
+    t.BRONZE_EVENTS: ["event_id", "source_file"],
+    t.SILVER_EVENTS: ["event_id"],
+    t.QUARANTINE: ["event_id"],
+    t.DIM_PATIENT: ["patient_sk"],
+    t.DIM_DEPARTMENT: ["department_sk"],
+    t.FACT_ADMISSIONS: ["event_id", "patient_sk"],
+    t.CUBE_GENDER_DEPARTMENT: ["gender", "department"],
+    t.DEPARTMENT_CENSUS_HOURLY: ["hospital_id", "department", "hour_start", "present_at_end"],
+    t.DAILY_FLOW: ["hospital_id", "day", "admissions", "discharges"],
+    t.LENGTH_OF_STAY_STATS: ["department", "hospital_id", "completed_stays"],
+    t.CURRENT_OCCUPANCY: ["scope", "hospital_id", "department", "present"],
+}
+
+
+@pytest.fixture
+def emulator(tmp_path):
+    secrets = {"patient-flow": {"databricks-token": TOKEN}}
+    with DatabricksEmulator(tmp_path / "databricks", TOKEN, secrets) as running:
+        yield running
+
+
+def test_emulator_rejects_what_databricks_rejects(emulator):
+    client = WorkspaceClient(host=emulator.host, token=TOKEN)
+    with pytest.raises(DatabricksError) as missing:
+        client.dbfs.read("/dagster_staging/nothing/here")
+    assert missing.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    with pytest.raises(DatabricksError) as unknown_run:
+        client.jobs.get_run(424242)
+    assert "does not exist" in str(unknown_run.value)
+    with pytest.raises(DatabricksError):
+        WorkspaceClient(host=emulator.host, token="wrong").dbfs.read("/x")
+    handle = client.dbfs.create("/a/b/c.txt", overwrite=False).handle
+    client.dbfs.add_block(handle, "aGVsbG8=")
+    client.dbfs.close(handle)
+    assert client.dbfs.read("/a/b/c.txt").data == "aGVsbG8="  # parents created implicitly
+    with pytest.raises(DatabricksError) as exists:
+        client.dbfs.create("/a/b/c.txt", overwrite=False)
+    assert exists.value.error_code == "RESOURCE_ALREADY_EXISTS"
+
+
+def test_remote_step_gets_the_launchers_config_but_no_secret(tmp_path):
+    environ = {"PATIENT_FLOW_ENV": "databricks", "PATIENT_FLOW_LAKE": "abfss://lake@a.dfs.core.windows.net/x",
+               "DATABRICKS_HOST": "https://adb-1.azuredatabricks.net", "DATABRICKS_TOKEN": "s3cr3t-1",
+               "AZURE_STORAGE_CONNECTION_STRING": "AccountKey=s3cr3t-2", "DATABRICKS_CLUSTER_ID": "0101-x"}
+    config = step_launcher_config(environ, landing_is_azure=True)
+    assert config["run_config"]["cluster"] == {"existing": "0101-x"}
+    assert "s3cr3t" not in json.dumps(config)
+    assert config["databricks_token"] == {"env": "DATABRICKS_TOKEN"}
+    assert {s["name"] for s in config["secrets_to_env_variables"]} == {
+        "DATABRICKS_TOKEN", "AZURE_STORAGE_CONNECTION_STRING"}
+    forwarded = remote_env_variables(environ, config["run_config"])
+    assert databricks_run_config(forwarded) == config["run_config"]  # the remote rebuilds it
+    assert forwarded[RUN_CONFIG_VARIABLE] and forwarded["PATIENT_FLOW_LAKE"].startswith("abfss://")
+    new_cluster = databricks_run_config({})["cluster"]["new"]  # from infra/databricks
+    assert new_cluster["spark_version"].endswith("scala2.13")  # Spark 4 runtimes, like pyspark 4
+
+
+@pytest.mark.databricks
+def test_whole_graph_on_emulated_databricks_equals_local(tmp_path, spark, emulator):
+    now = recent_now()
+    landing = tmp_path / "landing"
+    write_events(simulate(3000, seed=61, now=now, span_days=10).events, landing,
+                 events_per_file=1000)
+    as_of = {"ops": {"gold__department_census_hourly": {"config": {"as_of": now.isoformat()}}}}
+
+    local = Settings(env="local", lake_root=str(tmp_path / "local_lake"), landing=str(landing))
+    local_run = build_definitions(local).resolve_job_def("patient_flow").execute_in_process(
+        run_config=as_of, instance=DagsterInstance.ephemeral())
+    assert local_run.success
+
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(dagster_home),
+        "PATIENT_FLOW_ENV": "databricks",
+        "PATIENT_FLOW_LAKE": str(tmp_path / "databricks_lake"),
+        "PATIENT_FLOW_LANDING": str(landing),
+        "PATIENT_FLOW_LANDING_READER": "files",  # Auto Loader exists only on Databricks runtimes
+        "PATIENT_FLOW_DATABRICKS_POLL_SECONDS": "0.5",
+        "PATIENT_FLOW_MAX_CONCURRENT_STEPS": "2",
+        "DATABRICKS_HOST": emulator.host,
+        "DATABRICKS_TOKEN": TOKEN,
+    }
+    run_config = tmp_path / "as_of.json"  # JSON is YAML
+    run_config.write_text(json.dumps(as_of))
+    started = time.perf_counter()
+    run = subprocess.run(
+        [str(VENV_BIN / "dagster"), "job", "execute", "-m", "patient_flow_dagster.definitions",
+         "-j", "patient_flow", "-c", str(run_config)],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1500,
+    )
+    wall = time.perf_counter() - started
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-6000:]
+    submitted = len(emulator.runs)
+    print(f"emulated Databricks run: {wall:.1f} s wall, {submitted} job runs")
+    # Every asset and check step went through runs/submit, and each succeeded.
+    assert submitted == 17
+    assert {run.result for run in emulator.runs.values()} == {"SUCCESS"}
+    assert TOKEN not in output
+
+    local_lake = t.DeltaLake(root=local.lake_root)
+    remote_lake = t.DeltaLake(root=str(tmp_path / "databricks_lake"))
+    for table, keys in KEYS.items():
+        here = local_lake.read(spark, table).select(*keys)
+        there = remote_lake.read(spark, table).select(*keys)
+        assert here.count() == there.count() > 0, table
+        assert here.exceptAll(there).count() == 0 and there.exceptAll(here).count() == 0, table

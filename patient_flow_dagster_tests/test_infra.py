@@ -1,0 +1,72 @@
+"""infra/: the Terraform parses, declares what production needs, and feeds the variables the
+code reads; the cluster spec is accepted by the step launcher's config schema."""
+import json
+import re
+from pathlib import Path
+
+import hcl2
+from dagster_databricks.configs import define_databricks_submit_run_config
+
+from patient_flow_dagster.resources.databricks import DEFAULT_CLUSTER_SPEC, databricks_run_config
+
+TERRAFORM = Path(__file__).resolve().parents[1] / "infra" / "terraform"
+SOURCE = Path(__file__).resolve().parents[1] / "src" / "patient_flow_dagster"
+
+
+def _unquote(name: str) -> str:
+    return name.strip('"')
+
+
+def terraform() -> dict[str, list]:
+    merged: dict[str, list] = {}
+    for tf in sorted(TERRAFORM.glob("*.tf")):
+        with tf.open() as handle:
+            for block, items in hcl2.load(handle).items():
+                merged.setdefault(block, []).extend(items if isinstance(items, list) else [items])
+    return merged
+
+
+def test_terraform_declares_the_production_platform():
+    parsed = terraform()
+    resources = {_unquote(kind) for item in parsed["resource"] for kind in item}
+    assert resources >= {
+        "azurerm_resource_group", "azurerm_storage_account",
+        "azurerm_storage_data_lake_gen2_filesystem", "azurerm_eventhub_namespace",
+        "azurerm_eventhub", "azurerm_eventhub_consumer_group", "azurerm_eventhub_authorization_rule",
+        "azurerm_key_vault", "azurerm_key_vault_secret", "azurerm_databricks_workspace",
+        "azurerm_databricks_access_connector", "databricks_storage_credential",
+        "databricks_external_location", "databricks_catalog", "databricks_schema",
+        "databricks_secret_scope", "databricks_metastore_assignment",
+    }
+    variables = {_unquote(name) for item in parsed["variable"] for name in item}
+    for environment in ("dev", "test", "prod"):
+        with (TERRAFORM / "environments" / f"{environment}.tfvars").open() as handle:
+            values = hcl2.load(handle)
+        assert _unquote(values["environment"]) == environment
+        assert set(values) - {"__comments__"} <= variables  # no unknown variable
+
+
+def test_terraform_outputs_are_the_variables_the_code_reads():
+    outputs = {_unquote(name): body for item in terraform()["output"] for name, body in item.items()}
+    produced = set(re.findall(r"\b(PATIENT_FLOW_\w+|DATABRICKS_\w+)\s*=",
+                              (TERRAFORM / "outputs.tf").read_text()))
+    assert "dagster_environment" in outputs
+    code = "\n".join(path.read_text() for path in SOURCE.rglob("*.py"))
+    read = set(re.findall(r'"(PATIENT_FLOW_[A-Z_]+|DATABRICKS_HOST)"', code))
+    assert {"PATIENT_FLOW_ENV", "PATIENT_FLOW_CATALOG", "PATIENT_FLOW_LAKE", "PATIENT_FLOW_LANDING",
+            "PATIENT_FLOW_LANDING_SCHEMAS", "PATIENT_FLOW_SECRET_SCOPE", "DATABRICKS_HOST"} <= produced
+    deployment_only = {"PATIENT_FLOW_EVENTHUBS_NAMESPACE", "PATIENT_FLOW_EVENTHUB",
+                       "PATIENT_FLOW_EVENTHUB_CONSUMERS"}
+    assert produced - deployment_only <= read, produced - deployment_only - read
+    # the secrets the remote step exports are the ones the vault holds
+    main = (TERRAFORM / "main.tf").read_text()
+    assert '"databricks-token"' in main and '"landing-connection-string"' in main
+
+
+def test_cluster_spec_is_valid_launcher_config():
+    spec = json.loads(DEFAULT_CLUSTER_SPEC.read_text())
+    assert spec["cluster"]["new"]["spark_version"].endswith("scala2.13")
+    schema = define_databricks_submit_run_config()
+    from dagster._config import validate_config
+
+    assert validate_config(schema.config_type, databricks_run_config({})).success

@@ -1,0 +1,91 @@
+"""Resource sets per environment, in one place (DESIGN.md §5).
+
+Assets require the same resource keys everywhere (`pyspark`, `step_launcher`, `lake`, `landing`,
+`quality`); only the implementations differ. Locally the step launcher is the none resource, so
+steps run in the Dagster process on the embedded Spark session. On Databricks every step is a
+Databricks job run (`databricks_pyspark_step_launcher`) on the cluster's own Spark session, tables
+are in Unity Catalog when PATIENT_FLOW_CATALOG is set, and bronze reads landing with Auto Loader.
+"""
+from __future__ import annotations
+
+import os
+
+from dagster import ResourceDefinition, in_process_executor, multiprocess_executor
+
+from patient_flow_dagster.quality.policy import QualityPolicy
+from patient_flow_dagster.resources.azure_landing import AzureBlobLandingZone, is_azure_url
+from patient_flow_dagster.resources.lake import DeltaLake
+from patient_flow_dagster.resources.landing import LocalLandingZone
+from patient_flow_dagster.resources.spark import local_spark_config, prepare_local_environment
+from patient_flow_dagster.settings import Settings
+from dagster_pyspark import LazyPySparkResource, PySparkResource
+
+
+class LocalPySparkResource(PySparkResource):
+    """PySparkResource for the embedded session: sets the JVM's process environment first."""
+
+    def setup_for_execution(self, context) -> None:
+        prepare_local_environment()
+        super().setup_for_execution(context)
+        self.spark_session.sparkContext.setLogLevel("ERROR")
+
+
+def landing_zone(location: str, reader: str = "files"):
+    """A local folder, or an Azure Blob/ADLS container when the location is a wasb(s)/abfs(s) URL
+    (credentials: AZURE_STORAGE_CONNECTION_STRING). `reader` picks Spark's file stream or Auto
+    Loader (schema location: PATIENT_FLOW_LANDING_SCHEMAS)."""
+    options = {
+        "max_files_per_trigger": int(os.environ.get("PATIENT_FLOW_MAX_FILES_PER_TRIGGER", 1000)),
+        "reader": reader,
+        "autoloader_schema_location": os.environ.get("PATIENT_FLOW_LANDING_SCHEMAS"),
+    }
+    if is_azure_url(location):
+        return AzureBlobLandingZone(url=location, **options)
+    return LocalLandingZone(path=location, **options)
+
+
+def quality_policy() -> QualityPolicy:
+    return QualityPolicy(
+        error_ratio=float(os.environ.get("PATIENT_FLOW_QUARANTINE_ERROR_RATIO", 0.10))
+    )
+
+
+def local_resources(settings: Settings) -> dict:
+    return {
+        "pyspark": LocalPySparkResource(spark_config=local_spark_config()),
+        "step_launcher": ResourceDefinition.none_resource(),
+        "lake": DeltaLake(root=settings.lake_root, catalog=settings.catalog),
+        "landing": landing_zone(settings.landing, settings.landing_reader),
+        "quality": quality_policy(),
+    }
+
+
+def databricks_resources(settings: Settings) -> dict:
+    """Steps launched on Databricks; there `pyspark` is the cluster's session (created lazily,
+    so the launching process never starts a JVM)."""
+    from patient_flow_dagster.resources.databricks import databricks_step_launcher
+
+    return {
+        "pyspark": LazyPySparkResource(spark_config={"spark.sql.session.timeZone": "UTC"}),
+        "step_launcher": databricks_step_launcher(landing_is_azure=is_azure_url(settings.landing)),
+        "lake": DeltaLake(root=settings.lake_root, catalog=settings.catalog),
+        "landing": landing_zone(settings.landing, settings.landing_reader),
+        "quality": quality_policy(),
+    }
+
+
+RESOURCES_BY_ENVIRONMENT = {"local": local_resources, "databricks": databricks_resources}
+
+# Locally every step shares one process and one JVM: the multiprocess executor would start a
+# Python process and a Spark JVM per step (6-8 s each). On Databricks the launching process only
+# waits for job runs, so independent steps (dim_patient and dim_department, the KPI assets) run
+# side by side on their clusters.
+EXECUTOR_BY_ENVIRONMENT = {
+    "local": in_process_executor,
+    "databricks": multiprocess_executor.configured(
+        {"max_concurrent": int(os.environ.get("PATIENT_FLOW_MAX_CONCURRENT_STEPS", 4))}),
+}
+
+
+def resources_for(settings: Settings) -> dict:
+    return RESOURCES_BY_ENVIRONMENT[settings.env](settings)

@@ -1,0 +1,108 @@
+"""Production: every asset step runs on Databricks through `databricks_pyspark_step_launcher`.
+
+The launcher zips the code (`src/`), uploads it with the pickled step to DBFS, submits a one-time
+job run (`runs/submit`, a `spark_python_task`) on the cluster of `infra/databricks/
+job_cluster.json` (or an existing cluster: `DATABRICKS_CLUSTER_ID`), and streams the step's
+Dagster events back. The remote step re-imports these definitions and re-creates every resource,
+the launcher included, so it must see the same configuration: the PATIENT_FLOW_* variables, the
+host and the run config travel as the launcher's `env_variables`; the token and the landing
+credentials are never copied, they come from the Key Vault-backed secret scope on the cluster
+(`secrets_to_env_variables`).
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import patient_flow_dagster
+
+PROJECT_ROOT = Path(patient_flow_dagster.__file__).resolve().parents[2]
+DEFAULT_CLUSTER_SPEC = PROJECT_ROOT / "infra" / "databricks" / "job_cluster.json"
+RUN_CONFIG_VARIABLE = "PATIENT_FLOW_DATABRICKS_RUN_CONFIG"
+# Configuration that is not secret and that the remote step needs to rebuild the definitions.
+FORWARDED_PREFIX = "PATIENT_FLOW_"
+NOT_FORWARDED = {"PATIENT_FLOW_DATABRICKS_CLUSTER_SPEC", "PATIENT_FLOW_CODE_PATH"}
+# Secrets the remote step reads from the cluster's secret scope: (environment variable, key).
+TOKEN_SECRET = ("DATABRICKS_TOKEN", "databricks-token")
+LANDING_SECRET = ("AZURE_STORAGE_CONNECTION_STRING", "landing-connection-string")
+
+
+def databricks_run_config(environ: Mapping[str, str]) -> dict:
+    """The Runs Submit settings: the cluster spec file, or an existing cluster by id.
+
+    A remote step receives the launching process's run config in RUN_CONFIG_VARIABLE (the spec
+    file is not shipped with the code).
+    """
+    if environ.get(RUN_CONFIG_VARIABLE):
+        return json.loads(environ[RUN_CONFIG_VARIABLE])
+    spec = Path(environ.get("PATIENT_FLOW_DATABRICKS_CLUSTER_SPEC") or DEFAULT_CLUSTER_SPEC)
+    if not spec.is_file():
+        raise FileNotFoundError(
+            f"Databricks cluster spec {spec} not found: set PATIENT_FLOW_DATABRICKS_CLUSTER_SPEC "
+            "or keep infra/databricks/job_cluster.json"
+        )
+    run_config = json.loads(spec.read_text())
+    run_config.pop("//", None)  # comment entry
+    if environ.get("DATABRICKS_CLUSTER_ID"):
+        run_config["cluster"] = {"existing": environ["DATABRICKS_CLUSTER_ID"]}
+    return run_config
+
+
+def remote_env_variables(environ: Mapping[str, str], run_config: dict) -> dict[str, str]:
+    """What the remote step must see to rebuild the same definitions (nothing secret)."""
+    forwarded = {
+        name: value for name, value in environ.items()
+        if name.startswith(FORWARDED_PREFIX) and name not in NOT_FORWARDED
+    }
+    forwarded["DATABRICKS_HOST"] = environ.get("DATABRICKS_HOST", "")
+    forwarded[RUN_CONFIG_VARIABLE] = json.dumps(run_config, sort_keys=True)
+    return forwarded
+
+
+def remote_secrets(environ: Mapping[str, str], landing_is_azure: bool) -> list[dict[str, str]]:
+    """Secrets the remote step exports from the cluster's secret scope (Key Vault-backed)."""
+    scope = environ.get("PATIENT_FLOW_SECRET_SCOPE", "patient-flow")
+    wanted = [TOKEN_SECRET] + ([LANDING_SECRET] if landing_is_azure else [])
+    return [{"name": name, "scope": scope, "key": key} for name, key in wanted]
+
+
+def code_path(environ: Mapping[str, str]) -> str:
+    """The folder the launcher zips and ships: the one holding the `patient_flow_dagster`
+    package (`src/` of a checkout or an editable install)."""
+    path = Path(environ.get("PATIENT_FLOW_CODE_PATH") or Path(patient_flow_dagster.__file__)
+                .resolve().parents[1])
+    if path.name in ("site-packages", "dist-packages"):
+        raise ValueError(
+            f"{path} is a site-packages folder: the step launcher would upload all of it. Install "
+            "the project editable (pip install -e .) or set PATIENT_FLOW_CODE_PATH to a folder "
+            "holding only the patient_flow_dagster package"
+        )
+    return str(path)
+
+
+def step_launcher_config(environ: Mapping[str, str], landing_is_azure: bool) -> dict:
+    """Config of `databricks_pyspark_step_launcher`; host and token are read from the
+    environment when the resource starts, never stored."""
+    run_config = databricks_run_config(environ)
+    return {
+        "run_config": run_config,
+        "databricks_host": {"env": "DATABRICKS_HOST"},
+        "databricks_token": {"env": "DATABRICKS_TOKEN"},
+        "local_dagster_job_package_path": code_path(environ),
+        "staging_prefix": environ.get("PATIENT_FLOW_DATABRICKS_STAGING", "/dagster_staging"),
+        "env_variables": remote_env_variables(environ, run_config),
+        "secrets_to_env_variables": remote_secrets(environ, landing_is_azure),
+        "poll_interval_sec": float(environ.get("PATIENT_FLOW_DATABRICKS_POLL_SECONDS", 5)),
+        "max_completion_wait_time_seconds": int(
+            environ.get("PATIENT_FLOW_DATABRICKS_STEP_TIMEOUT", 3 * 60 * 60)),
+        "verbose_logs": False,
+    }
+
+
+def databricks_step_launcher(landing_is_azure: bool, environ: Mapping[str, str] | None = None):
+    from dagster_databricks import databricks_pyspark_step_launcher
+
+    config = step_launcher_config(os.environ if environ is None else environ, landing_is_azure)
+    return databricks_pyspark_step_launcher.configured(config)
