@@ -8,9 +8,11 @@ token, Databricks' error bodies) for:
 - Jobs: `runs/submit` (one `spark_python_task` on a new or existing cluster), `runs/get`,
   `runs/cancel` (unknown run ids are rejected).
 
-A submitted task runs as a subprocess (`databricks_task.py`) with its own Python and Spark JVM,
-`/dbfs/` mapped to a local folder, and `spark`, `sc` and `dbutils` (secrets) defined as a
-Databricks cluster defines them. The task gets a cluster's environment, not the test's: nothing
+A submitted task runs as a subprocess (`databricks_task.py`) with `/dbfs/` mapped to a local
+folder and `spark`, `sc` and `dbutils` (secrets) defined as a Databricks cluster defines them. On
+a new (job) cluster the task starts its own Spark driver; on an existing all-purpose cluster
+(`start_cluster`, `databricks_cluster.py`) it attaches its Python to that cluster's long-lived
+driver JVM, and the cluster runs one task at a time (others stay PENDING until it is free). The task gets a cluster's environment, not the test's: nothing
 of PATIENT_FLOW_*, DATABRICKS_* or AZURE_* leaks into it, so whatever the remote step needs must
 travel the way it travels on Databricks (the launcher's env_variables and secrets).
 """
@@ -25,6 +27,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import PackageNotFoundError, version
@@ -32,6 +35,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 TASK_RUNNER = Path(__file__).with_name("databricks_task.py")
+CLUSTER_DRIVER = Path(__file__).with_name("databricks_cluster.py")
 LEAKY_PREFIXES = ("PATIENT_FLOW_", "DATABRICKS_", "AZURE_", "DAGSTER_")
 MAX_READ = 1024 * 1024  # DBFS read returns at most 1 MB per call
 
@@ -57,8 +61,7 @@ class Run:
 class DatabricksEmulator:
     """Serve on 127.0.0.1 (random port); `secrets` is {scope: {key: value}}."""
 
-    def __init__(self, root: Path, token: str, secrets: dict[str, dict[str, str]],
-                 clusters: tuple[str, ...] = ()):
+    def __init__(self, root: Path, token: str, secrets: dict[str, dict[str, str]]):
         self.dbfs_root = root / "dbfs"
         self.logs = root / "run_logs"
         self.dbfs_root.mkdir(parents=True, exist_ok=True)
@@ -66,7 +69,7 @@ class DatabricksEmulator:
         self.token = token
         self.secrets_file = root / "secrets.json"
         self.secrets_file.write_text(json.dumps(secrets))
-        self.clusters = set(clusters)
+        self.clusters: dict[str, tuple[subprocess.Popen, dict, threading.Lock]] = {}
         self.runs: dict[int, Run] = {}
         self.handles: dict[int, tuple[Path, bytearray]] = {}
         self._ids = itertools.count(1001)
@@ -86,8 +89,35 @@ class DatabricksEmulator:
         for run in self.runs.values():
             if run.process and run.process.poll() is None:
                 os.killpg(run.process.pid, signal.SIGKILL)
+        for driver, _, _ in self.clusters.values():
+            driver.stdin.close()
+            try:
+                driver.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(driver.pid, signal.SIGKILL)
         self.server.shutdown()
         self.server.server_close()
+
+    def start_cluster(self, cluster_id: str, timeout: float = 180) -> None:
+        """Start an all-purpose cluster: a Spark driver JVM that tasks attach to."""
+        connection = self.logs / f"cluster-{cluster_id}.json"
+        env = self._cluster_environment({})
+        log = (self.logs / f"cluster-{cluster_id}.log").open("wb")
+        driver = subprocess.Popen([sys.executable, str(CLUSTER_DRIVER), str(connection)], env=env,
+                                  stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not connection.exists():
+            if driver.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"cluster {cluster_id} did not start; see {log.name}")
+            time.sleep(0.2)
+        gateway = json.loads(connection.read_text())
+        self.clusters[cluster_id] = (driver, gateway, threading.Lock())
+
+    def _cluster_environment(self, spark_env_vars: dict) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(LEAKY_PREFIXES)}
+        env.update({str(k): str(v) for k, v in spark_env_vars.items()})
+        return env
 
     # -- DBFS ---------------------------------------------------------------------------------
     def local_path(self, dbfs_path: str) -> Path:
@@ -196,14 +226,24 @@ class DatabricksEmulator:
         python_task = task["spark_python_task"]
         cluster = task.get("new_cluster") or {}
         run.log = self.logs / f"run-{run.run_id}.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(LEAKY_PREFIXES)}
-        env.update({str(k): str(v) for k, v in (cluster.get("spark_env_vars") or {}).items()})
+        env = self._cluster_environment(cluster.get("spark_env_vars") or {})
         env["EMULATED_DATABRICKS_SECRETS"] = str(self.secrets_file)
         env["EMULATED_SPARK_CONF"] = json.dumps(cluster.get("spark_conf") or {})
         env["DATABRICKS_RUNTIME_VERSION"] = str(cluster.get("spark_version", "emulated"))
         command = [sys.executable, str(TASK_RUNNER), str(self.dbfs_root),
                    str(self.local_path(python_task["python_file"])),
                    *python_task.get("parameters", [])]
+        existing = task.get("existing_cluster_id")
+        if existing:  # attach to the cluster's driver, one task at a time
+            _, gateway, busy = self.clusters[existing]
+            env["PYSPARK_GATEWAY_PORT"] = str(gateway["port"])
+            env["PYSPARK_GATEWAY_SECRET"] = gateway["secret"]
+            with busy:
+                self._run_process(run, command, env)
+        else:
+            self._run_process(run, command, env)
+
+    def _run_process(self, run: Run, command: list[str], env: dict[str, str]) -> None:
         with run.lock:
             if run.life_cycle != "PENDING":  # cancelled before it started
                 return

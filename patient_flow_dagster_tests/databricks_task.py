@@ -36,11 +36,22 @@ def dbfs_to_local(argument: str, root: str) -> str:
     return argument
 
 
-def main() -> None:
-    root, python_file, *parameters = sys.argv[1:]
-    with open(os.environ.pop("EMULATED_DATABRICKS_SECRETS")) as handle:
-        dbutils = DBUtils(json.load(handle))
+def attach_to_cluster():
+    """A session on the running cluster's driver JVM (PYSPARK_GATEWAY_PORT/SECRET): its
+    SparkContext, a new SparkSession of its own, as a Databricks cluster gives each task."""
+    from pyspark import SparkContext
+    from pyspark.java_gateway import launch_gateway
+    from pyspark.sql import SparkSession
 
+    gateway = launch_gateway()  # connects to the existing gateway named by the environment
+    jvm = gateway.jvm
+    jsc = jvm.org.apache.spark.api.java.JavaSparkContext(jvm.org.apache.spark.SparkContext.getOrCreate())
+    sc = SparkContext(gateway=gateway, jsc=jsc)
+    return SparkSession(sc, jsparkSession=jvm.org.apache.spark.sql.SparkSession.active().newSession())
+
+
+def start_job_cluster():
+    """A new Spark driver for this run (a job cluster), with the cluster spec's spark_conf."""
     from pyspark.sql import SparkSession
 
     from patient_flow_dagster.resources.spark import local_spark_config, prepare_local_environment
@@ -57,12 +68,22 @@ def main() -> None:
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def main() -> None:
+    root, python_file, *parameters = sys.argv[1:]
+    with open(os.environ.pop("EMULATED_DATABRICKS_SECRETS")) as handle:
+        dbutils = DBUtils(json.load(handle))
+    on_cluster = "PYSPARK_GATEWAY_PORT" in os.environ
+    spark = attach_to_cluster() if on_cluster else start_job_cluster()
     sys.argv = [python_file, *(dbfs_to_local(p, root) for p in parameters)]
     try:
         runpy.run_path(python_file, init_globals={"spark": spark, "sc": spark.sparkContext,
                                                   "dbutils": dbutils}, run_name="__main__")
     finally:
-        spark.stop()
+        if not on_cluster:  # a job cluster ends with its run; an all-purpose cluster stays up
+            spark.stop()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """PATIENT_FLOW_ENV=databricks, end to end and offline: the real `databricks_pyspark_step_launcher`
 ships every step to a local emulation of the Databricks REST API, whose job runs execute the
 steps in their own Python + Spark processes; the lake must come out as the local one does."""
+import base64
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 from dagster import DagsterInstance
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import DatabricksError
+from databricks.sdk.service import jobs
 
 from patient_flow_dagster.definitions import build_definitions
 from patient_flow_dagster.resources import lake as t
@@ -46,11 +48,67 @@ KEYS = {
 }
 
 
+CLUSTER = "1123-000000-emulated"
+
+
 @pytest.fixture
 def emulator(tmp_path):
     secrets = {"patient-flow": {"databricks-token": TOKEN}}
     with DatabricksEmulator(tmp_path / "databricks", TOKEN, secrets) as running:
         yield running
+
+
+def upload(client: WorkspaceClient, path: str, content: bytes) -> None:
+    handle = client.dbfs.create(path, overwrite=True).handle
+    client.dbfs.add_block(handle, base64.b64encode(content).decode())
+    client.dbfs.close(handle)
+
+
+def wait_for(client: WorkspaceClient, run_id: int, timeout: float = 300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = client.jobs.get_run(run_id).state
+        if state.life_cycle_state.value in ("TERMINATED", "INTERNAL_ERROR"):
+            return state
+        time.sleep(0.5)
+    raise TimeoutError(run_id)
+
+
+TASK = b"""
+import os, sys
+assert spark.range(5).count() == 5 and sc.defaultParallelism > 0
+assert dbutils.secrets.get("patient-flow", "databricks-token") == "%s"
+leaked = [k for k in os.environ if k.startswith(("PATIENT_FLOW_", "AZURE_"))]
+assert not leaked, leaked
+open(sys.argv[1], "w").write(os.environ["DATABRICKS_RUNTIME_VERSION"])
+if len(sys.argv) > 2:
+    dbutils.secrets.get("patient-flow", "no-such-key")
+""" % TOKEN.encode()
+
+
+def test_python_task_runs_on_a_job_cluster_like_databricks(emulator, monkeypatch):
+    monkeypatch.setenv("PATIENT_FLOW_ENV", "must-not-leak")
+    client = WorkspaceClient(host=emulator.host, token=TOKEN)
+    upload(client, "/tasks/probe.py", TASK)
+    cluster = {"spark_version": "17.3.x-scala2.13", "num_workers": 0, "node_type_id": "x"}
+    run_id = client.jobs.submit(run_name="probe", tasks=[jobs.SubmitTask.from_dict({
+        "task_key": "probe", "new_cluster": cluster,
+        "spark_python_task": {"python_file": "dbfs:/tasks/probe.py",
+                              "parameters": ["/dbfs/tasks/out.txt"]}})]).bind()["run_id"]
+    assert wait_for(client, run_id).result_state.value == "SUCCESS"
+    assert base64.b64decode(client.dbfs.read("/tasks/out.txt").data) == b"17.3.x-scala2.13"
+
+    emulator.start_cluster(CLUSTER)
+    failing = client.jobs.submit(run_name="probe", tasks=[jobs.SubmitTask.from_dict({
+        "task_key": "probe", "existing_cluster_id": CLUSTER,
+        "spark_python_task": {"python_file": "dbfs:/tasks/probe.py",
+                              "parameters": ["/dbfs/tasks/out2.txt", "fail"]}})]).bind()["run_id"]
+    state = wait_for(client, failing)
+    assert state.result_state.value == "FAILED" and "no-such-key" in state.state_message
+    with pytest.raises(DatabricksError):  # no such cluster
+        client.jobs.submit(run_name="x", tasks=[jobs.SubmitTask.from_dict({
+            "task_key": "x", "existing_cluster_id": "nope",
+            "spark_python_task": {"python_file": "dbfs:/tasks/probe.py"}})])
 
 
 def test_emulator_rejects_what_databricks_rejects(emulator):
@@ -102,6 +160,7 @@ def test_whole_graph_on_emulated_databricks_equals_local(tmp_path, spark, emulat
         run_config=as_of, instance=DagsterInstance.ephemeral())
     assert local_run.success
 
+    emulator.start_cluster(CLUSTER)  # an all-purpose cluster: tasks attach to its warm driver
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
     env = {
@@ -112,9 +171,10 @@ def test_whole_graph_on_emulated_databricks_equals_local(tmp_path, spark, emulat
         "PATIENT_FLOW_LANDING": str(landing),
         "PATIENT_FLOW_LANDING_READER": "files",  # Auto Loader exists only on Databricks runtimes
         "PATIENT_FLOW_DATABRICKS_POLL_SECONDS": "0.5",
-        "PATIENT_FLOW_MAX_CONCURRENT_STEPS": "2",
+        "PATIENT_FLOW_MAX_CONCURRENT_STEPS": "1",  # the emulated cluster runs one task at a time
         "DATABRICKS_HOST": emulator.host,
         "DATABRICKS_TOKEN": TOKEN,
+        "DATABRICKS_CLUSTER_ID": CLUSTER,
     }
     run_config = tmp_path / "as_of.json"  # JSON is YAML
     run_config.write_text(json.dumps(as_of))

@@ -80,11 +80,14 @@ RESOURCES_BY_ENVIRONMENT = {"local": local_resources, "databricks": databricks_r
 # Python process and a Spark JVM per step (6-8 s each). On Databricks the launching process only
 # waits for job runs, so independent steps (dim_patient and dim_department, the KPI assets) run
 # side by side on their clusters.
-EXECUTOR_BY_ENVIRONMENT = {
-    "local": in_process_executor,
-    "databricks": multiprocess_executor.configured(
-        {"max_concurrent": int(os.environ.get("PATIENT_FLOW_MAX_CONCURRENT_STEPS", 4))}),
-}
+def _databricks_executor():
+    concurrent = int(os.environ.get("PATIENT_FLOW_MAX_CONCURRENT_STEPS", 4))
+    if concurrent <= 1:  # one step at a time: no subprocess per step either
+        return in_process_executor
+    return multiprocess_executor.configured({"max_concurrent": concurrent})
+
+
+EXECUTOR_BY_ENVIRONMENT = {"local": in_process_executor, "databricks": _databricks_executor()}
 
 
 def resources_for(settings: Settings) -> dict:
