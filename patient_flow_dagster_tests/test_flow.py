@@ -111,6 +111,13 @@ def test_flow_conservation_on_seeded_data(spark):
         from_census = {(r.hospital_id, r.department): r.present_at_end
                        for r in at_hour.collect() if r.present_at_end}
         assert from_census == direct
+    # Incremental: the census from an hour on, started from the patients present at that hour,
+    # is exactly the full census's tail.
+    since = now - timedelta(hours=100)
+    tail = flow.hourly_census(stays, now, since)
+    full_tail = census.filter(F.col("hour_start") >= flow.utc_literal(since))
+    assert tail.count() == full_tail.count() > 0
+    assert tail.exceptAll(full_tail).count() == 0
     census.unpersist()
 
 

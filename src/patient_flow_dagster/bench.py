@@ -40,6 +40,7 @@ def run_bare(spark, lake, landing, run_id: str) -> dict[str, float]:
     """The same transforms and storage steps as the assets, called as one plain PySpark script
     (no Dagster run, no checks, no metadata)."""
     from patient_flow_dagster.assets.bronze import ingest_landing
+    from patient_flow_dagster.assets.flow import update_census
     from patient_flow_dagster.assets.gold import (
         update_dim_department,
         update_dim_patient,
@@ -59,8 +60,7 @@ def run_bare(spark, lake, landing, run_id: str) -> dict[str, float]:
 
     def flow_tables():
         stays = flow.stays(lake.read(spark, t.FACT_ADMISSIONS), lake.read(spark, t.DIM_DEPARTMENT))
-        t.merge_changed(lake, spark, t.DEPARTMENT_CENSUS_HOURLY,
-                        flow.hourly_census(stays, datetime.now(timezone.utc)), list(flow.CENSUS_KEYS))
+        update_census(spark, lake, datetime.now(timezone.utc))
         lake.overwrite(flow.current_occupancy(lake.read(spark, t.DEPARTMENT_CENSUS_HOURLY)),
                        t.CURRENT_OCCUPANCY)
         lake.overwrite(flow.length_of_stay_stats(stays), t.LENGTH_OF_STAY_STATS)

@@ -39,7 +39,7 @@ patient_flow_job = define_asset_job(
 # Bronze keeps its history (landing files may have been cleaned up since); to rebuild it from the
 # landing zone too, launch this job with `full_refresh: true` for bronze__patient_events as well.
 FULL_REFRESH_STEPS = ["silver_patient_events", "gold__dim_patient", "gold__dim_department",
-                      "gold__fact_admissions"]
+                      "gold__fact_admissions", "gold__department_census_hourly"]
 patient_flow_full_refresh_job = define_asset_job(
     "patient_flow_full_refresh",
     selection=AssetSelection.assets(*LAKE_ASSETS),

@@ -51,6 +51,9 @@ def _cell(value) -> str:
     return "" if value is None else str(value).replace("|", "\\|")
 
 
+PREVIEW_SAMPLE = 1000
+
+
 def table_metadata(
     table: DataFrame,
     location: str,
@@ -64,8 +67,8 @@ def table_metadata(
     patient_id, age or other fields that identify a patient (DESIGN.md §3, privacy).
     """
     preview_df = table.select(*preview_columns)
-    if preview_order:
-        preview_df = preview_df.orderBy(*preview_order)
+    if preview_order:  # ordered within a bounded sample: a preview never sorts the whole table
+        preview_df = preview_df.limit(PREVIEW_SAMPLE).orderBy(*preview_order)
     preview = [row.asDict() for row in preview_df.limit(preview_rows).collect()]
     return {
         "dagster/row_count": MetadataValue.int(table.count()),

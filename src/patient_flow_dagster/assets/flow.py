@@ -2,7 +2,9 @@
 statistics, daily flow. Each shows its latest figures as a Markdown table in the UI."""
 from datetime import datetime, timezone
 
-from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+from collections import Counter
+
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from pyspark.sql import functions as F
 
@@ -13,6 +15,9 @@ from patient_flow_dagster.assets.common import (
     DIM_DEPARTMENT_KEY,
     FACT_ADMISSIONS_KEY,
     LENGTH_OF_STAY_STATS_KEY,
+    SILVER_KEY,
+    RefreshConfig,
+    apply_full_refresh,
     markdown_table,
     table_metadata,
 )
@@ -24,7 +29,9 @@ from patient_flow_dagster.resources.lake import (
     DIM_DEPARTMENT,
     FACT_ADMISSIONS,
     LENGTH_OF_STAY_STATS,
+    SILVER_EVENTS,
     DeltaLake,
+    last_note,
     merge_changed,
 )
 from patient_flow_dagster.transforms import flow
@@ -32,7 +39,7 @@ from patient_flow_dagster.transforms import flow
 KPI = {**GOLD, "group_name": "gold_kpis"}
 
 
-class CensusConfig(Config):
+class CensusConfig(RefreshConfig):
     """`as_of` (ISO-8601 UTC) pins the census clock, for reproducible backfills and tests;
     by default it is the time of the run."""
 
@@ -43,6 +50,46 @@ class CensusConfig(Config):
             return datetime.now(timezone.utc)
         parsed = datetime.fromisoformat(self.as_of)
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+CENSUS_CONSUMER = "gold_department_census_hourly"
+
+
+def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
+    """Bring the hourly census up to date, recomputing only the hours that changed.
+
+    New silver events (a Delta streaming read with its own checkpoint) change the census from
+    the first hour they touch; each batch of them is MERGEd from that hour on, so a crash never
+    leaves a stale hour behind. Then the hours from the latest one in the table to `as_of` are
+    recomputed (the clock moved). A change of dim_department (bed capacity) recomputes all.
+    """
+    changes: Counter = Counter()
+    department_version = lake.version(spark, DIM_DEPARTMENT)
+    note = {"department_version": department_version}
+    recompute_all = last_note(lake, spark, DEPARTMENT_CENSUS_HOURLY) != note
+
+    def merge_from(since: datetime | None) -> None:
+        stays = flow.stays(lake.read(spark, FACT_ADMISSIONS), lake.read(spark, DIM_DEPARTMENT))
+        scope = None if since is None else (
+            f"t.hour_start >= timestamp'{since.strftime('%Y-%m-%d %H:%M:%S')}'")
+        changes.update(merge_changed(lake, spark, DEPARTMENT_CENSUS_HOURLY,
+                                     flow.hourly_census(stays, as_of, since),
+                                     list(flow.CENSUS_KEYS), scope=scope, note=note))
+
+    def on_new_events(events, _batch_id) -> None:
+        nonlocal recompute_all
+        merge_from(None if recompute_all else flow.first_hour_touched(events))
+        recompute_all = False
+
+    lake.process_new_rows(spark, SILVER_EVENTS, CENSUS_CONSUMER, on_new_events)
+    if recompute_all or not lake.exists(spark, DEPARTMENT_CENSUS_HOURLY):
+        merge_from(None)
+    else:
+        latest = lake.read(spark, DEPARTMENT_CENSUS_HOURLY).agg(
+            F.date_format(F.max("hour_start"), "yyyy-MM-dd HH:mm:ss")).first()[0]
+        horizon = as_of.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+        merge_from(min(filter(None, [flow.utc_text_to_datetime(latest), horizon])))
+    return {name: changes[name] for name in ("inserted", "updated", "deleted")}
 
 
 def _stays(context):
@@ -57,17 +104,17 @@ def _change_metadata(changes: dict[str, int]) -> dict:
 
 @asset(
     key=DEPARTMENT_CENSUS_HOURLY_KEY,
-    deps=[FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY],
+    deps=[FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY, SILVER_KEY],
     description="Per hour x hospital x department: admissions and discharges in the hour, "
-    "patients present at its end, occupancy = present / bed capacity. MERGEd: a new batch "
-    "rewrites only the hours it changes.",
+    "patients present at its end, occupancy = present / bed capacity. Incremental: a new batch "
+    "recomputes and MERGEs only the hours from the first one its events touch.",
     **KPI,
 )
 def department_census_hourly(context: AssetExecutionContext, config: CensusConfig):
-    spark, lake, stays = _stays(context)
-    census = flow.hourly_census(stays, config.instant())
-    changes = merge_changed(lake, spark, DEPARTMENT_CENSUS_HOURLY, census,
-                            list(flow.CENSUS_KEYS))
+    spark = context.resources.pyspark.spark_session
+    lake: DeltaLake = context.resources.lake
+    apply_full_refresh(context, config, [DEPARTMENT_CENSUS_HOURLY], [CENSUS_CONSUMER])
+    changes = update_census(spark, lake, config.instant())
     table = lake.read(spark, DEPARTMENT_CENSUS_HOURLY)
     latest_hour = table.join(table.agg(F.max("hour_start").alias("hour_start")), "hour_start")
     rows = [r.asDict() for r in latest_hour.orderBy("hospital_id", "department").limit(60).collect()]

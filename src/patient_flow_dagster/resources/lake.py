@@ -6,6 +6,7 @@ Databricks. Assets never build paths themselves.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from dagster import ConfigurableResource
@@ -65,10 +66,14 @@ class DeltaLake(ConfigurableResource):
             return spark.catalog.tableExists(self.location(table))
         return DeltaTable.isDeltaTable(spark, self.location(table))
 
-    def read(self, spark: SparkSession, table: Table) -> DataFrame:
+    def read(self, spark: SparkSession, table: Table, version: int | None = None) -> DataFrame:
+        """The table, or its state at an earlier Delta `version` (time travel)."""
+        reader = spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
         if self.catalog:
-            return spark.read.table(self.location(table))
-        return spark.read.format("delta").load(self.location(table))
+            return reader.table(self.location(table))
+        return reader.load(self.location(table))
 
     def delta_table(self, spark: SparkSession, table: Table) -> DeltaTable:
         if self.catalog:
@@ -175,21 +180,46 @@ def _delete_path(spark: SparkSession, location: str) -> None:
     path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(path, True)
 
 
+COMMIT_NOTE = "spark.databricks.delta.commitInfo.userMetadata"
+
+
 def merge_changed(lake: DeltaLake, spark: SparkSession, table: Table, rows: DataFrame,
-                  keys: list[str]) -> dict[str, int]:
+                  keys: list[str], scope: str | None = None,
+                  note: dict | None = None) -> dict[str, int]:
     """Make `table` equal to `rows`, touching only what changed: MERGE on `keys`, update rows
-    whose values differ, insert new keys, delete keys no longer produced. Returns the counts."""
+    whose values differ, insert new keys, delete keys no longer produced. Returns the counts.
+
+    `scope` (a condition on the target `t`) limits the MERGE to part of the table: `rows` then
+    replace only that part, and Delta skips the files outside it. `note` is stored with the
+    commit (Delta userMetadata), for the next incremental run to read back (`last_note`).
+    """
     lake.ensure(spark, table, rows.schema)
     values = [c for c in rows.columns if c not in keys]
     changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in values) or "false"
-    (
-        lake.delta_table(spark, table).alias("t")
-        .merge(rows.alias("s"), " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys))
-        .whenMatchedUpdateAll(condition=changed)
-        .whenNotMatchedInsertAll()
-        .whenNotMatchedBySourceDelete()
-        .execute()
-    )
+    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys) + (f" AND ({scope})" if scope else "")
+    spark.conf.set(COMMIT_NOTE, json.dumps(note or {}))
+    try:
+        (
+            lake.delta_table(spark, table).alias("t")
+            .merge(rows.alias("s"), on)
+            .whenMatchedUpdateAll(condition=changed)
+            .whenNotMatchedInsertAll()
+            .whenNotMatchedBySourceDelete(condition=scope)
+            .execute()
+        )
+    finally:
+        spark.conf.unset(COMMIT_NOTE)
     metrics = lake.delta_table(spark, table).history(1).select("operationMetrics").first()[0]
     return {name: int(metrics.get(f"numTargetRows{name.title()}", 0))
             for name in ("inserted", "updated", "deleted")}
+
+
+def last_note(lake: DeltaLake, spark: SparkSession, table: Table) -> dict:
+    """The note of the table's latest commit ({} when none or no table)."""
+    if not lake.exists(spark, table):
+        return {}
+    row = lake.delta_table(spark, table).history(1).select("userMetadata").first()
+    try:
+        return json.loads(row[0]) if row and row[0] else {}
+    except ValueError:
+        return {}

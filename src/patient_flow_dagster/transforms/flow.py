@@ -34,12 +34,18 @@ def stays(fact: DataFrame, dim_department: DataFrame) -> DataFrame:
     )
 
 
-def hourly_census(stays_df: DataFrame, as_of: datetime) -> DataFrame:
+def hourly_census(stays_df: DataFrame, as_of: datetime, since: datetime | None = None) -> DataFrame:
     """Per hour x hospital x department, from the first admission to the hour holding `as_of`:
-    admissions and discharges in the hour, patients present at its end, occupancy."""
+    admissions and discharges in the hour, patients present at its end, occupancy.
+
+    With `since` (an hour start) only the hours from `since` on are produced: each unit starts
+    from the patients present at `since`, counted directly from the stays, so an incremental
+    run computes and rewrites the recent hours only, not the whole history.
+    """
     as_of_ts = utc_literal(as_of)
     horizon = F.date_trunc("hour", as_of_ts)
     events = stays_df.filter(F.col("admission_time_ts") <= as_of_ts)
+    since_ts = utc_literal(since) if since is not None else None
     admissions = events.groupBy(
         "hospital_id", "department", F.date_trunc("hour", "admission_time_ts").alias("hour_start")
     ).agg(F.count(F.lit(1)).alias("admissions"))
@@ -49,13 +55,20 @@ def hourly_census(stays_df: DataFrame, as_of: datetime) -> DataFrame:
                  F.date_trunc("hour", "discharge_time_ts").alias("hour_start"))
         .agg(F.count(F.lit(1)).alias("discharges"))
     )
+    if since_ts is None:
+        before = F.lit(0)
+    else:  # present at `since`: admitted before it, not discharged before it
+        discharged = F.coalesce(F.col("discharge_time_ts") < since_ts, F.lit(False))
+        before = (F.col("admission_time_ts") < since_ts).cast("long") - discharged.cast("long")
     units = events.groupBy("hospital_id", "department").agg(
         F.min(F.date_trunc("hour", "admission_time_ts")).alias("first_hour"),
         F.max("bed_capacity").alias("bed_capacity"),
+        F.sum(F.coalesce(before, F.lit(0))).alias("present_before"),
     )
-    grid = units.select(
-        "hospital_id", "department", "bed_capacity",
-        F.explode(F.sequence("first_hour", horizon, F.expr("INTERVAL 1 HOUR"))).alias("hour_start"),
+    start = F.col("first_hour") if since_ts is None else F.greatest("first_hour", since_ts)
+    grid = units.filter(start <= horizon).select(
+        "hospital_id", "department", "bed_capacity", "present_before",
+        F.explode(F.sequence(start, horizon, F.expr("INTERVAL 1 HOUR"))).alias("hour_start"),
     )
     running = Window.partitionBy("hospital_id", "department").orderBy("hour_start").rowsBetween(
         Window.unboundedPreceding, Window.currentRow
@@ -64,8 +77,8 @@ def hourly_census(stays_df: DataFrame, as_of: datetime) -> DataFrame:
         grid.join(admissions, list(CENSUS_KEYS), "left")
         .join(discharges, list(CENSUS_KEYS), "left")
         .fillna(0, ["admissions", "discharges"])
-        .withColumn("present_at_end",
-                    F.sum(F.col("admissions") - F.col("discharges")).over(running))
+        .withColumn("present_at_end", F.col("present_before")
+                    + F.sum(F.col("admissions") - F.col("discharges")).over(running))
     )
     return census.select(
         *CENSUS_KEYS,
@@ -76,6 +89,21 @@ def hourly_census(stays_df: DataFrame, as_of: datetime) -> DataFrame:
         "bed_capacity",
         F.round(F.col("present_at_end") / F.col("bed_capacity"), 4).alias("occupancy"),
     )
+
+
+def first_hour_touched(events: DataFrame) -> datetime | None:
+    """The earliest hour start that an admission or discharge of `events` falls in (UTC), or
+    None for no events: the census from that hour on is what these events change."""
+    hours = F.least(F.date_trunc("hour", "admission_time_ts"),
+                    F.date_trunc("hour", F.coalesce("discharge_time_ts", "admission_time_ts")))
+    return utc_text_to_datetime(
+        events.agg(F.date_format(F.min(hours), "yyyy-MM-dd HH:mm:ss")).first()[0])
+
+
+def utc_text_to_datetime(text: str | None) -> datetime | None:
+    """Timestamps cross from Spark to Python as UTC text (collected datetimes would be in the
+    Python process's zone)."""
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc) if text else None
 
 
 def present_at(stays_df: DataFrame, instant: datetime) -> DataFrame:
