@@ -200,4 +200,5 @@ def test_whole_graph_on_emulated_databricks_equals_local(tmp_path, spark, emulat
         here = local_lake.read(spark, table).select(*keys)
         there = remote_lake.read(spark, table).select(*keys)
         assert here.count() == there.count() > 0, table
+        print(f"  {table}: {there.count()} rows in both lakes")
         assert here.exceptAll(there).count() == 0 and there.exceptAll(here).count() == 0, table
