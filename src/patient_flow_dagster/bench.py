@@ -234,7 +234,7 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
 
     increment = max(1, events // 100)
     _land(increment, seed + 1, landing, now, 2, per_file)
-    incremental_wall, _ = _dagster_run(dagster_lake, landing)
+    incremental_wall, incremental_steps = _dagster_run(dagster_lake, landing)
     after = table_counts(spark, _resources(dagster_lake, landing)["lake"])
     reconcile(after, landed + increment, "incremental run")
 
@@ -255,6 +255,8 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
         "incremental_events": increment,
         "incremental_run_wall_seconds": round(incremental_wall, 1),
         "incremental_fraction_of_full_run": round(incremental_wall / wall, 3),
+        "dagster_seconds_per_step": {k: round(v, 1) for k, v in steps.items()},
+        "incremental_seconds_per_step": {k: round(v, 1) for k, v in incremental_steps.items()},
         "reconciled_counts": dagster_counts,
         **peak_memory_mb(spark),
     }

@@ -33,6 +33,7 @@ from patient_flow_dagster.resources.lake import (
     DeltaLake,
     last_note,
     merge_changed,
+    replace_changed,
 )
 from patient_flow_dagster.transforms import flow
 
@@ -59,7 +60,8 @@ def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
     """Bring the hourly census up to date, recomputing only the hours that changed.
 
     New silver events (a Delta streaming read with its own checkpoint) change the census from
-    the first hour they touch; each batch of them is MERGEd from that hour on, so a crash never
+    the first hour they touch; each batch of them rewrites the census from that hour on (only
+    when it changed: `replace_changed`), so a crash never
     leaves a stale hour behind. Then the hours from the latest one in the table to `as_of` are
     recomputed (the clock moved). A change of dim_department (bed capacity) recomputes all.
     """
@@ -71,10 +73,10 @@ def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
     def merge_from(since: datetime | None) -> None:
         stays = flow.stays(lake.read(spark, FACT_ADMISSIONS), lake.read(spark, DIM_DEPARTMENT))
         scope = None if since is None else (
-            f"t.hour_start >= timestamp'{since.strftime('%Y-%m-%d %H:%M:%S')}'")
-        changes.update(merge_changed(lake, spark, DEPARTMENT_CENSUS_HOURLY,
-                                     flow.hourly_census(stays, as_of, since),
-                                     list(flow.CENSUS_KEYS), scope=scope, note=note))
+            f"hour_start >= timestamp'{since.strftime('%Y-%m-%d %H:%M:%S')}'")
+        changes.update(replace_changed(lake, spark, DEPARTMENT_CENSUS_HOURLY,
+                                       flow.hourly_census(stays, as_of, since),
+                                       list(flow.CENSUS_KEYS), where=scope, note=note))
 
     def on_new_events(events, _batch_id) -> None:
         nonlocal recompute_all

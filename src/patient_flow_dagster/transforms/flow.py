@@ -46,11 +46,16 @@ def hourly_census(stays_df: DataFrame, as_of: datetime, since: datetime | None =
     horizon = F.date_trunc("hour", as_of_ts)
     events = stays_df.filter(F.col("admission_time_ts") <= as_of_ts)
     since_ts = utc_literal(since) if since is not None else None
-    admissions = events.groupBy(
+    if since_ts is not None:  # hours before `since` are not produced: skip their stays
+        recent = events.filter((F.col("admission_time_ts") >= since_ts)
+                               | (F.col("discharge_time_ts") >= since_ts))
+    else:
+        recent = events
+    admissions = recent.groupBy(
         "hospital_id", "department", F.date_trunc("hour", "admission_time_ts").alias("hour_start")
     ).agg(F.count(F.lit(1)).alias("admissions"))
     discharges = (
-        events.filter(F.col("discharge_time_ts") <= as_of_ts)
+        recent.filter(F.col("discharge_time_ts") <= as_of_ts)
         .groupBy("hospital_id", "department",
                  F.date_trunc("hour", "discharge_time_ts").alias("hour_start"))
         .agg(F.count(F.lit(1)).alias("discharges"))
