@@ -76,7 +76,8 @@ def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
             f"hour_start >= timestamp'{since.strftime('%Y-%m-%d %H:%M:%S')}'")
         changes.update(replace_changed(lake, spark, DEPARTMENT_CENSUS_HOURLY,
                                        flow.hourly_census(stays, as_of, since),
-                                       list(flow.CENSUS_KEYS), where=scope, note=note))
+                                       list(flow.CENSUS_KEYS), where=scope, note=note,
+                                       order=["hour_start", "hospital_id", "department"]))
 
     def on_new_events(events, _batch_id) -> None:
         nonlocal recompute_all

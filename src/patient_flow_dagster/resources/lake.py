@@ -221,13 +221,14 @@ def merge_changed(lake: DeltaLake, spark: SparkSession, table: Table, rows: Data
 
 
 def replace_changed(lake: DeltaLake, spark: SparkSession, table: Table, rows: DataFrame,
-                    keys: list[str], where: str | None = None,
-                    note: dict | None = None) -> dict[str, int]:
+                    keys: list[str], where: str | None = None, note: dict | None = None,
+                    order: list[str] | None = None) -> dict[str, int]:
     """Make the part of `table` selected by `where` (all of it when None) equal to `rows`.
 
     For tables recomputed by range (the census from an hour on): the new rows are compared with
     the stored range first, and only when they differ is the range replaced (Delta
-    `replaceWhere`, rows written in key order so later ranges touch few files). An unchanged
+    `replaceWhere`; rows written sorted by `order`, the range column first, so that a later
+    range rewrites only the files it overlaps). An unchanged
     range writes nothing: no new version. Returns rows inserted / updated / deleted by key.
     """
     lake.ensure(spark, table, rows.schema)
@@ -249,7 +250,7 @@ def replace_changed(lake: DeltaLake, spark: SparkSession, table: Table, rows: Da
         if any(counts.values()):
             spark.conf.set(COMMIT_NOTE, json.dumps(note or {}))
             try:
-                lake.overwrite(rows.orderBy(*keys), table, replace_where=where)
+                lake.overwrite(rows.orderBy(*(order or keys)), table, replace_where=where)
             finally:
                 spark.conf.unset(COMMIT_NOTE)
     finally:
