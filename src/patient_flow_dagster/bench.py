@@ -159,7 +159,7 @@ def measure_latency(workdir: Path, interval: int, timeout: float = 600) -> float
     home, lake, landing = workdir / "dagster_home", workdir / "lake", workdir / "landing"
     for folder in (home, landing):
         folder.mkdir(parents=True, exist_ok=True)
-    root = Path(__file__).resolve().parents[1]
+    from patient_flow_dagster.settings import PROJECT_ROOT as root
     shutil.copy(root / "config" / "dagster.yaml", home / "dagster.yaml")
     env = {**os.environ, "DAGSTER_HOME": str(home), "PATIENT_FLOW_LAKE": str(lake),
            "PATIENT_FLOW_LANDING": str(landing), "PATIENT_FLOW_SENSOR_INTERVAL": str(interval)}

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import patient_flow_dagster
+from patient_flow_dagster.settings import PROJECT_ROOT
 
-PROJECT_ROOT = Path(patient_flow_dagster.__file__).resolve().parents[2]
 DEFAULT_CLUSTER_SPEC = PROJECT_ROOT / "infra" / "databricks" / "job_cluster.json"
 RUN_CONFIG_VARIABLE = "PATIENT_FLOW_DATABRICKS_RUN_CONFIG"
 # Configuration that is not secret and that the remote step needs to rebuild the definitions.

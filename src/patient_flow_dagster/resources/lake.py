@@ -102,13 +102,13 @@ class DeltaLake(ConfigurableResource):
 
     def ensure(self, spark: SparkSession, table: Table, schema: StructType) -> None:
         """Create the table empty with `schema` if it does not exist (MERGE needs a target)."""
-        builder = DeltaTable.createIfNotExists(spark).addColumns(schema)
-        if self.catalog:
+        if self.catalog:  # three-part names: through the catalog (the builder parses two parts)
             self.ensure_schema(spark, table)
-            builder = builder.tableName(self.location(table))
-        else:
-            builder = builder.location(self.location(table))
-        builder.execute()
+            spark.createDataFrame([], schema).write.format("delta").mode("ignore").saveAsTable(
+                self.location(table))
+            return
+        DeltaTable.createIfNotExists(spark).addColumns(schema).location(
+            self.location(table)).execute()
 
     def append(
         self, df: DataFrame, table: Table, txn: tuple[str, int] | None = None

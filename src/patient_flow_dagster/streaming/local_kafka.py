@@ -23,8 +23,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from patient_flow_dagster.processes import stop_process_group
+from patient_flow_dagster.settings import PROJECT_ROOT
 
-KAFKA_LIB = Path(__file__).resolve().parents[2] / "tools" / "kafka" / "lib"
+KAFKA_LIB = PROJECT_ROOT / "tools" / "kafka" / "lib"
 
 
 def _free_port() -> int:
