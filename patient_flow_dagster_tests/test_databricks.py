@@ -199,6 +199,7 @@ def test_whole_graph_on_emulated_databricks_equals_local(tmp_path, spark, emulat
     for table, keys in KEYS.items():
         here = local_lake.read(spark, table).select(*keys)
         there = remote_lake.read(spark, table).select(*keys)
-        assert here.count() == there.count() > 0, table
-        print(f"  {table}: {there.count()} rows in both lakes")
+        rows = there.count()
+        assert here.count() == rows > 0, table
+        print(f"  {table}: {rows} rows in both lakes")
         assert here.exceptAll(there).count() == 0 and there.exceptAll(here).count() == 0, table

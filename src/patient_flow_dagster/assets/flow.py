@@ -61,17 +61,16 @@ def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
 
     New silver events (a Delta streaming read with its own checkpoint) change the census from
     the first hour they touch; each batch of them rewrites the census from that hour on (only
-    when it changed: `replace_changed`), so a crash never
-    leaves a stale hour behind. Then the hours from the latest one in the table to `as_of` are
-    recomputed (the clock moved). A change of dim_department (bed capacity) recomputes all.
+    when it changed: `replace_changed`), so a crash never leaves a stale hour behind. Then the
+    hours from the latest one in the table to `as_of` are recomputed (the clock moved). A change of dim_department (bed capacity) recomputes all.
     """
     changes: Counter = Counter()
     department_version = lake.version(spark, DIM_DEPARTMENT)
     note = {"department_version": department_version}
     recompute_all = last_note(lake, spark, DEPARTMENT_CENSUS_HOURLY) != note
 
-    def merge_from(since: datetime | None) -> None:
-        stays = flow.stays(lake.read(spark, FACT_ADMISSIONS), lake.read(spark, DIM_DEPARTMENT))
+    def rewrite_from(since: datetime | None) -> None:
+        stays = _read_stays(spark, lake)
         scope = None if since is None else (
             f"hour_start >= timestamp'{since.strftime('%Y-%m-%d %H:%M:%S')}'")
         changes.update(replace_changed(lake, spark, DEPARTMENT_CENSUS_HOURLY,
@@ -81,24 +80,28 @@ def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
 
     def on_new_events(events, _batch_id) -> None:
         nonlocal recompute_all
-        merge_from(None if recompute_all else flow.first_hour_touched(events))
+        rewrite_from(None if recompute_all else flow.first_hour_touched(events))
         recompute_all = False
 
     lake.process_new_rows(spark, SILVER_EVENTS, CENSUS_CONSUMER, on_new_events)
     if recompute_all or not lake.exists(spark, DEPARTMENT_CENSUS_HOURLY):
-        merge_from(None)
+        rewrite_from(None)
     else:
         latest = lake.read(spark, DEPARTMENT_CENSUS_HOURLY).agg(
             F.date_format(F.max("hour_start"), "yyyy-MM-dd HH:mm:ss")).first()[0]
         horizon = as_of.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
-        merge_from(min(filter(None, [flow.utc_text_to_datetime(latest), horizon])))
+        rewrite_from(min(filter(None, [flow.utc_text_to_datetime(latest), horizon])))
     return {name: changes[name] for name in ("inserted", "updated", "deleted")}
+
+
+def _read_stays(spark, lake: DeltaLake):
+    return flow.stays(lake.read(spark, FACT_ADMISSIONS), lake.read(spark, DIM_DEPARTMENT))
 
 
 def _stays(context):
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
-    return spark, lake, flow.stays(lake.read(spark, FACT_ADMISSIONS), lake.read(spark, DIM_DEPARTMENT))
+    return spark, lake, _read_stays(spark, lake)
 
 
 def _change_metadata(changes: dict[str, int]) -> dict:
@@ -110,7 +113,7 @@ def _change_metadata(changes: dict[str, int]) -> dict:
     deps=[FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY, SILVER_KEY],
     description="Per hour x hospital x department: admissions and discharges in the hour, "
     "patients present at its end, occupancy = present / bed capacity. Incremental: a new batch "
-    "recomputes and MERGEs only the hours from the first one its events touch.",
+    "recomputes and rewrites only the hours from the first one its events touch.",
     **KPI,
 )
 def department_census_hourly(context: AssetExecutionContext, config: CensusConfig):

@@ -190,31 +190,20 @@ COMMIT_NOTE = "spark.databricks.delta.commitInfo.userMetadata"
 
 
 def merge_changed(lake: DeltaLake, spark: SparkSession, table: Table, rows: DataFrame,
-                  keys: list[str], scope: str | None = None,
-                  note: dict | None = None) -> dict[str, int]:
+                  keys: list[str]) -> dict[str, int]:
     """Make `table` equal to `rows`, touching only what changed: MERGE on `keys`, update rows
-    whose values differ, insert new keys, delete keys no longer produced. Returns the counts.
-
-    `scope` (a condition on the target `t`) limits the MERGE to part of the table: `rows` then
-    replace only that part, and Delta skips the files outside it. `note` is stored with the
-    commit (Delta userMetadata), for the next incremental run to read back (`last_note`).
-    """
+    whose values differ, insert new keys, delete keys no longer produced. Returns the counts."""
     lake.ensure(spark, table, rows.schema)
     values = [c for c in rows.columns if c not in keys]
     changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in values) or "false"
-    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys) + (f" AND ({scope})" if scope else "")
-    spark.conf.set(COMMIT_NOTE, json.dumps(note or {}))
-    try:
-        (
-            lake.delta_table(spark, table).alias("t")
-            .merge(rows.alias("s"), on)
-            .whenMatchedUpdateAll(condition=changed)
-            .whenNotMatchedInsertAll()
-            .whenNotMatchedBySourceDelete(condition=scope)
-            .execute()
-        )
-    finally:
-        spark.conf.unset(COMMIT_NOTE)
+    (
+        lake.delta_table(spark, table).alias("t")
+        .merge(rows.alias("s"), " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys))
+        .whenMatchedUpdateAll(condition=changed)
+        .whenNotMatchedInsertAll()
+        .whenNotMatchedBySourceDelete()
+        .execute()
+    )
     metrics = lake.delta_table(spark, table).history(1).select("operationMetrics").first()[0]
     return {name: int(metrics.get(f"numTargetRows{name.title()}", 0))
             for name in ("inserted", "updated", "deleted")}
