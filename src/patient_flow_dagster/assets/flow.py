@@ -62,7 +62,8 @@ def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
     New silver events (a Delta streaming read with its own checkpoint) change the census from
     the first hour they touch; each batch of them rewrites the census from that hour on (only
     when it changed: `replace_changed`), so a crash never leaves a stale hour behind. Then the
-    hours from the latest one in the table to `as_of` are recomputed (the clock moved). A change of dim_department (bed capacity) recomputes all.
+    hours from the latest one in the table to `as_of` are recomputed (the clock moved). A change
+    of dim_department (bed capacity) recomputes all.
     """
     changes: Counter = Counter()
     department_version = lake.version(spark, DIM_DEPARTMENT)
