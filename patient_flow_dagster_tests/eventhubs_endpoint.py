@@ -163,11 +163,11 @@ class Link:
 class Namespace:
     """One Event Hubs namespace with one hub; every connection thread shares it under one lock."""
 
-    def __init__(self, hub: str, partitions: int = 4, consumer_groups=("$default",),
+    def __init__(self, hub: str, partitions: int = 4, consumer_groups=("$Default",),
                  policy: str = POLICY, key: str = KEY):
         self.hub, self.policy, self.key = hub, policy, key
         self.partitions = {str(i): Partition(str(i)) for i in range(partitions)}
-        self.consumer_groups = set(consumer_groups)
+        self.consumer_groups = {g.lower() for g in consumer_groups}
         self.created_ms = int(time.time() * 1000)
         self.round_robin = itertools.cycle(list(self.partitions))
         self.readers: list[Link] = []
@@ -407,7 +407,7 @@ class Connection(threading.Thread):
             return
         if len(parts) != 5 or parts[1].lower() != "consumergroups" or parts[3].lower() != "partitions":
             raise Refused("amqp:not-found", f"The messaging entity '{link.path}' could not be found.")
-        if parts[2] not in self.ns.consumer_groups:
+        if parts[2].lower() not in self.ns.consumer_groups:
             raise Refused("amqp:not-found", f"The messaging entity '{parts[0]}/ConsumerGroups/"
                           f"{parts[2]}' could not be found.")
         link.partition, link.group = self.ns.partition(parts[4]), parts[2]
@@ -435,7 +435,7 @@ class Connection(threading.Thread):
     def _transfer(self, channel: int, f: list):
         link = self.links.get((channel, f[0]))
         key = (channel, f[0])
-        if f[1] is not None:
+        if key not in self.partial:  # the first frame of a delivery (continuations may repeat its id)
             self.partial[key] = {"id": f[1], "format": f[3], "settled": f[4], "payload": bytearray()}
         delivery = self.partial[key]
         delivery["payload"] += bytes(f[-1])
@@ -527,7 +527,7 @@ def partition_for_key(key: str, partitions: int) -> str:
 class EventHubsEndpoint:
     """Listen on 127.0.0.1:port; a thread per connection."""
 
-    def __init__(self, port: int, hub: str, partitions: int = 4, consumer_groups=("$default",)):
+    def __init__(self, port: int, hub: str, partitions: int = 4, consumer_groups=("$Default",)):
         self.namespace = Namespace(hub, partitions, consumer_groups)
         self.port, self.hub = port, hub
         self.server = socket.create_server(("127.0.0.1", port), reuse_port=False)
@@ -562,7 +562,7 @@ def main(argv=None) -> int:
     parser.add_argument("--consumer-group", action="append", default=None)
     args = parser.parse_args(argv)
     endpoint = EventHubsEndpoint(args.port, args.hub, args.partitions,
-                                 args.consumer_group or ["$default"]).start()
+                                 args.consumer_group or ["$Default"]).start()
     print(endpoint.connection_string, flush=True)
     endpoint.thread.join()
     return 0

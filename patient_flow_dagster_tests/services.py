@@ -53,4 +53,5 @@ def azurite(workdir: Path):
         wait_for_port(AZURITE_PORT, process)
         yield AZURITE_CONNECTION_STRING
     finally:
-        stop_group(process)
+        # In-memory: nothing to flush, and a graceful stop waits for idle keep-alive connections.
+        stop_group(process, timeout=1)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from patient_flow_dagster.settings import Settings
 
+KAFKA_TOPIC = "patient-events"
+
 
 def _simulate_args(parser: argparse.ArgumentParser, default_events: int) -> None:
     parser.add_argument("--events", type=int, default=default_events, help="rows to generate")
@@ -39,16 +41,25 @@ def _simulate(args, landing: str):
     return sim
 
 
+def _sdk_events(args):
+    from patient_flow_dagster.streaming.simulator import DEFAULT_DIRTY_RATES, simulate
+
+    rates = {k: (args.dirty_rate if k != "adult_in_pediatrics" else args.dirty_rate / 5)
+             for k in DEFAULT_DIRTY_RATES}
+    return simulate(args.events, seed=args.seed, span_days=args.span_days, dirty_rates=rates).events
+
+
 def cmd_simulate(args) -> int:
+    if args.to == "eventhubs-amqp":
+        from patient_flow_dagster.streaming.eventhubs_amqp import EventHubsTarget, publish
+
+        publish(_sdk_events(args), EventHubsTarget.from_env(args.topic), rate=args.rate)
+        return 0
     if args.to in ("kafka", "eventhubs"):
         from patient_flow_dagster.streaming.kafka_io import client_config, publish
-        from patient_flow_dagster.streaming.simulator import DEFAULT_DIRTY_RATES, simulate
 
-        rates = {k: (args.dirty_rate if k != "adult_in_pediatrics" else args.dirty_rate / 5)
-                 for k in DEFAULT_DIRTY_RATES}
-        sim = simulate(args.events, seed=args.seed, span_days=args.span_days, dirty_rates=rates)
         config = client_config(args.bootstrap, eventhubs=args.to == "eventhubs")
-        publish(sim.events, config, args.topic, rate=args.rate)
+        publish(_sdk_events(args), config, args.topic or KAFKA_TOPIC, rate=args.rate)
         return 0
     landing = args.landing or Settings.from_env().landing
     _simulate(args, landing)
@@ -57,15 +68,30 @@ def cmd_simulate(args) -> int:
 
 def cmd_ingest(args) -> int:
     """Long-lived consumer: topic -> landing Parquet files, offsets committed after each file."""
-    from patient_flow_dagster.streaming.kafka_io import LandingConsumer, client_config
-
     landing = args.landing or Settings.from_env().landing
     dead_letter = args.dead_letter or str(Path(landing).parent / "dead_letter")
-    consumer = LandingConsumer(
-        client_config(args.bootstrap, eventhubs=args.source == "eventhubs"), args.topic, landing,
-        dead_letter, group=args.group, batch_events=args.batch_events,
-        batch_seconds=args.batch_seconds,
-    )
+    if args.source == "eventhubs-amqp":
+        from patient_flow_dagster.streaming.eventhubs_amqp import (
+            EventHubsLandingConsumer,
+            EventHubsTarget,
+        )
+
+        consumer = EventHubsLandingConsumer(
+            EventHubsTarget.from_env(args.topic), landing, dead_letter,
+            group=args.group or "$Default",
+            batch_events=args.batch_events, batch_seconds=args.batch_seconds,
+            load_balancing_interval=args.balance_seconds,
+            partition_ownership_expiration_interval=3 * args.balance_seconds,
+        )
+    else:
+        from patient_flow_dagster.streaming.kafka_io import LandingConsumer, client_config
+
+        consumer = LandingConsumer(
+            client_config(args.bootstrap, eventhubs=args.source == "eventhubs"),
+            args.topic or KAFKA_TOPIC, landing, dead_letter,
+            group=args.group or "patient-flow-landing", batch_events=args.batch_events,
+            batch_seconds=args.batch_seconds,
+        )
     consumer.stop_on_signals()
     stats = consumer.run(idle_seconds=args.idle_exit)
     print(f"landed {stats.events} events in {len(stats.files)} files; "
@@ -149,20 +175,31 @@ def main(argv: list[str] | None = None) -> int:
     _simulate_args(simulate_cmd, default_events=10_000)
     simulate_cmd.add_argument("--landing", default=None,
                               help="landing folder (default: PATIENT_FLOW_LANDING)")
-    simulate_cmd.add_argument("--to", choices=["landing", "kafka", "eventhubs"], default="landing",
-                              help="landing files (default), a Kafka topic, or Event Hubs' Kafka "
-                              "endpoint (EVENTHUBS_CONNECTION_STRING)")
+    simulate_cmd.add_argument(
+        "--to", choices=["landing", "kafka", "eventhubs", "eventhubs-amqp"], default="landing",
+        help="landing files (default), a Kafka topic, Event Hubs' Kafka endpoint, or Event Hubs "
+        "over AMQP with the azure-eventhub SDK (EVENTHUBS_CONNECTION_STRING, or "
+        "EVENTHUBS_NAMESPACE + DefaultAzureCredential)")
     simulate_cmd.add_argument("--bootstrap", default=None, help="Kafka bootstrap HOST:PORT")
-    simulate_cmd.add_argument("--topic", default="patient-events")
+    simulate_cmd.add_argument("--topic", default=None,
+                              help="topic or event hub (default: patient-events, or the "
+                              "connection string's EntityPath)")
     simulate_cmd.add_argument("--rate", type=float, default=None,
                               help="events per second (default: as fast as possible)")
     simulate_cmd.set_defaults(func=cmd_simulate)
 
     ingest_cmd = commands.add_parser("ingest", help="consume a topic into the landing zone")
-    ingest_cmd.add_argument("--from", dest="source", choices=["kafka", "eventhubs"], default="kafka")
+    ingest_cmd.add_argument("--from", dest="source", default="kafka",
+                            choices=["kafka", "eventhubs", "eventhubs-amqp"])
     ingest_cmd.add_argument("--bootstrap", default=None)
-    ingest_cmd.add_argument("--topic", default="patient-events")
-    ingest_cmd.add_argument("--group", default="patient-flow-landing")
+    ingest_cmd.add_argument("--topic", default=None,
+                            help="topic or event hub (default: patient-events, or the "
+                            "connection string's EntityPath)")
+    ingest_cmd.add_argument("--group", default=None, help="consumer group (default: "
+                            "patient-flow-landing on Kafka, $Default on Event Hubs AMQP)")
+    ingest_cmd.add_argument("--balance-seconds", type=float, default=10.0,
+                            help="Event Hubs AMQP: load-balancing interval; a crashed consumer's "
+                            "partitions are taken over after 3x this")
     ingest_cmd.add_argument("--landing", default=None, help="folder or Azure Blob URL")
     ingest_cmd.add_argument("--dead-letter", default=None,
                             help="folder for malformed messages (default: beside landing)")
@@ -190,7 +227,13 @@ def main(argv: list[str] | None = None) -> int:
         "patient_flow_dagster.bench", fromlist=["main"]).main(a))
 
     args = parser.parse_args(argv)
-    return args.func(args)
+    from patient_flow_dagster.streaming.eventhubs_amqp import EventHubsConfigError
+
+    try:
+        return args.func(args)
+    except EventHubsConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -17,20 +17,10 @@ import signal
 import sys
 import threading
 import time
-import uuid
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
 
-from patient_flow_dagster.streaming.landing_writer import (
-    events_table,
-    landing_file_name,
-    landing_sink,
-)
+from patient_flow_dagster.streaming.landing_batch import ConsumerStats, LandingBatch
+from patient_flow_dagster.streaming.landing_writer import landing_sink
 
-INTEGER_FIELDS = ("age", "bed_id", "hospital_id")
-TEXT_FIELDS = ("event_id", "patient_id", "gender", "department", "admission_time",
-               "discharge_time")
 EVENTHUBS_ENV = "EVENTHUBS_CONNECTION_STRING"
 
 
@@ -96,41 +86,6 @@ def publish(events, config: dict, topic: str, rate: float | None = None,
     return len(events)
 
 
-def parse_event(value: bytes | None, topic: str, partition: int, offset: int):
-    """(event, None) for a usable message, (None, reason) for a malformed one.
-
-    Missing fields are fine here (silver quarantines them with a rule name); what cannot become
-    a row of the contract's types (not JSON, not an object, a wrong type) is dead-lettered.
-    """
-    try:
-        payload = json.loads(value or b"")
-    except (ValueError, UnicodeDecodeError) as error:
-        return None, f"not JSON: {str(error)[:120]}"
-    if not isinstance(payload, dict):
-        return None, f"not a JSON object but {type(payload).__name__}"
-    event = {}
-    for name in INTEGER_FIELDS:
-        item = payload.get(name)
-        if item is not None and (isinstance(item, bool) or not isinstance(item, int)):
-            return None, f"field {name}: expected an integer, got {type(item).__name__}"
-        event[name] = item
-    for name in TEXT_FIELDS:
-        item = payload.get(name)
-        if item is not None and not isinstance(item, str):
-            return None, f"field {name}: expected a string, got {type(item).__name__}"
-        event[name] = item
-    if not event["event_id"]:
-        event["event_id"] = f"{topic}-{partition}-{offset}"
-    return event, None
-
-
-@dataclass
-class ConsumerStats:
-    events: int = 0
-    dead_letters: int = 0
-    files: list[str] = field(default_factory=list)
-
-
 class LandingConsumer:
     """Consume a topic into landing Parquet files (plus a dead-letter folder)."""
 
@@ -140,71 +95,45 @@ class LandingConsumer:
         from confluent_kafka import Consumer
 
         self.topic, self.landing = topic, landing
-        self.dead_letter_dir = Path(dead_letter_dir)
-        self.batch_events, self.batch_seconds = batch_events, batch_seconds
         # A short session lets a restarted consumer take over a crashed one's partitions quickly.
         self.consumer = Consumer({**config, "group.id": group, "enable.auto.commit": False,
                                   "auto.offset.reset": "earliest", "session.timeout.ms": 10_000})
         self.assigned = threading.Event()
-        self.write = landing_sink(landing)
         self.stats = ConsumerStats()
+        self.batch = LandingBatch(landing_sink(landing), dead_letter_dir, self.stats,
+                                  batch_events, batch_seconds)
         self.stop = threading.Event()
 
     def run(self, idle_seconds: float | None = None) -> ConsumerStats:
         """Consume until stopped (SIGTERM/SIGINT or `stop`), or `idle_seconds` without a
         message; flush what is held before returning."""
         self.consumer.subscribe([self.topic], on_assign=lambda *_: self.assigned.set())
-        events, dead, opened, last_message = [], [], time.monotonic(), time.monotonic()
+        last_message = time.monotonic()
         try:
             while not self.stop.is_set():
                 for message in self.consumer.consume(num_messages=1_000, timeout=0.5):
                     if message.error():
                         continue
                     last_message = time.monotonic()
-                    event, reason = parse_event(message.value(), message.topic(),
-                                                message.partition(), message.offset())
-                    if event is not None:
-                        events.append(event)
-                    else:
-                        dead.append(self._dead_letter(message, reason))
-                due = time.monotonic() - opened >= self.batch_seconds
-                if len(events) >= self.batch_events or (due and (events or dead)):
-                    self._flush(events, dead)
-                    events, dead, opened = [], [], time.monotonic()
+                    topic, partition, offset = message.topic(), message.partition(), message.offset()
+                    self.batch.add(message.value(),
+                                   {"topic": topic, "partition": partition, "offset": offset},
+                                   fallback_id=f"{topic}-{partition}-{offset}")
+                if self.batch.due():
+                    self._flush()
                 if not self.assigned.is_set():
                     last_message = time.monotonic()  # idle time counts once partitions are ours
                 elif idle_seconds is not None and time.monotonic() - last_message > idle_seconds:
                     break
-            self._flush(events, dead)
+            self._flush()
         finally:
             self.consumer.close()
         return self.stats
 
-    def _dead_letter(self, message, reason: str) -> dict:
-        raw = message.value() or b""
-        return {"topic": message.topic(), "partition": message.partition(),
-                "offset": message.offset(), "reason": reason,
-                "value": raw[:10_000].decode("utf-8", errors="replace"),
-                "dead_lettered_at": datetime.now(timezone.utc).isoformat()}
-
-    def _flush(self, events: list[dict], dead: list[dict]) -> None:
-        """Write the batch and its dead letters durably, then commit the offsets."""
-        if not events and not dead:
-            return
-        if events:
-            self.stats.files.append(self.write(events_table(events), landing_file_name()))
-        if dead:
-            self.dead_letter_dir.mkdir(parents=True, exist_ok=True)
-            final = self.dead_letter_dir / f"dead-letters-{uuid.uuid4().hex[:12]}.jsonl"
-            temporary = final.with_name("." + final.name + ".tmp")
-            with open(temporary, "w") as handle:
-                handle.writelines(json.dumps(d) + "\n" for d in dead)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, final)
-        self.consumer.commit(asynchronous=False)
-        self.stats.events += len(events)
-        self.stats.dead_letters += len(dead)
+    def _flush(self) -> None:
+        """Write the batch durably, then commit the offsets."""
+        if self.batch.flush():
+            self.consumer.commit(asynchronous=False)
 
     def stop_on_signals(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -1,0 +1,212 @@
+"""Events over Event Hubs' native AMQP protocol: the azure-eventhub SDK (producer, load-balanced
+consumers with a Blob checkpoint store on Azurite) against the local AMQP endpoint."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from azure.core.exceptions import ResourceNotFoundError
+from azure.eventhub import EventHubConsumerClient
+from azure.eventhub._pyamqp import ReceiveClient
+from azure.eventhub._pyamqp.authentication import SASTokenAuth
+from azure.eventhub._pyamqp.error import AMQPLinkError
+from azure.storage.blob import ContainerClient
+
+from patient_flow_dagster.assets.bronze import bronze_patient_events
+from patient_flow_dagster.assets.silver import silver_patient_events
+from patient_flow_dagster.resources import lake as t
+from patient_flow_dagster.streaming.eventhubs_amqp import EventHubsTarget, publish
+from patient_flow_dagster.streaming.simulator import simulate
+from patient_flow_dagster_tests import services
+from patient_flow_dagster_tests.conftest import recent_now
+from patient_flow_dagster_tests.eventhubs_endpoint import KEY, POLICY, EventHubsEndpoint
+from patient_flow_dagster_tests.test_kafka import landed_event_ids
+
+HUB = "patient-events"
+PATIENT_FLOW = str(Path(sys.executable).with_name("patient-flow"))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def endpoint():
+    server = EventHubsEndpoint(free_port(), HUB, partitions=4).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def azurite(tmp_path_factory):
+    with services.azurite(tmp_path_factory.mktemp("azurite")) as connection_string:
+        yield connection_string
+
+
+def consumer_env(endpoint, azurite, container: str) -> dict:
+    return {**os.environ, "EVENTHUBS_CONNECTION_STRING": endpoint.connection_string,
+            "AZURE_STORAGE_CONNECTION_STRING": azurite,
+            "EVENTHUBS_CHECKPOINT_CONTAINER": container}
+
+
+def records(azurite: str, container: str, kind: str) -> dict[str, dict]:
+    """partition id -> metadata of the checkpoint store's ownership or checkpoint blobs."""
+    client = ContainerClient.from_connection_string(azurite, container)
+    try:
+        return {blob.name.rsplit("/", 1)[1]: blob.metadata
+                for blob in client.list_blobs(include=["metadata"]) if f"/{kind}/" in blob.name}
+    except ResourceNotFoundError:  # no consumer has created the container yet
+        return {}
+
+
+def owners(azurite: str) -> set[str]:
+    """The consumers that own partitions now (a released partition has no owner)."""
+    return {r["ownerid"] for r in records(azurite, "checkpoints-split", "ownership").values()
+            if r.get("ownerid")}
+
+
+def test_two_consumers_split_the_hub_and_one_takes_over_after_sigkill(endpoint, azurite, lakehouse):
+    sim = simulate(10_000, seed=91, now=recent_now(), span_days=20, dirty_rates={"duplicate": 0})
+    env = consumer_env(endpoint, azurite, "checkpoints-split")
+    command = [PATIENT_FLOW, "ingest", "--from", "eventhubs-amqp", "--landing",
+               str(lakehouse.landing_dir), "--dead-letter", str(lakehouse.root / "dead"),
+               "--batch-events", "400", "--batch-seconds", "1", "--balance-seconds", "1",
+               "--idle-exit", "10"]
+    consumers = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  text=True, start_new_session=True) for _ in range(2)]
+    publisher = threading.Thread(target=publish, args=(sim.events, EventHubsTarget(
+        HUB, connection_string=endpoint.connection_string)), kwargs={"rate": 2_000, "progress": None})
+    try:
+        publisher.start()
+        deadline = time.monotonic() + 60
+        # Both consumers own partitions and have landed files: kill one mid-stream.
+        while len(owners(azurite)) < 2 \
+                or len(list(lakehouse.landing_dir.glob("*.parquet"))) < 4:
+            assert time.monotonic() < deadline, "the two consumers never split the partitions"
+            time.sleep(0.1)
+        owners_before = owners(azurite)
+        victim, survivor = consumers
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait()
+        assert publisher.is_alive(), "publishing ended before the consumer was killed"
+        # The survivor claims the victim's partitions once their ownership expires (3 x 1 s).
+        while len(owners(azurite)) != 1 or len(records(azurite, "checkpoints-split", "ownership")) != 4 \
+                or any(not r.get("ownerid") for r in records(azurite, "checkpoints-split", "ownership").values()):
+            assert time.monotonic() < deadline, "nobody took over the killed consumer's partitions"
+            time.sleep(0.2)
+        owners_after = owners(azurite)
+        publisher.join(60)
+        _, errors = survivor.communicate(timeout=120)
+        assert survivor.returncode == 0, errors
+    finally:
+        for process in consumers:
+            services.stop_group(process)
+
+    assert len(owners_before) == 2 and len(owners_after) == 1 and owners_after < owners_before
+
+    landed = landed_event_ids(lakehouse.landing_dir)
+    assert set(landed) == {e["event_id"] for e in sim.events}  # every event at least once
+    checkpoints = records(azurite, "checkpoints-split", "checkpoint")
+    client = EventHubConsumerClient.from_connection_string(endpoint.connection_string, "$Default")
+    with client:
+        for partition in client.get_partition_ids():
+            last = client.get_partition_properties(partition)
+            assert checkpoints[partition]["offset"] == last["last_enqueued_offset"]
+            assert int(checkpoints[partition]["sequencenumber"]) == last["last_enqueued_sequence_number"]
+
+    assert lakehouse.materialize([bronze_patient_events, silver_patient_events], checks=False).success
+    assert lakehouse.count(t.BRONZE_EVENTS) == len(landed)  # redeliveries included
+    silver, quarantine = lakehouse.count(t.SILVER_EVENTS), lakehouse.count(t.QUARANTINE)
+    assert silver + quarantine == len(sim.events)  # ... and each event exactly once after silver
+    assert quarantine == len(sim.expected_rule)
+    assert lakehouse.table(t.SILVER_EVENTS).select("event_id").distinct().count() == silver
+
+
+def test_a_patients_events_share_one_partition_in_order(endpoint):
+    sim = simulate(300, seed=92, dirty_rates={"duplicate": 0})
+    client = EventHubConsumerClient.from_connection_string(
+        endpoint.connection_string, "$Default", load_balancing_interval=1)
+    start = {p: client.get_partition_properties(p)["last_enqueued_sequence_number"]
+             for p in client.get_partition_ids()}  # read only what this test publishes
+    assert publish(sim.events, EventHubsTarget(HUB, connection_string=endpoint.connection_string),
+                   progress=None) == 300
+    received, lock = [], threading.Lock()
+
+    def on_batch(context, events):
+        with lock:
+            received.extend((context.partition_id, event.sequence_number, event.partition_key,
+                             event.body_as_json()) for event in events)
+
+    ours = {e["event_id"] for e in sim.events}
+    worker = threading.Thread(target=client.receive_batch, kwargs=dict(
+        on_event_batch=on_batch, max_batch_size=100, starting_position=start))
+    worker.start()
+    deadline = time.monotonic() + 30
+    while sum(r[3]["event_id"] in ours for r in list(received)) < 300 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    client.close()
+    worker.join(30)
+    mine = [r for r in received if r[3]["event_id"] in ours]
+    assert len(mine) == 300
+    by_patient: dict[str, set] = {}
+    for partition, _, key, event in mine:
+        if event.get("patient_id"):
+            assert key == event["patient_id"].encode()
+            by_patient.setdefault(event["patient_id"], set()).add(partition)
+    assert all(len(partitions) == 1 for partitions in by_patient.values())
+    assert len({p for partitions in by_patient.values() for p in partitions}) == 4
+    order = {e["event_id"]: i for i, e in enumerate(sim.events)}
+    for patient in by_patient:
+        sent = [r for r in mine if r[3].get("patient_id") == patient]
+        assert [order[r[3]["event_id"]] for r in sorted(sent, key=lambda r: r[1])] == sorted(
+            order[r[3]["event_id"]] for r in sent)
+
+
+def test_a_wrong_key_is_a_clear_error_that_does_not_echo_it(endpoint, azurite, tmp_path):
+    secret = "Wr0ngKeyDoNotPrintMe"
+    wrong = endpoint.connection_string.replace("local-endpoint-test-key", secret)
+    env = {**consumer_env(endpoint, azurite, "checkpoints-wrong"), "EVENTHUBS_CONNECTION_STRING": wrong}
+    run = subprocess.run([PATIENT_FLOW, "ingest", "--from", "eventhubs-amqp", "--landing",
+                          str(tmp_path / "landing")], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert "Event Hubs refused the connection" in run.stderr and "InvalidSignature" in run.stderr
+    assert secret not in run.stderr + run.stdout
+    env["EVENTHUBS_CONNECTION_STRING"] = f"Endpoint=http://nowhere;SharedAccessKey={secret}"
+    run = subprocess.run([PATIENT_FLOW, "simulate", "--to", "eventhubs-amqp"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "not an Event Hubs connection string" in run.stderr
+    assert secret not in run.stderr
+
+
+def test_an_unknown_hub_is_not_found(endpoint):
+    client = EventHubConsumerClient.from_connection_string(
+        endpoint.connection_string, "$Default", eventhub_name="no-such-hub", retry_total=0)
+    with client, pytest.raises(Exception, match="Status code: 404"):
+        client.get_partition_ids()
+
+
+@pytest.mark.parametrize("path, refusal", [
+    (f"{HUB}/ConsumerGroups/$Default/Partitions/7", "partition '7' could not be found"),
+    (f"{HUB}/ConsumerGroups/no-such-group/Partitions/0", "ConsumerGroups/no-such-group' could not be found"),
+    ("no-such-hub/ConsumerGroups/$Default/Partitions/0", "'no-such-hub' could not be found"),
+])
+def test_receive_links_the_service_would_refuse_are_refused(endpoint, path, refusal):
+    """The public clients check partition ids before they attach, so this goes one level down,
+    to the SDK's own AMQP client, to see the endpoint's answer on the wire."""
+    address = f"amqp://127.0.0.1:{endpoint.port}/{path}"
+    auth = SASTokenAuth(address, f"sb://127.0.0.1:{endpoint.port}/{HUB}", username=POLICY, password=KEY)
+    client = ReceiveClient(f"127.0.0.1:{endpoint.port}", address, auth=auth, use_tls=False)
+    try:
+        with pytest.raises(AMQPLinkError, match="amqp:not-found") as refused:
+            client.receive_message_batch(max_batch_size=1, timeout=5)
+        assert refusal in str(refused.value)
+    finally:
+        client.close()

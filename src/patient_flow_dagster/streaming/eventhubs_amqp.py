@@ -1,0 +1,286 @@
+"""Patient events over Azure Event Hubs' native AMQP protocol, with the azure-eventhub SDK.
+
+Publishing: `EventHubProducerClient`, events as JSON, one `create_batch` per partition. Event Hubs
+hashes a partition key to a partition, and a batch carries one key, so a batch per patient would
+mean a round trip per one or two events. The publisher resolves each patient_id's partition with
+the SDK's implementation of the service's hash (what the SDK's buffered mode does) and keeps the
+key on every event (`x-opt-partition-key`): a patient's events stay in one partition, in order,
+exactly where a keyed send would have put them, at one round trip per full batch.
+
+Consuming: `EventHubConsumerClient` + `BlobCheckpointStore` balances the partitions across every
+consumer process of a consumer group (ownership records in Blob storage; a crashed consumer's
+partitions are claimed by the others once its ownership expires). Each partition's events are
+batched into landing Parquet files by the same code as the Kafka consumer
+(`landing_batch.LandingBatch`), and the partition's checkpoint is updated only after its file is
+committed: at-least-once into landing, exactly once into silver (event_id dedupe).
+
+Credentials come from the environment, never from arguments or code:
+- EVENTHUBS_CONNECTION_STRING (SAS), or EVENTHUBS_NAMESPACE (`<ns>.servicebus.windows.net`) with
+  `DefaultAzureCredential` (managed identity, workload identity, Azure CLI login...);
+- checkpoints: AZURE_STORAGE_CONNECTION_STRING, or EVENTHUBS_CHECKPOINT_ACCOUNT_URL with
+  `DefaultAzureCredential`; container EVENTHUBS_CHECKPOINT_CONTAINER (default
+  `eventhubs-checkpoints`, created when missing).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from patient_flow_dagster.streaming.landing_batch import ConsumerStats, LandingBatch
+from patient_flow_dagster.streaming.landing_writer import landing_sink
+
+CONNECTION_ENV, NAMESPACE_ENV = "EVENTHUBS_CONNECTION_STRING", "EVENTHUBS_NAMESPACE"
+CHECKPOINT_URL_ENV, CHECKPOINT_CONTAINER_ENV = (
+    "EVENTHUBS_CHECKPOINT_ACCOUNT_URL", "EVENTHUBS_CHECKPOINT_CONTAINER")
+PARTITION_KEY = b"x-opt-partition-key"
+_SECRETS = re.compile(r"(SharedAccessKey|AccountKey|sig|SharedAccessSignature)=[^;&\s'\"]+", re.I)
+
+
+class EventHubsConfigError(RuntimeError):
+    """Missing or rejected Event Hubs settings; the message never contains a secret."""
+
+
+def redact(message: str) -> str:
+    return _SECRETS.sub(lambda m: f"{m.group(1)}=***", message)
+
+
+@dataclass(frozen=True)
+class EventHubsTarget:
+    """Where and as whom: built from the environment by `from_env`."""
+
+    hub: str
+    connection_string: str | None = None
+    namespace: str | None = None
+
+    @classmethod
+    def from_env(cls, hub: str | None) -> "EventHubsTarget":
+        connection = os.environ.get(CONNECTION_ENV)
+        if connection:
+            parts = dict(p.split("=", 1) for p in connection.strip().strip(";").split(";") if "=" in p)
+            if not parts.get("Endpoint", "").startswith("sb://"):
+                raise EventHubsConfigError(
+                    f"{CONNECTION_ENV} is not an Event Hubs connection string (expected "
+                    "Endpoint=sb://<namespace>.servicebus.windows.net/;SharedAccessKeyName=...;"
+                    "SharedAccessKey=...)")
+            hub = hub or parts.get("EntityPath")
+            if not hub:
+                raise EventHubsConfigError(f"no event hub: pass --topic or add EntityPath to {CONNECTION_ENV}")
+            return cls(hub, connection_string=connection)
+        namespace = os.environ.get(NAMESPACE_ENV)
+        if namespace and hub:
+            return cls(hub, namespace=namespace)
+        raise EventHubsConfigError(
+            f"set {CONNECTION_ENV} (SAS connection string), or {NAMESPACE_ENV}="
+            "<namespace>.servicebus.windows.net for DefaultAzureCredential, plus --topic <hub>")
+
+    def producer(self, **kwargs):
+        from azure.eventhub import EventHubProducerClient
+
+        if self.connection_string:
+            return EventHubProducerClient.from_connection_string(
+                self.connection_string, eventhub_name=self.hub, **kwargs)
+        from azure.identity import DefaultAzureCredential
+
+        return EventHubProducerClient(self.namespace, self.hub, DefaultAzureCredential(), **kwargs)
+
+    def consumer(self, group: str, checkpoint_store, **kwargs):
+        from azure.eventhub import EventHubConsumerClient
+
+        if self.connection_string:
+            return EventHubConsumerClient.from_connection_string(
+                self.connection_string, consumer_group=group, eventhub_name=self.hub,
+                checkpoint_store=checkpoint_store, **kwargs)
+        from azure.identity import DefaultAzureCredential
+
+        return EventHubConsumerClient(self.namespace, group, DefaultAzureCredential(),
+                                      eventhub_name=self.hub, checkpoint_store=checkpoint_store,
+                                      **kwargs)
+
+
+def checkpoint_store_from_env():
+    """`BlobCheckpointStore` on the configured container (created when missing)."""
+    from azure.core.exceptions import ResourceExistsError
+    from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
+    from azure.storage.blob import ContainerClient
+
+    container = os.environ.get(CHECKPOINT_CONTAINER_ENV, "eventhubs-checkpoints")
+    connection = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
+    account_url = os.environ.get(CHECKPOINT_URL_ENV)
+    if connection:
+        client = ContainerClient.from_connection_string(connection, container)
+        store = BlobCheckpointStore.from_connection_string(connection, container)
+    elif account_url:
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+        client = ContainerClient(account_url, container, credential=credential)
+        store = BlobCheckpointStore(account_url, container, credential=credential)
+    else:
+        raise EventHubsConfigError(
+            "the checkpoint store needs AZURE_STORAGE_CONNECTION_STRING, or "
+            f"{CHECKPOINT_URL_ENV}=https://<account>.blob.core.windows.net for DefaultAzureCredential")
+    try:
+        client.create_container()
+    except ResourceExistsError:
+        pass
+    return store
+
+
+def partitions_of(client) -> list[str]:
+    """The hub's partition ids; the first call that authenticates, so a wrong credential fails
+    here with a clear message instead of inside a background thread."""
+    from azure.eventhub.exceptions import EventHubError
+
+    try:
+        return client.get_partition_ids()
+    except EventHubError as error:
+        lines = redact(str(error)).splitlines() or [type(error).__name__]
+        reason = next((line.removeprefix("Description: ") for line in lines
+                       if line.startswith("Description: ")), None)
+        detail = f"{lines[0]} {reason}" if reason else lines[0]
+        raise EventHubsConfigError(
+            f"Event Hubs refused the connection: {detail} "
+            f"(check {CONNECTION_ENV} or the identity's role on the hub)") from None
+
+
+def publish(events, target: EventHubsTarget, rate: float | None = None,
+            progress=sys.stderr, **client_kwargs) -> int:
+    """Send events as JSON keyed by patient_id, one batch per partition at a time; `rate` =
+    events per second, or None for as fast as possible."""
+    from azure.eventhub import EventData
+    from azure.eventhub._buffered_producer._partition_resolver import PartitionResolver
+
+    producer = target.producer(**client_kwargs)
+    started, sent = time.monotonic(), 0
+    with producer:
+        resolver = PartitionResolver(partitions_of(producer))
+        batches: dict[str, object] = {}
+
+        def send(partition: str) -> None:
+            nonlocal sent
+            batch = batches.pop(partition, None)
+            if batch is not None and len(batch):
+                producer.send_batch(batch)
+                sent += len(batch)
+                if progress:
+                    elapsed = time.monotonic() - started
+                    print(f"\rsent {sent} events ({sent / max(elapsed, 1e-9):,.0f}/s)", end="",
+                          file=progress)
+
+        for count, event in enumerate(events, start=1):
+            key = event.get("patient_id")
+            partition = (resolver.get_partition_id_by_partition_key(key) if key
+                         else resolver.get_next_partition_id())
+            data = EventData(json.dumps(event))
+            if key:
+                data.raw_amqp_message.annotations = {PARTITION_KEY: key}
+            batch = batches.get(partition) or batches.setdefault(
+                partition, producer.create_batch(partition_id=partition))
+            try:
+                batch.add(data)
+            except ValueError:  # the batch is full: send it, start the next one
+                send(partition)
+                batches[partition] = producer.create_batch(partition_id=partition)
+                batches[partition].add(data)
+            if rate:
+                ahead = count / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    for partition in list(batches):
+                        send(partition)
+                    time.sleep(ahead)
+        for partition in list(batches):
+            send(partition)
+    if progress:
+        print(f"\rsent {sent} events in {time.monotonic() - started:.1f} s", file=progress)
+    return sent
+
+
+def _payload(event) -> bytes | None:
+    """The event's data sections as bytes; None for a body that is not data (dead-lettered)."""
+    try:
+        return b"".join(event.body)
+    except TypeError:
+        return None
+
+
+class EventHubsLandingConsumer:
+    """Consume a hub's partitions (those this process owns) into landing Parquet files."""
+
+    def __init__(self, target: EventHubsTarget, landing: str, dead_letter_dir: str,
+                 group: str = "$Default", batch_events: int = 5_000, batch_seconds: float = 10.0,
+                 checkpoint_store=None, **client_kwargs):
+        self.target, self.landing, self.dead_letter_dir = target, landing, dead_letter_dir
+        self.batch_events, self.batch_seconds = batch_events, batch_seconds
+        self.client = target.consumer(group, checkpoint_store or checkpoint_store_from_env(),
+                                      **client_kwargs)
+        self.write = landing_sink(landing)
+        self.stats = ConsumerStats()
+        self.batches: dict[str, LandingBatch] = {}
+        self.last_event: dict[str, object] = {}
+        self.last_activity = time.monotonic()
+        self.stop = threading.Event()
+        self.errors: list[str] = []
+
+    def run(self, idle_seconds: float | None = None) -> ConsumerStats:
+        """Consume until stopped (SIGTERM/SIGINT or `stop`), or `idle_seconds` without an event;
+        each owned partition's held batch is flushed and checkpointed on the way out."""
+        partitions_of(self.client)
+        receiver = threading.Thread(target=self.client.receive_batch, daemon=True, kwargs=dict(
+            on_event_batch=self._on_batch, on_partition_close=self._on_close,
+            on_error=self._on_error, max_batch_size=min(self.batch_events, 1_000),
+            max_wait_time=min(self.batch_seconds, 1.0), starting_position="-1"))
+        receiver.start()
+        while not self.stop.wait(0.2) and receiver.is_alive():
+            if idle_seconds is not None and time.monotonic() - self.last_activity > idle_seconds:
+                break
+        self.client.close()  # closes every partition (SHUTDOWN): held batches are flushed
+        receiver.join(60)
+        return self.stats
+
+    def _on_batch(self, context, events) -> None:
+        partition = context.partition_id
+        batch = self.batches.get(partition)
+        if batch is None:
+            batch = self.batches[partition] = LandingBatch(
+                self.write, self.dead_letter_dir, self.stats, self.batch_events, self.batch_seconds)
+        for event in events:
+            batch.add(_payload(event),
+                      {"topic": self.target.hub, "partition": partition, "offset": event.offset,
+                       "sequence_number": event.sequence_number},
+                      fallback_id=f"{self.target.hub}-{partition}-{event.sequence_number}")
+            self.last_event[partition] = event
+        if events:
+            self.last_activity = time.monotonic()
+        if batch.due():
+            self._flush(context)
+
+    def _flush(self, context) -> None:
+        """Write the partition's batch durably, then move its checkpoint past it."""
+        batch = self.batches.get(context.partition_id)
+        if batch is not None and batch.flush():
+            context.update_checkpoint(self.last_event[context.partition_id])
+
+    def _on_close(self, context, reason) -> None:
+        from azure.eventhub import CloseReason
+
+        if reason == CloseReason.SHUTDOWN:
+            self._flush(context)
+        else:  # ownership lost: the new owner re-reads from the checkpoint, drop what we hold
+            self.batches.pop(context.partition_id, None)
+
+    def _on_error(self, context, error) -> None:
+        where = f"partition {context.partition_id}" if context else "load balancing"
+        message = f"{where}: {redact(str(error)).splitlines()[0] if str(error) else type(error).__name__}"
+        self.errors.append(message)
+        logging.getLogger(__name__).warning("Event Hubs consumer error (%s)", message)
+
+    def stop_on_signals(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.stop.set())
