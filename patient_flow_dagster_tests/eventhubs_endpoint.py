@@ -554,13 +554,63 @@ class EventHubsEndpoint:
         self.server.close()
 
 
+def measure_sdk_throughput(events: int, port: int) -> dict:
+    """Publish `events` simulated events with the project's publisher and read them back with
+    `receive_batch`, against this endpoint running in its own process (it must not share the
+    SDK's GIL); events per second each way."""
+    import json
+    import subprocess
+
+    from azure.eventhub import EventHubConsumerClient
+
+    from patient_flow_dagster.streaming.eventhubs_amqp import EventHubsTarget, publish
+    from patient_flow_dagster.streaming.simulator import simulate
+
+    server = subprocess.Popen([sys.executable, "-m", "patient_flow_dagster_tests.eventhubs_endpoint",
+                               "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        connection = server.stdout.readline().strip()
+        sim = simulate(events, seed=5)
+        started = time.perf_counter()
+        publish(sim.events, EventHubsTarget("patient-events", connection_string=connection), progress=None)
+        publish_seconds = time.perf_counter() - started
+        received, done = [0], threading.Event()
+
+        def on_batch(_context, batch):
+            received[0] += len(batch)
+            if received[0] >= events:
+                done.set()
+
+        client = EventHubConsumerClient.from_connection_string(connection, "$Default")
+        started = time.perf_counter()
+        worker = threading.Thread(target=client.receive_batch, daemon=True, kwargs=dict(
+            on_event_batch=on_batch, max_batch_size=1_000, starting_position="-1"))
+        worker.start()
+        done.wait(600)
+        receive_seconds = time.perf_counter() - started
+        client.close()
+        report = {"events": events, "publish_events_per_second": round(events / publish_seconds),
+                  "receive_events_per_second": round(received[0] / receive_seconds),
+                  "received": received[0]}
+        print(json.dumps(report))
+        return report
+    finally:
+        server.terminate()
+        server.wait()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=5673)
     parser.add_argument("--hub", default="patient-events")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--consumer-group", action="append", default=None)
+    parser.add_argument("--bench", type=int, default=None, metavar="EVENTS",
+                        help="measure the SDK's publish and receive throughput, then exit")
     args = parser.parse_args(argv)
+    if args.bench:
+        measure_sdk_throughput(args.bench, args.port)
+        return 0
     endpoint = EventHubsEndpoint(args.port, args.hub, args.partitions,
                                  args.consumer_group or ["$Default"]).start()
     print(endpoint.connection_string, flush=True)

@@ -81,11 +81,13 @@ def test_two_consumers_split_the_hub_and_one_takes_over_after_sigkill(endpoint, 
                "--idle-exit", "10"]
     consumers = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                   text=True, start_new_session=True) for _ in range(2)]
-    publisher = threading.Thread(target=publish, args=(sim.events, EventHubsTarget(
-        HUB, connection_string=endpoint.connection_string)), kwargs={"rate": 2_000, "progress": None})
+    target = EventHubsTarget(HUB, connection_string=endpoint.connection_string)
+    first_half, second_half = sim.events[:5_000], sim.events[5_000:]
+    publisher = threading.Thread(target=publish, args=(first_half, target),
+                                 kwargs={"rate": 2_000, "progress": None})
     try:
         publisher.start()
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         # Both consumers own partitions and have landed files: kill one mid-stream.
         while len(owners(azurite)) < 2 \
                 or len(list(lakehouse.landing_dir.glob("*.parquet"))) < 4:
@@ -95,14 +97,15 @@ def test_two_consumers_split_the_hub_and_one_takes_over_after_sigkill(endpoint, 
         victim, survivor = consumers
         os.killpg(victim.pid, signal.SIGKILL)
         victim.wait()
-        assert publisher.is_alive(), "publishing ended before the consumer was killed"
+        publisher.join(60)
+        # The second half lands on every partition, the victim's too: only a takeover reads it.
+        publish(second_half, target, progress=None)
         # The survivor claims the victim's partitions once their ownership expires (3 x 1 s).
         while len(owners(azurite)) != 1 or len(records(azurite, "checkpoints-split", "ownership")) != 4 \
                 or any(not r.get("ownerid") for r in records(azurite, "checkpoints-split", "ownership").values()):
             assert time.monotonic() < deadline, "nobody took over the killed consumer's partitions"
             time.sleep(0.2)
         owners_after = owners(azurite)
-        publisher.join(60)
         _, errors = survivor.communicate(timeout=120)
         assert survivor.returncode == 0, errors
     finally:
