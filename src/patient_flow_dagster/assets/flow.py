@@ -69,6 +69,7 @@ def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
     department_version = lake.version(spark, DIM_DEPARTMENT)
     note = {"department_version": department_version}
     recompute_all = last_note(lake, spark, DEPARTMENT_CENSUS_HOURLY) != note
+    rewritten_from: list[datetime | None] = []  # each rewrite covers its hour through as_of
 
     def rewrite_from(since: datetime | None) -> None:
         stays = _read_stays(spark, lake)
@@ -78,6 +79,7 @@ def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
                                        flow.hourly_census(stays, as_of, since),
                                        list(flow.CENSUS_KEYS), where=scope, note=note,
                                        order=["hour_start", "hospital_id", "department"]))
+        rewritten_from.append(since)
 
     def on_new_events(events, _batch_id) -> None:
         nonlocal recompute_all
@@ -91,7 +93,11 @@ def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
         latest = lake.read(spark, DEPARTMENT_CENSUS_HOURLY).agg(
             F.date_format(F.max("hour_start"), "yyyy-MM-dd HH:mm:ss")).first()[0]
         horizon = as_of.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
-        rewrite_from(min(filter(None, [flow.utc_text_to_datetime(latest), horizon])))
+        moved_from = min(filter(None, [flow.utc_text_to_datetime(latest), horizon]))
+        # The clock moved: hours from the latest one on. Already done when a batch of new
+        # events rewrote from an hour at or before it (the usual case for a sensor run).
+        if not any(since is None or since <= moved_from for since in rewritten_from):
+            rewrite_from(moved_from)
     return {name: changes[name] for name in ("inserted", "updated", "deleted")}
 
 
