@@ -1,5 +1,6 @@
 """Events over Event Hubs' native AMQP protocol: the azure-eventhub SDK (producer, load-balanced
 consumers with a Blob checkpoint store on Azurite) against the local AMQP endpoint."""
+import json
 import os
 import signal
 import socket
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
-from azure.eventhub import EventHubConsumerClient
+from azure.eventhub import EventData, EventHubConsumerClient, EventHubProducerClient
 from azure.eventhub._pyamqp import ReceiveClient
 from azure.eventhub._pyamqp.authentication import SASTokenAuth
 from azure.eventhub._pyamqp.error import AMQPLinkError
@@ -20,7 +21,13 @@ from azure.storage.blob import ContainerClient
 from patient_flow_dagster.assets.bronze import bronze_patient_events
 from patient_flow_dagster.assets.silver import silver_patient_events
 from patient_flow_dagster.resources import lake as t
-from patient_flow_dagster.streaming.eventhubs_amqp import EventHubsTarget, publish
+from patient_flow_dagster.streaming.eventhubs_amqp import (
+    EventHubsConfigError,
+    EventHubsLandingConsumer,
+    EventHubsTarget,
+    checkpoint_store_from_env,
+    publish,
+)
 from patient_flow_dagster.streaming.simulator import simulate
 from patient_flow_dagster_tests import services
 from patient_flow_dagster_tests.conftest import recent_now
@@ -213,3 +220,51 @@ def test_receive_links_the_service_would_refuse_are_refused(endpoint, path, refu
         assert refusal in str(refused.value)
     finally:
         client.close()
+
+
+def test_malformed_events_go_to_the_dead_letter_file_with_their_position(endpoint, azurite, tmp_path,
+                                                                        monkeypatch):
+    """The same dead-letter handling as the Kafka consumer (shared LandingBatch), with the Event
+    Hubs position (partition, offset, sequence number) of each rejected event."""
+    good = simulate(30, seed=93, dirty_rates={"duplicate": 0}).events
+    producer = EventHubProducerClient.from_connection_string(endpoint.connection_string)
+    with producer:
+        batch = producer.create_batch(partition_id="2")
+        for body in (b"not json {", b'["a", "list"]', json.dumps({**good[0], "age": "forty"}).encode()):
+            batch.add(EventData(body))
+        for event in good[1:]:
+            batch.add(EventData(json.dumps(event)))
+        producer.send_batch(batch)
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite)
+    monkeypatch.setenv("EVENTHUBS_CHECKPOINT_CONTAINER", "checkpoints-poison")
+    landing, dead = tmp_path / "landing", tmp_path / "dead"
+    client = EventHubConsumerClient.from_connection_string(endpoint.connection_string, "$Default")
+    with client:
+        last = client.get_partition_properties("2")["last_enqueued_sequence_number"]
+    consumer = EventHubsLandingConsumer(
+        EventHubsTarget(HUB, connection_string=endpoint.connection_string), str(landing), str(dead),
+        batch_seconds=1, checkpoint_store=checkpoint_store_from_env(),
+        load_balancing_interval=1)
+    stats = consumer.run(idle_seconds=4)
+    mine = [e for e in landed_event_ids(landing) if e in {g["event_id"] for g in good}]
+    assert sorted(mine) == sorted(e["event_id"] for e in good[1:])
+    letters = [json.loads(line) for path in dead.glob("*.jsonl") for line in path.open()]
+    ours = [letter for letter in letters if letter["partition"] == "2"
+            and letter["sequence_number"] > last - 32]
+    assert sorted(letter["reason"].split(":")[0] for letter in ours) == [
+        "field age", "not JSON", "not a JSON object but list"]
+    assert all(letter["topic"] == HUB and letter["offset"] for letter in ours)
+    assert stats.dead_letters >= 3
+
+
+def test_without_a_connection_string_the_namespace_uses_azure_identity(monkeypatch):
+    monkeypatch.delenv("EVENTHUBS_CONNECTION_STRING", raising=False)
+    monkeypatch.setenv("EVENTHUBS_NAMESPACE", "contoso-health.servicebus.windows.net")
+    target = EventHubsTarget.from_env("patient-events")
+    assert target == EventHubsTarget("patient-events", namespace="contoso-health.servicebus.windows.net")
+    producer = target.producer()  # no connection yet: the credential is used on first send
+    assert type(producer._credential).__name__ == "DefaultAzureCredential"
+    producer.close()
+    monkeypatch.delenv("EVENTHUBS_NAMESPACE")
+    with pytest.raises(EventHubsConfigError, match="EVENTHUBS_CONNECTION_STRING"):
+        EventHubsTarget.from_env("patient-events")
