@@ -189,12 +189,12 @@ def publish(events, target: EventHubsTarget, rate: float | None = None,
                 send(partition)
                 batches[partition] = producer.create_batch(partition_id=partition)
                 batches[partition].add(data)
-            if rate:
+            if rate:  # paced: send what is held every ~0.1 s of schedule, then wait for it
                 ahead = count / rate - (time.monotonic() - started)
-                if ahead > 0:
+                if ahead > 0.1:
                     for partition in list(batches):
                         send(partition)
-                    time.sleep(ahead)
+                    time.sleep(max(0.0, count / rate - (time.monotonic() - started)))
         for partition in list(batches):
             send(partition)
     if progress:
