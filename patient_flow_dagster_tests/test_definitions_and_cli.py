@@ -59,3 +59,62 @@ def test_demo_command_runs_the_main_job(tmp_path, monkeypatch, capsys, spark):
     fact_rows = spark.read.format("delta").load(str(tmp_path / "lake/gold/fact_admissions")).count()
     silver_rows = spark.read.format("delta").load(str(tmp_path / "lake/silver/patient_events")).count()
     assert fact_rows == silver_rows > 0
+
+
+def test_lake_writing_runs_are_serialized_by_the_run_queue(tmp_path):
+    """A sensor run queued behind a running one waits: both jobs carry the tag the instance's
+    run queue limits to one, and the queue is polled every second (file-to-gold latency)."""
+    import shutil
+    from pathlib import Path
+
+    from dagster import DagsterInstance
+
+    from patient_flow_dagster.definitions import WRITES_LAKE
+
+    shutil.copy(Path(__file__).parents[1] / "config/dagster.yaml", tmp_path / "dagster.yaml")
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        queue = instance.get_concurrency_config().run_queue_config
+        assert queue.tag_concurrency_limits == [{**_as_limit(WRITES_LAKE), "limit": 1}]
+        assert instance.run_coordinator.dequeue_interval_seconds == 1
+    defs = build_definitions(Settings.from_env({"PATIENT_FLOW_LAKE": str(tmp_path)}))
+    for name in ("patient_flow", "patient_flow_full_refresh"):
+        assert defs.resolve_job_def(name).tags.items() >= WRITES_LAKE.items()
+
+
+def _as_limit(tags: dict) -> dict:
+    ((key, value),) = tags.items()
+    return {"key": key, "value": value}
+
+
+def test_jvm_class_archive_options(tmp_path, monkeypatch):
+    """The Spark driver maps the class archive only when it exists; "off" switches it off."""
+    from patient_flow_dagster.resources import jvm_archive
+    from patient_flow_dagster.resources.spark import local_spark_config
+
+    archive = tmp_path / "classes.jsa"
+    monkeypatch.delenv("PATIENT_FLOW_JVM_DUMP", raising=False)
+    monkeypatch.setenv(jvm_archive.ARCHIVE_ENV, str(archive))
+    assert local_spark_config()["spark.driver.extraJavaOptions"] == "-Duser.timezone=UTC"
+    archive.write_bytes(b"not built by this JDK: the JVM ignores it (-Xshare:auto)")
+    options = local_spark_config()["spark.driver.extraJavaOptions"]
+    assert options.startswith("-Duser.timezone=UTC ")
+    assert f"-XX:SharedArchiveFile={archive} -Xshare:auto" in options
+    monkeypatch.setenv(jvm_archive.ARCHIVE_ENV, "off")
+    assert jvm_archive.archive_path() is None and jvm_archive.java_options() == ""
+    monkeypatch.delenv(jvm_archive.ARCHIVE_ENV)
+    default = jvm_archive.archive_path()
+    assert default.name.startswith("spark-classes-") and default.suffix == ".jsa"
+
+
+def test_jvm_starts_with_a_foreign_class_archive(tmp_path):
+    """A stale or foreign archive never stops Spark's JVM from starting: it is only a speed-up."""
+    import subprocess
+
+    archive = tmp_path / "stale.jsa"
+    archive.write_bytes(b"\0" * 4096)
+    from patient_flow_dagster.resources import jvm_archive
+
+    options = ["java", *jvm_archive.java_options_for(archive).split(), "-version"]
+    done = subprocess.run(options, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "version" in done.stderr

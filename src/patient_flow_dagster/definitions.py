@@ -28,9 +28,13 @@ LAKE_ASSETS = [
     *FLOW_ASSETS,
 ]
 
+# Runs with this tag are serialized by the run queue (config/dagster.yaml): one lake writer.
+WRITES_LAKE = {"patient_flow/writes": "lake"}
+
 patient_flow_job = define_asset_job(
     "patient_flow",
     selection=AssetSelection.assets(*LAKE_ASSETS),
+    tags=WRITES_LAKE,
     description="Landing -> bronze -> silver (+ quarantine) -> gold dimensions, fact and cubes.",
 )
 
@@ -44,6 +48,7 @@ patient_flow_full_refresh_job = define_asset_job(
     "patient_flow_full_refresh",
     selection=AssetSelection.assets(*LAKE_ASSETS),
     config={"ops": {step: {"config": {"full_refresh": True}} for step in FULL_REFRESH_STEPS}},
+    tags=WRITES_LAKE,
     description="Rebuild silver (+ quarantine) and gold from bronze, from scratch.",
 )
 

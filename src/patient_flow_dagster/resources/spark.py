@@ -38,6 +38,7 @@ def local_spark_config(
     """Spark settings for the embedded session: Delta, UTC everywhere, small and quiet."""
     master = master or os.environ.get("PATIENT_FLOW_SPARK_MASTER", "local[*]")
     partitions = shuffle_partitions or int(os.environ.get("PATIENT_FLOW_SHUFFLE_PARTITIONS", "4"))
+    driver_options = " ".join(filter(None, ["-Duser.timezone=UTC", _class_archive_options()]))
     return {
         "spark.master": master,
         "spark.app.name": "patient-flow",
@@ -45,7 +46,7 @@ def local_spark_config(
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.session.timeZone": "UTC",
-        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.driver.extraJavaOptions": driver_options,
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
         "spark.sql.shuffle.partitions": str(partitions),
         "spark.default.parallelism": str(partitions),
@@ -58,6 +59,17 @@ def local_spark_config(
         # Keep Delta's DESCRIBE HISTORY / streaming source happy on a fresh local lake.
         "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "false",
     }
+
+
+def _class_archive_options() -> str:
+    """Use the JVM class archive when built (faster JVM start, see jvm_archive); while building
+    it, dump the classes this JVM loads instead."""
+    from patient_flow_dagster.resources import jvm_archive
+
+    dump = os.environ.get("PATIENT_FLOW_JVM_DUMP")
+    if dump:
+        return f"-XX:ArchiveClassesAtExit={dump} -Xlog:cds=off -Xlog:cds+dynamic=off"
+    return jvm_archive.java_options()
 
 
 def prepare_local_environment() -> None:
