@@ -73,19 +73,20 @@ def process_bronze_batch(
         .select("event_id")
         .unionByName(lake.read(spark, QUARANTINE).select("event_id"))
     )
+    # One pass over the batch and the seen ids, cached and materialized (count) before writing:
+    # `fresh` is defined against the tables being written, and both sides are split from it.
     fresh = first_per_event_id(evaluated).join(seen, "event_id", "left_anti")
-    valid, quarantined = split_silver_and_quarantine(fresh, run_id)
-    # Materialize both sides before writing: they are defined against the tables being written.
-    valid, quarantined = valid.persist(), quarantined.persist()
+    fresh = fresh.withColumn("_broken", F.size("broken_rules") > 0).persist()
     try:
-        silver_rows, quarantined_rows = valid.count(), quarantined.count()
+        outcome = {row["_broken"]: row["count"] for row in fresh.groupBy("_broken").count().collect()}
+        silver_rows, quarantined_rows = outcome.get(False, 0), outcome.get(True, 0)
+        valid, quarantined = split_silver_and_quarantine(fresh.drop("_broken"), run_id)
         per_rule = _count_names(quarantined, "broken_rules")
         warnings = _count_names(valid, "quality_warnings")
         lake.append(valid, SILVER_EVENTS, txn=(SILVER_CONSUMER, batch_id))
         lake.append(quarantined, QUARANTINE, txn=(SILVER_CONSUMER, batch_id))
     finally:
-        valid.unpersist()
-        quarantined.unpersist()
+        fresh.unpersist()
     counts.bronze_rows += batch.count()
     counts.silver_rows += silver_rows
     counts.quarantined_rows += quarantined_rows
