@@ -86,3 +86,22 @@ def test_rows_deleted_behind_the_pipelines_back_fail_reconciliation(lakehouse, s
     assert reconciliation.metadata["missing_from_silver_and_quarantine"].value == 3
     # The rows still in the fact now point nowhere in silver, but gold keys are intact.
     assert checks["valid_patient_fk"].passed
+
+
+def test_reconciliation_counts_each_kind_of_loss_on_small_frames(spark):
+    """e1 duplicated in bronze, e2 lost, e3 in both silver and quarantine, x9 unknown to bronze."""
+    from patient_flow_dagster.quality.measures import reconciliation
+
+    def ids(*values):
+        return spark.createDataFrame([(v,) for v in values], "event_id string")
+
+    counts = reconciliation(bronze=ids("e1", "e1", "e2", "e3", "e4"),
+                            silver=ids("e1", "e3", "x9"), quarantine=ids("e3", "e4"))
+    assert counts == {
+        "bronze_rows": 5, "bronze_distinct_event_ids": 4, "duplicates": 1,
+        "silver_rows": 3, "quarantine_rows": 2, "missing_from_silver_and_quarantine": 1,
+        "in_more_than_one_place": 1, "unknown_to_bronze": 1,
+    }
+    clean = reconciliation(bronze=ids("e1", "e1", "e2"), silver=ids("e1"), quarantine=ids("e2"))
+    assert clean["missing_from_silver_and_quarantine"] == clean["in_more_than_one_place"] == 0
+    assert clean["unknown_to_bronze"] == 0 and clean["duplicates"] == 1

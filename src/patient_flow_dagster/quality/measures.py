@@ -76,30 +76,38 @@ def reconciliation(bronze: DataFrame, silver: DataFrame, quarantine: DataFrame) 
     """Bronze = silver + quarantine + duplicates, over the whole tables.
 
     Every distinct bronze event_id must be in exactly one of silver and quarantine; rows of
-    silver or quarantine that bronze does not know, or that both hold, are errors too.
+    silver or quarantine that bronze does not know, or that both hold, are errors too. One
+    shuffle: the event_ids of the three tables, tagged by table, grouped once (no joins).
     """
-    bronze_ids = bronze.select("event_id").distinct()
-    silver_ids = silver.select("event_id")
-    quarantine_ids = quarantine.select("event_id")
-    outcome = silver_ids.withColumn("_in", F.lit("silver")).unionByName(
-        quarantine_ids.withColumn("_in", F.lit("quarantine"))
+    def tagged(table: DataFrame, position: int) -> DataFrame:
+        flags = [F.lit(int(i == position)).alias(name) for i, name in enumerate(("b", "s", "q"))]
+        return table.select("event_id", *flags)
+
+    per_id = (
+        tagged(bronze, 0).unionByName(tagged(silver, 1)).unionByName(tagged(quarantine, 2))
+        .groupBy("event_id")
+        .agg(F.sum("b").alias("b"), (F.sum("s") + F.sum("q")).alias("placed"),
+             F.sum("s").alias("s"), F.sum("q").alias("q"))
     )
-    accounted = bronze_ids.join(outcome.groupBy("event_id").count(), "event_id", "full_outer")
-    row = accounted.agg(
-        F.sum(F.when(F.col("count").isNull(), 1).otherwise(0)).alias("missing"),
-        F.sum(F.when(F.col("count") > 1, 1).otherwise(0)).alias("repeated"),
+    row = per_id.agg(
+        F.sum("b").alias("bronze_rows"),
+        F.count_if(F.col("b") > 0).alias("ids"),
+        F.sum("s").alias("silver_rows"),
+        F.sum("q").alias("quarantine_rows"),
+        F.count_if((F.col("b") > 0) & (F.col("placed") == 0)).alias("missing"),
+        F.count_if(F.col("placed") > 1).alias("repeated"),
+        F.sum(F.when(F.col("b") == 0, F.col("placed")).otherwise(0)).alias("unknown"),
     ).first()
-    unknown = outcome.join(bronze_ids, "event_id", "left_anti").count()
-    counts = bronze.agg(F.count(F.lit(1)).alias("rows"), F.countDistinct("event_id").alias("ids")).first()
+    value = {name: int(row[name] or 0) for name in row.asDict()}
     return {
-        "bronze_rows": counts["rows"],
-        "bronze_distinct_event_ids": counts["ids"],
-        "duplicates": counts["rows"] - counts["ids"],
-        "silver_rows": silver.count(),
-        "quarantine_rows": quarantine.count(),
-        "missing_from_silver_and_quarantine": int(row["missing"] or 0),
-        "in_more_than_one_place": int(row["repeated"] or 0),
-        "unknown_to_bronze": unknown,
+        "bronze_rows": value["bronze_rows"],
+        "bronze_distinct_event_ids": value["ids"],
+        "duplicates": value["bronze_rows"] - value["ids"],
+        "silver_rows": value["silver_rows"],
+        "quarantine_rows": value["quarantine_rows"],
+        "missing_from_silver_and_quarantine": value["missing"],
+        "in_more_than_one_place": value["repeated"],
+        "unknown_to_bronze": value["unknown"],
     }
 
 
