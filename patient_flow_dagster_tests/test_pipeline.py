@@ -54,9 +54,10 @@ def scenario(tmp_path_factory, spark):
     ]
     write_events(second.events + comebacks, house.landing_dir, events_per_file=1_000)
     run3 = house.materialize()
+    versions3 = {table: house.lake.version(spark, table) for table in GOLD_TABLES}
     return dict(house=house, first=first, second=second, comebacks=comebacks, returning=returning,
                 run1=run1, run2=run2, run3=run3, after1=after1, after2=after2,
-                versions1=versions1, versions2=versions2)
+                versions1=versions1, versions2=versions2, versions3=versions3)
 
 
 def test_runs_succeed(scenario):
@@ -149,6 +150,17 @@ def test_second_batch_adds_exactly_its_events(scenario):
     assert after - before == new_valid
     assert before <= after
     assert house.count(t.BRONZE_EVENTS) == 2_000 + len(second.events) + len(comebacks)
+
+
+def test_a_batch_of_known_departments_commits_nothing_to_dim_department(scenario, spark):
+    """Batch 2 only brings departments batch 1 already had: dim_department keeps its version,
+    so the hourly census rewrites a recent range instead of its whole history."""
+    house = scenario["house"]
+    assert snapshot(house, t.DIM_DEPARTMENT) == scenario["after1"][t.DIM_DEPARTMENT]
+    assert scenario["versions3"][t.DIM_DEPARTMENT] == scenario["versions1"][t.DIM_DEPARTMENT]
+    last_census_write = house.lake.delta_table(spark, t.DEPARTMENT_CENSUS_HOURLY).history(1).first()
+    assert last_census_write.operation == "WRITE"
+    assert "hour_start >=" in last_census_write.operationParameters.get("predicate", "")
 
 
 def test_returning_patients_get_a_new_current_version(scenario):

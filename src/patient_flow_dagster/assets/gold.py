@@ -154,12 +154,20 @@ def dim_patient(context: AssetExecutionContext, config: RefreshConfig) -> Materi
 def merge_departments(
     spark: SparkSession, lake: DeltaLake, new_events: DataFrame, counter: MergeCounter
 ) -> None:
-    """SCD type 1: insert new (department, hospital_id) pairs, overwrite changed attributes."""
+    """SCD type 1: insert new (department, hospital_id) pairs, overwrite changed attributes.
+
+    Rows already stored as they are never reach the MERGE, and a batch with nothing new commits
+    nothing: a MERGE would rewrite the matched file anyway and give dim_department a new
+    version, which makes the hourly census recompute its whole history (it keys on it)."""
     rows = department_rows(new_events, department_reference(spark))
+    changed = rows.subtract(lake.read(spark, DIM_DEPARTMENT).select(*rows.columns))
+    if changed.isEmpty():
+        counter.batches += 1
+        return
     (
         lake.delta_table(spark, DIM_DEPARTMENT)
         .alias("t")
-        .merge(rows.alias("s"), "t.department = s.department AND t.hospital_id = s.hospital_id")
+        .merge(changed.alias("s"), "t.department = s.department AND t.hospital_id = s.hospital_id")
         .whenMatchedUpdateAll(
             condition="NOT (t.bed_capacity <=> s.bed_capacity AND t.department_sk <=> s.department_sk)"
         )
