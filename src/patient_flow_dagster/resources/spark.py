@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from importlib.metadata import version
 from pathlib import Path
 
@@ -76,6 +77,9 @@ def prepare_local_environment() -> None:
     """Process-level settings the JVM reads at start (before the first session)."""
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("TZ", "UTC")
+    # Python workers (e.g. for createDataFrame from driver rows) run this interpreter, not
+    # whatever `python3` is first on PATH, so their version and packages match the driver's.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 
 def local_spark_session(**kwargs) -> SparkSession:
