@@ -183,6 +183,17 @@ def cmd_jvm_archive(args) -> int:
     return 0
 
 
+def cmd_spark_driver(args) -> int:
+    from patient_flow_dagster.resources import warm_driver
+
+    connection = args.connection or warm_driver.connection_file()
+    if not connection:
+        print(f"error: give --connection or set {warm_driver.DRIVER_ENV}", file=sys.stderr)
+        return 2
+    warm_driver.serve(connection, warm=not args.no_warm_up)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="patient-flow", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -247,6 +258,15 @@ def main(argv: list[str] | None = None) -> int:
         "jvm-archive", help="build the class archive that makes Spark JVM starts faster (once)")
     archive_cmd.add_argument("--force", action="store_true", help="rebuild even if present")
     archive_cmd.set_defaults(func=cmd_jvm_archive)
+
+    driver_cmd = commands.add_parser(
+        "spark-driver", help="keep one warm Spark driver up for the runs of `dagster dev` to "
+        "attach to (started by ./run dev)")
+    driver_cmd.add_argument("--connection", default=None,
+                            help="connection file to publish (default: $PATIENT_FLOW_SPARK_DRIVER)")
+    driver_cmd.add_argument("--no-warm-up", action="store_true",
+                            help="publish at once, without the warm-up batch")
+    driver_cmd.set_defaults(func=cmd_spark_driver)
 
     args = parser.parse_args(argv)
     from patient_flow_dagster.streaming.eventhubs_amqp import EventHubsConfigError

@@ -16,16 +16,32 @@ from patient_flow_dagster.quality.policy import QualityPolicy
 from patient_flow_dagster.resources.azure_landing import AzureBlobLandingZone, is_azure_url
 from patient_flow_dagster.resources.lake import DeltaLake
 from patient_flow_dagster.resources.landing import LocalLandingZone
+from patient_flow_dagster.resources import warm_driver
 from patient_flow_dagster.resources.spark import local_spark_config, prepare_local_environment
 from patient_flow_dagster.settings import Settings
 from dagster_pyspark import LazyPySparkResource, PySparkResource
 
 
 class LocalPySparkResource(PySparkResource):
-    """PySparkResource for the embedded session: sets the JVM's process environment first."""
+    """PySparkResource for the embedded session: sets the JVM's process environment first.
+
+    With `warm_driver` (the connection file of `patient-flow spark-driver`, which `./run dev`
+    starts) the run attaches to that long-lived, already warm driver JVM instead of starting
+    its own; when that driver is not running, it starts its own as usual."""
+
+    warm_driver: str | None = None
 
     def setup_for_execution(self, context) -> None:
         prepare_local_environment()
+        if self.warm_driver:
+            session = warm_driver.attach(self.warm_driver)
+            if session is not None:
+                self._spark_session = session
+                context.log.info(f"attached to the warm Spark driver "
+                                 f"{session.sparkContext.applicationId}")
+                return
+            context.log.warning(f"no warm Spark driver at {self.warm_driver}: starting an "
+                                "embedded Spark session for this run")
         super().setup_for_execution(context)
         self.spark_session.sparkContext.setLogLevel("ERROR")
 
@@ -52,7 +68,8 @@ def quality_policy() -> QualityPolicy:
 
 def local_resources(settings: Settings) -> dict:
     return {
-        "pyspark": LocalPySparkResource(spark_config=local_spark_config()),
+        "pyspark": LocalPySparkResource(spark_config=local_spark_config(),
+                                        warm_driver=warm_driver.connection_file()),
         "step_launcher": ResourceDefinition.none_resource(),
         "lake": DeltaLake(root=settings.lake_root, catalog=settings.catalog),
         "landing": landing_zone(settings.landing, settings.landing_reader),

@@ -59,7 +59,19 @@ def local_spark_config(
         "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
         # Keep Delta's DESCRIBE HISTORY / streaming source happy on a fresh local lake.
         "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "false",
+        **_event_log(),
     }
+
+
+def _event_log() -> dict[str, str]:
+    """PATIENT_FLOW_SPARK_EVENT_LOG=<folder> records Spark's event log there (every job, stage
+    and task with its call site), for profiling a run with the history server or a script."""
+    folder = os.environ.get("PATIENT_FLOW_SPARK_EVENT_LOG")
+    if not folder:
+        return {}
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return {"spark.eventLog.enabled": "true", "spark.eventLog.dir": Path(folder).resolve().as_uri(),
+            "spark.eventLog.compress": "false", "spark.eventLog.rolling.enabled": "false"}
 
 
 def _class_archive_options() -> str:
