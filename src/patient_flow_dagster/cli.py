@@ -249,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     bench_cmd.add_argument("--output", default=None, help="also write the JSON report here")
     bench_cmd.add_argument("--no-latency", action="store_true",
                            help="skip the file-to-gold latency run (starts dagster dev)")
+    bench_cmd.add_argument("--no-warm-driver", action="store_true",
+                           help="latency runs start their own JVM (no `spark-driver`)")
     bench_cmd.add_argument("--sensor-interval", type=int, default=None,
                            help="landing sensor interval (default: the sensor's own default)")
     bench_cmd.set_defaults(func=lambda a: __import__(

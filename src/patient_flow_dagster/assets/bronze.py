@@ -23,7 +23,7 @@ from patient_flow_dagster.assets.common import (
     markdown_table,
     table_metadata,
 )
-from patient_flow_dagster.resources.lake import BRONZE_EVENTS, LANDING_FILES, DeltaLake
+from patient_flow_dagster.resources.lake import BRONZE_EVENTS, LANDING_FILES, DeltaLake, rows_read
 from patient_flow_dagster.resources.landing import LandingZone
 from patient_flow_dagster.transforms.bronze import with_ingest_metadata
 from patient_flow_dagster.transforms.contract import LANDING_SCHEMA
@@ -77,9 +77,10 @@ def audit_new_files(
 
 def ingest_landing(
     spark: SparkSession, lake: DeltaLake, landing: LandingZone, run_id: str
-) -> list[dict]:
+) -> tuple[list[dict], int]:
     """Audit the new landing files, stream every not-yet-ingested file into bronze (exactly
-    once, via the checkpoint), record the audit. Returns the audit rows of the new files."""
+    once, via the checkpoint), record the audit. Returns the audit rows of the new files and
+    the number of rows ingested."""
     new_files = audit_new_files(spark, lake, landing, run_id)
     landed = with_ingest_metadata(landing.read_stream(spark, LANDING_SCHEMA), run_id)
     writer = (
@@ -88,7 +89,8 @@ def ingest_landing(
         .option("checkpointLocation", lake.checkpoint(BRONZE_CHECKPOINT))
         .trigger(availableNow=True)
     )
-    lake.start_stream(spark, writer, BRONZE_EVENTS).awaitTermination()
+    query = lake.start_stream(spark, writer, BRONZE_EVENTS)
+    query.awaitTermination()
     if not lake.exists(spark, BRONZE_EVENTS):  # nothing landed yet: downstream still needs a table
         lake.ensure(spark, BRONZE_EVENTS, with_ingest_metadata(_empty_landing(spark), run_id).schema)
     if new_files:
@@ -97,7 +99,10 @@ def ingest_landing(
             "audited_at", F.current_timestamp()
         )
         lake.append(audit, LANDING_FILES)
-    return new_files
+    rows = rows_read(spark, query)
+    if rows is None:  # too many micro-batches for the progress reports: count them
+        rows = lake.read(spark, BRONZE_EVENTS).filter(F.col("ingest_run_id") == run_id).count()
+    return new_files, rows
 
 
 @asset(
@@ -123,9 +128,8 @@ def bronze_patient_events(
     landing: LandingZone = context.resources.landing
     run_id = context.run_id
 
-    new_files = ingest_landing(spark, lake, landing, run_id)
+    new_files, rows_this_run = ingest_landing(spark, lake, landing, run_id)
     bronze = lake.read(spark, BRONZE_EVENTS)
-    rows_this_run = bronze.filter(F.col("ingest_run_id") == run_id).count()
     rejected = [r for r in new_files if r["status"] == "rejected"]
     for record in rejected:
         context.log.warning(f"Rejected landing file {record['file_name']}: {record['reason']}")

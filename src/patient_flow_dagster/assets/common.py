@@ -60,18 +60,26 @@ def table_metadata(
     preview_columns: Sequence[str],
     preview_order: Sequence[str] = (),
     preview_rows: int = 5,
+    all_rows: Sequence[dict] | None = None,
 ) -> dict:
     """Row count, schema, location and a preview limited to non-identifying columns.
 
     Metadata is stored in the Dagster instance and shown in the UI, so previews never include
     patient_id, age or other fields that identify a patient (DESIGN.md §3, privacy).
+    `all_rows`: the whole (small) table, already collected in preview order by the caller; it
+    is counted and previewed from those rows, without two more Spark jobs.
     """
-    preview_df = table.select(*preview_columns)
-    if preview_order:  # ordered within a bounded sample: a preview never sorts the whole table
-        preview_df = preview_df.limit(PREVIEW_SAMPLE).orderBy(*preview_order)
-    preview = [row.asDict() for row in preview_df.limit(preview_rows).collect()]
+    if all_rows is not None:
+        preview = [{c: row[c] for c in preview_columns} for row in all_rows[:preview_rows]]
+        count = len(all_rows)
+    else:
+        preview_df = table.select(*preview_columns)
+        if preview_order:  # ordered within a bounded sample: a preview never sorts the table
+            preview_df = preview_df.limit(PREVIEW_SAMPLE).orderBy(*preview_order)
+        preview = [row.asDict() for row in preview_df.limit(preview_rows).collect()]
+        count = table.count()
     return {
-        "dagster/row_count": MetadataValue.int(table.count()),
+        "dagster/row_count": MetadataValue.int(count),
         "dagster/column_schema": column_schema(table),
         "location": MetadataValue.path(location),
         "preview": MetadataValue.md(markdown_table(preview, preview_columns)),

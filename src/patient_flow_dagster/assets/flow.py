@@ -155,12 +155,13 @@ def current_occupancy(context: AssetExecutionContext):
     snapshot = flow.current_occupancy(lake.read(spark, DEPARTMENT_CENSUS_HOURLY))
     lake.overwrite(snapshot, CURRENT_OCCUPANCY)
     table = lake.read(spark, CURRENT_OCCUPANCY)
-    hospitals = [r.asDict() for r in table.filter("scope = 'hospital'").orderBy("hospital_id").collect()]
+    rows = [r.asDict() for r in table.orderBy("hospital_id", "scope").collect()]  # one per unit
+    hospitals = [r for r in rows if r["scope"] == "hospital"]
     columns = ["hospital_id", "as_of", "present", "bed_capacity", "occupancy"]
     return MaterializeResult(metadata={
         **table_metadata(table, lake.location(CURRENT_OCCUPANCY),
                          ["scope", "hospital_id", "department", "present", "bed_capacity", "occupancy"],
-                         preview_order=["hospital_id", "scope"]),
+                         all_rows=rows),
         "occupancy_per_hospital": MetadataValue.md(markdown_table(hospitals, columns)),
     })
 
@@ -178,11 +179,10 @@ def length_of_stay_stats(context: AssetExecutionContext):
     table = lake.read(spark, LENGTH_OF_STAY_STATS)
     columns = ["department", "hospital_id", "completed_stays", "mean_hours", "median_hours",
                "p90_hours", "max_hours", "short_stays", "medium_stays", "long_stays"]
-    rows = [r.asDict() for r in table.orderBy("department", "hospital_id").limit(60).collect()]
+    rows = [r.asDict() for r in table.orderBy("department", "hospital_id").collect()]  # per unit
     return MaterializeResult(metadata={
-        **table_metadata(table, lake.location(LENGTH_OF_STAY_STATS), columns,
-                         preview_order=["department", "hospital_id"]),
-        "figures": MetadataValue.md(markdown_table(rows, columns)),
+        **table_metadata(table, lake.location(LENGTH_OF_STAY_STATS), columns, all_rows=rows),
+        "figures": MetadataValue.md(markdown_table(rows[:60], columns)),
     })
 
 

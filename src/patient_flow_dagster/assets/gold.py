@@ -24,6 +24,7 @@ from patient_flow_dagster.resources.lake import (
     SILVER_EVENTS,
     DeltaLake,
     Table,
+    merge_counts,
 )
 from patient_flow_dagster.transforms.dimensions import (
     department_reference,
@@ -42,11 +43,12 @@ class MergeCounter:
     def __init__(self) -> None:
         self.inserted = self.updated = self.deleted = self.batches = 0
 
-    def record(self, spark: SparkSession, lake: DeltaLake, table: Table) -> None:
-        metrics = lake.delta_table(spark, table).history(1).select("operationMetrics").first()[0]
-        self.inserted += int(metrics.get("numTargetRowsInserted", 0))
-        self.updated += int(metrics.get("numTargetRowsUpdated", 0))
-        self.deleted += int(metrics.get("numTargetRowsDeleted", 0))
+    def record(self, merge_result: DataFrame) -> None:
+        """Add the counts of a MERGE (the one-row result of DeltaMergeBuilder.execute())."""
+        counts = merge_counts(merge_result)
+        self.inserted += counts["inserted"]
+        self.updated += counts["updated"]
+        self.deleted += counts["deleted"]
         self.batches += 1
 
     def metadata(self) -> dict:
@@ -107,7 +109,7 @@ def merge_patient_history(
         "AND t.valid_to <=> s.valid_to AND t.is_current <=> s.is_current)"
     )
     columns = ["patient_sk", "patient_id", "gender", "age", "valid_from", "valid_to", "is_current"]
-    (
+    result = (
         lake.delta_table(spark, DIM_PATIENT)
         .alias("t")
         .merge(source.alias("s"), "t.patient_id = s.patient_id AND t.valid_from = s.valid_from")
@@ -118,7 +120,7 @@ def merge_patient_history(
         .whenNotMatchedInsert(condition="NOT s._delete", values={c: f"s.{c}" for c in columns})
         .execute()
     )
-    counter.record(spark, lake, DIM_PATIENT)
+    counter.record(result)
 
 
 def update_dim_patient(spark: SparkSession, lake: DeltaLake) -> MergeCounter:
@@ -160,11 +162,13 @@ def merge_departments(
     nothing: a MERGE would rewrite the matched file anyway and give dim_department a new
     version, which makes the hourly census recompute its whole history (it keys on it)."""
     rows = department_rows(new_events, department_reference(spark))
-    changed = rows.subtract(lake.read(spark, DIM_DEPARTMENT).select(*rows.columns))
-    if changed.isEmpty():
+    # A few dozen rows at most: collected once, so the batch is not read again for the MERGE.
+    changed = rows.subtract(lake.read(spark, DIM_DEPARTMENT).select(*rows.columns)).collect()
+    if not changed:
         counter.batches += 1
         return
-    (
+    changed = spark.createDataFrame(changed, rows.schema)
+    result = (
         lake.delta_table(spark, DIM_DEPARTMENT)
         .alias("t")
         .merge(changed.alias("s"), "t.department = s.department AND t.hospital_id = s.hospital_id")
@@ -174,7 +178,7 @@ def merge_departments(
         .whenNotMatchedInsertAll()
         .execute()
     )
-    counter.record(spark, lake, DIM_DEPARTMENT)
+    counter.record(result)
 
 
 def update_dim_department(spark: SparkSession, lake: DeltaLake) -> MergeCounter:
@@ -213,15 +217,14 @@ def merge_admissions(
     """MERGE one fact row per event_id. Rows whose dimension keys were missing earlier are
     re-resolved with the new batch, so a fact row never stays orphaned once its dimension
     exists."""
-    fact = lake.read(spark, FACT_ADMISSIONS)
-    orphans = lake.read(spark, SILVER_EVENTS).join(
-        fact.filter("patient_sk IS NULL OR department_sk IS NULL").select("event_id"),
-        "event_id",
-        "left_semi",
-    )
-    events = new_events.unionByName(orphans).dropDuplicates(["event_id"])
+    orphaned = (lake.read(spark, FACT_ADMISSIONS)
+                .filter("patient_sk IS NULL OR department_sk IS NULL").select("event_id"))
+    events = new_events
+    if not orphaned.isEmpty():  # usually none: Delta's null counts skip every file, no join
+        orphans = lake.read(spark, SILVER_EVENTS).join(orphaned, "event_id", "left_semi")
+        events = new_events.unionByName(orphans).dropDuplicates(["event_id"])
     rows = admissions(events, lake.read(spark, DIM_PATIENT), lake.read(spark, DIM_DEPARTMENT))
-    (
+    result = (
         lake.delta_table(spark, FACT_ADMISSIONS)
         .alias("t")
         .merge(rows.alias("s"), "t.event_id = s.event_id")
@@ -232,7 +235,7 @@ def merge_admissions(
         .whenNotMatchedInsertAll()
         .execute()
     )
-    counter.record(spark, lake, FACT_ADMISSIONS)
+    counter.record(result)
 
 
 def update_fact_admissions(spark: SparkSession, lake: DeltaLake) -> MergeCounter:

@@ -35,7 +35,7 @@ def _publish(context, lake: DeltaLake, spark, cube, table: Table, dims: list[str
     columns = [*dims, "num_admissions", "avg_length_of_stay_hours"]
     return MaterializeResult(
         metadata={
-            **table_metadata(written, lake.location(table), columns, preview_order=dims),
+            **table_metadata(written, lake.location(table), columns, all_rows=rows),
             "preview": MetadataValue.md(markdown_table(rows[:60], columns)),
             "total_admissions": MetadataValue.int(sum(r["num_admissions"] for r in rows)),
         }

@@ -76,27 +76,33 @@ def process_bronze_batch(
     # One pass over the batch and the seen ids, cached and materialized (count) before writing:
     # `fresh` is defined against the tables being written, and both sides are split from it.
     fresh = first_per_event_id(evaluated).join(seen, "event_id", "left_anti")
-    fresh = fresh.withColumn("_broken", F.size("broken_rules") > 0).persist()
+    fresh = fresh.persist()
     try:
-        outcome = {row["_broken"]: row["count"] for row in fresh.groupBy("_broken").count().collect()}
-        silver_rows, quarantined_rows = outcome.get(False, 0), outcome.get(True, 0)
-        valid, quarantined = split_silver_and_quarantine(fresh.drop("_broken"), run_id)
-        per_rule = _count_names(quarantined, "broken_rules")
-        warnings = _count_names(valid, "quality_warnings")
+        outcome = _outcome(fresh)
+        valid, quarantined = split_silver_and_quarantine(fresh, run_id)
         lake.append(valid, SILVER_EVENTS, txn=(SILVER_CONSUMER, batch_id))
         lake.append(quarantined, QUARANTINE, txn=(SILVER_CONSUMER, batch_id))
     finally:
         fresh.unpersist()
     counts.bronze_rows += batch.count()
-    counts.silver_rows += silver_rows
-    counts.quarantined_rows += quarantined_rows
-    counts.per_rule.update(per_rule)
-    counts.warnings.update(warnings)
+    counts.silver_rows += outcome.pop("_silver")
+    counts.quarantined_rows += outcome.pop("_quarantined")
+    for rule in RULES:
+        (counts.per_rule if rule.quarantines else counts.warnings)[rule.name] += outcome[rule.name]
 
 
-def _count_names(rows: DataFrame, array_column: str) -> Counter:
-    exploded = rows.select(F.explode(array_column).alias("name")).groupBy("name").count()
-    return Counter({row["name"]: row["count"] for row in exploded.collect()})
+def _outcome(fresh: DataFrame) -> dict[str, int]:
+    """Rows to silver, rows to quarantine, and rows per rule (quarantine rules: broken by
+    quarantined rows; warn rules: raised on silver rows), in one aggregate over the batch."""
+    broken = F.size("broken_rules") > 0
+    counted = [F.count_if(~broken).alias("_silver"), F.count_if(broken).alias("_quarantined")]
+    for rule in RULES:
+        if rule.quarantines:
+            hit = F.array_contains("broken_rules", rule.name)
+        else:
+            hit = ~broken & F.array_contains("quality_warnings", rule.name)
+        counted.append(F.count_if(hit).alias(rule.name))
+    return fresh.agg(*counted).first().asDict()
 
 
 def process_new_bronze(spark: SparkSession, lake: DeltaLake, run_id: str) -> SilverRunCounts:

@@ -114,15 +114,11 @@ _rule_measure_cache: dict = {}
 
 
 def _latest_rule_measures(context) -> tuple[str | None, dict[str, measures.Measure]]:
-    """All rules measured in one Spark pass, cached per table version for the other rules."""
+    """All rules measured in one Spark pass, shared by the rule checks of the same step (they
+    run one after the other in one run, when nothing writes silver)."""
     spark, lake = _spark_lake(context)
     policy = context.resources.quality
-    key = (
-        lake.location(t.SILVER_EVENTS),
-        lake.version(spark, t.SILVER_EVENTS),
-        lake.version(spark, t.QUARANTINE),
-        policy.sample_size,
-    )
+    key = (context.run.run_id, lake.location(t.SILVER_EVENTS), policy.sample_size)
     if key not in _rule_measure_cache:
         silver, quarantine = lake.read(spark, t.SILVER_EVENTS), lake.read(spark, t.QUARANTINE)
         batch = measures.latest_silver_batch(silver, quarantine)

@@ -179,6 +179,18 @@ class DeltaLake(ConfigurableResource):
         _delete_path(spark, self.checkpoint(consumer))
 
 
+def rows_read(spark: SparkSession, query) -> int | None:
+    """Input rows of a finished availableNow query that writes to a sink (not foreachBatch,
+    whose batch may be read several times and counted each time), from its progress reports:
+    no second pass over the data. None when Spark may have dropped early reports (it keeps
+    `spark.sql.streaming.numRecentProgressUpdates`): count another way then."""
+    progress = query.recentProgress
+    kept = int(spark.conf.get("spark.sql.streaming.numRecentProgressUpdates", "100"))
+    if len(progress) >= kept:
+        return None
+    return sum(int(report["numInputRows"]) for report in progress)
+
+
 def _delete_path(spark: SparkSession, location: str) -> None:
     """Recursive delete through Hadoop's FileSystem: local folders, abfss://, wasbs:// alike."""
     jvm = spark.sparkContext._jvm
@@ -196,7 +208,7 @@ def merge_changed(lake: DeltaLake, spark: SparkSession, table: Table, rows: Data
     lake.ensure(spark, table, rows.schema)
     values = [c for c in rows.columns if c not in keys]
     changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in values) or "false"
-    (
+    return merge_counts(
         lake.delta_table(spark, table).alias("t")
         .merge(rows.alias("s"), " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys))
         .whenMatchedUpdateAll(condition=changed)
@@ -204,8 +216,13 @@ def merge_changed(lake: DeltaLake, spark: SparkSession, table: Table, rows: Data
         .whenNotMatchedBySourceDelete()
         .execute()
     )
-    metrics = lake.delta_table(spark, table).history(1).select("operationMetrics").first()[0]
-    return {name: int(metrics.get(f"numTargetRows{name.title()}", 0))
+
+
+def merge_counts(merge_result: DataFrame) -> dict[str, int]:
+    """Rows inserted / updated / deleted by a MERGE, from the one-row DataFrame its execute()
+    returns (no DESCRIBE HISTORY round trip)."""
+    row = merge_result.first()
+    return {name: int(row[f"num_{name}_rows"] or 0) if row else 0
             for name in ("inserted", "updated", "deleted")}
 
 

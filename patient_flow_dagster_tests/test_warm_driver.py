@@ -1,0 +1,87 @@
+"""The warm Spark driver of `./run dev`: runs (separate processes, as the daemon launches them)
+attach to one long-lived driver JVM instead of starting their own, and still produce the lake."""
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from patient_flow_dagster.processes import stop_process_group
+from patient_flow_dagster.resources import lake as t
+from patient_flow_dagster.resources import warm_driver
+from patient_flow_dagster.resources.lake import DeltaLake
+from patient_flow_dagster.streaming.landing_writer import write_events
+from patient_flow_dagster.streaming.simulator import simulate
+from patient_flow_dagster_tests.conftest import recent_now
+
+BIN = Path(sys.executable).parent
+ATTACHED = re.compile(r"attached to the warm Spark driver (\S+)")
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("warm_driver")
+    connection = folder / "driver.json"
+    env = {**os.environ, "TZ": "UTC"}
+    process = subprocess.Popen(
+        [str(BIN / "patient-flow"), "spark-driver", "--no-warm-up", "--connection", str(connection)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while not connection.is_file():
+        assert process.poll() is None, "the driver exited"
+        assert time.monotonic() < deadline, "the driver did not publish its connection"
+        time.sleep(0.5)
+    yield folder, connection, process
+    stop_process_group(process)
+
+
+def _run(job: str, folder: Path, connection: Path) -> str:
+    env = {**os.environ, "PATIENT_FLOW_SPARK_DRIVER": str(connection),
+           "PATIENT_FLOW_LAKE": str(folder / "lake"),
+           "PATIENT_FLOW_LANDING": str(folder / "landing"), "DAGSTER_HOME": str(folder / "home")}
+    (folder / "home").mkdir(exist_ok=True)
+    done = subprocess.run(
+        [str(BIN / "dagster"), "job", "execute", "-m", "patient_flow_dagster.definitions", "-j",
+         job], env=env, capture_output=True, text=True, timeout=900)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert "RUN_SUCCESS" in output
+    return output
+
+
+def test_runs_attach_to_one_warm_driver_and_fill_the_lake(driver, spark):
+    folder, connection, process = driver
+    assert stat.S_IMODE(connection.stat().st_mode) == 0o600  # it holds the gateway secret
+    details = json.loads(connection.read_text())
+    assert details["pid"] == process.pid
+
+    batch = simulate(600, seed=31, now=recent_now(), span_days=10)
+    write_events(batch.events, folder / "landing", events_per_file=300)
+    first = _run("patient_flow", folder, connection)
+    second = _run("patient_flow_checks", folder, connection)  # waits for nothing: lock freed
+    [app_first] = set(ATTACHED.findall(first))
+    [app_second] = set(ATTACHED.findall(second))
+    assert app_first == app_second  # the same driver JVM served both runs
+    assert app_first != spark.sparkContext.applicationId
+
+    lake = DeltaLake(root=str(folder / "lake"))
+    count = {table: lake.read(spark, table).count()
+             for table in (t.BRONZE_EVENTS, t.SILVER_EVENTS, t.QUARANTINE, t.FACT_ADMISSIONS)}
+    distinct = lake.read(spark, t.BRONZE_EVENTS).select("event_id").distinct().count()
+    assert count[t.BRONZE_EVENTS] == 600
+    assert count[t.SILVER_EVENTS] + count[t.QUARANTINE] == distinct
+    assert count[t.FACT_ADMISSIONS] == count[t.SILVER_EVENTS] > 0
+
+
+def test_no_driver_behind_the_connection_means_no_attach(tmp_path):
+    assert warm_driver.attach(str(tmp_path / "missing.json")) is None
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = tmp_path / "stale.json"
+    stale.write_text(json.dumps({"port": 1, "secret": "x", "pid": int(gone)}))
+    assert warm_driver.attach(str(stale)) is None  # the run then starts its own session
