@@ -6,7 +6,6 @@ import re
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -27,15 +26,7 @@ ATTACHED = re.compile(r"attached to the warm Spark driver (\S+)")
 def driver(tmp_path_factory):
     folder = tmp_path_factory.mktemp("warm_driver")
     connection = folder / "driver.json"
-    env = {**os.environ, "TZ": "UTC"}
-    process = subprocess.Popen(
-        [str(BIN / "patient-flow"), "spark-driver", "--no-warm-up", "--connection", str(connection)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 180
-    while not connection.is_file():
-        assert process.poll() is None, "the driver exited"
-        assert time.monotonic() < deadline, "the driver did not publish its connection"
-        time.sleep(0.5)
+    process = warm_driver.start(connection, {**os.environ, "TZ": "UTC"}, warm=False, timeout=180)
     yield folder, connection, process
     stop_process_group(process)
 

@@ -150,6 +150,15 @@ def _land(events: int, seed: int, landing: Path, now: datetime, span_days: float
     return len(sim.events)
 
 
+def run_small_batch(spark, workdir: Path, run_id: str) -> None:
+    """The pipeline's steps once on a 2,000-event scratch batch under `workdir`: what warms a
+    JVM up (the class archive's training run, the warm driver's warm-up)."""
+    landing = workdir / "landing"
+    _land(2_000, 7, landing, datetime.now(timezone.utc), 30, 1_000)
+    resources = _resources(workdir / "lake", landing)
+    run_bare(spark, resources["lake"], resources["landing"], run_id)
+
+
 def measure_latency(workdir: Path, interval: int, timeout: float = 600,
                     warm_driver: bool = True) -> dict[str, float]:
     """Start `dagster dev` (daemon + webserver) with the landing sensor on, as `./run dev` does
@@ -169,8 +178,10 @@ def measure_latency(workdir: Path, interval: int, timeout: float = 600,
            "PATIENT_FLOW_LANDING": str(landing), "PATIENT_FLOW_SENSOR_INTERVAL": str(interval)}
     driver = None
     if warm_driver:
-        env["PATIENT_FLOW_SPARK_DRIVER"] = str(home / "spark-driver.json")
-        driver = _start_warm_driver(env, home / "spark-driver.json", timeout)
+        from patient_flow_dagster.resources.warm_driver import DRIVER_ENV, start
+
+        env[DRIVER_ENV] = str(home / "spark-driver.json")
+        driver = start(home / "spark-driver.json", env, timeout=timeout)
     dagster = Path(sys.executable).with_name("dagster")
     process = subprocess.Popen(
         [str(dagster), "dev", "-h", "127.0.0.1", "-p", "3917", "-w", str(root / "workspace.yaml")],
@@ -198,20 +209,6 @@ def measure_latency(workdir: Path, interval: int, timeout: float = 600,
         stop_process_group(process)
         if driver is not None:
             stop_process_group(driver)
-
-
-def _start_warm_driver(env: dict, connection: Path, timeout: float) -> subprocess.Popen:
-    """`patient-flow spark-driver`, waited for until it has warmed up and published itself."""
-    command = [str(Path(sys.executable).with_name("patient-flow")), "spark-driver"]
-    driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + timeout
-    while not connection.is_file():
-        if driver.poll() is not None or time.monotonic() > deadline:
-            stop_process_group(driver)
-            raise BenchmarkError("the warm Spark driver did not start")
-        time.sleep(0.5)
-    return driver
 
 
 def _wait_for_runs_to_finish(dagster_home: Path, timeout: float) -> None:

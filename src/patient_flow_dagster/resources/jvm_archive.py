@@ -86,16 +86,11 @@ def build(force: bool = False) -> Path | None:
 
 def _training_run(workdir: Path) -> None:
     """The child: the bench's warm-up batch through every step, on a JVM that dumps at exit."""
-    from datetime import datetime, timezone
-
-    from patient_flow_dagster.bench import _land, _resources, run_bare
+    from patient_flow_dagster.bench import run_small_batch
     from patient_flow_dagster.resources.spark import local_spark_session
 
-    landing = workdir / "landing"
-    _land(2_000, 7, landing, datetime.now(timezone.utc), 30, 1_000)
     spark = local_spark_session()
-    resources = _resources(workdir / "lake", landing)
-    run_bare(spark, resources["lake"], resources["landing"], "jvm-archive")
+    run_small_batch(spark, workdir, "jvm-archive")
     # The JVM writes the archive as it exits, which happens after Python lets go of it: stop,
     # close its stdin (PySpark's gateway exits on that) and wait for the dump to finish.
     gateway = spark.sparkContext._gateway

@@ -57,8 +57,8 @@ def local_spark_config(
         # Small tables: Delta's log replay defaults to 50 partitions, far too many on a laptop.
         "spark.databricks.delta.snapshotPartitions": "2",
         "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
-        # Runs read their input row counts from the progress reports of availableNow queries
-        # (lake.rows_read) instead of counting again; keep enough of them.
+        # Bronze reads its rows per run from the progress reports of its availableNow query
+        # (lake.rows_read) instead of scanning the table; keep enough of them.
         "spark.sql.streaming.numRecentProgressUpdates": "10000",
         # Keep Delta's DESCRIBE HISTORY / streaming source happy on a fresh local lake.
         "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "false",

@@ -20,9 +20,11 @@ import fcntl
 import json
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 DRIVER_ENV = "PATIENT_FLOW_SPARK_DRIVER"  # path of the connection file of a running driver
@@ -82,15 +84,29 @@ def _alive(pid) -> bool:
 def warm_up(spark) -> None:
     """Run the pipeline's steps once on a small scratch batch (its lake is deleted after), so
     the first real run finds Spark's and Delta's code paths compiled."""
-    from datetime import datetime, timezone
-
-    from patient_flow_dagster.bench import _land, _resources, run_bare
+    from patient_flow_dagster.bench import run_small_batch
 
     with tempfile.TemporaryDirectory(prefix="patient-flow-warm-up-") as scratch:
-        landing = Path(scratch) / "landing"
-        _land(2_000, 7, landing, datetime.now(timezone.utc), 30, 1_000)
-        resources = _resources(Path(scratch) / "lake", landing)
-        run_bare(spark, resources["lake"], resources["landing"], "warm-up")
+        run_small_batch(spark, Path(scratch), "warm-up")
+
+
+def start(connection: Path, env: dict, warm: bool = True,
+          timeout: float = 600) -> subprocess.Popen:
+    """Start `patient-flow spark-driver` in its own process group and wait until it has
+    published `connection` (after its warm-up). Stop it with processes.stop_process_group."""
+    from patient_flow_dagster.processes import stop_process_group
+
+    command = [str(Path(sys.executable).with_name("patient-flow")), "spark-driver",
+               "--connection", str(connection), *([] if warm else ["--no-warm-up"])]
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while not Path(connection).is_file():
+        if driver.poll() is not None or time.monotonic() > deadline:
+            stop_process_group(driver)
+            raise RuntimeError(f"the warm Spark driver did not publish {connection}")
+        time.sleep(0.5)
+    return driver
 
 
 def serve(connection: str, warm: bool = True) -> None:
