@@ -54,7 +54,11 @@ def start_job_cluster():
     """A new Spark driver for this run (a job cluster), with the cluster spec's spark_conf."""
     from pyspark.sql import SparkSession
 
-    from patient_flow_dagster.resources.spark import local_spark_config, prepare_local_environment
+    from patient_flow_dagster.resources.spark import (
+        jvm_start_lock,
+        local_spark_config,
+        prepare_local_environment,
+    )
 
     # The cluster's spark_conf on top of a local Spark with Delta; spark.databricks.* settings
     # belong to the Databricks runtime (Photon, optimized writes) and are left out.
@@ -66,7 +70,8 @@ def start_job_cluster():
     builder = SparkSession.builder
     for key, value in config.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    with jvm_start_lock():
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 

@@ -17,7 +17,11 @@ from patient_flow_dagster.resources.azure_landing import AzureBlobLandingZone, i
 from patient_flow_dagster.resources.lake import DeltaLake
 from patient_flow_dagster.resources.landing import LocalLandingZone
 from patient_flow_dagster.resources import warm_driver
-from patient_flow_dagster.resources.spark import local_spark_config, prepare_local_environment
+from patient_flow_dagster.resources.spark import (
+    jvm_start_lock,
+    local_spark_config,
+    prepare_local_environment,
+)
 from patient_flow_dagster.settings import Settings
 from dagster_pyspark import LazyPySparkResource, PySparkResource
 
@@ -42,7 +46,8 @@ class LocalPySparkResource(PySparkResource):
                 return
             context.log.warning(f"no warm Spark driver at {self.warm_driver}: starting an "
                                 "embedded Spark session for this run")
-        super().setup_for_execution(context)
+        with jvm_start_lock():
+            super().setup_for_execution(context)
         self.spark_session.sparkContext.setLogLevel("ERROR")
 
 

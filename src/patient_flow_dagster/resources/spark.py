@@ -1,8 +1,11 @@
 """The embedded local Spark session with Delta Lake (DESIGN.md §5, local environment)."""
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
+import tempfile
+from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 
@@ -97,12 +100,23 @@ def prepare_local_environment() -> None:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 
+@contextmanager
+def jvm_start_lock():
+    """One Spark JVM start at a time on this machine. Each start resolves
+    `spark.jars.packages` through Spark's shared Ivy cache, which concurrent resolutions can
+    corrupt (parallel test workers, runs launched together)."""
+    with open(Path(tempfile.gettempdir()) / "patient-flow-spark-start.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, even on a crash
+        yield
+
+
 def local_spark_session(**kwargs) -> SparkSession:
     """One session per process: getOrCreate returns the running one on later calls."""
     prepare_local_environment()
     builder = SparkSession.builder
     for key, value in local_spark_config(**kwargs).items():
         builder = builder.config(key, value)
-    session = builder.getOrCreate()
+    with jvm_start_lock():
+        session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
