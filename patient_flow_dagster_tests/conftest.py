@@ -26,15 +26,6 @@ from patient_flow_dagster.resources.landing import LocalLandingZone  # noqa: E40
 from patient_flow_dagster.resources.spark import local_spark_config, local_spark_session  # noqa: E402
 
 
-def pytest_collection_modifyitems(items):
-    """Under pytest-xdist (`./run test`: two workers, `--dist loadgroup`) each module runs on one
-    worker, so its module fixtures (a scenario lake, a broker) are built once. Tests that start
-    Azurite share one group: Hadoop's WASB driver needs the emulator on its fixed port."""
-    for item in items:
-        group = "azurite" if "azurite" in item.fixturenames else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture(scope="session")
 def spark():
     session = local_spark_session()

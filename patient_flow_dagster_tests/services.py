@@ -36,22 +36,24 @@ stop_group = stop_process_group
 
 
 @contextmanager
-def azurite(workdir: Path):
-    """Azurite's Blob service (npm package, installed by ./run setup) on 127.0.0.1:10000."""
+def azurite(workdir: Path, port: int = AZURITE_PORT):
+    """Azurite's Blob service (npm package, installed by ./run setup) on 127.0.0.1:`port`.
+    Spark's WASB driver needs the emulator's fixed port 10000; SDK-only users pass a free port,
+    so that test modules on parallel workers do not collide."""
     assert AZURITE.exists(), f"{AZURITE} missing: run ./run setup (npm install in tools/)"
     with socket.socket() as probe:
-        assert probe.connect_ex(("127.0.0.1", AZURITE_PORT)) != 0, "port 10000 is already in use"
+        assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} is already in use"
     node = shutil.which("node")
     assert node, "Node.js is needed to run Azurite"
     process = subprocess.Popen(
-        [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(AZURITE_PORT),
+        [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port),
          "--inMemoryPersistence", "--skipApiVersionCheck", "--loose", "--silent"],
         cwd=workdir,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:
-        wait_for_port(AZURITE_PORT, process)
-        yield AZURITE_CONNECTION_STRING
+        wait_for_port(port, process)
+        yield AZURITE_CONNECTION_STRING.replace(f":{AZURITE_PORT}/", f":{port}/")
     finally:
         # In-memory: nothing to flush, and a graceful stop waits for idle keep-alive connections.
         stop_group(process, timeout=1)

@@ -53,7 +53,7 @@ def endpoint():
 
 @pytest.fixture(scope="module")
 def azurite(tmp_path_factory):
-    with services.azurite(tmp_path_factory.mktemp("azurite")) as connection_string:
+    with services.azurite(tmp_path_factory.mktemp("azurite"), port=free_port()) as connection_string:
         yield connection_string
 
 

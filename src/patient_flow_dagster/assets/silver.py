@@ -68,10 +68,13 @@ def process_bronze_batch(
     twice.
     """
     evaluated = evaluate_rules(type_and_enrich(batch))
+    # The batch's ids already in silver or quarantine: a semi-join lets Spark broadcast a small
+    # batch's ids into a scan of the stored ones, instead of shuffling every id ever seen.
     seen = (
         lake.read(spark, SILVER_EVENTS)
         .select("event_id")
         .unionByName(lake.read(spark, QUARANTINE).select("event_id"))
+        .join(batch.select("event_id"), "event_id", "left_semi")
     )
     # One pass over the batch and the seen ids, cached and materialized (count) before writing:
     # `fresh` is defined against the tables being written, and both sides are split from it.
