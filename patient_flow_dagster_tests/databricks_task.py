@@ -52,28 +52,13 @@ def attach_to_cluster():
 
 def start_job_cluster():
     """A new Spark driver for this run (a job cluster), with the cluster spec's spark_conf."""
-    from pyspark.sql import SparkSession
-
-    from patient_flow_dagster.resources.spark import (
-        jvm_start_lock,
-        local_spark_config,
-        prepare_local_environment,
-    )
+    from patient_flow_dagster.resources.spark import local_spark_session
 
     # The cluster's spark_conf on top of a local Spark with Delta; spark.databricks.* settings
     # belong to the Databricks runtime (Photon, optimized writes) and are left out.
-    config = local_spark_config()
     cluster_conf = json.loads(os.environ.pop("EMULATED_SPARK_CONF", "{}"))
-    config.update({k: str(v) for k, v in cluster_conf.items()
-                   if not k.startswith("spark.databricks.")})
-    prepare_local_environment()
-    builder = SparkSession.builder
-    for key, value in config.items():
-        builder = builder.config(key, value)
-    with jvm_start_lock():
-        spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
-    return spark
+    return local_spark_session(overrides={k: str(v) for k, v in cluster_conf.items()
+                                          if not k.startswith("spark.databricks.")})
 
 
 def main() -> None:

@@ -35,6 +35,13 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60) -> 
 stop_group = stop_process_group
 
 
+def free_port() -> int:
+    """A loopback port that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @contextmanager
 def azurite(workdir: Path, port: int = AZURITE_PORT):
     """Azurite's Blob service (npm package, installed by ./run setup) on 127.0.0.1:`port`.

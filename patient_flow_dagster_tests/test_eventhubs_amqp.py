@@ -3,7 +3,6 @@ consumers with a Blob checkpoint store on Azurite) against the local AMQP endpoi
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,18 +29,13 @@ from patient_flow_dagster.streaming.eventhubs_amqp import (
 )
 from patient_flow_dagster.streaming.simulator import simulate
 from patient_flow_dagster_tests import services
+from patient_flow_dagster_tests.services import free_port
 from patient_flow_dagster_tests.conftest import recent_now
 from patient_flow_dagster_tests.eventhubs_endpoint import KEY, POLICY, EventHubsEndpoint
 from patient_flow_dagster_tests.test_kafka import landed_event_ids
 
 HUB = "patient-events"
 PATIENT_FLOW = str(Path(sys.executable).with_name("patient-flow"))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """A real browser looks at the Dagster UI: the silver asset's Checks tab lists every rule."""
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import pytest
 from patient_flow_dagster.processes import stop_process_group
 
 from patient_flow_dagster.quality.rules import RULES
+from patient_flow_dagster_tests.services import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"  # git-ignored
@@ -21,12 +21,6 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--window-size=1400,1000", "--virtual-time-budget=20000",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

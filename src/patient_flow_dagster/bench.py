@@ -266,10 +266,7 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
     spark = local_spark_session()
     # Warm-up on a small separate batch, so neither contender pays JVM start-up and JIT alone.
     if warmup:
-        warm_landing = workdir / "warmup_landing"
-        _land(2_000, seed + 1000, warm_landing, now, 30, 1_000)
-        warm = _resources(workdir / "warmup_lake", warm_landing)
-        run_bare(spark, warm["lake"], warm["landing"], "warmup")
+        run_small_batch(spark, workdir / "warmup", "warmup")
 
     bare_resources = _resources(workdir / "bare_lake", landing)
     bare_steps = run_bare(spark, bare_resources["lake"], bare_resources["landing"], "bare")

@@ -110,11 +110,12 @@ def jvm_start_lock():
         yield
 
 
-def local_spark_session(**kwargs) -> SparkSession:
-    """One session per process: getOrCreate returns the running one on later calls."""
+def local_spark_session(overrides: dict[str, str] | None = None, **kwargs) -> SparkSession:
+    """One session per process: getOrCreate returns the running one on later calls.
+    `overrides` replace settings of `local_spark_config(**kwargs)` (a cluster's spark_conf)."""
     prepare_local_environment()
     builder = SparkSession.builder
-    for key, value in local_spark_config(**kwargs).items():
+    for key, value in {**local_spark_config(**kwargs), **(overrides or {})}.items():
         builder = builder.config(key, value)
     with jvm_start_lock():
         session = builder.getOrCreate()
