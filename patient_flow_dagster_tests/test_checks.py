@@ -105,3 +105,49 @@ def test_reconciliation_counts_each_kind_of_loss_on_small_frames(spark):
     clean = reconciliation(bronze=ids("e1", "e1", "e2"), silver=ids("e1"), quarantine=ids("e2"))
     assert clean["missing_from_silver_and_quarantine"] == clean["in_more_than_one_place"] == 0
     assert clean["unknown_to_bronze"] == 0 and clean["duplicates"] == 1
+
+
+def test_fact_integrity_finds_orphans_and_negative_stays_in_one_pass(spark):
+    """e2 has no patient key, e3 a patient unknown to dim_patient and a negative stay, e4 a
+    department unknown to dim_department."""
+    from patient_flow_dagster.quality.measures import fact_integrity
+
+    fact = spark.createDataFrame(
+        [("e1", "p1", "d1", 5.0), ("e2", None, "d1", 3.0), ("e3", "p9", "d2", -1.0),
+         ("e4", "p1", "d9", None)],
+        "event_id string, patient_sk string, department_sk string, length_of_stay_hours double")
+    patients = spark.createDataFrame([("p1",), ("p1",)], "patient_sk string")
+    departments = spark.createDataFrame([("d1",), ("d2",)], "department_sk string")
+    measured = fact_integrity(fact, patients, departments, sample_size=5)
+    assert {name: (m.evaluated, m.failed, m.samples) for name, m in measured.items()} == {
+        "valid_patient_fk": (4, 2, ["e2", "e3"]),
+        "valid_department_fk": (4, 1, ["e4"]),
+        "non_negative_stay": (4, 1, ["e3"]),
+    }
+
+
+def test_patient_history_finds_broken_scd2_versions(spark):
+    """a: a clean history; b: two current versions that overlap; c: no current version."""
+    from datetime import datetime
+
+    from patient_flow_dagster.quality.measures import patient_history
+
+    t1, t2, t3 = (datetime(2026, 1, day) for day in (1, 2, 3))
+    dim = spark.createDataFrame(
+        [("a1", "a", t1, t2, False), ("a2", "a", t2, None, True),
+         ("b1", "b", t1, t3, True), ("b2", "b", t2, None, True),
+         ("c1", "c", t1, None, False)],
+        "patient_sk string, patient_id string, valid_from timestamp, valid_to timestamp, "
+        "is_current boolean")
+    measured = patient_history(dim, sample_size=5)
+    current, overlap = measured["one_current_row_per_patient"], measured["non_overlapping_validity"]
+    assert (current.evaluated, current.failed, current.samples) == (3, 2, ["b1", "c1"])
+    assert (overlap.evaluated, overlap.failed, overlap.samples) == (5, 1, ["b1"])
+
+
+def test_duplicate_department_keys():
+    from patient_flow_dagster.quality.measures import duplicate_keys
+
+    rows = [{"department": "ICU", "hospital_id": "H1"}, {"department": "ICU", "hospital_id": "H1"},
+            {"department": "ICU", "hospital_id": "H2"}]
+    assert duplicate_keys(rows, ["department", "hospital_id"], 5) == Measure(2, 1, ["ICU/H1"])

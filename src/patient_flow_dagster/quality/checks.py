@@ -110,24 +110,31 @@ def rule_check_result(
     )
 
 
-_rule_measure_cache: dict = {}
+_per_run: dict = {}
+
+
+def per_run(context, name: str, compute: Callable[[], object]):
+    """A measurement shared by several checks of one step, computed once per run: the checks of
+    a step run one after the other and nothing writes their tables in between. Only the
+    current run's entries are kept (small: counts and a few sample keys)."""
+    run_id = context.run.run_id
+    if (run_id, name) not in _per_run:
+        for key in [k for k in _per_run if k[0] != run_id]:
+            del _per_run[key]
+        _per_run[(run_id, name)] = compute()
+    return _per_run[(run_id, name)]
 
 
 def _latest_rule_measures(context) -> tuple[str | None, dict[str, measures.Measure]]:
-    """All rules measured in one Spark pass, shared by the rule checks of the same step (they
-    run one after the other in one run, when nothing writes silver)."""
-    spark, lake = _spark_lake(context)
-    policy = context.resources.quality
-    key = (context.run.run_id, lake.location(t.SILVER_EVENTS), policy.sample_size)
-    if key not in _rule_measure_cache:
+    """All rules of the latest silver batch measured in one Spark pass."""
+    def compute():
+        spark, lake = _spark_lake(context)
         silver, quarantine = lake.read(spark, t.SILVER_EVENTS), lake.read(spark, t.QUARANTINE)
         batch = measures.latest_silver_batch(silver, quarantine)
-        _rule_measure_cache.clear()
-        _rule_measure_cache[key] = (
-            batch,
-            measures.rule_measures(silver, quarantine, batch, policy.sample_size),
-        )
-    return _rule_measure_cache[key]
+        return batch, measures.rule_measures(silver, quarantine, batch,
+                                             context.resources.quality.sample_size)
+
+    return per_run(context, "rules", compute)
 
 
 def _rule_check(rule: QualityRule) -> Check:
@@ -226,44 +233,37 @@ def _integrity_result(measure: measures.Measure, what: str) -> AssetCheckResult:
     )
 
 
-def _foreign_key(name: str, key: str, dimension: t.Table) -> Check:
-    """Blocking check that every fact row's `key` exists in `dimension`."""
+def _measure_fact(context) -> dict[str, measures.Measure]:
+    spark, lake = _spark_lake(context)
+    return measures.fact_integrity(
+        lake.read(spark, t.FACT_ADMISSIONS), lake.read(spark, t.DIM_PATIENT),
+        lake.read(spark, t.DIM_DEPARTMENT), context.resources.quality.sample_size)
 
+
+def _measure_patient_history(context) -> dict[str, measures.Measure]:
+    spark, lake = _spark_lake(context)
+    return measures.patient_history(lake.read(spark, t.DIM_PATIENT),
+                                    context.resources.quality.sample_size)
+
+
+def _one_pass_check(name: str, measure: Callable, what: str) -> Callable[..., AssetCheckResult]:
+    """A check whose result is one of the measures `measure(context)` takes in one pass,
+    shared with the other checks of its step."""
     def evaluate(context) -> AssetCheckResult:
-        spark, lake = _spark_lake(context)
-        return _integrity_result(measures.orphaned_keys(
-            lake.read(spark, t.FACT_ADMISSIONS), key, lake.read(spark, dimension),
-            context.resources.quality.sample_size), "event_ids")
+        measured = per_run(context, measure.__name__, lambda: measure(context))
+        return _integrity_result(measured[name], what)
 
-    return Check(name, FACT_ADMISSIONS_KEY,
-                 f"Every admission points to an existing {dimension.name} row.", evaluate,
-                 blocking=True)
-
-
-def non_negative_stay(context) -> AssetCheckResult:
-    spark, lake = _spark_lake(context)
-    return _integrity_result(measures.negative_stays(
-        lake.read(spark, t.FACT_ADMISSIONS), context.resources.quality.sample_size), "event_ids")
-
-
-def one_current_row_per_patient(context) -> AssetCheckResult:
-    spark, lake = _spark_lake(context)
-    return _integrity_result(measures.patients_without_one_current_row(
-        lake.read(spark, t.DIM_PATIENT), context.resources.quality.sample_size), "patient_sks")
-
-
-def non_overlapping_validity(context) -> AssetCheckResult:
-    spark, lake = _spark_lake(context)
-    return _integrity_result(measures.overlapping_versions(
-        lake.read(spark, t.DIM_PATIENT), context.resources.quality.sample_size), "patient_sks")
+    return evaluate
 
 
 def unique_department_key(context) -> AssetCheckResult:
     spark, lake = _spark_lake(context)
-    dim = lake.read(spark, t.DIM_DEPARTMENT)
+    # A dimension of departments x hospitals: a few hundred rows at most, checked in Python.
+    rows = lake.read(spark, t.DIM_DEPARTMENT).select(
+        "department", "hospital_id", "department_sk").collect()
     size = context.resources.quality.sample_size
-    pair = measures.duplicate_keys(dim, ["department", "hospital_id"], size)
-    key = measures.duplicate_keys(dim, ["department_sk"], size)
+    pair = measures.duplicate_keys(rows, ["department", "hospital_id"], size)
+    key = measures.duplicate_keys(rows, ["department_sk"], size)
     return _integrity_result(
         measures.Measure(pair.evaluated, pair.failed + key.failed, pair.samples + key.samples),
         "keys",
@@ -271,16 +271,22 @@ def unique_department_key(context) -> AssetCheckResult:
 
 
 GOLD_CHECKS = [
-    _foreign_key("valid_patient_fk", "patient_sk", t.DIM_PATIENT),
-    _foreign_key("valid_department_fk", "department_sk", t.DIM_DEPARTMENT),
+    Check("valid_patient_fk", FACT_ADMISSIONS_KEY,
+          "Every admission points to an existing dim_patient row.",
+          _one_pass_check("valid_patient_fk", _measure_fact, "event_ids"), blocking=True),
+    Check("valid_department_fk", FACT_ADMISSIONS_KEY,
+          "Every admission points to an existing dim_department row.",
+          _one_pass_check("valid_department_fk", _measure_fact, "event_ids"), blocking=True),
     Check("non_negative_stay", FACT_ADMISSIONS_KEY, "No admission has a negative length of stay.",
-          non_negative_stay, blocking=True),
+          _one_pass_check("non_negative_stay", _measure_fact, "event_ids"), blocking=True),
     Check("one_current_row_per_patient", DIM_PATIENT_KEY,
-          "Exactly one current version per patient_id.", one_current_row_per_patient,
-          blocking=True),
+          "Exactly one current version per patient_id.",
+          _one_pass_check("one_current_row_per_patient", _measure_patient_history,
+                          "patient_sks"), blocking=True),
     Check("non_overlapping_validity", DIM_PATIENT_KEY,
           "A patient's versions neither overlap nor leave gaps: each ends where the next starts.",
-          non_overlapping_validity, blocking=True),
+          _one_pass_check("non_overlapping_validity", _measure_patient_history,
+                          "patient_sks"), blocking=True),
     Check("unique_department_key", DIM_DEPARTMENT_KEY,
           "(department, hospital_id) is unique, and so is department_sk.", unique_department_key,
           blocking=True),
@@ -309,55 +315,87 @@ def _stays(spark, lake):
     return flow.stays(lake.read(spark, t.FACT_ADMISSIONS), lake.read(spark, t.DIM_DEPARTMENT))
 
 
+def _census_measures(context):
+    """Negative figures and flow-conservation breaks of the census (one pass), and the two
+    latest hours with the patients present at their end (one more job)."""
+    def compute():
+        from patient_flow_dagster.transforms import flow
+
+        spark, lake = _spark_lake(context)
+        census = lake.read(spark, t.DEPARTMENT_CENSUS_HOURLY)
+        rows = flow.with_conservation_flag(census).withColumn(
+            "_key", F.concat_ws("/", "hospital_id", "department",
+                                F.col("hour_start").cast("string")))
+        measured = measures.measure_in_one_pass(rows, {
+            "negative": (F.col("present_at_end") < 0) | (F.col("occupancy") < 0),
+            "conservation_breaks": F.col("breaks_conservation"),
+        }, "_key", context.resources.quality.sample_size)
+        # Timestamps cross to Python as UTC text: collected datetimes would be in the driver's
+        # zone.
+        latest = census.groupBy(F.date_format("hour_end", "yyyy-MM-dd HH:mm:ss").alias("hour")
+                                ).agg(F.sum("present_at_end").alias("present")
+                                      ).orderBy(F.col("hour").desc()).limit(2).collect()
+        return measured, latest
+
+    return per_run(context, "census", compute)
+
+
 def census_not_negative(context) -> AssetCheckResult:
-    spark, lake = _spark_lake(context)
-    census = lake.read(spark, t.DEPARTMENT_CENSUS_HOURLY)
-    bad = census.filter("present_at_end < 0 OR occupancy < 0").withColumn(
-        "_key", F.concat_ws("/", "hospital_id", "department", F.col("hour_start").cast("string")))
-    return _integrity_result(
-        measures._measure(census.count(), bad, "_key", context.resources.quality.sample_size),
-        "hours")
+    measured, _ = _census_measures(context)
+    return _integrity_result(measured["negative"], "hours")
 
 
 def census_flow_conservation(context) -> AssetCheckResult:
     from patient_flow_dagster.transforms import flow
 
-    spark, lake = _spark_lake(context)
-    census = lake.read(spark, t.DEPARTMENT_CENSUS_HOURLY)
-    breaks = flow.conservation_breaks(census).count()
-    # Timestamps cross to Python as UTC text: collected datetimes would be in the driver's zone.
-    text = F.date_format("hour_end", "yyyy-MM-dd HH:mm:ss")
-    hours = [r[0] for r in census.select(text.alias("h")).distinct().orderBy(
-        F.col("h").desc()).limit(2).collect()]
-    checked = {"conservation_breaks": (breaks, 0)}
-    if len(hours) == 2:
-        last_complete = hours[1]  # the latest hour may end after the census clock
-        row = census.filter(text == last_complete).agg(F.sum("present_at_end")).first()[0] or 0
-        instant = datetime.fromisoformat(last_complete).replace(tzinfo=timezone.utc)
+    measured, latest = _census_measures(context)
+    checked = {"conservation_breaks": (measured["conservation_breaks"].failed, 0)}
+    if len(latest) == 2:
+        last_complete = latest[1]  # the latest hour may end after the census clock
+        spark, lake = _spark_lake(context)
+        instant = datetime.fromisoformat(last_complete["hour"]).replace(tzinfo=timezone.utc)
         direct = flow.present_at(_stays(spark, lake), instant).agg(
             F.sum("present")).first()[0] or 0
-        checked["present_at_last_complete_hour"] = (row, direct)
+        checked["present_at_last_complete_hour"] = (last_complete["present"] or 0, direct)
     return _count_result(checked)
+
+
+def _fact_totals(context) -> dict[str, int]:
+    """Admissions, discharges and completed stays of the fact, in one pass."""
+    def compute():
+        spark, lake = _spark_lake(context)
+        row = lake.read(spark, t.FACT_ADMISSIONS).agg(
+            F.count(F.lit(1)).alias("admissions"),
+            F.count_if(F.col("discharge_time_ts").isNotNull()).alias("discharges"),
+            F.count_if(F.col("length_of_stay_hours").isNotNull()).alias("completed_stays"),
+        ).first()
+        return {name: int(row[name] or 0) for name in row.asDict()}
+
+    return per_run(context, "fact_totals", compute)
 
 
 def daily_flow_matches_fact(context) -> AssetCheckResult:
     spark, lake = _spark_lake(context)
     totals = lake.read(spark, t.DAILY_FLOW).agg(
         F.sum("admissions"), F.sum("discharges")).first()
-    fact = lake.read(spark, t.FACT_ADMISSIONS)
+    fact = _fact_totals(context)
     return _count_result({
-        "admissions": (totals[0] or 0, fact.count()),
-        "discharges": (totals[1] or 0, fact.filter("discharge_time_ts IS NOT NULL").count()),
+        "admissions": (totals[0] or 0, fact["admissions"]),
+        "discharges": (totals[1] or 0, fact["discharges"]),
     })
 
 
 def length_of_stay_stats_consistent(context) -> AssetCheckResult:
     spark, lake = _spark_lake(context)
-    stats = lake.read(spark, t.LENGTH_OF_STAY_STATS)
-    completed = stats.agg(F.sum("completed_stays")).first()[0] or 0
-    expected = lake.read(spark, t.FACT_ADMISSIONS).filter("length_of_stay_hours IS NOT NULL").count()
-    unordered = stats.filter("NOT (median_hours <= p90_hours AND p90_hours <= max_hours)").count()
-    return _count_result({"completed_stays": (completed, expected), "unordered_rows": (unordered, 0)})
+    row = lake.read(spark, t.LENGTH_OF_STAY_STATS).agg(
+        F.sum("completed_stays").alias("completed"),
+        F.count_if(F.expr("NOT (median_hours <= p90_hours AND p90_hours <= max_hours)")
+                   ).alias("unordered"),
+    ).first()
+    return _count_result({
+        "completed_stays": (row["completed"] or 0, _fact_totals(context)["completed_stays"]),
+        "unordered_rows": (row["unordered"] or 0, 0),
+    })
 
 
 def current_occupancy_consistent(context) -> AssetCheckResult:

@@ -1,9 +1,10 @@
 """Quality measurements as plain PySpark (no Dagster): what the asset checks report."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from patient_flow_dagster.quality.rules import RULES
@@ -50,21 +51,37 @@ def rule_measures(
         )
         for rule in RULES
     }
-    aggregates = [F.count(F.lit(1)).alias("evaluated")]
-    for name, condition in failing.items():
-        aggregates.append(F.sum(F.when(condition, 1).otherwise(0)).alias(f"failed_{name}"))
-        aggregates.append(
-            F.slice(F.sort_array(F.collect_list(F.when(condition, F.col("event_id")))), 1,
-                    max(sample_size, 1)).alias(f"sample_{name}")
-        )
-    row = batch.agg(*aggregates).first()
+    return measure_in_one_pass(batch, failing, "event_id", sample_size)
+
+
+def measure_in_one_pass(
+    rows: DataFrame,
+    failing: dict[str, Column],
+    sample_column: str,
+    sample_size: int,
+    evaluated: dict[str, Column] | None = None,
+) -> dict[str, Measure]:
+    """Several measures over the same rows in one aggregation (one Spark job, not two or three
+    per measure): per name, the rows evaluated (all, or those where `evaluated[name]` holds),
+    the rows where `failing[name]` holds, and the first failing values of `sample_column`."""
+    evaluated = evaluated or {}
+    aggregates = []
+    for i, (name, condition) in enumerate(failing.items()):
+        counted = evaluated.get(name)
+        condition = F.coalesce(condition, F.lit(False))
+        if counted is not None:
+            condition = condition & F.coalesce(counted, F.lit(False))
+        aggregates += [
+            (F.count_if(counted) if counted is not None else F.count(F.lit(1))).alias(f"e{i}"),
+            F.count_if(condition).alias(f"f{i}"),
+            F.slice(F.sort_array(F.collect_list(F.when(condition, F.col(sample_column).cast(
+                "string")))), 1, max(sample_size, 1)).alias(f"s{i}"),
+        ]
+    row = rows.agg(*aggregates).first()
     return {
-        name: Measure(
-            evaluated=row["evaluated"],
-            failed=int(row[f"failed_{name}"] or 0),
-            samples=list(row[f"sample_{name}"] or [])[:sample_size],
-        )
-        for name in failing
+        name: Measure(evaluated=int(row[f"e{i}"] or 0), failed=int(row[f"f{i}"] or 0),
+                      samples=list(row[f"s{i}"] or [])[:sample_size])
+        for i, name in enumerate(failing)
     }
 
 
@@ -111,48 +128,45 @@ def reconciliation(bronze: DataFrame, silver: DataFrame, quarantine: DataFrame) 
     }
 
 
-def orphaned_keys(fact: DataFrame, key: str, dimension: DataFrame, sample_size: int) -> Measure:
-    """Fact rows whose `key` is null or not present in the dimension."""
-    keys = dimension.select(key).distinct().withColumn("_known", F.lit(True))
-    joined = fact.select("event_id", key).join(keys, key, "left")
-    bad = joined.filter(F.col("_known").isNull())
-    return _measure(fact.count(), bad, "event_id", sample_size)
+def fact_integrity(fact: DataFrame, dim_patient: DataFrame, dim_department: DataFrame,
+                   sample_size: int) -> dict[str, Measure]:
+    """The fact's foreign keys (null or absent from the dimension) and negative stays, in one
+    pass over the fact (the dimensions' keys join it, small or broadcast)."""
+    def known(dimension: DataFrame, key: str) -> DataFrame:
+        return dimension.select(key).distinct().withColumn(f"_{key}_known", F.lit(True))
+
+    rows = (fact.select("event_id", "patient_sk", "department_sk", "length_of_stay_hours")
+            .join(known(dim_patient, "patient_sk"), "patient_sk", "left")
+            .join(known(dim_department, "department_sk"), "department_sk", "left"))
+    return measure_in_one_pass(rows, {
+        "valid_patient_fk": F.col("_patient_sk_known").isNull(),
+        "valid_department_fk": F.col("_department_sk_known").isNull(),
+        "non_negative_stay": F.col("length_of_stay_hours") < 0,
+    }, "event_id", sample_size)
 
 
-def negative_stays(fact: DataFrame, sample_size: int) -> Measure:
-    return _measure(fact.count(), fact.filter("length_of_stay_hours < 0"), "event_id", sample_size)
-
-
-def patients_without_one_current_row(dim_patient: DataFrame, sample_size: int) -> Measure:
-    per_patient = dim_patient.groupBy("patient_id").agg(
-        F.sum(F.col("is_current").cast("int")).alias("current"),
-        F.first("patient_sk").alias("patient_sk"),
+def patient_history(dim_patient: DataFrame, sample_size: int) -> dict[str, Measure]:
+    """SCD2 validity of dim_patient in one pass (one shuffle by patient_id):
+    `one_current_row_per_patient` (per patient, exactly one current version) and
+    `non_overlapping_validity` (each version ends exactly where the patient's next one starts,
+    and never before it starts)."""
+    patient = Window.partitionBy("patient_id")
+    in_order = patient.orderBy("valid_from", "patient_sk")
+    versions = dim_patient.select(
+        "patient_sk", "valid_from", "valid_to",
+        F.lead("valid_from").over(in_order).alias("_next"),
+        F.sum(F.col("is_current").cast("int")).over(patient).alias("_current"),
+        (F.row_number().over(in_order) == 1).alias("_first"),
     )
-    bad = per_patient.filter("current <> 1")
-    return _measure(per_patient.count(), bad, "patient_sk", sample_size)
+    return measure_in_one_pass(versions, {
+        "one_current_row_per_patient": F.col("_current") != 1,
+        "non_overlapping_validity": ~F.col("valid_to").eqNullSafe(F.col("_next"))
+        | (F.col("valid_to").isNotNull() & (F.col("valid_to") <= F.col("valid_from"))),
+    }, "patient_sk", sample_size, evaluated={"one_current_row_per_patient": F.col("_first")})
 
 
-def overlapping_versions(dim_patient: DataFrame, sample_size: int) -> Measure:
-    """Versions that do not end exactly where the patient's next version starts (gaps or
-    overlaps), or that end before they start."""
-    order = Window.partitionBy("patient_id").orderBy("valid_from")
-    versions = dim_patient.withColumn("_next", F.lead("valid_from").over(order))
-    bad = versions.filter(
-        ~F.col("valid_to").eqNullSafe(F.col("_next"))
-        | (F.col("valid_to").isNotNull() & (F.col("valid_to") <= F.col("valid_from")))
-    )
-    return _measure(dim_patient.count(), bad, "patient_sk", sample_size)
-
-
-def duplicate_keys(table: DataFrame, keys: list[str], sample_size: int) -> Measure:
-    groups = table.groupBy(*keys).count()
-    bad = groups.filter("count > 1").withColumn("_key", F.concat_ws("/", *keys))
-    return _measure(groups.count(), bad, "_key", sample_size)
-
-
-def _measure(evaluated: int, failing: DataFrame, sample_column: str, sample_size: int) -> Measure:
-    failed = failing.count()
-    samples = [
-        str(r[0]) for r in failing.select(sample_column).orderBy(sample_column).limit(sample_size).collect()
-    ] if failed and sample_size else []
-    return Measure(evaluated, failed, samples)
+def duplicate_keys(rows: list, keys: list[str], sample_size: int) -> Measure:
+    """Key values held by more than one of `rows` (collected rows of a small dimension)."""
+    counts = Counter("/".join(str(row[k]) for k in keys) for row in rows)
+    duplicated = sorted(key for key, n in counts.items() if n > 1)
+    return Measure(len(counts), len(duplicated), duplicated[:sample_size])

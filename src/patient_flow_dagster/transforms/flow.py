@@ -175,9 +175,15 @@ def daily_flow(stays_df: DataFrame) -> DataFrame:
     )
 
 
-def conservation_breaks(census: DataFrame) -> DataFrame:
-    """Census rows where present(h) != present(h-1) + admissions(h) - discharges(h)."""
+def with_conservation_flag(census: DataFrame) -> DataFrame:
+    """The census with `breaks_conservation`: whether
+    present(h) != present(h-1) + admissions(h) - discharges(h)."""
     order = Window.partitionBy("hospital_id", "department").orderBy("hour_start")
     previous = F.coalesce(F.lag("present_at_end").over(order), F.lit(0))
-    return census.withColumn("_expected", previous + F.col("admissions") - F.col("discharges")
-                             ).filter(F.col("_expected") != F.col("present_at_end"))
+    expected = previous + F.col("admissions") - F.col("discharges")
+    return census.withColumn("breaks_conservation", expected != F.col("present_at_end"))
+
+
+def conservation_breaks(census: DataFrame) -> DataFrame:
+    """Census rows where present(h) != present(h-1) + admissions(h) - discharges(h)."""
+    return with_conservation_flag(census).filter("breaks_conservation").drop("breaks_conservation")
