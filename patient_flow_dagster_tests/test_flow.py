@@ -126,7 +126,8 @@ def kpi_lake(tmp_path_factory, spark):
     from patient_flow_dagster_tests.conftest import Lakehouse
 
     house = Lakehouse(tmp_path_factory.mktemp("kpis"), spark)
-    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    # Four hours back, so a later batch can come after a quiet spell and still be in the past.
+    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=4)
     write_events(simulate(1_500, seed=61, now=now, span_days=30).events, house.landing_dir)
     as_of = {"ops": {"gold__department_census_hourly": {"config": {"as_of": now.isoformat()}}}}
     return house, now, as_of
@@ -171,3 +172,36 @@ def test_kpi_assets_and_checks_on_seeded_data(kpi_lake):
     [census] = third.asset_materializations_for_node("gold__department_census_hourly")
     assert 0 < census.metadata["rows_updated"].value + census.metadata["rows_inserted"].value
     assert census.metadata["rows_updated"].value < len(before) / 10
+
+
+def test_census_has_no_gap_after_a_quiet_spell(kpi_lake):
+    """Events that start two hours after the latest stored hour: the hours in between are
+    computed too (the clock moved through them), not only those the new events touch."""
+    house, now, _ = kpi_lake
+    later = now + timedelta(hours=3)
+    write_events(simulate(30, seed=63, now=later, span_days=1 / 24, dirty_rates=CLEAN).events,
+                 house.landing_dir)
+    as_of = {"ops": {"gold__department_census_hourly": {"config": {"as_of": later.isoformat()}}}}
+    result = house.materialize(LAKE_ASSETS, run_config=as_of)
+    assert result.success
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks["census_flow_conservation"].passed
+    units = house.table(t.DEPARTMENT_CENSUS_HOURLY).groupBy("hospital_id", "department").agg(
+        F.count(F.lit(1)).alias("hours"),
+        ((F.unix_seconds(F.max("hour_start")) - F.unix_seconds(F.min("hour_start"))) / 3600 + 1
+         ).alias("span"),
+        F.date_format(F.max("hour_start"), "yyyy-MM-dd HH:mm").alias("last")).collect()
+    assert units and all(u.hours == u.span for u in units)
+    assert {u.last for u in units} == {later.strftime("%Y-%m-%d %H:00")}
+
+
+def test_a_missing_hour_breaks_conservation(spark):
+    """Present counts that add up row to row, but 02:00 is missing: one break, at 03:00."""
+    census = spark.createDataFrame(
+        [(1, "ICU", f"2025-03-01 0{h}:00:00", a, d, p) for h, a, d, p in
+         [(0, 2, 0, 2), (1, 1, 1, 2), (3, 0, 1, 1)]],
+        "hospital_id int, department string, hour string, admissions long, discharges long, "
+        "present_at_end long",
+    ).withColumn("hour_start", F.to_timestamp("hour"))
+    breaks = flow.conservation_breaks(census).select("hour").collect()
+    assert [r.hour for r in breaks] == ["2025-03-01 03:00:00"]

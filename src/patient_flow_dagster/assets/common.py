@@ -51,14 +51,12 @@ def _cell(value) -> str:
     return "" if value is None else str(value).replace("|", "\\|")
 
 
-PREVIEW_SAMPLE = 1000
 
 
 def table_metadata(
     table: DataFrame,
     location: str,
     preview_columns: Sequence[str],
-    preview_order: Sequence[str] = (),
     preview_rows: int = 5,
     all_rows: Sequence[dict] | None = None,
 ) -> dict:
@@ -73,10 +71,10 @@ def table_metadata(
         preview = [{c: row[c] for c in preview_columns} for row in all_rows[:preview_rows]]
         count = len(all_rows)
     else:
-        preview_df = table.select(*preview_columns)
-        if preview_order:  # ordered within a bounded sample: a preview never sorts the table
-            preview_df = preview_df.limit(PREVIEW_SAMPLE).orderBy(*preview_order)
-        preview = [row.asDict() for row in preview_df.limit(preview_rows).collect()]
+        # The first rows Spark reads (one small job): sorting, even a sample, costs more jobs
+        # on every run for no better picture of the table.
+        preview = [row.asDict() for row in
+                   table.select(*preview_columns).limit(preview_rows).collect()]
         count = table.count()
     return {
         "dagster/row_count": MetadataValue.int(count),

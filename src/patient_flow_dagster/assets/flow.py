@@ -59,19 +59,29 @@ CENSUS_CONSUMER = "gold_department_census_hourly"
 def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
     """Bring the hourly census up to date, recomputing only the hours that changed.
 
-    New silver events (a Delta streaming read with its own checkpoint) change the census from
-    the first hour they touch; each batch of them rewrites the census from that hour on (only
-    when it changed: `replace_changed`), so a crash never leaves a stale hour behind. Then the
-    hours from the latest one in the table to `as_of` are recomputed (the clock moved). A change
-    of dim_department (bed capacity) recomputes all.
+    Two things make hours stale: new silver events (a Delta streaming read with its own
+    checkpoint) change the census from the first hour they touch, and the clock moving changes
+    it from the latest hour stored (the hours after it do not exist yet, and that hour was
+    partial). Each batch of new events rewrites the census from the earlier of the two through
+    `as_of` (only when it changed: `replace_changed`), so a crash never leaves a stale hour
+    behind and a quiet spell between two runs never leaves a gap; with no new events, the hours
+    from the latest stored one are rewritten. A change of dim_department (bed capacity)
+    recomputes all.
     """
     changes: Counter = Counter()
     department_version = lake.version(spark, DIM_DEPARTMENT)
     note = {"department_version": department_version}
     recompute_all = last_note(lake, spark, DEPARTMENT_CENSUS_HOURLY) != note
-    rewritten_from: list[datetime | None] = []  # each rewrite covers its hour through as_of
+    horizon = as_of.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    stale_from = horizon
+    if not recompute_all:
+        latest = lake.read(spark, DEPARTMENT_CENSUS_HOURLY).agg(
+            F.date_format(F.max("hour_start"), "yyyy-MM-dd HH:mm:ss")).first()[0]
+        stale_from = min(filter(None, [flow.utc_text_to_datetime(latest), horizon]))
+    rewrites = 0
 
     def rewrite_from(since: datetime | None) -> None:
+        nonlocal recompute_all, stale_from, rewrites
         stays = _read_stays(spark, lake)
         scope = None if since is None else (
             f"hour_start >= timestamp'{since.strftime('%Y-%m-%d %H:%M:%S')}'")
@@ -79,25 +89,17 @@ def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
                                        flow.hourly_census(stays, as_of, since),
                                        list(flow.CENSUS_KEYS), where=scope, note=note,
                                        order=["hour_start", "hospital_id", "department"]))
-        rewritten_from.append(since)
+        recompute_all, stale_from, rewrites = False, horizon, rewrites + 1  # now through as_of
 
     def on_new_events(events, _batch_id) -> None:
-        nonlocal recompute_all
-        rewrite_from(None if recompute_all else flow.first_hour_touched(events))
-        recompute_all = False
+        touched = None if recompute_all else flow.first_hour_touched(events)
+        rewrite_from(None if recompute_all else min(filter(None, [touched, stale_from])))
 
     lake.process_new_rows(spark, SILVER_EVENTS, CENSUS_CONSUMER, on_new_events)
-    if recompute_all or not lake.exists(spark, DEPARTMENT_CENSUS_HOURLY):
+    if recompute_all:  # also: no table yet
         rewrite_from(None)
-    else:
-        latest = lake.read(spark, DEPARTMENT_CENSUS_HOURLY).agg(
-            F.date_format(F.max("hour_start"), "yyyy-MM-dd HH:mm:ss")).first()[0]
-        horizon = as_of.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
-        moved_from = min(filter(None, [flow.utc_text_to_datetime(latest), horizon]))
-        # The clock moved: hours from the latest one on. Already done when a batch of new
-        # events rewrote from an hour at or before it (the usual case for a sensor run).
-        if not any(since is None or since <= moved_from for since in rewritten_from):
-            rewrite_from(moved_from)
+    elif not rewrites:  # no new events: the clock moved
+        rewrite_from(stale_from)
     return {name: changes[name] for name in ("inserted", "updated", "deleted")}
 
 
@@ -134,8 +136,7 @@ def department_census_hourly(context: AssetExecutionContext, config: CensusConfi
     columns = ["hospital_id", "department", "hour_end", "admissions", "discharges",
                "present_at_end", "bed_capacity", "occupancy"]
     return MaterializeResult(metadata={
-        **table_metadata(table, lake.location(DEPARTMENT_CENSUS_HOURLY), columns,
-                         preview_order=["hour_start", "hospital_id", "department"]),
+        **table_metadata(table, lake.location(DEPARTMENT_CENSUS_HOURLY), columns),
         "latest_hour": MetadataValue.md(markdown_table(rows, columns) if rows else "no stays"),
         "as_of": MetadataValue.text(config.instant().isoformat()),
         **_change_metadata(changes),
@@ -199,8 +200,7 @@ def daily_flow(context: AssetExecutionContext):
     columns = ["hospital_id", "day", "admissions", "discharges", "net_change"]
     recent = [r.asDict() for r in table.orderBy("day", ascending=False).limit(14).collect()]
     return MaterializeResult(metadata={
-        **table_metadata(table, lake.location(DAILY_FLOW), columns,
-                         preview_order=["day", "hospital_id"]),
+        **table_metadata(table, lake.location(DAILY_FLOW), columns),
         "latest_days": MetadataValue.md(markdown_table(recent, columns)),
         **_change_metadata(changes),
     })

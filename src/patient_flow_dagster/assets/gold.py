@@ -76,10 +76,10 @@ def _merge_new_silver(spark, lake: DeltaLake, table: Table, empty: DataFrame, co
 
 
 def _gold_result(spark, lake: DeltaLake, table: Table, counter: MergeCounter,
-                 preview: list[str], order: list[str], **extra) -> MaterializeResult:
+                 preview: list[str], **extra) -> MaterializeResult:
     rows = lake.read(spark, table)
     return MaterializeResult(metadata={
-        **table_metadata(rows, lake.location(table), preview, preview_order=order),
+        **table_metadata(rows, lake.location(table), preview),
         **{name: MetadataValue.int(count(rows)) for name, count in extra.items()},
         **counter.metadata(),
     })
@@ -145,7 +145,7 @@ def dim_patient(context: AssetExecutionContext, config: RefreshConfig) -> Materi
     lake: DeltaLake = context.resources.lake
     return _gold_result(
         spark, lake, DIM_PATIENT, update_dim_patient(spark, lake),
-        ["patient_sk", "valid_from", "valid_to", "is_current"], ["patient_sk"],
+        ["patient_sk", "valid_from", "valid_to", "is_current"],
         current_patients=lambda rows: rows.filter("is_current").count(),
     )
 
@@ -204,7 +204,6 @@ def dim_department(context: AssetExecutionContext, config: RefreshConfig) -> Mat
     return _gold_result(
         spark, lake, DIM_DEPARTMENT, update_dim_department(spark, lake),
         ["department_sk", "department", "hospital_id", "bed_capacity"],
-        ["department", "hospital_id"],
     )
 
 
@@ -264,6 +263,6 @@ def fact_admissions(context: AssetExecutionContext, config: RefreshConfig) -> Ma
     return _gold_result(
         spark, lake, FACT_ADMISSIONS, update_fact_admissions(spark, lake),
         ["event_id", "department_sk", "hospital_id", "length_of_stay_hours", "stay_category",
-         "is_currently_admitted"], ["event_id"],
+         "is_currently_admitted"],
         currently_admitted=lambda rows: rows.filter("is_currently_admitted").count(),
     )

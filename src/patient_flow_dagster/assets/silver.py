@@ -176,7 +176,6 @@ def silver_patient_events(context: AssetExecutionContext, config: RefreshConfig)
                 lake.location(SILVER_EVENTS),
                 ["event_id", "department", "hospital_id", "length_of_stay_hours",
                  "stay_category", "quality_warnings"],
-                preview_order=["event_id"],
             ),
             **reconciliation,
             "rows_per_rule": MetadataValue.md(markdown_table(per_rule, ["rule", "action", "rows"])),
@@ -189,7 +188,6 @@ def silver_patient_events(context: AssetExecutionContext, config: RefreshConfig)
                 lake.read(spark, QUARANTINE),
                 lake.location(QUARANTINE),
                 ["event_id", "department", "hospital_id", "broken_rules"],
-                preview_order=["event_id"],
             ),
             **reconciliation,
             **{

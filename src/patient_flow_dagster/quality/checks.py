@@ -412,7 +412,7 @@ KPI_CHECKS = [
           "Occupancy and patients present are never negative.", census_not_negative),
     Check("census_flow_conservation", DEPARTMENT_CENSUS_HOURLY_KEY,
           "Flow conservation: present at the end of hour h = present at the end of h-1 + "
-          "admissions in h - discharges in h, and the census agrees with a direct count of open "
+          "admissions in h - discharges in h, no unit misses an hour, and the census agrees with a direct count of open "
           "stays from the fact at the end of the last complete hour.", census_flow_conservation),
     Check("daily_flow_matches_fact", DAILY_FLOW_KEY,
           "Admissions and discharges add up to the fact table's totals.", daily_flow_matches_fact),

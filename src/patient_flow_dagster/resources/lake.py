@@ -242,7 +242,8 @@ def replace_changed(lake: DeltaLake, spark: SparkSession, table: Table, rows: Da
     if where:
         stored = stored.filter(where)
     values = [c for c in rows.columns if c not in keys]
-    new = rows.select(*keys, F.struct(*values).alias("_new")).persist()
+    rows = rows.persist()  # computed once for the comparison, the range sort and the write
+    new = rows.select(*keys, F.struct(*values).alias("_new"))
     try:
         # One pass: a full outer join on the keys, counting what appears, goes and changes.
         old = stored.select(*keys, F.struct(*values).alias("_old"))
@@ -260,7 +261,7 @@ def replace_changed(lake: DeltaLake, spark: SparkSession, table: Table, rows: Da
             finally:
                 spark.conf.unset(COMMIT_NOTE)
     finally:
-        new.unpersist()
+        rows.unpersist()
     return counts
 
 

@@ -177,13 +177,18 @@ def daily_flow(stays_df: DataFrame) -> DataFrame:
 
 def with_conservation_flag(census: DataFrame) -> DataFrame:
     """The census with `breaks_conservation`: whether
-    present(h) != present(h-1) + admissions(h) - discharges(h)."""
+    present(h) != present(h-1) + admissions(h) - discharges(h), or the unit's previous row is
+    not the hour before (a missing hour)."""
     order = Window.partitionBy("hospital_id", "department").orderBy("hour_start")
     previous = F.coalesce(F.lag("present_at_end").over(order), F.lit(0))
     expected = previous + F.col("admissions") - F.col("discharges")
-    return census.withColumn("breaks_conservation", expected != F.col("present_at_end"))
+    previous_hour = F.lag("hour_start").over(order)
+    missing_hour = F.coalesce(previous_hour + F.expr("INTERVAL 1 HOUR") != F.col("hour_start"),
+                              F.lit(False))
+    return census.withColumn("breaks_conservation",
+                             (expected != F.col("present_at_end")) | missing_hour)
 
 
 def conservation_breaks(census: DataFrame) -> DataFrame:
-    """Census rows where present(h) != present(h-1) + admissions(h) - discharges(h)."""
+    """Census rows that break flow conservation (see `with_conservation_flag`)."""
     return with_conservation_flag(census).filter("breaks_conservation").drop("breaks_conservation")
