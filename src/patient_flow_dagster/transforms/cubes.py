@@ -13,13 +13,11 @@ def exact_mean_hours(hours: Column) -> Column:
 
 
 def _admission_cube(rows: DataFrame, *dimensions: str) -> DataFrame:
-    return (
-        rows.groupBy(*dimensions)
-        .agg(
-            F.count("*").alias("num_admissions"),
-            exact_mean_hours(F.col("length_of_stay_hours")).alias("avg_length_of_stay_hours"),
-        )
-        .orderBy(*dimensions)
+    """Unordered: a sort before a write costs a sampling job that computes the cube twice, and
+    readers order the few rows themselves."""
+    return rows.groupBy(*dimensions).agg(
+        F.count("*").alias("num_admissions"),
+        exact_mean_hours(F.col("length_of_stay_hours")).alias("avg_length_of_stay_hours"),
     )
 
 
