@@ -51,8 +51,6 @@ def _cell(value) -> str:
     return "" if value is None else str(value).replace("|", "\\|")
 
 
-
-
 def table_metadata(
     table: DataFrame,
     location: str,
