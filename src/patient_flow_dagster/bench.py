@@ -40,7 +40,7 @@ def run_bare(spark, lake, landing, run_id: str) -> dict[str, float]:
     """The same transforms and storage steps as the assets, called as one plain PySpark script
     (no Dagster run, no checks, no metadata)."""
     from patient_flow_dagster.assets.bronze import ingest_landing
-    from patient_flow_dagster.assets.flow import update_census
+    from patient_flow_dagster.assets.flow import read_stays, update_census
     from patient_flow_dagster.assets.gold import (
         update_dim_department,
         update_dim_patient,
@@ -59,7 +59,7 @@ def run_bare(spark, lake, landing, run_id: str) -> dict[str, float]:
                        t.CUBE_DEPARTMENT_HOSPITAL)
 
     def flow_tables():
-        stays = flow.stays(lake.read(spark, t.FACT_ADMISSIONS), lake.read(spark, t.DIM_DEPARTMENT))
+        stays = read_stays(spark, lake)
         update_census(spark, lake, datetime.now(timezone.utc))
         lake.overwrite(flow.current_occupancy(lake.read(spark, t.DEPARTMENT_CENSUS_HOURLY)),
                        t.CURRENT_OCCUPANCY)

@@ -82,7 +82,7 @@ def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
 
     def rewrite_from(since: datetime | None) -> None:
         nonlocal recompute_all, stale_from, rewrites
-        stays = _read_stays(spark, lake)
+        stays = read_stays(spark, lake)
         scope = None if since is None else (
             f"hour_start >= timestamp'{since.strftime('%Y-%m-%d %H:%M:%S')}'")
         changes.update(replace_changed(lake, spark, DEPARTMENT_CENSUS_HOURLY,
@@ -103,14 +103,15 @@ def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
     return {name: changes[name] for name in ("inserted", "updated", "deleted")}
 
 
-def _read_stays(spark, lake: DeltaLake):
+def read_stays(spark, lake: DeltaLake):
+    """The fact's stays with their department, hospital and bed capacity, from the lake."""
     return flow.stays(lake.read(spark, FACT_ADMISSIONS), lake.read(spark, DIM_DEPARTMENT))
 
 
 def _stays(context):
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
-    return spark, lake, _read_stays(spark, lake)
+    return spark, lake, read_stays(spark, lake)
 
 
 def _change_metadata(changes: dict[str, int]) -> dict:

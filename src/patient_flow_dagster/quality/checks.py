@@ -10,6 +10,7 @@ ERROR severity its step fails after reporting every result, and Dagster does not
 downstream assets.
 """
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -113,28 +114,30 @@ def rule_check_result(
 _per_run: dict = {}
 
 
-def per_run(context, name: str, compute: Callable[[], object]):
-    """A measurement shared by several checks of one step, computed once per run: the checks of
-    a step run one after the other and nothing writes their tables in between. Only the
-    current run's entries are kept (small: counts and a few sample keys)."""
-    run_id = context.run.run_id
-    if (run_id, name) not in _per_run:
-        for key in [k for k in _per_run if k[0] != run_id]:
-            del _per_run[key]
-        _per_run[(run_id, name)] = compute()
-    return _per_run[(run_id, name)]
+def shared_per_run(measure: Callable):
+    """Decorator: `measure(context)` is computed once per run and shared by the checks of its
+    step (they run one after the other, and nothing writes their tables in between). Only the
+    current run's results are kept (small: counts and a few sample keys)."""
+    @functools.wraps(measure)
+    def shared(context):
+        key = (context.run.run_id, measure.__qualname__)
+        if key not in _per_run:
+            for stale in [k for k in _per_run if k[0] != key[0]]:
+                del _per_run[stale]
+            _per_run[key] = measure(context)
+        return _per_run[key]
+
+    return shared
 
 
+@shared_per_run
 def _latest_rule_measures(context) -> tuple[str | None, dict[str, measures.Measure]]:
     """All rules of the latest silver batch measured in one Spark pass."""
-    def compute():
-        spark, lake = _spark_lake(context)
-        silver, quarantine = lake.read(spark, t.SILVER_EVENTS), lake.read(spark, t.QUARANTINE)
-        batch = measures.latest_silver_batch(silver, quarantine)
-        return batch, measures.rule_measures(silver, quarantine, batch,
-                                             context.resources.quality.sample_size)
-
-    return per_run(context, "rules", compute)
+    spark, lake = _spark_lake(context)
+    silver, quarantine = lake.read(spark, t.SILVER_EVENTS), lake.read(spark, t.QUARANTINE)
+    batch = measures.latest_silver_batch(silver, quarantine)
+    return batch, measures.rule_measures(silver, quarantine, batch,
+                                         context.resources.quality.sample_size)
 
 
 def _rule_check(rule: QualityRule) -> Check:
@@ -236,6 +239,7 @@ def _integrity_result(measure: measures.Measure, what: str) -> AssetCheckResult:
     )
 
 
+@shared_per_run
 def _measure_fact(context) -> dict[str, measures.Measure]:
     spark, lake = _spark_lake(context)
     return measures.fact_integrity(
@@ -243,6 +247,7 @@ def _measure_fact(context) -> dict[str, measures.Measure]:
         lake.read(spark, t.DIM_DEPARTMENT), context.resources.quality.sample_size)
 
 
+@shared_per_run
 def _measure_patient_history(context) -> dict[str, measures.Measure]:
     spark, lake = _spark_lake(context)
     return measures.patient_history(lake.read(spark, t.DIM_PATIENT),
@@ -253,8 +258,7 @@ def _one_pass_check(name: str, measure: Callable, what: str) -> Callable[..., As
     """A check whose result is one of the measures `measure(context)` takes in one pass,
     shared with the other checks of its step."""
     def evaluate(context) -> AssetCheckResult:
-        measured = per_run(context, measure.__name__, lambda: measure(context))
-        return _integrity_result(measured[name], what)
+        return _integrity_result(measure(context)[name], what)
 
     return evaluate
 
@@ -312,35 +316,24 @@ def _count_result(checks: dict[str, tuple[int, int]]) -> AssetCheckResult:
     )
 
 
-def _stays(spark, lake):
-    from patient_flow_dagster.transforms import flow
-
-    return flow.stays(lake.read(spark, t.FACT_ADMISSIONS), lake.read(spark, t.DIM_DEPARTMENT))
-
-
+@shared_per_run
 def _census_measures(context):
     """Negative figures and flow-conservation breaks of the census (one pass), and the two
     latest hours with the patients present at their end (one more job)."""
-    def compute():
-        from patient_flow_dagster.transforms import flow
+    from patient_flow_dagster.transforms import flow
 
-        spark, lake = _spark_lake(context)
-        census = lake.read(spark, t.DEPARTMENT_CENSUS_HOURLY)
-        rows = flow.with_conservation_flag(census).withColumn(
-            "_key", F.concat_ws("/", "hospital_id", "department",
-                                F.col("hour_start").cast("string")))
-        measured = measures.measure_in_one_pass(rows, {
-            "negative": (F.col("present_at_end") < 0) | (F.col("occupancy") < 0),
-            "conservation_breaks": F.col("breaks_conservation"),
-        }, "_key", context.resources.quality.sample_size)
-        # Timestamps cross to Python as UTC text: collected datetimes would be in the driver's
-        # zone.
-        latest = census.groupBy(F.date_format("hour_end", "yyyy-MM-dd HH:mm:ss").alias("hour")
-                                ).agg(F.sum("present_at_end").alias("present")
-                                      ).orderBy(F.col("hour").desc()).limit(2).collect()
-        return measured, latest
-
-    return per_run(context, "census", compute)
+    spark, lake = _spark_lake(context)
+    census = lake.read(spark, t.DEPARTMENT_CENSUS_HOURLY)
+    rows = flow.with_conservation_flag(census).withColumn(
+        "_key", F.concat_ws("/", "hospital_id", "department", F.col("hour_start").cast("string")))
+    measured = measures.measure_in_one_pass(rows, {
+        "negative": (F.col("present_at_end") < 0) | (F.col("occupancy") < 0),
+        "conservation_breaks": F.col("breaks_conservation"),
+    }, "_key", context.resources.quality.sample_size)
+    # Timestamps cross to Python as UTC text: collected datetimes would be in the driver's zone.
+    latest = census.groupBy(F.date_format("hour_end", "yyyy-MM-dd HH:mm:ss").alias("hour")).agg(
+        F.sum("present_at_end").alias("present")).orderBy(F.col("hour").desc()).limit(2).collect()
+    return measured, latest
 
 
 def census_not_negative(context) -> AssetCheckResult:
@@ -349,6 +342,7 @@ def census_not_negative(context) -> AssetCheckResult:
 
 
 def census_flow_conservation(context) -> AssetCheckResult:
+    from patient_flow_dagster.assets.flow import read_stays
     from patient_flow_dagster.transforms import flow
 
     measured, latest = _census_measures(context)
@@ -357,24 +351,22 @@ def census_flow_conservation(context) -> AssetCheckResult:
         last_complete = latest[1]  # the latest hour may end after the census clock
         spark, lake = _spark_lake(context)
         instant = datetime.fromisoformat(last_complete["hour"]).replace(tzinfo=timezone.utc)
-        direct = flow.present_at(_stays(spark, lake), instant).agg(
+        direct = flow.present_at(read_stays(spark, lake), instant).agg(
             F.sum("present")).first()[0] or 0
         checked["present_at_last_complete_hour"] = (last_complete["present"] or 0, direct)
     return _count_result(checked)
 
 
+@shared_per_run
 def _fact_totals(context) -> dict[str, int]:
     """Admissions, discharges and completed stays of the fact, in one pass."""
-    def compute():
-        spark, lake = _spark_lake(context)
-        row = lake.read(spark, t.FACT_ADMISSIONS).agg(
-            F.count(F.lit(1)).alias("admissions"),
-            F.count_if(F.col("discharge_time_ts").isNotNull()).alias("discharges"),
-            F.count_if(F.col("length_of_stay_hours").isNotNull()).alias("completed_stays"),
-        ).first()
-        return {name: int(row[name] or 0) for name in row.asDict()}
-
-    return per_run(context, "fact_totals", compute)
+    spark, lake = _spark_lake(context)
+    row = lake.read(spark, t.FACT_ADMISSIONS).agg(
+        F.count(F.lit(1)).alias("admissions"),
+        F.count_if(F.col("discharge_time_ts").isNotNull()).alias("discharges"),
+        F.count_if(F.col("length_of_stay_hours").isNotNull()).alias("completed_stays"),
+    ).first()
+    return {name: int(row[name] or 0) for name in row.asDict()}
 
 
 def daily_flow_matches_fact(context) -> AssetCheckResult:
@@ -415,8 +407,9 @@ KPI_CHECKS = [
           "Occupancy and patients present are never negative.", census_not_negative),
     Check("census_flow_conservation", DEPARTMENT_CENSUS_HOURLY_KEY,
           "Flow conservation: present at the end of hour h = present at the end of h-1 + "
-          "admissions in h - discharges in h, no unit misses an hour, and the census agrees with a direct count of open "
-          "stays from the fact at the end of the last complete hour.", census_flow_conservation),
+          "admissions in h - discharges in h, no unit misses an hour, and the census agrees "
+          "with a direct count of open stays from the fact at the end of the last complete "
+          "hour.", census_flow_conservation),
     Check("daily_flow_matches_fact", DAILY_FLOW_KEY,
           "Admissions and discharges add up to the fact table's totals.", daily_flow_matches_fact),
     Check("length_of_stay_stats_consistent", LENGTH_OF_STAY_STATS_KEY,
