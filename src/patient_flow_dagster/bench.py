@@ -23,6 +23,8 @@ BARE_STEPS = ("bronze", "silver", "dim_patient", "dim_department", "fact_admissi
 LAYER_OF_STEP = {
     "bronze__patient_events": "bronze", "silver_patient_events": "silver",
     "gold__dim_patient": "gold", "gold__dim_department": "gold", "gold__fact_admissions": "gold",
+    "gold_kpis_from_fact": "gold_kpis", "gold__department_census_hourly": "gold_kpis",
+    "gold__current_occupancy": "gold_kpis",
 }
 
 
@@ -285,8 +287,7 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
     per_layer: dict[str, float] = {}
     for step, seconds in steps.items():
         if step in _asset_steps(steps):
-            layer = LAYER_OF_STEP.get(step, "gold_kpis" if "cube" in step or step.startswith(
-                ("gold__department", "gold__current", "gold__length", "gold__daily")) else "gold")
+            layer = LAYER_OF_STEP[step]
             per_layer[layer] = per_layer.get(layer, 0) + seconds
 
     increment = max(1, events // 100)

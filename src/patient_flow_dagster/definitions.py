@@ -6,10 +6,7 @@ from dagster import AssetSelection, Definitions, define_asset_job
 from patient_flow_dagster.assets.bronze import bronze_patient_events
 from patient_flow_dagster.assets.flow import FLOW_ASSETS
 from patient_flow_dagster.assets.gold import dim_department, dim_patient, fact_admissions
-from patient_flow_dagster.assets.kpis import (
-    cube_admissions_department_hospital,
-    cube_admissions_gender_department,
-)
+from patient_flow_dagster.assets.kpis import kpis_from_fact
 from patient_flow_dagster.assets.landing import landing_patient_events
 from patient_flow_dagster.assets.silver import silver_patient_events
 from patient_flow_dagster.quality.checks import ALL_CHECKS
@@ -23,8 +20,7 @@ LAKE_ASSETS = [
     dim_patient,
     dim_department,
     fact_admissions,
-    cube_admissions_gender_department,
-    cube_admissions_department_hospital,
+    kpis_from_fact,
     *FLOW_ASSETS,
 ]
 

@@ -1,5 +1,6 @@
-"""Patient-flow KPIs in gold: hourly census and occupancy, current occupancy, length-of-stay
-statistics, daily flow. Each shows its latest figures as a Markdown table in the UI."""
+"""Patient-flow KPIs in gold kept by the clock and the event stream: the hourly census and
+occupancy, and current occupancy. Each shows its latest figures as a Markdown table in the UI.
+(Length-of-stay statistics and daily flow are recomputed from the fact: assets/kpis.py.)"""
 from datetime import datetime, timezone
 
 from collections import Counter
@@ -10,11 +11,9 @@ from pyspark.sql import functions as F
 
 from patient_flow_dagster.assets.common import (
     CURRENT_OCCUPANCY_KEY,
-    DAILY_FLOW_KEY,
     DEPARTMENT_CENSUS_HOURLY_KEY,
     DIM_DEPARTMENT_KEY,
     FACT_ADMISSIONS_KEY,
-    LENGTH_OF_STAY_STATS_KEY,
     SILVER_KEY,
     RefreshConfig,
     apply_full_refresh,
@@ -24,15 +23,12 @@ from patient_flow_dagster.assets.common import (
 from patient_flow_dagster.assets.gold import GOLD
 from patient_flow_dagster.resources.lake import (
     CURRENT_OCCUPANCY,
-    DAILY_FLOW,
     DEPARTMENT_CENSUS_HOURLY,
     DIM_DEPARTMENT,
     FACT_ADMISSIONS,
-    LENGTH_OF_STAY_STATS,
     SILVER_EVENTS,
     DeltaLake,
     last_note,
-    merge_changed,
     replace_changed,
 )
 from patient_flow_dagster.transforms import flow
@@ -108,12 +104,6 @@ def read_stays(spark, lake: DeltaLake):
     return flow.stays(lake.read(spark, FACT_ADMISSIONS), lake.read(spark, DIM_DEPARTMENT))
 
 
-def _stays(context):
-    spark = context.resources.pyspark.spark_session
-    lake: DeltaLake = context.resources.lake
-    return spark, lake, read_stays(spark, lake)
-
-
 def _change_metadata(changes: dict[str, int]) -> dict:
     return {f"rows_{name}": MetadataValue.int(value) for name, value in changes.items()}
 
@@ -168,43 +158,4 @@ def current_occupancy(context: AssetExecutionContext):
     })
 
 
-@asset(
-    key=LENGTH_OF_STAY_STATS_KEY,
-    deps=[FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY],
-    description="Completed stays per department x hospital: count, mean, median, p90 and max "
-    "hours, and the short / medium / long mix.",
-    **KPI,
-)
-def length_of_stay_stats(context: AssetExecutionContext):
-    spark, lake, stays = _stays(context)
-    lake.overwrite(flow.length_of_stay_stats(stays), LENGTH_OF_STAY_STATS)
-    table = lake.read(spark, LENGTH_OF_STAY_STATS)
-    columns = ["department", "hospital_id", "completed_stays", "mean_hours", "median_hours",
-               "p90_hours", "max_hours", "short_stays", "medium_stays", "long_stays"]
-    rows = [r.asDict() for r in table.orderBy("department", "hospital_id").collect()]  # per unit
-    return MaterializeResult(metadata={
-        **table_metadata(table, lake.location(LENGTH_OF_STAY_STATS), columns, all_rows=rows),
-        "figures": MetadataValue.md(markdown_table(rows[:60], columns)),
-    })
-
-
-@asset(
-    key=DAILY_FLOW_KEY,
-    deps=[FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY],
-    description="Admissions, discharges and net change in patients per day x hospital.",
-    **KPI,
-)
-def daily_flow(context: AssetExecutionContext):
-    spark, lake, stays = _stays(context)
-    changes = merge_changed(lake, spark, DAILY_FLOW, flow.daily_flow(stays), ["hospital_id", "day"])
-    table = lake.read(spark, DAILY_FLOW)
-    columns = ["hospital_id", "day", "admissions", "discharges", "net_change"]
-    recent = [r.asDict() for r in table.orderBy("day", ascending=False).limit(14).collect()]
-    return MaterializeResult(metadata={
-        **table_metadata(table, lake.location(DAILY_FLOW), columns),
-        "latest_days": MetadataValue.md(markdown_table(recent, columns)),
-        **_change_metadata(changes),
-    })
-
-
-FLOW_ASSETS = [department_census_hourly, current_occupancy, length_of_stay_stats, daily_flow]
+FLOW_ASSETS = [department_census_hourly, current_occupancy]

@@ -1,75 +1,174 @@
-"""Gold KPI cubes: admissions and mean length of stay by gender x department and by
-department x hospital, recomputed from the fact (small aggregates, overwritten each run)."""
+"""Gold KPIs recomputed from the fact each run: the two admission cubes (admissions and mean
+length of stay by gender x department and by department x hospital), length-of-stay statistics
+and daily flow.
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+They are one multi-asset, so one step: each table is a small aggregate of the same fact, and
+what a run pays per table is the step's fixed cost (a Dagster step, a Delta snapshot and commit,
+a Databricks job run in production), not the aggregation. Four steps cost about twice what one
+does; each asset is still its own node in the lineage, with its own checks and metadata, and
+can be materialized alone (`can_subset`).
+"""
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetSpec,
+    MaterializeResult,
+    MetadataValue,
+    multi_asset,
+)
 
 from patient_flow_dagster.assets.common import (
     CUBE_DEPARTMENT_HOSPITAL_KEY,
     CUBE_GENDER_DEPARTMENT_KEY,
+    DAILY_FLOW_KEY,
     DIM_DEPARTMENT_KEY,
     DIM_PATIENT_KEY,
     FACT_ADMISSIONS_KEY,
+    LAKE_POOL,
+    LENGTH_OF_STAY_STATS_KEY,
+    OWNERS,
+    SPARK_KINDS,
+    SPARK_RESOURCES,
     markdown_table,
     table_metadata,
 )
-from patient_flow_dagster.assets.gold import GOLD
 from patient_flow_dagster.resources.lake import (
     CUBE_DEPARTMENT_HOSPITAL,
     CUBE_GENDER_DEPARTMENT,
+    DAILY_FLOW,
     DIM_DEPARTMENT,
     DIM_PATIENT,
     FACT_ADMISSIONS,
+    LENGTH_OF_STAY_STATS,
     DeltaLake,
     Table,
+    merge_changed,
 )
+from patient_flow_dagster.transforms import flow
 from patient_flow_dagster.transforms.cubes import (
     admissions_by_department_hospital,
     admissions_by_gender_department,
 )
 
 
-def _publish(context, lake: DeltaLake, spark, cube, table: Table, dims: list[str]):
-    lake.overwrite(cube, table)
-    written = lake.read(spark, table)
-    rows = [r.asDict() for r in written.orderBy(*dims).collect()]
-    columns = [*dims, "num_admissions", "avg_length_of_stay_hours"]
-    return MaterializeResult(
-        metadata={
-            **table_metadata(written, lake.location(table), columns, all_rows=rows),
-            "preview": MetadataValue.md(markdown_table(rows[:60], columns)),
-            "total_admissions": MetadataValue.int(sum(r["num_admissions"] for r in rows)),
-        }
-    )
+class FactReads:
+    """The fact and the dimensions, read lazily once per run for every KPI of the step."""
+
+    def __init__(self, spark, lake: DeltaLake):
+        self.fact = lake.read(spark, FACT_ADMISSIONS)
+        self.dim_department = lake.read(spark, DIM_DEPARTMENT)
+        self.dim_patient = lake.read(spark, DIM_PATIENT)
+        self.stays = flow.stays(self.fact, self.dim_department)
 
 
-@asset(
-    key=CUBE_GENDER_DEPARTMENT_KEY,
-    deps=[FACT_ADMISSIONS_KEY, DIM_PATIENT_KEY, DIM_DEPARTMENT_KEY],
-    description="Admissions and average length of stay (hours) per gender and department.",
-    **GOLD,
+@dataclass(frozen=True)
+class FactKpi:
+    """One KPI table: how it is computed and written, and what its metadata shows."""
+
+    spec: AssetSpec
+    table: Table
+    write: Callable[[object, DeltaLake, FactReads, Table], dict]  # -> extra metadata
+    order: list[str]  # the preview's order, and the columns it leads with
+    columns: list[str]  # the preview's other columns
+    preview_name: str = "preview"
+    preview_rows: int = 60
+    newest_by: str | None = None  # a growing table: preview its newest rows, not all of it
+    total_admissions: bool = False  # also report the sum of num_admissions
+
+
+def _overwrite(compute):
+    def write(_spark, lake: DeltaLake, reads: FactReads, table: Table) -> dict:
+        lake.overwrite(compute(reads), table)
+        return {}
+    return write
+
+
+def _merge_daily_flow(spark, lake: DeltaLake, reads: FactReads, table: Table) -> dict:
+    changes = merge_changed(lake, spark, table, flow.daily_flow(reads.stays), ["hospital_id", "day"])
+    return {f"rows_{name}": MetadataValue.int(value) for name, value in changes.items()}
+
+
+def _spec(key: AssetKey, deps: list[AssetKey], description: str, group: str) -> AssetSpec:
+    return AssetSpec(key, deps=deps, description=description, group_name=group,
+                     kinds=SPARK_KINDS, owners=OWNERS)
+
+
+_CUBE_COLUMNS = ["num_admissions", "avg_length_of_stay_hours"]
+
+FACT_KPIS = {kpi.spec.key: kpi for kpi in [
+    FactKpi(
+        _spec(CUBE_GENDER_DEPARTMENT_KEY, [FACT_ADMISSIONS_KEY, DIM_PATIENT_KEY, DIM_DEPARTMENT_KEY],
+              "Admissions and average length of stay (hours) per gender and department.", "gold"),
+        CUBE_GENDER_DEPARTMENT,
+        _overwrite(lambda r: admissions_by_gender_department(r.fact, r.dim_patient,
+                                                             r.dim_department)),
+        ["gender", "department"], _CUBE_COLUMNS, total_admissions=True),
+    FactKpi(
+        _spec(CUBE_DEPARTMENT_HOSPITAL_KEY, [FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY],
+              "Admissions and average length of stay (hours) per department and hospital.",
+              "gold"),
+        CUBE_DEPARTMENT_HOSPITAL,
+        _overwrite(lambda r: admissions_by_department_hospital(r.fact, r.dim_department)),
+        ["department", "hospital_id"], _CUBE_COLUMNS, total_admissions=True),
+    FactKpi(
+        _spec(LENGTH_OF_STAY_STATS_KEY, [FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY],
+              "Completed stays per department x hospital: count, mean, median, p90 and max "
+              "hours, and the short / medium / long mix.", "gold_kpis"),
+        LENGTH_OF_STAY_STATS,
+        _overwrite(lambda r: flow.length_of_stay_stats(r.stays)),
+        ["department", "hospital_id"],
+        ["completed_stays", "mean_hours", "median_hours", "p90_hours", "max_hours",
+         "short_stays", "medium_stays", "long_stays"],
+        preview_name="figures"),
+    FactKpi(
+        _spec(DAILY_FLOW_KEY, [FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY],
+              "Admissions, discharges and net change in patients per day x hospital.",
+              "gold_kpis"),
+        DAILY_FLOW,
+        _merge_daily_flow,
+        ["hospital_id", "day"], ["admissions", "discharges", "net_change"],
+        preview_name="latest_days", preview_rows=14, newest_by="day"),
+]}
+
+
+def _publish(spark, lake: DeltaLake, kpi: FactKpi, extra: dict) -> MaterializeResult:
+    """Row count, schema and a preview of the table just written. The cubes and statistics
+    are a few rows per unit, read whole (one job for count and preview); a growing table shows
+    its newest rows."""
+    written = lake.read(spark, kpi.table)
+    columns = [*kpi.order, *kpi.columns]
+    location = lake.location(kpi.table)
+    if kpi.newest_by:
+        rows = [r.asDict() for r in written.orderBy(kpi.newest_by, ascending=False)
+                .limit(kpi.preview_rows).collect()]
+        metadata = table_metadata(written, location, columns)
+    else:
+        rows = [r.asDict() for r in written.orderBy(*kpi.order).collect()]
+        metadata = table_metadata(written, location, columns, all_rows=rows)
+    if kpi.total_admissions:
+        metadata["total_admissions"] = MetadataValue.int(sum(r["num_admissions"] for r in rows))
+    return MaterializeResult(asset_key=kpi.spec.key, metadata={
+        **metadata,
+        kpi.preview_name: MetadataValue.md(markdown_table(rows[:kpi.preview_rows], columns)),
+        **extra,
+    })
+
+
+@multi_asset(
+    specs=[kpi.spec for kpi in FACT_KPIS.values()],
+    name="gold_kpis_from_fact",
+    can_subset=True,
+    required_resource_keys=SPARK_RESOURCES,
+    pool=LAKE_POOL,
 )
-def cube_admissions_gender_department(context: AssetExecutionContext) -> MaterializeResult:
+def kpis_from_fact(context: AssetExecutionContext) -> Iterator[MaterializeResult]:
+    """Recompute the selected KPI tables from the fact and the dimensions."""
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
-    cube = admissions_by_gender_department(
-        lake.read(spark, FACT_ADMISSIONS), lake.read(spark, DIM_PATIENT),
-        lake.read(spark, DIM_DEPARTMENT),
-    )
-    return _publish(context, lake, spark, cube, CUBE_GENDER_DEPARTMENT, ["gender", "department"])
-
-
-@asset(
-    key=CUBE_DEPARTMENT_HOSPITAL_KEY,
-    deps=[FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY],
-    description="Admissions and average length of stay (hours) per department and hospital.",
-    **GOLD,
-)
-def cube_admissions_department_hospital(context: AssetExecutionContext) -> MaterializeResult:
-    spark = context.resources.pyspark.spark_session
-    lake: DeltaLake = context.resources.lake
-    cube = admissions_by_department_hospital(
-        lake.read(spark, FACT_ADMISSIONS), lake.read(spark, DIM_DEPARTMENT)
-    )
-    return _publish(
-        context, lake, spark, cube, CUBE_DEPARTMENT_HOSPITAL, ["department", "hospital_id"]
-    )
+    reads = FactReads(spark, lake)
+    for key in context.selected_asset_keys:
+        kpi = FACT_KPIS[key]
+        yield _publish(spark, lake, kpi, kpi.write(spark, lake, reads, kpi.table))
