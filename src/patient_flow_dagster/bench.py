@@ -19,7 +19,7 @@ from pathlib import Path
 from patient_flow_dagster.processes import stop_process_group
 
 BARE_STEPS = ("bronze", "silver", "dim_patient", "dim_department", "fact_admissions",
-              "cubes", "flow_kpis")
+              "fact_kpis", "census_kpis")
 LAYER_OF_STEP = {
     "bronze__patient_events": "bronze", "silver_patient_events": "silver",
     "gold__dim_patient": "gold", "gold__dim_department": "gold", "gold__fact_admissions": "gold",
@@ -42,31 +42,28 @@ def run_bare(spark, lake, landing, run_id: str) -> dict[str, float]:
     """The same transforms and storage steps as the assets, called as one plain PySpark script
     (no Dagster run, no checks, no metadata)."""
     from patient_flow_dagster.assets.bronze import ingest_landing
-    from patient_flow_dagster.assets.flow import read_stays, update_census
+    from patient_flow_dagster.assets.common import write_small_table
+    from patient_flow_dagster.assets.flow import update_census
     from patient_flow_dagster.assets.gold import (
         update_dim_department,
         update_dim_patient,
         update_fact_admissions,
     )
+    from patient_flow_dagster.assets.kpis import FACT_KPIS, FactReads
     from patient_flow_dagster.assets.silver import process_new_bronze
     from patient_flow_dagster.resources import lake as t
-    from patient_flow_dagster.transforms import cubes, flow
+    from patient_flow_dagster.transforms import flow
 
-    def cube_tables():
-        fact, patient, department = (lake.read(spark, x) for x in
-                                     (t.FACT_ADMISSIONS, t.DIM_PATIENT, t.DIM_DEPARTMENT))
-        lake.overwrite(cubes.admissions_by_gender_department(fact, patient, department),
-                       t.CUBE_GENDER_DEPARTMENT)
-        lake.overwrite(cubes.admissions_by_department_hospital(fact, department),
-                       t.CUBE_DEPARTMENT_HOSPITAL)
+    def fact_kpi_tables():
+        reads = FactReads(spark, lake)
+        for kpi in FACT_KPIS.values():
+            write_small_table(spark, lake, kpi.compute(reads), kpi.table, kpi.order,
+                              merge_keys=kpi.merge_keys)
 
-    def flow_tables():
-        stays = read_stays(spark, lake)
+    def census_tables():
         update_census(spark, lake, datetime.now(timezone.utc))
-        lake.overwrite(flow.current_occupancy(lake.read(spark, t.DEPARTMENT_CENSUS_HOURLY)),
-                       t.CURRENT_OCCUPANCY)
-        lake.overwrite(flow.length_of_stay_stats(stays), t.LENGTH_OF_STAY_STATS)
-        t.merge_changed(lake, spark, t.DAILY_FLOW, flow.daily_flow(stays), ["hospital_id", "day"])
+        write_small_table(spark, lake, flow.current_occupancy(
+            lake.read(spark, t.DEPARTMENT_CENSUS_HOURLY)), t.CURRENT_OCCUPANCY, ["hospital_id"])
 
     steps = {
         "bronze": lambda: ingest_landing(spark, lake, landing, run_id),
@@ -74,8 +71,8 @@ def run_bare(spark, lake, landing, run_id: str) -> dict[str, float]:
         "dim_patient": lambda: update_dim_patient(spark, lake),
         "dim_department": lambda: update_dim_department(spark, lake),
         "fact_admissions": lambda: update_fact_admissions(spark, lake),
-        "cubes": cube_tables,
-        "flow_kpis": flow_tables,
+        "fact_kpis": fact_kpi_tables,
+        "census_kpis": census_tables,
     }
     return {name: _timed(step)[1] for name, step in steps.items()}
 
@@ -296,6 +293,14 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
     after = table_counts(spark, _resources(dagster_lake, landing)["lake"])
     reconcile(after, landed + increment, "incremental run")
 
+    # The same job again with nothing new in landing: what any run costs whatever the data (its
+    # steps, Delta snapshots and commits, the KPIs and checks over the whole lake). The
+    # increment's cost above it is what the new events themselves cost.
+    idle_wall, idle_steps = _dagster_run(dagster_lake, landing)
+    idle_counts = table_counts(spark, _resources(dagster_lake, landing)["lake"])
+    if idle_counts != after:
+        raise BenchmarkError(f"a run with no new files changed the lake: {after} -> {idle_counts}")
+
     report = {
         "events": landed,
         "machine_cores": os.cpu_count(),
@@ -313,8 +318,11 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
         "incremental_events": increment,
         "incremental_run_wall_seconds": round(incremental_wall, 1),
         "incremental_fraction_of_full_run": round(incremental_wall / wall, 3),
+        "run_without_new_files_wall_seconds": round(idle_wall, 1),
+        "incremental_seconds_above_that": round(incremental_wall - idle_wall, 1),
         "dagster_seconds_per_step": {k: round(v, 1) for k, v in steps.items()},
         "incremental_seconds_per_step": {k: round(v, 1) for k, v in incremental_steps.items()},
+        "no_new_files_seconds_per_step": {k: round(v, 1) for k, v in idle_steps.items()},
         "reconciled_counts": dagster_counts,
         **peak_memory_mb(spark),
     }

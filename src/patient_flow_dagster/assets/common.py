@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from dagster import AssetKey, Config, MetadataValue, TableColumn, TableSchema
 from pyspark.sql import DataFrame
+
+from patient_flow_dagster.resources.lake import DeltaLake, Table, merge_changed
 
 # Runs that write the lake are serialized through this concurrency pool (DESIGN.md §3).
 LAKE_POOL = "patient_flow_lake"
@@ -80,6 +83,42 @@ def table_metadata(
         "location": MetadataValue.path(location),
         "preview": MetadataValue.md(markdown_table(preview, preview_columns)),
     }
+
+
+@dataclass(frozen=True)
+class SmallTableWrite:
+    """What `write_small_table` wrote: the rows in preview order, the same rows as a DataFrame
+    (its schema), and for a MERGE the rows inserted / updated / deleted."""
+
+    rows: list[dict]
+    frame: DataFrame
+    changes: dict[str, int] = field(default_factory=dict)
+
+    def change_metadata(self) -> dict:
+        return {f"rows_{name}": MetadataValue.int(n) for name, n in self.changes.items()}
+
+
+def write_small_table(spark, lake: DeltaLake, result: DataFrame, table: Table, order: list[str],
+                      merge_keys: list[str] | None = None,
+                      newest_first: bool = False) -> SmallTableWrite:
+    """Make `table` equal to `result`, a small aggregate (rows per unit, or per day and
+    hospital): overwrite it, or with `merge_keys` MERGE only what changed.
+
+    The aggregate is computed once and collected; those rows are written and describe the
+    table (count, preview), so the table is neither computed twice nor read back. Preview order
+    is `order` (newest first when asked), sorted here: a Spark sort costs a sampling job.
+    """
+    collected = result.collect()
+    frame = spark.createDataFrame(collected, result.schema)
+    changes = {}
+    if merge_keys:
+        changes = merge_changed(lake, spark, table, frame, merge_keys)
+    else:
+        lake.overwrite(frame, table)
+    rows = sorted((r.asDict() for r in collected),
+                  key=lambda row: tuple((row[c] is None, row[c]) for c in order),
+                  reverse=newest_first)
+    return SmallTableWrite(rows, frame, changes)
 
 
 class RefreshConfig(Config):

@@ -19,6 +19,7 @@ from patient_flow_dagster.assets.common import (
     apply_full_refresh,
     markdown_table,
     table_metadata,
+    write_small_table,
 )
 from patient_flow_dagster.assets.gold import GOLD
 from patient_flow_dagster.resources.lake import (
@@ -52,6 +53,11 @@ class CensusConfig(RefreshConfig):
 CENSUS_CONSUMER = "gold_department_census_hourly"
 
 
+def hour_of(instant: datetime) -> datetime:
+    """The start of the UTC hour holding `instant`: the census's last hour at that instant."""
+    return instant.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+
+
 def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
     """Bring the hourly census up to date, recomputing only the hours that changed.
 
@@ -68,7 +74,7 @@ def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
     department_version = lake.version(spark, DIM_DEPARTMENT)
     note = {"department_version": department_version}
     recompute_all = last_note(lake, spark, DEPARTMENT_CENSUS_HOURLY) != note
-    horizon = as_of.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    horizon = hour_of(as_of)
     stale_from = horizon
     if not recompute_all:
         latest = lake.read(spark, DEPARTMENT_CENSUS_HOURLY).agg(
@@ -122,7 +128,8 @@ def department_census_hourly(context: AssetExecutionContext, config: CensusConfi
     apply_full_refresh(context, config, [DEPARTMENT_CENSUS_HOURLY], [CENSUS_CONSUMER])
     changes = update_census(spark, lake, config.instant())
     table = lake.read(spark, DEPARTMENT_CENSUS_HOURLY)
-    latest_hour = table.join(table.agg(F.max("hour_start").alias("hour_start")), "hour_start")
+    # The census now ends at the hour holding as_of (the table's latest hour, when any).
+    latest_hour = table.filter(F.col("hour_start") == flow.utc_literal(hour_of(config.instant())))
     rows = [r.asDict() for r in latest_hour.orderBy("hospital_id", "department").limit(60).collect()]
     columns = ["hospital_id", "department", "hour_end", "admissions", "discharges",
                "present_at_end", "bed_capacity", "occupancy"]
@@ -144,16 +151,15 @@ def department_census_hourly(context: AssetExecutionContext, config: CensusConfi
 def current_occupancy(context: AssetExecutionContext):
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
-    snapshot = flow.current_occupancy(lake.read(spark, DEPARTMENT_CENSUS_HOURLY))
-    lake.overwrite(snapshot, CURRENT_OCCUPANCY)
-    table = lake.read(spark, CURRENT_OCCUPANCY)
-    rows = [r.asDict() for r in table.orderBy("hospital_id", "scope").collect()]  # one per unit
-    hospitals = [r for r in rows if r["scope"] == "hospital"]
+    written = write_small_table(  # one row per unit
+        spark, lake, flow.current_occupancy(lake.read(spark, DEPARTMENT_CENSUS_HOURLY)),
+        CURRENT_OCCUPANCY, ["hospital_id", "scope"])
+    hospitals = [r for r in written.rows if r["scope"] == "hospital"]
     columns = ["hospital_id", "as_of", "present", "bed_capacity", "occupancy"]
     return MaterializeResult(metadata={
-        **table_metadata(table, lake.location(CURRENT_OCCUPANCY),
+        **table_metadata(written.frame, lake.location(CURRENT_OCCUPANCY),
                          ["scope", "hospital_id", "department", "present", "bed_capacity", "occupancy"],
-                         all_rows=rows),
+                         all_rows=written.rows),
         "occupancy_per_hospital": MetadataValue.md(markdown_table(hospitals, columns)),
     })
 

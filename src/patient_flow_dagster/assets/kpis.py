@@ -19,6 +19,7 @@ from dagster import (
     MetadataValue,
     multi_asset,
 )
+from pyspark.sql import DataFrame
 
 from patient_flow_dagster.assets.common import (
     CUBE_DEPARTMENT_HOSPITAL_KEY,
@@ -34,6 +35,7 @@ from patient_flow_dagster.assets.common import (
     SPARK_RESOURCES,
     markdown_table,
     table_metadata,
+    write_small_table,
 )
 from patient_flow_dagster.resources.lake import (
     CUBE_DEPARTMENT_HOSPITAL,
@@ -45,7 +47,6 @@ from patient_flow_dagster.resources.lake import (
     LENGTH_OF_STAY_STATS,
     DeltaLake,
     Table,
-    merge_changed,
 )
 from patient_flow_dagster.transforms import flow
 from patient_flow_dagster.transforms.cubes import (
@@ -70,25 +71,14 @@ class FactKpi:
 
     spec: AssetSpec
     table: Table
-    write: Callable[[object, DeltaLake, FactReads, Table], dict]  # -> extra metadata
+    compute: Callable[[FactReads], DataFrame]
     order: list[str]  # the preview's order, and the columns it leads with
     columns: list[str]  # the preview's other columns
+    merge_keys: list[str] | None = None  # MERGE only what changed (None: overwrite the table)
     preview_name: str = "preview"
     preview_rows: int = 60
-    newest_by: str | None = None  # a growing table: preview its newest rows, not all of it
+    newest_first: bool = False  # a growing table: preview its newest rows
     total_admissions: bool = False  # also report the sum of num_admissions
-
-
-def _overwrite(compute):
-    def write(_spark, lake: DeltaLake, reads: FactReads, table: Table) -> dict:
-        lake.overwrite(compute(reads), table)
-        return {}
-    return write
-
-
-def _merge_daily_flow(spark, lake: DeltaLake, reads: FactReads, table: Table) -> dict:
-    changes = merge_changed(lake, spark, table, flow.daily_flow(reads.stays), ["hospital_id", "day"])
-    return {f"rows_{name}": MetadataValue.int(value) for name, value in changes.items()}
 
 
 def _spec(key: AssetKey, deps: list[AssetKey], description: str, group: str) -> AssetSpec:
@@ -103,22 +93,21 @@ FACT_KPIS = {kpi.spec.key: kpi for kpi in [
         _spec(CUBE_GENDER_DEPARTMENT_KEY, [FACT_ADMISSIONS_KEY, DIM_PATIENT_KEY, DIM_DEPARTMENT_KEY],
               "Admissions and average length of stay (hours) per gender and department.", "gold"),
         CUBE_GENDER_DEPARTMENT,
-        _overwrite(lambda r: admissions_by_gender_department(r.fact, r.dim_patient,
-                                                             r.dim_department)),
+        lambda r: admissions_by_gender_department(r.fact, r.dim_patient, r.dim_department),
         ["gender", "department"], _CUBE_COLUMNS, total_admissions=True),
     FactKpi(
         _spec(CUBE_DEPARTMENT_HOSPITAL_KEY, [FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY],
               "Admissions and average length of stay (hours) per department and hospital.",
               "gold"),
         CUBE_DEPARTMENT_HOSPITAL,
-        _overwrite(lambda r: admissions_by_department_hospital(r.fact, r.dim_department)),
+        lambda r: admissions_by_department_hospital(r.fact, r.dim_department),
         ["department", "hospital_id"], _CUBE_COLUMNS, total_admissions=True),
     FactKpi(
         _spec(LENGTH_OF_STAY_STATS_KEY, [FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY],
               "Completed stays per department x hospital: count, mean, median, p90 and max "
               "hours, and the short / medium / long mix.", "gold_kpis"),
         LENGTH_OF_STAY_STATS,
-        _overwrite(lambda r: flow.length_of_stay_stats(r.stays)),
+        lambda r: flow.length_of_stay_stats(r.stays),
         ["department", "hospital_id"],
         ["completed_stays", "mean_hours", "median_hours", "p90_hours", "max_hours",
          "short_stays", "medium_stays", "long_stays"],
@@ -128,33 +117,27 @@ FACT_KPIS = {kpi.spec.key: kpi for kpi in [
               "Admissions, discharges and net change in patients per day x hospital.",
               "gold_kpis"),
         DAILY_FLOW,
-        _merge_daily_flow,
-        ["hospital_id", "day"], ["admissions", "discharges", "net_change"],
-        preview_name="latest_days", preview_rows=14, newest_by="day"),
+        lambda r: flow.daily_flow(r.stays),
+        ["day", "hospital_id"], ["admissions", "discharges", "net_change"],
+        merge_keys=["hospital_id", "day"], preview_name="latest_days", preview_rows=14,
+        newest_first=True),
 ]}
 
 
-def _publish(spark, lake: DeltaLake, kpi: FactKpi, extra: dict) -> MaterializeResult:
-    """Row count, schema and a preview of the table just written. The cubes and statistics
-    are a few rows per unit, read whole (one job for count and preview); a growing table shows
-    its newest rows."""
-    written = lake.read(spark, kpi.table)
+def materialize_kpi(spark, lake: DeltaLake, kpi: FactKpi, reads: FactReads) -> MaterializeResult:
+    """Write the table and describe it from the rows written."""
+    written = write_small_table(spark, lake, kpi.compute(reads), kpi.table, kpi.order,
+                                merge_keys=kpi.merge_keys, newest_first=kpi.newest_first)
     columns = [*kpi.order, *kpi.columns]
-    location = lake.location(kpi.table)
-    if kpi.newest_by:
-        rows = [r.asDict() for r in written.orderBy(kpi.newest_by, ascending=False)
-                .limit(kpi.preview_rows).collect()]
-        metadata = table_metadata(written, location, columns)
-    else:
-        rows = [r.asDict() for r in written.orderBy(*kpi.order).collect()]
-        metadata = table_metadata(written, location, columns, all_rows=rows)
+    metadata = {
+        **table_metadata(written.frame, lake.location(kpi.table), columns, all_rows=written.rows),
+        kpi.preview_name: MetadataValue.md(markdown_table(written.rows[:kpi.preview_rows], columns)),
+        **written.change_metadata(),
+    }
     if kpi.total_admissions:
-        metadata["total_admissions"] = MetadataValue.int(sum(r["num_admissions"] for r in rows))
-    return MaterializeResult(asset_key=kpi.spec.key, metadata={
-        **metadata,
-        kpi.preview_name: MetadataValue.md(markdown_table(rows[:kpi.preview_rows], columns)),
-        **extra,
-    })
+        metadata["total_admissions"] = MetadataValue.int(
+            sum(r["num_admissions"] for r in written.rows))
+    return MaterializeResult(asset_key=kpi.spec.key, metadata=metadata)
 
 
 @multi_asset(
@@ -170,5 +153,4 @@ def kpis_from_fact(context: AssetExecutionContext) -> Iterator[MaterializeResult
     lake: DeltaLake = context.resources.lake
     reads = FactReads(spark, lake)
     for key in context.selected_asset_keys:
-        kpi = FACT_KPIS[key]
-        yield _publish(spark, lake, kpi, kpi.write(spark, lake, reads, kpi.table))
+        yield materialize_kpi(spark, lake, FACT_KPIS[key], reads)
