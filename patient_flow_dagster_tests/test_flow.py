@@ -4,7 +4,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from pyspark.sql import functions as F
 
+from patient_flow_dagster.assets.common import DAILY_FLOW_KEY
 from patient_flow_dagster.assets.flow import FLOW_ASSETS
+from patient_flow_dagster.assets.kpis import kpis_from_fact
 from patient_flow_dagster.definitions import LAKE_ASSETS
 from patient_flow_dagster.resources import lake as t
 from patient_flow_dagster.streaming.landing_writer import write_events
@@ -156,6 +158,16 @@ def test_kpi_assets_and_checks_on_seeded_data(kpi_lake):
     [census] = again.asset_materializations_for_node("gold__department_census_hourly")
     assert (census.metadata["rows_updated"].value, census.metadata["rows_inserted"].value,
             census.metadata["rows_deleted"].value) == (0, 0, 0)
+
+    # The KPIs from the fact are one step that can be subset: selecting daily_flow writes
+    # only it (the cubes keep their version), and unchanged data changes none of its rows.
+    cube_version = house.lake.version(house.spark, t.CUBE_GENDER_DEPARTMENT)
+    alone = house.materialize([kpis_from_fact], selection=[DAILY_FLOW_KEY], checks=False)
+    [daily] = alone.asset_materializations_for_node("gold_kpis_from_fact")
+    assert daily.asset_key == DAILY_FLOW_KEY
+    assert daily.metadata["rows_updated"].value == daily.metadata["rows_inserted"].value == 0
+    assert daily.metadata["dagster/row_count"].value == house.count(t.DAILY_FLOW) > 0
+    assert house.lake.version(house.spark, t.CUBE_GENDER_DEPARTMENT) == cube_version
 
     # A new batch of stays in the last 6 hours rewrites only the hours from its first admission.
     recent = simulate(40, seed=62, now=now, span_days=0.25, dirty_rates=CLEAN)
