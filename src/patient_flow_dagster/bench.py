@@ -42,28 +42,23 @@ def run_bare(spark, lake, landing, run_id: str) -> dict[str, float]:
     """The same transforms and storage steps as the assets, called as one plain PySpark script
     (no Dagster run, no checks, no metadata)."""
     from patient_flow_dagster.assets.bronze import ingest_landing
-    from patient_flow_dagster.assets.common import write_small_table
-    from patient_flow_dagster.assets.flow import update_census
+    from patient_flow_dagster.assets.flow import update_census, write_current_occupancy
     from patient_flow_dagster.assets.gold import (
         update_dim_department,
         update_dim_patient,
         update_fact_admissions,
     )
-    from patient_flow_dagster.assets.kpis import FACT_KPIS, FactReads
+    from patient_flow_dagster.assets.kpis import FACT_KPIS, FactReads, write_kpi
     from patient_flow_dagster.assets.silver import process_new_bronze
-    from patient_flow_dagster.resources import lake as t
-    from patient_flow_dagster.transforms import flow
 
     def fact_kpi_tables():
         reads = FactReads(spark, lake)
         for kpi in FACT_KPIS.values():
-            write_small_table(spark, lake, kpi.compute(reads), kpi.table, kpi.order,
-                              merge_keys=kpi.merge_keys)
+            write_kpi(spark, lake, kpi, reads)
 
     def census_tables():
         update_census(spark, lake, datetime.now(timezone.utc))
-        write_small_table(spark, lake, flow.current_occupancy(
-            lake.read(spark, t.DEPARTMENT_CENSUS_HOURLY)), t.CURRENT_OCCUPANCY, ["hospital_id"])
+        write_current_occupancy(spark, lake)
 
     steps = {
         "bronze": lambda: ingest_landing(spark, lake, landing, run_id),

@@ -94,8 +94,10 @@ class SmallTableWrite:
     frame: DataFrame
     changes: dict[str, int] = field(default_factory=dict)
 
-    def change_metadata(self) -> dict:
-        return {f"rows_{name}": MetadataValue.int(n) for name, n in self.changes.items()}
+
+def change_metadata(changes: dict[str, int]) -> dict:
+    """rows_inserted / rows_updated / rows_deleted of a MERGE or range rewrite, as metadata."""
+    return {f"rows_{name}": MetadataValue.int(n) for name, n in changes.items()}
 
 
 def write_small_table(spark, lake: DeltaLake, result: DataFrame, table: Table, order: list[str],

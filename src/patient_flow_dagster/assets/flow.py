@@ -17,6 +17,7 @@ from patient_flow_dagster.assets.common import (
     SILVER_KEY,
     RefreshConfig,
     apply_full_refresh,
+    change_metadata,
     markdown_table,
     table_metadata,
     write_small_table,
@@ -110,10 +111,6 @@ def read_stays(spark, lake: DeltaLake):
     return flow.stays(lake.read(spark, FACT_ADMISSIONS), lake.read(spark, DIM_DEPARTMENT))
 
 
-def _change_metadata(changes: dict[str, int]) -> dict:
-    return {f"rows_{name}": MetadataValue.int(value) for name, value in changes.items()}
-
-
 @asset(
     key=DEPARTMENT_CENSUS_HOURLY_KEY,
     deps=[FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY, SILVER_KEY],
@@ -126,19 +123,27 @@ def department_census_hourly(context: AssetExecutionContext, config: CensusConfi
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
     apply_full_refresh(context, config, [DEPARTMENT_CENSUS_HOURLY], [CENSUS_CONSUMER])
-    changes = update_census(spark, lake, config.instant())
+    as_of = config.instant()  # once: by default "now", which moves between calls
+    changes = update_census(spark, lake, as_of)
     table = lake.read(spark, DEPARTMENT_CENSUS_HOURLY)
     # The census now ends at the hour holding as_of (the table's latest hour, when any).
-    latest_hour = table.filter(F.col("hour_start") == flow.utc_literal(hour_of(config.instant())))
+    latest_hour = table.filter(F.col("hour_start") == flow.utc_literal(hour_of(as_of)))
     rows = [r.asDict() for r in latest_hour.orderBy("hospital_id", "department").limit(60).collect()]
     columns = ["hospital_id", "department", "hour_end", "admissions", "discharges",
                "present_at_end", "bed_capacity", "occupancy"]
     return MaterializeResult(metadata={
         **table_metadata(table, lake.location(DEPARTMENT_CENSUS_HOURLY), columns),
         "latest_hour": MetadataValue.md(markdown_table(rows, columns) if rows else "no stays"),
-        "as_of": MetadataValue.text(config.instant().isoformat()),
-        **_change_metadata(changes),
+        "as_of": MetadataValue.text(as_of.isoformat()),
+        **change_metadata(changes),
     })
+
+
+def write_current_occupancy(spark, lake: DeltaLake):
+    """The census's latest hour per unit and per hospital, written (one row per unit)."""
+    return write_small_table(
+        spark, lake, flow.current_occupancy(lake.read(spark, DEPARTMENT_CENSUS_HOURLY)),
+        CURRENT_OCCUPANCY, ["hospital_id", "scope"])
 
 
 @asset(
@@ -151,9 +156,7 @@ def department_census_hourly(context: AssetExecutionContext, config: CensusConfi
 def current_occupancy(context: AssetExecutionContext):
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
-    written = write_small_table(  # one row per unit
-        spark, lake, flow.current_occupancy(lake.read(spark, DEPARTMENT_CENSUS_HOURLY)),
-        CURRENT_OCCUPANCY, ["hospital_id", "scope"])
+    written = write_current_occupancy(spark, lake)
     hospitals = [r for r in written.rows if r["scope"] == "hospital"]
     columns = ["hospital_id", "as_of", "present", "bed_capacity", "occupancy"]
     return MaterializeResult(metadata={
