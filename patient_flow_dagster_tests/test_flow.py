@@ -4,9 +4,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from pyspark.sql import functions as F
 
-from patient_flow_dagster.assets.common import DAILY_FLOW_KEY
+from patient_flow_dagster.assets.common import DAILY_FLOW_KEY, LENGTH_OF_STAY_STATS_KEY
 from patient_flow_dagster.assets.flow import FLOW_ASSETS
-from patient_flow_dagster.assets.kpis import kpis_from_fact
+from patient_flow_dagster.assets.kpis import FACT_KPIS, FactRows, kpis_from_fact
 from patient_flow_dagster.definitions import LAKE_ASSETS
 from patient_flow_dagster.resources import lake as t
 from patient_flow_dagster.streaming.landing_writer import write_events
@@ -159,15 +159,15 @@ def test_kpi_assets_and_checks_on_seeded_data(kpi_lake):
     assert (census.metadata["rows_updated"].value, census.metadata["rows_inserted"].value,
             census.metadata["rows_deleted"].value) == (0, 0, 0)
 
-    # The KPIs from the fact are one step that can be subset: selecting daily_flow writes
-    # only it (the cubes keep their version), and unchanged data changes none of its rows.
-    cube_version = house.lake.version(house.spark, t.CUBE_GENDER_DEPARTMENT)
+    # The KPIs from the fact are one step that can be subset: selecting daily_flow touches
+    # only it, and with the fact unchanged it writes nothing (no new version anywhere).
+    versions = {kpi.table: house.lake.version(house.spark, kpi.table) for kpi in FACT_KPIS.values()}
     alone = house.materialize([kpis_from_fact], selection=[DAILY_FLOW_KEY], checks=False)
     [daily] = alone.asset_materializations_for_node("gold_kpis_from_fact")
     assert daily.asset_key == DAILY_FLOW_KEY
-    assert daily.metadata["rows_updated"].value == daily.metadata["rows_inserted"].value == 0
+    assert daily.metadata["update"].value == "unchanged"
     assert daily.metadata["dagster/row_count"].value == house.count(t.DAILY_FLOW) > 0
-    assert house.lake.version(house.spark, t.CUBE_GENDER_DEPARTMENT) == cube_version
+    assert {table: house.lake.version(house.spark, table) for table in versions} == versions
 
     # A new batch of stays in the last 6 hours rewrites only the hours from its first admission.
     recent = simulate(40, seed=62, now=now, span_days=0.25, dirty_rates=CLEAN)
@@ -184,6 +184,19 @@ def test_kpi_assets_and_checks_on_seeded_data(kpi_lake):
     [census] = third.asset_materializations_for_node("gold__department_census_hourly")
     assert 0 < census.metadata["rows_updated"].value + census.metadata["rows_inserted"].value
     assert census.metadata["rows_updated"].value < len(before) / 10
+
+    # The cubes and daily flow added the fact's changes (its change data feed) to their totals,
+    # and hold exactly what a recomputation from the whole fact gives; the percentiles of
+    # length_of_stay_stats were recomputed.
+    updates = {m.asset_key: m.metadata["update"].value
+               for m in third.asset_materializations_for_node("gold_kpis_from_fact")}
+    assert updates == {**{key: "changes added" for key in FACT_KPIS},
+                       LENGTH_OF_STAY_STATS_KEY: "recomputed"}
+    whole_fact = FactRows(house.spark, house.lake, house.table(t.FACT_ADMISSIONS))
+    for kpi in FACT_KPIS.values():
+        stored, recomputed = house.table(kpi.table), kpi.compute(whole_fact)
+        assert stored.count() == recomputed.count() > 0
+        assert stored.exceptAll(recomputed.select(*stored.columns)).count() == 0, kpi.table
 
 
 def test_census_has_no_gap_after_a_quiet_spell(kpi_lake):
@@ -217,3 +230,30 @@ def test_a_missing_hour_breaks_conservation(spark):
     ).withColumn("hour_start", F.to_timestamp("hour"))
     breaks = flow.conservation_breaks(census).select("hour").collect()
     assert [r.hour for r in breaks] == ["2025-03-01 03:00:00"]
+
+
+def test_kpis_recompute_when_the_fact_changes_are_not_recorded(kpi_lake):
+    """A fact whose change data feed was off for a while (an older lake, or a user's ALTER):
+    its changes since the KPI tables' version cannot be read, so the tables are recomputed from
+    the whole fact (never left stale); the fact step turns the feed back on, and the next run
+    adds changes again."""
+    house, now, _ = kpi_lake
+    house.spark.sql(f"ALTER TABLE delta.`{house.lake.location(t.FACT_ADMISSIONS)}` "
+                    "SET TBLPROPERTIES ('delta.enableChangeDataFeed' = 'false')")
+    updates = []
+    for seed in (64, 65):
+        write_events(simulate(30, seed=seed, now=now, span_days=0.2, dirty_rates=CLEAN).events,
+                     house.landing_dir)
+        result = house.materialize(LAKE_ASSETS, checks=False)
+        assert result.success
+        updates.append({m.asset_key: (m.metadata["update"].value,
+                                      m.metadata["update_reason"].value)
+                        for m in result.asset_materializations_for_node("gold_kpis_from_fact")})
+    how, reason = updates[0][DAILY_FLOW_KEY]
+    assert how == "recomputed" and "not readable" in reason, reason
+    assert updates[1][DAILY_FLOW_KEY][0] == "changes added"
+    whole_fact = FactRows(house.spark, house.lake, house.table(t.FACT_ADMISSIONS))
+    for kpi in FACT_KPIS.values():
+        recomputed = kpi.compute(whole_fact)
+        assert house.table(kpi.table).exceptAll(recomputed).count() == 0, kpi.table
+        assert house.count(kpi.table) == recomputed.count()

@@ -48,13 +48,13 @@ def run_bare(spark, lake, landing, run_id: str) -> dict[str, float]:
         update_dim_patient,
         update_fact_admissions,
     )
-    from patient_flow_dagster.assets.kpis import FACT_KPIS, FactReads, write_kpi
+    from patient_flow_dagster.assets.kpis import FACT_KPIS, KpiStep
     from patient_flow_dagster.assets.silver import process_new_bronze
 
     def fact_kpi_tables():
-        reads = FactReads(spark, lake)
+        step = KpiStep(spark, lake)
         for kpi in FACT_KPIS.values():
-            write_kpi(spark, lake, kpi, reads)
+            step.update(kpi)
 
     def census_tables():
         update_census(spark, lake, datetime.now(timezone.utc))

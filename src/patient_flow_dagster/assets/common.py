@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from dagster import AssetKey, Config, MetadataValue, TableColumn, TableSchema
 from pyspark.sql import DataFrame
 
-from patient_flow_dagster.resources.lake import DeltaLake, Table, merge_changed
+from patient_flow_dagster.resources.lake import DeltaLake, Table, commit_note
 
 # Runs that write the lake are serialized through this concurrency pool (DESIGN.md §3).
 LAKE_POOL = "patient_flow_lake"
@@ -87,12 +87,11 @@ def table_metadata(
 
 @dataclass(frozen=True)
 class SmallTableWrite:
-    """What `write_small_table` wrote: the rows in preview order, the same rows as a DataFrame
-    (its schema), and for a MERGE the rows inserted / updated / deleted."""
+    """What `write_small_table` wrote: the rows in preview order and the same rows as a
+    DataFrame (its schema)."""
 
     rows: list[dict]
     frame: DataFrame
-    changes: dict[str, int] = field(default_factory=dict)
 
 
 def change_metadata(changes: dict[str, int]) -> dict:
@@ -101,26 +100,40 @@ def change_metadata(changes: dict[str, int]) -> dict:
 
 
 def write_small_table(spark, lake: DeltaLake, result: DataFrame, table: Table, order: list[str],
-                      merge_keys: list[str] | None = None,
-                      newest_first: bool = False) -> SmallTableWrite:
-    """Make `table` equal to `result`, a small aggregate (rows per unit, or per day and
-    hospital): overwrite it, or with `merge_keys` MERGE only what changed.
+                      newest_first: bool = False, note: dict | None = None) -> SmallTableWrite:
+    """Replace `table` with `result`, a small aggregate (rows per unit, or per day and
+    hospital), its commit carrying `note` (what it was computed from).
 
     The aggregate is computed once and collected; those rows are written and describe the
-    table (count, preview), so the table is neither computed twice nor read back. Preview order
-    is `order` (newest first when asked), sorted here: a Spark sort costs a sampling job.
+    table (count, preview), so the table is neither computed twice nor read back.
     """
-    collected = result.collect()
-    frame = spark.createDataFrame(collected, result.schema)
-    changes = {}
-    if merge_keys:
-        changes = merge_changed(lake, spark, table, frame, merge_keys)
-    else:
+    return write_collected(spark, lake, result.collect(), result.schema, table, order,
+                           newest_first, note)
+
+
+def write_collected(spark, lake: DeltaLake, collected: list, schema, table: Table,
+                    order: list[str], newest_first: bool = False,
+                    note: dict | None = None) -> SmallTableWrite:
+    """`write_small_table` for rows already collected."""
+    frame = spark.createDataFrame(collected, schema)
+    with commit_note(spark, note):
         lake.overwrite(frame, table)
-    rows = sorted((r.asDict() for r in collected),
+    return SmallTableWrite(in_preview_order(collected, order, newest_first), frame)
+
+
+def read_small_table(spark, lake: DeltaLake, table: Table, order: list[str],
+                     newest_first: bool = False) -> SmallTableWrite:
+    """A small table as it is stored, described like one just written (nothing written)."""
+    frame = lake.read(spark, table)
+    return SmallTableWrite(in_preview_order(frame.collect(), order, newest_first), frame)
+
+
+def in_preview_order(collected: list, order: list[str], newest_first: bool) -> list[dict]:
+    """Rows as dicts in preview order (`order`, newest first when asked), sorted here: a
+    Spark sort costs a sampling job."""
+    return sorted((r.asDict() for r in collected),
                   key=lambda row: tuple((row[c] is None, row[c]) for c in order),
                   reverse=newest_first)
-    return SmallTableWrite(rows, frame, changes)
 
 
 class RefreshConfig(Config):

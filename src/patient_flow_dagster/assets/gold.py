@@ -18,6 +18,7 @@ from patient_flow_dagster.assets.common import (
     table_metadata,
 )
 from patient_flow_dagster.resources.lake import (
+    CHANGE_FEED,
     DIM_DEPARTMENT,
     DIM_PATIENT,
     FACT_ADMISSIONS,
@@ -65,10 +66,11 @@ def _empty_silver(spark: SparkSession, lake: DeltaLake) -> DataFrame:
 
 
 def _merge_new_silver(spark, lake: DeltaLake, table: Table, empty: DataFrame, consumer: str,
-                      merge) -> MergeCounter:
-    """Create `table` (schema of `empty`) if needed, then `merge` each batch of silver rows
-    added since this consumer's last run into it (Delta streaming source + checkpoint)."""
-    lake.ensure(spark, table, empty.schema)
+                      merge, properties: dict[str, str] | None = None) -> MergeCounter:
+    """Create `table` (schema of `empty`, Delta `properties`) if needed, then `merge` each
+    batch of silver rows added since this consumer's last run into it (Delta streaming source
+    + checkpoint)."""
+    lake.ensure(spark, table, empty.schema, properties)
     counter = MergeCounter()
     lake.process_new_rows(spark, SILVER_EVENTS, consumer,
                           lambda batch, _: merge(spark, lake, batch, counter))
@@ -242,8 +244,9 @@ def update_fact_admissions(spark: SparkSession, lake: DeltaLake) -> MergeCounter
     empty = admissions(
         _empty_silver(spark, lake), lake.read(spark, DIM_PATIENT), lake.read(spark, DIM_DEPARTMENT)
     )
+    # The KPI tables kept as totals add up the fact's changes (assets/kpis.py).
     return _merge_new_silver(spark, lake, FACT_ADMISSIONS, empty, "gold_fact_admissions",
-                             merge_admissions)
+                             merge_admissions, properties=CHANGE_FEED)
 
 
 @asset(

@@ -1,15 +1,22 @@
-"""Gold KPIs recomputed from the fact each run: the two admission cubes (admissions and mean
-length of stay by gender x department and by department x hospital), length-of-stay statistics
-and daily flow.
+"""Gold KPIs from the fact: the two admission cubes (admissions and mean length of stay by
+gender x department and by department x hospital), length-of-stay statistics and daily flow.
 
-They are one multi-asset, so one step: each table is a small aggregate of the same fact
-tables, read once per step. In production every step is a Databricks job run, so one step
-instead of four saves three job runs per pipeline run; locally what a table costs is its Delta
-round trips, which `write_small_table` keeps to one write. Each asset is still its own node in
-the lineage, with its own checks and metadata, and can be materialized alone (`can_subset`).
+The cubes and daily flow are sums over fact rows, so they are kept as totals: a run adds the
+totals of the fact's changes since the table's last update (Delta's change data feed, +1 for a
+new row image, -1 for an old one) to the stored ones, and its cost follows what changed, not
+the fact's size. Exact percentiles are not sums: length-of-stay statistics are recomputed, when
+the fact changed. Each table's commit notes the fact version it reflects, in the same commit as
+its rows, so a crashed run is never half-applied and a run never adds the same change twice.
+The group attributes (gender, department, hospital) are fixed by the surrogate keys, which hash
+them, so only fact changes move a group's totals.
+
+They are one multi-asset, so one step: in production every step is a Databricks job run, and
+one step instead of four saves three per pipeline run. Each asset is still its own node in the
+lineage, with its own checks and metadata, and can be materialized alone (`can_subset`).
 """
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 from dagster import (
     AssetExecutionContext,
@@ -19,6 +26,7 @@ from dagster import (
     MetadataValue,
     multi_asset,
 )
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame
 
 from patient_flow_dagster.assets.common import (
@@ -29,10 +37,13 @@ from patient_flow_dagster.assets.common import (
     DIM_PATIENT_KEY,
     FACT_ADMISSIONS_KEY,
     LENGTH_OF_STAY_STATS_KEY,
+    RefreshConfig,
     SmallTableWrite,
-    change_metadata,
+    apply_full_refresh,
     markdown_table,
+    read_small_table,
     table_metadata,
+    write_collected,
     write_small_table,
 )
 from patient_flow_dagster.assets.gold import GOLD
@@ -46,22 +57,35 @@ from patient_flow_dagster.resources.lake import (
     LENGTH_OF_STAY_STATS,
     DeltaLake,
     Table,
+    last_note,
 )
-from patient_flow_dagster.transforms import flow
-from patient_flow_dagster.transforms.cubes import (
-    admissions_by_department_hospital,
-    admissions_by_gender_department,
-)
+from patient_flow_dagster.transforms import cubes, flow
+from patient_flow_dagster.transforms.changes import add_totals, signed_changes
 
 
-class FactReads:
-    """The fact and the dimensions, read lazily once per run for every KPI of the step."""
+class FactRows:
+    """Fact rows a KPI is computed from (the whole fact, or its signed changes) with the
+    dimensions, read lazily and once per step."""
 
-    def __init__(self, spark, lake: DeltaLake):
-        self.fact = lake.read(spark, FACT_ADMISSIONS)
+    def __init__(self, spark, lake: DeltaLake, fact: DataFrame):
+        self.fact = fact
         self.dim_department = lake.read(spark, DIM_DEPARTMENT)
         self.dim_patient = lake.read(spark, DIM_PATIENT)
-        self.stays = flow.stays(self.fact, self.dim_department)
+
+    @cached_property
+    def stays(self) -> DataFrame:
+        return flow.stays(self.fact, self.dim_department)
+
+
+@dataclass(frozen=True)
+class Totals:
+    """How a KPI table is a sum over fact rows: its group keys, its additive columns, their
+    values for some fact rows (`of`), and the table from the totals (`finish`)."""
+
+    keys: list[str]
+    columns: list[str]
+    of: Callable[[FactRows], DataFrame]
+    finish: Callable[[DataFrame], DataFrame]
 
 
 @dataclass(frozen=True)
@@ -70,10 +94,10 @@ class FactKpi:
 
     spec: AssetSpec
     table: Table
-    compute: Callable[[FactReads], DataFrame]
+    compute: Callable[[FactRows], DataFrame]  # the table from the whole fact
     order: list[str]  # the preview's order, and the columns it leads with
     columns: list[str]  # the preview's other columns
-    merge_keys: list[str] | None = None  # MERGE only what changed (None: overwrite the table)
+    totals: Totals | None = None  # kept by adding the fact's changes (None: recomputed)
     preview_name: str = "preview"
     preview_rows: int = 60
     newest_first: bool = False  # a growing table: preview its newest rows
@@ -85,22 +109,32 @@ def _spec(key: AssetKey, deps: list[AssetKey], description: str, group: str) -> 
                      kinds=GOLD["kinds"], owners=GOLD["owners"])
 
 
-_CUBE_COLUMNS = ["num_admissions", "avg_length_of_stay_hours"]
+def _additive(keys: list[str], columns: list[str], of, finish) -> dict:
+    """`compute` and `totals` of a KPI that is a sum over fact rows."""
+    return {"compute": lambda rows: finish(of(rows)), "totals": Totals(keys, columns, of, finish)}
+
+
+_CUBE_COLUMNS = ["num_admissions", "avg_length_of_stay_hours", "completed_stays"]
 
 FACT_KPIS = {kpi.spec.key: kpi for kpi in [
     FactKpi(
         _spec(CUBE_GENDER_DEPARTMENT_KEY, [FACT_ADMISSIONS_KEY, DIM_PATIENT_KEY, DIM_DEPARTMENT_KEY],
               "Admissions and average length of stay (hours) per gender and department.", "gold"),
         CUBE_GENDER_DEPARTMENT,
-        lambda r: admissions_by_gender_department(r.fact, r.dim_patient, r.dim_department),
-        ["gender", "department"], _CUBE_COLUMNS, total_admissions=True),
+        order=["gender", "department"], columns=_CUBE_COLUMNS, total_admissions=True,
+        **_additive(["gender", "department"], cubes.CUBE_TOTALS, lambda r: cubes.admission_totals(
+            cubes.gender_department_rows(r.fact, r.dim_patient, r.dim_department),
+            "gender", "department"), cubes.admission_cube)),
     FactKpi(
         _spec(CUBE_DEPARTMENT_HOSPITAL_KEY, [FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY],
               "Admissions and average length of stay (hours) per department and hospital.",
               "gold"),
         CUBE_DEPARTMENT_HOSPITAL,
-        lambda r: admissions_by_department_hospital(r.fact, r.dim_department),
-        ["department", "hospital_id"], _CUBE_COLUMNS, total_admissions=True),
+        order=["department", "hospital_id"], columns=_CUBE_COLUMNS, total_admissions=True,
+        **_additive(["department", "hospital_id"], cubes.CUBE_TOTALS,
+                    lambda r: cubes.admission_totals(
+                        cubes.department_hospital_rows(r.fact, r.dim_department),
+                        "department", "hospital_id"), cubes.admission_cube)),
     FactKpi(
         _spec(LENGTH_OF_STAY_STATS_KEY, [FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY],
               "Completed stays per department x hospital: count, mean, median, p90 and max "
@@ -116,27 +150,104 @@ FACT_KPIS = {kpi.spec.key: kpi for kpi in [
               "Admissions, discharges and net change in patients per day x hospital.",
               "gold_kpis"),
         DAILY_FLOW,
-        lambda r: flow.daily_flow(r.stays),
-        ["day", "hospital_id"], ["admissions", "discharges", "net_change"],
-        merge_keys=["hospital_id", "day"], preview_name="latest_days", preview_rows=14,
-        newest_first=True),
+        order=["day", "hospital_id"], columns=["admissions", "discharges", "net_change"],
+        preview_name="latest_days", preview_rows=14, newest_first=True,
+        **_additive(["hospital_id", "day"], flow.DAILY_FLOW_TOTALS,
+                    lambda r: flow.daily_flow_totals(r.stays), flow.daily_flow_from_totals)),
 ]}
 
 
-def write_kpi(spark, lake: DeltaLake, kpi: FactKpi, reads: FactReads) -> SmallTableWrite:
-    """Compute the table and write it (what the bench's bare script runs too)."""
-    return write_small_table(spark, lake, kpi.compute(reads), kpi.table, kpi.order,
-                             merge_keys=kpi.merge_keys, newest_first=kpi.newest_first)
+@dataclass(frozen=True)
+class FactVersion:
+    """The fact as a KPI table reflects it: Delta's table id (a recreated fact has a new one)
+    and version."""
+
+    table_id: str | None
+    version: int | None
+
+    @property
+    def note(self) -> dict:
+        return {"fact_table_id": self.table_id, "fact_version": self.version}
+
+    @classmethod
+    def of(cls, spark, lake: DeltaLake) -> "FactVersion":
+        return cls(lake.table_id(spark, FACT_ADMISSIONS), lake.version(spark, FACT_ADMISSIONS))
 
 
-def materialize_kpi(spark, lake: DeltaLake, kpi: FactKpi, reads: FactReads) -> MaterializeResult:
-    """Write the table and describe it from the rows written."""
-    written = write_kpi(spark, lake, kpi, reads)
+@dataclass(frozen=True)
+class KpiUpdate:
+    written: SmallTableWrite
+    how: str  # "recomputed", "changes added", or "unchanged"
+    reason: str
+
+
+class KpiStep:
+    """What the KPI tables of one step share: the fact's version, its rows and its changes
+    since a version, each read at most once."""
+
+    def __init__(self, spark, lake: DeltaLake):
+        self.spark, self.lake = spark, lake
+        self.fact = FactVersion.of(spark, lake)
+        self._changes: dict[int, FactRows] = {}
+
+    @cached_property
+    def whole_fact(self) -> FactRows:
+        return FactRows(self.spark, self.lake,
+                        self.lake.read(self.spark, FACT_ADMISSIONS, version=self.fact.version))
+
+    def changes_since(self, version: int) -> FactRows:
+        """The fact's signed changes after `version`, through the step's version."""
+        if version not in self._changes:
+            feed = self.lake.read_changes(self.spark, FACT_ADMISSIONS, version + 1,
+                                          self.fact.version)
+            self._changes[version] = FactRows(self.spark, self.lake, signed_changes(feed))
+        return self._changes[version]
+
+    def update(self, kpi: FactKpi) -> KpiUpdate:
+        """Bring the table up to the fact's version: nothing when it is there already, add
+        the changes since its version when it is kept as totals, recompute otherwise."""
+        spark, lake = self.spark, self.lake
+        noted = last_note(lake, spark, kpi.table)
+        same_fact = (self.fact.table_id is not None
+                     and noted.get("fact_table_id") == self.fact.table_id)
+        noted_version = noted.get("fact_version")
+        if same_fact and noted_version == self.fact.version:
+            return KpiUpdate(read_small_table(spark, lake, kpi.table, kpi.order,
+                                              kpi.newest_first),
+                             "unchanged", f"the fact is still at version {noted_version}")
+        reason = "no earlier update of this fact"
+        if same_fact and kpi.totals and isinstance(noted_version, int):
+            totals = kpi.totals
+            result = totals.finish(add_totals(
+                lake.read(spark, kpi.table), totals.of(self.changes_since(noted_version)),
+                totals.keys, totals.columns))
+            try:
+                collected = result.collect()
+            except AnalysisException as error:  # e.g. the change feed was off for a version
+                reason = f"the fact's changes since version {noted_version} are not readable: " \
+                    f"{str(error).splitlines()[0]}"
+            else:
+                return KpiUpdate(
+                    write_collected(spark, lake, collected, result.schema, kpi.table, kpi.order,
+                                    kpi.newest_first, self.fact.note),
+                    "changes added",
+                    f"fact versions {noted_version + 1}..{self.fact.version} added")
+        elif same_fact:
+            reason = f"the fact changed (version {noted_version} -> {self.fact.version})"
+        return KpiUpdate(write_small_table(spark, lake, kpi.compute(self.whole_fact), kpi.table,
+                                           kpi.order, kpi.newest_first, self.fact.note),
+                         "recomputed", reason)
+
+
+def materialize_kpi(lake: DeltaLake, kpi: FactKpi, update: KpiUpdate) -> MaterializeResult:
+    """Describe the table from its rows, and how this run brought it up to date."""
+    written = update.written
     columns = [*kpi.order, *kpi.columns]
     metadata = {
         **table_metadata(written.frame, lake.location(kpi.table), columns, all_rows=written.rows),
         kpi.preview_name: MetadataValue.md(markdown_table(written.rows[:kpi.preview_rows], columns)),
-        **change_metadata(written.changes),
+        "update": MetadataValue.text(update.how),
+        "update_reason": MetadataValue.text(update.reason),
     }
     if kpi.total_admissions:
         metadata["total_admissions"] = MetadataValue.int(
@@ -151,10 +262,15 @@ def materialize_kpi(spark, lake: DeltaLake, kpi: FactKpi, reads: FactReads) -> M
     required_resource_keys=GOLD["required_resource_keys"],
     pool=GOLD["pool"],
 )
-def kpis_from_fact(context: AssetExecutionContext) -> Iterator[MaterializeResult]:
-    """Recompute the selected KPI tables from the fact and the dimensions."""
-    spark = context.resources.pyspark.spark_session
+def kpis_from_fact(context: AssetExecutionContext,
+                   config: RefreshConfig) -> Iterator[MaterializeResult]:
+    """Bring the selected KPI tables up to the fact's latest version (`full_refresh`: drop
+    and recompute them)."""
+    selected = [FACT_KPIS[key] for key in context.selected_asset_keys]
+    apply_full_refresh(context, config, [kpi.table for kpi in selected], [])
     lake: DeltaLake = context.resources.lake
-    reads = FactReads(spark, lake)
-    for key in context.selected_asset_keys:
-        yield materialize_kpi(spark, lake, FACT_KPIS[key], reads)
+    step = KpiStep(context.resources.pyspark.spark_session, lake)
+    for kpi in selected:
+        update = step.update(kpi)
+        context.log.info(f"{kpi.table}: {update.how} ({update.reason})")
+        yield materialize_kpi(lake, kpi, update)

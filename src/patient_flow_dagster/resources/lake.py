@@ -7,6 +7,8 @@ Databricks. Assets never build paths themselves.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from dagster import ConfigurableResource
@@ -87,6 +89,22 @@ class DeltaLake(ConfigurableResource):
             return reader.table(self.location(table))
         return reader.load(self.location(table))
 
+    def read_changes(self, spark: SparkSession, table: Table, first: int, last: int) -> DataFrame:
+        """The table's change data feed for versions first..last: every row inserted or deleted,
+        both images of every row updated (`_change_type`, `_commit_version`)."""
+        reader = (spark.read.format("delta").option("readChangeFeed", "true")
+                  .option("startingVersion", first).option("endingVersion", last))
+        if self.catalog:
+            return reader.table(self.location(table))
+        return reader.load(self.location(table))
+
+    def table_id(self, spark: SparkSession, table: Table) -> str | None:
+        """Delta's id of the table: a dropped and recreated table has a new one, while its
+        versions start again from 0."""
+        if not self.exists(spark, table):
+            return None
+        return self.delta_table(spark, table).detail().select("id").first()[0]
+
     def version(self, spark: SparkSession, table: Table) -> int | None:
         """The table's latest Delta version, or None when it does not exist yet."""
         if not self.exists(spark, table):
@@ -100,15 +118,32 @@ class DeltaLake(ConfigurableResource):
         if self.catalog:
             spark.sql(f"CREATE SCHEMA IF NOT EXISTS `{self.catalog}`.`{table.layer}`")
 
-    def ensure(self, spark: SparkSession, table: Table, schema: StructType) -> None:
-        """Create the table empty with `schema` if it does not exist (MERGE needs a target)."""
+    def ensure(self, spark: SparkSession, table: Table, schema: StructType,
+               properties: dict[str, str] | None = None) -> None:
+        """Create the table empty with `schema` if it does not exist (MERGE needs a target).
+        `properties`: Delta table properties it must have, set on a table created before
+        they were asked for too."""
         if self.catalog:  # three-part names: through the catalog (the builder parses two parts)
             self.ensure_schema(spark, table)
             spark.createDataFrame([], schema).write.format("delta").mode("ignore").saveAsTable(
                 self.location(table))
-            return
-        DeltaTable.createIfNotExists(spark).addColumns(schema).location(
-            self.location(table)).execute()
+        else:
+            builder = DeltaTable.createIfNotExists(spark).addColumns(schema).location(
+                self.location(table))
+            for name, value in (properties or {}).items():
+                builder = builder.property(name, value)
+            builder.execute()
+        if properties:
+            current = self.delta_table(spark, table).detail().select("properties").first()[0]
+            missing = {k: v for k, v in properties.items() if current.get(k) != v}
+            if missing:
+                settings = ", ".join(f"'{k}' = '{v}'" for k, v in missing.items())
+                spark.sql(f"ALTER TABLE {self._sql_name(table)} SET TBLPROPERTIES ({settings})")
+
+    def _sql_name(self, table: Table) -> str:
+        if self.catalog:
+            return self.location(table)
+        return f"delta.`{self.location(table)}`"
 
     def append(
         self, df: DataFrame, table: Table, txn: tuple[str, int] | None = None
@@ -199,6 +234,22 @@ def _delete_path(spark: SparkSession, location: str) -> None:
 
 
 COMMIT_NOTE = "spark.databricks.delta.commitInfo.userMetadata"
+# A table whose readers keep totals of it records its changes (Delta's change data feed).
+CHANGE_FEED = {"delta.enableChangeDataFeed": "true"}
+
+
+@contextmanager
+def commit_note(spark: SparkSession, note: dict | None) -> Iterator[None]:
+    """Delta commits made inside carry `note` (JSON) as their user metadata: what a table was
+    computed from, read back with `last_note`, written in the same commit as the data."""
+    if note is None:
+        yield
+        return
+    spark.conf.set(COMMIT_NOTE, json.dumps(note))
+    try:
+        yield
+    finally:
+        spark.conf.unset(COMMIT_NOTE)
 
 
 def merge_changed(lake: DeltaLake, spark: SparkSession, table: Table, rows: DataFrame,
@@ -255,11 +306,8 @@ def replace_changed(lake: DeltaLake, spark: SparkSession, table: Table, rows: Da
         ).first()
         counts = {name: int(compared[name]) for name in ("inserted", "updated", "deleted")}
         if any(counts.values()):
-            spark.conf.set(COMMIT_NOTE, json.dumps(note or {}))
-            try:
+            with commit_note(spark, note or {}):
                 lake.overwrite(rows.orderBy(*(order or keys)), table, replace_where=where)
-            finally:
-                spark.conf.unset(COMMIT_NOTE)
     finally:
         rows.unpersist()
     return counts

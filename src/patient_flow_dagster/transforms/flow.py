@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from patient_flow_dagster.transforms.changes import WEIGHT, weight_of
 from patient_flow_dagster.transforms.cubes import exact_mean_hours
 
 CENSUS_KEYS = ("hospital_id", "department", "hour_start")
@@ -25,9 +26,11 @@ def utc_literal(instant: datetime):
 
 
 def stays(fact: DataFrame, dim_department: DataFrame) -> DataFrame:
-    """Fact rows with their department, hospital and bed capacity."""
+    """Fact rows with their department, hospital and bed capacity (and weight, for signed
+    fact changes)."""
+    weight = [WEIGHT] if WEIGHT in fact.columns else []
     return fact.select("event_id", "department_sk", "admission_time_ts", "discharge_time_ts",
-                       "length_of_stay_hours", "stay_category").join(
+                       "length_of_stay_hours", "stay_category", *weight).join(
         dim_department.select("department_sk", "department",
                               F.col("hospital_id").alias("hospital_id"), "bed_capacity"),
         "department_sk",
@@ -160,19 +163,32 @@ def length_of_stay_stats(stays_df: DataFrame) -> DataFrame:
     )
 
 
+DAILY_FLOW_TOTALS = ["admissions", "discharges"]
+
+
+def daily_flow_totals(stays_df: DataFrame) -> DataFrame:
+    """Admissions per admission day and discharges per discharge day, per hospital, each stay
+    counted with its weight (1, or -1 for a fact row's old image)."""
+    weight = weight_of(stays_df)
+    admitted = stays_df.select("hospital_id", F.to_date("admission_time_ts").alias("day"),
+                               weight.alias("admissions"), F.lit(0).alias("discharges"))
+    discharged = stays_df.filter(F.col("discharge_time_ts").isNotNull()).select(
+        "hospital_id", F.to_date("discharge_time_ts").alias("day"),
+        F.lit(0).alias("admissions"), weight.alias("discharges"))
+    return admitted.unionByName(discharged).groupBy("hospital_id", "day").agg(
+        *(F.sum(c).cast("long").alias(c) for c in DAILY_FLOW_TOTALS))
+
+
+def daily_flow_from_totals(totals: DataFrame) -> DataFrame:
+    """Days with any admission or discharge, and the net change in patients."""
+    return totals.filter((F.col("admissions") != 0) | (F.col("discharges") != 0)).select(
+        "hospital_id", "day", "admissions", "discharges",
+        (F.col("admissions") - F.col("discharges")).alias("net_change"))
+
+
 def daily_flow(stays_df: DataFrame) -> DataFrame:
     """Admissions, discharges and net change in patients per day x hospital."""
-    admitted = stays_df.groupBy("hospital_id", F.to_date("admission_time_ts").alias("day")).agg(
-        F.count(F.lit(1)).alias("admissions"))
-    discharged = stays_df.filter(F.col("discharge_time_ts").isNotNull()).groupBy(
-        "hospital_id", F.to_date("discharge_time_ts").alias("day")
-    ).agg(F.count(F.lit(1)).alias("discharges"))
-    return (
-        admitted.join(discharged, ["hospital_id", "day"], "full_outer")
-        .fillna(0, ["admissions", "discharges"])
-        .withColumn("net_change", F.col("admissions") - F.col("discharges"))
-        .select("hospital_id", "day", "admissions", "discharges", "net_change")
-    )
+    return daily_flow_from_totals(daily_flow_totals(stays_df))
 
 
 def with_conservation_flag(census: DataFrame) -> DataFrame:
