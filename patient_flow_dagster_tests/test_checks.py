@@ -70,6 +70,12 @@ def test_rows_deleted_behind_the_pipelines_back_fail_reconciliation(lakehouse, s
     DeltaTable.forPath(spark, lakehouse.lake.location(t.SILVER_EVENTS)).delete(
         F.col("event_id").isin(victims)
     )
+    # A cube kept as totals that drifted: one group counts an admission too many.
+    [group] = lakehouse.table(t.CUBE_GENDER_DEPARTMENT).limit(1).collect()
+    DeltaTable.forPath(spark, lakehouse.lake.location(t.CUBE_GENDER_DEPARTMENT)).update(
+        (F.col("gender") == group.gender) & (F.col("department") == group.department),
+        {"num_admissions": F.col("num_admissions") + 1},
+    )
 
     # The checks-only job re-checks the existing tables without materializing anything.
     settings = Settings(env="local", lake_root=str(lakehouse.root / "lake"),
@@ -86,6 +92,10 @@ def test_rows_deleted_behind_the_pipelines_back_fail_reconciliation(lakehouse, s
     assert reconciliation.metadata["missing_from_silver_and_quarantine"].value == 3
     # The rows still in the fact now point nowhere in silver, but gold keys are intact.
     assert checks["valid_patient_fk"].passed
+    drift = checks["gender_department_cube_matches_fact"]
+    assert not drift.passed
+    assert drift.metadata["admissions_actual"].value == drift.metadata["admissions_expected"].value + 1
+    assert checks["department_hospital_cube_matches_fact"].passed
 
 
 def test_reconciliation_counts_each_kind_of_loss_on_small_frames(spark):

@@ -141,7 +141,8 @@ def test_kpi_assets_and_checks_on_seeded_data(kpi_lake):
     assert first.success
     checks = {e.check_name: e for e in first.get_asset_check_evaluations()}
     for name in ("census_not_negative", "census_flow_conservation", "daily_flow_matches_fact",
-                 "length_of_stay_stats_consistent", "current_occupancy_consistent"):
+                 "length_of_stay_stats_consistent", "current_occupancy_consistent",
+                 "gender_department_cube_matches_fact", "department_hospital_cube_matches_fact"):
         assert checks[name].passed, (name, checks[name].metadata)
     assert "present_at_last_complete_hour_actual" in checks["census_flow_conservation"].metadata
     census_meta = {m.asset_key.to_user_string(): m.metadata

@@ -29,6 +29,8 @@ from pyspark.sql import functions as F
 
 from patient_flow_dagster.assets.common import (
     BRONZE_KEY,
+    CUBE_DEPARTMENT_HOSPITAL_KEY,
+    CUBE_GENDER_DEPARTMENT_KEY,
     CURRENT_OCCUPANCY_KEY,
     DAILY_FLOW_KEY,
     DEPARTMENT_CENSUS_HOURLY_KEY,
@@ -393,6 +395,22 @@ def length_of_stay_stats_consistent(context) -> AssetCheckResult:
     })
 
 
+def cube_matches_fact(table: t.Table) -> Callable[..., AssetCheckResult]:
+    """The cube's admissions and completed stays add up to the fact's: its totals, kept by
+    adding the fact's changes, have not drifted from the fact."""
+    def evaluate(context) -> AssetCheckResult:
+        spark, lake = _spark_lake(context)
+        row = lake.read(spark, table).agg(
+            F.sum("num_admissions").alias("admissions"),
+            F.sum("completed_stays").alias("completed_stays"),
+        ).first()
+        fact = _fact_totals(context)
+        return _count_result({name: (row[name] or 0, fact[name])
+                              for name in ("admissions", "completed_stays")})
+
+    return evaluate
+
+
 def current_occupancy_consistent(context) -> AssetCheckResult:
     spark, lake = _spark_lake(context)
     snapshot = lake.read(spark, t.CURRENT_OCCUPANCY)
@@ -410,6 +428,12 @@ KPI_CHECKS = [
           "admissions in h - discharges in h, no unit misses an hour, and the census agrees "
           "with a direct count of open stays from the fact at the end of the last complete "
           "hour.", census_flow_conservation),
+    Check("gender_department_cube_matches_fact", CUBE_GENDER_DEPARTMENT_KEY,
+          "Admissions and completed stays add up to the fact's (the totals kept from the "
+          "fact's changes have not drifted).", cube_matches_fact(t.CUBE_GENDER_DEPARTMENT)),
+    Check("department_hospital_cube_matches_fact", CUBE_DEPARTMENT_HOSPITAL_KEY,
+          "Admissions and completed stays add up to the fact's (the totals kept from the "
+          "fact's changes have not drifted).", cube_matches_fact(t.CUBE_DEPARTMENT_HOSPITAL)),
     Check("daily_flow_matches_fact", DAILY_FLOW_KEY,
           "Admissions and discharges add up to the fact table's totals.", daily_flow_matches_fact),
     Check("length_of_stay_stats_consistent", LENGTH_OF_STAY_STATS_KEY,
