@@ -86,9 +86,9 @@ def table_metadata(
 
 
 @dataclass(frozen=True)
-class SmallTableWrite:
-    """What `write_small_table` wrote: the rows in preview order and the same rows as a
-    DataFrame (its schema)."""
+class SmallTable:
+    """A small table's rows in preview order, and the same rows as a DataFrame (its schema):
+    what `write_small_table` wrote, or what `read_small_table` read."""
 
     rows: list[dict]
     frame: DataFrame
@@ -100,7 +100,7 @@ def change_metadata(changes: dict[str, int]) -> dict:
 
 
 def write_small_table(spark, lake: DeltaLake, result: DataFrame, table: Table, order: list[str],
-                      newest_first: bool = False, note: dict | None = None) -> SmallTableWrite:
+                      newest_first: bool = False, note: dict | None = None) -> SmallTable:
     """Replace `table` with `result`, a small aggregate (rows per unit, or per day and
     hospital), its commit carrying `note` (what it was computed from).
 
@@ -113,19 +113,19 @@ def write_small_table(spark, lake: DeltaLake, result: DataFrame, table: Table, o
 
 def write_collected(spark, lake: DeltaLake, collected: list, schema, table: Table,
                     order: list[str], newest_first: bool = False,
-                    note: dict | None = None) -> SmallTableWrite:
+                    note: dict | None = None) -> SmallTable:
     """`write_small_table` for rows already collected."""
     frame = spark.createDataFrame(collected, schema)
     with commit_note(spark, note):
         lake.overwrite(frame, table)
-    return SmallTableWrite(in_preview_order(collected, order, newest_first), frame)
+    return SmallTable(in_preview_order(collected, order, newest_first), frame)
 
 
 def read_small_table(spark, lake: DeltaLake, table: Table, order: list[str],
-                     newest_first: bool = False) -> SmallTableWrite:
+                     newest_first: bool = False) -> SmallTable:
     """A small table as it is stored, described like one just written (nothing written)."""
     frame = lake.read(spark, table)
-    return SmallTableWrite(in_preview_order(frame.collect(), order, newest_first), frame)
+    return SmallTable(in_preview_order(frame.collect(), order, newest_first), frame)
 
 
 def in_preview_order(collected: list, order: list[str], newest_first: bool) -> list[dict]:

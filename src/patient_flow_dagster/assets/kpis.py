@@ -38,7 +38,7 @@ from patient_flow_dagster.assets.common import (
     FACT_ADMISSIONS_KEY,
     LENGTH_OF_STAY_STATS_KEY,
     RefreshConfig,
-    SmallTableWrite,
+    SmallTable,
     apply_full_refresh,
     markdown_table,
     read_small_table,
@@ -122,9 +122,10 @@ FACT_KPIS = {kpi.spec.key: kpi for kpi in [
               "Admissions and average length of stay (hours) per gender and department.", "gold"),
         CUBE_GENDER_DEPARTMENT,
         order=["gender", "department"], columns=_CUBE_COLUMNS, total_admissions=True,
-        **_additive(["gender", "department"], cubes.CUBE_TOTALS, lambda r: cubes.admission_totals(
-            cubes.gender_department_rows(r.fact, r.dim_patient, r.dim_department),
-            "gender", "department"), cubes.admission_cube)),
+        **_additive(["gender", "department"], cubes.CUBE_TOTALS,
+                    lambda r: cubes.gender_department_totals(r.fact, r.dim_patient,
+                                                             r.dim_department),
+                    cubes.admission_cube)),
     FactKpi(
         _spec(CUBE_DEPARTMENT_HOSPITAL_KEY, [FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY],
               "Admissions and average length of stay (hours) per department and hospital.",
@@ -132,9 +133,8 @@ FACT_KPIS = {kpi.spec.key: kpi for kpi in [
         CUBE_DEPARTMENT_HOSPITAL,
         order=["department", "hospital_id"], columns=_CUBE_COLUMNS, total_admissions=True,
         **_additive(["department", "hospital_id"], cubes.CUBE_TOTALS,
-                    lambda r: cubes.admission_totals(
-                        cubes.department_hospital_rows(r.fact, r.dim_department),
-                        "department", "hospital_id"), cubes.admission_cube)),
+                    lambda r: cubes.department_hospital_totals(r.fact, r.dim_department),
+                    cubes.admission_cube)),
     FactKpi(
         _spec(LENGTH_OF_STAY_STATS_KEY, [FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY],
               "Completed stays per department x hospital: count, mean, median, p90 and max "
@@ -176,7 +176,7 @@ class FactVersion:
 
 @dataclass(frozen=True)
 class KpiUpdate:
-    written: SmallTableWrite
+    written: SmallTable
     how: str  # "recomputed", "changes added", or "unchanged"
     reason: str
 

@@ -371,17 +371,6 @@ def _fact_totals(context) -> dict[str, int]:
     return {name: int(row[name] or 0) for name in row.asDict()}
 
 
-def daily_flow_matches_fact(context) -> AssetCheckResult:
-    spark, lake = _spark_lake(context)
-    totals = lake.read(spark, t.DAILY_FLOW).agg(
-        F.sum("admissions"), F.sum("discharges")).first()
-    fact = _fact_totals(context)
-    return _count_result({
-        "admissions": (totals[0] or 0, fact["admissions"]),
-        "discharges": (totals[1] or 0, fact["discharges"]),
-    })
-
-
 def length_of_stay_stats_consistent(context) -> AssetCheckResult:
     spark, lake = _spark_lake(context)
     row = lake.read(spark, t.LENGTH_OF_STAY_STATS).agg(
@@ -395,20 +384,22 @@ def length_of_stay_stats_consistent(context) -> AssetCheckResult:
     })
 
 
-def cube_matches_fact(table: t.Table) -> Callable[..., AssetCheckResult]:
-    """The cube's admissions and completed stays add up to the fact's: its totals, kept by
-    adding the fact's changes, have not drifted from the fact."""
+def sums_match_fact(table: t.Table, columns: dict[str, str]) -> Callable[..., AssetCheckResult]:
+    """A KPI table's column sums equal the fact's totals (`columns`: fact total -> column): its
+    figures, kept by adding the fact's changes, have not drifted from the fact."""
     def evaluate(context) -> AssetCheckResult:
         spark, lake = _spark_lake(context)
         row = lake.read(spark, table).agg(
-            F.sum("num_admissions").alias("admissions"),
-            F.sum("completed_stays").alias("completed_stays"),
-        ).first()
+            *(F.sum(column).alias(total) for total, column in columns.items())).first()
         fact = _fact_totals(context)
-        return _count_result({name: (row[name] or 0, fact[name])
-                              for name in ("admissions", "completed_stays")})
+        return _count_result({total: (row[total] or 0, fact[total]) for total in columns})
 
     return evaluate
+
+
+_CUBE_SUMS = {"admissions": "num_admissions", "completed_stays": "completed_stays"}
+_CUBE_SUMS_DESCRIPTION = ("Admissions and completed stays add up to the fact's (the totals kept "
+                          "from the fact's changes have not drifted).")
 
 
 def current_occupancy_consistent(context) -> AssetCheckResult:
@@ -429,13 +420,12 @@ KPI_CHECKS = [
           "with a direct count of open stays from the fact at the end of the last complete "
           "hour.", census_flow_conservation),
     Check("gender_department_cube_matches_fact", CUBE_GENDER_DEPARTMENT_KEY,
-          "Admissions and completed stays add up to the fact's (the totals kept from the "
-          "fact's changes have not drifted).", cube_matches_fact(t.CUBE_GENDER_DEPARTMENT)),
+          _CUBE_SUMS_DESCRIPTION, sums_match_fact(t.CUBE_GENDER_DEPARTMENT, _CUBE_SUMS)),
     Check("department_hospital_cube_matches_fact", CUBE_DEPARTMENT_HOSPITAL_KEY,
-          "Admissions and completed stays add up to the fact's (the totals kept from the "
-          "fact's changes have not drifted).", cube_matches_fact(t.CUBE_DEPARTMENT_HOSPITAL)),
+          _CUBE_SUMS_DESCRIPTION, sums_match_fact(t.CUBE_DEPARTMENT_HOSPITAL, _CUBE_SUMS)),
     Check("daily_flow_matches_fact", DAILY_FLOW_KEY,
-          "Admissions and discharges add up to the fact table's totals.", daily_flow_matches_fact),
+          "Admissions and discharges add up to the fact table's totals.",
+          sums_match_fact(t.DAILY_FLOW, {"admissions": "admissions", "discharges": "discharges"})),
     Check("length_of_stay_stats_consistent", LENGTH_OF_STAY_STATS_KEY,
           "Completed stays add up to the fact's, and median <= p90 <= max.",
           length_of_stay_stats_consistent),

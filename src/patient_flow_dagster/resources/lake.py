@@ -74,9 +74,7 @@ class DeltaLake(ConfigurableResource):
         reader = spark.read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
-        if self.catalog:
-            return reader.table(self.location(table))
-        return reader.load(self.location(table))
+        return self._load(reader, table)
 
     def delta_table(self, spark: SparkSession, table: Table) -> DeltaTable:
         if self.catalog:
@@ -85,6 +83,10 @@ class DeltaLake(ConfigurableResource):
 
     def read_stream(self, spark: SparkSession, table: Table) -> DataFrame:
         reader: DataStreamReader = spark.readStream.format("delta")
+        return self._load(reader, table)
+
+    def _load(self, reader, table: Table) -> DataFrame:
+        """A batch or streaming reader's DataFrame of the table, by name or by path."""
         if self.catalog:
             return reader.table(self.location(table))
         return reader.load(self.location(table))
@@ -92,11 +94,8 @@ class DeltaLake(ConfigurableResource):
     def read_changes(self, spark: SparkSession, table: Table, first: int, last: int) -> DataFrame:
         """The table's change data feed for versions first..last: every row inserted or deleted,
         both images of every row updated (`_change_type`, `_commit_version`)."""
-        reader = (spark.read.format("delta").option("readChangeFeed", "true")
-                  .option("startingVersion", first).option("endingVersion", last))
-        if self.catalog:
-            return reader.table(self.location(table))
-        return reader.load(self.location(table))
+        return self._load(spark.read.format("delta").option("readChangeFeed", "true")
+                          .option("startingVersion", first).option("endingVersion", last), table)
 
     def table_id(self, spark: SparkSession, table: Table) -> str | None:
         """Delta's id of the table: a dropped and recreated table has a new one, while its

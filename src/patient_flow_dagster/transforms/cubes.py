@@ -68,15 +68,27 @@ def department_hospital_rows(fact: DataFrame, dim_department: DataFrame) -> Data
     ).drop("hospital_id").withColumnRenamed("_h", "hospital_id")
 
 
+def gender_department_totals(
+    fact: DataFrame, dim_patient: DataFrame, dim_department: DataFrame
+) -> DataFrame:
+    """The gender x department cube's totals of `fact` (the whole fact, or signed changes)."""
+    return admission_totals(gender_department_rows(fact, dim_patient, dim_department),
+                            "gender", "department")
+
+
+def department_hospital_totals(fact: DataFrame, dim_department: DataFrame) -> DataFrame:
+    """The department x hospital cube's totals of `fact` (the whole fact, or signed changes)."""
+    return admission_totals(department_hospital_rows(fact, dim_department),
+                            "department", "hospital_id")
+
+
 def admissions_by_gender_department(
     fact: DataFrame, dim_patient: DataFrame, dim_department: DataFrame
 ) -> DataFrame:
     """num_admissions and avg_length_of_stay_hours (completed stays) per gender x department."""
-    return admission_cube(admission_totals(
-        gender_department_rows(fact, dim_patient, dim_department), "gender", "department"))
+    return admission_cube(gender_department_totals(fact, dim_patient, dim_department))
 
 
 def admissions_by_department_hospital(fact: DataFrame, dim_department: DataFrame) -> DataFrame:
     """num_admissions and avg_length_of_stay_hours (completed stays) per department x hospital."""
-    return admission_cube(admission_totals(
-        department_hospital_rows(fact, dim_department), "department", "hospital_id"))
+    return admission_cube(department_hospital_totals(fact, dim_department))
