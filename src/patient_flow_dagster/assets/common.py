@@ -1,13 +1,14 @@
 """What every lake-writing asset shares: keys, resources, pool, and metadata builders."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from dagster import AssetKey, Config, MetadataValue, TableColumn, TableSchema
 from pyspark.sql import DataFrame
 
-from patient_flow_dagster.resources.lake import DeltaLake, Table, commit_note
+from patient_flow_dagster.resources.lake import DeltaLake, Table
 
 # Runs that write the lake are serialized through this concurrency pool (DESIGN.md §3).
 LAKE_POOL = "patient_flow_lake"
@@ -94,6 +95,23 @@ class SmallTable:
     frame: DataFrame
 
 
+def side_by_side(work: Callable, items: Sequence) -> Iterator:
+    """`work(item)` for every item, each on its own thread, results yielded in the items' order.
+
+    One step's independent Spark work (the KPI tables, a step's checks) runs as concurrent
+    Spark jobs: one item's driver-side work (Delta log replay, planning, the commit) overlaps
+    another's tasks, which on two cores is most of a small table's cost. Spark's scheduler and
+    Delta's optimistic commits are made for concurrent jobs; what the items share must be
+    thread-safe (a lock around a cache, a commit note as a writer option)."""
+    if len(items) <= 1:
+        yield from map(work, items)
+        return
+    with ThreadPoolExecutor(max_workers=len(items), thread_name_prefix="side-by-side") as pool:
+        futures = [pool.submit(work, item) for item in items]
+        for future in futures:
+            yield future.result()
+
+
 def change_metadata(changes: dict[str, int]) -> dict:
     """rows_inserted / rows_updated / rows_deleted of a MERGE or range rewrite, as metadata."""
     return {f"rows_{name}": MetadataValue.int(n) for name, n in changes.items()}
@@ -116,8 +134,7 @@ def write_collected(spark, lake: DeltaLake, collected: list, schema, table: Tabl
                     note: dict | None = None) -> SmallTable:
     """`write_small_table` for rows already collected."""
     frame = spark.createDataFrame(collected, schema)
-    with commit_note(spark, note):
-        lake.overwrite(frame, table)
+    lake.overwrite(frame, table, note=note)
     return SmallTable(in_preview_order(collected, order, newest_first), frame)
 
 

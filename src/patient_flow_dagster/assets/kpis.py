@@ -14,9 +14,9 @@ They are one multi-asset, so one step: in production every step is a Databricks 
 one step instead of four saves three per pipeline run. Each asset is still its own node in the
 lineage, with its own checks and metadata, and can be materialized alone (`can_subset`).
 """
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
-from functools import cached_property
 
 from dagster import (
     AssetExecutionContext,
@@ -42,6 +42,7 @@ from patient_flow_dagster.assets.common import (
     apply_full_refresh,
     markdown_table,
     read_small_table,
+    side_by_side,
     table_metadata,
     write_collected,
     write_small_table,
@@ -65,16 +66,13 @@ from patient_flow_dagster.transforms.changes import add_totals, signed_changes
 
 class FactRows:
     """Fact rows a KPI is computed from (the whole fact, or its signed changes) with the
-    dimensions, read lazily and once per step."""
+    dimensions (lazy DataFrames: nothing is read until a KPI's query runs)."""
 
     def __init__(self, spark, lake: DeltaLake, fact: DataFrame):
         self.fact = fact
         self.dim_department = lake.read(spark, DIM_DEPARTMENT)
         self.dim_patient = lake.read(spark, DIM_PATIENT)
-
-    @cached_property
-    def stays(self) -> DataFrame:
-        return flow.stays(self.fact, self.dim_department)
+        self.stays = flow.stays(self.fact, self.dim_department)
 
 
 @dataclass(frozen=True)
@@ -183,25 +181,29 @@ class KpiUpdate:
 
 class KpiStep:
     """What the KPI tables of one step share: the fact's version, its rows and its changes
-    since a version, each read at most once."""
+    since a version, each defined once (the tables are updated side by side, on threads)."""
 
     def __init__(self, spark, lake: DeltaLake):
         self.spark, self.lake = spark, lake
         self.fact = FactVersion.of(spark, lake)
-        self._changes: dict[int, FactRows] = {}
+        self._rows: dict[Hashable, FactRows] = {}
+        self._lock = threading.Lock()
 
-    @cached_property
+    def _once(self, key: Hashable, fact: Callable[[], DataFrame]) -> FactRows:
+        with self._lock:
+            if key not in self._rows:
+                self._rows[key] = FactRows(self.spark, self.lake, fact())
+            return self._rows[key]
+
+    @property
     def whole_fact(self) -> FactRows:
-        return FactRows(self.spark, self.lake,
-                        self.lake.read(self.spark, FACT_ADMISSIONS, version=self.fact.version))
+        return self._once("whole", lambda: self.lake.read(self.spark, FACT_ADMISSIONS,
+                                                          version=self.fact.version))
 
     def changes_since(self, version: int) -> FactRows:
         """The fact's signed changes after `version`, through the step's version."""
-        if version not in self._changes:
-            feed = self.lake.read_changes(self.spark, FACT_ADMISSIONS, version + 1,
-                                          self.fact.version)
-            self._changes[version] = FactRows(self.spark, self.lake, signed_changes(feed))
-        return self._changes[version]
+        return self._once(version, lambda: signed_changes(self.lake.read_changes(
+            self.spark, FACT_ADMISSIONS, version + 1, self.fact.version)))
 
     def update(self, kpi: FactKpi) -> KpiUpdate:
         """Bring the table up to the fact's version: nothing when it is there already, add
@@ -264,13 +266,12 @@ def materialize_kpi(lake: DeltaLake, kpi: FactKpi, update: KpiUpdate) -> Materia
 )
 def kpis_from_fact(context: AssetExecutionContext,
                    config: RefreshConfig) -> Iterator[MaterializeResult]:
-    """Bring the selected KPI tables up to the fact's latest version (`full_refresh`: drop
-    and recompute them)."""
+    """Bring the selected KPI tables up to the fact's latest version, side by side (`full_refresh`:
+    drop and recompute them)."""
     selected = [FACT_KPIS[key] for key in context.selected_asset_keys]
     apply_full_refresh(context, config, [kpi.table for kpi in selected], [])
     lake: DeltaLake = context.resources.lake
     step = KpiStep(context.resources.pyspark.spark_session, lake)
-    for kpi in selected:
-        update = step.update(kpi)
+    for kpi, update in zip(selected, side_by_side(step.update, selected)):
         context.log.info(f"{kpi.table}: {update.how} ({update.reason})")
         yield materialize_kpi(lake, kpi, update)

@@ -11,6 +11,7 @@ downstream assets.
 """
 
 import functools
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -41,6 +42,7 @@ from patient_flow_dagster.assets.common import (
     SILVER_KEY,
     SPARK_RESOURCES,
     markdown_table,
+    side_by_side,
 )
 from patient_flow_dagster.quality import measures
 from patient_flow_dagster.quality.rules import RULES, QualityRule
@@ -67,16 +69,16 @@ class Check:
 
 def check_step(name: str, description: str, checks: list[Check],
                resources: set[str] = CHECK_RESOURCES) -> AssetChecksDefinition:
-    """One subsettable step evaluating the selected `checks` in order."""
+    """One subsettable step evaluating the selected `checks` side by side (concurrent Spark
+    jobs), reported in declaration order."""
 
     @multi_asset_check(name=name, description=description, specs=[c.spec for c in checks],
                        can_subset=True, required_resource_keys=resources)
     def _step(context: AssetCheckExecutionContext):
-        selected = {key.name for key in context.selected_asset_check_keys}
-        for check in checks:
-            if check.name in selected:
-                yield check.evaluate(context)._replace(asset_key=check.asset,
-                                                       check_name=check.name)
+        selected_names = {key.name for key in context.selected_asset_check_keys}
+        selected = [check for check in checks if check.name in selected_names]
+        for check, result in zip(selected, side_by_side(lambda c: c.evaluate(context), selected)):
+            yield result._replace(asset_key=check.asset, check_name=check.name)
 
     return _step
 
@@ -113,21 +115,38 @@ def rule_check_result(
     )
 
 
-_per_run: dict = {}
+class _Once:
+    """A value computed by the first caller; concurrent callers wait for it."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.computed = False
+        self.value = None
+
+    def get(self, compute: Callable):
+        with self.lock:
+            if not self.computed:
+                self.value, self.computed = compute(), True
+            return self.value
+
+
+_per_run: dict[tuple[str, str], _Once] = {}
+_per_run_lock = threading.Lock()
 
 
 def shared_per_run(measure: Callable):
     """Decorator: `measure(context)` is computed once per run and shared by the checks of its
-    step (they run one after the other, and nothing writes their tables in between). Only the
-    current run's results are kept (small: counts and a few sample keys)."""
+    step (they run side by side, and nothing writes their tables meanwhile): the first check
+    computes it, the others wait for it. Only the current run's results are kept (small:
+    counts and a few sample keys)."""
     @functools.wraps(measure)
     def shared(context):
         key = (context.run.run_id, measure.__qualname__)
-        if key not in _per_run:
+        with _per_run_lock:
             for stale in [k for k in _per_run if k[0] != key[0]]:
                 del _per_run[stale]
-            _per_run[key] = measure(context)
-        return _per_run[key]
+            once = _per_run.setdefault(key, _Once())
+        return once.get(lambda: measure(context))
 
     return shared
 

@@ -7,8 +7,6 @@ Databricks. Assets never build paths themselves.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from dagster import ConfigurableResource
@@ -154,10 +152,16 @@ class DeltaLake(ConfigurableResource):
             writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
         self._save(writer, table)
 
-    def overwrite(self, df: DataFrame, table: Table, replace_where: str | None = None) -> None:
-        """Replace the table, or only the rows matching `replace_where`."""
+    def overwrite(self, df: DataFrame, table: Table, replace_where: str | None = None,
+                  note: dict | None = None) -> None:
+        """Replace the table, or only the rows matching `replace_where`. `note` (JSON) goes
+        into the commit's user metadata, in the same commit as the rows: what the table was
+        computed from, read back with `last_note`. A writer option, not a session setting,
+        so concurrent writes each carry their own."""
         self.ensure_schema(df.sparkSession, table)
         writer = df.write.format("delta").mode("overwrite")
+        if note is not None:
+            writer = writer.option("userMetadata", json.dumps(note))
         if replace_where:
             writer = writer.option("replaceWhere", replace_where)
         else:
@@ -232,23 +236,8 @@ def _delete_path(spark: SparkSession, location: str) -> None:
     path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(path, True)
 
 
-COMMIT_NOTE = "spark.databricks.delta.commitInfo.userMetadata"
 # A table whose readers keep totals of it records its changes (Delta's change data feed).
 CHANGE_FEED = {"delta.enableChangeDataFeed": "true"}
-
-
-@contextmanager
-def commit_note(spark: SparkSession, note: dict | None) -> Iterator[None]:
-    """Delta commits made inside carry `note` (JSON) as their user metadata: what a table was
-    computed from, read back with `last_note`, written in the same commit as the data."""
-    if note is None:
-        yield
-        return
-    spark.conf.set(COMMIT_NOTE, json.dumps(note))
-    try:
-        yield
-    finally:
-        spark.conf.unset(COMMIT_NOTE)
 
 
 def merge_changed(lake: DeltaLake, spark: SparkSession, table: Table, rows: DataFrame,
@@ -305,8 +294,8 @@ def replace_changed(lake: DeltaLake, spark: SparkSession, table: Table, rows: Da
         ).first()
         counts = {name: int(compared[name]) for name in ("inserted", "updated", "deleted")}
         if any(counts.values()):
-            with commit_note(spark, note or {}):
-                lake.overwrite(rows.orderBy(*(order or keys)), table, replace_where=where)
+            lake.overwrite(rows.orderBy(*(order or keys)), table, replace_where=where,
+                           note=note or {})
     finally:
         rows.unpersist()
     return counts
