@@ -42,6 +42,7 @@ def run_bare(spark, lake, landing, run_id: str) -> dict[str, float]:
     """The same transforms and storage steps as the assets, called as one plain PySpark script
     (no Dagster run, no checks, no metadata)."""
     from patient_flow_dagster.assets.bronze import ingest_landing
+    from patient_flow_dagster.assets.common import side_by_side
     from patient_flow_dagster.assets.flow import update_census, write_current_occupancy
     from patient_flow_dagster.assets.gold import (
         update_dim_department,
@@ -53,8 +54,7 @@ def run_bare(spark, lake, landing, run_id: str) -> dict[str, float]:
 
     def fact_kpi_tables():
         step = KpiStep(spark, lake)
-        for kpi in FACT_KPIS.values():
-            step.update(kpi)
+        list(side_by_side(step.update, list(FACT_KPIS.values())))
 
     def census_tables():
         update_census(spark, lake, datetime.now(timezone.utc))
