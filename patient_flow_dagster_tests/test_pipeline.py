@@ -5,7 +5,13 @@ from datetime import timedelta
 import pytest
 from pyspark.sql import functions as F
 
-from patient_flow_dagster.assets.common import QUARANTINE_KEY, SILVER_KEY
+from patient_flow_dagster.assets.common import (
+    DIM_DEPARTMENT_KEY,
+    DIM_PATIENT_KEY,
+    QUARANTINE_KEY,
+    SILVER_KEY,
+)
+from patient_flow_dagster.assets.gold import gold_dimensions
 from patient_flow_dagster.resources import lake as t
 from patient_flow_dagster.streaming.landing_writer import write_events
 from patient_flow_dagster.streaming.simulator import simulate
@@ -200,6 +206,29 @@ def test_each_rule_check_reports_exactly_the_injected_defects(scenario):
     reconciliation = evaluations["silver_reconciles_with_bronze"].metadata
     assert reconciliation["bronze_rows"].value == 2_000
     assert reconciliation["duplicates"].value == first.duplicates
+
+
+def test_one_dimensions_step_reports_each_dimension_and_can_run_one(scenario, spark):
+    """dim_patient and dim_department are one step, updated side by side: each still has its
+    own materialization and figures, and either can be materialized alone."""
+    house = scenario["house"]
+    first = {m.asset_key: {k: v.value for k, v in m.metadata.items()}
+             for m in scenario["run1"].asset_materializations_for_node("gold_dimensions")}
+    assert set(first) == {DIM_PATIENT_KEY, DIM_DEPARTMENT_KEY}
+    patient_id = house.table(t.DIM_PATIENT).columns.index("patient_id")
+    patients = len({row[patient_id] for row in scenario["after1"][t.DIM_PATIENT]})
+    assert first[DIM_PATIENT_KEY]["current_patients"] == patients > 0
+    assert first[DIM_PATIENT_KEY]["rows_inserted"] == sum(scenario["after1"][t.DIM_PATIENT].values())
+    assert (first[DIM_DEPARTMENT_KEY]["dagster/row_count"]
+            == sum(scenario["after1"][t.DIM_DEPARTMENT].values()) > 0)
+
+    dimensions = (t.DIM_PATIENT, t.DIM_DEPARTMENT)
+    versions = {table: house.lake.version(spark, table) for table in dimensions}
+    alone = house.materialize([gold_dimensions], checks=False, selection=[DIM_DEPARTMENT_KEY])
+    assert alone.success
+    assert [m.asset_key for m in alone.asset_materializations_for_node("gold_dimensions")] == [
+        DIM_DEPARTMENT_KEY]
+    assert {table: house.lake.version(spark, table) for table in versions} == versions
 
 
 def test_full_refresh_rebuilds_the_same_tables(scenario, spark):

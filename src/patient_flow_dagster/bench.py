@@ -18,11 +18,9 @@ from pathlib import Path
 
 from patient_flow_dagster.processes import stop_process_group
 
-BARE_STEPS = ("bronze", "silver", "dim_patient", "dim_department", "fact_admissions",
-              "fact_kpis", "census_kpis")
 LAYER_OF_STEP = {
     "bronze__patient_events": "bronze", "silver_patient_events": "silver",
-    "gold__dim_patient": "gold", "gold__dim_department": "gold", "gold__fact_admissions": "gold",
+    "gold_dimensions": "gold", "gold__fact_admissions": "gold",
     "gold_kpis_from_fact": "gold_kpis", "gold__department_census_hourly": "gold_kpis",
     "gold__current_occupancy": "gold_kpis",
 }
@@ -63,8 +61,8 @@ def run_bare(spark, lake, landing, run_id: str) -> dict[str, float]:
     steps = {
         "bronze": lambda: ingest_landing(spark, lake, landing, run_id),
         "silver": lambda: process_new_bronze(spark, lake, run_id),
-        "dim_patient": lambda: update_dim_patient(spark, lake),
-        "dim_department": lambda: update_dim_department(spark, lake),
+        "dimensions": lambda: list(side_by_side(lambda update: update(spark, lake),
+                                                [update_dim_patient, update_dim_department])),
         "fact_admissions": lambda: update_fact_admissions(spark, lake),
         "fact_kpis": fact_kpi_tables,
         "census_kpis": census_tables,

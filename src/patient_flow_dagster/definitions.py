@@ -5,7 +5,7 @@ from dagster import AssetSelection, Definitions, define_asset_job
 
 from patient_flow_dagster.assets.bronze import bronze_patient_events
 from patient_flow_dagster.assets.flow import FLOW_ASSETS
-from patient_flow_dagster.assets.gold import dim_department, dim_patient, fact_admissions
+from patient_flow_dagster.assets.gold import fact_admissions, gold_dimensions
 from patient_flow_dagster.assets.kpis import kpis_from_fact
 from patient_flow_dagster.assets.landing import landing_patient_events
 from patient_flow_dagster.assets.silver import silver_patient_events
@@ -17,8 +17,7 @@ from patient_flow_dagster.settings import Settings
 LAKE_ASSETS = [
     bronze_patient_events,
     silver_patient_events,
-    dim_patient,
-    dim_department,
+    gold_dimensions,
     fact_admissions,
     kpis_from_fact,
     *FLOW_ASSETS,
@@ -38,8 +37,8 @@ patient_flow_job = define_asset_job(
 # Rebuild silver and gold from bronze: drop their tables and checkpoints, then run as usual.
 # Bronze keeps its history (landing files may have been cleaned up since); to rebuild it from the
 # landing zone too, launch this job with `full_refresh: true` for bronze__patient_events as well.
-FULL_REFRESH_STEPS = ["silver_patient_events", "gold__dim_patient", "gold__dim_department",
-                      "gold__fact_admissions", "gold__department_census_hourly"]
+FULL_REFRESH_STEPS = ["silver_patient_events", "gold_dimensions", "gold__fact_admissions",
+                      "gold__department_census_hourly"]
 patient_flow_full_refresh_job = define_asset_job(
     "patient_flow_full_refresh",
     selection=AssetSelection.assets(*LAKE_ASSETS),

@@ -100,7 +100,7 @@ RESOURCES_BY_ENVIRONMENT = {"local": local_resources, "databricks": databricks_r
 
 # Locally every step shares one process and one JVM: the multiprocess executor would start a
 # Python process and a Spark JVM per step (6-8 s each). On Databricks the launching process only
-# waits for job runs, so independent steps (dim_patient and dim_department, the KPI assets) run
+# waits for job runs, so independent steps (the census and the KPI tables from the fact) run
 # side by side on their clusters.
 def _databricks_executor():
     concurrent = int(os.environ.get("PATIENT_FLOW_MAX_CONCURRENT_STEPS", 4))

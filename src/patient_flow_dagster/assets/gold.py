@@ -1,6 +1,16 @@
 """Gold: dim_patient (SCD2), dim_department (SCD1) and fact_admissions, all Delta MERGE."""
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from dagster import (
+    AssetExecutionContext,
+    AssetSpec,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    multi_asset,
+)
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -15,6 +25,7 @@ from patient_flow_dagster.assets.common import (
     SILVER_KEY,
     SPARK_KINDS,
     SPARK_RESOURCES,
+    side_by_side,
     table_metadata,
 )
 from patient_flow_dagster.resources.lake import (
@@ -36,6 +47,9 @@ from patient_flow_dagster.transforms.facts import admissions
 
 GOLD = dict(group_name="gold", kinds=SPARK_KINDS, owners=OWNERS, pool=LAKE_POOL,
             required_resource_keys=SPARK_RESOURCES)
+# Each gold table's streaming checkpoint on silver.
+DIM_PATIENT_CONSUMER = "gold_dim_patient"
+DIM_DEPARTMENT_CONSUMER = "gold_dim_department"
 
 
 class MergeCounter:
@@ -78,11 +92,12 @@ def _merge_new_silver(spark, lake: DeltaLake, table: Table, empty: DataFrame, co
 
 
 def _gold_result(spark, lake: DeltaLake, table: Table, counter: MergeCounter,
-                 preview: list[str], **extra) -> MaterializeResult:
+                 preview: list[str], counts: dict[str, Callable[[DataFrame], int]],
+                 asset_key=None) -> MaterializeResult:
     rows = lake.read(spark, table)
-    return MaterializeResult(metadata={
+    return MaterializeResult(asset_key=asset_key, metadata={
         **table_metadata(rows, lake.location(table), preview),
-        **{name: MetadataValue.int(count(rows)) for name, count in extra.items()},
+        **{name: MetadataValue.int(count(rows)) for name, count in counts.items()},
         **counter.metadata(),
     })
 
@@ -128,28 +143,8 @@ def merge_patient_history(
 def update_dim_patient(spark: SparkSession, lake: DeltaLake) -> MergeCounter:
     """MERGE the history of the patients in silver rows added since the last call."""
     empty = patient_versions(_empty_silver(spark, lake))
-    return _merge_new_silver(spark, lake, DIM_PATIENT, empty, "gold_dim_patient",
+    return _merge_new_silver(spark, lake, DIM_PATIENT, empty, DIM_PATIENT_CONSUMER,
                              merge_patient_history)
-
-
-@asset(
-    key=DIM_PATIENT_KEY,
-    deps=[SILVER_KEY],
-    description=(
-        "SCD type 2 of each patient's gender and age, ordered by admission time (event time), "
-        "so late events land in the right place of history. One patient_sk per version."
-    ),
-    **GOLD,
-)
-def dim_patient(context: AssetExecutionContext, config: RefreshConfig) -> MaterializeResult:
-    apply_full_refresh(context, config, [DIM_PATIENT], ["gold_dim_patient"])
-    spark = context.resources.pyspark.spark_session
-    lake: DeltaLake = context.resources.lake
-    return _gold_result(
-        spark, lake, DIM_PATIENT, update_dim_patient(spark, lake),
-        ["patient_sk", "valid_from", "valid_to", "is_current"],
-        current_patients=lambda rows: rows.filter("is_current").count(),
-    )
 
 
 # -- dim_department -----------------------------------------------------------------------------
@@ -186,27 +181,71 @@ def merge_departments(
 def update_dim_department(spark: SparkSession, lake: DeltaLake) -> MergeCounter:
     """MERGE the departments of silver rows added since the last call."""
     empty = department_rows(_empty_silver(spark, lake), department_reference(spark))
-    return _merge_new_silver(spark, lake, DIM_DEPARTMENT, empty, "gold_dim_department",
+    return _merge_new_silver(spark, lake, DIM_DEPARTMENT, empty, DIM_DEPARTMENT_CONSUMER,
                              merge_departments)
 
 
-@asset(
-    key=DIM_DEPARTMENT_KEY,
-    deps=[SILVER_KEY],
-    description=(
-        "SCD type 1 of departments per hospital, with bed capacity from the reference data "
-        "shipped with the project."
-    ),
-    **GOLD,
+# -- the two dimensions, one step ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """A gold dimension: how a run updates it from new silver rows, and what its metadata
+    shows (`counts`: extra figures, each a count over the table)."""
+
+    spec: AssetSpec
+    table: Table
+    consumer: str  # its streaming checkpoint on silver
+    update: Callable[[SparkSession, DeltaLake], MergeCounter]
+    preview: list[str]
+    counts: dict[str, Callable[[DataFrame], int]] = field(default_factory=dict)
+
+
+def _dimension_spec(key, description: str) -> AssetSpec:
+    return AssetSpec(key, deps=[SILVER_KEY], description=description, group_name="gold",
+                     kinds=SPARK_KINDS, owners=OWNERS)
+
+
+DIMENSIONS = {dimension.spec.key: dimension for dimension in [
+    Dimension(
+        _dimension_spec(DIM_PATIENT_KEY,
+                        "SCD type 2 of each patient's gender and age, ordered by admission time "
+                        "(event time), so late events land in the right place of history. One "
+                        "patient_sk per version."),
+        DIM_PATIENT, DIM_PATIENT_CONSUMER, update_dim_patient,
+        ["patient_sk", "valid_from", "valid_to", "is_current"],
+        {"current_patients": lambda rows: rows.filter("is_current").count()}),
+    Dimension(
+        _dimension_spec(DIM_DEPARTMENT_KEY,
+                        "SCD type 1 of departments per hospital, with bed capacity from the "
+                        "reference data shipped with the project."),
+        DIM_DEPARTMENT, DIM_DEPARTMENT_CONSUMER, update_dim_department,
+        ["department_sk", "department", "hospital_id", "bed_capacity"]),
+]}
+
+
+@multi_asset(
+    specs=[dimension.spec for dimension in DIMENSIONS.values()],
+    name="gold_dimensions",
+    can_subset=True,
+    required_resource_keys=SPARK_RESOURCES,
+    pool=LAKE_POOL,
 )
-def dim_department(context: AssetExecutionContext, config: RefreshConfig) -> MaterializeResult:
-    apply_full_refresh(context, config, [DIM_DEPARTMENT], ["gold_dim_department"])
+def gold_dimensions(context: AssetExecutionContext,
+                    config: RefreshConfig) -> Iterator[MaterializeResult]:
+    """Update the selected dimensions from the silver rows added since their last run, side
+    by side: each has its own streaming checkpoint, and neither reads the other. One step for
+    both (on Databricks a step is a job run); each is still its own asset, subsettable."""
+    selected = [DIMENSIONS[key] for key in context.selected_asset_keys]
+    apply_full_refresh(context, config, [d.table for d in selected], [d.consumer for d in selected])
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
-    return _gold_result(
-        spark, lake, DIM_DEPARTMENT, update_dim_department(spark, lake),
-        ["department_sk", "department", "hospital_id", "bed_capacity"],
-    )
+
+    def update(dimension: Dimension) -> MaterializeResult:
+        return _gold_result(spark, lake, dimension.table, dimension.update(spark, lake),
+                            dimension.preview, dimension.counts, dimension.spec.key)
+
+    yield from side_by_side(update, selected)
 
 
 # -- fact_admissions ----------------------------------------------------------------------------
@@ -267,5 +306,5 @@ def fact_admissions(context: AssetExecutionContext, config: RefreshConfig) -> Ma
         spark, lake, FACT_ADMISSIONS, update_fact_admissions(spark, lake),
         ["event_id", "department_sk", "hospital_id", "length_of_stay_hours", "stay_category",
          "is_currently_admitted"],
-        currently_admitted=lambda rows: rows.filter("is_currently_admitted").count(),
+        {"currently_admitted": lambda rows: rows.filter("is_currently_admitted").count()},
     )
