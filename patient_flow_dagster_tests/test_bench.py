@@ -16,10 +16,13 @@ def test_benchmark_runs_and_reconciles_on_10k_events(tmp_path, spark, monkeypatc
     assert report["incremental_events"] == 100
     for key in ("events_per_second_end_to_end", "orchestration_overhead_ratio",
                 "incremental_fraction_of_full_run", "run_without_new_files_wall_seconds",
+                "incremental_growth_with_10x_history",
                 "spark_jvm_peak_rss_mb",
                 "python_driver_peak_rss_mb"):
         assert report[key] > 0, key
     assert set(report["seconds_per_layer"]) == {"bronze", "silver", "gold", "gold_kpis"}
+    assert (set(report["incremental_seconds_per_step_on_a_tenth_of_the_history"])
+            == set(report["incremental_seconds_per_step"]))
 
 
 def test_a_wrong_count_stops_the_benchmark_before_any_speed():

@@ -294,6 +294,18 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
     if idle_counts != after:
         raise BenchmarkError(f"a run with no new files changed the lake: {after} -> {idle_counts}")
 
+    # How the increment's cost grows with history: the same new events into a lake holding a
+    # tenth of the events. A ratio near 1 means the run costs what is new, not what is stored.
+    history = max(1, events // 10)
+    small = workdir / "tenth_of_the_history"
+    small_landing, small_lake = small / "landing", small / "lake"
+    small_landed = _land(history, seed + 2, small_landing, now, 365, per_file)
+    _dagster_run(small_lake, small_landing)
+    _land(increment, seed + 1, small_landing, now, 2, per_file)
+    small_wall, small_steps = _dagster_run(small_lake, small_landing)
+    reconcile(table_counts(spark, _resources(small_lake, small_landing)["lake"]),
+              small_landed + increment, "increment on a tenth of the history")
+
     report = {
         "events": landed,
         "machine_cores": os.cpu_count(),
@@ -313,9 +325,13 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
         "incremental_fraction_of_full_run": round(incremental_wall / wall, 3),
         "run_without_new_files_wall_seconds": round(idle_wall, 1),
         "incremental_seconds_above_that": round(incremental_wall - idle_wall, 1),
+        "incremental_run_on_a_tenth_of_the_history_wall_seconds": round(small_wall, 1),
+        "incremental_growth_with_10x_history": round(incremental_wall / small_wall, 3),
         "dagster_seconds_per_step": {k: round(v, 1) for k, v in steps.items()},
         "incremental_seconds_per_step": {k: round(v, 1) for k, v in incremental_steps.items()},
         "no_new_files_seconds_per_step": {k: round(v, 1) for k, v in idle_steps.items()},
+        "incremental_seconds_per_step_on_a_tenth_of_the_history": {
+            k: round(v, 1) for k, v in small_steps.items()},
         "reconciled_counts": dagster_counts,
         **peak_memory_mb(spark),
     }
