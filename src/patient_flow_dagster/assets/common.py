@@ -98,11 +98,12 @@ class SmallTable:
 def side_by_side(work: Callable, items: Sequence) -> Iterator:
     """`work(item)` for every item, each on its own thread, results yielded in the items' order.
 
-    One step's independent Spark work (the KPI tables, a step's checks) runs as concurrent
-    Spark jobs: one item's driver-side work (Delta log replay, planning, the commit) overlaps
-    another's tasks, which on two cores is most of a small table's cost. Spark's scheduler and
-    Delta's optimistic commits are made for concurrent jobs; what the items share must be
-    thread-safe (a lock around a cache, a commit note as a writer option)."""
+    One step's independent Spark work (the two dimensions, the KPI tables, silver's two
+    appends, a step's checks) runs as concurrent Spark jobs: one item's driver-side work (Delta
+    log replay, planning, the commit) overlaps another's tasks, which on two cores is most of a
+    small table's cost. Spark's scheduler and Delta's optimistic commits are made for
+    concurrent jobs; what the items share must be thread-safe (a lock around a cache, a commit
+    note as a writer option)."""
     if len(items) <= 1:
         yield from map(work, items)
         return

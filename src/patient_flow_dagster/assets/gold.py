@@ -202,8 +202,8 @@ class Dimension:
 
 
 def _dimension_spec(key, description: str) -> AssetSpec:
-    return AssetSpec(key, deps=[SILVER_KEY], description=description, group_name="gold",
-                     kinds=SPARK_KINDS, owners=OWNERS)
+    return AssetSpec(key, deps=[SILVER_KEY], description=description,
+                     group_name=GOLD["group_name"], kinds=GOLD["kinds"], owners=GOLD["owners"])
 
 
 DIMENSIONS = {dimension.spec.key: dimension for dimension in [
@@ -228,8 +228,8 @@ DIMENSIONS = {dimension.spec.key: dimension for dimension in [
     specs=[dimension.spec for dimension in DIMENSIONS.values()],
     name="gold_dimensions",
     can_subset=True,
-    required_resource_keys=SPARK_RESOURCES,
-    pool=LAKE_POOL,
+    required_resource_keys=GOLD["required_resource_keys"],
+    pool=GOLD["pool"],
 )
 def gold_dimensions(context: AssetExecutionContext,
                     config: RefreshConfig) -> Iterator[MaterializeResult]:
