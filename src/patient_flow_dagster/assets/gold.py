@@ -47,6 +47,13 @@ from patient_flow_dagster.transforms.facts import admissions
 
 GOLD = dict(group_name="gold", kinds=SPARK_KINDS, owners=OWNERS, pool=LAKE_POOL,
             required_resource_keys=SPARK_RESOURCES)
+
+
+def gold_spec(key, deps: list, description: str, group: str = "gold") -> AssetSpec:
+    """The spec of one asset of a gold multi-asset (the dimensions, the KPIs from the fact)."""
+    return AssetSpec(key, deps=deps, description=description, group_name=group,
+                     kinds=GOLD["kinds"], owners=GOLD["owners"])
+
 # Each gold table's streaming checkpoint on silver.
 DIM_PATIENT_CONSUMER = "gold_dim_patient"
 DIM_DEPARTMENT_CONSUMER = "gold_dim_department"
@@ -201,24 +208,19 @@ class Dimension:
     counts: dict[str, Callable[[DataFrame], int]] = field(default_factory=dict)
 
 
-def _dimension_spec(key, description: str) -> AssetSpec:
-    return AssetSpec(key, deps=[SILVER_KEY], description=description,
-                     group_name=GOLD["group_name"], kinds=GOLD["kinds"], owners=GOLD["owners"])
-
-
 DIMENSIONS = {dimension.spec.key: dimension for dimension in [
     Dimension(
-        _dimension_spec(DIM_PATIENT_KEY,
-                        "SCD type 2 of each patient's gender and age, ordered by admission time "
-                        "(event time), so late events land in the right place of history. One "
-                        "patient_sk per version."),
+        gold_spec(DIM_PATIENT_KEY, [SILVER_KEY],
+                  "SCD type 2 of each patient's gender and age, ordered by admission time "
+                  "(event time), so late events land in the right place of history. One "
+                  "patient_sk per version."),
         DIM_PATIENT, DIM_PATIENT_CONSUMER, update_dim_patient,
         ["patient_sk", "valid_from", "valid_to", "is_current"],
         {"current_patients": lambda rows: rows.filter("is_current").count()}),
     Dimension(
-        _dimension_spec(DIM_DEPARTMENT_KEY,
-                        "SCD type 1 of departments per hospital, with bed capacity from the "
-                        "reference data shipped with the project."),
+        gold_spec(DIM_DEPARTMENT_KEY, [SILVER_KEY],
+                  "SCD type 1 of departments per hospital, with bed capacity from the "
+                  "reference data shipped with the project."),
         DIM_DEPARTMENT, DIM_DEPARTMENT_CONSUMER, update_dim_department,
         ["department_sk", "department", "hospital_id", "bed_capacity"]),
 ]}

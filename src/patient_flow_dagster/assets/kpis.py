@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 from dagster import (
     AssetExecutionContext,
-    AssetKey,
     AssetSpec,
     MaterializeResult,
     MetadataValue,
@@ -47,7 +46,7 @@ from patient_flow_dagster.assets.common import (
     write_collected,
     write_small_table,
 )
-from patient_flow_dagster.assets.gold import GOLD
+from patient_flow_dagster.assets.gold import GOLD, gold_spec
 from patient_flow_dagster.resources.lake import (
     CUBE_DEPARTMENT_HOSPITAL,
     CUBE_GENDER_DEPARTMENT,
@@ -102,11 +101,6 @@ class FactKpi:
     total_admissions: bool = False  # also report the sum of num_admissions
 
 
-def _spec(key: AssetKey, deps: list[AssetKey], description: str, group: str) -> AssetSpec:
-    return AssetSpec(key, deps=deps, description=description, group_name=group,
-                     kinds=GOLD["kinds"], owners=GOLD["owners"])
-
-
 def _additive(keys: list[str], columns: list[str], of, finish) -> dict:
     """`compute` and `totals` of a KPI that is a sum over fact rows."""
     return {"compute": lambda rows: finish(of(rows)), "totals": Totals(keys, columns, of, finish)}
@@ -116,8 +110,9 @@ _CUBE_COLUMNS = ["num_admissions", "avg_length_of_stay_hours", "completed_stays"
 
 FACT_KPIS = {kpi.spec.key: kpi for kpi in [
     FactKpi(
-        _spec(CUBE_GENDER_DEPARTMENT_KEY, [FACT_ADMISSIONS_KEY, DIM_PATIENT_KEY, DIM_DEPARTMENT_KEY],
-              "Admissions and average length of stay (hours) per gender and department.", "gold"),
+        gold_spec(CUBE_GENDER_DEPARTMENT_KEY,
+                  [FACT_ADMISSIONS_KEY, DIM_PATIENT_KEY, DIM_DEPARTMENT_KEY],
+                  "Admissions and average length of stay (hours) per gender and department."),
         CUBE_GENDER_DEPARTMENT,
         order=["gender", "department"], columns=_CUBE_COLUMNS, total_admissions=True,
         **_additive(["gender", "department"], cubes.CUBE_TOTALS,
@@ -125,18 +120,17 @@ FACT_KPIS = {kpi.spec.key: kpi for kpi in [
                                                              r.dim_department),
                     cubes.admission_cube)),
     FactKpi(
-        _spec(CUBE_DEPARTMENT_HOSPITAL_KEY, [FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY],
-              "Admissions and average length of stay (hours) per department and hospital.",
-              "gold"),
+        gold_spec(CUBE_DEPARTMENT_HOSPITAL_KEY, [FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY],
+                  "Admissions and average length of stay (hours) per department and hospital."),
         CUBE_DEPARTMENT_HOSPITAL,
         order=["department", "hospital_id"], columns=_CUBE_COLUMNS, total_admissions=True,
         **_additive(["department", "hospital_id"], cubes.CUBE_TOTALS,
                     lambda r: cubes.department_hospital_totals(r.fact, r.dim_department),
                     cubes.admission_cube)),
     FactKpi(
-        _spec(LENGTH_OF_STAY_STATS_KEY, [FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY],
-              "Completed stays per department x hospital: count, mean, median, p90 and max "
-              "hours, and the short / medium / long mix.", "gold_kpis"),
+        gold_spec(LENGTH_OF_STAY_STATS_KEY, [FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY],
+                  "Completed stays per department x hospital: count, mean, median, p90 and max "
+                  "hours, and the short / medium / long mix.", "gold_kpis"),
         LENGTH_OF_STAY_STATS,
         lambda r: flow.length_of_stay_stats(r.stays),
         ["department", "hospital_id"],
@@ -144,9 +138,9 @@ FACT_KPIS = {kpi.spec.key: kpi for kpi in [
          "short_stays", "medium_stays", "long_stays"],
         preview_name="figures"),
     FactKpi(
-        _spec(DAILY_FLOW_KEY, [FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY],
-              "Admissions, discharges and net change in patients per day x hospital.",
-              "gold_kpis"),
+        gold_spec(DAILY_FLOW_KEY, [FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY],
+                  "Admissions, discharges and net change in patients per day x hospital.",
+                  "gold_kpis"),
         DAILY_FLOW,
         order=["day", "hospital_id"], columns=["admissions", "discharges", "net_change"],
         preview_name="latest_days", preview_rows=14, newest_first=True,
