@@ -4,9 +4,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from pyspark.sql import functions as F
 
-from patient_flow_dagster.assets.common import DAILY_FLOW_KEY, LENGTH_OF_STAY_STATS_KEY
-from patient_flow_dagster.assets.flow import FLOW_ASSETS
-from patient_flow_dagster.assets.kpis import FACT_KPIS, FactRows, kpis_from_fact
+from patient_flow_dagster.assets.common import (
+    CURRENT_OCCUPANCY_KEY,
+    DAILY_FLOW_KEY,
+    DEPARTMENT_CENSUS_HOURLY_KEY,
+    LENGTH_OF_STAY_STATS_KEY,
+)
+from patient_flow_dagster.assets.kpis import FACT_KPIS, FactRows, gold_kpis
 from patient_flow_dagster.definitions import LAKE_ASSETS
 from patient_flow_dagster.resources import lake as t
 from patient_flow_dagster.streaming.landing_writer import write_events
@@ -30,6 +34,11 @@ def stays_frame(spark, *stays):
         F.round(hours, 2).alias("length_of_stay_hours"),
         F.lit(None).cast("string").alias("stay_category"),
     )
+
+
+def materialized(result, key):
+    """The materializations of one asset of the KPI step in a run's result."""
+    return [m for m in result.asset_materializations_for_node("gold_kpis") if m.asset_key == key]
 
 
 def census_by_hour(census):
@@ -131,7 +140,7 @@ def kpi_lake(tmp_path_factory, spark):
     # Four hours back, so a later batch can come after a quiet spell and still be in the past.
     now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=4)
     write_events(simulate(1_500, seed=61, now=now, span_days=30).events, house.landing_dir)
-    as_of = {"ops": {"gold__department_census_hourly": {"config": {"as_of": now.isoformat()}}}}
+    as_of = {"ops": {"gold_kpis": {"config": {"as_of": now.isoformat()}}}}
     return house, now, as_of
 
 
@@ -155,16 +164,19 @@ def test_kpi_assets_and_checks_on_seeded_data(kpi_lake):
     # Same data, same clock: nothing changes.
     before = {(r.hospital_id, r.department, r.hour_start): tuple(r)
               for r in house.table(t.DEPARTMENT_CENSUS_HOURLY).collect()}
-    again = house.materialize(FLOW_ASSETS, run_config=as_of, checks=False)
-    [census] = again.asset_materializations_for_node("gold__department_census_hourly")
+    again = house.materialize([gold_kpis], run_config=as_of, checks=False,
+                              selection=[DEPARTMENT_CENSUS_HOURLY_KEY, CURRENT_OCCUPANCY_KEY])
+    assert ({m.asset_key for m in again.asset_materializations_for_node("gold_kpis")}
+            == {DEPARTMENT_CENSUS_HOURLY_KEY, CURRENT_OCCUPANCY_KEY})
+    [census] = materialized(again, DEPARTMENT_CENSUS_HOURLY_KEY)
     assert (census.metadata["rows_updated"].value, census.metadata["rows_inserted"].value,
             census.metadata["rows_deleted"].value) == (0, 0, 0)
 
     # The KPIs from the fact are one step that can be subset: selecting daily_flow touches
     # only it, and with the fact unchanged it writes nothing (no new version anywhere).
     versions = {kpi.table: house.lake.version(house.spark, kpi.table) for kpi in FACT_KPIS.values()}
-    alone = house.materialize([kpis_from_fact], selection=[DAILY_FLOW_KEY], checks=False)
-    [daily] = alone.asset_materializations_for_node("gold_kpis_from_fact")
+    alone = house.materialize([gold_kpis], selection=[DAILY_FLOW_KEY], checks=False)
+    [daily] = alone.asset_materializations_for_node("gold_kpis")
     assert daily.asset_key == DAILY_FLOW_KEY
     assert daily.metadata["update"].value == "unchanged"
     assert daily.metadata["dagster/row_count"].value == house.count(t.DAILY_FLOW) > 0
@@ -182,7 +194,7 @@ def test_kpi_assets_and_checks_on_seeded_data(kpi_lake):
     assert changed
     cutoff = first_new_hour.astimezone().replace(tzinfo=None) - timedelta(hours=1)
     assert all(hour >= cutoff for _, _, hour in changed)
-    [census] = third.asset_materializations_for_node("gold__department_census_hourly")
+    [census] = materialized(third, DEPARTMENT_CENSUS_HOURLY_KEY)
     assert 0 < census.metadata["rows_updated"].value + census.metadata["rows_inserted"].value
     assert census.metadata["rows_updated"].value < len(before) / 10
 
@@ -190,7 +202,7 @@ def test_kpi_assets_and_checks_on_seeded_data(kpi_lake):
     # and hold exactly what a recomputation from the whole fact gives; the percentiles of
     # length_of_stay_stats were recomputed.
     updates = {m.asset_key: m.metadata["update"].value
-               for m in third.asset_materializations_for_node("gold_kpis_from_fact")}
+               for m in third.asset_materializations_for_node("gold_kpis") if m.asset_key in FACT_KPIS}
     assert updates == {**{key: "changes added" for key in FACT_KPIS},
                        LENGTH_OF_STAY_STATS_KEY: "recomputed"}
     whole_fact = FactRows(house.spark, house.lake, house.table(t.FACT_ADMISSIONS))
@@ -207,7 +219,7 @@ def test_census_has_no_gap_after_a_quiet_spell(kpi_lake):
     later = now + timedelta(hours=3)
     write_events(simulate(30, seed=63, now=later, span_days=1 / 24, dirty_rates=CLEAN).events,
                  house.landing_dir)
-    as_of = {"ops": {"gold__department_census_hourly": {"config": {"as_of": later.isoformat()}}}}
+    as_of = {"ops": {"gold_kpis": {"config": {"as_of": later.isoformat()}}}}
     result = house.materialize(LAKE_ASSETS, run_config=as_of)
     assert result.success
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
@@ -249,7 +261,8 @@ def test_kpis_recompute_when_the_fact_changes_are_not_recorded(kpi_lake):
         assert result.success
         updates.append({m.asset_key: (m.metadata["update"].value,
                                       m.metadata["update_reason"].value)
-                        for m in result.asset_materializations_for_node("gold_kpis_from_fact")})
+                        for m in result.asset_materializations_for_node("gold_kpis")
+                        if m.asset_key in FACT_KPIS})
     how, reason = updates[0][DAILY_FLOW_KEY]
     assert how == "recomputed" and "not readable" in reason, reason
     assert updates[1][DAILY_FLOW_KEY][0] == "changes added"

@@ -4,9 +4,8 @@ from __future__ import annotations
 from dagster import AssetSelection, Definitions, define_asset_job
 
 from patient_flow_dagster.assets.bronze import bronze_patient_events
-from patient_flow_dagster.assets.flow import FLOW_ASSETS
 from patient_flow_dagster.assets.gold import fact_admissions, gold_dimensions
-from patient_flow_dagster.assets.kpis import kpis_from_fact
+from patient_flow_dagster.assets.kpis import gold_kpis
 from patient_flow_dagster.assets.landing import landing_patient_events
 from patient_flow_dagster.assets.silver import silver_patient_events
 from patient_flow_dagster.quality.checks import ALL_CHECKS
@@ -19,8 +18,7 @@ LAKE_ASSETS = [
     silver_patient_events,
     gold_dimensions,
     fact_admissions,
-    kpis_from_fact,
-    *FLOW_ASSETS,
+    gold_kpis,
 ]
 
 # Runs with this tag are serialized by the run queue (config/dagster.yaml): one lake writer.
@@ -38,7 +36,7 @@ patient_flow_job = define_asset_job(
 # Bronze keeps its history (landing files may have been cleaned up since); to rebuild it from the
 # landing zone too, launch this job with `full_refresh: true` for bronze__patient_events as well.
 FULL_REFRESH_STEPS = ["silver_patient_events", "gold_dimensions", "gold__fact_admissions",
-                      "gold__department_census_hourly"]
+                      "gold_kpis"]
 patient_flow_full_refresh_job = define_asset_job(
     "patient_flow_full_refresh",
     selection=AssetSelection.assets(*LAKE_ASSETS),

@@ -1,11 +1,11 @@
 """Patient-flow KPIs in gold kept by the clock and the event stream: the hourly census and
 occupancy, and current occupancy. Each shows its latest figures as a Markdown table in the UI.
-(Length-of-stay statistics and daily flow are recomputed from the fact: assets/kpis.py.)"""
+They are two assets of the KPI step (assets/kpis.py), updated on a thread of their own beside
+the KPIs from the fact."""
+from collections import Counter
 from datetime import datetime, timezone
 
-from collections import Counter
-
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import MaterializeResult, MetadataValue
 
 from pyspark.sql import functions as F
 
@@ -16,13 +16,12 @@ from patient_flow_dagster.assets.common import (
     FACT_ADMISSIONS_KEY,
     SILVER_KEY,
     RefreshConfig,
-    apply_full_refresh,
     change_metadata,
     markdown_table,
     table_metadata,
     write_small_table,
 )
-from patient_flow_dagster.assets.gold import GOLD
+from patient_flow_dagster.assets.gold import gold_spec
 from patient_flow_dagster.resources.lake import (
     CURRENT_OCCUPANCY,
     DEPARTMENT_CENSUS_HOURLY,
@@ -35,12 +34,10 @@ from patient_flow_dagster.resources.lake import (
 )
 from patient_flow_dagster.transforms import flow
 
-KPI = {**GOLD, "group_name": "gold_kpis"}
 
-
-class CensusConfig(RefreshConfig):
-    """`as_of` (ISO-8601 UTC) pins the census clock, for reproducible backfills and tests;
-    by default it is the time of the run."""
+class KpiConfig(RefreshConfig):
+    """Run config of the KPI step. `as_of` (ISO-8601 UTC) pins the census clock, for
+    reproducible backfills and tests; by default it is the time of the run."""
 
     as_of: str | None = None
 
@@ -111,19 +108,15 @@ def read_stays(spark, lake: DeltaLake):
     return flow.stays(lake.read(spark, FACT_ADMISSIONS), lake.read(spark, DIM_DEPARTMENT))
 
 
-@asset(
-    key=DEPARTMENT_CENSUS_HOURLY_KEY,
-    deps=[FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY, SILVER_KEY],
-    description="Per hour x hospital x department: admissions and discharges in the hour, "
-    "patients present at its end, occupancy = present / bed capacity. Incremental: a new batch "
-    "recomputes and rewrites only the hours from the first one its events touch.",
-    **KPI,
-)
-def department_census_hourly(context: AssetExecutionContext, config: CensusConfig):
-    spark = context.resources.pyspark.spark_session
-    lake: DeltaLake = context.resources.lake
-    apply_full_refresh(context, config, [DEPARTMENT_CENSUS_HOURLY], [CENSUS_CONSUMER])
-    as_of = config.instant()  # once: by default "now", which moves between calls
+CENSUS_SPEC = gold_spec(
+    DEPARTMENT_CENSUS_HOURLY_KEY, [FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY, SILVER_KEY],
+    "Per hour x hospital x department: admissions and discharges in the hour, patients present "
+    "at its end, occupancy = present / bed capacity. Incremental: a new batch recomputes and "
+    "rewrites only the hours from the first one its events touch.", "gold_kpis")
+
+
+def census_result(spark, lake: DeltaLake, as_of: datetime) -> MaterializeResult:
+    """Update the census through `as_of`; describe it with its latest hour."""
     changes = update_census(spark, lake, as_of)
     table = lake.read(spark, DEPARTMENT_CENSUS_HOURLY)
     # The census now ends at the hour holding as_of (the table's latest hour, when any).
@@ -131,7 +124,7 @@ def department_census_hourly(context: AssetExecutionContext, config: CensusConfi
     rows = [r.asDict() for r in latest_hour.orderBy("hospital_id", "department").limit(60).collect()]
     columns = ["hospital_id", "department", "hour_end", "admissions", "discharges",
                "present_at_end", "bed_capacity", "occupancy"]
-    return MaterializeResult(metadata={
+    return MaterializeResult(asset_key=DEPARTMENT_CENSUS_HOURLY_KEY, metadata={
         **table_metadata(table, lake.location(DEPARTMENT_CENSUS_HOURLY), columns),
         "latest_hour": MetadataValue.md(markdown_table(rows, columns) if rows else "no stays"),
         "as_of": MetadataValue.text(as_of.isoformat()),
@@ -146,20 +139,18 @@ def write_current_occupancy(spark, lake: DeltaLake):
         CURRENT_OCCUPANCY, ["hospital_id", "scope"])
 
 
-@asset(
-    key=CURRENT_OCCUPANCY_KEY,
-    deps=[DEPARTMENT_CENSUS_HOURLY_KEY],
-    description="The latest census per hospital x department and per hospital: present "
-    "patients, beds, occupancy.",
-    **KPI,
-)
-def current_occupancy(context: AssetExecutionContext):
-    spark = context.resources.pyspark.spark_session
-    lake: DeltaLake = context.resources.lake
+OCCUPANCY_SPEC = gold_spec(
+    CURRENT_OCCUPANCY_KEY, [DEPARTMENT_CENSUS_HOURLY_KEY],
+    "The latest census per hospital x department and per hospital: present patients, beds, "
+    "occupancy.", "gold_kpis")
+
+
+def occupancy_result(spark, lake: DeltaLake) -> MaterializeResult:
+    """Write current occupancy from the census; describe it with the totals per hospital."""
     written = write_current_occupancy(spark, lake)
     hospitals = [r for r in written.rows if r["scope"] == "hospital"]
     columns = ["hospital_id", "as_of", "present", "bed_capacity", "occupancy"]
-    return MaterializeResult(metadata={
+    return MaterializeResult(asset_key=CURRENT_OCCUPANCY_KEY, metadata={
         **table_metadata(written.frame, lake.location(CURRENT_OCCUPANCY),
                          ["scope", "hospital_id", "department", "present", "bed_capacity", "occupancy"],
                          all_rows=written.rows),
@@ -167,4 +158,16 @@ def current_occupancy(context: AssetExecutionContext):
     })
 
 
-FLOW_ASSETS = [department_census_hourly, current_occupancy]
+# The census and current occupancy, in that order: occupancy is the census's latest hour.
+FLOW_KPIS = {CENSUS_SPEC.key: (CENSUS_SPEC, DEPARTMENT_CENSUS_HOURLY),
+             OCCUPANCY_SPEC.key: (OCCUPANCY_SPEC, CURRENT_OCCUPANCY)}
+
+
+def update_flow_kpis(spark, lake: DeltaLake, as_of: datetime, selected) -> list[MaterializeResult]:
+    """The selected ones of the census and current occupancy, one after the other."""
+    results = []
+    if DEPARTMENT_CENSUS_HOURLY_KEY in selected:
+        results.append(census_result(spark, lake, as_of))
+    if CURRENT_OCCUPANCY_KEY in selected:
+        results.append(occupancy_result(spark, lake))
+    return results
