@@ -19,6 +19,7 @@ one's Delta log replay and commit beside another's tasks). Each asset is still i
 the lineage, with its own checks and metadata, and can be materialized alone (`can_subset`).
 """
 import threading
+from functools import partial
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 
@@ -265,8 +266,8 @@ def materialize_kpi(lake: DeltaLake, kpi: FactKpi, update: KpiUpdate) -> Materia
 )
 def gold_kpis(context: AssetExecutionContext, config: KpiConfig) -> Iterator[MaterializeResult]:
     """Bring the selected KPI tables up to date side by side: each KPI from the fact on a
-    thread, and the census then current occupancy (which reads it) on one more
-    (`full_refresh`: drop and rebuild them)."""
+    thread, the census and current occupancy on one more (`full_refresh`: drop and rebuild
+    them)."""
     selected = context.selected_asset_keys
     fact_kpis = [kpi for key, kpi in FACT_KPIS.items() if key in selected]
     flow_tables = [table for key, (_, table) in FLOW_KPIS.items() if key in selected]
@@ -277,18 +278,16 @@ def gold_kpis(context: AssetExecutionContext, config: KpiConfig) -> Iterator[Mat
     step = KpiStep(spark, lake)
     as_of = config.instant()  # once: by default "now", which moves between calls
 
-    def fact_kpi(kpi: FactKpi) -> Callable[[], list[tuple[MaterializeResult, str]]]:
-        def update():
-            done = step.update(kpi)
-            return [(materialize_kpi(lake, kpi, done), f"{kpi.table}: {done.how} ({done.reason})")]
-        return update
+    def update_fact_kpi(kpi: FactKpi) -> list[MaterializeResult]:
+        return [materialize_kpi(lake, kpi, step.update(kpi))]
 
-    def flow_kpis() -> list[tuple[MaterializeResult, str]]:
-        return [(result, f"{result.asset_key.to_user_string()}: updated")
-                for result in update_flow_kpis(spark, lake, as_of, selected)]
-
-    work = [fact_kpi(kpi) for kpi in fact_kpis] + ([flow_kpis] if flow_tables else [])
-    for results in side_by_side(lambda item: item(), work):
-        for result, message in results:
-            context.log.info(message)
+    work = [partial(update_fact_kpi, kpi) for kpi in fact_kpis]
+    if flow_tables:  # one thread: current occupancy reads the census
+        work.append(partial(update_flow_kpis, spark, lake, as_of, selected))
+    for results in side_by_side(lambda update: update(), work):
+        for result in results:
+            if "update" in result.metadata:  # logged here: Dagster's log is the run's thread's
+                context.log.info(f"{result.asset_key.to_user_string()}: "
+                                 f"{result.metadata['update'].value} "
+                                 f"({result.metadata['update_reason'].value})")
             yield result
