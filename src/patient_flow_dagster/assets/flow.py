@@ -3,10 +3,12 @@ occupancy, and current occupancy. Each shows its latest figures as a Markdown ta
 They are two assets of the KPI step (assets/kpis.py), updated on a thread of their own beside
 the KPIs from the fact."""
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from dagster import MaterializeResult, MetadataValue
-
+from dagster import AssetSpec, MaterializeResult, MetadataValue
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from patient_flow_dagster.assets.common import (
@@ -15,7 +17,6 @@ from patient_flow_dagster.assets.common import (
     DIM_DEPARTMENT_KEY,
     FACT_ADMISSIONS_KEY,
     SILVER_KEY,
-    RefreshConfig,
     change_metadata,
     markdown_table,
     table_metadata,
@@ -29,23 +30,11 @@ from patient_flow_dagster.resources.lake import (
     FACT_ADMISSIONS,
     SILVER_EVENTS,
     DeltaLake,
+    Table,
     last_note,
     replace_changed,
 )
 from patient_flow_dagster.transforms import flow
-
-
-class KpiConfig(RefreshConfig):
-    """Run config of the KPI step. `as_of` (ISO-8601 UTC) pins the census clock, for
-    reproducible backfills and tests; by default it is the time of the run."""
-
-    as_of: str | None = None
-
-    def instant(self) -> datetime:
-        if not self.as_of:
-            return datetime.now(timezone.utc)
-        parsed = datetime.fromisoformat(self.as_of)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 CENSUS_CONSUMER = "gold_department_census_hourly"
@@ -158,16 +147,26 @@ def occupancy_result(spark, lake: DeltaLake) -> MaterializeResult:
     })
 
 
-# The census and current occupancy, in that order: occupancy is the census's latest hour.
-FLOW_KPIS = {CENSUS_SPEC.key: (CENSUS_SPEC, DEPARTMENT_CENSUS_HOURLY),
-             OCCUPANCY_SPEC.key: (OCCUPANCY_SPEC, CURRENT_OCCUPANCY)}
+@dataclass(frozen=True)
+class FlowKpi:
+    """The census or current occupancy: its spec and table, the streaming checkpoints a full
+    refresh drops with it, and how a run brings it up to `as_of` and describes it."""
+
+    spec: AssetSpec
+    table: Table
+    update: Callable[[SparkSession, DeltaLake, datetime], MaterializeResult]
+    consumers: tuple[str, ...] = ()
 
 
-def update_flow_kpis(spark, lake: DeltaLake, as_of: datetime, selected) -> list[MaterializeResult]:
-    """The selected ones of the census and current occupancy, one after the other."""
-    results = []
-    if DEPARTMENT_CENSUS_HOURLY_KEY in selected:
-        results.append(census_result(spark, lake, as_of))
-    if CURRENT_OCCUPANCY_KEY in selected:
-        results.append(occupancy_result(spark, lake))
-    return results
+# In update order: current occupancy is the census's latest hour.
+FLOW_KPIS = {kpi.spec.key: kpi for kpi in [
+    FlowKpi(CENSUS_SPEC, DEPARTMENT_CENSUS_HOURLY, census_result, (CENSUS_CONSUMER,)),
+    FlowKpi(OCCUPANCY_SPEC, CURRENT_OCCUPANCY,
+            lambda spark, lake, _as_of: occupancy_result(spark, lake)),
+]}
+
+
+def update_flow_kpis(spark: SparkSession, lake: DeltaLake, as_of: datetime,
+                     kpis: list[FlowKpi]) -> list[MaterializeResult]:
+    """`kpis` (in FLOW_KPIS order) one after the other."""
+    return [kpi.update(spark, lake, as_of) for kpi in kpis]

@@ -50,7 +50,7 @@ GOLD = dict(group_name="gold", kinds=SPARK_KINDS, owners=OWNERS, pool=LAKE_POOL,
 
 
 def gold_spec(key, deps: list, description: str, group: str = "gold") -> AssetSpec:
-    """The spec of one asset of a gold multi-asset (the dimensions, the KPIs from the fact)."""
+    """The spec of one asset of a gold multi-asset (the dimensions, the KPIs)."""
     return AssetSpec(key, deps=deps, description=description, group_name=group,
                      kinds=GOLD["kinds"], owners=GOLD["owners"])
 

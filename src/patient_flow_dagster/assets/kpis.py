@@ -19,9 +19,10 @@ one's Delta log replay and commit beside another's tasks). Each asset is still i
 the lineage, with its own checks and metadata, and can be materialized alone (`can_subset`).
 """
 import threading
-from functools import partial
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import partial
 
 from dagster import (
     AssetExecutionContext,
@@ -35,13 +36,13 @@ from pyspark.sql import DataFrame
 
 from patient_flow_dagster.assets.common import (
     CUBE_DEPARTMENT_HOSPITAL_KEY,
-    DEPARTMENT_CENSUS_HOURLY_KEY,
     CUBE_GENDER_DEPARTMENT_KEY,
     DAILY_FLOW_KEY,
     DIM_DEPARTMENT_KEY,
     DIM_PATIENT_KEY,
     FACT_ADMISSIONS_KEY,
     LENGTH_OF_STAY_STATS_KEY,
+    RefreshConfig,
     SmallTable,
     apply_full_refresh,
     markdown_table,
@@ -51,7 +52,7 @@ from patient_flow_dagster.assets.common import (
     write_collected,
     write_small_table,
 )
-from patient_flow_dagster.assets.flow import CENSUS_CONSUMER, FLOW_KPIS, KpiConfig, update_flow_kpis
+from patient_flow_dagster.assets.flow import FLOW_KPIS, update_flow_kpis
 from patient_flow_dagster.assets.gold import GOLD, gold_spec
 from patient_flow_dagster.resources.lake import (
     CUBE_DEPARTMENT_HOSPITAL,
@@ -257,8 +258,21 @@ def materialize_kpi(lake: DeltaLake, kpi: FactKpi, update: KpiUpdate) -> Materia
     return MaterializeResult(asset_key=kpi.spec.key, metadata=metadata)
 
 
+class KpiConfig(RefreshConfig):
+    """Run config of the KPI step. `as_of` (ISO-8601 UTC) pins the census clock, for
+    reproducible backfills and tests; by default it is the time of the run."""
+
+    as_of: str | None = None
+
+    def instant(self) -> datetime:
+        if not self.as_of:
+            return datetime.now(timezone.utc)
+        parsed = datetime.fromisoformat(self.as_of)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
 @multi_asset(
-    specs=[*(kpi.spec for kpi in FACT_KPIS.values()), *(spec for spec, _ in FLOW_KPIS.values())],
+    specs=[kpi.spec for kpi in [*FACT_KPIS.values(), *FLOW_KPIS.values()]],
     name="gold_kpis",
     can_subset=True,
     required_resource_keys=GOLD["required_resource_keys"],
@@ -270,20 +284,22 @@ def gold_kpis(context: AssetExecutionContext, config: KpiConfig) -> Iterator[Mat
     them)."""
     selected = context.selected_asset_keys
     fact_kpis = [kpi for key, kpi in FACT_KPIS.items() if key in selected]
-    flow_tables = [table for key, (_, table) in FLOW_KPIS.items() if key in selected]
-    apply_full_refresh(context, config, [kpi.table for kpi in fact_kpis] + flow_tables,
-                       [CENSUS_CONSUMER] if DEPARTMENT_CENSUS_HOURLY_KEY in selected else [])
+    flow_kpis = [kpi for key, kpi in FLOW_KPIS.items() if key in selected]
+    apply_full_refresh(context, config, [kpi.table for kpi in [*fact_kpis, *flow_kpis]],
+                       [consumer for kpi in flow_kpis for consumer in kpi.consumers])
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
-    step = KpiStep(spark, lake)
-    as_of = config.instant()  # once: by default "now", which moves between calls
+    work = []
+    if fact_kpis:  # the fact's version is read only when a KPI from the fact is selected
+        step = KpiStep(spark, lake)
 
-    def update_fact_kpi(kpi: FactKpi) -> list[MaterializeResult]:
-        return [materialize_kpi(lake, kpi, step.update(kpi))]
+        def update_fact_kpi(kpi: FactKpi) -> list[MaterializeResult]:
+            return [materialize_kpi(lake, kpi, step.update(kpi))]
 
-    work = [partial(update_fact_kpi, kpi) for kpi in fact_kpis]
-    if flow_tables:  # one thread: current occupancy reads the census
-        work.append(partial(update_flow_kpis, spark, lake, as_of, selected))
+        work += [partial(update_fact_kpi, kpi) for kpi in fact_kpis]
+    if flow_kpis:  # one thread: current occupancy reads the census
+        # as_of once: by default "now", which moves between calls.
+        work.append(partial(update_flow_kpis, spark, lake, config.instant(), flow_kpis))
     for results in side_by_side(lambda update: update(), work):
         for result in results:
             if "update" in result.metadata:  # logged here: Dagster's log is the run's thread's
