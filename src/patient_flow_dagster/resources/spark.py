@@ -59,8 +59,8 @@ def local_spark_config(
         "spark.ui.showConsoleProgress": "false",
         # One run of the pipeline generates ~650 distinct classes (whole-stage codegen); Spark
         # keeps 100 compiled by default, so each run in a warm JVM (the warm driver of
-        # `./run dev`, the bench, the tests) compiled nearly all of them again: ~40% of a
-        # small run's driver CPU. With room for all, a later run compiles only what is new.
+        # `./run dev`, the bench, the tests) compiled nearly all of them again: 21% of a small
+        # run's driver CPU samples. With room for all, a later run compiles only what is new.
         "spark.sql.codegen.cache.maxEntries": "2000",
         # Small tables: Delta's log replay defaults to 50 partitions, far too many on a laptop.
         "spark.databricks.delta.snapshotPartitions": "2",
