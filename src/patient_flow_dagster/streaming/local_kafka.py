@@ -56,6 +56,18 @@ def _properties(port: int, controller_port: int, data: Path) -> str:
     ])
 
 
+def _cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding.
+
+    One that starts with '-' is drawn again, as Kafka's own Uuid.randomUuid does: StorageTool's
+    argument parser would take `-t -Qjy...` for an option (1 draw in 64; seen failing in CI).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 @contextmanager
 def local_kafka(workdir: Path | None = None, port: int | None = None, heap: str = "512m"):
     """Yield the bootstrap address of a fresh broker; stop it (process group) on exit."""
@@ -71,12 +83,15 @@ def local_kafka(workdir: Path | None = None, port: int | None = None, heap: str 
     config.write_text(_properties(port, controller, workdir / "data"))
     classpath = f"{KAFKA_LIB}/*"
     env = {**os.environ, "KAFKA_HEAP_OPTS": f"-Xmx{heap}"}
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-    subprocess.run(
+    cluster_id = _cluster_id()
+    formatted = subprocess.run(
         [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id,
          "-c", str(config)],
-        check=True, capture_output=True, env=env,
+        capture_output=True, env=env,
     )
+    if formatted.returncode != 0:
+        raise RuntimeError(f"Kafka StorageTool format failed (exit {formatted.returncode}): "
+                           f"{formatted.stderr.decode(errors='replace').strip()[-2000:]}")
     log = open(workdir / "broker.log", "wb")
     process = subprocess.Popen(
         [java, f"-Xmx{heap}", "-cp", classpath, "kafka.Kafka", str(config)],
