@@ -15,7 +15,7 @@ from patient_flow_dagster.assets.bronze import bronze_patient_events
 from patient_flow_dagster.assets.silver import silver_patient_events
 from patient_flow_dagster.resources import lake as t
 from patient_flow_dagster.streaming.kafka_io import LandingConsumer, client_config, publish
-from patient_flow_dagster.streaming.local_kafka import _cluster_id, local_kafka
+from patient_flow_dagster.streaming.local_kafka import kraft_cluster_id, local_kafka
 from patient_flow_dagster.streaming.simulator import simulate
 from patient_flow_dagster_tests.conftest import recent_now
 
@@ -28,7 +28,7 @@ def kafka(tmp_path_factory):
 
 def test_cluster_ids_never_look_like_an_option():
     # 1 raw draw in 64 starts with '-', which StorageTool's parser takes for a flag.
-    ids = {_cluster_id() for _ in range(5_000)}
+    ids = {kraft_cluster_id() for _ in range(5_000)}
     assert len(ids) == 5_000
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
 

@@ -56,7 +56,7 @@ def _properties(port: int, controller_port: int, data: Path) -> str:
     ])
 
 
-def _cluster_id() -> str:
+def kraft_cluster_id() -> str:
     """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding.
 
     One that starts with '-' is drawn again, as Kafka's own Uuid.randomUuid does: StorageTool's
@@ -83,7 +83,7 @@ def local_kafka(workdir: Path | None = None, port: int | None = None, heap: str 
     config.write_text(_properties(port, controller, workdir / "data"))
     classpath = f"{KAFKA_LIB}/*"
     env = {**os.environ, "KAFKA_HEAP_OPTS": f"-Xmx{heap}"}
-    cluster_id = _cluster_id()
+    cluster_id = kraft_cluster_id()
     formatted = subprocess.run(
         [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id,
          "-c", str(config)],
