@@ -1,8 +1,17 @@
 """Smoke test of the benchmark on 10,000 events: it runs, reconciles, and reports every figure.
 (No timing assertions: speeds are reported by `patient-flow bench`, not tested.)"""
+from datetime import datetime, timezone
+
 import pytest
 
-from patient_flow_dagster.bench import BenchmarkError, reconcile, run_benchmark
+from patient_flow_dagster.bench import (
+    BenchmarkError,
+    land_events,
+    landing_files,
+    reconcile,
+    run_benchmark,
+)
+from patient_flow_dagster.engine_floor import EngineFloor, FloorError
 
 
 def test_benchmark_runs_and_reconciles_on_10k_events(tmp_path, spark, monkeypatch):
@@ -23,6 +32,38 @@ def test_benchmark_runs_and_reconciles_on_10k_events(tmp_path, spark, monkeypatc
     assert set(report["seconds_per_layer"]) == {"bronze", "silver", "gold", "gold_kpis"}
     assert (set(report["incremental_seconds_per_step_on_a_tenth_of_the_history"])
             == set(report["incremental_seconds_per_step"]))
+    floor = report["engine_floor"]
+    for key in ("full_run_seconds", "events_per_second", "increment_seconds",
+                "increment_fraction_of_full_run", "one_row_delta_append_seconds"):
+        assert floor[key] > 0, key
+    assert report["dagster_run_vs_engine_floor"] > 0
+
+
+def test_the_engine_floor_accounts_for_every_landed_event(tmp_path, spark):
+    landing, now = tmp_path / "landing", datetime.now(timezone.utc)
+    landed = land_events(2_000, 3, landing, now, 30, 1_000)
+    history = landing_files(landing)
+    new = land_events(300, 4, landing, now, 2, 1_000)
+    floor = EngineFloor(spark, tmp_path / "floor")
+    floor.full_run(history)
+    first = floor.reconcile(landed)
+    floor.increment(sorted(set(landing_files(landing)) - set(history)))
+    after = floor.reconcile(landed + new)
+
+    assert first["bronze"] == 2_000 and after["bronze"] == 2_300
+    # the simulator's dirty data: duplicates, and rows without a patient or a valid age
+    assert first["bronze_distinct_event_ids"] < 2_000 and first["quarantine"] > 0
+    assert after["silver"] + after["quarantine"] == after["bronze_distinct_event_ids"]
+    assert after["silver"] > first["silver"]
+    assert after["fact_admissions"] == after["silver"]
+    patients = floor.read("silver").select("patient_id").distinct().count()
+    assert after["dim_patient"] == patients
+    assert floor.read("kpi").agg({"count": "sum"}).first()[0] == after["fact_admissions"]
+
+    floor.read("silver").limit(5).write.format("delta").mode("overwrite").save(
+        floor.path("silver"))
+    with pytest.raises(FloorError, match="silver \\+ quarantine"):
+        floor.reconcile(landed + new)
 
 
 def test_a_wrong_count_stops_the_benchmark_before_any_speed():

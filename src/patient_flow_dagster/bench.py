@@ -16,6 +16,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from patient_flow_dagster import engine_floor
 from patient_flow_dagster.processes import stop_process_group
 
 LAYER_OF_STEP = {
@@ -132,7 +133,7 @@ def _dagster_run(lake_root: Path, landing: Path):
     return wall, steps
 
 
-def _land(events: int, seed: int, landing: Path, now: datetime, span_days: float,
+def land_events(events: int, seed: int, landing: Path, now: datetime, span_days: float,
           events_per_file: int) -> int:
     from patient_flow_dagster.streaming.landing_writer import write_events
     from patient_flow_dagster.streaming.simulator import simulate
@@ -146,7 +147,7 @@ def run_small_batch(spark, workdir: Path, run_id: str) -> None:
     """The pipeline's steps once on a 2,000-event scratch batch under `workdir`: what warms a
     JVM up (the class archive's training run, the warm driver's warm-up)."""
     landing = workdir / "landing"
-    _land(2_000, 7, landing, datetime.now(timezone.utc), 30, 1_000)
+    land_events(2_000, 7, landing, datetime.now(timezone.utc), 30, 1_000)
     resources = _resources(workdir / "lake", landing)
     run_bare(spark, resources["lake"], resources["landing"], run_id)
 
@@ -245,8 +246,9 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
     per_file = max(1_000, events // 20)
     landing = workdir / "landing"
     simulate_seconds = time.perf_counter()
-    landed = _land(events, seed, landing, now, 365, per_file)
+    landed = land_events(events, seed, landing, now, 365, per_file)
     simulate_seconds = time.perf_counter() - simulate_seconds
+    history_files = landing_files(landing)
 
     if latency:  # first, while no Spark JVM of this process competes with `dagster dev`'s runs
         from patient_flow_dagster.sensors import DEFAULT_INTERVAL_SECONDS
@@ -281,7 +283,8 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
             per_layer[layer] = per_layer.get(layer, 0) + seconds
 
     increment = max(1, events // 100)
-    _land(increment, seed + 1, landing, now, 2, per_file)
+    land_events(increment, seed + 1, landing, now, 2, per_file)
+    new_files = sorted(set(landing_files(landing)) - set(history_files))
     incremental_wall, incremental_steps = _dagster_run(dagster_lake, landing)
     after = table_counts(spark, _resources(dagster_lake, landing)["lake"])
     reconcile(after, landed + increment, "incremental run")
@@ -299,12 +302,16 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
     history = max(1, events // 10)
     small = workdir / "tenth_of_the_history"
     small_landing, small_lake = small / "landing", small / "lake"
-    small_landed = _land(history, seed + 2, small_landing, now, 365, per_file)
+    small_landed = land_events(history, seed + 2, small_landing, now, 365, per_file)
     _dagster_run(small_lake, small_landing)
-    _land(increment, seed + 1, small_landing, now, 2, per_file)
+    land_events(increment, seed + 1, small_landing, now, 2, per_file)
     small_wall, small_steps = _dagster_run(small_lake, small_landing)
     reconcile(table_counts(spark, _resources(small_lake, small_landing)["lake"]),
               small_landed + increment, "increment on a tenth of the history")
+
+    # Last, on the warmest JVM (which flatters the floor, not the pipeline).
+    floor = engine_floor.measure(spark, workdir / "engine_floor", history_files, new_files,
+                                 landed, increment)
 
     report = {
         "events": landed,
@@ -333,6 +340,8 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
         "incremental_seconds_per_step_on_a_tenth_of_the_history": {
             k: round(v, 1) for k, v in small_steps.items()},
         "reconciled_counts": dagster_counts,
+        "engine_floor": floor,
+        "dagster_run_vs_engine_floor": round(wall / floor["full_run_seconds"], 2),
         **peak_memory_mb(spark),
     }
     if latency:
@@ -342,6 +351,10 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
         report["sensor_interval_seconds"] = interval
         report["latency_runs_on"] = "warm Spark driver" if warm_driver else "a new JVM per run"
     return report
+
+
+def landing_files(landing: Path) -> list[str]:
+    return sorted(str(path) for path in landing.glob("*.parquet"))
 
 
 def _asset_steps(steps: dict[str, float]) -> set[str]:
