@@ -3,7 +3,7 @@ work on three-part table names. Locally the session catalog stands in for Unity 
 import pytest
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-from patient_flow_dagster.resources.lake import DeltaLake, Table, merge_changed
+from patient_flow_dagster.resources.lake import STATS_COLUMNS, DeltaLake, Table, merge_changed
 
 DIMENSION = Table("gold", "catalog_probe_dimension")
 EVENTS = Table("bronze", "catalog_probe_events")
@@ -50,3 +50,11 @@ def test_catalog_tables_feed_incremental_consumers_exactly_once(spark, catalog_l
     assert sorted(seen) == ["e1", "e2", "e3"]  # replayed txn written once, each row seen once
     lake.drop(spark, EVENTS)
     assert not lake.exists(spark, EVENTS)
+
+
+def test_a_catalog_table_is_created_with_its_statistics_columns(spark, catalog_lake, monkeypatch):
+    monkeypatch.setitem(STATS_COLUMNS, DIMENSION, ("key",))
+    catalog_lake.ensure(spark, DIMENSION, SCHEMA)
+    properties = dict(spark.sql(
+        "SHOW TBLPROPERTIES spark_catalog.gold.catalog_probe_dimension").collect())
+    assert properties["delta.dataSkippingStatsColumns"] == "key"

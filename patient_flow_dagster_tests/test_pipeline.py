@@ -1,6 +1,8 @@
 """The whole graph on seeded dirty data: reconciliation, quarantine reasons, gold, idempotence."""
+import json
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
@@ -136,6 +138,19 @@ def test_gold_tables_are_consistent(scenario, spark):
     )
     assert at_admission.count() == fact.count()
     assert at_admission.filter("NOT (event_age <=> age AND event_gender <=> gender)").count() == 0
+
+
+def test_large_tables_keep_statistics_only_for_the_columns_read_by_them(scenario):
+    lake = scenario["house"].lake
+    for table, columns in t.STATS_COLUMNS.items():
+        log = Path(lake.location(table)) / "_delta_log"
+        adds = [json.loads(line)["add"] for commit in sorted(log.glob("*.json"))
+                for line in commit.read_text().splitlines() if line.startswith('{"add"')]
+        assert adds, table
+        for add in adds:
+            stats = json.loads(add["stats"])
+            assert stats["numRecords"] > 0, table  # row counts stay in the log
+            assert set(stats["nullCount"]) == set(columns), table
 
 
 def test_rerun_without_new_files_changes_nothing(scenario):

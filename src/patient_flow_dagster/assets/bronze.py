@@ -82,6 +82,9 @@ def ingest_landing(
     once, via the checkpoint), record the audit. Returns the audit rows of the new files and
     the number of rows ingested."""
     new_files = audit_new_files(spark, lake, landing, run_id)
+    if not lake.exists(spark, BRONZE_EVENTS):  # created first: with its properties, and so that
+        # downstream finds a table even when nothing has landed yet
+        lake.ensure(spark, BRONZE_EVENTS, with_ingest_metadata(_empty_landing(spark), run_id).schema)
     landed = with_ingest_metadata(landing.read_stream(spark, LANDING_SCHEMA), run_id)
     writer = (
         landed.writeStream.format("delta")
@@ -91,8 +94,6 @@ def ingest_landing(
     )
     query = lake.start_stream(spark, writer, BRONZE_EVENTS)
     query.awaitTermination()
-    if not lake.exists(spark, BRONZE_EVENTS):  # nothing landed yet: downstream still needs a table
-        lake.ensure(spark, BRONZE_EVENTS, with_ingest_metadata(_empty_landing(spark), run_id).schema)
     if new_files:
         found = StructType([f for f in LANDING_FILES_SCHEMA.fields if f.name != "audited_at"])
         audit = spark.createDataFrame(new_files, found).withColumn(

@@ -41,6 +41,26 @@ LENGTH_OF_STAY_STATS = Table("gold", "length_of_stay_stats")
 DAILY_FLOW = Table("gold", "daily_flow")
 
 
+# Delta keeps min/max statistics of the first 32 columns of every file it writes; on 2 cores
+# that was about a third of a 1M-row write (26 columns: 6.6 s against 4.5 s without). A large
+# table keeps them only for the columns its readers filter or join on: data skipping, and on
+# Databricks the dynamic file pruning of MERGE. Set when the table is created.
+STATS_COLUMNS: dict[Table, tuple[str, ...]] = {
+    BRONZE_EVENTS: ("event_id", "ingest_run_id"),
+    SILVER_EVENTS: ("event_id", "patient_id", "silver_run_id"),
+    QUARANTINE: ("event_id", "silver_run_id"),
+    DIM_PATIENT: ("patient_id", "valid_from"),
+    FACT_ADMISSIONS: ("event_id", "patient_sk", "department_sk"),
+    DEPARTMENT_CENSUS_HOURLY: ("hour_start", "hospital_id", "department"),
+}
+
+
+def creation_properties(table: Table) -> dict[str, str]:
+    """Delta table properties a table gets when it is created (its statistics columns)."""
+    columns = STATS_COLUMNS.get(table)
+    return {"delta.dataSkippingStatsColumns": ",".join(columns)} if columns else {}
+
+
 class DeltaLake(ConfigurableResource):
     """Delta tables as folders under `root` (local), or Unity Catalog tables when `catalog` is set.
 
@@ -117,17 +137,20 @@ class DeltaLake(ConfigurableResource):
 
     def ensure(self, spark: SparkSession, table: Table, schema: StructType,
                properties: dict[str, str] | None = None) -> None:
-        """Create the table empty with `schema` if it does not exist (MERGE needs a target).
-        `properties`: Delta table properties it must have, set on a table created before
-        they were asked for too."""
+        """Create the table empty with `schema` if it does not exist (MERGE needs a target),
+        with its `creation_properties`. `properties`: Delta table properties it must have, set
+        on a table created before they were asked for too."""
+        created_with = {**creation_properties(table), **(properties or {})}
         if self.catalog:  # three-part names: through the catalog (the builder parses two parts)
             self.ensure_schema(spark, table)
-            spark.createDataFrame([], schema).write.format("delta").mode("ignore").saveAsTable(
-                self.location(table))
+            writer = spark.createDataFrame([], schema).write.format("delta").mode("ignore")
+            for name, value in created_with.items():  # delta.* options: the new table's properties
+                writer = writer.option(name, value)
+            writer.saveAsTable(self.location(table))
         else:
             builder = DeltaTable.createIfNotExists(spark).addColumns(schema).location(
                 self.location(table))
-            for name, value in (properties or {}).items():
+            for name, value in created_with.items():
                 builder = builder.property(name, value)
             builder.execute()
         if properties:
