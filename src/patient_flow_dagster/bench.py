@@ -364,14 +364,13 @@ def _asset_steps(steps: dict[str, float]) -> set[str]:
     return {s for s in steps if s in names}
 
 
-def format_table(report: dict) -> str:
+def format_table(report: dict, indent: int = 0) -> str:
     lines = []
     for key, value in report.items():
         if isinstance(value, dict):
-            lines.append(f"{key}:")
-            lines += [f"    {k:40s} {v}" for k, v in value.items()]
+            lines += [f"{' ' * indent}{key}:", format_table(value, indent + 4)]
         else:
-            lines.append(f"{key:44s} {value}")
+            lines.append(f"{' ' * indent}{key:{44 - indent}s} {value}")
     return "\n".join(lines)
 
 
