@@ -60,6 +60,9 @@ def test_the_engine_floor_accounts_for_every_landed_event(tmp_path, spark):
     assert after["dim_patient"] == patients
     assert floor.read("kpi").agg({"count": "sum"}).first()[0] == after["fact_admissions"]
 
+    properties = dict(spark.sql(f"SHOW TBLPROPERTIES delta.`{floor.path('bronze')}`").collect())
+    assert properties["delta.dataSkippingStatsColumns"] == "event_id,batch"  # as it was created
+
     floor.read("silver").limit(5).write.format("delta").mode("overwrite").save(
         floor.path("silver"))
     with pytest.raises(FloorError, match="silver \\+ quarantine"):

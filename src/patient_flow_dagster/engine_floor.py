@@ -20,6 +20,11 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 FLOOR_TABLES = ("bronze", "silver", "quarantine", "dim_patient", "fact_admissions", "kpi")
+# File statistics only on what is joined or filtered on, as the pipeline's large tables keep
+# them (lake.STATS_COLUMNS): the key, and the batch that the increment reads.
+STATS_COLUMNS = {"bronze": "event_id,batch", "silver": "event_id,batch",
+                 "quarantine": "event_id", "dim_patient": "patient_id",
+                 "fact_admissions": "event_id"}
 # One rule stands for all of silver's: a row without a patient or a valid age goes to quarantine.
 VALID = "coalesce(patient_id IS NOT NULL AND age BETWEEN 0 AND 100, false)"
 
@@ -40,6 +45,12 @@ class EngineFloor:
     def read(self, table: str) -> DataFrame:
         return self.spark.read.format("delta").load(self.path(table))
 
+    def write(self, rows: DataFrame, table: str, mode: str = "append") -> None:
+        writer = rows.write.format("delta").mode(mode)
+        if table in STATS_COLUMNS:  # a creation's property; ignored by later writes
+            writer = writer.option("delta.dataSkippingStatsColumns", STATS_COLUMNS[table])
+        writer.save(self.path(table))
+
     def _landed(self, files: list[str], batch: str) -> DataFrame:
         return (self.spark.read.parquet(*files)
                 .withColumn("age", F.expr("try_cast(age AS INT)"))
@@ -51,15 +62,13 @@ class EngineFloor:
         """Valid rows to silver, the rest to quarantine: one cached batch, two appends."""
         events = events.cache()
         try:
-            events.filter(VALID).write.format("delta").mode("append").save(self.path("silver"))
-            events.filter(f"NOT {VALID}").write.format("delta").mode(
-                "append").save(self.path("quarantine"))
+            self.write(events.filter(VALID), "silver")
+            self.write(events.filter(f"NOT {VALID}"), "quarantine")
         finally:
             events.unpersist()
 
     def _kpi(self) -> None:
-        self.read("fact_admissions").groupBy("department").count().write.format("delta").mode(
-            "overwrite").save(self.path("kpi"))
+        self.write(self.read("fact_admissions").groupBy("department").count(), "kpi", "overwrite")
 
     def full_run(self, files: list[str]) -> dict[str, float]:
         """Every file into an empty floor lake."""
@@ -67,15 +76,14 @@ class EngineFloor:
             shutil.rmtree(self.root)
         first = Window.partitionBy("event_id").orderBy("ingested_at", "source_file")
         return _timed_steps({
-            "bronze": lambda: self._landed(files, "full").write.format("delta").save(
-                self.path("bronze")),
+            "bronze": lambda: self.write(self._landed(files, "full"), "bronze"),
             "silver": lambda: self._split(self.read("bronze").withColumn(
                 "_rank", F.row_number().over(first)).filter("_rank = 1").drop("_rank")),
-            "dim_patient": lambda: _latest_per_patient(self.read("silver")).write.format(
-                "delta").save(self.path("dim_patient")),
-            "fact_admissions": lambda: self.read("silver").join(
-                self.read("dim_patient").select("patient_id", "patient_version"), "patient_id"
-            ).write.format("delta").save(self.path("fact_admissions")),
+            "dim_patient": lambda: self.write(_latest_per_patient(self.read("silver")),
+                                              "dim_patient"),
+            "fact_admissions": lambda: self.write(self.read("silver").join(
+                self.read("dim_patient").select("patient_id", "patient_version"), "patient_id"),
+                "fact_admissions"),
             "kpi": self._kpi,
         })
 
@@ -98,13 +106,12 @@ class EngineFloor:
              .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
 
         def fact() -> None:
-            self.read("silver").filter("batch = 'increment'").join(
-                self.read("dim_patient").select("patient_id", "patient_version"), "patient_id"
-            ).write.format("delta").mode("append").save(self.path("fact_admissions"))
+            self.write(self.read("silver").filter("batch = 'increment'").join(
+                self.read("dim_patient").select("patient_id", "patient_version"), "patient_id"),
+                "fact_admissions")
 
         return _timed_steps({
-            "bronze": lambda: self._landed(files, "increment").write.format("delta").mode(
-                "append").save(self.path("bronze")),
+            "bronze": lambda: self.write(self._landed(files, "increment"), "bronze"),
             "silver": silver, "dim_patient": dim_patient, "fact_admissions": fact,
             "kpi": self._kpi,
         })
