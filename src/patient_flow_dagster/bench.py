@@ -13,10 +13,10 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from patient_flow_dagster import engine_floor
 from patient_flow_dagster.processes import stop_process_group
 
 LAYER_OF_STEP = {
@@ -30,10 +30,14 @@ class BenchmarkError(RuntimeError):
     """The pipeline produced wrong counts: no speed is reported."""
 
 
-def _timed(fn, *args):
-    started = time.perf_counter()
-    value = fn(*args)
-    return value, time.perf_counter() - started
+def timed_steps(steps: dict[str, Callable[[], object]]) -> dict[str, float]:
+    """Run the steps in order; the seconds each took."""
+    seconds = {}
+    for name, step in steps.items():
+        started = time.perf_counter()
+        step()
+        seconds[name] = time.perf_counter() - started
+    return seconds
 
 
 def run_bare(spark, lake, landing, run_id: str) -> dict[str, float]:
@@ -68,7 +72,7 @@ def run_bare(spark, lake, landing, run_id: str) -> dict[str, float]:
         "fact_admissions": lambda: update_fact_admissions(spark, lake),
         "kpis": kpi_tables,
     }
-    return {name: _timed(step)[1] for name, step in steps.items()}
+    return timed_steps(steps)
 
 
 def table_counts(spark, lake) -> dict[str, int]:
@@ -82,16 +86,26 @@ def table_counts(spark, lake) -> dict[str, int]:
     return counts
 
 
-def reconcile(counts: dict[str, int], landed_rows: int, label: str) -> None:
+def count_problems(landed: int, bronze: int, distinct_ids: int, silver: int, quarantine: int,
+                   fact: int) -> list[str]:
+    """What is wrong with a lake's row counts, if anything: bronze holds every landed row,
+    silver + quarantine every distinct event id, the fact every silver row."""
     problems = []
-    if counts["bronze.patient_events"] != landed_rows:
-        problems.append(f"bronze has {counts['bronze.patient_events']} rows, {landed_rows} landed")
-    accounted = counts["silver.patient_events"] + counts["silver.patient_events_quarantine"]
-    if accounted != counts["bronze_distinct_event_ids"]:
-        problems.append(f"silver + quarantine = {accounted} != distinct bronze event ids "
-                        f"{counts['bronze_distinct_event_ids']}")
-    if counts["gold.fact_admissions"] != counts["silver.patient_events"]:
+    if bronze != landed:
+        problems.append(f"bronze has {bronze} rows, {landed} landed")
+    if silver + quarantine != distinct_ids:
+        problems.append(f"silver + quarantine = {silver + quarantine} != distinct bronze event "
+                        f"ids {distinct_ids}")
+    if fact != silver:
         problems.append("fact_admissions and silver differ in rows")
+    return problems
+
+
+def reconcile(counts: dict[str, int], landed_rows: int, label: str) -> None:
+    problems = count_problems(
+        landed_rows, counts["bronze.patient_events"], counts["bronze_distinct_event_ids"],
+        counts["silver.patient_events"], counts["silver.patient_events_quarantine"],
+        counts["gold.fact_admissions"])
     if problems:
         raise BenchmarkError(f"{label}: " + "; ".join(problems))
 
@@ -310,6 +324,8 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
               small_landed + increment, "increment on a tenth of the history")
 
     # Last, on the warmest JVM (which flatters the floor, not the pipeline).
+    from patient_flow_dagster import engine_floor
+
     floor = engine_floor.measure(spark, workdir / "engine_floor", history_files, new_files,
                                  landed, increment)
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import shutil
 import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+
+from patient_flow_dagster.bench import count_problems, timed_steps
 
 FLOOR_TABLES = ("bronze", "silver", "quarantine", "dim_patient", "fact_admissions", "kpi")
 # File statistics only on what is joined or filtered on, as the pipeline's large tables keep
@@ -51,6 +51,14 @@ class EngineFloor:
             writer = writer.option("delta.dataSkippingStatsColumns", STATS_COLUMNS[table])
         writer.save(self.path(table))
 
+    def _of_increment(self, table: str) -> DataFrame:
+        return self.read(table).filter("batch = 'increment'")
+
+    def _with_patient(self, silver: DataFrame) -> DataFrame:
+        """Silver rows with their patient's version from dim_patient: the fact."""
+        return silver.join(self.read("dim_patient").select("patient_id", "patient_version"),
+                           "patient_id")
+
     def _landed(self, files: list[str], batch: str) -> DataFrame:
         return (self.spark.read.parquet(*files)
                 .withColumn("age", F.expr("try_cast(age AS INT)"))
@@ -75,15 +83,14 @@ class EngineFloor:
         if self.root.exists():
             shutil.rmtree(self.root)
         first = Window.partitionBy("event_id").orderBy("ingested_at", "source_file")
-        return _timed_steps({
+        return timed_steps({
             "bronze": lambda: self.write(self._landed(files, "full"), "bronze"),
             "silver": lambda: self._split(self.read("bronze").withColumn(
                 "_rank", F.row_number().over(first)).filter("_rank = 1").drop("_rank")),
             "dim_patient": lambda: self.write(_latest_per_patient(self.read("silver")),
                                               "dim_patient"),
-            "fact_admissions": lambda: self.write(self.read("silver").join(
-                self.read("dim_patient").select("patient_id", "patient_version"), "patient_id"),
-                "fact_admissions"),
+            "fact_admissions": lambda: self.write(self._with_patient(self.read("silver")),
+                                                  "fact_admissions"),
             "kpi": self._kpi,
         })
 
@@ -92,7 +99,7 @@ class EngineFloor:
         from delta.tables import DeltaTable
 
         def silver() -> None:  # ids seen before: the stored ids semi-joined with the new ones
-            new = self.read("bronze").filter("batch = 'increment'").dropDuplicates(["event_id"])
+            new = self._of_increment("bronze").dropDuplicates(["event_id"])
             ids = F.broadcast(new.select("event_id"))
             seen = self.read("silver").select("event_id").join(ids, "event_id", "left_semi")
             seen = seen.unionByName(
@@ -100,17 +107,15 @@ class EngineFloor:
             self._split(new.join(F.broadcast(seen), "event_id", "left_anti"))
 
         def dim_patient() -> None:
-            latest = _latest_per_patient(self.read("silver").filter("batch = 'increment'"))
+            latest = _latest_per_patient(self._of_increment("silver"))
             (DeltaTable.forPath(self.spark, self.path("dim_patient")).alias("t")
              .merge(latest.alias("s"), "t.patient_id = s.patient_id")
              .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
 
         def fact() -> None:
-            self.write(self.read("silver").filter("batch = 'increment'").join(
-                self.read("dim_patient").select("patient_id", "patient_version"), "patient_id"),
-                "fact_admissions")
+            self.write(self._with_patient(self._of_increment("silver")), "fact_admissions")
 
-        return _timed_steps({
+        return timed_steps({
             "bronze": lambda: self.write(self._landed(files, "increment"), "bronze"),
             "silver": silver, "dim_patient": dim_patient, "fact_admissions": fact,
             "kpi": self._kpi,
@@ -124,13 +129,9 @@ class EngineFloor:
 
     def reconcile(self, landed_rows: int) -> dict[str, int]:
         counts = self.counts()
-        problems = []
-        if counts["bronze"] != landed_rows:
-            problems.append(f"bronze has {counts['bronze']} rows, {landed_rows} landed")
-        if counts["silver"] + counts["quarantine"] != counts["bronze_distinct_event_ids"]:
-            problems.append("silver + quarantine != distinct bronze event ids")
-        if counts["fact_admissions"] != counts["silver"]:
-            problems.append("fact and silver differ in rows")
+        problems = count_problems(
+            landed_rows, counts["bronze"], counts["bronze_distinct_event_ids"], counts["silver"],
+            counts["quarantine"], counts["fact_admissions"])
         if problems:
             raise FloorError("engine floor: " + "; ".join(problems))
         return counts
@@ -139,11 +140,10 @@ class EngineFloor:
         """Median time to append one row to a Delta table: what every write costs here before
         its data."""
         row = self.spark.range(1)
-        path = str(self.root / "one_row")
-        row.write.format("delta").mode("overwrite").save(path)
+        self.write(row, "one_row", "overwrite")
         return statistics.median(
-            _timed_steps({"append": lambda: row.write.format("delta").mode("append").save(path)}
-                         )["append"] for _ in range(tries))
+            timed_steps({"append": lambda: self.write(row, "one_row")})["append"]
+            for _ in range(tries))
 
 
 def _latest_per_patient(silver: DataFrame) -> DataFrame:
@@ -151,15 +151,6 @@ def _latest_per_patient(silver: DataFrame) -> DataFrame:
     return silver.groupBy("patient_id").agg(
         F.max_by(F.struct("gender", "age", "department"), "admission_time").alias("latest"),
         F.count("*").alias("patient_version")).select("patient_id", "latest.*", "patient_version")
-
-
-def _timed_steps(steps: dict[str, Callable[[], object]]) -> dict[str, float]:
-    seconds = {}
-    for name, step in steps.items():
-        started = time.perf_counter()
-        step()
-        seconds[name] = time.perf_counter() - started
-    return seconds
 
 
 def measure(spark: SparkSession, root: Path, history_files: list[str], new_files: list[str],

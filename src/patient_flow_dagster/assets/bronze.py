@@ -82,8 +82,9 @@ def ingest_landing(
     once, via the checkpoint), record the audit. Returns the audit rows of the new files and
     the number of rows ingested."""
     new_files = audit_new_files(spark, lake, landing, run_id)
-    if not lake.exists(spark, BRONZE_EVENTS):  # created first: with its properties, and so that
-        # downstream finds a table even when nothing has landed yet
+    # Created before the stream writes to it, so that it has its creation properties, and so
+    # that downstream finds a table even when nothing has landed yet.
+    if not lake.exists(spark, BRONZE_EVENTS):
         lake.ensure(spark, BRONZE_EVENTS, with_ingest_metadata(_empty_landing(spark), run_id).schema)
     landed = with_ingest_metadata(landing.read_stream(spark, LANDING_SCHEMA), run_id)
     writer = (
