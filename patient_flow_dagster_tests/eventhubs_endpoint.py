@@ -52,11 +52,11 @@ from urllib.parse import parse_qs, quote_plus, urlparse
 from azure.eventhub._pyamqp import performatives as amqp
 from azure.eventhub._pyamqp._decode import decode_frame, decode_payload
 from azure.eventhub._pyamqp._encode import encode_frame, encode_payload
-from azure.eventhub._pyamqp.types import AMQPTypes
 from azure.eventhub._pyamqp.endpoints import Source, Target
 from azure.eventhub._pyamqp.error import AMQPError
 from azure.eventhub._pyamqp.message import Message, Properties
 from azure.eventhub._pyamqp.outcomes import Accepted, Rejected
+from azure.eventhub._pyamqp.types import AMQPTypes
 
 SASL_HEADER, AMQP_HEADER = b"AMQP\x03\x01\x00\x00", b"AMQP\x00\x01\x00\x00"
 OPEN, BEGIN, ATTACH, FLOW, TRANSFER, DISPOSITION, DETACH, END, CLOSE = range(0x10, 0x19)
@@ -563,8 +563,8 @@ def measure_sdk_throughput(events: int, port: int) -> dict:
 
     from azure.eventhub import EventHubConsumerClient
 
-    from patient_flow_dagster.streaming.eventhubs_amqp import EventHubsTarget, publish
-    from patient_flow_dagster.streaming.simulator import simulate
+    from patient_flow_dagster.ingestion.eventhubs_amqp import EventHubsTarget, publish
+    from patient_flow_dagster.ingestion.simulator import simulate
 
     server = subprocess.Popen([sys.executable, "-m", "patient_flow_dagster_tests.eventhubs_endpoint",
                                "--port", str(port)], stdout=subprocess.PIPE, text=True)

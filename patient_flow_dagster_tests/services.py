@@ -6,7 +6,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from patient_flow_dagster.processes import stop_process_group
+from patient_flow_devtools.processes import stop_process_group
 
 ROOT = Path(__file__).resolve().parents[1]
 AZURITE = ROOT / "tools" / "node_modules" / ".bin" / "azurite-blob"

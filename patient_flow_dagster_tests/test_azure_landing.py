@@ -6,11 +6,15 @@ from dagster import DagsterInstance, build_sensor_context
 from patient_flow_dagster.assets.bronze import bronze_patient_events
 from patient_flow_dagster.assets.silver import silver_patient_events
 from patient_flow_dagster.environments import landing_zone
+from patient_flow_dagster.ingestion.landing_writer import (
+    events_table,
+    landing_sink,
+    write_events,
+)
+from patient_flow_dagster.ingestion.simulator import simulate
 from patient_flow_dagster.resources import lake as t
 from patient_flow_dagster.resources.azure_landing import AzureBlobLandingZone
 from patient_flow_dagster.sensors import landing_sensor
-from patient_flow_dagster.streaming.landing_writer import events_table, landing_sink, write_events
-from patient_flow_dagster.streaming.simulator import simulate
 from patient_flow_dagster_tests import services
 from patient_flow_dagster_tests.conftest import recent_now
 

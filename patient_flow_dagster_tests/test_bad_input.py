@@ -5,9 +5,12 @@ from pyspark.sql import functions as F
 
 from patient_flow_dagster.assets.bronze import bronze_patient_events
 from patient_flow_dagster.assets.silver import silver_patient_events
+from patient_flow_dagster.ingestion.landing_writer import (
+    events_table,
+    write_landing_file,
+)
+from patient_flow_dagster.ingestion.simulator import simulate
 from patient_flow_dagster.resources import lake as t
-from patient_flow_dagster.streaming.landing_writer import events_table, write_landing_file
-from patient_flow_dagster.streaming.simulator import simulate
 from patient_flow_dagster_tests.conftest import recent_now
 
 

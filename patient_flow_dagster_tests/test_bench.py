@@ -4,14 +4,14 @@ from datetime import datetime, timezone
 
 import pytest
 
-from patient_flow_dagster.bench import (
+from patient_flow_devtools.bench import (
     BenchmarkError,
     land_events,
     landing_files,
     reconcile,
     run_benchmark,
 )
-from patient_flow_dagster.engine_floor import EngineFloor, FloorError
+from patient_flow_devtools.engine_floor import EngineFloor, FloorError
 
 
 def test_benchmark_runs_and_reconciles_on_10k_events(tmp_path, spark, monkeypatch):

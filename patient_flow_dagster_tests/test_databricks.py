@@ -16,6 +16,8 @@ from databricks.sdk.errors import DatabricksError
 from databricks.sdk.service import jobs
 
 from patient_flow_dagster.definitions import build_definitions
+from patient_flow_dagster.ingestion.landing_writer import write_events
+from patient_flow_dagster.ingestion.simulator import simulate
 from patient_flow_dagster.resources import lake as t
 from patient_flow_dagster.resources.databricks import (
     RUN_CONFIG_VARIABLE,
@@ -24,8 +26,6 @@ from patient_flow_dagster.resources.databricks import (
     step_launcher_config,
 )
 from patient_flow_dagster.settings import Settings
-from patient_flow_dagster.streaming.landing_writer import write_events
-from patient_flow_dagster.streaming.simulator import simulate
 from patient_flow_dagster_tests.conftest import recent_now
 from patient_flow_dagster_tests.databricks_emulator import DatabricksEmulator
 
@@ -143,7 +143,7 @@ def test_remote_step_gets_the_launchers_config_but_no_secret(tmp_path):
     forwarded = remote_env_variables(environ, config["run_config"])
     assert databricks_run_config(forwarded) == config["run_config"]  # the remote rebuilds it
     assert forwarded[RUN_CONFIG_VARIABLE] and forwarded["PATIENT_FLOW_LAKE"].startswith("abfss://")
-    new_cluster = databricks_run_config({})["cluster"]["new"]  # from infra/databricks
+    new_cluster = databricks_run_config({})["cluster"]["new"]  # the packaged default
     assert new_cluster["spark_version"].endswith("scala2.13")  # Spark 4 runtimes, like pyspark 4
 
 

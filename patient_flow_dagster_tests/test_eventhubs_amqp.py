@@ -19,19 +19,19 @@ from azure.storage.blob import ContainerClient
 
 from patient_flow_dagster.assets.bronze import bronze_patient_events
 from patient_flow_dagster.assets.silver import silver_patient_events
-from patient_flow_dagster.resources import lake as t
-from patient_flow_dagster.streaming.eventhubs_amqp import (
+from patient_flow_dagster.ingestion.eventhubs_amqp import (
     EventHubsConfigError,
     EventHubsLandingConsumer,
     EventHubsTarget,
     checkpoint_store_from_env,
     publish,
 )
-from patient_flow_dagster.streaming.simulator import simulate
+from patient_flow_dagster.ingestion.simulator import simulate
+from patient_flow_dagster.resources import lake as t
 from patient_flow_dagster_tests import services
-from patient_flow_dagster_tests.services import free_port
 from patient_flow_dagster_tests.conftest import recent_now
 from patient_flow_dagster_tests.eventhubs_endpoint import KEY, POLICY, EventHubsEndpoint
+from patient_flow_dagster_tests.services import free_port
 from patient_flow_dagster_tests.test_kafka import landed_event_ids
 
 HUB = "patient-events"

@@ -7,7 +7,10 @@ from pathlib import Path
 import hcl2
 from dagster_databricks.configs import define_databricks_submit_run_config
 
-from patient_flow_dagster.resources.databricks import DEFAULT_CLUSTER_SPEC, databricks_run_config
+from patient_flow_dagster.resources.databricks import (
+    DEFAULT_CLUSTER_SPEC,
+    databricks_run_config,
+)
 
 TERRAFORM = Path(__file__).resolve().parents[1] / "infra" / "terraform"
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "patient_flow_dagster"

@@ -13,11 +13,15 @@ from confluent_kafka import Producer
 
 from patient_flow_dagster.assets.bronze import bronze_patient_events
 from patient_flow_dagster.assets.silver import silver_patient_events
+from patient_flow_dagster.ingestion.kafka_io import (
+    LandingConsumer,
+    client_config,
+    publish,
+)
+from patient_flow_dagster.ingestion.simulator import simulate
 from patient_flow_dagster.resources import lake as t
-from patient_flow_dagster.streaming.kafka_io import LandingConsumer, client_config, publish
-from patient_flow_dagster.streaming.local_kafka import kraft_cluster_id, local_kafka
-from patient_flow_dagster.streaming.simulator import simulate
 from patient_flow_dagster_tests.conftest import recent_now
+from patient_flow_devtools.local_kafka import kraft_cluster_id, local_kafka
 
 
 @pytest.fixture(scope="module")

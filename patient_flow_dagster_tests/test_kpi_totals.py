@@ -2,7 +2,7 @@
 the totals of the changed fact, for inserts, deletes and updates (both images)."""
 from pyspark.sql import functions as F
 
-from patient_flow_dagster.transforms import cubes, flow
+from patient_flow_dagster.transforms import census, cubes
 from patient_flow_dagster.transforms.changes import add_totals, signed_changes
 
 FACT = ("event_id string, patient_sk string, department_sk string, hospital_id int, "
@@ -58,12 +58,12 @@ def test_stored_totals_plus_signed_changes_equal_the_changed_fact(spark):
                         ("F", "Surgery"): (1, 1, 2.25)}
 
     def daily(fact):
-        return flow.daily_flow_totals(flow.stays(fact, departments))
+        return census.daily_flow_totals(census.stays(fact, departments))
 
-    kept_flow = flow.daily_flow_from_totals(add_totals(
+    kept_flow = census.daily_flow_from_totals(add_totals(
         daily(fact_rows(spark, before)), daily(changes), ["hospital_id", "day"],
-        flow.DAILY_FLOW_TOTALS))
-    recomputed_flow = flow.daily_flow(flow.stays(fact_rows(spark, after), departments))
+        census.DAILY_FLOW_TOTALS))
+    recomputed_flow = census.daily_flow(census.stays(fact_rows(spark, after), departments))
     assert sorted(map(tuple, kept_flow.collect())) == sorted(map(tuple, recomputed_flow.collect()))
     assert {(r.hospital_id, str(r.day)): (r.admissions, r.discharges)
             for r in kept_flow.collect()} == {

@@ -3,7 +3,12 @@ work on three-part table names. Locally the session catalog stands in for Unity 
 import pytest
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-from patient_flow_dagster.resources.lake import STATS_COLUMNS, DeltaLake, Table, merge_changed
+from patient_flow_dagster.resources.lake import (
+    STATS_COLUMNS,
+    DeltaLake,
+    Table,
+    merge_changed,
+)
 
 DIMENSION = Table("gold", "catalog_probe_dimension")
 EVENTS = Table("bronze", "catalog_probe_events")

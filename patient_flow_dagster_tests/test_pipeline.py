@@ -14,9 +14,9 @@ from patient_flow_dagster.assets.common import (
     SILVER_KEY,
 )
 from patient_flow_dagster.assets.gold import gold_dimensions
+from patient_flow_dagster.ingestion.landing_writer import write_events
+from patient_flow_dagster.ingestion.simulator import simulate
 from patient_flow_dagster.resources import lake as t
-from patient_flow_dagster.streaming.landing_writer import write_events
-from patient_flow_dagster.streaming.simulator import simulate
 from patient_flow_dagster_tests.conftest import Lakehouse, recent_now
 
 GOLD_TABLES = (t.DIM_PATIENT, t.DIM_DEPARTMENT, t.FACT_ADMISSIONS, t.CUBE_GENDER_DEPARTMENT,

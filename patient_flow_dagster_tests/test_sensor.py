@@ -5,12 +5,15 @@ import os
 from dagster import DagsterInstance, build_sensor_context
 
 from patient_flow_dagster.definitions import build_definitions
+from patient_flow_dagster.ingestion.landing_writer import (
+    events_table,
+    write_landing_file,
+)
+from patient_flow_dagster.ingestion.simulator import simulate
 from patient_flow_dagster.resources import lake as t
 from patient_flow_dagster.resources.landing import LocalLandingZone
 from patient_flow_dagster.sensors import landing_sensor
 from patient_flow_dagster.settings import Settings
-from patient_flow_dagster.streaming.landing_writer import events_table, write_landing_file
-from patient_flow_dagster.streaming.simulator import simulate
 from patient_flow_dagster_tests.conftest import recent_now
 
 

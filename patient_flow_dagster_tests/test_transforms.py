@@ -6,9 +6,9 @@ import pytest
 from pyspark.sql import Row
 from pyspark.sql import functions as F
 
-from patient_flow_dagster.quality.rules import RULES
+from patient_flow_dagster.model.contract import LANDING_SCHEMA
+from patient_flow_dagster.model.rules import RULES
 from patient_flow_dagster.transforms.bronze import derived_event_id
-from patient_flow_dagster.transforms.contract import LANDING_SCHEMA
 from patient_flow_dagster.transforms.dimensions import patient_versions
 from patient_flow_dagster.transforms.keys import surrogate_key
 from patient_flow_dagster.transforms.silver import (

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from patient_flow_dagster.processes import stop_process_group
-
-from patient_flow_dagster.quality.rules import RULES
+from patient_flow_dagster.model.rules import RULES
 from patient_flow_dagster_tests.services import free_port
+from patient_flow_devtools.processes import stop_process_group
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"  # git-ignored

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from patient_flow_dagster.processes import stop_process_group
+from patient_flow_dagster.ingestion.landing_writer import write_events
+from patient_flow_dagster.ingestion.simulator import simulate
 from patient_flow_dagster.resources import lake as t
 from patient_flow_dagster.resources import warm_driver
 from patient_flow_dagster.resources.lake import DeltaLake
-from patient_flow_dagster.streaming.landing_writer import write_events
-from patient_flow_dagster.streaming.simulator import simulate
 from patient_flow_dagster_tests.conftest import recent_now
+from patient_flow_devtools.processes import stop_process_group
+from patient_flow_devtools.warm_driver import start as start_driver
 
 BIN = Path(sys.executable).parent
 ATTACHED = re.compile(r"attached to the warm Spark driver (\S+)")
@@ -26,7 +27,7 @@ ATTACHED = re.compile(r"attached to the warm Spark driver (\S+)")
 def driver(tmp_path_factory):
     folder = tmp_path_factory.mktemp("warm_driver")
     connection = folder / "driver.json"
-    process = warm_driver.start(connection, {**os.environ, "TZ": "UTC"}, warm=False, timeout=180)
+    process = start_driver(connection, {**os.environ, "TZ": "UTC"}, warm=False, timeout=180)
     yield folder, connection, process
     stop_process_group(process)
 

@@ -6,6 +6,7 @@ import os
 import sys
 import time
 from datetime import datetime, timezone
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from patient_flow_dagster.settings import Settings
@@ -27,8 +28,8 @@ def _simulate_args(parser: argparse.ArgumentParser, default_events: int) -> None
 
 
 def _simulate(args, landing: str):
-    from patient_flow_dagster.streaming.landing_writer import write_events
-    from patient_flow_dagster.streaming.simulator import DEFAULT_DIRTY_RATES, simulate
+    from patient_flow_dagster.ingestion.landing_writer import write_events
+    from patient_flow_dagster.ingestion.simulator import DEFAULT_DIRTY_RATES, simulate
 
     rates = {k: (args.dirty_rate if k != "adult_in_pediatrics" else args.dirty_rate / 5)
              for k in DEFAULT_DIRTY_RATES}
@@ -42,7 +43,7 @@ def _simulate(args, landing: str):
 
 
 def _sdk_events(args):
-    from patient_flow_dagster.streaming.simulator import DEFAULT_DIRTY_RATES, simulate
+    from patient_flow_dagster.ingestion.simulator import DEFAULT_DIRTY_RATES, simulate
 
     rates = {k: (args.dirty_rate if k != "adult_in_pediatrics" else args.dirty_rate / 5)
              for k in DEFAULT_DIRTY_RATES}
@@ -51,12 +52,15 @@ def _sdk_events(args):
 
 def cmd_simulate(args) -> int:
     if args.to == "eventhubs-amqp":
-        from patient_flow_dagster.streaming.eventhubs_amqp import EventHubsTarget, publish
+        from patient_flow_dagster.ingestion.eventhubs_amqp import (
+            EventHubsTarget,
+            publish,
+        )
 
         publish(_sdk_events(args), EventHubsTarget.from_env(args.topic), rate=args.rate)
         return 0
     if args.to in ("kafka", "eventhubs"):
-        from patient_flow_dagster.streaming.kafka_io import client_config, publish
+        from patient_flow_dagster.ingestion.kafka_io import client_config, publish
 
         config = client_config(args.bootstrap, eventhubs=args.to == "eventhubs")
         publish(_sdk_events(args), config, args.topic or KAFKA_TOPIC, rate=args.rate)
@@ -71,7 +75,7 @@ def cmd_ingest(args) -> int:
     landing = args.landing or Settings.from_env().landing
     dead_letter = args.dead_letter or str(Path(landing).parent / "dead_letter")
     if args.source == "eventhubs-amqp":
-        from patient_flow_dagster.streaming.eventhubs_amqp import (
+        from patient_flow_dagster.ingestion.eventhubs_amqp import (
             EventHubsLandingConsumer,
             EventHubsTarget,
         )
@@ -84,7 +88,10 @@ def cmd_ingest(args) -> int:
             partition_ownership_expiration_interval=3 * args.balance_seconds,
         )
     else:
-        from patient_flow_dagster.streaming.kafka_io import LandingConsumer, client_config
+        from patient_flow_dagster.ingestion.kafka_io import (
+            LandingConsumer,
+            client_config,
+        )
 
         consumer = LandingConsumer(
             client_config(args.bootstrap, eventhubs=args.source == "eventhubs"),
@@ -167,33 +174,6 @@ def summary(settings: Settings, result, elapsed: float) -> str:
     return "\n".join(lines)
 
 
-def cmd_jvm_archive(args) -> int:
-    from patient_flow_dagster.resources import jvm_archive
-
-    path = jvm_archive.archive_path()
-    if path is None:
-        print(f"{jvm_archive.ARCHIVE_ENV}=off: no class archive")
-        return 0
-    if path.is_file() and not args.force:
-        print(f"class archive present: {path}")
-        return 0
-    print("building the Spark JVM class archive (a 2,000-event run through every step, once)...",
-          file=sys.stderr)
-    print(f"class archive written: {jvm_archive.build(force=True)}")
-    return 0
-
-
-def cmd_spark_driver(args) -> int:
-    from patient_flow_dagster.resources import warm_driver
-
-    connection = args.connection or warm_driver.connection_file()
-    if not connection:
-        print(f"error: give --connection or set {warm_driver.DRIVER_ENV}", file=sys.stderr)
-        return 2
-    warm_driver.serve(connection, warm=not args.no_warm_up)
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="patient-flow", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -242,36 +222,11 @@ def main(argv: list[str] | None = None) -> int:
                           help="only materialize what is already in the landing zone")
     demo_cmd.set_defaults(func=cmd_demo)
 
-    bench_cmd = commands.add_parser("bench", help="throughput, overhead, incremental cost, latency")
-    bench_cmd.add_argument("--events", type=int, default=1_000_000)
-    bench_cmd.add_argument("--seed", type=int, default=1)
-    bench_cmd.add_argument("--workdir", default=".lake/bench")
-    bench_cmd.add_argument("--output", default=None, help="also write the JSON report here")
-    bench_cmd.add_argument("--no-latency", action="store_true",
-                           help="skip the file-to-gold latency run (starts dagster dev)")
-    bench_cmd.add_argument("--no-warm-driver", action="store_true",
-                           help="latency runs start their own JVM (no `spark-driver`)")
-    bench_cmd.add_argument("--sensor-interval", type=int, default=None,
-                           help="landing sensor interval (default: the sensor's own default)")
-    bench_cmd.set_defaults(func=lambda a: __import__(
-        "patient_flow_dagster.bench", fromlist=["main"]).main(a))
-
-    archive_cmd = commands.add_parser(
-        "jvm-archive", help="build the class archive that makes Spark JVM starts faster (once)")
-    archive_cmd.add_argument("--force", action="store_true", help="rebuild even if present")
-    archive_cmd.set_defaults(func=cmd_jvm_archive)
-
-    driver_cmd = commands.add_parser(
-        "spark-driver", help="keep one warm Spark driver up for the runs of `dagster dev` to "
-        "attach to (started by ./run dev)")
-    driver_cmd.add_argument("--connection", default=None,
-                            help="connection file to publish (default: $PATIENT_FLOW_SPARK_DRIVER)")
-    driver_cmd.add_argument("--no-warm-up", action="store_true",
-                            help="publish at once, without the warm-up batch")
-    driver_cmd.set_defaults(func=cmd_spark_driver)
+    for extension in entry_points(group="patient_flow.commands"):
+        extension.load()(commands)
 
     args = parser.parse_args(argv)
-    from patient_flow_dagster.streaming.eventhubs_amqp import EventHubsConfigError
+    from patient_flow_dagster.ingestion.eventhubs_amqp import EventHubsConfigError
 
     try:
         return args.func(args)

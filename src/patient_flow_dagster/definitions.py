@@ -8,8 +8,8 @@ from patient_flow_dagster.assets.gold import fact_admissions, gold_dimensions
 from patient_flow_dagster.assets.kpis import gold_kpis
 from patient_flow_dagster.assets.landing import landing_patient_events
 from patient_flow_dagster.assets.silver import silver_patient_events
-from patient_flow_dagster.quality.checks import ALL_CHECKS
 from patient_flow_dagster.environments import EXECUTOR_BY_ENVIRONMENT, resources_for
+from patient_flow_dagster.quality.checks import ALL_CHECKS
 from patient_flow_dagster.sensors import landing_sensor
 from patient_flow_dagster.settings import Settings
 

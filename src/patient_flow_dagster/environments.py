@@ -11,19 +11,22 @@ from __future__ import annotations
 import os
 
 from dagster import ResourceDefinition, in_process_executor, multiprocess_executor
+from dagster_pyspark import LazyPySparkResource, PySparkResource
 
 from patient_flow_dagster.quality.policy import QualityPolicy
-from patient_flow_dagster.resources.azure_landing import AzureBlobLandingZone, is_azure_url
+from patient_flow_dagster.resources import warm_driver
+from patient_flow_dagster.resources.azure_landing import (
+    AzureBlobLandingZone,
+    is_azure_url,
+)
 from patient_flow_dagster.resources.lake import DeltaLake
 from patient_flow_dagster.resources.landing import LocalLandingZone
-from patient_flow_dagster.resources import warm_driver
 from patient_flow_dagster.resources.spark import (
     jvm_start_lock,
     local_spark_config,
     prepare_local_environment,
 )
 from patient_flow_dagster.settings import Settings
-from dagster_pyspark import LazyPySparkResource, PySparkResource
 
 
 class LocalPySparkResource(PySparkResource):

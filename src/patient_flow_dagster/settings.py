@@ -8,9 +8,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-# The checkout (src layout): infra/, config/, tools/ and workspace.yaml live here.
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
 ENVIRONMENTS = ("local", "databricks")
 LANDING_READERS = ("files", "autoloader")
 

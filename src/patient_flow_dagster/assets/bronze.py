@@ -16,17 +16,22 @@ from patient_flow_dagster.assets.common import (
     LAKE_POOL,
     LANDING_KEY,
     OWNERS,
-    RefreshConfig,
-    apply_full_refresh,
     SPARK_KINDS,
     SPARK_RESOURCES,
+    RefreshConfig,
+    apply_full_refresh,
     markdown_table,
     table_metadata,
 )
-from patient_flow_dagster.resources.lake import BRONZE_EVENTS, LANDING_FILES, DeltaLake, rows_read
+from patient_flow_dagster.model.contract import LANDING_SCHEMA
+from patient_flow_dagster.resources.lake import (
+    BRONZE_EVENTS,
+    LANDING_FILES,
+    DeltaLake,
+    rows_read,
+)
 from patient_flow_dagster.resources.landing import LandingZone
 from patient_flow_dagster.transforms.bronze import with_ingest_metadata
-from patient_flow_dagster.transforms.contract import LANDING_SCHEMA
 
 BRONZE_CHECKPOINT = "bronze_patient_events"
 

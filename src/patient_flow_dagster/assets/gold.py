@@ -20,11 +20,11 @@ from patient_flow_dagster.assets.common import (
     FACT_ADMISSIONS_KEY,
     LAKE_POOL,
     OWNERS,
-    RefreshConfig,
-    apply_full_refresh,
     SILVER_KEY,
     SPARK_KINDS,
     SPARK_RESOURCES,
+    RefreshConfig,
+    apply_full_refresh,
     side_by_side,
     table_metadata,
 )

@@ -1,5 +1,5 @@
 """The KPI step: the gold KPIs from the fact, and the hourly census with current occupancy
-(assets/flow.py), side by side.
+(assets/census.py), side by side.
 
 The KPIs from the fact: the two admission cubes (admissions and mean length of stay by
 gender x department and by department x hospital), length-of-stay statistics and daily flow.
@@ -34,6 +34,7 @@ from dagster import (
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame
 
+from patient_flow_dagster.assets.census import CENSUS_KPIS, update_census_kpis
 from patient_flow_dagster.assets.common import (
     CUBE_DEPARTMENT_HOSPITAL_KEY,
     CUBE_GENDER_DEPARTMENT_KEY,
@@ -52,7 +53,6 @@ from patient_flow_dagster.assets.common import (
     write_collected,
     write_small_table,
 )
-from patient_flow_dagster.assets.flow import FLOW_KPIS, update_flow_kpis
 from patient_flow_dagster.assets.gold import GOLD, gold_spec
 from patient_flow_dagster.resources.lake import (
     CUBE_DEPARTMENT_HOSPITAL,
@@ -66,7 +66,7 @@ from patient_flow_dagster.resources.lake import (
     Table,
     last_note,
 )
-from patient_flow_dagster.transforms import cubes, flow
+from patient_flow_dagster.transforms import census, cubes
 from patient_flow_dagster.transforms.changes import add_totals, signed_changes
 
 
@@ -78,7 +78,7 @@ class FactRows:
         self.fact = fact
         self.dim_department = lake.read(spark, DIM_DEPARTMENT)
         self.dim_patient = lake.read(spark, DIM_PATIENT)
-        self.stays = flow.stays(self.fact, self.dim_department)
+        self.stays = census.stays(self.fact, self.dim_department)
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ FACT_KPIS = {kpi.spec.key: kpi for kpi in [
                   "Completed stays per department x hospital: count, mean, median, p90 and max "
                   "hours, and the short / medium / long mix.", "gold_kpis"),
         LENGTH_OF_STAY_STATS,
-        lambda r: flow.length_of_stay_stats(r.stays),
+        lambda r: census.length_of_stay_stats(r.stays),
         ["department", "hospital_id"],
         ["completed_stays", "mean_hours", "median_hours", "p90_hours", "max_hours",
          "short_stays", "medium_stays", "long_stays"],
@@ -151,8 +151,8 @@ FACT_KPIS = {kpi.spec.key: kpi for kpi in [
         DAILY_FLOW,
         order=["day", "hospital_id"], columns=["admissions", "discharges", "net_change"],
         preview_name="latest_days", preview_rows=14, newest_first=True,
-        **_additive(["hospital_id", "day"], flow.DAILY_FLOW_TOTALS,
-                    lambda r: flow.daily_flow_totals(r.stays), flow.daily_flow_from_totals)),
+        **_additive(["hospital_id", "day"], census.DAILY_FLOW_TOTALS,
+                    lambda r: census.daily_flow_totals(r.stays), census.daily_flow_from_totals)),
 ]}
 
 
@@ -272,7 +272,7 @@ class KpiConfig(RefreshConfig):
 
 
 @multi_asset(
-    specs=[kpi.spec for kpi in [*FACT_KPIS.values(), *FLOW_KPIS.values()]],
+    specs=[kpi.spec for kpi in [*FACT_KPIS.values(), *CENSUS_KPIS.values()]],
     name="gold_kpis",
     can_subset=True,
     required_resource_keys=GOLD["required_resource_keys"],
@@ -284,9 +284,9 @@ def gold_kpis(context: AssetExecutionContext, config: KpiConfig) -> Iterator[Mat
     them)."""
     selected = context.selected_asset_keys
     fact_kpis = [kpi for key, kpi in FACT_KPIS.items() if key in selected]
-    flow_kpis = [kpi for key, kpi in FLOW_KPIS.items() if key in selected]
-    apply_full_refresh(context, config, [kpi.table for kpi in [*fact_kpis, *flow_kpis]],
-                       [consumer for kpi in flow_kpis for consumer in kpi.consumers])
+    census_kpis = [kpi for key, kpi in CENSUS_KPIS.items() if key in selected]
+    apply_full_refresh(context, config, [kpi.table for kpi in [*fact_kpis, *census_kpis]],
+                       [consumer for kpi in census_kpis for consumer in kpi.consumers])
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
     work = []
@@ -297,9 +297,9 @@ def gold_kpis(context: AssetExecutionContext, config: KpiConfig) -> Iterator[Mat
             return [materialize_kpi(lake, kpi, step.update(kpi))]
 
         work += [partial(update_fact_kpi, kpi) for kpi in fact_kpis]
-    if flow_kpis:  # one thread: current occupancy reads the census
+    if census_kpis:  # one thread: current occupancy reads the census
         # as_of once: by default "now", which moves between calls.
-        work.append(partial(update_flow_kpis, spark, lake, config.instant(), flow_kpis))
+        work.append(partial(update_census_kpis, spark, lake, config.instant(), census_kpis))
     for results in side_by_side(lambda update: update(), work):
         for result in results:
             if "update" in result.metadata:  # logged here: Dagster's log is the run's thread's

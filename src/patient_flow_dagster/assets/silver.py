@@ -3,7 +3,13 @@
 from collections import Counter
 from dataclasses import dataclass, field
 
-from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, multi_asset
+from dagster import (
+    AssetExecutionContext,
+    AssetSpec,
+    MaterializeResult,
+    MetadataValue,
+    multi_asset,
+)
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -11,18 +17,23 @@ from patient_flow_dagster.assets.common import (
     BRONZE_KEY,
     LAKE_POOL,
     OWNERS,
-    RefreshConfig,
-    apply_full_refresh,
     QUARANTINE_KEY,
     SILVER_KEY,
     SPARK_KINDS,
     SPARK_RESOURCES,
+    RefreshConfig,
+    apply_full_refresh,
     markdown_table,
     side_by_side,
     table_metadata,
 )
-from patient_flow_dagster.quality.rules import RULES
-from patient_flow_dagster.resources.lake import BRONZE_EVENTS, QUARANTINE, SILVER_EVENTS, DeltaLake
+from patient_flow_dagster.model.rules import RULES
+from patient_flow_dagster.resources.lake import (
+    BRONZE_EVENTS,
+    QUARANTINE,
+    SILVER_EVENTS,
+    DeltaLake,
+)
 from patient_flow_dagster.transforms.silver import (
     evaluate_rules,
     first_per_event_id,

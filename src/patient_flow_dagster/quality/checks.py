@@ -19,8 +19,8 @@ from datetime import datetime, timezone
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
-    AssetCheckSeverity,
     AssetChecksDefinition,
+    AssetCheckSeverity,
     AssetCheckSpec,
     AssetKey,
     MetadataValue,
@@ -44,8 +44,8 @@ from patient_flow_dagster.assets.common import (
     markdown_table,
     side_by_side,
 )
+from patient_flow_dagster.model.rules import RULES, QualityRule
 from patient_flow_dagster.quality import measures
-from patient_flow_dagster.quality.rules import RULES, QualityRule
 from patient_flow_dagster.resources import lake as t
 
 CHECK_RESOURCES = SPARK_RESOURCES | {"quality"}
@@ -341,18 +341,18 @@ def _count_result(checks: dict[str, tuple[int, int]]) -> AssetCheckResult:
 def _census_measures(context):
     """Negative figures and flow-conservation breaks of the census (one pass), and the two
     latest hours with the patients present at their end (one more job)."""
-    from patient_flow_dagster.transforms import flow
+    from patient_flow_dagster.transforms import census
 
     spark, lake = _spark_lake(context)
-    census = lake.read(spark, t.DEPARTMENT_CENSUS_HOURLY)
-    rows = flow.with_conservation_flag(census).withColumn(
+    hourly = lake.read(spark, t.DEPARTMENT_CENSUS_HOURLY)
+    rows = census.with_conservation_flag(hourly).withColumn(
         "_key", F.concat_ws("/", "hospital_id", "department", F.col("hour_start").cast("string")))
     measured = measures.measure_in_one_pass(rows, {
         "negative": (F.col("present_at_end") < 0) | (F.col("occupancy") < 0),
         "conservation_breaks": F.col("breaks_conservation"),
     }, "_key", context.resources.quality.sample_size)
     # Timestamps cross to Python as UTC text: collected datetimes would be in the driver's zone.
-    latest = census.groupBy(F.date_format("hour_end", "yyyy-MM-dd HH:mm:ss").alias("hour")).agg(
+    latest = hourly.groupBy(F.date_format("hour_end", "yyyy-MM-dd HH:mm:ss").alias("hour")).agg(
         F.sum("present_at_end").alias("present")).orderBy(F.col("hour").desc()).limit(2).collect()
     return measured, latest
 
@@ -363,8 +363,8 @@ def census_not_negative(context) -> AssetCheckResult:
 
 
 def census_flow_conservation(context) -> AssetCheckResult:
-    from patient_flow_dagster.assets.flow import read_stays
-    from patient_flow_dagster.transforms import flow
+    from patient_flow_dagster.assets.census import read_stays
+    from patient_flow_dagster.transforms import census
 
     measured, latest = _census_measures(context)
     checked = {"conservation_breaks": (measured["conservation_breaks"].failed, 0)}
@@ -372,7 +372,7 @@ def census_flow_conservation(context) -> AssetCheckResult:
         last_complete = latest[1]  # the latest hour may end after the census clock
         spark, lake = _spark_lake(context)
         instant = datetime.fromisoformat(last_complete["hour"]).replace(tzinfo=timezone.utc)
-        direct = flow.present_at(read_stays(spark, lake), instant).agg(
+        direct = census.present_at(read_stays(spark, lake), instant).agg(
             F.sum("present")).first()[0] or 0
         checked["present_at_last_complete_hour"] = (last_complete["present"] or 0, direct)
     return _count_result(checked)

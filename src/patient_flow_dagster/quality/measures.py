@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from patient_flow_dagster.quality.rules import RULES
+from patient_flow_dagster.model.rules import RULES
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Production: every asset step runs on Databricks through `databricks_pyspark_step_launcher`.
 
 The launcher zips the code (`src/`), uploads it with the pickled step to DBFS, submits a one-time
-job run (`runs/submit`, a `spark_python_task`) on the cluster of `infra/databricks/
-job_cluster.json` (or an existing cluster: `DATABRICKS_CLUSTER_ID`), and streams the step's
+job run (`runs/submit`, a `spark_python_task`) on the cluster of `databricks_job_cluster.json`
+beside this module (or an existing cluster: `DATABRICKS_CLUSTER_ID`), and streams the step's
 Dagster events back. The remote step re-imports these definitions and re-creates every resource,
 the launcher included, so it must see the same configuration: the PATIENT_FLOW_* variables, the
 host and the run config travel as the launcher's `env_variables`; the token and the landing
@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import patient_flow_dagster
-from patient_flow_dagster.settings import PROJECT_ROOT
 
-DEFAULT_CLUSTER_SPEC = PROJECT_ROOT / "infra" / "databricks" / "job_cluster.json"
+# Shipped with the package, so a non-editable install finds it too.
+DEFAULT_CLUSTER_SPEC = Path(__file__).with_name("databricks_job_cluster.json")
 RUN_CONFIG_VARIABLE = "PATIENT_FLOW_DATABRICKS_RUN_CONFIG"
 # Configuration that is not secret and that the remote step needs to rebuild the definitions.
 FORWARDED_PREFIX = "PATIENT_FLOW_"
@@ -41,7 +41,7 @@ def databricks_run_config(environ: Mapping[str, str]) -> dict:
     if not spec.is_file():
         raise FileNotFoundError(
             f"Databricks cluster spec {spec} not found: set PATIENT_FLOW_DATABRICKS_CLUSTER_SPEC "
-            "or keep infra/databricks/job_cluster.json"
+            "to a Runs Submit cluster spec"
         )
     run_config = json.loads(spec.read_text())
     run_config.pop("//", None)  # comment entry

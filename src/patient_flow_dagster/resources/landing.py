@@ -16,8 +16,8 @@ from dagster import ConfigurableResource
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
+from patient_flow_dagster.model.contract import ACCEPTED_PARQUET_TYPES
 from patient_flow_dagster.transforms.bronze import RESCUED_DATA
-from patient_flow_dagster.transforms.contract import ACCEPTED_PARQUET_TYPES
 
 PARQUET_SUFFIX = ".parquet"
 

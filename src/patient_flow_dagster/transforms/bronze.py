@@ -4,7 +4,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from patient_flow_dagster.transforms.contract import CONTRACT_FIELDS, LANDING_SCHEMA
+from patient_flow_dagster.model.contract import CONTRACT_FIELDS, LANDING_SCHEMA
 
 BRONZE_METADATA = ("bronze_ingestion_ts", "source_file", "ingest_run_id", "rescued_data")
 RESCUED_DATA = "_rescued_data"  # Auto Loader's rescued data column, when the reader has one

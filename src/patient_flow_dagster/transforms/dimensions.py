@@ -5,7 +5,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
-from patient_flow_dagster.reference import department_capacity
+from patient_flow_dagster.model.reference import department_capacity
 from patient_flow_dagster.transforms.keys import surrogate_key
 
 DIM_PATIENT_COLUMNS = (

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from patient_flow_dagster.quality.rules import RULES, QualityRule
+from patient_flow_dagster.model.rules import RULES, QualityRule
 
 SHORT_STAY_HOURS = 24
 MEDIUM_STAY_HOURS = 72

@@ -2,14 +2,10 @@
 
 The jars come from Maven Central (`tools/kafka/pom.xml`, copied into `tools/kafka/lib` by
 `./run setup`). Used by the tests (pytest fixture) and for local demos:
-
-    .venv/bin/python -m patient_flow_dagster.streaming.local_kafka --port 9092
-
-runs a broker on 127.0.0.1:9092 until Ctrl-C.
+`patient-flow kafka-broker --port 9092` runs a broker on 127.0.0.1:9092 until Ctrl-C.
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import os
 import shutil
@@ -22,10 +18,10 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from patient_flow_dagster.processes import stop_process_group
-from patient_flow_dagster.settings import PROJECT_ROOT
+from patient_flow_devtools import CHECKOUT
+from patient_flow_devtools.processes import stop_process_group
 
-KAFKA_LIB = PROJECT_ROOT / "tools" / "kafka" / "lib"
+KAFKA_LIB = CHECKOUT / "tools" / "kafka" / "lib"
 
 
 def _free_port() -> int:
@@ -114,18 +110,11 @@ def local_kafka(workdir: Path | None = None, port: int | None = None, heap: str 
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="single-node Kafka (KRaft) on 127.0.0.1")
-    parser.add_argument("--port", type=int, default=9092)
-    parser.add_argument("--dir", default=None, help="data folder (default: a temporary one)")
-    args = parser.parse_args()
-    with local_kafka(Path(args.dir) if args.dir else None, port=args.port) as bootstrap:
+def serve(folder: Path | None, port: int) -> None:
+    """A broker on 127.0.0.1:`port` until Ctrl-C or SIGTERM."""
+    with local_kafka(folder, port=port) as bootstrap:
         print(f"Kafka broker on {bootstrap} (KRaft); Ctrl-C to stop", flush=True)
         try:
             signal.pause()
         except KeyboardInterrupt:
             pass
-
-
-if __name__ == "__main__":
-    main()

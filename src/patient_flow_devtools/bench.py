@@ -13,11 +13,18 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from patient_flow_dagster.processes import stop_process_group
+from patient_flow_devtools import CHECKOUT
+from patient_flow_devtools.processes import stop_process_group
+from patient_flow_devtools.steps import (
+    count_problems,
+    lake_resources,
+    land_events,
+    run_bare,
+    run_small_batch,
+)
 
 LAYER_OF_STEP = {
     "bronze__patient_events": "bronze", "silver_patient_events": "silver",
@@ -30,51 +37,6 @@ class BenchmarkError(RuntimeError):
     """The pipeline produced wrong counts: no speed is reported."""
 
 
-def timed_steps(steps: dict[str, Callable[[], object]]) -> dict[str, float]:
-    """Run the steps in order; the seconds each took."""
-    seconds = {}
-    for name, step in steps.items():
-        started = time.perf_counter()
-        step()
-        seconds[name] = time.perf_counter() - started
-    return seconds
-
-
-def run_bare(spark, lake, landing, run_id: str) -> dict[str, float]:
-    """The same transforms and storage steps as the assets, called as one plain PySpark script
-    (no Dagster run, no checks, no metadata)."""
-    from patient_flow_dagster.assets.bronze import ingest_landing
-    from patient_flow_dagster.assets.common import side_by_side
-    from patient_flow_dagster.assets.flow import update_census, write_current_occupancy
-    from patient_flow_dagster.assets.gold import (
-        update_dim_department,
-        update_dim_patient,
-        update_fact_admissions,
-    )
-    from patient_flow_dagster.assets.kpis import FACT_KPIS, KpiStep
-    from patient_flow_dagster.assets.silver import process_new_bronze
-
-    def kpi_tables():  # like the KPI step: each table on a thread, census then occupancy on one
-        step = KpiStep(spark, lake)
-
-        def census_tables():
-            update_census(spark, lake, datetime.now(timezone.utc))
-            write_current_occupancy(spark, lake)
-
-        list(side_by_side(lambda work: work(), [
-            *(lambda kpi=kpi: step.update(kpi) for kpi in FACT_KPIS.values()), census_tables]))
-
-    steps = {
-        "bronze": lambda: ingest_landing(spark, lake, landing, run_id),
-        "silver": lambda: process_new_bronze(spark, lake, run_id),
-        "dimensions": lambda: list(side_by_side(lambda update: update(spark, lake),
-                                                [update_dim_patient, update_dim_department])),
-        "fact_admissions": lambda: update_fact_admissions(spark, lake),
-        "kpis": kpi_tables,
-    }
-    return timed_steps(steps)
-
-
 def table_counts(spark, lake) -> dict[str, int]:
     from patient_flow_dagster.resources import lake as t
 
@@ -84,21 +46,6 @@ def table_counts(spark, lake) -> dict[str, int]:
     counts["bronze_distinct_event_ids"] = (
         lake.read(spark, t.BRONZE_EVENTS).select("event_id").distinct().count())
     return counts
-
-
-def count_problems(landed: int, bronze: int, distinct_ids: int, silver: int, quarantine: int,
-                   fact: int) -> list[str]:
-    """What is wrong with a lake's row counts, if anything: bronze holds every landed row,
-    silver + quarantine every distinct event id, the fact every silver row."""
-    problems = []
-    if bronze != landed:
-        problems.append(f"bronze has {bronze} rows, {landed} landed")
-    if silver + quarantine != distinct_ids:
-        problems.append(f"silver + quarantine = {silver + quarantine} != distinct bronze event "
-                        f"ids {distinct_ids}")
-    if fact != silver:
-        problems.append("fact_admissions and silver differ in rows")
-    return problems
 
 
 def reconcile(counts: dict[str, int], landed_rows: int, label: str) -> None:
@@ -122,13 +69,6 @@ def peak_memory_mb(spark) -> dict[str, float]:
             "spark_jvm_peak_rss_mb": round(jvm_mb or 0, 1)}
 
 
-def _resources(lake_root: Path, landing: Path) -> dict:
-    from patient_flow_dagster.environments import resources_for
-    from patient_flow_dagster.settings import Settings
-
-    return resources_for(Settings(env="local", lake_root=str(lake_root), landing=str(landing)))
-
-
 def _dagster_run(lake_root: Path, landing: Path):
     from dagster import DagsterInstance
 
@@ -147,25 +87,6 @@ def _dagster_run(lake_root: Path, landing: Path):
     return wall, steps
 
 
-def land_events(events: int, seed: int, landing: Path, now: datetime, span_days: float,
-          events_per_file: int) -> int:
-    from patient_flow_dagster.streaming.landing_writer import write_events
-    from patient_flow_dagster.streaming.simulator import simulate
-
-    sim = simulate(events, seed=seed, now=now, span_days=span_days)
-    write_events(sim.events, landing, events_per_file)
-    return len(sim.events)
-
-
-def run_small_batch(spark, workdir: Path, run_id: str) -> None:
-    """The pipeline's steps once on a 2,000-event scratch batch under `workdir`: what warms a
-    JVM up (the class archive's training run, the warm driver's warm-up)."""
-    landing = workdir / "landing"
-    land_events(2_000, 7, landing, datetime.now(timezone.utc), 30, 1_000)
-    resources = _resources(workdir / "lake", landing)
-    run_bare(spark, resources["lake"], resources["landing"], run_id)
-
-
 def measure_latency(workdir: Path, interval: int, timeout: float = 600,
                     warm_driver: bool = True) -> dict[str, float]:
     """Start `dagster dev` (daemon + webserver) with the landing sensor on, as `./run dev` does
@@ -173,19 +94,20 @@ def measure_latency(workdir: Path, interval: int, timeout: float = 600,
     fact_admissions has a new MERGE commit. Twice: the first file meets an empty lake (the run
     also creates every table); the second, dropped once that run has finished, is the steady
     state of a live pipeline."""
-    from patient_flow_dagster.streaming.landing_writer import write_events
-    from patient_flow_dagster.streaming.simulator import simulate
+    from patient_flow_dagster.ingestion.landing_writer import write_events
+    from patient_flow_dagster.ingestion.simulator import simulate
 
     home, lake, landing = workdir / "dagster_home", workdir / "lake", workdir / "landing"
     for folder in (home, landing):
         folder.mkdir(parents=True, exist_ok=True)
-    from patient_flow_dagster.settings import PROJECT_ROOT as root
+    root = CHECKOUT
     shutil.copy(root / "config" / "dagster.yaml", home / "dagster.yaml")
     env = {**os.environ, "DAGSTER_HOME": str(home), "PATIENT_FLOW_LAKE": str(lake),
            "PATIENT_FLOW_LANDING": str(landing), "PATIENT_FLOW_SENSOR_INTERVAL": str(interval)}
     driver = None
     if warm_driver:
-        from patient_flow_dagster.resources.warm_driver import DRIVER_ENV, start
+        from patient_flow_dagster.resources.warm_driver import DRIVER_ENV
+        from patient_flow_devtools.warm_driver import start
 
         env[DRIVER_ENV] = str(home / "spark-driver.json")
         driver = start(home / "spark-driver.json", env, timeout=timeout)
@@ -276,7 +198,7 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
     if warmup:
         run_small_batch(spark, workdir / "warmup", "warmup")
 
-    bare_resources = _resources(workdir / "bare_lake", landing)
+    bare_resources = lake_resources(workdir / "bare_lake", landing)
     bare_steps = run_bare(spark, bare_resources["lake"], bare_resources["landing"], "bare")
     bare_total = sum(bare_steps.values())
     bare_counts = table_counts(spark, bare_resources["lake"])
@@ -284,7 +206,7 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
 
     dagster_lake = workdir / "dagster_lake"
     wall, steps = _dagster_run(dagster_lake, landing)
-    dagster_counts = table_counts(spark, _resources(dagster_lake, landing)["lake"])
+    dagster_counts = table_counts(spark, lake_resources(dagster_lake, landing)["lake"])
     reconcile(dagster_counts, landed, "Dagster run")
     if dagster_counts != bare_counts:
         raise BenchmarkError(f"Dagster and bare lakes differ: {dagster_counts} vs {bare_counts}")
@@ -300,14 +222,14 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
     land_events(increment, seed + 1, landing, now, 2, per_file)
     new_files = sorted(set(landing_files(landing)) - set(history_files))
     incremental_wall, incremental_steps = _dagster_run(dagster_lake, landing)
-    after = table_counts(spark, _resources(dagster_lake, landing)["lake"])
+    after = table_counts(spark, lake_resources(dagster_lake, landing)["lake"])
     reconcile(after, landed + increment, "incremental run")
 
     # The same job again with nothing new in landing: what any run costs whatever the data (its
     # steps, Delta snapshots and commits, the KPIs and checks over the whole lake). The
     # increment's cost above it is what the new events themselves cost.
     idle_wall, idle_steps = _dagster_run(dagster_lake, landing)
-    idle_counts = table_counts(spark, _resources(dagster_lake, landing)["lake"])
+    idle_counts = table_counts(spark, lake_resources(dagster_lake, landing)["lake"])
     if idle_counts != after:
         raise BenchmarkError(f"a run with no new files changed the lake: {after} -> {idle_counts}")
 
@@ -320,11 +242,11 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
     _dagster_run(small_lake, small_landing)
     land_events(increment, seed + 1, small_landing, now, 2, per_file)
     small_wall, small_steps = _dagster_run(small_lake, small_landing)
-    reconcile(table_counts(spark, _resources(small_lake, small_landing)["lake"]),
+    reconcile(table_counts(spark, lake_resources(small_lake, small_landing)["lake"]),
               small_landed + increment, "increment on a tenth of the history")
 
     # Last, on the warmest JVM (which flatters the floor, not the pipeline).
-    from patient_flow_dagster import engine_floor
+    from patient_flow_devtools import engine_floor
 
     floor = engine_floor.measure(spark, workdir / "engine_floor", history_files, new_files,
                                  landed, increment)

@@ -52,7 +52,10 @@ def write_landing_file(table: pa.Table, folder: str | Path, name: str | None = N
 
 def landing_sink(location: str | Path):
     """`write(table, name) -> written location` for a local folder or an Azure Blob URL."""
-    from patient_flow_dagster.resources.azure_landing import is_azure_url, landing_blob_writer
+    from patient_flow_dagster.resources.azure_landing import (
+        is_azure_url,
+        landing_blob_writer,
+    )
 
     if is_azure_url(str(location)):
         connection = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")

@@ -33,8 +33,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from patient_flow_dagster.streaming.landing_batch import ConsumerStats, LandingBatch
-from patient_flow_dagster.streaming.landing_writer import landing_sink
+from patient_flow_dagster.ingestion.landing_batch import ConsumerStats, LandingBatch
+from patient_flow_dagster.ingestion.landing_writer import landing_sink
 
 CONNECTION_ENV, NAMESPACE_ENV = "EVENTHUBS_CONNECTION_STRING", "EVENTHUBS_NAMESPACE"
 CHECKPOINT_URL_ENV, CHECKPOINT_CONTAINER_ENV = (

@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from patient_flow_dagster.streaming.landing_writer import events_table, landing_file_name
+from patient_flow_dagster.ingestion.landing_writer import (
+    events_table,
+    landing_file_name,
+)
 
 INTEGER_FIELDS = ("age", "bed_id", "hospital_id")
 TEXT_FIELDS = ("event_id", "patient_id", "gender", "department", "admission_time",

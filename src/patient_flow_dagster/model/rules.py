@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from patient_flow_dagster.reference import known_departments
+from patient_flow_dagster.model.reference import known_departments
 
 QUARANTINE: Literal["quarantine"] = "quarantine"
 WARN: Literal["warn"] = "warn"

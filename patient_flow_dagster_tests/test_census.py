@@ -12,10 +12,10 @@ from patient_flow_dagster.assets.common import (
 )
 from patient_flow_dagster.assets.kpis import FACT_KPIS, FactRows, gold_kpis
 from patient_flow_dagster.definitions import LAKE_ASSETS
+from patient_flow_dagster.ingestion.landing_writer import write_events
+from patient_flow_dagster.ingestion.simulator import DIRTY_KINDS, simulate
 from patient_flow_dagster.resources import lake as t
-from patient_flow_dagster.streaming.landing_writer import write_events
-from patient_flow_dagster.streaming.simulator import DIRTY_KINDS, simulate
-from patient_flow_dagster.transforms import flow
+from patient_flow_dagster.transforms import census
 
 CLEAN = {kind: 0.0 for kind in DIRTY_KINDS}
 
@@ -41,10 +41,10 @@ def materialized(result, key):
     return [m for m in result.asset_materializations_for_node("gold_kpis") if m.asset_key == key]
 
 
-def census_by_hour(census):
+def census_by_hour(hourly):
     return {
         r.hour: (r.admissions, r.discharges, r.present_at_end, r.occupancy)
-        for r in census.select(F.date_format("hour_start", "HH:mm").alias("hour"), "admissions",
+        for r in hourly.select(F.date_format("hour_start", "HH:mm").alias("hour"), "admissions",
                                "discharges", "present_at_end", "occupancy").collect()
     }
 
@@ -54,7 +54,7 @@ AS_OF = datetime(2025, 3, 1, 12, 30, tzinfo=timezone.utc)
 
 def test_a_stay_is_present_at_the_end_of_each_hour_it_spans(spark):
     stays = stays_frame(spark, ("s1", "ICU", 1, 10, "2025-03-01 09:30:00", "2025-03-01 11:10:00"))
-    assert census_by_hour(flow.hourly_census(stays, AS_OF)) == {
+    assert census_by_hour(census.hourly_census(stays, AS_OF)) == {
         "09:00": (1, 0, 1, 0.1),
         "10:00": (0, 0, 1, 0.1),
         "11:00": (0, 1, 0, 0.0),
@@ -70,13 +70,13 @@ def test_occupancy_is_present_over_capacity_and_still_admitted_stays_count(spark
         ("s3", "ICU", 1, 10, "2025-03-01 09:59:59", "2025-03-01 12:00:00"),
         ("s4", "ICU", 1, 10, "2025-03-01 10:00:00", "2025-03-01 11:00:00"),  # boundaries
     )
-    census = census_by_hour(flow.hourly_census(stays, AS_OF))
-    assert census["09:00"] == (1, 0, 3, 0.3)
-    assert census["10:00"] == (1, 0, 4, 0.4)
-    assert census["11:00"] == (0, 1, 3, 0.3)
-    assert census["12:00"] == (0, 1, 2, 0.2)
+    hours = census_by_hour(census.hourly_census(stays, AS_OF))
+    assert hours["09:00"] == (1, 0, 3, 0.3)
+    assert hours["10:00"] == (1, 0, 4, 0.4)
+    assert hours["11:00"] == (0, 1, 3, 0.3)
+    assert hours["12:00"] == (0, 1, 2, 0.2)
     snapshot = {(r.scope, r.department): (r.present, r.occupancy)
-                for r in flow.current_occupancy(flow.hourly_census(stays, AS_OF)).collect()}
+                for r in census.current_occupancy(census.hourly_census(stays, AS_OF)).collect()}
     assert snapshot == {("department", "ICU"): (2, 0.2), ("hospital", None): (2, 0.2)}
 
 
@@ -85,7 +85,7 @@ def test_length_of_stay_statistics_on_a_known_list(spark):
         (f"s{h}", "Surgery", 2, 20, "2025-03-01 00:00:00", f"2025-03-01 {h:02d}:00:00")
         for h in range(1, 11)
     ], ("open", "Surgery", 2, 20, "2025-03-01 00:00:00", None))
-    [row] = flow.length_of_stay_stats(stays).collect()
+    [row] = census.length_of_stay_stats(stays).collect()
     assert row.completed_stays == 10
     assert (row.mean_hours, row.median_hours, row.p90_hours, row.max_hours) == (5.5, 5.5, 9.1, 10.0)
 
@@ -97,7 +97,7 @@ def test_daily_flow_counts_days_in_utc(spark):
         ("s2", "ICU", 1, 10, "2025-03-01 10:00:00", None),
     )
     rows = {str(r.day): (r.admissions, r.discharges, r.net_change)
-            for r in flow.daily_flow(stays).collect()}
+            for r in census.daily_flow(stays).collect()}
     assert rows == {"2025-03-01": (2, 0, 2), "2025-03-02": (0, 1, -1)}
 
 
@@ -110,26 +110,26 @@ def test_flow_conservation_on_seeded_data(spark):
          e["discharge_time"][:26].replace("T", " ") if e["discharge_time"] else None)
         for e in sim.events
     ])
-    census = flow.hourly_census(stays, now).cache()
-    assert flow.conservation_breaks(census).count() == 0
-    assert census.filter("present_at_end < 0").count() == 0
-    assert census.agg(F.sum("admissions")).first()[0] == 3_000
+    hourly = census.hourly_census(stays, now).cache()
+    assert census.conservation_breaks(hourly).count() == 0
+    assert hourly.filter("present_at_end < 0").count() == 0
+    assert hourly.agg(F.sum("admissions")).first()[0] == 3_000
     for hours_back in (1, 50, 300):
         instant = now - timedelta(hours=hours_back)
         direct = {(r.hospital_id, r.department): r.present
-                  for r in flow.present_at(stays, instant).collect()}
-        at_hour = census.filter(F.col("hour_end") == flow.utc_literal(instant))
+                  for r in census.present_at(stays, instant).collect()}
+        at_hour = hourly.filter(F.col("hour_end") == census.utc_literal(instant))
         from_census = {(r.hospital_id, r.department): r.present_at_end
                        for r in at_hour.collect() if r.present_at_end}
         assert from_census == direct
     # Incremental: the census from an hour on, started from the patients present at that hour,
     # is exactly the full census's tail.
     since = now - timedelta(hours=100)
-    tail = flow.hourly_census(stays, now, since)
-    full_tail = census.filter(F.col("hour_start") >= flow.utc_literal(since))
+    tail = census.hourly_census(stays, now, since)
+    full_tail = hourly.filter(F.col("hour_start") >= census.utc_literal(since))
     assert tail.count() == full_tail.count() > 0
     assert tail.exceptAll(full_tail).count() == 0
-    census.unpersist()
+    hourly.unpersist()
 
 
 @pytest.fixture(scope="module")
@@ -168,9 +168,9 @@ def test_kpi_assets_and_checks_on_seeded_data(kpi_lake):
                               selection=[DEPARTMENT_CENSUS_HOURLY_KEY, CURRENT_OCCUPANCY_KEY])
     assert ({m.asset_key for m in again.asset_materializations_for_node("gold_kpis")}
             == {DEPARTMENT_CENSUS_HOURLY_KEY, CURRENT_OCCUPANCY_KEY})
-    [census] = materialized(again, DEPARTMENT_CENSUS_HOURLY_KEY)
-    assert (census.metadata["rows_updated"].value, census.metadata["rows_inserted"].value,
-            census.metadata["rows_deleted"].value) == (0, 0, 0)
+    [census_run] = materialized(again, DEPARTMENT_CENSUS_HOURLY_KEY)
+    assert (census_run.metadata["rows_updated"].value, census_run.metadata["rows_inserted"].value,
+            census_run.metadata["rows_deleted"].value) == (0, 0, 0)
 
     # The KPIs from the fact are one step that can be subset: selecting daily_flow touches
     # only it, and with the fact unchanged it writes nothing (no new version anywhere).
@@ -194,9 +194,9 @@ def test_kpi_assets_and_checks_on_seeded_data(kpi_lake):
     assert changed
     cutoff = first_new_hour.astimezone().replace(tzinfo=None) - timedelta(hours=1)
     assert all(hour >= cutoff for _, _, hour in changed)
-    [census] = materialized(third, DEPARTMENT_CENSUS_HOURLY_KEY)
-    assert 0 < census.metadata["rows_updated"].value + census.metadata["rows_inserted"].value
-    assert census.metadata["rows_updated"].value < len(before) / 10
+    [census_run] = materialized(third, DEPARTMENT_CENSUS_HOURLY_KEY)
+    assert 0 < census_run.metadata["rows_updated"].value + census_run.metadata["rows_inserted"].value
+    assert census_run.metadata["rows_updated"].value < len(before) / 10
 
     # The cubes and daily flow added the fact's changes (its change data feed) to their totals,
     # and hold exactly what a recomputation from the whole fact gives; the percentiles of
@@ -235,13 +235,13 @@ def test_census_has_no_gap_after_a_quiet_spell(kpi_lake):
 
 def test_a_missing_hour_breaks_conservation(spark):
     """Present counts that add up row to row, but 02:00 is missing: one break, at 03:00."""
-    census = spark.createDataFrame(
+    hourly = spark.createDataFrame(
         [(1, "ICU", f"2025-03-01 0{h}:00:00", a, d, p) for h, a, d, p in
          [(0, 2, 0, 2), (1, 1, 1, 2), (3, 0, 1, 1)]],
         "hospital_id int, department string, hour string, admissions long, discharges long, "
         "present_at_end long",
     ).withColumn("hour_start", F.to_timestamp("hour"))
-    breaks = flow.conservation_breaks(census).select("hour").collect()
+    breaks = census.conservation_breaks(hourly).select("hour").collect()
     assert [r.hour for r in breaks] == ["2025-03-01 03:00:00"]
 
 

@@ -34,8 +34,7 @@ from patient_flow_dagster.resources.lake import (
     last_note,
     replace_changed,
 )
-from patient_flow_dagster.transforms import flow
-
+from patient_flow_dagster.transforms import census
 
 CENSUS_CONSUMER = "gold_department_census_hourly"
 
@@ -66,7 +65,7 @@ def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
     if not recompute_all:
         latest = lake.read(spark, DEPARTMENT_CENSUS_HOURLY).agg(
             F.date_format(F.max("hour_start"), "yyyy-MM-dd HH:mm:ss")).first()[0]
-        stale_from = min(filter(None, [flow.utc_text_to_datetime(latest), horizon]))
+        stale_from = min(filter(None, [census.utc_text_to_datetime(latest), horizon]))
     rewrites = 0
 
     def rewrite_from(since: datetime | None) -> None:
@@ -75,13 +74,13 @@ def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
         scope = None if since is None else (
             f"hour_start >= timestamp'{since.strftime('%Y-%m-%d %H:%M:%S')}'")
         changes.update(replace_changed(lake, spark, DEPARTMENT_CENSUS_HOURLY,
-                                       flow.hourly_census(stays, as_of, since),
-                                       list(flow.CENSUS_KEYS), where=scope, note=note,
+                                       census.hourly_census(stays, as_of, since),
+                                       list(census.CENSUS_KEYS), where=scope, note=note,
                                        order=["hour_start", "hospital_id", "department"]))
         recompute_all, stale_from, rewrites = False, horizon, rewrites + 1  # now through as_of
 
     def on_new_events(events, _batch_id) -> None:
-        touched = None if recompute_all else flow.first_hour_touched(events)
+        touched = None if recompute_all else census.first_hour_touched(events)
         rewrite_from(None if recompute_all else min(filter(None, [touched, stale_from])))
 
     lake.process_new_rows(spark, SILVER_EVENTS, CENSUS_CONSUMER, on_new_events)
@@ -94,7 +93,7 @@ def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
 
 def read_stays(spark, lake: DeltaLake):
     """The fact's stays with their department, hospital and bed capacity, from the lake."""
-    return flow.stays(lake.read(spark, FACT_ADMISSIONS), lake.read(spark, DIM_DEPARTMENT))
+    return census.stays(lake.read(spark, FACT_ADMISSIONS), lake.read(spark, DIM_DEPARTMENT))
 
 
 CENSUS_SPEC = gold_spec(
@@ -109,7 +108,7 @@ def census_result(spark, lake: DeltaLake, as_of: datetime) -> MaterializeResult:
     changes = update_census(spark, lake, as_of)
     table = lake.read(spark, DEPARTMENT_CENSUS_HOURLY)
     # The census now ends at the hour holding as_of (the table's latest hour, when any).
-    latest_hour = table.filter(F.col("hour_start") == flow.utc_literal(hour_of(as_of)))
+    latest_hour = table.filter(F.col("hour_start") == census.utc_literal(hour_of(as_of)))
     rows = [r.asDict() for r in latest_hour.orderBy("hospital_id", "department").limit(60).collect()]
     columns = ["hospital_id", "department", "hour_end", "admissions", "discharges",
                "present_at_end", "bed_capacity", "occupancy"]
@@ -124,7 +123,7 @@ def census_result(spark, lake: DeltaLake, as_of: datetime) -> MaterializeResult:
 def write_current_occupancy(spark, lake: DeltaLake):
     """The census's latest hour per unit and per hospital, written (one row per unit)."""
     return write_small_table(
-        spark, lake, flow.current_occupancy(lake.read(spark, DEPARTMENT_CENSUS_HOURLY)),
+        spark, lake, census.current_occupancy(lake.read(spark, DEPARTMENT_CENSUS_HOURLY)),
         CURRENT_OCCUPANCY, ["hospital_id", "scope"])
 
 
@@ -148,7 +147,7 @@ def occupancy_result(spark, lake: DeltaLake) -> MaterializeResult:
 
 
 @dataclass(frozen=True)
-class FlowKpi:
+class CensusKpi:
     """The census or current occupancy: its spec and table, the streaming checkpoints a full
     refresh drops with it, and how a run brings it up to `as_of` and describes it."""
 
@@ -159,14 +158,14 @@ class FlowKpi:
 
 
 # In update order: current occupancy is the census's latest hour.
-FLOW_KPIS = {kpi.spec.key: kpi for kpi in [
-    FlowKpi(CENSUS_SPEC, DEPARTMENT_CENSUS_HOURLY, census_result, (CENSUS_CONSUMER,)),
-    FlowKpi(OCCUPANCY_SPEC, CURRENT_OCCUPANCY,
-            lambda spark, lake, _as_of: occupancy_result(spark, lake)),
+CENSUS_KPIS = {kpi.spec.key: kpi for kpi in [
+    CensusKpi(CENSUS_SPEC, DEPARTMENT_CENSUS_HOURLY, census_result, (CENSUS_CONSUMER,)),
+    CensusKpi(OCCUPANCY_SPEC, CURRENT_OCCUPANCY,
+              lambda spark, lake, _as_of: occupancy_result(spark, lake)),
 ]}
 
 
-def update_flow_kpis(spark: SparkSession, lake: DeltaLake, as_of: datetime,
-                     kpis: list[FlowKpi]) -> list[MaterializeResult]:
-    """`kpis` (in FLOW_KPIS order) one after the other."""
+def update_census_kpis(spark: SparkSession, lake: DeltaLake, as_of: datetime,
+                       kpis: list[CensusKpi]) -> list[MaterializeResult]:
+    """`kpis` (in CENSUS_KPIS order) one after the other."""
     return [kpi.update(spark, lake, as_of) for kpi in kpis]

@@ -18,8 +18,8 @@ import sys
 import threading
 import time
 
-from patient_flow_dagster.streaming.landing_batch import ConsumerStats, LandingBatch
-from patient_flow_dagster.streaming.landing_writer import landing_sink
+from patient_flow_dagster.ingestion.landing_batch import ConsumerStats, LandingBatch
+from patient_flow_dagster.ingestion.landing_writer import landing_sink
 
 EVENTHUBS_ENV = "EVENTHUBS_CONNECTION_STRING"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from patient_flow_dagster.bench import count_problems, timed_steps
+from patient_flow_devtools.steps import count_problems, timed_steps
 
 FLOOR_TABLES = ("bronze", "silver", "quarantine", "dim_patient", "fact_admissions", "kpi")
 # File statistics only on what is joined or filtered on, as the pipeline's large tables keep

@@ -1,0 +1,85 @@
+"""The development commands of `patient-flow`: bench, jvm-archive, spark-driver, kafka-broker."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def cmd_bench(args) -> int:
+    from patient_flow_devtools.bench import main
+
+    return main(args)
+
+
+def cmd_jvm_archive(args) -> int:
+    from patient_flow_dagster.resources import jvm_archive
+    from patient_flow_devtools.jvm_archive import build
+
+    path = jvm_archive.archive_path()
+    if path is None:
+        print(f"{jvm_archive.ARCHIVE_ENV}=off: no class archive")
+        return 0
+    if path.is_file() and not args.force:
+        print(f"class archive present: {path}")
+        return 0
+    print("building the Spark JVM class archive (a 2,000-event run through every step, once)...",
+          file=sys.stderr)
+    print(f"class archive written: {build(force=True)}")
+    return 0
+
+
+def cmd_spark_driver(args) -> int:
+    from patient_flow_dagster.resources import warm_driver
+    from patient_flow_devtools.warm_driver import serve
+
+    connection = args.connection or warm_driver.connection_file()
+    if not connection:
+        print(f"error: give --connection or set {warm_driver.DRIVER_ENV}", file=sys.stderr)
+        return 2
+    serve(connection, warm=not args.no_warm_up)
+    return 0
+
+
+def cmd_kafka_broker(args) -> int:
+    from pathlib import Path
+
+    from patient_flow_devtools.local_kafka import serve
+
+    serve(Path(args.dir) if args.dir else None, args.port)
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Register the development commands on the `patient-flow` parser."""
+    bench = commands.add_parser("bench", help="throughput, overhead, incremental cost, latency")
+    bench.add_argument("--events", type=int, default=1_000_000)
+    bench.add_argument("--seed", type=int, default=1)
+    bench.add_argument("--workdir", default=".lake/bench")
+    bench.add_argument("--output", default=None, help="also write the JSON report here")
+    bench.add_argument("--no-latency", action="store_true",
+                       help="skip the file-to-gold latency run (starts dagster dev)")
+    bench.add_argument("--no-warm-driver", action="store_true",
+                       help="latency runs start their own JVM (no `spark-driver`)")
+    bench.add_argument("--sensor-interval", type=int, default=None,
+                       help="landing sensor interval (default: the sensor's own default)")
+    bench.set_defaults(func=cmd_bench)
+
+    archive = commands.add_parser(
+        "jvm-archive", help="build the class archive that makes Spark JVM starts faster (once)")
+    archive.add_argument("--force", action="store_true", help="rebuild even if present")
+    archive.set_defaults(func=cmd_jvm_archive)
+
+    driver = commands.add_parser(
+        "spark-driver", help="keep one warm Spark driver up for the runs of `dagster dev` to "
+        "attach to (started by ./run dev)")
+    driver.add_argument("--connection", default=None,
+                        help="connection file to publish (default: $PATIENT_FLOW_SPARK_DRIVER)")
+    driver.add_argument("--no-warm-up", action="store_true",
+                        help="publish at once, without the warm-up batch")
+    driver.set_defaults(func=cmd_spark_driver)
+
+    kafka = commands.add_parser(
+        "kafka-broker", help="a single-node Kafka broker (KRaft) on 127.0.0.1, until Ctrl-C")
+    kafka.add_argument("--port", type=int, default=9092)
+    kafka.add_argument("--dir", default=None, help="data folder (default: a temporary one)")
+    kafka.set_defaults(func=cmd_kafka_broker)

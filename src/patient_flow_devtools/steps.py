@@ -1,0 +1,100 @@
+"""The pipeline's steps as one plain PySpark script, without Dagster, and what checks a run.
+
+The benchmark compares the Dagster run with this script; the JVM class archive and the warm
+driver use it to warm a JVM up on a scratch batch.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+def timed_steps(steps: dict[str, Callable[[], object]]) -> dict[str, float]:
+    """Run the steps in order; the seconds each took."""
+    seconds = {}
+    for name, step in steps.items():
+        started = time.perf_counter()
+        step()
+        seconds[name] = time.perf_counter() - started
+    return seconds
+
+
+def count_problems(landed: int, bronze: int, distinct_ids: int, silver: int, quarantine: int,
+                   fact: int) -> list[str]:
+    """What is wrong with a lake's row counts, if anything: bronze holds every landed row,
+    silver + quarantine every distinct event id, the fact every silver row."""
+    problems = []
+    if bronze != landed:
+        problems.append(f"bronze has {bronze} rows, {landed} landed")
+    if silver + quarantine != distinct_ids:
+        problems.append(f"silver + quarantine = {silver + quarantine} != distinct bronze event "
+                        f"ids {distinct_ids}")
+    if fact != silver:
+        problems.append("fact_admissions and silver differ in rows")
+    return problems
+
+
+def run_bare(spark, lake, landing, run_id: str) -> dict[str, float]:
+    """The same transforms and storage steps as the assets, called as one plain PySpark script
+    (no Dagster run, no checks, no metadata)."""
+    from patient_flow_dagster.assets.bronze import ingest_landing
+    from patient_flow_dagster.assets.census import (
+        update_census,
+        write_current_occupancy,
+    )
+    from patient_flow_dagster.assets.common import side_by_side
+    from patient_flow_dagster.assets.gold import (
+        update_dim_department,
+        update_dim_patient,
+        update_fact_admissions,
+    )
+    from patient_flow_dagster.assets.kpis import FACT_KPIS, KpiStep
+    from patient_flow_dagster.assets.silver import process_new_bronze
+
+    def kpi_tables():  # like the KPI step: each table on a thread, census then occupancy on one
+        step = KpiStep(spark, lake)
+
+        def census_tables():
+            update_census(spark, lake, datetime.now(timezone.utc))
+            write_current_occupancy(spark, lake)
+
+        list(side_by_side(lambda work: work(), [
+            *(lambda kpi=kpi: step.update(kpi) for kpi in FACT_KPIS.values()), census_tables]))
+
+    steps = {
+        "bronze": lambda: ingest_landing(spark, lake, landing, run_id),
+        "silver": lambda: process_new_bronze(spark, lake, run_id),
+        "dimensions": lambda: list(side_by_side(lambda update: update(spark, lake),
+                                                [update_dim_patient, update_dim_department])),
+        "fact_admissions": lambda: update_fact_admissions(spark, lake),
+        "kpis": kpi_tables,
+    }
+    return timed_steps(steps)
+
+
+def lake_resources(lake_root: Path, landing: Path) -> dict:
+    from patient_flow_dagster.environments import resources_for
+    from patient_flow_dagster.settings import Settings
+
+    return resources_for(Settings(env="local", lake_root=str(lake_root), landing=str(landing)))
+
+
+def land_events(events: int, seed: int, landing: Path, now: datetime, span_days: float,
+          events_per_file: int) -> int:
+    from patient_flow_dagster.ingestion.landing_writer import write_events
+    from patient_flow_dagster.ingestion.simulator import simulate
+
+    sim = simulate(events, seed=seed, now=now, span_days=span_days)
+    write_events(sim.events, landing, events_per_file)
+    return len(sim.events)
+
+
+def run_small_batch(spark, workdir: Path, run_id: str) -> None:
+    """The pipeline's steps once on a 2,000-event scratch batch under `workdir`: what warms a
+    JVM up (the class archive's training run, the warm driver's warm-up)."""
+    landing = workdir / "landing"
+    land_events(2_000, 7, landing, datetime.now(timezone.utc), 30, 1_000)
+    resources = lake_resources(workdir / "lake", landing)
+    run_bare(spark, resources["lake"], resources["landing"], run_id)
