@@ -18,9 +18,9 @@ from dagster import DagsterInstance, ResourceDefinition, materialize  # noqa: E4
 
 from patient_flow_dagster.definitions import LAKE_ASSETS  # noqa: E402
 from patient_flow_dagster.environments import LocalPySparkResource  # noqa: E402
+from patient_flow_dagster.model import tables  # noqa: E402
 from patient_flow_dagster.quality.checks import ALL_CHECKS  # noqa: E402
 from patient_flow_dagster.quality.policy import QualityPolicy  # noqa: E402
-from patient_flow_dagster.resources import lake as tables  # noqa: E402
 from patient_flow_dagster.resources.lake import DeltaLake  # noqa: E402
 from patient_flow_dagster.resources.landing import LocalLandingZone  # noqa: E402
 from patient_flow_dagster.resources.spark import local_spark_config, local_spark_session  # noqa: E402

@@ -10,7 +10,7 @@ from patient_flow_dagster.ingestion.landing_writer import (
     write_landing_file,
 )
 from patient_flow_dagster.ingestion.simulator import simulate
-from patient_flow_dagster.resources import lake as t
+from patient_flow_dagster.model import tables as t
 from patient_flow_dagster_tests.conftest import recent_now
 
 

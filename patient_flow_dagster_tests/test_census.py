@@ -4,17 +4,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from pyspark.sql import functions as F
 
-from patient_flow_dagster.assets.common import (
-    CURRENT_OCCUPANCY_KEY,
-    DAILY_FLOW_KEY,
-    DEPARTMENT_CENSUS_HOURLY_KEY,
-    LENGTH_OF_STAY_STATS_KEY,
-)
 from patient_flow_dagster.assets.kpis import FACT_KPIS, FactRows, gold_kpis
 from patient_flow_dagster.definitions import LAKE_ASSETS
 from patient_flow_dagster.ingestion.landing_writer import write_events
 from patient_flow_dagster.ingestion.simulator import DIRTY_KINDS, simulate
-from patient_flow_dagster.resources import lake as t
+from patient_flow_dagster.model import tables as t
 from patient_flow_dagster.transforms import census
 
 CLEAN = {kind: 0.0 for kind in DIRTY_KINDS}
@@ -165,19 +159,19 @@ def test_kpi_assets_and_checks_on_seeded_data(kpi_lake):
     before = {(r.hospital_id, r.department, r.hour_start): tuple(r)
               for r in house.table(t.DEPARTMENT_CENSUS_HOURLY).collect()}
     again = house.materialize([gold_kpis], run_config=as_of, checks=False,
-                              selection=[DEPARTMENT_CENSUS_HOURLY_KEY, CURRENT_OCCUPANCY_KEY])
+                              selection=[t.DEPARTMENT_CENSUS_HOURLY.key, t.CURRENT_OCCUPANCY.key])
     assert ({m.asset_key for m in again.asset_materializations_for_node("gold_kpis")}
-            == {DEPARTMENT_CENSUS_HOURLY_KEY, CURRENT_OCCUPANCY_KEY})
-    [census_run] = materialized(again, DEPARTMENT_CENSUS_HOURLY_KEY)
+            == {t.DEPARTMENT_CENSUS_HOURLY.key, t.CURRENT_OCCUPANCY.key})
+    [census_run] = materialized(again, t.DEPARTMENT_CENSUS_HOURLY.key)
     assert (census_run.metadata["rows_updated"].value, census_run.metadata["rows_inserted"].value,
             census_run.metadata["rows_deleted"].value) == (0, 0, 0)
 
     # The KPIs from the fact are one step that can be subset: selecting daily_flow touches
     # only it, and with the fact unchanged it writes nothing (no new version anywhere).
     versions = {kpi.table: house.lake.version(house.spark, kpi.table) for kpi in FACT_KPIS.values()}
-    alone = house.materialize([gold_kpis], selection=[DAILY_FLOW_KEY], checks=False)
+    alone = house.materialize([gold_kpis], selection=[t.DAILY_FLOW.key], checks=False)
     [daily] = alone.asset_materializations_for_node("gold_kpis")
-    assert daily.asset_key == DAILY_FLOW_KEY
+    assert daily.asset_key == t.DAILY_FLOW.key
     assert daily.metadata["update"].value == "unchanged"
     assert daily.metadata["dagster/row_count"].value == house.count(t.DAILY_FLOW) > 0
     assert {table: house.lake.version(house.spark, table) for table in versions} == versions
@@ -194,7 +188,7 @@ def test_kpi_assets_and_checks_on_seeded_data(kpi_lake):
     assert changed
     cutoff = first_new_hour.astimezone().replace(tzinfo=None) - timedelta(hours=1)
     assert all(hour >= cutoff for _, _, hour in changed)
-    [census_run] = materialized(third, DEPARTMENT_CENSUS_HOURLY_KEY)
+    [census_run] = materialized(third, t.DEPARTMENT_CENSUS_HOURLY.key)
     assert 0 < census_run.metadata["rows_updated"].value + census_run.metadata["rows_inserted"].value
     assert census_run.metadata["rows_updated"].value < len(before) / 10
 
@@ -204,7 +198,7 @@ def test_kpi_assets_and_checks_on_seeded_data(kpi_lake):
     updates = {m.asset_key: m.metadata["update"].value
                for m in third.asset_materializations_for_node("gold_kpis") if m.asset_key in FACT_KPIS}
     assert updates == {**{key: "changes added" for key in FACT_KPIS},
-                       LENGTH_OF_STAY_STATS_KEY: "recomputed"}
+                       t.LENGTH_OF_STAY_STATS.key: "recomputed"}
     whole_fact = FactRows(house.spark, house.lake, house.table(t.FACT_ADMISSIONS))
     for kpi in FACT_KPIS.values():
         stored, recomputed = house.table(kpi.table), kpi.compute(whole_fact)
@@ -263,9 +257,9 @@ def test_kpis_recompute_when_the_fact_changes_are_not_recorded(kpi_lake):
                                       m.metadata["update_reason"].value)
                         for m in result.asset_materializations_for_node("gold_kpis")
                         if m.asset_key in FACT_KPIS})
-    how, reason = updates[0][DAILY_FLOW_KEY]
+    how, reason = updates[0][t.DAILY_FLOW.key]
     assert how == "recomputed" and "not readable" in reason, reason
-    assert updates[1][DAILY_FLOW_KEY][0] == "changes added"
+    assert updates[1][t.DAILY_FLOW.key][0] == "changes added"
     whole_fact = FactRows(house.spark, house.lake, house.table(t.FACT_ADMISSIONS))
     for kpi in FACT_KPIS.values():
         recomputed = kpi.compute(whole_fact)

@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 from patient_flow_dagster.assets.bronze import bronze_patient_events
 from patient_flow_dagster.ingestion.landing_writer import write_events
 from patient_flow_dagster.ingestion.simulator import simulate
-from patient_flow_dagster.resources import lake as t
+from patient_flow_dagster.model import tables as t
 
 FILES, ROWS_PER_FILE = 30, 200
 

@@ -18,7 +18,7 @@ from databricks.sdk.service import jobs
 from patient_flow_dagster.definitions import build_definitions
 from patient_flow_dagster.ingestion.landing_writer import write_events
 from patient_flow_dagster.ingestion.simulator import simulate
-from patient_flow_dagster.resources import lake as t
+from patient_flow_dagster.model import tables as t
 from patient_flow_dagster.resources.databricks import (
     RUN_CONFIG_VARIABLE,
     databricks_run_config,

@@ -27,7 +27,7 @@ from patient_flow_dagster.ingestion.eventhubs_amqp import (
     publish,
 )
 from patient_flow_dagster.ingestion.simulator import simulate
-from patient_flow_dagster.resources import lake as t
+from patient_flow_dagster.model import tables as t
 from patient_flow_dagster_tests import services
 from patient_flow_dagster_tests.conftest import recent_now
 from patient_flow_dagster_tests.eventhubs_endpoint import KEY, POLICY, EventHubsEndpoint

@@ -19,7 +19,7 @@ from patient_flow_dagster.ingestion.kafka_io import (
     publish,
 )
 from patient_flow_dagster.ingestion.simulator import simulate
-from patient_flow_dagster.resources import lake as t
+from patient_flow_dagster.model import tables as t
 from patient_flow_dagster_tests.conftest import recent_now
 from patient_flow_devtools.local_kafka import kraft_cluster_id, local_kafka
 

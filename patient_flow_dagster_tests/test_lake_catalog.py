@@ -3,15 +3,14 @@ work on three-part table names. Locally the session catalog stands in for Unity 
 import pytest
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-from patient_flow_dagster.resources.lake import (
-    STATS_COLUMNS,
-    DeltaLake,
-    Table,
-    merge_changed,
-)
+from patient_flow_dagster.model.tables import Column, Table
+from patient_flow_dagster.resources.lake import DeltaLake, replace_changed
 
-DIMENSION = Table("gold", "catalog_probe_dimension")
-EVENTS = Table("bronze", "catalog_probe_events")
+COLUMNS = (Column("key", "string", "probe key"), Column("value", "bigint", "probe value"))
+DIMENSION = Table("gold", "catalog_probe_dimension", "probe", COLUMNS, keys=("key",),
+                  stats_columns=("key",))
+EVENTS = Table("bronze", "catalog_probe_events", "probe", COLUMNS, streamed=True)
+CONSUMER = Table("silver", "catalog_probe", "probe", COLUMNS, streamed=True)
 SCHEMA = StructType([StructField("key", StringType()), StructField("value", LongType())])
 
 
@@ -29,10 +28,10 @@ def test_catalog_tables_are_named_and_written_like_folder_tables(spark, catalog_
     assert lake.location(DIMENSION) == "spark_catalog.gold.catalog_probe_dimension"
     assert not lake.exists(spark, DIMENSION)
     rows = spark.createDataFrame([("a", 1), ("b", 2)], SCHEMA)
-    assert merge_changed(lake, spark, DIMENSION, rows, ["key"]) == {
+    assert replace_changed(lake, spark, DIMENSION, rows, ["key"]) == {
         "inserted": 2, "updated": 0, "deleted": 0}
     changed = spark.createDataFrame([("a", 1), ("b", 3), ("c", 4)], SCHEMA)
-    assert merge_changed(lake, spark, DIMENSION, changed, ["key"]) == {
+    assert replace_changed(lake, spark, DIMENSION, changed, ["key"]) == {
         "inserted": 1, "updated": 1, "deleted": 0}
     assert sorted(map(tuple, lake.read(spark, DIMENSION).collect())) == [
         ("a", 1), ("b", 3), ("c", 4)]
@@ -49,16 +48,15 @@ def test_catalog_tables_feed_incremental_consumers_exactly_once(spark, catalog_l
 
     lake.append(spark.createDataFrame([("e1", 1), ("e2", 2)], SCHEMA), EVENTS, txn=("probe", 0))
     lake.append(spark.createDataFrame([("e1", 1), ("e2", 2)], SCHEMA), EVENTS, txn=("probe", 0))
-    lake.process_new_rows(spark, EVENTS, "catalog_probe", collect)
+    lake.process_new_rows(spark, EVENTS, CONSUMER, collect)
     lake.append(spark.createDataFrame([("e3", 3)], SCHEMA), EVENTS, txn=("probe", 1))
-    lake.process_new_rows(spark, EVENTS, "catalog_probe", collect)
+    lake.process_new_rows(spark, EVENTS, CONSUMER, collect)
     assert sorted(seen) == ["e1", "e2", "e3"]  # replayed txn written once, each row seen once
     lake.drop(spark, EVENTS)
     assert not lake.exists(spark, EVENTS)
 
 
-def test_a_catalog_table_is_created_with_its_statistics_columns(spark, catalog_lake, monkeypatch):
-    monkeypatch.setitem(STATS_COLUMNS, DIMENSION, ("key",))
+def test_a_catalog_table_is_created_with_its_statistics_columns(spark, catalog_lake):
     catalog_lake.ensure(spark, DIMENSION, SCHEMA)
     properties = dict(spark.sql(
         "SHOW TBLPROPERTIES spark_catalog.gold.catalog_probe_dimension").collect())

@@ -7,16 +7,10 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from patient_flow_dagster.assets.common import (
-    DIM_DEPARTMENT_KEY,
-    DIM_PATIENT_KEY,
-    QUARANTINE_KEY,
-    SILVER_KEY,
-)
 from patient_flow_dagster.assets.gold import gold_dimensions
 from patient_flow_dagster.ingestion.landing_writer import write_events
 from patient_flow_dagster.ingestion.simulator import simulate
-from patient_flow_dagster.resources import lake as t
+from patient_flow_dagster.model import tables as t
 from patient_flow_dagster_tests.conftest import Lakehouse, recent_now
 
 GOLD_TABLES = (t.DIM_PATIENT, t.DIM_DEPARTMENT, t.FACT_ADMISSIONS, t.CUBE_GENDER_DEPARTMENT,
@@ -74,7 +68,7 @@ def test_runs_succeed(scenario):
 
 def test_first_batch_reconciles(scenario, spark):
     house, first = scenario["house"], scenario["first"]
-    silver_meta = metadata_of(scenario["run1"], SILVER_KEY)
+    silver_meta = metadata_of(scenario["run1"], t.SILVER_EVENTS.key)
     assert silver_meta["bronze_rows_read"] == len(first.events) == 2_000
     assert silver_meta["duplicates_removed"] == first.duplicates > 0
     assert (silver_meta["silver_rows_added"] + silver_meta["quarantined_rows_added"]
@@ -98,7 +92,7 @@ def test_every_dirty_kind_is_quarantined_with_its_rule(scenario):
     # Quarantine holds exactly the injected defects, nothing else.
     first_ids = {e["event_id"] for e in first.events}
     assert {e for e in broken if e in first_ids} == set(first.expected_rule)
-    quarantine_meta = metadata_of(scenario["run1"], QUARANTINE_KEY)
+    quarantine_meta = metadata_of(scenario["run1"], t.QUARANTINE.key)
     expected_per_rule = Counter(first.expected_rule.values())
     for rule, count in expected_per_rule.items():
         assert quarantine_meta[f"quarantined/{rule}"] == count
@@ -142,7 +136,10 @@ def test_gold_tables_are_consistent(scenario, spark):
 
 def test_large_tables_keep_statistics_only_for_the_columns_read_by_them(scenario):
     lake = scenario["house"].lake
-    for table, columns in t.STATS_COLUMNS.items():
+    large = [table for table in t.LAKE_TABLES if table.stats_columns]
+    assert len(large) == 6
+    for table in large:
+        columns = table.stats_columns
         log = Path(lake.location(table)) / "_delta_log"
         adds = [json.loads(line)["add"] for commit in sorted(log.glob("*.json"))
                 for line in commit.read_text().splitlines() if line.startswith('{"add"')]
@@ -158,7 +155,7 @@ def test_rerun_without_new_files_changes_nothing(scenario):
         assert scenario["after2"][table] == scenario["after1"][table], table
     for table in (t.DIM_PATIENT, t.DIM_DEPARTMENT, t.FACT_ADMISSIONS):
         assert scenario["versions2"][table] == scenario["versions1"][table], table
-    silver_meta = metadata_of(scenario["run2"], SILVER_KEY)
+    silver_meta = metadata_of(scenario["run2"], t.SILVER_EVENTS.key)
     assert silver_meta["bronze_rows_read"] == 0
 
 
@@ -229,20 +226,20 @@ def test_one_dimensions_step_reports_each_dimension_and_can_run_one(scenario, sp
     house = scenario["house"]
     first = {m.asset_key: {k: v.value for k, v in m.metadata.items()}
              for m in scenario["run1"].asset_materializations_for_node("gold_dimensions")}
-    assert set(first) == {DIM_PATIENT_KEY, DIM_DEPARTMENT_KEY}
+    assert set(first) == {t.DIM_PATIENT.key, t.DIM_DEPARTMENT.key}
     patient_id = house.table(t.DIM_PATIENT).columns.index("patient_id")
     patients = len({row[patient_id] for row in scenario["after1"][t.DIM_PATIENT]})
-    assert first[DIM_PATIENT_KEY]["current_patients"] == patients > 0
-    assert first[DIM_PATIENT_KEY]["rows_inserted"] == sum(scenario["after1"][t.DIM_PATIENT].values())
-    assert (first[DIM_DEPARTMENT_KEY]["dagster/row_count"]
+    assert first[t.DIM_PATIENT.key]["current_patients"] == patients > 0
+    assert first[t.DIM_PATIENT.key]["rows_inserted"] == sum(scenario["after1"][t.DIM_PATIENT].values())
+    assert (first[t.DIM_DEPARTMENT.key]["dagster/row_count"]
             == sum(scenario["after1"][t.DIM_DEPARTMENT].values()) > 0)
 
     dimensions = (t.DIM_PATIENT, t.DIM_DEPARTMENT)
     versions = {table: house.lake.version(spark, table) for table in dimensions}
-    alone = house.materialize([gold_dimensions], checks=False, selection=[DIM_DEPARTMENT_KEY])
+    alone = house.materialize([gold_dimensions], checks=False, selection=[t.DIM_DEPARTMENT.key])
     assert alone.success
     assert [m.asset_key for m in alone.asset_materializations_for_node("gold_dimensions")] == [
-        DIM_DEPARTMENT_KEY]
+        t.DIM_DEPARTMENT.key]
     assert {table: house.lake.version(spark, table) for table in versions} == versions
 
 
@@ -262,9 +259,24 @@ def test_full_refresh_rebuilds_the_same_tables(scenario, spark):
     result = defs.resolve_job_def("patient_flow_full_refresh").execute_in_process(
         instance=DagsterInstance.ephemeral(), raise_on_error=False)
     assert result.success
-    silver_meta = metadata_of(result, SILVER_KEY)
+    silver_meta = metadata_of(result, t.SILVER_EVENTS.key)
     assert silver_meta["bronze_rows_read"] == house.count(t.BRONZE_EVENTS)
     for table in GOLD_TABLES:
         assert snapshot(house, table) == before[table], table
     for table, ids in ids_before.items():
         assert {r.event_id for r in house.table(table).collect()} == ids
+
+
+def test_every_table_is_stored_as_the_registry_declares_it(scenario, spark):
+    """Names and types of every column of every lake table match the registry, and the UI
+    shows a description for each (in the materialization and in the asset's definition)."""
+    house = scenario["house"]
+    for table in t.LAKE_TABLES:
+        stored = [(f.name, f.dataType.simpleString()) for f in house.table(table).schema.fields]
+        assert stored == [(c.name, c.type) for c in table.columns], table
+        assert all(c.description for c in table.columns), table
+    for result in (scenario["run1"], scenario["run3"]):
+        for event in result.get_asset_materialization_events():
+            materialization = event.step_materialization_data.materialization
+            columns = materialization.metadata["dagster/column_schema"].value.columns
+            assert columns and all(c.description for c in columns), materialization.asset_key

@@ -10,9 +10,11 @@ from patient_flow_dagster.ingestion.landing_writer import (
     write_landing_file,
 )
 from patient_flow_dagster.ingestion.simulator import simulate
-from patient_flow_dagster.resources import lake as t
+from patient_flow_dagster.model import tables as t
 from patient_flow_dagster.resources.landing import LocalLandingZone
-from patient_flow_dagster.sensors import landing_sensor
+from patient_flow_dagster.sensors import build_landing_sensor
+
+landing_sensor = build_landing_sensor()
 from patient_flow_dagster.settings import Settings
 from patient_flow_dagster_tests.conftest import recent_now
 

@@ -7,8 +7,9 @@ from types import SimpleNamespace
 import pytest
 
 from patient_flow_dagster.assets.common import side_by_side
+from patient_flow_dagster.model.tables import Table
 from patient_flow_dagster.quality.checks import shared_per_run
-from patient_flow_dagster.resources.lake import DeltaLake, Table, last_note
+from patient_flow_dagster.resources.lake import DeltaLake, last_note
 
 
 def test_side_by_side_runs_together_and_reports_in_order():

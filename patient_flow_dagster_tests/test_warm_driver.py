@@ -12,7 +12,7 @@ import pytest
 
 from patient_flow_dagster.ingestion.landing_writer import write_events
 from patient_flow_dagster.ingestion.simulator import simulate
-from patient_flow_dagster.resources import lake as t
+from patient_flow_dagster.model import tables as t
 from patient_flow_dagster.resources import warm_driver
 from patient_flow_dagster.resources.lake import DeltaLake
 from patient_flow_dagster_tests.conftest import recent_now

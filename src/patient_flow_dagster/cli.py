@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from datetime import datetime, timezone
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from patient_flow_dagster.settings import Settings
+from patient_flow_dagster.settings import Settings, SettingsError
+from patient_flow_dagster.settings import read as read_setting
 
 KAFKA_TOPIC = "patient-events"
 
@@ -110,27 +110,38 @@ def cmd_demo(args) -> int:
     """Simulate a seeded batch into the landing zone, run the whole graph, print a summary."""
     from dagster import DagsterInstance
 
+    from patient_flow_dagster.console import output_to, progress_logger
+    from patient_flow_dagster.definitions import build_definitions
+
     settings = Settings.from_env()
     if settings.env != "local":
-        print("demo runs on the embedded local environment; unset PATIENT_FLOW_ENV", file=sys.stderr)
+        print("error: demo runs on the embedded local environment; unset PATIENT_FLOW_ENV",
+              file=sys.stderr)
         return 2
     if not args.skip_simulate:
         _simulate(args, settings.landing)
-    from patient_flow_dagster.definitions import build_definitions
-
-    defs = build_definitions(settings)
-    instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
+    job = build_definitions(settings).resolve_job_def("patient_flow")
+    instance = (DagsterInstance.get() if read_setting("DAGSTER_HOME")
+                else DagsterInstance.ephemeral())
     started = time.monotonic()
-    result = defs.resolve_job_def("patient_flow").execute_in_process(instance=instance,
-                                                                     raise_on_error=False)
-    elapsed = time.monotonic() - started
-    print(summary(settings, result, elapsed))
+    if args.verbose:
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        print(summary(settings, result, time.monotonic() - started, None))
+        return 0 if result.success else 1
+    log_file = Path(settings.lake_root) / "logs" / f"demo-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    print(f"running patient_flow on {settings.landing} (event log: {log_file})", flush=True)
+    with output_to(log_file) as terminal:
+        quiet = job.with_logger_defs({"progress": progress_logger(terminal, log_file)})
+        result = quiet.execute_in_process(run_config={"loggers": {"progress": {}}},
+                                          instance=instance, raise_on_error=False)
+        print(summary(settings, result, time.monotonic() - started, log_file), file=terminal)
     return 0 if result.success else 1
 
 
-def summary(settings: Settings, result, elapsed: float) -> str:
+def summary(settings: Settings, result, elapsed: float, log_file: Path | None) -> str:
     """Rows per table, the silver reconciliation and quarantine per rule, where things are."""
-    from patient_flow_dagster.assets.common import QUARANTINE_KEY, SILVER_KEY
+    from patient_flow_dagster.model.tables import QUARANTINE, SILVER_EVENTS
 
     status = "SUCCESS" if result.success else "FAILED"
     lines = [f"\nrun {result.run_id}: {status} in {elapsed:.1f} s", "", "rows per table:"]
@@ -141,17 +152,17 @@ def summary(settings: Settings, result, elapsed: float) -> str:
         rows = mat.metadata.get("dagster/row_count")
         count = rows.value if rows is not None else "?"
         lines.append(f"  {mat.asset_key.to_user_string():45s} {count:>10}")
-    if SILVER_KEY in materialized:
-        silver = materialized[SILVER_KEY]
+    if SILVER_EVENTS.key in materialized:
+        silver = materialized[SILVER_EVENTS.key]
         lines += [
             "",
             "this run: bronze rows read = silver + quarantine + duplicates removed",
             f"  {silver['bronze_rows_read'].value} = {silver['silver_rows_added'].value} + "
             f"{silver['quarantined_rows_added'].value} + {silver['duplicates_removed'].value}",
         ]
-    if QUARANTINE_KEY in materialized:
+    if QUARANTINE.key in materialized:
         lines += ["", "rows quarantined per rule (this run; a row can break several rules):"]
-        for key, value in materialized[QUARANTINE_KEY].items():
+        for key, value in materialized[QUARANTINE.key].items():
             if key.startswith("quarantined/"):
                 lines.append(f"  {key.split('/', 1)[1]:30s} {value.value:>8}")
     evaluations = sorted(result.get_asset_check_evaluations(),
@@ -169,6 +180,7 @@ def summary(settings: Settings, result, elapsed: float) -> str:
         "",
         f"lake:    {settings.lake_root}",
         f"landing: {settings.landing}",
+        *([f"log:     {log_file}"] if log_file else []),
         "UI:      ./run dev   (dagster dev, then open http://127.0.0.1:3000)",
     ]
     return "\n".join(lines)
@@ -220,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     _simulate_args(demo_cmd, default_events=20_000)
     demo_cmd.add_argument("--skip-simulate", action="store_true",
                           help="only materialize what is already in the landing zone")
+    demo_cmd.add_argument("--verbose", action="store_true",
+                          help="print the whole Dagster event log instead of one line per step")
     demo_cmd.set_defaults(func=cmd_demo)
 
     for extension in entry_points(group="patient_flow.commands"):
@@ -230,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except EventHubsConfigError as error:
+    except (EventHubsConfigError, SettingsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -1,25 +1,39 @@
 """The one Definitions object: assets, jobs and resources for PATIENT_FLOW_ENV."""
 from __future__ import annotations
 
-from dagster import AssetSelection, Definitions, define_asset_job
+from dagster import (
+    AssetSelection,
+    AssetSpec,
+    Definitions,
+    define_asset_job,
+    map_asset_specs,
+)
 
 from patient_flow_dagster.assets.bronze import bronze_patient_events
 from patient_flow_dagster.assets.gold import fact_admissions, gold_dimensions
 from patient_flow_dagster.assets.kpis import gold_kpis
 from patient_flow_dagster.assets.landing import landing_patient_events
 from patient_flow_dagster.assets.silver import silver_patient_events
-from patient_flow_dagster.environments import EXECUTOR_BY_ENVIRONMENT, resources_for
+from patient_flow_dagster.environments import executor_for, resources_for
+from patient_flow_dagster.model.tables import BY_KEY
 from patient_flow_dagster.quality.checks import ALL_CHECKS
-from patient_flow_dagster.sensors import landing_sensor
+from patient_flow_dagster.sensors import build_landing_sensor
 from patient_flow_dagster.settings import Settings
 
-LAKE_ASSETS = [
+
+def with_table_schema(spec: AssetSpec) -> AssetSpec:
+    """The asset's columns and their descriptions from the table registry, for the UI."""
+    return spec.merge_attributes(metadata={"dagster/column_schema": BY_KEY[spec.key].schema})
+
+
+LANDING = map_asset_specs(with_table_schema, [landing_patient_events])[0]
+LAKE_ASSETS = map_asset_specs(with_table_schema, [
     bronze_patient_events,
     silver_patient_events,
     gold_dimensions,
     fact_admissions,
     gold_kpis,
-]
+])
 
 # Runs with this tag are serialized by the run queue (config/dagster.yaml): one lake writer.
 WRITES_LAKE = {"patient_flow/writes": "lake"}
@@ -35,8 +49,7 @@ patient_flow_job = define_asset_job(
 # Rebuild silver and gold from bronze: drop their tables and checkpoints, then run as usual.
 # Bronze keeps its history (landing files may have been cleaned up since); to rebuild it from the
 # landing zone too, launch this job with `full_refresh: true` for bronze__patient_events as well.
-FULL_REFRESH_STEPS = ["silver_patient_events", "gold_dimensions", "gold__fact_admissions",
-                      "gold_kpis"]
+FULL_REFRESH_STEPS = [assets.node_def.name for assets in LAKE_ASSETS[1:]]  # all but bronze
 patient_flow_full_refresh_job = define_asset_job(
     "patient_flow_full_refresh",
     selection=AssetSelection.assets(*LAKE_ASSETS),
@@ -55,12 +68,12 @@ patient_flow_checks_job = define_asset_job(
 def build_definitions(settings: Settings | None = None) -> Definitions:
     settings = settings or Settings.from_env()
     return Definitions(
-        assets=[landing_patient_events, *LAKE_ASSETS],
+        assets=[LANDING, *LAKE_ASSETS],
         asset_checks=ALL_CHECKS,
         jobs=[patient_flow_job, patient_flow_full_refresh_job, patient_flow_checks_job],
-        sensors=[landing_sensor],
+        sensors=[build_landing_sensor(settings.sensor_interval)],
         resources=resources_for(settings),
-        executor=EXECUTOR_BY_ENVIRONMENT[settings.env],
+        executor=executor_for(settings),
     )
 
 

@@ -1,4 +1,4 @@
-"""Resource sets per environment, in one place (DESIGN.md §5).
+"""Resource sets per environment, in one place (docs/architecture.md, "Environments").
 
 Assets require the same resource keys everywhere (`pyspark`, `step_launcher`, `lake`, `landing`,
 `quality`); only the implementations differ. Locally the step launcher is the none resource, so
@@ -7,8 +7,6 @@ Databricks job run (`databricks_pyspark_step_launcher`) on the cluster's own Spa
 are in Unity Catalog when PATIENT_FLOW_CATALOG is set, and bronze reads landing with Auto Loader.
 """
 from __future__ import annotations
-
-import os
 
 from dagster import ResourceDefinition, in_process_executor, multiprocess_executor
 from dagster_pyspark import LazyPySparkResource, PySparkResource
@@ -24,9 +22,8 @@ from patient_flow_dagster.resources.landing import LocalLandingZone
 from patient_flow_dagster.resources.spark import (
     jvm_start_lock,
     local_spark_config,
-    prepare_local_environment,
 )
-from patient_flow_dagster.settings import Settings
+from patient_flow_dagster.settings import Settings, prepare_jvm_environment
 
 
 class LocalPySparkResource(PySparkResource):
@@ -39,7 +36,7 @@ class LocalPySparkResource(PySparkResource):
     warm_driver: str | None = None
 
     def setup_for_execution(self, context) -> None:
-        prepare_local_environment()
+        prepare_jvm_environment()
         if self.warm_driver:
             session = warm_driver.attach(self.warm_driver)
             if session is not None:
@@ -54,24 +51,17 @@ class LocalPySparkResource(PySparkResource):
         self.spark_session.sparkContext.setLogLevel("ERROR")
 
 
-def landing_zone(location: str, reader: str = "files"):
+def landing_zone(settings: Settings):
     """A local folder, or an Azure Blob/ADLS container when the location is a wasb(s)/abfs(s) URL
-    (credentials: AZURE_STORAGE_CONNECTION_STRING). `reader` picks Spark's file stream or Auto
-    Loader (schema location: PATIENT_FLOW_LANDING_SCHEMAS)."""
+    (credentials: AZURE_STORAGE_CONNECTION_STRING), read by Spark's file stream or Auto Loader."""
     options = {
-        "max_files_per_trigger": int(os.environ.get("PATIENT_FLOW_MAX_FILES_PER_TRIGGER", 1000)),
-        "reader": reader,
-        "autoloader_schema_location": os.environ.get("PATIENT_FLOW_LANDING_SCHEMAS"),
+        "max_files_per_trigger": settings.max_files_per_trigger,
+        "reader": settings.landing_reader,
+        "autoloader_schema_location": settings.landing_schemas,
     }
-    if is_azure_url(location):
-        return AzureBlobLandingZone(url=location, **options)
-    return LocalLandingZone(path=location, **options)
-
-
-def quality_policy() -> QualityPolicy:
-    return QualityPolicy(
-        error_ratio=float(os.environ.get("PATIENT_FLOW_QUARANTINE_ERROR_RATIO", 0.10))
-    )
+    if is_azure_url(settings.landing):
+        return AzureBlobLandingZone(url=settings.landing, **options)
+    return LocalLandingZone(path=settings.landing, **options)
 
 
 def local_resources(settings: Settings) -> dict:
@@ -80,8 +70,8 @@ def local_resources(settings: Settings) -> dict:
                                         warm_driver=warm_driver.connection_file()),
         "step_launcher": ResourceDefinition.none_resource(),
         "lake": DeltaLake(root=settings.lake_root, catalog=settings.catalog),
-        "landing": landing_zone(settings.landing, settings.landing_reader),
-        "quality": quality_policy(),
+        "landing": landing_zone(settings),
+        "quality": QualityPolicy(error_ratio=settings.quarantine_error_ratio),
     }
 
 
@@ -94,8 +84,8 @@ def databricks_resources(settings: Settings) -> dict:
         "pyspark": LazyPySparkResource(spark_config={"spark.sql.session.timeZone": "UTC"}),
         "step_launcher": databricks_step_launcher(landing_is_azure=is_azure_url(settings.landing)),
         "lake": DeltaLake(root=settings.lake_root, catalog=settings.catalog),
-        "landing": landing_zone(settings.landing, settings.landing_reader),
-        "quality": quality_policy(),
+        "landing": landing_zone(settings),
+        "quality": QualityPolicy(error_ratio=settings.quarantine_error_ratio),
     }
 
 
@@ -105,14 +95,10 @@ RESOURCES_BY_ENVIRONMENT = {"local": local_resources, "databricks": databricks_r
 # Python process and a Spark JVM per step (6-8 s each). On Databricks the launching process only
 # waits for job runs, so independent steps (the census and the KPI tables from the fact) run
 # side by side on their clusters.
-def _databricks_executor():
-    concurrent = int(os.environ.get("PATIENT_FLOW_MAX_CONCURRENT_STEPS", 4))
-    if concurrent <= 1:  # one step at a time: no subprocess per step either
-        return in_process_executor
-    return multiprocess_executor.configured({"max_concurrent": concurrent})
-
-
-EXECUTOR_BY_ENVIRONMENT = {"local": in_process_executor, "databricks": _databricks_executor()}
+def executor_for(settings: Settings):
+    if settings.env == "local" or settings.max_concurrent_steps <= 1:
+        return in_process_executor  # one step at a time: no subprocess per step either
+    return multiprocess_executor.configured({"max_concurrent": settings.max_concurrent_steps})
 
 
 def resources_for(settings: Settings) -> dict:

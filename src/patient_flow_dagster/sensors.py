@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 
 from dagster import (
     DefaultSensorStatus,
     RunRequest,
+    SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
@@ -26,13 +26,7 @@ from dagster import (
 
 from patient_flow_dagster.resources.landing import LandingFile, LandingZone
 
-# A landing listing is cheap; the wait for the next tick is part of the file-to-gold latency.
-DEFAULT_INTERVAL_SECONDS = 10
 MAX_FILES_LISTED_IN_TAGS = 20
-
-
-def sensor_interval() -> int:
-    return int(os.environ.get("PATIENT_FLOW_SENSOR_INTERVAL", DEFAULT_INTERVAL_SECONDS))
 
 
 def load_cursor(cursor: str | None) -> dict:
@@ -63,16 +57,7 @@ def run_key_for(fresh: list[LandingFile]) -> str:
     return f"landing-{digest[:24]}"
 
 
-@sensor(
-    name="landing_sensor",
-    job_name="patient_flow",
-    minimum_interval_seconds=sensor_interval(),
-    default_status=DefaultSensorStatus.RUNNING,
-    required_resource_keys={"landing"},
-    description="Starts the patient_flow job when new Parquet files land "
-    f"(PATIENT_FLOW_SENSOR_INTERVAL seconds between checks, default {DEFAULT_INTERVAL_SECONDS}).",
-)
-def landing_sensor(context: SensorEvaluationContext):
+def evaluate_landing(context: SensorEvaluationContext):
     landing: LandingZone = context.resources.landing
     cursor = load_cursor(context.cursor)
     fresh = new_files(landing.list_files(), cursor)
@@ -92,3 +77,17 @@ def landing_sensor(context: SensorEvaluationContext):
         ],
         cursor=json.dumps(advance_cursor(cursor, fresh)),
     )
+
+
+def build_landing_sensor(interval_seconds: int = 10) -> SensorDefinition:
+    """The landing sensor, checking every `interval_seconds` (PATIENT_FLOW_SENSOR_INTERVAL): a
+    listing is cheap, and the wait for the next tick is part of the file-to-gold latency."""
+    return sensor(
+        name="landing_sensor",
+        job_name="patient_flow",
+        minimum_interval_seconds=interval_seconds,
+        default_status=DefaultSensorStatus.RUNNING,
+        required_resource_keys={"landing"},
+        description="Starts the patient_flow job when new Parquet files land "
+        f"(every {interval_seconds} s: PATIENT_FLOW_SENSOR_INTERVAL).",
+    )(evaluate_landing)

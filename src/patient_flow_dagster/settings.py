@@ -1,15 +1,168 @@
-"""Configuration read from the environment (DESIGN.md §5), in one place.
+"""Every setting, read from the environment in this one module (docs/architecture.md,
+"Environments").
 
+`VARIABLES` declares each environment variable the product reads, with its default and meaning;
+the README's configuration table lists them all (a test holds the two together). Nothing else
+in the package touches `os.environ`: code asks `read(name)`, or takes a `Settings`, built once by
+`Settings.from_env()`. A bad value is a `SettingsError` that names the variable.
 `dagster dev` honours a `.env` file, so the same variables configure the UI, the CLI and tests.
 """
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 ENVIRONMENTS = ("local", "databricks")
 LANDING_READERS = ("files", "autoloader")
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    default: str | None
+    description: str
+
+
+VARIABLES: tuple[Variable, ...] = (
+    # where and how
+    Variable("PATIENT_FLOW_ENV", "local", "local (embedded Spark) or databricks (step launches)."),
+    Variable("PATIENT_FLOW_LAKE", ".lake", "Lake root: Delta folders and streaming checkpoints."),
+    Variable("PATIENT_FLOW_LANDING", None,
+             "Landing zone: a folder, or a wasbs:// / abfss:// URL (default <lake>/landing/"
+             "patient_events)."),
+    Variable("PATIENT_FLOW_CATALOG", None,
+             "Unity Catalog catalog for the tables (<catalog>.<layer>.<table>); unset: folders."),
+    Variable("PATIENT_FLOW_LANDING_READER", None,
+             "files (Spark's file stream) or autoloader (default on databricks)."),
+    Variable("PATIENT_FLOW_LANDING_SCHEMAS", None, "Auto Loader's schema location."),
+    Variable("PATIENT_FLOW_MAX_FILES_PER_TRIGGER", "1000", "Landing files per streaming batch."),
+    Variable("PATIENT_FLOW_SENSOR_INTERVAL", "10", "Seconds between landing sensor checks."),
+    Variable("PATIENT_FLOW_QUARANTINE_ERROR_RATIO", "0.10",
+             "Share of a batch a quarantine rule may take before its check is ERROR (blocks gold)."),
+    # local Spark
+    Variable("PATIENT_FLOW_SPARK_MASTER", "local[*]", "Master of the embedded Spark session."),
+    Variable("PATIENT_FLOW_SHUFFLE_PARTITIONS", "4", "Shuffle partitions of the embedded session."),
+    Variable("PATIENT_FLOW_DRIVER_MEMORY", "4g", "Driver memory of the embedded session."),
+    Variable("PATIENT_FLOW_SPARK_EVENT_LOG", None,
+             "Folder for Spark's event log (profiling); unset: no event log."),
+    Variable("PATIENT_FLOW_SPARK_DRIVER", None,
+             "Connection file of the warm Spark driver that runs attach to (set by ./run dev)."),
+    Variable("PATIENT_FLOW_JVM_ARCHIVE", None,
+             "Path of the JVM class archive, or off (default: in the user's cache folder)."),
+    Variable("PATIENT_FLOW_JVM_DUMP", None,
+             "Internal, set by `patient-flow jvm-archive`: where the training JVM dumps classes."),
+    # Databricks
+    Variable("PATIENT_FLOW_MAX_CONCURRENT_STEPS", "4",
+             "Steps launched side by side on Databricks (1: one at a time, in process)."),
+    Variable("PATIENT_FLOW_DATABRICKS_CLUSTER_SPEC", None,
+             "JSON file of the job cluster (default: the packaged databricks_job_cluster.json)."),
+    Variable("PATIENT_FLOW_DATABRICKS_RUN_CONFIG", None,
+             "Internal, forwarded to remote steps: the launcher's run config as JSON."),
+    Variable("PATIENT_FLOW_DATABRICKS_STAGING", "/dagster_staging",
+             "DBFS folder for the code zip, pickled steps and event files."),
+    Variable("PATIENT_FLOW_DATABRICKS_POLL_SECONDS", "5", "Seconds between run status polls."),
+    Variable("PATIENT_FLOW_DATABRICKS_STEP_TIMEOUT", "10800",
+             "Seconds a step may run on Databricks before it fails."),
+    Variable("PATIENT_FLOW_SECRET_SCOPE", "patient-flow",
+             "Databricks secret scope holding the token and the landing credentials."),
+    Variable("PATIENT_FLOW_CODE_PATH", None,
+             "Folder of the package to zip for remote steps (default: the installed package)."),
+    Variable("DATABRICKS_HOST", None, "Workspace URL."),
+    Variable("DATABRICKS_TOKEN", None, "Token (secret; on the cluster from the secret scope)."),
+    Variable("DATABRICKS_CLUSTER_ID", None, "Run steps on this existing cluster instead."),
+    # Azure and streams
+    Variable("AZURE_STORAGE_CONNECTION_STRING", None,
+             "Landing container and Event Hubs checkpoints (secret)."),
+    Variable("EVENTHUBS_CONNECTION_STRING", None, "Event Hubs SAS connection string (secret)."),
+    Variable("EVENTHUBS_NAMESPACE", None,
+             "<ns>.servicebus.windows.net: Event Hubs with DefaultAzureCredential, no secret."),
+    Variable("EVENTHUBS_CHECKPOINT_ACCOUNT_URL", None,
+             "Blob account URL of the checkpoint store with DefaultAzureCredential."),
+    Variable("EVENTHUBS_CHECKPOINT_CONTAINER", "eventhubs-checkpoints",
+             "Container of the Event Hubs checkpoint store."),
+    # the machine
+    Variable("DAGSTER_HOME", None, "Dagster instance folder (./run sets .dagster_home)."),
+    Variable("JAVA_HOME", None, "The JDK Spark runs on (else java on PATH)."),
+    Variable("XDG_CACHE_HOME", None, "Cache folder of the JVM class archive (default ~/.cache)."),
+)
+_DECLARED = {variable.name: variable for variable in VARIABLES}
+
+
+class SettingsError(ValueError):
+    """A setting with a value the product cannot use; the message names the variable."""
+
+
+def environment() -> dict[str, str]:
+    """A copy of the process environment (for code that takes a mapping, and for tests)."""
+    return dict(os.environ)
+
+
+def read(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The value of a declared variable, or its default when unset or empty."""
+    variable = _DECLARED[name]  # an undeclared name is a bug: declare it in VARIABLES
+    value = (os.environ if environ is None else environ).get(name)
+    return value if value else variable.default
+
+
+def read_int(name: str, environ: Mapping[str, str] | None = None, minimum: int = 1) -> int:
+    text = read(name, environ)
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name}={text!r} is not a whole number") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def read_ratio(name: str, environ: Mapping[str, str] | None = None) -> float:
+    text = read(name, environ)
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name}={text!r} is not a number between 0 and 1") from None
+    if not 0.0 <= value <= 1.0:
+        raise SettingsError(f"{name}={text!r} is not a number between 0 and 1")
+    return value
+
+
+def read_choice(name: str, choices: tuple[str, ...], default: str,
+                environ: Mapping[str, str] | None = None) -> str:
+    value = (read(name, environ) or default).strip().lower()
+    if value not in choices:
+        raise SettingsError(f"{name}={value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def forwarded(prefix: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Every variable of the environment whose name starts with `prefix`."""
+    source = os.environ if environ is None else environ
+    return {name: value for name, value in source.items() if name.startswith(prefix)}
+
+
+def prepare_jvm_environment() -> None:
+    """Process settings the Spark JVM reads when it starts (before the first session): loopback
+    address, UTC, and this interpreter for Python workers, so their packages match the driver's."""
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("TZ", "UTC")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+
+@contextmanager
+def gateway_environment(port: int, secret: str) -> Iterator[None]:
+    """PySpark finds a running gateway through these two variables; set them only while
+    connecting, so the secret does not outlive the call in the process environment."""
+    os.environ["PYSPARK_GATEWAY_PORT"] = str(port)
+    os.environ["PYSPARK_GATEWAY_SECRET"] = secret
+    try:
+        yield
+    finally:
+        os.environ.pop("PYSPARK_GATEWAY_PORT", None)
+        os.environ.pop("PYSPARK_GATEWAY_SECRET", None)
 
 
 @dataclass(frozen=True)
@@ -22,28 +175,29 @@ class Settings:
     catalog: str | None = None
     # How bronze reads landing: Spark's file stream, or Databricks Auto Loader (cloudFiles).
     landing_reader: str = "files"
+    landing_schemas: str | None = None
+    max_files_per_trigger: int = 1000
+    sensor_interval: int = 10
+    quarantine_error_ratio: float = 0.10
+    max_concurrent_steps: int = 4
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
-        environ = dict(os.environ if environ is None else environ)
-        env = environ.get("PATIENT_FLOW_ENV", "local").strip().lower() or "local"
-        if env not in ENVIRONMENTS:
-            raise ValueError(
-                f"PATIENT_FLOW_ENV={env!r} is not one of {', '.join(ENVIRONMENTS)}"
-            )
-        lake_root = _absolute(environ.get("PATIENT_FLOW_LAKE") or ".lake")
-        landing = _absolute(
-            environ.get("PATIENT_FLOW_LANDING")
-            or f"{lake_root.rstrip('/')}/landing/patient_events"
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = read_choice("PATIENT_FLOW_ENV", ENVIRONMENTS, "local", environ)
+        lake_root = _absolute(read("PATIENT_FLOW_LAKE", environ))
+        landing = _absolute(read("PATIENT_FLOW_LANDING", environ)
+                            or f"{lake_root.rstrip('/')}/landing/patient_events")
+        reader = read_choice("PATIENT_FLOW_LANDING_READER", LANDING_READERS,
+                             "autoloader" if env == "databricks" else "files", environ)
+        return cls(
+            env=env, lake_root=lake_root, landing=landing,
+            catalog=read("PATIENT_FLOW_CATALOG", environ), landing_reader=reader,
+            landing_schemas=read("PATIENT_FLOW_LANDING_SCHEMAS", environ),
+            max_files_per_trigger=read_int("PATIENT_FLOW_MAX_FILES_PER_TRIGGER", environ),
+            sensor_interval=read_int("PATIENT_FLOW_SENSOR_INTERVAL", environ),
+            quarantine_error_ratio=read_ratio("PATIENT_FLOW_QUARANTINE_ERROR_RATIO", environ),
+            max_concurrent_steps=read_int("PATIENT_FLOW_MAX_CONCURRENT_STEPS", environ),
         )
-        reader = environ.get("PATIENT_FLOW_LANDING_READER") or (
-            "autoloader" if env == "databricks" else "files")
-        if reader not in LANDING_READERS:
-            raise ValueError(
-                f"PATIENT_FLOW_LANDING_READER={reader!r} is not one of {', '.join(LANDING_READERS)}"
-            )
-        return cls(env=env, lake_root=lake_root, landing=landing,
-                   catalog=environ.get("PATIENT_FLOW_CATALOG") or None, landing_reader=reader)
 
 
 def _absolute(location: str) -> str:

@@ -26,11 +26,12 @@ from patient_flow_devtools.steps import (
     run_small_batch,
 )
 
-LAYER_OF_STEP = {
-    "bronze__patient_events": "bronze", "silver_patient_events": "silver",
-    "gold_dimensions": "gold", "gold__fact_admissions": "gold",
-    "gold_kpis": "gold_kpis",
-}
+
+def layer_of_step() -> dict[str, str]:
+    """Each asset step's layer: the group of its assets."""
+    from patient_flow_dagster.definitions import LAKE_ASSETS
+
+    return {assets.node_def.name: next(iter(assets.specs)).group_name for assets in LAKE_ASSETS}
 
 
 class BenchmarkError(RuntimeError):
@@ -38,7 +39,7 @@ class BenchmarkError(RuntimeError):
 
 
 def table_counts(spark, lake) -> dict[str, int]:
-    from patient_flow_dagster.resources import lake as t
+    from patient_flow_dagster.model import tables as t
 
     tables = (t.BRONZE_EVENTS, t.SILVER_EVENTS, t.QUARANTINE, t.DIM_PATIENT, t.DIM_DEPARTMENT,
               t.FACT_ADMISSIONS)
@@ -187,9 +188,9 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
     history_files = landing_files(landing)
 
     if latency:  # first, while no Spark JVM of this process competes with `dagster dev`'s runs
-        from patient_flow_dagster.sensors import DEFAULT_INTERVAL_SECONDS
+        from patient_flow_dagster.settings import Settings
 
-        interval = interval or DEFAULT_INTERVAL_SECONDS
+        interval = interval or Settings.from_env().sensor_interval
         latency_seconds = measure_latency(workdir / "latency", interval,
                                           warm_driver=warm_driver)
 
@@ -215,7 +216,7 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
     per_layer: dict[str, float] = {}
     for step, seconds in steps.items():
         if step in _asset_steps(steps):
-            layer = LAYER_OF_STEP[step]
+            layer = layer_of_step()[step]
             per_layer[layer] = per_layer.get(layer, 0) + seconds
 
     increment = max(1, events // 100)

@@ -12,9 +12,7 @@ from pyspark.sql.types import (
 )
 
 from patient_flow_dagster.assets.common import (
-    BRONZE_KEY,
     LAKE_POOL,
-    LANDING_KEY,
     OWNERS,
     SPARK_KINDS,
     SPARK_RESOURCES,
@@ -24,16 +22,14 @@ from patient_flow_dagster.assets.common import (
     table_metadata,
 )
 from patient_flow_dagster.model.contract import LANDING_SCHEMA
-from patient_flow_dagster.resources.lake import (
+from patient_flow_dagster.model.tables import (
     BRONZE_EVENTS,
+    LANDING_EVENTS,
     LANDING_FILES,
-    DeltaLake,
-    rows_read,
 )
+from patient_flow_dagster.resources.lake import DeltaLake, rows_read
 from patient_flow_dagster.resources.landing import LandingZone
 from patient_flow_dagster.transforms.bronze import with_ingest_metadata
-
-BRONZE_CHECKPOINT = "bronze_patient_events"
 
 # One row per landing file the bronze asset has looked at: the "every file ingested" ledger.
 LANDING_FILES_SCHEMA = StructType(
@@ -94,8 +90,8 @@ def ingest_landing(
     landed = with_ingest_metadata(landing.read_stream(spark, LANDING_SCHEMA), run_id)
     writer = (
         landed.writeStream.format("delta")
-        .queryName(BRONZE_CHECKPOINT)
-        .option("checkpointLocation", lake.checkpoint(BRONZE_CHECKPOINT))
+        .queryName(BRONZE_EVENTS.checkpoint)
+        .option("checkpointLocation", lake.checkpoint(BRONZE_EVENTS))
         .trigger(availableNow=True)
     )
     query = lake.start_stream(spark, writer, BRONZE_EVENTS)
@@ -113,8 +109,8 @@ def ingest_landing(
 
 
 @asset(
-    key=BRONZE_KEY,
-    deps=[LANDING_KEY],
+    key=BRONZE_EVENTS.key,
+    deps=[LANDING_EVENTS.key],
     description=(
         "Append-only Delta table of every landed row exactly once, uncleaned, plus event_id, "
         "bronze_ingestion_ts, source_file and ingest_run_id. Incremental like Auto Loader: a "
@@ -129,7 +125,7 @@ def ingest_landing(
 def bronze_patient_events(
     context: AssetExecutionContext, config: RefreshConfig
 ) -> MaterializeResult:
-    apply_full_refresh(context, config, [BRONZE_EVENTS, LANDING_FILES], [BRONZE_CHECKPOINT])
+    apply_full_refresh(context, config, [BRONZE_EVENTS, LANDING_FILES])
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
     landing: LandingZone = context.resources.landing
@@ -148,7 +144,7 @@ def bronze_patient_events(
         metadata={
             **table_metadata(
                 bronze,
-                lake.location(BRONZE_EVENTS),
+                lake, BRONZE_EVENTS,
                 ["event_id", "department", "hospital_id", "source_file", "ingest_run_id"],
             ),
             "rows_ingested_this_run": MetadataValue.int(rows_this_run),

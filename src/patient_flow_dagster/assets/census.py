@@ -12,31 +12,22 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from patient_flow_dagster.assets.common import (
-    CURRENT_OCCUPANCY_KEY,
-    DEPARTMENT_CENSUS_HOURLY_KEY,
-    DIM_DEPARTMENT_KEY,
-    FACT_ADMISSIONS_KEY,
-    SILVER_KEY,
     change_metadata,
     markdown_table,
     table_metadata,
     write_small_table,
 )
 from patient_flow_dagster.assets.gold import gold_spec
-from patient_flow_dagster.resources.lake import (
+from patient_flow_dagster.model.tables import (
     CURRENT_OCCUPANCY,
     DEPARTMENT_CENSUS_HOURLY,
     DIM_DEPARTMENT,
     FACT_ADMISSIONS,
     SILVER_EVENTS,
-    DeltaLake,
     Table,
-    last_note,
-    replace_changed,
 )
+from patient_flow_dagster.resources.lake import DeltaLake, last_note, replace_changed
 from patient_flow_dagster.transforms import census
-
-CENSUS_CONSUMER = "gold_department_census_hourly"
 
 
 def hour_of(instant: datetime) -> datetime:
@@ -83,7 +74,7 @@ def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
         touched = None if recompute_all else census.first_hour_touched(events)
         rewrite_from(None if recompute_all else min(filter(None, [touched, stale_from])))
 
-    lake.process_new_rows(spark, SILVER_EVENTS, CENSUS_CONSUMER, on_new_events)
+    lake.process_new_rows(spark, SILVER_EVENTS, DEPARTMENT_CENSUS_HOURLY, on_new_events)
     if recompute_all:  # also: no table yet
         rewrite_from(None)
     elif not rewrites:  # no new events: the clock moved
@@ -97,7 +88,7 @@ def read_stays(spark, lake: DeltaLake):
 
 
 CENSUS_SPEC = gold_spec(
-    DEPARTMENT_CENSUS_HOURLY_KEY, [FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY, SILVER_KEY],
+    DEPARTMENT_CENSUS_HOURLY.key, [FACT_ADMISSIONS.key, DIM_DEPARTMENT.key, SILVER_EVENTS.key],
     "Per hour x hospital x department: admissions and discharges in the hour, patients present "
     "at its end, occupancy = present / bed capacity. Incremental: a new batch recomputes and "
     "rewrites only the hours from the first one its events touch.", "gold_kpis")
@@ -112,8 +103,8 @@ def census_result(spark, lake: DeltaLake, as_of: datetime) -> MaterializeResult:
     rows = [r.asDict() for r in latest_hour.orderBy("hospital_id", "department").limit(60).collect()]
     columns = ["hospital_id", "department", "hour_end", "admissions", "discharges",
                "present_at_end", "bed_capacity", "occupancy"]
-    return MaterializeResult(asset_key=DEPARTMENT_CENSUS_HOURLY_KEY, metadata={
-        **table_metadata(table, lake.location(DEPARTMENT_CENSUS_HOURLY), columns),
+    return MaterializeResult(asset_key=DEPARTMENT_CENSUS_HOURLY.key, metadata={
+        **table_metadata(table, lake, DEPARTMENT_CENSUS_HOURLY, columns),
         "latest_hour": MetadataValue.md(markdown_table(rows, columns) if rows else "no stays"),
         "as_of": MetadataValue.text(as_of.isoformat()),
         **change_metadata(changes),
@@ -128,7 +119,7 @@ def write_current_occupancy(spark, lake: DeltaLake):
 
 
 OCCUPANCY_SPEC = gold_spec(
-    CURRENT_OCCUPANCY_KEY, [DEPARTMENT_CENSUS_HOURLY_KEY],
+    CURRENT_OCCUPANCY.key, [DEPARTMENT_CENSUS_HOURLY.key],
     "The latest census per hospital x department and per hospital: present patients, beds, "
     "occupancy.", "gold_kpis")
 
@@ -138,8 +129,8 @@ def occupancy_result(spark, lake: DeltaLake) -> MaterializeResult:
     written = write_current_occupancy(spark, lake)
     hospitals = [r for r in written.rows if r["scope"] == "hospital"]
     columns = ["hospital_id", "as_of", "present", "bed_capacity", "occupancy"]
-    return MaterializeResult(asset_key=CURRENT_OCCUPANCY_KEY, metadata={
-        **table_metadata(written.frame, lake.location(CURRENT_OCCUPANCY),
+    return MaterializeResult(asset_key=CURRENT_OCCUPANCY.key, metadata={
+        **table_metadata(written.frame, lake, CURRENT_OCCUPANCY,
                          ["scope", "hospital_id", "department", "present", "bed_capacity", "occupancy"],
                          all_rows=written.rows),
         "occupancy_per_hospital": MetadataValue.md(markdown_table(hospitals, columns)),
@@ -148,18 +139,17 @@ def occupancy_result(spark, lake: DeltaLake) -> MaterializeResult:
 
 @dataclass(frozen=True)
 class CensusKpi:
-    """The census or current occupancy: its spec and table, the streaming checkpoints a full
-    refresh drops with it, and how a run brings it up to `as_of` and describes it."""
+    """The census or current occupancy: its spec and table, and how a run brings it up to
+    `as_of` and describes it."""
 
     spec: AssetSpec
     table: Table
     update: Callable[[SparkSession, DeltaLake, datetime], MaterializeResult]
-    consumers: tuple[str, ...] = ()
 
 
 # In update order: current occupancy is the census's latest hour.
 CENSUS_KPIS = {kpi.spec.key: kpi for kpi in [
-    CensusKpi(CENSUS_SPEC, DEPARTMENT_CENSUS_HOURLY, census_result, (CENSUS_CONSUMER,)),
+    CensusKpi(CENSUS_SPEC, DEPARTMENT_CENSUS_HOURLY, census_result),
     CensusKpi(OCCUPANCY_SPEC, CURRENT_OCCUPANCY,
               lambda spark, lake, _as_of: occupancy_result(spark, lake)),
 ]}

@@ -5,38 +5,26 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from dagster import AssetKey, Config, MetadataValue, TableColumn, TableSchema
+from dagster import Config, MetadataValue, TableColumn, TableSchema
 from pyspark.sql import DataFrame
 
-from patient_flow_dagster.resources.lake import DeltaLake, Table
+from patient_flow_dagster.model.tables import Table
+from patient_flow_dagster.resources.lake import DeltaLake
 
-# Runs that write the lake are serialized through this concurrency pool (DESIGN.md §3).
+# Runs that write the lake are serialized through this pool (docs/architecture.md, "The lake").
 LAKE_POOL = "patient_flow_lake"
 SPARK_RESOURCES = {"pyspark", "step_launcher", "lake"}
 SPARK_KINDS = {"pyspark", "delta"}
 OWNERS = ["team:patient-flow"]
 
-LANDING_KEY = AssetKey(["landing", "patient_events"])
-BRONZE_KEY = AssetKey(["bronze", "patient_events"])
-SILVER_KEY = AssetKey(["silver", "patient_events"])
-QUARANTINE_KEY = AssetKey(["silver", "patient_events_quarantine"])
-DIM_PATIENT_KEY = AssetKey(["gold", "dim_patient"])
-DIM_DEPARTMENT_KEY = AssetKey(["gold", "dim_department"])
-FACT_ADMISSIONS_KEY = AssetKey(["gold", "fact_admissions"])
-CUBE_GENDER_DEPARTMENT_KEY = AssetKey(["gold", "cube_admissions_gender_department"])
-CUBE_DEPARTMENT_HOSPITAL_KEY = AssetKey(["gold", "cube_admissions_department_hospital"])
-DEPARTMENT_CENSUS_HOURLY_KEY = AssetKey(["gold", "department_census_hourly"])
-CURRENT_OCCUPANCY_KEY = AssetKey(["gold", "current_occupancy"])
-LENGTH_OF_STAY_STATS_KEY = AssetKey(["gold", "length_of_stay_stats"])
-DAILY_FLOW_KEY = AssetKey(["gold", "daily_flow"])
 
 
-def column_schema(df: DataFrame) -> TableSchema:
-    return TableSchema(
-        columns=[
-            TableColumn(field.name, field.dataType.simpleString()) for field in df.schema.fields
-        ]
-    )
+def column_schema(df: DataFrame, table: Table) -> TableSchema:
+    """The columns as written (names, types), each with its description from the registry."""
+    return TableSchema(columns=[
+        TableColumn(field.name, field.dataType.simpleString(), description=table.describe(field.name))
+        for field in df.schema.fields
+    ])
 
 
 def markdown_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
@@ -56,8 +44,9 @@ def _cell(value) -> str:
 
 
 def table_metadata(
-    table: DataFrame,
-    location: str,
+    rows: DataFrame,
+    lake: DeltaLake,
+    table: Table,
     preview_columns: Sequence[str],
     preview_rows: int = 5,
     all_rows: Sequence[dict] | None = None,
@@ -65,7 +54,7 @@ def table_metadata(
     """Row count, schema, location and a preview limited to non-identifying columns.
 
     Metadata is stored in the Dagster instance and shown in the UI, so previews never include
-    patient_id, age or other fields that identify a patient (DESIGN.md §3, privacy).
+    patient_id, age or other fields that identify a patient (docs/architecture.md, "Privacy").
     `all_rows`: the whole (small) table, already collected in preview order by the caller; it
     is counted and previewed from those rows, without two more Spark jobs.
     """
@@ -76,12 +65,12 @@ def table_metadata(
         # The first rows Spark reads (one small job): sorting, even a sample, costs more jobs
         # on every run for no better picture of the table.
         preview = [row.asDict() for row in
-                   table.select(*preview_columns).limit(preview_rows).collect()]
-        count = table.count()
+                   rows.select(*preview_columns).limit(preview_rows).collect()]
+        count = rows.count()
     return {
         "dagster/row_count": MetadataValue.int(count),
-        "dagster/column_schema": column_schema(table),
-        "location": MetadataValue.path(location),
+        "dagster/column_schema": column_schema(rows, table),
+        "location": MetadataValue.path(lake.location(table)),
         "preview": MetadataValue.md(markdown_table(preview, preview_columns)),
     }
 
@@ -161,17 +150,18 @@ class RefreshConfig(Config):
     full_refresh: bool = False
 
 
-def apply_full_refresh(context, config: RefreshConfig, tables, consumers) -> None:
-    """Drop `tables` and the checkpoints of `consumers` when the run asks for a full refresh."""
+def apply_full_refresh(context, config: RefreshConfig, tables: Sequence[Table]) -> None:
+    """Drop `tables`, and the checkpoints of the streams that write them, when the run asks
+    for a full refresh."""
     if not config.full_refresh:
         return
     spark = context.resources.pyspark.spark_session
     lake = context.resources.lake
     for table in tables:
         lake.drop(spark, table)
-    for consumer in consumers:
-        lake.drop_checkpoint(spark, consumer)
+        if table.streamed:
+            lake.drop_checkpoint(spark, table)
     context.log.warning(
-        f"full refresh: dropped {', '.join(map(str, tables))} and checkpoints "
-        f"{', '.join(consumers)}; rebuilding from upstream"
+        f"full refresh: dropped {', '.join(map(str, tables))} and their checkpoints; "
+        "rebuilding from upstream"
     )

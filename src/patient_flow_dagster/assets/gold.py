@@ -15,12 +15,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from patient_flow_dagster.assets.common import (
-    DIM_DEPARTMENT_KEY,
-    DIM_PATIENT_KEY,
-    FACT_ADMISSIONS_KEY,
     LAKE_POOL,
     OWNERS,
-    SILVER_KEY,
     SPARK_KINDS,
     SPARK_RESOURCES,
     RefreshConfig,
@@ -28,16 +24,14 @@ from patient_flow_dagster.assets.common import (
     side_by_side,
     table_metadata,
 )
-from patient_flow_dagster.resources.lake import (
-    CHANGE_FEED,
+from patient_flow_dagster.model.tables import (
     DIM_DEPARTMENT,
     DIM_PATIENT,
     FACT_ADMISSIONS,
     SILVER_EVENTS,
-    DeltaLake,
     Table,
-    merge_counts,
 )
+from patient_flow_dagster.resources.lake import DeltaLake, merge_counts
 from patient_flow_dagster.transforms.dimensions import (
     department_reference,
     department_rows,
@@ -54,9 +48,6 @@ def gold_spec(key, deps: list, description: str, group: str = "gold") -> AssetSp
     return AssetSpec(key, deps=deps, description=description, group_name=group,
                      kinds=GOLD["kinds"], owners=GOLD["owners"])
 
-# Each gold table's streaming checkpoint on silver.
-DIM_PATIENT_CONSUMER = "gold_dim_patient"
-DIM_DEPARTMENT_CONSUMER = "gold_dim_department"
 
 
 class MergeCounter:
@@ -86,14 +77,13 @@ def _empty_silver(spark: SparkSession, lake: DeltaLake) -> DataFrame:
     return lake.read(spark, SILVER_EVENTS).limit(0)
 
 
-def _merge_new_silver(spark, lake: DeltaLake, table: Table, empty: DataFrame, consumer: str,
-                      merge, properties: dict[str, str] | None = None) -> MergeCounter:
-    """Create `table` (schema of `empty`, Delta `properties`) if needed, then `merge` each
-    batch of silver rows added since this consumer's last run into it (Delta streaming source
-    + checkpoint)."""
-    lake.ensure(spark, table, empty.schema, properties)
+def _merge_new_silver(spark, lake: DeltaLake, table: Table, empty: DataFrame,
+                      merge) -> MergeCounter:
+    """Create `table` (schema of `empty`) if needed, then `merge` each batch of silver rows
+    added since its last run into it (Delta streaming source + the table's checkpoint)."""
+    lake.ensure(spark, table, empty.schema)
     counter = MergeCounter()
-    lake.process_new_rows(spark, SILVER_EVENTS, consumer,
+    lake.process_new_rows(spark, SILVER_EVENTS, table,
                           lambda batch, _: merge(spark, lake, batch, counter))
     return counter
 
@@ -103,7 +93,7 @@ def _gold_result(spark, lake: DeltaLake, table: Table, counter: MergeCounter,
                  asset_key=None) -> MaterializeResult:
     rows = lake.read(spark, table)
     return MaterializeResult(asset_key=asset_key, metadata={
-        **table_metadata(rows, lake.location(table), preview),
+        **table_metadata(rows, lake, table, preview),
         **{name: MetadataValue.int(count(rows)) for name, count in counts.items()},
         **counter.metadata(),
     })
@@ -150,7 +140,7 @@ def merge_patient_history(
 def update_dim_patient(spark: SparkSession, lake: DeltaLake) -> MergeCounter:
     """MERGE the history of the patients in silver rows added since the last call."""
     empty = patient_versions(_empty_silver(spark, lake))
-    return _merge_new_silver(spark, lake, DIM_PATIENT, empty, DIM_PATIENT_CONSUMER,
+    return _merge_new_silver(spark, lake, DIM_PATIENT, empty,
                              merge_patient_history)
 
 
@@ -188,7 +178,7 @@ def merge_departments(
 def update_dim_department(spark: SparkSession, lake: DeltaLake) -> MergeCounter:
     """MERGE the departments of silver rows added since the last call."""
     empty = department_rows(_empty_silver(spark, lake), department_reference(spark))
-    return _merge_new_silver(spark, lake, DIM_DEPARTMENT, empty, DIM_DEPARTMENT_CONSUMER,
+    return _merge_new_silver(spark, lake, DIM_DEPARTMENT, empty,
                              merge_departments)
 
 
@@ -202,7 +192,6 @@ class Dimension:
 
     spec: AssetSpec
     table: Table
-    consumer: str  # its streaming checkpoint on silver
     update: Callable[[SparkSession, DeltaLake], MergeCounter]
     preview: list[str]
     counts: dict[str, Callable[[DataFrame], int]] = field(default_factory=dict)
@@ -210,18 +199,18 @@ class Dimension:
 
 DIMENSIONS = {dimension.spec.key: dimension for dimension in [
     Dimension(
-        gold_spec(DIM_PATIENT_KEY, [SILVER_KEY],
+        gold_spec(DIM_PATIENT.key, [SILVER_EVENTS.key],
                   "SCD type 2 of each patient's gender and age, ordered by admission time "
                   "(event time), so late events land in the right place of history. One "
                   "patient_sk per version."),
-        DIM_PATIENT, DIM_PATIENT_CONSUMER, update_dim_patient,
+        DIM_PATIENT, update_dim_patient,
         ["patient_sk", "valid_from", "valid_to", "is_current"],
         {"current_patients": lambda rows: rows.filter("is_current").count()}),
     Dimension(
-        gold_spec(DIM_DEPARTMENT_KEY, [SILVER_KEY],
+        gold_spec(DIM_DEPARTMENT.key, [SILVER_EVENTS.key],
                   "SCD type 1 of departments per hospital, with bed capacity from the "
                   "reference data shipped with the project."),
-        DIM_DEPARTMENT, DIM_DEPARTMENT_CONSUMER, update_dim_department,
+        DIM_DEPARTMENT, update_dim_department,
         ["department_sk", "department", "hospital_id", "bed_capacity"]),
 ]}
 
@@ -239,7 +228,7 @@ def gold_dimensions(context: AssetExecutionContext,
     by side: each has its own streaming checkpoint, and neither reads the other. One step for
     both (on Databricks a step is a job run); each is still its own asset, subsettable."""
     selected = [DIMENSIONS[key] for key in context.selected_asset_keys]
-    apply_full_refresh(context, config, [d.table for d in selected], [d.consumer for d in selected])
+    apply_full_refresh(context, config, [d.table for d in selected])
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
 
@@ -286,13 +275,12 @@ def update_fact_admissions(spark: SparkSession, lake: DeltaLake) -> MergeCounter
         _empty_silver(spark, lake), lake.read(spark, DIM_PATIENT), lake.read(spark, DIM_DEPARTMENT)
     )
     # The KPI tables kept as totals add up the fact's changes (assets/kpis.py).
-    return _merge_new_silver(spark, lake, FACT_ADMISSIONS, empty, "gold_fact_admissions",
-                             merge_admissions, properties=CHANGE_FEED)
+    return _merge_new_silver(spark, lake, FACT_ADMISSIONS, empty, merge_admissions)
 
 
 @asset(
-    key=FACT_ADMISSIONS_KEY,
-    deps=[SILVER_KEY, DIM_PATIENT_KEY, DIM_DEPARTMENT_KEY],
+    key=FACT_ADMISSIONS.key,
+    deps=[SILVER_EVENTS.key, DIM_PATIENT.key, DIM_DEPARTMENT.key],
     description=(
         "One row per admission (event_id) with the patient version valid at admission time "
         "(point-in-time join), the department key, times, stay figures and whether the patient "
@@ -301,7 +289,7 @@ def update_fact_admissions(spark: SparkSession, lake: DeltaLake) -> MergeCounter
     **GOLD,
 )
 def fact_admissions(context: AssetExecutionContext, config: RefreshConfig) -> MaterializeResult:
-    apply_full_refresh(context, config, [FACT_ADMISSIONS], ["gold_fact_admissions"])
+    apply_full_refresh(context, config, [FACT_ADMISSIONS])
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
     return _gold_result(

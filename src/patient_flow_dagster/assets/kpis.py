@@ -36,13 +36,6 @@ from pyspark.sql import DataFrame
 
 from patient_flow_dagster.assets.census import CENSUS_KPIS, update_census_kpis
 from patient_flow_dagster.assets.common import (
-    CUBE_DEPARTMENT_HOSPITAL_KEY,
-    CUBE_GENDER_DEPARTMENT_KEY,
-    DAILY_FLOW_KEY,
-    DIM_DEPARTMENT_KEY,
-    DIM_PATIENT_KEY,
-    FACT_ADMISSIONS_KEY,
-    LENGTH_OF_STAY_STATS_KEY,
     RefreshConfig,
     SmallTable,
     apply_full_refresh,
@@ -54,7 +47,7 @@ from patient_flow_dagster.assets.common import (
     write_small_table,
 )
 from patient_flow_dagster.assets.gold import GOLD, gold_spec
-from patient_flow_dagster.resources.lake import (
+from patient_flow_dagster.model.tables import (
     CUBE_DEPARTMENT_HOSPITAL,
     CUBE_GENDER_DEPARTMENT,
     DAILY_FLOW,
@@ -62,10 +55,9 @@ from patient_flow_dagster.resources.lake import (
     DIM_PATIENT,
     FACT_ADMISSIONS,
     LENGTH_OF_STAY_STATS,
-    DeltaLake,
     Table,
-    last_note,
 )
+from patient_flow_dagster.resources.lake import DeltaLake, last_note
 from patient_flow_dagster.transforms import census, cubes
 from patient_flow_dagster.transforms.changes import add_totals, signed_changes
 
@@ -117,8 +109,8 @@ _CUBE_COLUMNS = ["num_admissions", "avg_length_of_stay_hours", "completed_stays"
 
 FACT_KPIS = {kpi.spec.key: kpi for kpi in [
     FactKpi(
-        gold_spec(CUBE_GENDER_DEPARTMENT_KEY,
-                  [FACT_ADMISSIONS_KEY, DIM_PATIENT_KEY, DIM_DEPARTMENT_KEY],
+        gold_spec(CUBE_GENDER_DEPARTMENT.key,
+                  [FACT_ADMISSIONS.key, DIM_PATIENT.key, DIM_DEPARTMENT.key],
                   "Admissions and average length of stay (hours) per gender and department."),
         CUBE_GENDER_DEPARTMENT,
         order=["gender", "department"], columns=_CUBE_COLUMNS, total_admissions=True,
@@ -127,7 +119,7 @@ FACT_KPIS = {kpi.spec.key: kpi for kpi in [
                                                              r.dim_department),
                     cubes.admission_cube)),
     FactKpi(
-        gold_spec(CUBE_DEPARTMENT_HOSPITAL_KEY, [FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY],
+        gold_spec(CUBE_DEPARTMENT_HOSPITAL.key, [FACT_ADMISSIONS.key, DIM_DEPARTMENT.key],
                   "Admissions and average length of stay (hours) per department and hospital."),
         CUBE_DEPARTMENT_HOSPITAL,
         order=["department", "hospital_id"], columns=_CUBE_COLUMNS, total_admissions=True,
@@ -135,7 +127,7 @@ FACT_KPIS = {kpi.spec.key: kpi for kpi in [
                     lambda r: cubes.department_hospital_totals(r.fact, r.dim_department),
                     cubes.admission_cube)),
     FactKpi(
-        gold_spec(LENGTH_OF_STAY_STATS_KEY, [FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY],
+        gold_spec(LENGTH_OF_STAY_STATS.key, [FACT_ADMISSIONS.key, DIM_DEPARTMENT.key],
                   "Completed stays per department x hospital: count, mean, median, p90 and max "
                   "hours, and the short / medium / long mix.", "gold_kpis"),
         LENGTH_OF_STAY_STATS,
@@ -145,7 +137,7 @@ FACT_KPIS = {kpi.spec.key: kpi for kpi in [
          "short_stays", "medium_stays", "long_stays"],
         preview_name="figures"),
     FactKpi(
-        gold_spec(DAILY_FLOW_KEY, [FACT_ADMISSIONS_KEY, DIM_DEPARTMENT_KEY],
+        gold_spec(DAILY_FLOW.key, [FACT_ADMISSIONS.key, DIM_DEPARTMENT.key],
                   "Admissions, discharges and net change in patients per day x hospital.",
                   "gold_kpis"),
         DAILY_FLOW,
@@ -247,7 +239,7 @@ def materialize_kpi(lake: DeltaLake, kpi: FactKpi, update: KpiUpdate) -> Materia
     written = update.written
     columns = [*kpi.order, *kpi.columns]
     metadata = {
-        **table_metadata(written.frame, lake.location(kpi.table), columns, all_rows=written.rows),
+        **table_metadata(written.frame, lake, kpi.table, columns, all_rows=written.rows),
         kpi.preview_name: MetadataValue.md(markdown_table(written.rows[:kpi.preview_rows], columns)),
         "update": MetadataValue.text(update.how),
         "update_reason": MetadataValue.text(update.reason),
@@ -285,8 +277,7 @@ def gold_kpis(context: AssetExecutionContext, config: KpiConfig) -> Iterator[Mat
     selected = context.selected_asset_keys
     fact_kpis = [kpi for key, kpi in FACT_KPIS.items() if key in selected]
     census_kpis = [kpi for key, kpi in CENSUS_KPIS.items() if key in selected]
-    apply_full_refresh(context, config, [kpi.table for kpi in [*fact_kpis, *census_kpis]],
-                       [consumer for kpi in census_kpis for consumer in kpi.consumers])
+    apply_full_refresh(context, config, [kpi.table for kpi in [*fact_kpis, *census_kpis]])
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
     work = []

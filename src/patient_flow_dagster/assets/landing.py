@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from dagster import AssetSpec
 
-from patient_flow_dagster.assets.common import LANDING_KEY, OWNERS
+from patient_flow_dagster.assets.common import OWNERS
+from patient_flow_dagster.model.tables import LANDING_EVENTS
 
 landing_patient_events = AssetSpec(
-    LANDING_KEY,
+    LANDING_EVENTS.key,
     description=(
         "Parquet files of patient events dropped by the stream consumer or any producer "
         "(PATIENT_FLOW_LANDING: a local folder or an Azure Blob/ADLS container)."

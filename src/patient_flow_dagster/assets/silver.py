@@ -14,11 +14,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from patient_flow_dagster.assets.common import (
-    BRONZE_KEY,
     LAKE_POOL,
     OWNERS,
-    QUARANTINE_KEY,
-    SILVER_KEY,
     SPARK_KINDS,
     SPARK_RESOURCES,
     RefreshConfig,
@@ -28,12 +25,8 @@ from patient_flow_dagster.assets.common import (
     table_metadata,
 )
 from patient_flow_dagster.model.rules import RULES
-from patient_flow_dagster.resources.lake import (
-    BRONZE_EVENTS,
-    QUARANTINE,
-    SILVER_EVENTS,
-    DeltaLake,
-)
+from patient_flow_dagster.model.tables import BRONZE_EVENTS, QUARANTINE, SILVER_EVENTS
+from patient_flow_dagster.resources.lake import DeltaLake
 from patient_flow_dagster.transforms.silver import (
     evaluate_rules,
     first_per_event_id,
@@ -41,12 +34,11 @@ from patient_flow_dagster.transforms.silver import (
     type_and_enrich,
 )
 
-SILVER_CONSUMER = "silver_patient_events"
-
 
 @dataclass
 class SilverRunCounts:
-    """What one run did with the bronze rows it read: the reconciliation of DESIGN.md §3."""
+    """What one run did with the bronze rows it read: the reconciliation of
+    docs/architecture.md, "The lake"."""
 
     bronze_rows: int = 0
     silver_rows: int = 0
@@ -95,7 +87,7 @@ def process_bronze_batch(
     try:
         outcome = _outcome(fresh)  # also fills the cache both appends read
         valid, quarantined = split_silver_and_quarantine(fresh, run_id)
-        txn = (SILVER_CONSUMER, batch_id)
+        txn = (SILVER_EVENTS.checkpoint, batch_id)
         # Two tables, two commits, side by side: one's Delta commit overlaps the other's write.
         list(side_by_side(lambda append: lake.append(*append, txn=txn),
                           [(valid, SILVER_EVENTS), (quarantined, QUARANTINE)]))
@@ -129,7 +121,7 @@ def process_new_bronze(spark: SparkSession, lake: DeltaLake, run_id: str) -> Sil
     lake.process_new_rows(
         spark,
         BRONZE_EVENTS,
-        SILVER_CONSUMER,
+        SILVER_EVENTS,
         lambda batch, batch_id: process_bronze_batch(spark, lake, batch, batch_id, run_id, counts),
     )
     return counts
@@ -138,8 +130,8 @@ def process_new_bronze(spark: SparkSession, lake: DeltaLake, run_id: str) -> Sil
 @multi_asset(
     specs=[
         AssetSpec(
-            SILVER_KEY,
-            deps=[BRONZE_KEY],
+            SILVER_EVENTS.key,
+            deps=[BRONZE_EVENTS.key],
             description=(
                 "One row per valid event_id: typed contract fields, parsed UTC times, length of "
                 "stay, admission hour/day/month, stay category, quality warnings."
@@ -149,8 +141,8 @@ def process_new_bronze(spark: SparkSession, lake: DeltaLake, run_id: str) -> Sil
             owners=OWNERS,
         ),
         AssetSpec(
-            QUARANTINE_KEY,
-            deps=[BRONZE_KEY],
+            QUARANTINE.key,
+            deps=[BRONZE_EVENTS.key],
             description="Every row that broke a quarantine rule, with the broken rule names.",
             group_name="silver",
             kinds=SPARK_KINDS,
@@ -163,7 +155,7 @@ def process_new_bronze(spark: SparkSession, lake: DeltaLake, run_id: str) -> Sil
 )
 def silver_patient_events(context: AssetExecutionContext, config: RefreshConfig):
     """Process the bronze rows added since the last run (Delta streaming source, availableNow)."""
-    apply_full_refresh(context, config, [SILVER_EVENTS, QUARANTINE], [SILVER_CONSUMER])
+    apply_full_refresh(context, config, [SILVER_EVENTS, QUARANTINE])
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
     counts = process_new_bronze(spark, lake, context.run_id)
@@ -183,11 +175,11 @@ def silver_patient_events(context: AssetExecutionContext, config: RefreshConfig)
         "duplicates_removed": MetadataValue.int(counts.duplicates_removed),
     }
     yield MaterializeResult(
-        asset_key=SILVER_KEY,
+        asset_key=SILVER_EVENTS.key,
         metadata={
             **table_metadata(
                 lake.read(spark, SILVER_EVENTS),
-                lake.location(SILVER_EVENTS),
+                lake, SILVER_EVENTS,
                 ["event_id", "department", "hospital_id", "length_of_stay_hours",
                  "stay_category", "quality_warnings"],
             ),
@@ -196,11 +188,11 @@ def silver_patient_events(context: AssetExecutionContext, config: RefreshConfig)
         },
     )
     yield MaterializeResult(
-        asset_key=QUARANTINE_KEY,
+        asset_key=QUARANTINE.key,
         metadata={
             **table_metadata(
                 lake.read(spark, QUARANTINE),
-                lake.location(QUARANTINE),
+                lake, QUARANTINE,
                 ["event_id", "department", "hospital_id", "broken_rules"],
             ),
             **reconciliation,

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import signal
 import sys
@@ -33,6 +32,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from patient_flow_dagster import settings
 from patient_flow_dagster.ingestion.landing_batch import ConsumerStats, LandingBatch
 from patient_flow_dagster.ingestion.landing_writer import landing_sink
 
@@ -61,7 +61,7 @@ class EventHubsTarget:
 
     @classmethod
     def from_env(cls, hub: str | None) -> "EventHubsTarget":
-        connection = os.environ.get(CONNECTION_ENV)
+        connection = settings.read(CONNECTION_ENV)
         if connection:
             parts = dict(p.split("=", 1) for p in connection.strip().strip(";").split(";") if "=" in p)
             if not parts.get("Endpoint", "").startswith("sb://"):
@@ -73,7 +73,7 @@ class EventHubsTarget:
             if not hub:
                 raise EventHubsConfigError(f"no event hub: pass --topic or add EntityPath to {CONNECTION_ENV}")
             return cls(hub, connection_string=connection)
-        namespace = os.environ.get(NAMESPACE_ENV)
+        namespace = settings.read(NAMESPACE_ENV)
         if namespace and hub:
             return cls(hub, namespace=namespace)
         raise EventHubsConfigError(
@@ -110,9 +110,9 @@ def checkpoint_store_from_env():
     from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
     from azure.storage.blob import ContainerClient
 
-    container = os.environ.get(CHECKPOINT_CONTAINER_ENV, "eventhubs-checkpoints")
-    connection = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
-    account_url = os.environ.get(CHECKPOINT_URL_ENV)
+    container = settings.read(CHECKPOINT_CONTAINER_ENV)
+    connection = settings.read("AZURE_STORAGE_CONNECTION_STRING")
+    account_url = settings.read(CHECKPOINT_URL_ENV)
     if connection:
         client = ContainerClient.from_connection_string(connection, container)
         store = BlobCheckpointStore.from_connection_string(connection, container)

@@ -12,12 +12,12 @@ redelivered copy a duplicate that silver removes, so every event reaches silver 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import threading
 import time
 
+from patient_flow_dagster import settings
 from patient_flow_dagster.ingestion.landing_batch import ConsumerStats, LandingBatch
 from patient_flow_dagster.ingestion.landing_writer import landing_sink
 
@@ -31,7 +31,7 @@ def client_config(bootstrap: str | None = None, eventhubs: bool = False) -> dict
         if not bootstrap:
             raise ValueError("--bootstrap HOST:PORT is required for Kafka")
         return {"bootstrap.servers": bootstrap}
-    connection = os.environ.get(EVENTHUBS_ENV)
+    connection = settings.read(EVENTHUBS_ENV)
     if not connection:
         raise ValueError(f"set {EVENTHUBS_ENV} to the Event Hubs connection string")
     parts = dict(p.split("=", 1) for p in connection.strip(";").split(";") if "=" in p)

@@ -10,6 +10,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from patient_flow_dagster import settings
+
 # The contract's Parquet layout as this project's producers write it (int32 integers; other
 # producers' int64 files are accepted too).
 EVENT_ARROW_SCHEMA = pa.schema(
@@ -58,7 +60,7 @@ def landing_sink(location: str | Path):
     )
 
     if is_azure_url(str(location)):
-        connection = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
+        connection = settings.read("AZURE_STORAGE_CONNECTION_STRING")
         if not connection:
             raise RuntimeError("AZURE_STORAGE_CONNECTION_STRING is needed to write to " + str(location))
         return landing_blob_writer(str(location), connection)

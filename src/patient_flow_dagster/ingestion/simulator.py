@@ -1,4 +1,4 @@
-"""Seeded patient-flow simulator (DESIGN.md §2).
+"""Seeded patient-flow simulator (docs/architecture.md, "Event contract").
 
 Models a population rather than independent rows: people come back for later stays (so their
 age grows and dim_patient gets real history), a few have their gender corrected, departments

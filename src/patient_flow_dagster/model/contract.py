@@ -1,4 +1,4 @@
-"""The landing event contract (DESIGN.md §2) as Spark schemas."""
+"""The landing event contract (docs/architecture.md, "Event contract") as Spark schemas."""
 from __future__ import annotations
 
 from pyspark.sql.types import LongType, StringType, StructField, StructType

@@ -19,7 +19,3 @@ def department_capacity() -> tuple[tuple[str, int, int], ...]:
 def known_departments() -> tuple[str, ...]:
     """Department names in reference order, without duplicates."""
     return tuple(dict.fromkeys(name for name, _, _ in department_capacity()))
-
-
-def known_hospitals() -> tuple[int, ...]:
-    return tuple(sorted({hospital for _, hospital, _ in department_capacity()}))

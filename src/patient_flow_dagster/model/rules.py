@@ -1,4 +1,4 @@
-"""The silver quality rules (DESIGN.md §4), declared once.
+"""The silver quality rules (docs/architecture.md, "Quality rules"), declared once.
 
 Silver filtering, the quarantine reasons and the asset checks are all generated from `RULES`:
 adding a rule here adds it everywhere. A condition is Spark SQL that is TRUE for a valid row
@@ -84,11 +84,3 @@ RULES: tuple[QualityRule, ...] = (
 )
 
 RULES_BY_NAME = {rule.name: rule for rule in RULES}
-
-
-def quarantine_rules() -> tuple[QualityRule, ...]:
-    return tuple(rule for rule in RULES if rule.quarantines)
-
-
-def warn_rules() -> tuple[QualityRule, ...]:
-    return tuple(rule for rule in RULES if not rule.quarantines)

@@ -29,24 +29,13 @@ from dagster import (
 from pyspark.sql import functions as F
 
 from patient_flow_dagster.assets.common import (
-    BRONZE_KEY,
-    CUBE_DEPARTMENT_HOSPITAL_KEY,
-    CUBE_GENDER_DEPARTMENT_KEY,
-    CURRENT_OCCUPANCY_KEY,
-    DAILY_FLOW_KEY,
-    DEPARTMENT_CENSUS_HOURLY_KEY,
-    DIM_DEPARTMENT_KEY,
-    DIM_PATIENT_KEY,
-    FACT_ADMISSIONS_KEY,
-    LENGTH_OF_STAY_STATS_KEY,
-    SILVER_KEY,
     SPARK_RESOURCES,
     markdown_table,
     side_by_side,
 )
+from patient_flow_dagster.model import tables as t
 from patient_flow_dagster.model.rules import RULES, QualityRule
 from patient_flow_dagster.quality import measures
-from patient_flow_dagster.resources import lake as t
 
 CHECK_RESOURCES = SPARK_RESOURCES | {"quality"}
 
@@ -78,7 +67,9 @@ def check_step(name: str, description: str, checks: list[Check],
         selected_names = {key.name for key in context.selected_asset_check_keys}
         selected = [check for check in checks if check.name in selected_names]
         for check, result in zip(selected, side_by_side(lambda c: c.evaluate(context), selected)):
-            yield result._replace(asset_key=check.asset, check_name=check.name)
+            yield AssetCheckResult(asset_key=check.asset, check_name=check.name,
+                                   passed=result.passed, severity=result.severity,
+                                   metadata=result.metadata, description=result.description)
 
     return _step
 
@@ -168,7 +159,7 @@ def _rule_check(rule: QualityRule) -> Check:
             rule, measured[rule.name], context.resources.quality.error_ratio, batch
         )
 
-    return Check(rule.name, SILVER_KEY,
+    return Check(rule.name, t.SILVER_EVENTS.key,
                  f"{rule.description} ({rule.action}; valid when: {rule.condition})",
                  evaluate, blocking=True)
 
@@ -233,11 +224,11 @@ def every_landing_file_ingested(context) -> AssetCheckResult:
 
 INGESTION_CHECKS = [
     *(_rule_check(rule) for rule in RULES),
-    Check("silver_reconciles_with_bronze", SILVER_KEY,
+    Check("silver_reconciles_with_bronze", t.SILVER_EVENTS.key,
           "Nothing lost: every distinct bronze event_id is in exactly one of silver and "
           "quarantine, and neither holds an event bronze does not know (bronze rows = silver + "
           "quarantine + duplicates).", silver_reconciles_with_bronze, blocking=True),
-    Check("every_landing_file_ingested", BRONZE_KEY,
+    Check("every_landing_file_ingested", t.BRONZE_EVENTS.key,
           "Every landing file is ingested with all the rows its footer announces, or recorded "
           "as rejected with a reason (WARN when the latest ingestion rejected files).",
           every_landing_file_ingested),
@@ -299,23 +290,23 @@ def unique_department_key(context) -> AssetCheckResult:
 
 
 GOLD_CHECKS = [
-    Check("valid_patient_fk", FACT_ADMISSIONS_KEY,
+    Check("valid_patient_fk", t.FACT_ADMISSIONS.key,
           "Every admission points to an existing dim_patient row.",
           _one_pass_check("valid_patient_fk", _measure_fact, "event_ids"), blocking=True),
-    Check("valid_department_fk", FACT_ADMISSIONS_KEY,
+    Check("valid_department_fk", t.FACT_ADMISSIONS.key,
           "Every admission points to an existing dim_department row.",
           _one_pass_check("valid_department_fk", _measure_fact, "event_ids"), blocking=True),
-    Check("non_negative_stay", FACT_ADMISSIONS_KEY, "No admission has a negative length of stay.",
+    Check("non_negative_stay", t.FACT_ADMISSIONS.key, "No admission has a negative length of stay.",
           _one_pass_check("non_negative_stay", _measure_fact, "event_ids"), blocking=True),
-    Check("one_current_row_per_patient", DIM_PATIENT_KEY,
+    Check("one_current_row_per_patient", t.DIM_PATIENT.key,
           "Exactly one current version per patient_id.",
           _one_pass_check("one_current_row_per_patient", _measure_patient_history,
                           "patient_sks"), blocking=True),
-    Check("non_overlapping_validity", DIM_PATIENT_KEY,
+    Check("non_overlapping_validity", t.DIM_PATIENT.key,
           "A patient's versions neither overlap nor leave gaps: each ends where the next starts.",
           _one_pass_check("non_overlapping_validity", _measure_patient_history,
                           "patient_sks"), blocking=True),
-    Check("unique_department_key", DIM_DEPARTMENT_KEY,
+    Check("unique_department_key", t.DIM_DEPARTMENT.key,
           "(department, hospital_id) is unique, and so is department_sk.", unique_department_key,
           blocking=True),
 ]
@@ -431,24 +422,24 @@ def current_occupancy_consistent(context) -> AssetCheckResult:
 
 
 KPI_CHECKS = [
-    Check("census_not_negative", DEPARTMENT_CENSUS_HOURLY_KEY,
+    Check("census_not_negative", t.DEPARTMENT_CENSUS_HOURLY.key,
           "Occupancy and patients present are never negative.", census_not_negative),
-    Check("census_flow_conservation", DEPARTMENT_CENSUS_HOURLY_KEY,
+    Check("census_flow_conservation", t.DEPARTMENT_CENSUS_HOURLY.key,
           "Flow conservation: present at the end of hour h = present at the end of h-1 + "
           "admissions in h - discharges in h, no unit misses an hour, and the census agrees "
           "with a direct count of open stays from the fact at the end of the last complete "
           "hour.", census_flow_conservation),
-    Check("gender_department_cube_matches_fact", CUBE_GENDER_DEPARTMENT_KEY,
+    Check("gender_department_cube_matches_fact", t.CUBE_GENDER_DEPARTMENT.key,
           _CUBE_SUMS_DESCRIPTION, sums_match_fact(t.CUBE_GENDER_DEPARTMENT, _CUBE_SUMS)),
-    Check("department_hospital_cube_matches_fact", CUBE_DEPARTMENT_HOSPITAL_KEY,
+    Check("department_hospital_cube_matches_fact", t.CUBE_DEPARTMENT_HOSPITAL.key,
           _CUBE_SUMS_DESCRIPTION, sums_match_fact(t.CUBE_DEPARTMENT_HOSPITAL, _CUBE_SUMS)),
-    Check("daily_flow_matches_fact", DAILY_FLOW_KEY,
+    Check("daily_flow_matches_fact", t.DAILY_FLOW.key,
           "Admissions and discharges add up to the fact table's totals.",
           sums_match_fact(t.DAILY_FLOW, {"admissions": "admissions", "discharges": "discharges"})),
-    Check("length_of_stay_stats_consistent", LENGTH_OF_STAY_STATS_KEY,
+    Check("length_of_stay_stats_consistent", t.LENGTH_OF_STAY_STATS.key,
           "Completed stays add up to the fact's, and median <= p90 <= max.",
           length_of_stay_stats_consistent),
-    Check("current_occupancy_consistent", CURRENT_OCCUPANCY_KEY,
+    Check("current_occupancy_consistent", t.CURRENT_OCCUPANCY.key,
           "Current occupancy is never negative and each hospital total is the sum of its "
           "departments.", current_occupancy_consistent),
 ]
@@ -459,13 +450,13 @@ KPI_CHECKS = [
 # before the downstream asset), and a split step re-run remotely would evaluate every check.
 CHECK_STEPS = {
     "landing_files_quality": ("Every landing file ingested, or rejected with a reason.",
-                              [c for c in INGESTION_CHECKS if c.asset == BRONZE_KEY]),
+                              [c for c in INGESTION_CHECKS if c.asset == t.BRONZE_EVENTS.key]),
     "silver_quality": ("The quality rules of silver and the 'nothing lost' reconciliation with "
-                       "bronze.", [c for c in INGESTION_CHECKS if c.asset == SILVER_KEY]),
+                       "bronze.", [c for c in INGESTION_CHECKS if c.asset == t.SILVER_EVENTS.key]),
     "dimension_integrity": ("Keys and SCD validity of the gold dimensions.",
-                            [c for c in GOLD_CHECKS if c.asset != FACT_ADMISSIONS_KEY]),
+                            [c for c in GOLD_CHECKS if c.asset != t.FACT_ADMISSIONS.key]),
     "fact_integrity": ("Foreign keys and stays of fact_admissions.",
-                       [c for c in GOLD_CHECKS if c.asset == FACT_ADMISSIONS_KEY]),
+                       [c for c in GOLD_CHECKS if c.asset == t.FACT_ADMISSIONS.key]),
     # The census and its downstream current occupancy come from one step, and no KPI check
     # blocks: one check step for all of them.
     "kpi_consistency": ("The patient-flow KPIs agree with the fact and with themselves.",

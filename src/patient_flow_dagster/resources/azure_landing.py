@@ -8,12 +8,12 @@ time and never appear in logs, metadata or error texts.
 from __future__ import annotations
 
 import io
-import os
 from functools import cached_property
 from urllib.parse import urlparse
 
 from pyspark.sql import SparkSession
 
+from patient_flow_dagster import settings
 from patient_flow_dagster.resources.landing import (
     FileInspection,
     LandingFile,
@@ -74,7 +74,7 @@ class AzureBlobLandingZone(LandingZone):
         return self.url
 
     def _connection_string(self) -> str:
-        value = os.environ.get(self.connection_string_env)
+        value = settings.read(self.connection_string_env)
         if not value:
             raise RuntimeError(
                 f"the Azure landing zone {self.url} needs a storage connection string in the "

@@ -12,11 +12,11 @@ credentials are never copied, they come from the Key Vault-backed secret scope o
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import patient_flow_dagster
+from patient_flow_dagster import settings
 
 # Shipped with the package, so a non-editable install finds it too.
 DEFAULT_CLUSTER_SPEC = Path(__file__).with_name("databricks_job_cluster.json")
@@ -35,9 +35,9 @@ def databricks_run_config(environ: Mapping[str, str]) -> dict:
     A remote step receives the launching process's run config in RUN_CONFIG_VARIABLE (the spec
     file is not shipped with the code).
     """
-    if environ.get(RUN_CONFIG_VARIABLE):
-        return json.loads(environ[RUN_CONFIG_VARIABLE])
-    spec = Path(environ.get("PATIENT_FLOW_DATABRICKS_CLUSTER_SPEC") or DEFAULT_CLUSTER_SPEC)
+    if settings.read(RUN_CONFIG_VARIABLE, environ):
+        return json.loads(settings.read(RUN_CONFIG_VARIABLE, environ))
+    spec = Path(settings.read("PATIENT_FLOW_DATABRICKS_CLUSTER_SPEC", environ) or DEFAULT_CLUSTER_SPEC)
     if not spec.is_file():
         raise FileNotFoundError(
             f"Databricks cluster spec {spec} not found: set PATIENT_FLOW_DATABRICKS_CLUSTER_SPEC "
@@ -45,25 +45,23 @@ def databricks_run_config(environ: Mapping[str, str]) -> dict:
         )
     run_config = json.loads(spec.read_text())
     run_config.pop("//", None)  # comment entry
-    if environ.get("DATABRICKS_CLUSTER_ID"):
-        run_config["cluster"] = {"existing": environ["DATABRICKS_CLUSTER_ID"]}
+    if settings.read("DATABRICKS_CLUSTER_ID", environ):
+        run_config["cluster"] = {"existing": settings.read("DATABRICKS_CLUSTER_ID", environ)}
     return run_config
 
 
 def remote_env_variables(environ: Mapping[str, str], run_config: dict) -> dict[str, str]:
     """What the remote step must see to rebuild the same definitions (nothing secret)."""
-    forwarded = {
-        name: value for name, value in environ.items()
-        if name.startswith(FORWARDED_PREFIX) and name not in NOT_FORWARDED
-    }
-    forwarded["DATABRICKS_HOST"] = environ.get("DATABRICKS_HOST", "")
+    forwarded = {name: value for name, value in settings.forwarded(FORWARDED_PREFIX, environ).items()
+                 if name not in NOT_FORWARDED}
+    forwarded["DATABRICKS_HOST"] = settings.read("DATABRICKS_HOST", environ) or ""
     forwarded[RUN_CONFIG_VARIABLE] = json.dumps(run_config, sort_keys=True)
     return forwarded
 
 
 def remote_secrets(environ: Mapping[str, str], landing_is_azure: bool) -> list[dict[str, str]]:
     """Secrets the remote step exports from the cluster's secret scope (Key Vault-backed)."""
-    scope = environ.get("PATIENT_FLOW_SECRET_SCOPE", "patient-flow")
+    scope = settings.read("PATIENT_FLOW_SECRET_SCOPE", environ)
     wanted = [TOKEN_SECRET] + ([LANDING_SECRET] if landing_is_azure else [])
     return [{"name": name, "scope": scope, "key": key} for name, key in wanted]
 
@@ -71,7 +69,7 @@ def remote_secrets(environ: Mapping[str, str], landing_is_azure: bool) -> list[d
 def code_path(environ: Mapping[str, str]) -> str:
     """The folder the launcher zips and ships: the one holding the `patient_flow_dagster`
     package (`src/` of a checkout or an editable install)."""
-    path = Path(environ.get("PATIENT_FLOW_CODE_PATH") or Path(patient_flow_dagster.__file__)
+    path = Path(settings.read("PATIENT_FLOW_CODE_PATH", environ) or Path(patient_flow_dagster.__file__)
                 .resolve().parents[1])
     if path.name in ("site-packages", "dist-packages"):
         raise ValueError(
@@ -91,12 +89,12 @@ def step_launcher_config(environ: Mapping[str, str], landing_is_azure: bool) -> 
         "databricks_host": {"env": "DATABRICKS_HOST"},
         "databricks_token": {"env": "DATABRICKS_TOKEN"},
         "local_dagster_job_package_path": code_path(environ),
-        "staging_prefix": environ.get("PATIENT_FLOW_DATABRICKS_STAGING", "/dagster_staging"),
+        "staging_prefix": settings.read("PATIENT_FLOW_DATABRICKS_STAGING", environ),
         "env_variables": remote_env_variables(environ, run_config),
         "secrets_to_env_variables": remote_secrets(environ, landing_is_azure),
-        "poll_interval_sec": float(environ.get("PATIENT_FLOW_DATABRICKS_POLL_SECONDS", 5)),
-        "max_completion_wait_time_seconds": int(
-            environ.get("PATIENT_FLOW_DATABRICKS_STEP_TIMEOUT", 3 * 60 * 60)),
+        "poll_interval_sec": settings.read_int("PATIENT_FLOW_DATABRICKS_POLL_SECONDS", environ),
+        "max_completion_wait_time_seconds": settings.read_int(
+            "PATIENT_FLOW_DATABRICKS_STEP_TIMEOUT", environ),
         "verbose_logs": False,
     }
 
@@ -104,5 +102,6 @@ def step_launcher_config(environ: Mapping[str, str], landing_is_azure: bool) -> 
 def databricks_step_launcher(landing_is_azure: bool, environ: Mapping[str, str] | None = None):
     from dagster_databricks import databricks_pyspark_step_launcher
 
-    config = step_launcher_config(os.environ if environ is None else environ, landing_is_azure)
+    config = step_launcher_config(settings.environment() if environ is None else environ,
+                                  landing_is_azure)
     return databricks_pyspark_step_launcher.configured(config)

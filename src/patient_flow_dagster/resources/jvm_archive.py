@@ -17,12 +17,14 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
+from patient_flow_dagster import settings
+
 ARCHIVE_ENV = "PATIENT_FLOW_JVM_ARCHIVE"  # a path, or "off"
 
 
 def _java_identity() -> str:
     java = shutil.which("java") or ""
-    home = os.environ.get("JAVA_HOME", "")
+    home = settings.read("JAVA_HOME") or ""
     path = os.path.realpath(java) if java else home
     try:
         stamp = str(int(os.stat(path).st_mtime)) if path else ""
@@ -33,7 +35,7 @@ def _java_identity() -> str:
 
 def archive_path() -> Path | None:
     """Where the archive of this JDK + this environment's Spark/Delta lives; None when off."""
-    chosen = os.environ.get(ARCHIVE_ENV)
+    chosen = settings.read(ARCHIVE_ENV)
     if chosen == "off":
         return None
     if chosen:
@@ -42,7 +44,7 @@ def archive_path() -> Path | None:
         "|".join([_java_identity(), sys.prefix, version("pyspark"), version("delta-spark")])
         .encode()
     ).hexdigest()[:12]
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    cache = Path(settings.read("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache / "patient_flow_dagster" / f"spark-classes-{key}.jsa"
 
 

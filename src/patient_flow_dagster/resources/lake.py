@@ -7,7 +7,6 @@ Databricks. Assets never build paths themselves.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 from dagster import ConfigurableResource
 from delta.tables import DeltaTable
@@ -16,49 +15,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import DataStreamReader, DataStreamWriter
 from pyspark.sql.types import StructType
 
+from patient_flow_dagster.model.tables import Table
 
-@dataclass(frozen=True)
-class Table:
-    layer: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.layer}.{self.name}"
-
-
-BRONZE_EVENTS = Table("bronze", "patient_events")
-LANDING_FILES = Table("bronze", "landing_files")
-SILVER_EVENTS = Table("silver", "patient_events")
-QUARANTINE = Table("silver", "patient_events_quarantine")
-DIM_PATIENT = Table("gold", "dim_patient")
-DIM_DEPARTMENT = Table("gold", "dim_department")
-FACT_ADMISSIONS = Table("gold", "fact_admissions")
-CUBE_GENDER_DEPARTMENT = Table("gold", "cube_admissions_gender_department")
-CUBE_DEPARTMENT_HOSPITAL = Table("gold", "cube_admissions_department_hospital")
-DEPARTMENT_CENSUS_HOURLY = Table("gold", "department_census_hourly")
-CURRENT_OCCUPANCY = Table("gold", "current_occupancy")
-LENGTH_OF_STAY_STATS = Table("gold", "length_of_stay_stats")
-DAILY_FLOW = Table("gold", "daily_flow")
-
-
-# Delta keeps min/max statistics of the first 32 columns of every file it writes; on 2 cores
-# that was about a third of a 1M-row write (26 columns: 6.6 s against 4.5 s without). A large
-# table keeps them only for the columns its readers filter or join on: data skipping, and on
-# Databricks the dynamic file pruning of MERGE. Set when the table is created.
-STATS_COLUMNS: dict[Table, tuple[str, ...]] = {
-    BRONZE_EVENTS: ("event_id", "ingest_run_id"),
-    SILVER_EVENTS: ("event_id", "patient_id", "silver_run_id"),
-    QUARANTINE: ("event_id", "silver_run_id"),
-    DIM_PATIENT: ("patient_id", "valid_from"),
-    FACT_ADMISSIONS: ("event_id", "patient_sk", "department_sk"),
-    DEPARTMENT_CENSUS_HOURLY: ("hour_start", "hospital_id", "department"),
-}
-
-
-def creation_properties(table: Table) -> dict[str, str]:
-    """Delta table properties a table gets when it is created (its statistics columns)."""
-    columns = STATS_COLUMNS.get(table)
-    return {"delta.dataSkippingStatsColumns": ",".join(columns)} if columns else {}
+CHANGE_FEED = "delta.enableChangeDataFeed"
 
 
 class DeltaLake(ConfigurableResource):
@@ -78,8 +37,9 @@ class DeltaLake(ConfigurableResource):
             return f"{self.catalog}.{table.layer}.{table.name}"
         return f"{self.root.rstrip('/')}/{table.layer}/{table.name}"
 
-    def checkpoint(self, name: str) -> str:
-        return f"{self.root.rstrip('/')}/_checkpoints/{name}"
+    def checkpoint(self, table: Table) -> str:
+        """Where the checkpoint of the stream that writes `table` lives."""
+        return f"{self.root.rstrip('/')}/_checkpoints/{table.checkpoint}"
 
     # -- reading ----------------------------------------------------------------------------
     def exists(self, spark: SparkSession, table: Table) -> bool:
@@ -135,12 +95,11 @@ class DeltaLake(ConfigurableResource):
         if self.catalog:
             spark.sql(f"CREATE SCHEMA IF NOT EXISTS `{self.catalog}`.`{table.layer}`")
 
-    def ensure(self, spark: SparkSession, table: Table, schema: StructType,
-               properties: dict[str, str] | None = None) -> None:
+    def ensure(self, spark: SparkSession, table: Table, schema: StructType) -> None:
         """Create the table empty with `schema` if it does not exist (MERGE needs a target),
-        with its `creation_properties`. `properties`: Delta table properties it must have, set
-        on a table created before they were asked for too."""
-        created_with = {**creation_properties(table), **(properties or {})}
+        with its `creation_properties`. A table that records its changes gets the change data
+        feed even when it was created before it was asked for."""
+        created_with = table.creation_properties
         if self.catalog:  # three-part names: through the catalog (the builder parses two parts)
             self.ensure_schema(spark, table)
             writer = spark.createDataFrame([], schema).write.format("delta").mode("ignore")
@@ -153,12 +112,11 @@ class DeltaLake(ConfigurableResource):
             for name, value in created_with.items():
                 builder = builder.property(name, value)
             builder.execute()
-        if properties:
+        if table.change_feed:
             current = self.delta_table(spark, table).detail().select("properties").first()[0]
-            missing = {k: v for k, v in properties.items() if current.get(k) != v}
-            if missing:
-                settings = ", ".join(f"'{k}' = '{v}'" for k, v in missing.items())
-                spark.sql(f"ALTER TABLE {self._sql_name(table)} SET TBLPROPERTIES ({settings})")
+            if current.get(CHANGE_FEED) != "true":
+                spark.sql(f"ALTER TABLE {self._sql_name(table)} "
+                          f"SET TBLPROPERTIES ('{CHANGE_FEED}' = 'true')")
 
     def _sql_name(self, table: Table) -> str:
         if self.catalog:
@@ -209,10 +167,11 @@ class DeltaLake(ConfigurableResource):
         self,
         spark: SparkSession,
         source: Table,
-        consumer: str,
+        consumer: Table,
         handle_batch,
     ) -> None:
-        """Call `handle_batch(rows, batch_id)` for the rows added to `source` since the last call.
+        """Call `handle_batch(rows, batch_id)` for the rows added to `source` since the last call
+        by `consumer` (the table the stream writes, whose checkpoint it is).
 
         A Delta streaming read with a checkpoint per consumer and `availableNow`: the library keeps
         track of what was processed, so a re-run or a crash never skips or repeats a committed
@@ -220,7 +179,7 @@ class DeltaLake(ConfigurableResource):
         """
         query = (
             self.read_stream(spark, source)
-            .writeStream.queryName(consumer)
+            .writeStream.queryName(consumer.checkpoint)
             .foreachBatch(handle_batch)
             .option("checkpointLocation", self.checkpoint(consumer))
             .trigger(availableNow=True)
@@ -236,7 +195,7 @@ class DeltaLake(ConfigurableResource):
         else:
             _delete_path(spark, self.location(table))
 
-    def drop_checkpoint(self, spark: SparkSession, consumer: str) -> None:
+    def drop_checkpoint(self, spark: SparkSession, consumer: Table) -> None:
         _delete_path(spark, self.checkpoint(consumer))
 
 
@@ -257,27 +216,6 @@ def _delete_path(spark: SparkSession, location: str) -> None:
     jvm = spark.sparkContext._jvm
     path = jvm.org.apache.hadoop.fs.Path(location)
     path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(path, True)
-
-
-# A table whose readers keep totals of it records its changes (Delta's change data feed).
-CHANGE_FEED = {"delta.enableChangeDataFeed": "true"}
-
-
-def merge_changed(lake: DeltaLake, spark: SparkSession, table: Table, rows: DataFrame,
-                  keys: list[str]) -> dict[str, int]:
-    """Make `table` equal to `rows`, touching only what changed: MERGE on `keys`, update rows
-    whose values differ, insert new keys, delete keys no longer produced. Returns the counts."""
-    lake.ensure(spark, table, rows.schema)
-    values = [c for c in rows.columns if c not in keys]
-    changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in values) or "false"
-    return merge_counts(
-        lake.delta_table(spark, table).alias("t")
-        .merge(rows.alias("s"), " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys))
-        .whenMatchedUpdateAll(condition=changed)
-        .whenNotMatchedInsertAll()
-        .whenNotMatchedBySourceDelete()
-        .execute()
-    )
 
 
 def merge_counts(merge_result: DataFrame) -> dict[str, int]:

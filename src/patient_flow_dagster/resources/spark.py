@@ -1,15 +1,15 @@
-"""The embedded local Spark session with Delta Lake (DESIGN.md §5, local environment)."""
+"""The embedded local Spark session with Delta Lake (docs/architecture.md, "Environments")."""
 from __future__ import annotations
 
 import fcntl
-import os
-import sys
 import tempfile
 from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 
 from pyspark.sql import SparkSession
+
+from patient_flow_dagster import settings
 
 SCALA_BINARY = "2.13"  # Spark 4.0 is built for Scala 2.13 only
 
@@ -40,8 +40,8 @@ def local_spark_config(
     extra_packages: tuple[str, ...] = (),
 ) -> dict[str, str]:
     """Spark settings for the embedded session: Delta, UTC everywhere, small and quiet."""
-    master = master or os.environ.get("PATIENT_FLOW_SPARK_MASTER", "local[*]")
-    partitions = shuffle_partitions or int(os.environ.get("PATIENT_FLOW_SHUFFLE_PARTITIONS", "4"))
+    master = master or settings.read("PATIENT_FLOW_SPARK_MASTER")
+    partitions = shuffle_partitions or settings.read_int("PATIENT_FLOW_SHUFFLE_PARTITIONS")
     driver_options = " ".join(filter(None, ["-Duser.timezone=UTC", _class_archive_options()]))
     return {
         "spark.master": master,
@@ -54,7 +54,7 @@ def local_spark_config(
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
         "spark.sql.shuffle.partitions": str(partitions),
         "spark.default.parallelism": str(partitions),
-        "spark.driver.memory": os.environ.get("PATIENT_FLOW_DRIVER_MEMORY", "4g"),
+        "spark.driver.memory": settings.read("PATIENT_FLOW_DRIVER_MEMORY"),
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         # One run of the pipeline generates ~650 distinct classes (whole-stage codegen); Spark
@@ -83,7 +83,7 @@ def local_spark_config(
 def _event_log() -> dict[str, str]:
     """PATIENT_FLOW_SPARK_EVENT_LOG=<folder> records Spark's event log there (every job, stage
     and task with its call site), for profiling a run with the history server or a script."""
-    folder = os.environ.get("PATIENT_FLOW_SPARK_EVENT_LOG")
+    folder = settings.read("PATIENT_FLOW_SPARK_EVENT_LOG")
     if not folder:
         return {}
     Path(folder).mkdir(parents=True, exist_ok=True)
@@ -96,19 +96,10 @@ def _class_archive_options() -> str:
     it, dump the classes this JVM loads instead."""
     from patient_flow_dagster.resources import jvm_archive
 
-    dump = os.environ.get("PATIENT_FLOW_JVM_DUMP")
+    dump = settings.read("PATIENT_FLOW_JVM_DUMP")
     if dump:
         return f"-XX:ArchiveClassesAtExit={dump} -Xlog:cds=off -Xlog:cds+dynamic=off"
     return jvm_archive.java_options()
-
-
-def prepare_local_environment() -> None:
-    """Process-level settings the JVM reads at start (before the first session)."""
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    os.environ.setdefault("TZ", "UTC")
-    # Python workers (e.g. for createDataFrame from driver rows) run this interpreter, not
-    # whatever `python3` is first on PATH, so their version and packages match the driver's.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 
 @contextmanager
@@ -124,7 +115,7 @@ def jvm_start_lock():
 def local_spark_session(overrides: dict[str, str] | None = None, **kwargs) -> SparkSession:
     """One session per process: getOrCreate returns the running one on later calls.
     `overrides` replace settings of `local_spark_config(**kwargs)` (a cluster's spark_conf)."""
-    prepare_local_environment()
+    settings.prepare_jvm_environment()
     builder = SparkSession.builder
     for key, value in {**local_spark_config(**kwargs), **(overrides or {})}.items():
         builder = builder.config(key, value)

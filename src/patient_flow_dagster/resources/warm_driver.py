@@ -21,13 +21,15 @@ import json
 import os
 from pathlib import Path
 
+from patient_flow_dagster import settings
+
 DRIVER_ENV = "PATIENT_FLOW_SPARK_DRIVER"  # path of the connection file of a running driver
 
 _attached: dict = {}  # connection file -> (session, lock held until this process exits)
 
 
 def connection_file() -> str | None:
-    return os.environ.get(DRIVER_ENV) or None
+    return settings.read(DRIVER_ENV)
 
 
 def attach(connection: str):
@@ -50,13 +52,8 @@ def attach(connection: str):
     from pyspark.java_gateway import launch_gateway
     from pyspark.sql import SparkSession
 
-    os.environ["PYSPARK_GATEWAY_PORT"] = str(details["port"])
-    os.environ["PYSPARK_GATEWAY_SECRET"] = details["secret"]
-    try:
+    with settings.gateway_environment(details["port"], details["secret"]):
         gateway = launch_gateway()  # connects to the running gateway named by the environment
-    finally:
-        os.environ.pop("PYSPARK_GATEWAY_PORT", None)
-        os.environ.pop("PYSPARK_GATEWAY_SECRET", None)
     jvm = gateway.jvm
     jsc = jvm.org.apache.spark.api.java.JavaSparkContext(
         jvm.org.apache.spark.SparkContext.getOrCreate())

@@ -4,9 +4,8 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from patient_flow_dagster.model.contract import CONTRACT_FIELDS, LANDING_SCHEMA
+from patient_flow_dagster.model.contract import CONTRACT_FIELDS
 
-BRONZE_METADATA = ("bronze_ingestion_ts", "source_file", "ingest_run_id", "rescued_data")
 RESCUED_DATA = "_rescued_data"  # Auto Loader's rescued data column, when the reader has one
 
 
@@ -37,6 +36,3 @@ def with_ingest_metadata(landed: DataFrame, run_id: str) -> DataFrame:
         rescued.cast("string").alias("rescued_data"),
     )
 
-
-BRONZE_COLUMNS = ("event_id", *CONTRACT_FIELDS, *BRONZE_METADATA)
-assert set(BRONZE_COLUMNS) >= set(LANDING_SCHEMA.fieldNames())

@@ -87,8 +87,3 @@ def admissions_by_gender_department(
 ) -> DataFrame:
     """num_admissions and avg_length_of_stay_hours (completed stays) per gender x department."""
     return admission_cube(gender_department_totals(fact, dim_patient, dim_department))
-
-
-def admissions_by_department_hospital(fact: DataFrame, dim_department: DataFrame) -> DataFrame:
-    """num_admissions and avg_length_of_stay_hours (completed stays) per department x hospital."""
-    return admission_cube(department_hospital_totals(fact, dim_department))

@@ -6,18 +6,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
 from patient_flow_dagster.model.reference import department_capacity
+from patient_flow_dagster.model.tables import DIM_PATIENT
 from patient_flow_dagster.transforms.keys import surrogate_key
-
-DIM_PATIENT_COLUMNS = (
-    "patient_sk",
-    "patient_id",
-    "gender",
-    "age",
-    "valid_from",
-    "valid_to",
-    "is_current",
-)
-DIM_DEPARTMENT_COLUMNS = ("department_sk", "department", "hospital_id", "bed_capacity")
 
 
 def patient_versions(events: DataFrame) -> DataFrame:
@@ -50,7 +40,7 @@ def patient_versions(events: DataFrame) -> DataFrame:
         )
         .withColumn("valid_to", F.lead("valid_from").over(version_order))
         .withColumn("is_current", F.col("valid_to").isNull())
-        .select(*DIM_PATIENT_COLUMNS)
+        .select(*DIM_PATIENT.column_names)
     )
 
 

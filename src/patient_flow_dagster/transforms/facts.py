@@ -4,22 +4,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-FACT_ADMISSIONS_COLUMNS = (
-    "event_id",
-    "patient_sk",
-    "department_sk",
-    "admission_time_ts",
-    "discharge_time_ts",
-    "bed_id",
-    "hospital_id",
-    "length_of_stay_hours",
-    "admission_hour",
-    "admission_day_of_week",
-    "admission_month",
-    "admission_date",
-    "stay_category",
-    "is_currently_admitted",
-)
+from patient_flow_dagster.model.tables import FACT_ADMISSIONS
 
 
 def admissions(events: DataFrame, dim_patient: DataFrame, dim_department: DataFrame) -> DataFrame:
@@ -48,5 +33,5 @@ def admissions(events: DataFrame, dim_patient: DataFrame, dim_department: DataFr
         )
         .withColumn("admission_date", F.to_date("admission_time_ts"))
         .withColumn("is_currently_admitted", F.col("discharge_time_ts").isNull())
-        .select(*FACT_ADMISSIONS_COLUMNS)
+        .select(*FACT_ADMISSIONS.column_names)
     )

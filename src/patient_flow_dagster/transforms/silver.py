@@ -7,38 +7,10 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from patient_flow_dagster.model.rules import RULES, QualityRule
+from patient_flow_dagster.model.tables import QUARANTINE, SILVER_EVENTS
 
 SHORT_STAY_HOURS = 24
 MEDIUM_STAY_HOURS = 72
-
-TYPED_CONTRACT = (
-    "event_id",
-    "patient_id",
-    "gender",
-    "age",
-    "department",
-    "admission_time",
-    "discharge_time",
-    "bed_id",
-    "hospital_id",
-)
-LINEAGE = ("bronze_ingestion_ts", "source_file", "ingest_run_id", "silver_run_id",
-           "silver_processing_time")
-
-SILVER_COLUMNS = (
-    *TYPED_CONTRACT,
-    "admission_time_ts",
-    "discharge_time_ts",
-    "length_of_stay_hours",
-    "admission_hour",
-    "admission_day_of_week",
-    "admission_month",
-    "stay_category",
-    "quality_warnings",
-    *LINEAGE,
-)
-
-QUARANTINE_COLUMNS = (*TYPED_CONTRACT, "broken_rules", "quality_warnings", *LINEAGE)
 
 
 def _utc_timestamp(column: str) -> Column:
@@ -134,6 +106,6 @@ def split_silver_and_quarantine(
     stamped = evaluated.withColumn("silver_run_id", F.lit(run_id)).withColumn(
         "silver_processing_time", processed_at
     )
-    valid = stamped.filter(F.size("broken_rules") == 0).select(*SILVER_COLUMNS)
-    quarantined = stamped.filter(F.size("broken_rules") > 0).select(*QUARANTINE_COLUMNS)
+    valid = stamped.filter(F.size("broken_rules") == 0).select(*SILVER_EVENTS.column_names)
+    quarantined = stamped.filter(F.size("broken_rules") > 0).select(*QUARANTINE.column_names)
     return valid, quarantined

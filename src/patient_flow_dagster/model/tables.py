@@ -1,0 +1,278 @@
+"""Every table of the lake, declared once.
+
+A `Table` names its layer, columns (with what each means), keys, the columns Delta keeps
+statistics for, whether it records its changes, and whether a stream feeds it. Everything else is
+derived from it: the Dagster asset key (`[layer, name]`), the physical name (a folder under the
+lake root, or `<catalog>.<layer>.<name>`, see `resources/lake.py`), the streaming checkpoint of
+the stream that writes it (`<layer>_<name>`), the column schema the UI shows, and the Delta
+properties a new table is created with.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from dagster import AssetKey, TableColumn, TableSchema
+
+from patient_flow_dagster.model.contract import LANDING_SCHEMA
+
+# What each column means, once for the whole lake: a name says one thing in every table.
+GLOSSARY: dict[str, str] = {
+    # the landed event (contract)
+    "event_id": "Unique id of the event; derived from its content when the producer sends none.",
+    "patient_id": "The hospital's patient identifier (identifying: never shown in metadata).",
+    "gender": "Patient gender as sent: M, F or O.",
+    "age": "Patient age in years at admission (identifying in combination).",
+    "department": "Department (care unit) of the stay.",
+    "admission_time": "Admission time as sent, ISO-8601 UTC text.",
+    "discharge_time": "Discharge time as sent, ISO-8601 UTC text; null while still admitted.",
+    "bed_id": "Bed number within the hospital.",
+    "hospital_id": "Hospital number.",
+    # bronze metadata
+    "bronze_ingestion_ts": "When bronze ingested the row (UTC).",
+    "source_file": "The landing file the row came from.",
+    "ingest_run_id": "Dagster run that ingested the row into bronze.",
+    "rescued_data": "Values that did not fit the contract, as JSON (Auto Loader's rescued data).",
+    # landing ledger
+    "file_name": "Landing file path.",
+    "file_size": "File size in bytes when it was audited.",
+    "footer_rows": "Row count from the Parquet footer (null when unreadable).",
+    "status": "ingested or rejected.",
+    "reason": "Why the file was rejected (null when ingested).",
+    "audit_run_id": "Dagster run that audited the file.",
+    "audited_at": "When the file was audited (UTC).",
+    # silver
+    "admission_time_ts": "Admission time as a UTC timestamp.",
+    "discharge_time_ts": "Discharge time as a UTC timestamp; null while still admitted.",
+    "length_of_stay_hours": "Hours from admission to discharge; null while still admitted.",
+    "admission_hour": "Hour of day of the admission (0-23, UTC).",
+    "admission_day_of_week": "Day of week of the admission (1 = Sunday ... 7 = Saturday, UTC).",
+    "admission_month": "Month of the admission (1-12, UTC).",
+    "stay_category": "Short (< 24 h), Medium (24-72 h) or Long Stay (> 72 h); null while admitted.",
+    "quality_warnings": "Names of the warn rules the row breaks (kept in silver).",
+    "broken_rules": "Names of the quarantine rules the row breaks.",
+    "silver_run_id": "Dagster run that validated the row.",
+    "silver_processing_time": "When silver validated the row (UTC).",
+    # gold dimensions and fact
+    "patient_sk": "Surrogate key of the patient version (dim_patient).",
+    "valid_from": "Start of this patient version's validity (the admission that brought it).",
+    "valid_to": "End of this version's validity; null for the current version.",
+    "is_current": "True for the patient's current version.",
+    "department_sk": "Surrogate key of the department of a hospital (dim_department).",
+    "bed_capacity": "Beds of the department (or hospital) from the reference data.",
+    "admission_date": "Date of the admission (UTC).",
+    "is_currently_admitted": "True while the stay has no discharge.",
+    # KPIs
+    "num_admissions": "Admissions counted.",
+    "completed_stays": "Stays with a discharge.",
+    "total_length_of_stay_hours": "Sum of the completed stays' hours (exact decimal).",
+    "avg_length_of_stay_hours": "Mean hours of the completed stays.",
+    "hour_start": "Start of the UTC hour.",
+    "hour_end": "End of the UTC hour (exclusive).",
+    "admissions": "Admissions in the period.",
+    "discharges": "Discharges in the period.",
+    "present_at_end": "Patients present at the end of the hour.",
+    "occupancy": "Present patients / bed capacity.",
+    "scope": "department (one row per hospital x department) or hospital (its total).",
+    "as_of": "The census hour the figures describe (its end).",
+    "present": "Patients present.",
+    "mean_hours": "Mean length of stay of completed stays, hours.",
+    "median_hours": "Median length of stay, hours.",
+    "p90_hours": "90th percentile length of stay, hours.",
+    "max_hours": "Longest completed stay, hours.",
+    "short_stays": "Completed stays under 24 hours.",
+    "medium_stays": "Completed stays of 24 to 72 hours.",
+    "long_stays": "Completed stays over 72 hours.",
+    "day": "Calendar day (UTC).",
+    "net_change": "Admissions minus discharges.",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # Spark's simple type string
+    description: str
+
+
+def _columns(spec: str, **descriptions: str) -> tuple[Column, ...]:
+    """Columns from 'name type, name type, ...', described by the glossary unless overridden."""
+    columns = []
+    for part in re.split(r",\s*(?=\w+ )", spec):  # not inside decimal(24,2)
+        name, kind = part.split()
+        columns.append(Column(name, kind, descriptions.get(name) or GLOSSARY[name]))
+    return tuple(columns)
+
+
+@dataclass(frozen=True)
+class Table:
+    layer: str
+    name: str
+    description: str = field(compare=False)
+    columns: tuple[Column, ...] = field(compare=False)
+    keys: tuple[str, ...] = field(default=(), compare=False)
+    # Delta keeps min/max statistics for these only (data skipping, MERGE file pruning); Delta's
+    # default is the first 32 columns, which costs a large write much of its time.
+    stats_columns: tuple[str, ...] = field(default=(), compare=False)
+    # Readers keep totals of it from its changes (Delta's change data feed).
+    change_feed: bool = field(default=False, compare=False)
+    # A stream writes it; its checkpoint is `checkpoint`.
+    streamed: bool = field(default=False, compare=False)
+
+    def __str__(self) -> str:
+        return f"{self.layer}.{self.name}"
+
+    @property
+    def key(self) -> AssetKey:
+        return AssetKey([self.layer, self.name])
+
+    @property
+    def checkpoint(self) -> str:
+        """Name of the streaming checkpoint of the stream that writes this table."""
+        if not self.streamed:
+            raise ValueError(f"no stream writes {self}")
+        return f"{self.layer}_{self.name}"
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.columns)
+
+    def describe(self, column: str) -> str:
+        return next((c.description for c in self.columns if c.name == column), "")
+
+    @property
+    def schema(self) -> TableSchema:
+        return TableSchema(columns=[TableColumn(c.name, c.type, description=c.description)
+                                    for c in self.columns])
+
+    @property
+    def creation_properties(self) -> dict[str, str]:
+        """Delta table properties the table gets when it is created."""
+        properties = {}
+        if self.stats_columns:
+            properties["delta.dataSkippingStatsColumns"] = ",".join(self.stats_columns)
+        if self.change_feed:
+            properties["delta.enableChangeDataFeed"] = "true"
+        return properties
+
+
+_CONTRACT = ", ".join(f"{field.name} {field.dataType.simpleString()}"
+                      for field in LANDING_SCHEMA.fields if field.name != "event_id")
+_TYPED = ("patient_id string, gender string, age int, department string, admission_time string, "
+          "discharge_time string, bed_id int, hospital_id int")
+_LINEAGE = ("bronze_ingestion_ts timestamp, source_file string, ingest_run_id string, "
+            "silver_run_id string, silver_processing_time timestamp")
+
+LANDING_EVENTS = Table(
+    "landing", "patient_events",
+    "Parquet files of patient events written by producers (the event contract).",
+    _columns(f"event_id string, {_CONTRACT}"))
+
+BRONZE_EVENTS = Table(
+    "bronze", "patient_events",
+    "Every row of every ingested landing file exactly once, as it arrived, with ingest metadata.",
+    _columns(f"event_id string, {_CONTRACT}, bronze_ingestion_ts timestamp, source_file string, "
+             "ingest_run_id string, rescued_data string"),
+    stats_columns=("event_id", "ingest_run_id"), streamed=True)
+
+LANDING_FILES = Table(
+    "bronze", "landing_files",
+    "Ledger of the landing files bronze has seen: ingested, or rejected with the reason.",
+    _columns("file_name string, file_size bigint, footer_rows bigint, status string, "
+             "reason string, audit_run_id string, audited_at timestamp"),
+    keys=("file_name",))
+
+SILVER_EVENTS = Table(
+    "silver", "patient_events",
+    "Typed, validated and enriched events, one row per event_id.",
+    _columns(f"event_id string, {_TYPED}, admission_time_ts timestamp, "
+             "discharge_time_ts timestamp, length_of_stay_hours double, admission_hour int, "
+             "admission_day_of_week int, admission_month int, stay_category string, "
+             f"quality_warnings array<string>, {_LINEAGE}"),
+    keys=("event_id",), stats_columns=("event_id", "patient_id", "silver_run_id"), streamed=True)
+
+QUARANTINE = Table(
+    "silver", "patient_events_quarantine",
+    "Events that break a quarantine rule, with the rules they break.",
+    _columns(f"event_id string, {_TYPED}, broken_rules array<string>, "
+             f"quality_warnings array<string>, {_LINEAGE}"),
+    keys=("event_id",), stats_columns=("event_id", "silver_run_id"))
+
+DIM_PATIENT = Table(
+    "gold", "dim_patient",
+    "Patients as SCD type 2: a new version when gender or age changes.",
+    _columns("patient_sk bigint, patient_id string, gender string, age int, "
+             "valid_from timestamp, valid_to timestamp, is_current boolean"),
+    keys=("patient_sk",), stats_columns=("patient_id", "valid_from"), streamed=True)
+
+DIM_DEPARTMENT = Table(
+    "gold", "dim_department",
+    "Departments per hospital with their bed capacity (SCD type 1).",
+    _columns("department_sk bigint, department string, hospital_id int, bed_capacity int"),
+    keys=("department_sk",), streamed=True)
+
+FACT_ADMISSIONS = Table(
+    "gold", "fact_admissions",
+    "One row per admission, keyed to the patient version and department of the stay.",
+    _columns("event_id string, patient_sk bigint, department_sk bigint, "
+             "admission_time_ts timestamp, discharge_time_ts timestamp, bed_id int, "
+             "hospital_id int, length_of_stay_hours double, admission_hour int, "
+             "admission_day_of_week int, admission_month int, admission_date date, "
+             "stay_category string, is_currently_admitted boolean"),
+    keys=("event_id",), stats_columns=("event_id", "patient_sk", "department_sk"),
+    change_feed=True, streamed=True)
+
+CUBE_GENDER_DEPARTMENT = Table(
+    "gold", "cube_admissions_gender_department",
+    "Admissions and length of stay per gender x department.",
+    _columns("gender string, department string, num_admissions bigint, completed_stays bigint, "
+             "total_length_of_stay_hours decimal(24,2), avg_length_of_stay_hours double"),
+    keys=("gender", "department"))
+
+CUBE_DEPARTMENT_HOSPITAL = Table(
+    "gold", "cube_admissions_department_hospital",
+    "Admissions and length of stay per department x hospital.",
+    _columns("department string, hospital_id int, num_admissions bigint, "
+             "completed_stays bigint, total_length_of_stay_hours decimal(24,2), "
+             "avg_length_of_stay_hours double"),
+    keys=("department", "hospital_id"))
+
+DEPARTMENT_CENSUS_HOURLY = Table(
+    "gold", "department_census_hourly",
+    "Hourly census per hospital x department: admissions, discharges, patients present and "
+    "occupancy at the end of each hour.",
+    _columns("hospital_id int, department string, hour_start timestamp, hour_end timestamp, "
+             "admissions bigint, discharges bigint, present_at_end bigint, bed_capacity int, "
+             "occupancy double"),
+    keys=("hospital_id", "department", "hour_start"),
+    stats_columns=("hour_start", "hospital_id", "department"), streamed=True)
+
+CURRENT_OCCUPANCY = Table(
+    "gold", "current_occupancy",
+    "The latest census hour per hospital x department and per hospital.",
+    _columns("scope string, hospital_id int, department string, as_of timestamp, "
+             "present bigint, bed_capacity bigint, occupancy double",
+             department="Department; null on a hospital's total row."),
+    keys=("scope", "hospital_id", "department"))
+
+LENGTH_OF_STAY_STATS = Table(
+    "gold", "length_of_stay_stats",
+    "Length-of-stay distribution of completed stays per department x hospital.",
+    _columns("department string, hospital_id int, completed_stays bigint, mean_hours double, "
+             "median_hours double, p90_hours double, max_hours double, short_stays bigint, "
+             "medium_stays bigint, long_stays bigint"),
+    keys=("department", "hospital_id"))
+
+DAILY_FLOW = Table(
+    "gold", "daily_flow",
+    "Admissions and discharges per hospital and day.",
+    _columns("hospital_id int, day date, admissions bigint, discharges bigint, "
+             "net_change bigint"),
+    keys=("hospital_id", "day"))
+
+LAKE_TABLES: tuple[Table, ...] = (
+    BRONZE_EVENTS, LANDING_FILES, SILVER_EVENTS, QUARANTINE, DIM_PATIENT, DIM_DEPARTMENT,
+    FACT_ADMISSIONS, CUBE_GENDER_DEPARTMENT, CUBE_DEPARTMENT_HOSPITAL, DEPARTMENT_CENSUS_HOURLY,
+    CURRENT_OCCUPANCY, LENGTH_OF_STAY_STATS, DAILY_FLOW,
+)
+BY_KEY: dict[AssetKey, Table] = {table.key: table for table in (LANDING_EVENTS, *LAKE_TABLES)}
