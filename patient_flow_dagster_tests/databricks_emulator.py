@@ -99,7 +99,9 @@ class DatabricksEmulator:
         self.server.server_close()
 
     def start_cluster(self, cluster_id: str, timeout: float = 180) -> None:
-        """Start an all-purpose cluster: a Spark driver JVM that tasks attach to."""
+        """Start an all-purpose cluster: a Spark driver JVM that tasks attach to (once)."""
+        if cluster_id in self.clusters:
+            return
         connection = self.logs / f"cluster-{cluster_id}.json"
         env = self._cluster_environment({})
         log = (self.logs / f"cluster-{cluster_id}.log").open("wb")

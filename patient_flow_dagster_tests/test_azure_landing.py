@@ -15,10 +15,10 @@ from patient_flow_dagster.ingestion.simulator import simulate
 from patient_flow_dagster.model import tables as t
 from patient_flow_dagster.resources.azure_landing import AzureBlobLandingZone
 from patient_flow_dagster.sensors import build_landing_sensor
-
-landing_sensor = build_landing_sensor()
 from patient_flow_dagster_tests import services
 from patient_flow_dagster_tests.conftest import recent_now
+
+landing_sensor = build_landing_sensor()
 
 URL = "wasb://landing@storageemulator/patient_events"
 

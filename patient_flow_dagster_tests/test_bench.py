@@ -1,9 +1,10 @@
-"""Smoke test of the benchmark on 10,000 events: it runs, reconciles, and reports every figure.
-(No timing assertions: speeds are reported by `patient-flow bench`, not tested.)"""
+"""Smoke test of the benchmark on 1,000 events: it runs, reconciles, and each figure is what its
+parts say. (No timing assertions: speeds are reported by `patient-flow bench`, not tested.)"""
 from datetime import datetime, timezone
 
 import pytest
 
+from patient_flow_dagster.definitions import LAKE_ASSETS
 from patient_flow_devtools.bench import (
     BenchmarkError,
     land_events,
@@ -13,30 +14,56 @@ from patient_flow_devtools.bench import (
 )
 from patient_flow_devtools.engine_floor import EngineFloor, FloorError
 
+EVENTS = 1_000
 
-def test_benchmark_runs_and_reconciles_on_10k_events(tmp_path, spark, monkeypatch):
-    # The 1% increment is only 100 events: binomial noise alone can push one rule past the 10%
+
+def test_benchmark_runs_and_reconciles(tmp_path, spark, monkeypatch):
+    # The 1% increment is only 10 events: binomial noise alone can push one rule past the 10%
     # ERROR ratio and (rightly) block gold. The smoke test is about the benchmark's mechanics.
     monkeypatch.setenv("PATIENT_FLOW_QUARANTINE_ERROR_RATIO", "0.5")
-    report = run_benchmark(10_000, tmp_path / "bench", latency=False, warmup=False)
+    report = run_benchmark(EVENTS, tmp_path / "bench", latency=False, warmup=False)
     counts = report["reconciled_counts"]
-    assert counts["bronze.patient_events"] == report["events"] == 10_000
+    assert counts["bronze.patient_events"] == report["events"] == EVENTS
     assert counts["gold.fact_admissions"] == counts["silver.patient_events"] > 0
-    assert report["incremental_events"] == 100
-    for key in ("events_per_second_end_to_end", "orchestration_overhead_ratio",
-                "incremental_fraction_of_full_run", "run_without_new_files_wall_seconds",
-                "incremental_growth_with_10x_history",
-                "spark_jvm_peak_rss_mb",
-                "python_driver_peak_rss_mb"):
-        assert report[key] > 0, key
-    assert set(report["seconds_per_layer"]) == {"bronze", "silver", "gold", "gold_kpis"}
-    assert (set(report["incremental_seconds_per_step_on_a_tenth_of_the_history"])
-            == set(report["incremental_seconds_per_step"]))
+    assert (counts["silver.patient_events"] + counts["silver.patient_events_quarantine"]
+            == counts["bronze_distinct_event_ids"] < EVENTS)  # the simulator's duplicates
+    assert report["incremental_events"] == EVENTS // 100
+
+    # Every step of the job is timed: one per asset step and one per check step.
+    asset_steps = {assets.node_def.name for assets in LAKE_ASSETS}
+    for steps in ("dagster_seconds_per_step", "incremental_seconds_per_step",
+                  "no_new_files_seconds_per_step",
+                  "incremental_seconds_per_step_on_a_tenth_of_the_history"):
+        assert asset_steps < set(report[steps]) and len(report[steps]) == 10, steps
+    assert set(report["seconds_per_layer"]) == {"bronze", "silver", "gold"}
+    assert sum(report["seconds_per_layer"].values()) == pytest.approx(
+        sum(report["dagster_seconds_per_step"][step] for step in asset_steps), abs=0.5)
+
+    # Each ratio is its parts' ratio (the parts are rounded to 0.1 s in the report).
+    wall = report["dagster_run_wall_seconds"]
+    assert report["events_per_second_end_to_end"] == pytest.approx(EVENTS / wall, rel=0.01)
+    assert report["dagster_asset_seconds"] + report["dagster_check_seconds"] == pytest.approx(
+        wall, abs=0.2)
+    assert report["orchestration_overhead_ratio"] == pytest.approx(
+        report["dagster_asset_seconds"] / report["bare_script_seconds"], rel=0.02)
+    assert report["incremental_fraction_of_full_run"] == pytest.approx(
+        report["incremental_run_wall_seconds"] / wall, rel=0.02)
+    assert report["incremental_seconds_above_that"] == pytest.approx(
+        report["incremental_run_wall_seconds"] - report["run_without_new_files_wall_seconds"],
+        abs=0.2)
+    assert report["incremental_growth_with_10x_history"] == pytest.approx(
+        report["incremental_run_wall_seconds"]
+        / report["incremental_run_on_a_tenth_of_the_history_wall_seconds"], rel=0.02)
+    assert report["spark_jvm_peak_rss_mb"] > 200 and report["python_driver_peak_rss_mb"] > 50
+
     floor = report["engine_floor"]
-    for key in ("full_run_seconds", "events_per_second", "increment_seconds",
-                "increment_fraction_of_full_run", "one_row_delta_append_seconds"):
-        assert floor[key] > 0, key
-    assert report["dagster_run_vs_engine_floor"] > 0
+    assert floor["events_per_second"] == pytest.approx(EVENTS / floor["full_run_seconds"],
+                                                       rel=0.02)
+    assert floor["increment_fraction_of_full_run"] == pytest.approx(
+        floor["increment_seconds"] / floor["full_run_seconds"], rel=0.05)
+    assert 0 < floor["one_row_delta_append_seconds"] < floor["full_run_seconds"]
+    assert report["dagster_run_vs_engine_floor"] == pytest.approx(
+        wall / floor["full_run_seconds"], rel=0.02)
 
 
 def test_the_engine_floor_accounts_for_every_landed_event(tmp_path, spark):

@@ -20,9 +20,13 @@ def test_sigkill_mid_ingestion_loses_and_duplicates_nothing(lakehouse):
     sim = simulate(FILES * ROWS_PER_FILE, seed=41, dirty_rates={"duplicate": 0})
     write_events(sim.events, lakehouse.landing_dir, events_per_file=ROWS_PER_FILE)
     lake_root = lakehouse.root / "lake"
-    commits = lake_root / "_checkpoints" / "bronze_patient_events" / "commits"
+    checkpoint = lake_root / "_checkpoints" / t.BRONZE_EVENTS.checkpoint
+    commits = checkpoint / "commits"
+    home = lakehouse.root / "dagster_home"
+    home.mkdir()
     env = {
         **os.environ,
+        "DAGSTER_HOME": str(home),
         "PATIENT_FLOW_LAKE": str(lake_root),
         "PATIENT_FLOW_LANDING": str(lakehouse.landing_dir),
         "PATIENT_FLOW_MAX_FILES_PER_TRIGGER": "2",  # 15 micro-batches, each its own commit
@@ -41,8 +45,14 @@ def test_sigkill_mid_ingestion_loses_and_duplicates_nothing(lakehouse):
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
 
+    # Where the kill landed: after at least two micro-batches, before the last, and bronze holds
+    # exactly the batches its checkpoint committed, or one more whose Delta commit landed before
+    # the checkpoint's (the replay of that batch must then write nothing).
+    committed = [p for p in commits.iterdir() if p.name.isdigit()]
+    batches, rows_per_batch = FILES // 2, 2 * ROWS_PER_FILE
+    assert 2 <= len(committed) < batches, "the kill did not land mid-ingestion"
     partial = lakehouse.count(t.BRONZE_EVENTS)
-    assert 0 < partial < len(sim.events), "the kill did not land mid-ingestion"
+    assert partial in (len(committed) * rows_per_batch, (len(committed) + 1) * rows_per_batch)
 
     assert lakehouse.materialize([bronze_patient_events], checks=False).success
     bronze = lakehouse.table(t.BRONZE_EVENTS)

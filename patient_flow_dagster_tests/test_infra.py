@@ -11,6 +11,7 @@ from patient_flow_dagster.resources.databricks import (
     DEFAULT_CLUSTER_SPEC,
     databricks_run_config,
 )
+from patient_flow_dagster.settings import VARIABLES
 
 TERRAFORM = Path(__file__).resolve().parents[1] / "infra" / "terraform"
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "patient_flow_dagster"
@@ -51,16 +52,14 @@ def test_terraform_declares_the_production_platform():
 
 def test_terraform_outputs_are_the_variables_the_code_reads():
     outputs = {_unquote(name): body for item in terraform()["output"] for name, body in item.items()}
-    produced = set(re.findall(r"\b(PATIENT_FLOW_\w+|DATABRICKS_\w+)\s*=",
-                              (TERRAFORM / "outputs.tf").read_text()))
+    produced = set(re.findall(r"^\s+([A-Z][A-Z0-9_]+)\s*=", (TERRAFORM / "outputs.tf").read_text(),
+                              re.M))
     assert "dagster_environment" in outputs
-    code = "\n".join(path.read_text() for path in SOURCE.rglob("*.py"))
-    read = set(re.findall(r'"(PATIENT_FLOW_[A-Z_]+|DATABRICKS_HOST)"', code))
     assert {"PATIENT_FLOW_ENV", "PATIENT_FLOW_CATALOG", "PATIENT_FLOW_LAKE", "PATIENT_FLOW_LANDING",
-            "PATIENT_FLOW_LANDING_SCHEMAS", "PATIENT_FLOW_SECRET_SCOPE", "DATABRICKS_HOST"} <= produced
-    deployment_only = {"PATIENT_FLOW_EVENTHUBS_NAMESPACE", "PATIENT_FLOW_EVENTHUB",
-                       "PATIENT_FLOW_EVENTHUB_CONSUMERS"}
-    assert produced - deployment_only <= read, produced - deployment_only - read
+            "PATIENT_FLOW_LANDING_SCHEMAS", "PATIENT_FLOW_SECRET_SCOPE", "DATABRICKS_HOST",
+            "EVENTHUBS_NAMESPACE"} <= produced
+    declared = {variable.name for variable in VARIABLES}
+    assert produced <= declared, produced - declared  # every output is a setting the code reads
     # the secrets the remote step exports are the ones the vault holds
     main = (TERRAFORM / "main.tf").read_text()
     assert '"databricks-token"' in main and '"landing-connection-string"' in main

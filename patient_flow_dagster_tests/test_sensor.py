@@ -1,6 +1,7 @@
 """The landing sensor against a real ephemeral instance, and a sensor-driven run to gold."""
 import json
 import os
+from pathlib import Path
 
 from dagster import DagsterInstance, build_sensor_context
 
@@ -13,10 +14,10 @@ from patient_flow_dagster.ingestion.simulator import simulate
 from patient_flow_dagster.model import tables as t
 from patient_flow_dagster.resources.landing import LocalLandingZone
 from patient_flow_dagster.sensors import build_landing_sensor
-
-landing_sensor = build_landing_sensor()
 from patient_flow_dagster.settings import Settings
 from patient_flow_dagster_tests.conftest import recent_now
+
+landing_sensor = build_landing_sensor()
 
 
 def tick(instance, landing_dir, cursor=None):
@@ -91,8 +92,8 @@ def test_sensor_tick_runs_the_pipeline_to_gold(lakehouse):
     assert silver + quarantine + sim.duplicates == len(sim.events)
     assert quarantine == len(sim.expected_rule)
     assert lakehouse.count(t.FACT_ADMISSIONS) == silver
-    assert isinstance(
-        sensor_def.evaluate_tick(build_sensor_context(
-            instance=instance, definitions=defs, cursor=result.cursor, resources=landing)
-        ).skip_message, str
-    )
+    # The next tick sees nothing new: no run, and it says why.
+    again = sensor_def.evaluate_tick(build_sensor_context(
+        instance=instance, definitions=defs, cursor=result.cursor, resources=landing))
+    assert again.run_requests == []
+    assert again.skip_message == f"no new files in {Path(settings.landing).resolve()}"

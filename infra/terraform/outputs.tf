@@ -1,4 +1,4 @@
-# The Dagster deployment's environment variables (see the README, "Production on Databricks").
+# The Dagster deployment's environment variables (docs/databricks.md).
 
 output "dagster_environment" {
   description = "Non-secret environment variables for the Dagster code location."
@@ -10,9 +10,15 @@ output "dagster_environment" {
     PATIENT_FLOW_LANDING             = "${local.zone_urls["landing"]}patient_events"
     PATIENT_FLOW_LANDING_SCHEMAS     = "${local.zone_urls["checkpoints"]}autoloader_schemas"
     PATIENT_FLOW_SECRET_SCOPE        = databricks_secret_scope.pipeline.name
-    PATIENT_FLOW_EVENTHUBS_NAMESPACE = "${azurerm_eventhub_namespace.this.name}.servicebus.windows.net"
-    PATIENT_FLOW_EVENTHUB            = azurerm_eventhub.patient_events.name
-    PATIENT_FLOW_EVENTHUB_CONSUMERS  = azurerm_eventhub_consumer_group.landing.name
+    EVENTHUBS_NAMESPACE              = "${azurerm_eventhub_namespace.this.name}.servicebus.windows.net"
+  }
+}
+
+output "eventhubs_ingest" {
+  description = "The landing consumer's hub and consumer group: patient-flow ingest --from eventhubs-amqp --topic <hub> --group <consumer_group>."
+  value       = {
+    hub            = azurerm_eventhub.patient_events.name
+    consumer_group = azurerm_eventhub_consumer_group.landing.name
   }
 }
 

@@ -92,7 +92,7 @@ def databricks_resources(settings: Settings) -> dict:
 RESOURCES_BY_ENVIRONMENT = {"local": local_resources, "databricks": databricks_resources}
 
 # Locally every step shares one process and one JVM: the multiprocess executor would start a
-# Python process and a Spark JVM per step (6-8 s each). On Databricks the launching process only
+# Python process and a Spark JVM per step. On Databricks the launching process only
 # waits for job runs, so independent steps (the census and the KPI tables from the fact) run
 # side by side on their clusters.
 def executor_for(settings: Settings):

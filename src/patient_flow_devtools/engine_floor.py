@@ -21,7 +21,7 @@ from patient_flow_devtools.steps import count_problems, timed_steps
 
 FLOOR_TABLES = ("bronze", "silver", "quarantine", "dim_patient", "fact_admissions", "kpi")
 # File statistics only on what is joined or filtered on, as the pipeline's large tables keep
-# them (lake.STATS_COLUMNS): the key, and the batch that the increment reads.
+# them (`stats_columns` in model/tables.py): the key, and the batch the increment reads.
 STATS_COLUMNS = {"bronze": "event_id,batch", "silver": "event_id,batch",
                  "quarantine": "event_id", "dim_patient": "patient_id",
                  "fact_admissions": "event_id"}

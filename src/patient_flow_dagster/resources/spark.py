@@ -57,16 +57,14 @@ def local_spark_config(
         "spark.driver.memory": settings.read("PATIENT_FLOW_DRIVER_MEMORY"),
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
-        # One run of the pipeline generates ~650 distinct classes (whole-stage codegen); Spark
-        # keeps 100 compiled by default, so each run in a warm JVM (the warm driver of
-        # `./run dev`, the bench, the tests) compiled nearly all of them again: 21% of a small
-        # run's driver CPU samples. With room for all, a later run compiles only what is new.
+        # A run of the pipeline generates several hundred distinct classes (whole-stage
+        # codegen); Spark keeps 100 compiled by default, so each run in a warm JVM (the warm
+        # driver, the bench, the tests) would compile most of them again. With room for all, a
+        # later run compiles only what is new (bench/RESULTS.md has the profile).
         "spark.sql.codegen.cache.maxEntries": "2000",
         # Cached batches (silver's validated batch, the census's replaced hours) are built once
         # and read a few times within a step; compressing their columns costs more CPU than
-        # the memory it saves here. Silver's step on 1M bronze rows, alternating on one warm
-        # JVM: 22.5 s mean uncompressed vs 25.7 s compressed (4 runs each); peak JVM RSS of the
-        # 1M bench 4.3 GB vs 3.8 GB.
+        # the memory it saves (bench/RESULTS.md has the comparison).
         "spark.sql.inMemoryColumnarStorage.compressed": "false",
         # Small tables: Delta's log replay defaults to 50 partitions, far too many on a laptop.
         "spark.databricks.delta.snapshotPartitions": "2",

@@ -1,9 +1,8 @@
 """A warm local Spark driver that sensor runs attach to, like tasks on a Databricks cluster.
 
 Every Dagster run is a new process. Started the embedded way, each run starts its own Spark JVM
-and runs the whole graph on a cold JIT: for a small landing batch that costs more than the work
-(measured: 136 s for a cold 2,000-event run against 82 s for the same run on a warm JVM). So for a
-live pipeline (`./run dev`) one long-lived driver JVM is started once
+and runs the whole graph on a cold JIT: for a small landing batch that costs more than the work.
+So for a live pipeline (`./run dev`) one long-lived driver JVM is started once
 (`patient-flow spark-driver`), warmed with the pipeline's own steps on a scratch batch, and each
 run attaches its Python process to it through the py4j gateway (PYSPARK_GATEWAY_PORT/SECRET,
 which is how Python attaches to the driver on a Databricks cluster), with a Spark session of its
