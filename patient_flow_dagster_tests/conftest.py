@@ -87,3 +87,17 @@ def lakehouse(tmp_path, spark) -> Lakehouse:
     house = Lakehouse(tmp_path, spark)
     house.landing_dir.mkdir(parents=True)
     return house
+
+
+# The slowest modules first: with `--dist loadfile` each module goes to one worker in collection
+# order, so starting the long ones early keeps both workers busy to the end.
+HEAVY_FIRST = ("test_bench.py", "test_pipeline.py", "test_databricks.py", "test_checks.py",
+               "test_census.py", "test_warm_driver.py", "test_eventhubs_amqp.py", "test_kafka.py")
+
+
+def pytest_collection_modifyitems(items):
+    def weight(item):
+        name = item.path.name
+        return HEAVY_FIRST.index(name) if name in HEAVY_FIRST else len(HEAVY_FIRST)
+
+    items.sort(key=weight)  # stable: the order within a module stays as written

@@ -1,7 +1,11 @@
 """The front door: Definitions load for each setting, and the demo command runs the main job."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from dagster import AssetKey
 
-from patient_flow_dagster import cli
 from patient_flow_dagster.definitions import build_definitions
 from patient_flow_dagster.settings import Settings
 
@@ -37,17 +41,29 @@ def test_lineage_landing_to_gold(tmp_path):
     assert AssetKey(["gold", "fact_admissions"]) in graph.get_all_asset_keys()
 
 
-def test_demo_command_runs_the_main_job(tmp_path, monkeypatch, capsys, spark):
-    monkeypatch.setenv("PATIENT_FLOW_LAKE", str(tmp_path / "lake"))
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    assert cli.main(["demo", "--events", "400", "--seed", "11", "--span-days", "20"]) == 0
-    out = capsys.readouterr().out
-    assert "SUCCESS" in out
-    assert "gold/fact_admissions" in out and "valid_age" in out
-    assert f"lake:    {tmp_path / 'lake'}" in out
+def test_the_demo_prints_a_line_per_step_and_logs_the_rest_to_a_file(tmp_path, spark):
+    """`patient-flow demo` as a user runs it: one progress line per step and the summary on the
+    terminal; the Dagster event log (and Spark's output) in the file the summary names."""
+    env = {**os.environ, "PATIENT_FLOW_LAKE": str(tmp_path / "lake")}
+    env.pop("DAGSTER_HOME", None)
+    demo = subprocess.run(
+        [str(Path(sys.executable).with_name("patient-flow")), "demo", "--events", "400",
+         "--seed", "11", "--span-days", "20"],
+        env=env, capture_output=True, text=True, timeout=900)
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    lines = demo.stdout.splitlines()
+    steps = build_definitions(Settings.from_env(env)).resolve_job_def("patient_flow").graph.nodes
+    progress = [line for line in lines if line.startswith("  ") and " done " in line]
+    assert sorted(line.split()[0] for line in progress) == sorted(n.name for n in steps)
+    assert len(lines) < 80 and demo.stderr == ""
+    assert any("SUCCESS" in line for line in lines) and f"lake:    {tmp_path / 'lake'}" in lines
+    [log_line] = [line for line in lines if line.startswith("log:")]
+    log = Path(log_line.split(maxsplit=1)[1]).read_text()
+    assert "STEP_SUCCESS" in log and "RUN_SUCCESS" in log
     fact_rows = spark.read.format("delta").load(str(tmp_path / "lake/gold/fact_admissions")).count()
     silver_rows = spark.read.format("delta").load(str(tmp_path / "lake/silver/patient_events")).count()
     assert fact_rows == silver_rows > 0
+    assert f"gold/fact_admissions {fact_rows:>10}".split() in [line.split() for line in lines]
 
 
 def test_lake_writing_runs_are_serialized_by_the_run_queue(tmp_path):

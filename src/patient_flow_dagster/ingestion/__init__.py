@@ -1,1 +1,2 @@
-"""Event sources: the seeded patient-flow simulator and the landing-file writer."""
+"""Event sources and sinks: the seeded simulator, the Kafka and Event Hubs producers and the
+consumers that write landing files."""

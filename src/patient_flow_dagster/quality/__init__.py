@@ -1,1 +1,2 @@
-"""Quality rules, declared once, and the Dagster asset checks generated from them."""
+"""Quality: the Dagster asset checks built from the rules of `model/rules.py`, and the Spark
+measures they share."""
