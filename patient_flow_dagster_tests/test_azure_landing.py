@@ -15,6 +15,7 @@ from patient_flow_dagster.ingestion.simulator import simulate
 from patient_flow_dagster.model import tables as t
 from patient_flow_dagster.resources.azure_landing import AzureBlobLandingZone
 from patient_flow_dagster.sensors import build_landing_sensor
+from patient_flow_dagster.settings import Settings
 from patient_flow_dagster_tests import services
 from patient_flow_dagster_tests.conftest import recent_now
 
@@ -41,7 +42,7 @@ def azure_env(azurite, monkeypatch):
 
 
 def test_environment_picks_the_azure_store_for_a_blob_url():
-    zone = landing_zone(URL)
+    zone = landing_zone(Settings.from_env({"PATIENT_FLOW_LANDING": URL}))
     assert isinstance(zone, AzureBlobLandingZone)
     assert (zone.container, zone.prefix) == ("landing", "patient_events/")
 

@@ -109,6 +109,14 @@ def test_sigkill_of_the_consumer_loses_nothing(kafka, lakehouse):
     landed = landed_event_ids(lakehouse.landing_dir)
     assert set(landed) == {e["event_id"] for e in sim.events}  # every event at least once
 
+    # A redelivery that surely happens: a second consumer group reads the topic from the start
+    # and lands every event again (as a consumer restored to an old offset would).
+    replay = [part if part != "gcrash" else "gcrash-replay" for part in command]
+    subprocess.run(replay + ["--idle-exit", "6"], check=True, timeout=180,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    landed = landed_event_ids(lakehouse.landing_dir)
+    assert len(landed) >= 2 * len(sim.events)
+
     assert lakehouse.materialize([bronze_patient_events, silver_patient_events],
                                  checks=False).success
     assert lakehouse.count(t.BRONZE_EVENTS) == len(landed)  # redeliveries included

@@ -52,7 +52,7 @@ def test_a_shared_measure_is_computed_once_by_concurrent_checks():
 
 def test_concurrent_overwrites_each_commit_their_own_note(tmp_path, spark):
     lake = DeltaLake(root=str(tmp_path / "lake"))
-    tables = [Table("gold", f"kpi_{i}") for i in range(4)]
+    tables = [Table("gold", f"kpi_{i}", "a probe table", ()) for i in range(4)]
 
     def write(table):
         rows = spark.createDataFrame([(table.name, 1)], "name string, n int")
@@ -60,6 +60,6 @@ def test_concurrent_overwrites_each_commit_their_own_note(tmp_path, spark):
         return last_note(lake, spark, table)
 
     assert list(side_by_side(write, tables)) == [{"written_as": t.name} for t in tables]
-    unnoted = Table("gold", "unnoted")
+    unnoted = Table("gold", "unnoted", "a probe table", ())
     lake.overwrite(spark.createDataFrame([(1,)], "n int"), unnoted)
     assert last_note(lake, spark, unnoted) == {}

@@ -1,4 +1,6 @@
-"""A real browser looks at the Dagster UI: the silver asset's Checks tab lists every rule."""
+"""A real browser looks at the Dagster UI: the silver asset's Checks tab lists every rule, and its
+overview every column with its description."""
+import html
 import os
 import shutil
 import subprocess
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from patient_flow_dagster.model.rules import RULES
+from patient_flow_dagster.model.tables import SILVER_EVENTS
 from patient_flow_dagster_tests.services import free_port
 from patient_flow_devtools.processes import stop_process_group
 
@@ -73,3 +76,14 @@ def test_checks_tab_lists_every_quality_rule(webserver, tmp_path):
     assert "Checks (" in dom
     for name in [rule.name for rule in RULES] + ["silver_reconciles_with_bronze"]:
         assert name in dom, f"check {name} not listed on {page}"
+
+
+def test_the_overview_shows_every_column_with_its_description(webserver, tmp_path):
+    page = f"{webserver}/assets/silver/patient_events?view=overview"
+    dom = subprocess.run(
+        [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'dom'}", "--dump-dom", page],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout
+    for column in SILVER_EVENTS.columns:
+        assert column.name in dom, f"column {column.name} not shown on {page}"
+        assert html.escape(column.description, quote=False) in dom, column.name

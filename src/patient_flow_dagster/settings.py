@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ENVIRONMENTS = ("local", "databricks")
@@ -119,6 +119,17 @@ def read_int(name: str, environ: Mapping[str, str] | None = None, minimum: int =
     return value
 
 
+def read_seconds(name: str, environ: Mapping[str, str] | None = None) -> float:
+    text = read(name, environ)
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name}={text!r} is not a number of seconds") from None
+    if value <= 0:
+        raise SettingsError(f"{name}={text!r} must be more than 0 seconds")
+    return value
+
+
 def read_ratio(name: str, environ: Mapping[str, str] | None = None) -> float:
     text = read(name, environ)
     try:
@@ -180,6 +191,11 @@ class Settings:
     sensor_interval: int = 10
     quarantine_error_ratio: float = 0.10
     max_concurrent_steps: int = 4
+
+    def at(self, lake_root: str, landing: str) -> Settings:
+        """These settings, locally, on another lake and landing zone (the bench, the warm-up)."""
+        return replace(self, env="local", lake_root=_absolute(lake_root),
+                       landing=_absolute(landing))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -76,7 +76,7 @@ def _dagster_run(lake_root: Path, landing: Path):
     from patient_flow_dagster.definitions import build_definitions
     from patient_flow_dagster.settings import Settings
 
-    defs = build_definitions(Settings(env="local", lake_root=str(lake_root), landing=str(landing)))
+    defs = build_definitions(Settings.from_env().at(str(lake_root), str(landing)))
     started = time.perf_counter()
     result = defs.resolve_job_def("patient_flow").execute_in_process(
         instance=DagsterInstance.ephemeral(), raise_on_error=False)

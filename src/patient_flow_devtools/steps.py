@@ -78,7 +78,7 @@ def lake_resources(lake_root: Path, landing: Path) -> dict:
     from patient_flow_dagster.environments import resources_for
     from patient_flow_dagster.settings import Settings
 
-    return resources_for(Settings(env="local", lake_root=str(lake_root), landing=str(landing)))
+    return resources_for(Settings.from_env().at(str(lake_root), str(landing)))
 
 
 def land_events(events: int, seed: int, landing: Path, now: datetime, span_days: float,

@@ -92,7 +92,7 @@ def step_launcher_config(environ: Mapping[str, str], landing_is_azure: bool) -> 
         "staging_prefix": settings.read("PATIENT_FLOW_DATABRICKS_STAGING", environ),
         "env_variables": remote_env_variables(environ, run_config),
         "secrets_to_env_variables": remote_secrets(environ, landing_is_azure),
-        "poll_interval_sec": settings.read_int("PATIENT_FLOW_DATABRICKS_POLL_SECONDS", environ),
+        "poll_interval_sec": settings.read_seconds("PATIENT_FLOW_DATABRICKS_POLL_SECONDS", environ),
         "max_completion_wait_time_seconds": settings.read_int(
             "PATIENT_FLOW_DATABRICKS_STEP_TIMEOUT", environ),
         "verbose_logs": False,
