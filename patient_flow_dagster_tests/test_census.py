@@ -133,7 +133,7 @@ def kpi_lake(tmp_path_factory, spark):
     house = Lakehouse(tmp_path_factory.mktemp("kpis"), spark)
     # Four hours back, so a later batch can come after a quiet spell and still be in the past.
     now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=4)
-    write_events(simulate(1_500, seed=61, now=now, span_days=30).events, house.landing_dir)
+    write_events(simulate(600, seed=61, now=now, span_days=10).events, house.landing_dir)
     as_of = {"ops": {"gold_kpis": {"config": {"as_of": now.isoformat()}}}}
     return house, now, as_of
 

@@ -12,7 +12,7 @@ from patient_flow_dagster.model.rules import RULES_BY_NAME
 from patient_flow_dagster.quality.checks import rule_check_result
 from patient_flow_dagster.quality.measures import Measure
 from patient_flow_dagster.settings import Settings
-from patient_flow_dagster_tests.conftest import recent_now
+from patient_flow_dagster_tests.conftest import Lakehouse, recent_now
 
 CLEAN = {k: 0.0 for k in ("bad_age", "future_admission", "discharge_before_admission",
                           "missing_field", "unknown_department", "duplicate", "late",
@@ -39,13 +39,27 @@ def gold_counts(house):
     return {table: house.count(table) for table in (t.DIM_PATIENT, t.FACT_ADMISSIONS)}
 
 
-def test_a_flood_of_bad_ages_blocks_gold(lakehouse):
-    now = recent_now()
-    write_events(simulate(400, seed=21, now=now, span_days=20, dirty_rates=CLEAN).events, lakehouse.landing_dir)
-    assert lakehouse.materialize().success
+@pytest.fixture(scope="module")
+def checked_lake(tmp_path_factory, spark):
+    """One lake for the module, built from a clean batch, every check passing. The tests below
+    run in order on it: a flood of bad ages (blocked before gold), then rows deleted behind the
+    pipeline's back (found by the checks-only job)."""
+    house = Lakehouse(tmp_path_factory.mktemp("checks"), spark)
+    house.landing_dir.mkdir(parents=True)
+    write_events(simulate(400, seed=21, now=recent_now(), span_days=20, dirty_rates=CLEAN).events,
+                 house.landing_dir)
+    built = house.materialize()
+    assert built.success
+    assert all(e.passed for e in built.get_asset_check_evaluations())
+    return house
+
+
+def test_a_flood_of_bad_ages_blocks_gold(checked_lake):
+    lakehouse = checked_lake
     before = gold_counts(lakehouse)
 
-    flood = simulate(400, seed=22, now=now, span_days=20, dirty_rates={**CLEAN, "bad_age": 0.30})
+    flood = simulate(400, seed=22, now=recent_now(), span_days=20,
+                     dirty_rates={**CLEAN, "bad_age": 0.30})
     bad = sum(1 for kind in flood.kinds.values() if kind == "bad_age")
     write_events(flood.events, lakehouse.landing_dir)
     result = lakehouse.materialize(raise_on_error=False)
@@ -63,13 +77,8 @@ def test_a_flood_of_bad_ages_blocks_gold(lakehouse):
     assert gold_counts(lakehouse) == before
 
 
-def test_rows_deleted_behind_the_pipelines_back_fail_reconciliation(lakehouse, spark):
-    write_events(simulate(300, seed=5, now=recent_now(), span_days=20).events, lakehouse.landing_dir)
-    built = lakehouse.materialize(raise_on_error=False)
-    assert built.success  # the lake is whole before anything is deleted behind its back
-    assert all(e.passed for e in built.get_asset_check_evaluations()
-               if e.check_name in ("silver_reconciles_with_bronze",
-                                   "gender_department_cube_matches_fact"))
+def test_rows_deleted_behind_the_pipelines_back_fail_reconciliation(checked_lake, spark):
+    lakehouse = checked_lake
     victims = [r.event_id for r in lakehouse.table(t.SILVER_EVENTS).limit(3).collect()]
     DeltaTable.forPath(spark, lakehouse.lake.location(t.SILVER_EVENTS)).delete(
         F.col("event_id").isin(victims)

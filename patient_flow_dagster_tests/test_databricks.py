@@ -143,8 +143,8 @@ def test_remote_step_gets_the_launchers_config_but_no_secret(tmp_path):
 def test_whole_graph_on_emulated_databricks_equals_local(tmp_path, spark, emulator):
     now = recent_now()
     landing = tmp_path / "landing"
-    write_events(simulate(3000, seed=61, now=now, span_days=10).events, landing,
-                 events_per_file=1000)
+    write_events(simulate(1_200, seed=61, now=now, span_days=10).events, landing,
+                 events_per_file=400)
     as_of = {"ops": {"gold_kpis": {"config": {"as_of": now.isoformat()}}}}
 
     local = Settings(env="local", lake_root=str(tmp_path / "local_lake"), landing=str(landing))

@@ -35,7 +35,7 @@ def scenario(tmp_path_factory, spark):
     """Batch 1 (seeded, dirty), a re-run with no new files, then batch 2 with returning patients."""
     house = Lakehouse(tmp_path_factory.mktemp("pipeline"), spark)
     now = recent_now()
-    first = simulate(2_000, seed=7, now=now, span_days=30)
+    first = simulate(1_000, seed=7, now=now, span_days=15)
     write_events(first.events, house.landing_dir, events_per_file=700)
     run1 = house.materialize()
     after1 = {table: snapshot(house, table) for table in (*GOLD_TABLES, t.SILVER_EVENTS)}
@@ -46,7 +46,7 @@ def scenario(tmp_path_factory, spark):
     versions2 = {table: house.lake.version(spark, table) for table in GOLD_TABLES}
 
     # Batch 2: new people, plus later stays of five batch-1 patients who are a year older.
-    second = simulate(600, seed=8, now=now, span_days=30, dirty_rates={"duplicate": 0})
+    second = simulate(600, seed=8, now=now, span_days=15, dirty_rates={"duplicate": 0})
     returning = [e for e in first.events if e["event_id"] not in first.kinds][:5]
     comebacks = [
         {**e, "event_id": f"comeback-{i}", "age": e["age"] + 1,
@@ -69,7 +69,7 @@ def test_runs_succeed(scenario):
 def test_first_batch_reconciles(scenario, spark):
     house, first = scenario["house"], scenario["first"]
     silver_meta = metadata_of(scenario["run1"], t.SILVER_EVENTS.key)
-    assert silver_meta["bronze_rows_read"] == len(first.events) == 2_000
+    assert silver_meta["bronze_rows_read"] == len(first.events) == 1_000
     assert silver_meta["duplicates_removed"] == first.duplicates > 0
     assert (silver_meta["silver_rows_added"] + silver_meta["quarantined_rows_added"]
             == first.distinct_event_ids)
@@ -167,7 +167,7 @@ def test_second_batch_adds_exactly_its_events(scenario):
     after = {r.event_id for r in house.table(t.FACT_ADMISSIONS).select("event_id").collect()}
     assert after - before == new_valid
     assert before <= after
-    assert house.count(t.BRONZE_EVENTS) == 2_000 + len(second.events) + len(comebacks)
+    assert house.count(t.BRONZE_EVENTS) == 1_000 + len(second.events) + len(comebacks)
 
 
 def test_a_batch_of_known_departments_commits_nothing_to_dim_department(scenario, spark):
@@ -216,7 +216,7 @@ def test_each_rule_check_reports_exactly_the_injected_defects(scenario):
                  "unique_department_key"):
         assert evaluations[name].passed, name
     reconciliation = evaluations["silver_reconciles_with_bronze"].metadata
-    assert reconciliation["bronze_rows"].value == 2_000
+    assert reconciliation["bronze_rows"].value == 1_000
     assert reconciliation["duplicates"].value == first.duplicates
 
 
