@@ -108,37 +108,33 @@ def read(name: str, environ: Mapping[str, str] | None = None) -> str | None:
     return value if value else variable.default
 
 
-def read_int(name: str, environ: Mapping[str, str] | None = None, minimum: int = 1) -> int:
+def _read_number(name: str, environ: Mapping[str, str] | None, parse, what: str, valid,
+                 invalid: str):
+    """A number parsed from the variable: `what` it must be when it does not parse, `invalid`
+    (formatted with the value) when it parses but `valid` refuses it."""
     text = read(name, environ)
     try:
-        value = int(text)
+        value = parse(text)
     except (TypeError, ValueError):
-        raise SettingsError(f"{name}={text!r} is not a whole number") from None
-    if value < minimum:
-        raise SettingsError(f"{name}={value} must be at least {minimum}")
+        raise SettingsError(f"{name}={text!r} is not {what}") from None
+    if not valid(value):
+        raise SettingsError(f"{name}={invalid.format(value=value, text=text)}")
     return value
+
+
+def read_int(name: str, environ: Mapping[str, str] | None = None, minimum: int = 1) -> int:
+    return _read_number(name, environ, int, "a whole number", lambda value: value >= minimum,
+                        f"{{value}} must be at least {minimum}")
 
 
 def read_seconds(name: str, environ: Mapping[str, str] | None = None) -> float:
-    text = read(name, environ)
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise SettingsError(f"{name}={text!r} is not a number of seconds") from None
-    if value <= 0:
-        raise SettingsError(f"{name}={text!r} must be more than 0 seconds")
-    return value
+    return _read_number(name, environ, float, "a number of seconds", lambda value: value > 0,
+                        "{text!r} must be more than 0 seconds")
 
 
 def read_ratio(name: str, environ: Mapping[str, str] | None = None) -> float:
-    text = read(name, environ)
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise SettingsError(f"{name}={text!r} is not a number between 0 and 1") from None
-    if not 0.0 <= value <= 1.0:
-        raise SettingsError(f"{name}={text!r} is not a number between 0 and 1")
-    return value
+    return _read_number(name, environ, float, "a number between 0 and 1",
+                        lambda value: 0.0 <= value <= 1.0, "{text!r} is not a number between 0 and 1")
 
 
 def read_choice(name: str, choices: tuple[str, ...], default: str,
