@@ -41,7 +41,7 @@ def test_benchmark_runs_and_reconciles(tmp_path, spark, monkeypatch):
 
     # Each ratio is its parts' ratio (the parts are rounded to 0.1 s in the report).
     wall = report["dagster_run_wall_seconds"]
-    assert report["events_per_second_end_to_end"] == pytest.approx(EVENTS / wall, rel=0.01)
+    assert report["events_per_second_end_to_end"] == pytest.approx(EVENTS / wall, abs=1)
     assert report["dagster_asset_seconds"] + report["dagster_check_seconds"] == pytest.approx(
         wall, abs=0.2)
     assert report["orchestration_overhead_ratio"] == pytest.approx(
@@ -58,7 +58,7 @@ def test_benchmark_runs_and_reconciles(tmp_path, spark, monkeypatch):
 
     floor = report["engine_floor"]
     assert floor["events_per_second"] == pytest.approx(EVENTS / floor["full_run_seconds"],
-                                                       rel=0.02)
+                                                       rel=0.02, abs=1)
     assert floor["increment_fraction_of_full_run"] == pytest.approx(
         floor["increment_seconds"] / floor["full_run_seconds"], rel=0.05)
     assert 0 < floor["one_row_delta_append_seconds"] < floor["full_run_seconds"]

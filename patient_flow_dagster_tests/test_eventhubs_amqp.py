@@ -126,6 +126,14 @@ def test_two_consumers_split_the_hub_and_one_takes_over_after_sigkill(endpoint, 
             assert checkpoints[partition]["offset"] == last["last_enqueued_offset"]
             assert int(checkpoints[partition]["sequencenumber"]) == last["last_enqueued_sequence_number"]
 
+    # A redelivery that surely happens: a consumer without checkpoints (a store restored from an
+    # old backup) reads every partition from the start and lands every event again.
+    replay = consumer_env(endpoint, azurite, "checkpoints-replay")
+    subprocess.run([*command[:-1], "5"], env=replay, check=True, timeout=180,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    landed = landed_event_ids(lakehouse.landing_dir)
+    assert len(landed) >= 2 * len(sim.events)
+
     assert lakehouse.materialize([bronze_patient_events, silver_patient_events], checks=False).success
     assert lakehouse.count(t.BRONZE_EVENTS) == len(landed)  # redeliveries included
     silver, quarantine = lakehouse.count(t.SILVER_EVENTS), lakehouse.count(t.QUARANTINE)
