@@ -19,7 +19,7 @@ from patient_flow_dagster.settings import Settings
 from patient_flow_dagster_tests import services
 from patient_flow_dagster_tests.conftest import recent_now
 
-landing_sensor = build_landing_sensor()
+landing_sensor = build_landing_sensor(Settings.from_env({}).sensor_interval)
 
 URL = "wasb://landing@storageemulator/patient_events"
 

@@ -91,8 +91,7 @@ def test_rows_deleted_behind_the_pipelines_back_fail_reconciliation(checked_lake
     )
 
     # The checks-only job re-checks the existing tables without materializing anything.
-    settings = Settings(env="local", lake_root=str(lakehouse.root / "lake"),
-                        landing=str(lakehouse.landing_dir))
+    settings = Settings.from_env({"PATIENT_FLOW_LAKE": str(lakehouse.root / "lake"), "PATIENT_FLOW_LANDING": str(lakehouse.landing_dir)})
     defs = build_definitions(settings)
     result = defs.resolve_job_def("patient_flow_checks").execute_in_process(
         instance=DagsterInstance.ephemeral(), raise_on_error=False

@@ -147,7 +147,7 @@ def test_whole_graph_on_emulated_databricks_equals_local(tmp_path, spark, emulat
                  events_per_file=400)
     as_of = {"ops": {"gold_kpis": {"config": {"as_of": now.isoformat()}}}}
 
-    local = Settings(env="local", lake_root=str(tmp_path / "local_lake"), landing=str(landing))
+    local = Settings.from_env({"PATIENT_FLOW_LAKE": str(tmp_path / "local_lake"), "PATIENT_FLOW_LANDING": str(landing)})
     local_run = build_definitions(local).resolve_job_def("patient_flow").execute_in_process(
         run_config=as_of, instance=DagsterInstance.ephemeral())
     assert local_run.success

@@ -254,8 +254,7 @@ def test_full_refresh_rebuilds_the_same_tables(scenario, spark):
     before = {table: snapshot(house, table) for table in GOLD_TABLES}
     ids_before = {table: {r.event_id for r in house.table(table).collect()}
                   for table in (t.SILVER_EVENTS, t.QUARANTINE)}
-    defs = build_definitions(Settings(env="local", lake_root=str(house.root / "lake"),
-                                      landing=str(house.landing_dir)))
+    defs = build_definitions(Settings.from_env({"PATIENT_FLOW_LAKE": str(house.root / "lake"), "PATIENT_FLOW_LANDING": str(house.landing_dir)}))
     result = defs.resolve_job_def("patient_flow_full_refresh").execute_in_process(
         instance=DagsterInstance.ephemeral(), raise_on_error=False)
     assert result.success

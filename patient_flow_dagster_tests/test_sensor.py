@@ -17,7 +17,7 @@ from patient_flow_dagster.sensors import build_landing_sensor
 from patient_flow_dagster.settings import Settings
 from patient_flow_dagster_tests.conftest import recent_now
 
-landing_sensor = build_landing_sensor()
+landing_sensor = build_landing_sensor(Settings.from_env({}).sensor_interval)
 
 
 def tick(instance, landing_dir, cursor=None):
@@ -71,8 +71,7 @@ def test_sensor_fires_once_per_set_of_new_files(tmp_path):
 
 def test_sensor_tick_runs_the_pipeline_to_gold(lakehouse):
     """Simulator -> landing -> sensor tick -> run of the requested job -> gold, reconciled."""
-    settings = Settings(env="local", lake_root=str(lakehouse.root / "lake"),
-                        landing=str(lakehouse.landing_dir))
+    settings = Settings.from_env({"PATIENT_FLOW_LAKE": str(lakehouse.root / "lake"), "PATIENT_FLOW_LANDING": str(lakehouse.landing_dir)})
     defs = build_definitions(settings)
     sim = simulate(500, seed=31, now=recent_now(), span_days=20)
     write_landing_file(events_table(sim.events), lakehouse.landing_dir)

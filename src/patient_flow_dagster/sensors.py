@@ -79,7 +79,7 @@ def evaluate_landing(context: SensorEvaluationContext):
     )
 
 
-def build_landing_sensor(interval_seconds: int = 10) -> SensorDefinition:
+def build_landing_sensor(interval_seconds: int) -> SensorDefinition:
     """The landing sensor, checking every `interval_seconds` (PATIENT_FLOW_SENSOR_INTERVAL): a
     listing is cheap, and the wait for the next tick is part of the file-to-gold latency."""
     return sensor(

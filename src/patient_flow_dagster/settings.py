@@ -137,8 +137,10 @@ def read_ratio(name: str, environ: Mapping[str, str] | None = None) -> float:
                         lambda value: 0.0 <= value <= 1.0, "{text!r} is not a number between 0 and 1")
 
 
-def read_choice(name: str, choices: tuple[str, ...], default: str,
-                environ: Mapping[str, str] | None = None) -> str:
+def read_choice(name: str, choices: tuple[str, ...], environ: Mapping[str, str] | None = None,
+                default: str | None = None) -> str:
+    """The value, case-folded, when it is one of `choices`; `default` stands in for a variable
+    whose default depends on another setting."""
     value = (read(name, environ) or default).strip().lower()
     if value not in choices:
         raise SettingsError(f"{name}={value!r} is not one of {', '.join(choices)}")
@@ -174,19 +176,22 @@ def gateway_environment(port: int, secret: str) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Settings:
+    """The settings of a deployment, read and checked once by `from_env` (the defaults are the
+    variables' own, in `VARIABLES`)."""
+
     env: str
     lake_root: str
     landing: str
     # Unity Catalog catalog of the tables (`<catalog>.<layer>.<table>`); None = Delta folders
     # under lake_root. Checkpoints always live under lake_root.
-    catalog: str | None = None
+    catalog: str | None
     # How bronze reads landing: Spark's file stream, or Databricks Auto Loader (cloudFiles).
-    landing_reader: str = "files"
-    landing_schemas: str | None = None
-    max_files_per_trigger: int = 1000
-    sensor_interval: int = 10
-    quarantine_error_ratio: float = 0.10
-    max_concurrent_steps: int = 4
+    landing_reader: str
+    landing_schemas: str | None
+    max_files_per_trigger: int
+    sensor_interval: int
+    quarantine_error_ratio: float
+    max_concurrent_steps: int
 
     def at(self, lake_root: str, landing: str) -> Settings:
         """These settings, locally, on another lake and landing zone (the bench, the warm-up)."""
@@ -195,12 +200,12 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = read_choice("PATIENT_FLOW_ENV", ENVIRONMENTS, "local", environ)
+        env = read_choice("PATIENT_FLOW_ENV", ENVIRONMENTS, environ)
         lake_root = _absolute(read("PATIENT_FLOW_LAKE", environ))
         landing = _absolute(read("PATIENT_FLOW_LANDING", environ)
                             or f"{lake_root.rstrip('/')}/landing/patient_events")
-        reader = read_choice("PATIENT_FLOW_LANDING_READER", LANDING_READERS,
-                             "autoloader" if env == "databricks" else "files", environ)
+        reader = read_choice("PATIENT_FLOW_LANDING_READER", LANDING_READERS, environ,
+                             default="autoloader" if env == "databricks" else "files")
         return cls(
             env=env, lake_root=lake_root, landing=landing,
             catalog=read("PATIENT_FLOW_CATALOG", environ), landing_reader=reader,

@@ -35,9 +35,10 @@ def databricks_run_config(environ: Mapping[str, str]) -> dict:
     A remote step receives the launching process's run config in RUN_CONFIG_VARIABLE (the spec
     file is not shipped with the code).
     """
-    if settings.read(RUN_CONFIG_VARIABLE, environ):
-        return json.loads(settings.read(RUN_CONFIG_VARIABLE, environ))
-    spec = Path(settings.read("PATIENT_FLOW_DATABRICKS_CLUSTER_SPEC", environ) or DEFAULT_CLUSTER_SPEC)
+    if forwarded := settings.read(RUN_CONFIG_VARIABLE, environ):
+        return json.loads(forwarded)
+    spec = Path(settings.read("PATIENT_FLOW_DATABRICKS_CLUSTER_SPEC", environ)
+                or DEFAULT_CLUSTER_SPEC)
     if not spec.is_file():
         raise FileNotFoundError(
             f"Databricks cluster spec {spec} not found: set PATIENT_FLOW_DATABRICKS_CLUSTER_SPEC "
@@ -45,8 +46,8 @@ def databricks_run_config(environ: Mapping[str, str]) -> dict:
         )
     run_config = json.loads(spec.read_text())
     run_config.pop("//", None)  # comment entry
-    if settings.read("DATABRICKS_CLUSTER_ID", environ):
-        run_config["cluster"] = {"existing": settings.read("DATABRICKS_CLUSTER_ID", environ)}
+    if cluster_id := settings.read("DATABRICKS_CLUSTER_ID", environ):
+        run_config["cluster"] = {"existing": cluster_id}
     return run_config
 
 
