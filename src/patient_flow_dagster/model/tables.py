@@ -88,6 +88,10 @@ GLOSSARY: dict[str, str] = {
 }
 
 
+# The Delta table property of the change data feed.
+CHANGE_FEED = "delta.enableChangeDataFeed"
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
@@ -152,7 +156,7 @@ class Table:
         if self.stats_columns:
             properties["delta.dataSkippingStatsColumns"] = ",".join(self.stats_columns)
         if self.change_feed:
-            properties["delta.enableChangeDataFeed"] = "true"
+            properties[CHANGE_FEED] = "true"
         return properties
 
 
@@ -162,6 +166,8 @@ _TYPED = ("patient_id string, gender string, age int, department string, admissi
           "discharge_time string, bed_id int, hospital_id int")
 _LINEAGE = ("bronze_ingestion_ts timestamp, source_file string, ingest_run_id string, "
             "silver_run_id string, silver_processing_time timestamp")
+_CUBE_FIGURES = ("num_admissions bigint, completed_stays bigint, "
+                 "total_length_of_stay_hours decimal(24,2), avg_length_of_stay_hours double")
 
 LANDING_EVENTS = Table(
     "landing", "patient_events",
@@ -225,16 +231,13 @@ FACT_ADMISSIONS = Table(
 CUBE_GENDER_DEPARTMENT = Table(
     "gold", "cube_admissions_gender_department",
     "Admissions and length of stay per gender x department.",
-    _columns("gender string, department string, num_admissions bigint, completed_stays bigint, "
-             "total_length_of_stay_hours decimal(24,2), avg_length_of_stay_hours double"),
+    _columns(f"gender string, department string, {_CUBE_FIGURES}"),
     keys=("gender", "department"))
 
 CUBE_DEPARTMENT_HOSPITAL = Table(
     "gold", "cube_admissions_department_hospital",
     "Admissions and length of stay per department x hospital.",
-    _columns("department string, hospital_id int, num_admissions bigint, "
-             "completed_stays bigint, total_length_of_stay_hours decimal(24,2), "
-             "avg_length_of_stay_hours double"),
+    _columns(f"department string, hospital_id int, {_CUBE_FIGURES}"),
     keys=("department", "hospital_id"))
 
 DEPARTMENT_CENSUS_HOURLY = Table(

@@ -15,10 +15,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import DataStreamReader, DataStreamWriter
 from pyspark.sql.types import StructType
 
-from patient_flow_dagster.model.tables import Table
-
-CHANGE_FEED = "delta.enableChangeDataFeed"
-
+from patient_flow_dagster.model.tables import CHANGE_FEED, Table
 
 class DeltaLake(ConfigurableResource):
     """Delta tables as folders under `root` (local), or Unity Catalog tables when `catalog` is set.
