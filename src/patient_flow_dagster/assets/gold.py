@@ -49,7 +49,6 @@ def gold_spec(key, deps: list, description: str, group: str = "gold") -> AssetSp
                      kinds=GOLD["kinds"], owners=GOLD["owners"])
 
 
-
 class MergeCounter:
     """Adds up the operation metrics of the MERGEs a run performs, for the asset's metadata."""
 
@@ -140,8 +139,7 @@ def merge_patient_history(
 def update_dim_patient(spark: SparkSession, lake: DeltaLake) -> MergeCounter:
     """MERGE the history of the patients in silver rows added since the last call."""
     empty = patient_versions(_empty_silver(spark, lake))
-    return _merge_new_silver(spark, lake, DIM_PATIENT, empty,
-                             merge_patient_history)
+    return _merge_new_silver(spark, lake, DIM_PATIENT, empty, merge_patient_history)
 
 
 # -- dim_department -----------------------------------------------------------------------------
@@ -178,8 +176,7 @@ def merge_departments(
 def update_dim_department(spark: SparkSession, lake: DeltaLake) -> MergeCounter:
     """MERGE the departments of silver rows added since the last call."""
     empty = department_rows(_empty_silver(spark, lake), department_reference(spark))
-    return _merge_new_silver(spark, lake, DIM_DEPARTMENT, empty,
-                             merge_departments)
+    return _merge_new_silver(spark, lake, DIM_DEPARTMENT, empty, merge_departments)
 
 
 # -- the two dimensions, one step ----------------------------------------------------------------
