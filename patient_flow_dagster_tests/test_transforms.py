@@ -165,8 +165,8 @@ def test_derived_event_id_is_deterministic_and_content_based(spark):
 
 
 def history(spark, *stays):
-    rows = [Row(patient_id=p, gender=g, age=a, admission_time_ts=datetime.fromisoformat(t), event_id=e)
-            for p, g, a, t, e in stays]
+    rows = [Row(patient_id=p, gender=g, age=a, event_type="STAY",
+                event_time_ts=datetime.fromisoformat(t), event_id=e) for p, g, a, t, e in stays]
     df = spark.createDataFrame(rows)
     return [
         (r.age, r.gender, str(r.valid_from), None if r.valid_to is None else str(r.valid_to), r.is_current)

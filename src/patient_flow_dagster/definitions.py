@@ -10,7 +10,7 @@ from dagster import (
 )
 
 from patient_flow_dagster.assets.bronze import bronze_patient_events
-from patient_flow_dagster.assets.gold import fact_admissions, gold_dimensions
+from patient_flow_dagster.assets.gold import gold_dimensions, gold_facts
 from patient_flow_dagster.assets.kpis import gold_kpis
 from patient_flow_dagster.assets.landing import landing_patient_events
 from patient_flow_dagster.assets.silver import silver_patient_events
@@ -31,7 +31,7 @@ LAKE_ASSETS = map_asset_specs(with_table_schema, [
     bronze_patient_events,
     silver_patient_events,
     gold_dimensions,
-    fact_admissions,
+    gold_facts,
     gold_kpis,
 ])
 

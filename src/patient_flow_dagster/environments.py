@@ -71,7 +71,8 @@ def local_resources(settings: Settings) -> dict:
         "step_launcher": ResourceDefinition.none_resource(),
         "lake": DeltaLake(root=settings.lake_root, catalog=settings.catalog),
         "landing": landing_zone(settings),
-        "quality": QualityPolicy(error_ratio=settings.quarantine_error_ratio),
+        "quality": QualityPolicy(error_ratio=settings.quarantine_error_ratio,
+                                 admission_grace_seconds=settings.admission_grace),
     }
 
 
@@ -85,7 +86,8 @@ def databricks_resources(settings: Settings) -> dict:
         "step_launcher": databricks_step_launcher(landing_is_azure=is_azure_url(settings.landing)),
         "lake": DeltaLake(root=settings.lake_root, catalog=settings.catalog),
         "landing": landing_zone(settings),
-        "quality": QualityPolicy(error_ratio=settings.quarantine_error_ratio),
+        "quality": QualityPolicy(error_ratio=settings.quarantine_error_ratio,
+                                 admission_grace_seconds=settings.admission_grace),
     }
 
 

@@ -43,6 +43,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PATIENT_FLOW_SENSOR_INTERVAL", "10", "Seconds between landing sensor checks."),
     Variable("PATIENT_FLOW_QUARANTINE_ERROR_RATIO", "0.10",
              "Share of a batch a quarantine rule may take before its check is ERROR (blocks gold)."),
+    Variable("PATIENT_FLOW_ADMISSION_GRACE", "21600",
+             "Seconds an encounter's events may wait for its admission before a check warns."),
     # local Spark
     Variable("PATIENT_FLOW_SPARK_MASTER", "local[*]", "Master of the embedded Spark session."),
     Variable("PATIENT_FLOW_SHUFFLE_PARTITIONS", "4", "Shuffle partitions of the embedded session."),
@@ -191,6 +193,7 @@ class Settings:
     max_files_per_trigger: int
     sensor_interval: int
     quarantine_error_ratio: float
+    admission_grace: float
     max_concurrent_steps: int
 
     def at(self, lake_root: str, landing: str) -> Settings:
@@ -213,6 +216,7 @@ class Settings:
             max_files_per_trigger=read_int("PATIENT_FLOW_MAX_FILES_PER_TRIGGER", environ),
             sensor_interval=read_int("PATIENT_FLOW_SENSOR_INTERVAL", environ),
             quarantine_error_ratio=read_ratio("PATIENT_FLOW_QUARANTINE_ERROR_RATIO", environ),
+            admission_grace=read_seconds("PATIENT_FLOW_ADMISSION_GRACE", environ),
             max_concurrent_steps=read_int("PATIENT_FLOW_MAX_CONCURRENT_STEPS", environ),
         )
 

@@ -22,7 +22,7 @@ from patient_flow_dagster.model.tables import (
     CURRENT_OCCUPANCY,
     DEPARTMENT_CENSUS_HOURLY,
     DIM_DEPARTMENT,
-    FACT_ADMISSIONS,
+    FACT_MOVEMENTS,
     SILVER_EVENTS,
     Table,
 )
@@ -39,7 +39,7 @@ def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
     """Bring the hourly census up to date, recomputing only the hours that changed.
 
     Two things make hours stale: new silver events (a Delta streaming read with its own
-    checkpoint) change the census from the first hour they touch, and the clock moving changes
+    checkpoint) change the census from the first hour any event of their encounters touches, and the clock moving changes
     it from the latest hour stored (the hours after it do not exist yet, and that hour was
     partial). Each batch of new events rewrites the census from the earlier of the two through
     `as_of` (only when it changed: `replace_changed`), so a crash never leaves a stale hour
@@ -61,7 +61,7 @@ def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
 
     def rewrite_from(since: datetime | None) -> None:
         nonlocal recompute_all, stale_from, rewrites
-        stays = read_stays(spark, lake)
+        stays = read_placements(spark, lake)
         scope = None if since is None else (
             f"hour_start >= timestamp'{since.strftime('%Y-%m-%d %H:%M:%S')}'")
         changes.update(replace_changed(lake, spark, DEPARTMENT_CENSUS_HOURLY,
@@ -71,7 +71,9 @@ def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
         recompute_all, stale_from, rewrites = False, horizon, rewrites + 1  # now through as_of
 
     def on_new_events(events, _batch_id) -> None:
-        touched = None if recompute_all else census.first_hour_touched(events)
+        touched = None if recompute_all else census.first_hour_touched(
+            lake.read(spark, SILVER_EVENTS).join(events.select("encounter_id").distinct(),
+                                                 "encounter_id", "left_semi"))
         rewrite_from(None if recompute_all else min(filter(None, [touched, stale_from])))
 
     lake.process_new_rows(spark, SILVER_EVENTS, DEPARTMENT_CENSUS_HOURLY, on_new_events)
@@ -82,16 +84,17 @@ def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
     return {name: changes[name] for name in ("inserted", "updated", "deleted")}
 
 
-def read_stays(spark, lake: DeltaLake):
-    """The fact's stays with their department, hospital and bed capacity, from the lake."""
-    return census.stays(lake.read(spark, FACT_ADMISSIONS), lake.read(spark, DIM_DEPARTMENT))
+def read_placements(spark, lake: DeltaLake):
+    """The movement segments with their department, hospital and bed capacity, from the lake."""
+    return census.placements(lake.read(spark, FACT_MOVEMENTS), lake.read(spark, DIM_DEPARTMENT))
 
 
 CENSUS_SPEC = gold_spec(
-    DEPARTMENT_CENSUS_HOURLY.key, [FACT_ADMISSIONS.key, DIM_DEPARTMENT.key, SILVER_EVENTS.key],
-    "Per hour x hospital x department: admissions and discharges in the hour, patients present "
-    "at its end, occupancy = present / bed capacity. Incremental: a new batch recomputes and "
-    "rewrites only the hours from the first one its events touch.", "gold_kpis")
+    DEPARTMENT_CENSUS_HOURLY.key, [FACT_MOVEMENTS.key, DIM_DEPARTMENT.key, SILVER_EVENTS.key],
+    "Per hour x hospital x department, from the movement segments: patients who arrived "
+    "(admitted or transferred in) and left (transferred out or discharged) in the hour, patients "
+    "present at its end, occupancy = present / bed capacity. Incremental: a new batch recomputes "
+    "and rewrites only the hours from the first one its encounters touch.", "gold_kpis")
 
 
 def census_result(spark, lake: DeltaLake, as_of: datetime) -> MaterializeResult:

@@ -1,4 +1,5 @@
-"""Gold: dim_patient (SCD2), dim_department (SCD1) and fact_admissions, all Delta MERGE."""
+"""Gold: dim_patient (SCD2), dim_department (SCD1), fact_admissions (one row per encounter)
+and fact_patient_movements, all Delta MERGE."""
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -8,7 +9,6 @@ from dagster import (
     AssetSpec,
     MaterializeResult,
     MetadataValue,
-    asset,
     multi_asset,
 )
 from pyspark.sql import DataFrame, SparkSession
@@ -28,6 +28,7 @@ from patient_flow_dagster.model.tables import (
     DIM_DEPARTMENT,
     DIM_PATIENT,
     FACT_ADMISSIONS,
+    FACT_MOVEMENTS,
     SILVER_EVENTS,
     Table,
 )
@@ -37,7 +38,12 @@ from patient_flow_dagster.transforms.dimensions import (
     department_rows,
     patient_versions,
 )
-from patient_flow_dagster.transforms.facts import admissions
+from patient_flow_dagster.transforms.encounters import (
+    encounter_states,
+    encounter_summary,
+    segments,
+)
+from patient_flow_dagster.transforms.facts import admissions, movements
 
 GOLD = dict(group_name="gold", kinds=SPARK_KINDS, owners=OWNERS, pool=LAKE_POOL,
             required_resource_keys=SPARK_RESOURCES)
@@ -236,62 +242,128 @@ def gold_dimensions(context: AssetExecutionContext,
     yield from side_by_side(update, selected)
 
 
-# -- fact_admissions ----------------------------------------------------------------------------
+# -- the facts: encounters and their movements ---------------------------------------------------
 
 
-def merge_admissions(
-    spark: SparkSession, lake: DeltaLake, new_events: DataFrame, counter: MergeCounter
-) -> None:
-    """MERGE one fact row per event_id. Rows whose dimension keys were missing earlier are
-    re-resolved with the new batch, so a fact row never stays orphaned once its dimension
-    exists."""
-    orphaned = (lake.read(spark, FACT_ADMISSIONS)
-                .filter("patient_sk IS NULL OR department_sk IS NULL").select("event_id"))
-    events = new_events
-    if not orphaned.isEmpty():  # usually none: Delta's null counts skip every file, no join
-        orphans = lake.read(spark, SILVER_EVENTS).join(orphaned, "event_id", "left_semi")
-        events = new_events.unionByName(orphans).dropDuplicates(["event_id"])
-    rows = admissions(events, lake.read(spark, DIM_PATIENT), lake.read(spark, DIM_DEPARTMENT))
+def _changed(columns: tuple[str, ...], keys: tuple[str, ...]) -> str:
+    """MERGE condition: some non-key column differs (null-safe)."""
+    return "NOT (" + " AND ".join(f"t.{c} <=> s.{c}" for c in columns if c not in keys) + ")"
+
+
+def merge_movements(spark: SparkSession, lake: DeltaLake, rows: DataFrame,
+                    encounters: DataFrame, counter: MergeCounter) -> None:
+    """MERGE the segments of `encounters`: unchanged ones stay untouched, changed ones are
+    updated, new ones inserted, and those that no longer exist (a cancelled transfer or
+    admission) deleted."""
+    table = FACT_MOVEMENTS
+    existing = lake.read(spark, table).join(encounters, "encounter_id", "left_semi")
+    stale = (existing.join(rows, list(table.keys), "left_anti").select(*table.keys)
+             .withColumn("_delete", F.lit(True)))
+    source = rows.withColumn("_delete", F.lit(False)).unionByName(stale, allowMissingColumns=True)
+    on = " AND ".join(f"t.{key} = s.{key}" for key in table.keys)
     result = (
-        lake.delta_table(spark, FACT_ADMISSIONS)
-        .alias("t")
-        .merge(rows.alias("s"), "t.event_id = s.event_id")
-        .whenMatchedUpdateAll(
-            condition="NOT (t.patient_sk <=> s.patient_sk AND t.department_sk <=> s.department_sk "
-            "AND t.discharge_time_ts <=> s.discharge_time_ts)"
-        )
-        .whenNotMatchedInsertAll()
+        lake.delta_table(spark, table).alias("t").merge(source.alias("s"), on)
+        .whenMatchedDelete(condition="s._delete")
+        .whenMatchedUpdate(condition=f"NOT s._delete AND {_changed(table.column_names, table.keys)}",
+                           set={c: f"s.{c}" for c in table.column_names})
+        .whenNotMatchedInsert(condition="NOT s._delete",
+                              values={c: f"s.{c}" for c in table.column_names})
         .execute()
     )
     counter.record(result)
 
 
-def update_fact_admissions(spark: SparkSession, lake: DeltaLake) -> MergeCounter:
-    """MERGE one fact row per silver event added since the last call."""
-    empty = admissions(
-        _empty_silver(spark, lake), lake.read(spark, DIM_PATIENT), lake.read(spark, DIM_DEPARTMENT)
-    )
-    # The KPI tables kept as totals add up the fact's changes (assets/kpis.py).
-    return _merge_new_silver(spark, lake, FACT_ADMISSIONS, empty, merge_admissions)
+def merge_encounters(spark: SparkSession, lake: DeltaLake, new_events: DataFrame,
+                     counters: dict[Table, MergeCounter]) -> None:
+    """Rebuild every encounter that `new_events` belong to from all its silver events, and
+    MERGE its fact row (by encounter_id) and its segments. Encounters whose dimension keys were
+    missing earlier are rebuilt too, so a fact row never stays orphaned once its dimension
+    exists. Running it twice on the same input changes nothing."""
+    fact = lake.read(spark, FACT_ADMISSIONS)
+    encounters = new_events.select("encounter_id").distinct()
+    orphaned = fact.filter("patient_sk IS NULL OR department_sk IS NULL "
+                           "OR current_department_sk IS NULL").select("encounter_id")
+    if not orphaned.isEmpty():  # usually none: Delta's null counts skip every file
+        encounters = encounters.unionByName(orphaned).distinct()
+    encounters = encounters.persist()
+    events = lake.read(spark, SILVER_EVENTS).join(encounters, "encounter_id", "left_semi")
+    states = encounter_states(events).persist()
+    try:
+        stays = segments(states).persist()
+        dim_department = lake.read(spark, DIM_DEPARTMENT)
+        rows = admissions(encounter_summary(states, stays), lake.read(spark, DIM_PATIENT),
+                          dim_department)
+        result = (
+            lake.delta_table(spark, FACT_ADMISSIONS).alias("t")
+            .merge(rows.alias("s"), "t.encounter_id = s.encounter_id")
+            .whenMatchedUpdateAll(condition=_changed(FACT_ADMISSIONS.column_names,
+                                                     FACT_ADMISSIONS.keys))
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+        counters[FACT_ADMISSIONS].record(result)
+        merge_movements(spark, lake, movements(stays, dim_department), encounters,
+                        counters[FACT_MOVEMENTS])
+    finally:
+        for frame in (encounters, states, stays):
+            frame.unpersist()
 
 
-@asset(
-    key=FACT_ADMISSIONS.key,
-    deps=[SILVER_EVENTS.key, DIM_PATIENT.key, DIM_DEPARTMENT.key],
-    description=(
-        "One row per admission (event_id) with the patient version valid at admission time "
-        "(point-in-time join), the department key, times, stay figures and whether the patient "
-        "is still admitted. MERGE on event_id: idempotent."
-    ),
-    **GOLD,
+def update_facts(spark: SparkSession, lake: DeltaLake) -> dict[Table, MergeCounter]:
+    """Apply the silver events added since the last call to the encounters they belong to.
+    One stream (the fact's checkpoint) writes both tables: a batch replayed after a crash
+    between the two MERGEs rebuilds the same rows."""
+    empty = encounter_states(_empty_silver(spark, lake))
+    dim_patient, dim_department = lake.read(spark, DIM_PATIENT), lake.read(spark, DIM_DEPARTMENT)
+    stays = segments(empty)
+    lake.ensure(spark, FACT_ADMISSIONS, admissions(encounter_summary(empty, stays), dim_patient,
+                                                   dim_department).schema)
+    lake.ensure(spark, FACT_MOVEMENTS, movements(stays, dim_department).schema)
+    counters = {FACT_ADMISSIONS: MergeCounter(), FACT_MOVEMENTS: MergeCounter()}
+    lake.process_new_rows(spark, SILVER_EVENTS, FACT_ADMISSIONS,
+                          lambda batch, _: merge_encounters(spark, lake, batch, counters))
+    return counters
+
+
+FACT_SPECS = {
+    FACT_ADMISSIONS: gold_spec(
+        FACT_ADMISSIONS.key, [SILVER_EVENTS.key, DIM_PATIENT.key, DIM_DEPARTMENT.key],
+        "One row per encounter: the state its events give, applied in event-time order "
+        "(admission, transfers, discharge, cancels), with the patient version valid at "
+        "admission (point-in-time join) and the admitting and current departments. MERGE on "
+        "encounter_id: idempotent, and the same events give the same row in any arrival order."),
+    FACT_MOVEMENTS: gold_spec(
+        FACT_MOVEMENTS.key, [SILVER_EVENTS.key, DIM_DEPARTMENT.key],
+        "One row per stay segment of an encounter in one department and bed: from the "
+        "admission, split at each transfer, ending at the discharge (open while there). What "
+        "the census and the length of stay per department count."),
+}
+
+
+@multi_asset(
+    specs=list(FACT_SPECS.values()),
+    name="gold_facts",
+    required_resource_keys=GOLD["required_resource_keys"],
+    pool=GOLD["pool"],
 )
-def fact_admissions(context: AssetExecutionContext, config: RefreshConfig) -> MaterializeResult:
-    apply_full_refresh(context, config, [FACT_ADMISSIONS])
+def gold_facts(context: AssetExecutionContext,
+               config: RefreshConfig) -> Iterator[MaterializeResult]:
+    """Apply the new silver events to their encounters: the fact rows and the movements (one
+    step: both come from the same rebuild of each encounter)."""
+    apply_full_refresh(context, config, list(FACT_SPECS))
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
-    return _gold_result(
-        spark, lake, FACT_ADMISSIONS, update_fact_admissions(spark, lake),
-        ["event_id", "department_sk", "hospital_id", "length_of_stay_hours", "stay_category",
-         "is_currently_admitted"],
-        {"currently_admitted": lambda rows: rows.filter("is_currently_admitted").count()},
-    )
+    counters = update_facts(spark, lake)
+    yield _gold_result(
+        spark, lake, FACT_ADMISSIONS, counters[FACT_ADMISSIONS],
+        ["department_sk", "hospital_id", "status", "transfers", "length_of_stay_hours",
+         "stay_category"],
+        {"currently_admitted": lambda rows: rows.filter("is_currently_admitted").count(),
+         "cancelled": lambda rows: rows.filter("status = 'cancelled'").count()},
+        FACT_ADMISSIONS.key)
+    yield _gold_result(
+        spark, lake, FACT_MOVEMENTS, counters[FACT_MOVEMENTS],
+        ["segment", "department_sk", "hospital_id", "start_ts", "end_ts",
+         "length_of_stay_hours"],
+        {"open_segments": lambda rows: rows.filter("end_ts IS NULL").count()},
+        FACT_MOVEMENTS.key)

@@ -54,6 +54,7 @@ from patient_flow_dagster.model.tables import (
     DIM_DEPARTMENT,
     DIM_PATIENT,
     FACT_ADMISSIONS,
+    FACT_MOVEMENTS,
     LENGTH_OF_STAY_STATS,
     Table,
 )
@@ -63,14 +64,22 @@ from patient_flow_dagster.transforms.changes import add_totals, signed_changes
 
 
 class FactRows:
-    """Fact rows a KPI is computed from (the whole fact, or its signed changes) with the
-    dimensions (lazy DataFrames: nothing is read until a KPI's query runs)."""
+    """Fact rows a KPI is computed from (the whole fact, or its signed changes; cancelled
+    encounters left out) with the dimensions and the movements (lazy DataFrames: nothing is
+    read until a KPI's query runs)."""
 
     def __init__(self, spark, lake: DeltaLake, fact: DataFrame):
-        self.fact = fact
+        self.fact = census.counted(fact)
         self.dim_department = lake.read(spark, DIM_DEPARTMENT)
         self.dim_patient = lake.read(spark, DIM_PATIENT)
         self.stays = census.stays(self.fact, self.dim_department)
+        self._movements = lambda: lake.read(spark, FACT_MOVEMENTS)
+
+    @property
+    def placements(self) -> DataFrame:
+        """The movement segments in their departments (the table as it is now: the step
+        reads it after the fact step that writes both)."""
+        return census.placements(self._movements(), self.dim_department)
 
 
 @dataclass(frozen=True)
@@ -127,11 +136,15 @@ FACT_KPIS = {kpi.spec.key: kpi for kpi in [
                     lambda r: cubes.department_hospital_totals(r.fact, r.dim_department),
                     cubes.admission_cube)),
     FactKpi(
-        gold_spec(LENGTH_OF_STAY_STATS.key, [FACT_ADMISSIONS.key, DIM_DEPARTMENT.key],
-                  "Completed stays per department x hospital: count, mean, median, p90 and max "
-                  "hours, and the short / medium / long mix.", "gold_kpis"),
+        gold_spec(LENGTH_OF_STAY_STATS.key,
+                  [FACT_ADMISSIONS.key, FACT_MOVEMENTS.key, DIM_DEPARTMENT.key],
+                  "Completed stays in each department x hospital (movement segments: a "
+                  "transferred patient counts in each department for the time spent there): "
+                  "count, mean, median, p90 and max hours, and the short / medium / long mix. "
+                  "Recomputed when the fact changes (every change of the movements changes the "
+                  "fact's event_count).", "gold_kpis"),
         LENGTH_OF_STAY_STATS,
-        lambda r: census.length_of_stay_stats(r.stays),
+        lambda r: census.length_of_stay_stats(r.placements),
         ["department", "hospital_id"],
         ["completed_stays", "mean_hours", "median_hours", "p90_hours", "max_hours",
          "short_stays", "medium_stays", "long_stays"],

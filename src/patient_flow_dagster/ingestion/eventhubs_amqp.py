@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from patient_flow_dagster import settings
 from patient_flow_dagster.ingestion.landing_batch import ConsumerStats, LandingBatch
 from patient_flow_dagster.ingestion.landing_writer import landing_sink
+from patient_flow_dagster.model.contract import partition_key
 
 CONNECTION_ENV, NAMESPACE_ENV = "EVENTHUBS_CONNECTION_STRING", "EVENTHUBS_NAMESPACE"
 CHECKPOINT_URL_ENV, CHECKPOINT_CONTAINER_ENV = (
@@ -152,8 +153,8 @@ def partitions_of(client) -> list[str]:
 
 def publish(events, target: EventHubsTarget, rate: float | None = None,
             progress=sys.stderr, **client_kwargs) -> int:
-    """Send events as JSON keyed by patient_id, one batch per partition at a time; `rate` =
-    events per second, or None for as fast as possible."""
+    """Send events as JSON keyed by encounter (`contract.partition_key`), one batch per
+    partition at a time; `rate` = events per second, or None for as fast as possible."""
     from azure.eventhub import EventData
     from azure.eventhub._buffered_producer._partition_resolver import PartitionResolver
 
@@ -175,7 +176,7 @@ def publish(events, target: EventHubsTarget, rate: float | None = None,
                           file=progress)
 
         for count, event in enumerate(events, start=1):
-            key = event.get("patient_id")
+            key = partition_key(event)
             partition = (resolver.get_partition_id_by_partition_key(key) if key
                          else resolver.get_next_partition_id())
             data = EventData(json.dumps(event))

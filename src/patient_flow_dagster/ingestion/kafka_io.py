@@ -20,6 +20,7 @@ import time
 from patient_flow_dagster import settings
 from patient_flow_dagster.ingestion.landing_batch import ConsumerStats, LandingBatch
 from patient_flow_dagster.ingestion.landing_writer import landing_sink
+from patient_flow_dagster.model.contract import partition_key
 
 EVENTHUBS_ENV = "EVENTHUBS_CONNECTION_STRING"
 
@@ -49,8 +50,8 @@ def client_config(bootstrap: str | None = None, eventhubs: bool = False) -> dict
 
 def publish(events, config: dict, topic: str, rate: float | None = None,
             progress=sys.stderr) -> int:
-    """Send events as JSON, keyed by patient_id (a patient's events stay in one partition, in
-    order). `rate` = events per second, or None for as fast as possible."""
+    """Send events as JSON, keyed by encounter (`contract.partition_key`: an encounter's events
+    stay in one partition, in order). `rate` = events per second, or None for as fast as possible."""
     from confluent_kafka import Producer
 
     producer = Producer({**config, "linger.ms": 20, "compression.type": "lz4",
@@ -63,7 +64,7 @@ def publish(events, config: dict, topic: str, rate: float | None = None,
 
     started = time.monotonic()
     for sent, event in enumerate(events, start=1):
-        key = (event.get("patient_id") or "").encode()
+        key = (partition_key(event) or "").encode()
         while True:
             try:
                 producer.produce(topic, json.dumps(event).encode(), key=key, on_delivery=delivered)

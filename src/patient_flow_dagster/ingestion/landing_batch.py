@@ -16,14 +16,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pyspark.sql.types import LongType, StringType
+
 from patient_flow_dagster.ingestion.landing_writer import (
     events_table,
     landing_file_name,
 )
+from patient_flow_dagster.model.contract import LANDING_SCHEMA
 
-INTEGER_FIELDS = ("age", "bed_id", "hospital_id")
-TEXT_FIELDS = ("event_id", "patient_id", "gender", "department", "admission_time",
-               "discharge_time")
+# The contract's fields by JSON type.
+INTEGER_FIELDS = tuple(f.name for f in LANDING_SCHEMA.fields if isinstance(f.dataType, LongType))
+TEXT_FIELDS = tuple(f.name for f in LANDING_SCHEMA.fields if isinstance(f.dataType, StringType))
 
 
 def parse_event(value: bytes | None, fallback_id: str):

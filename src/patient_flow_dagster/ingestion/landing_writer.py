@@ -9,24 +9,18 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pyspark.sql.types import StringType
 
 from patient_flow_dagster import settings
+from patient_flow_dagster.model.contract import LANDING_SCHEMA
 
-# The contract's Parquet layout as this project's producers write it (int32 integers; other
-# producers' int64 files are accepted too).
-EVENT_ARROW_SCHEMA = pa.schema(
-    [
-        ("event_id", pa.string()),
-        ("patient_id", pa.string()),
-        ("gender", pa.string()),
-        ("age", pa.int32()),
-        ("department", pa.string()),
-        ("admission_time", pa.string()),
-        ("discharge_time", pa.string()),
-        ("bed_id", pa.int32()),
-        ("hospital_id", pa.int32()),
-    ]
-)
+# The contract's Parquet layout as this project's producers write it: integers as int32 (other
+# producers' int64 files are accepted too), the source's sequence as int64.
+EVENT_ARROW_SCHEMA = pa.schema([
+    (field.name, pa.string() if isinstance(field.dataType, StringType)
+     else pa.int64() if field.name == "sequence" else pa.int32())
+    for field in LANDING_SCHEMA.fields
+])
 
 
 def events_table(events: Sequence[dict], schema: pa.Schema = EVENT_ARROW_SCHEMA) -> pa.Table:

@@ -16,8 +16,23 @@ LANDING_SCHEMA = StructType(
         StructField("discharge_time", StringType()),
         StructField("bed_id", LongType()),
         StructField("hospital_id", LongType()),
+        # Contract v2: a stay's life as events (absent in v1 stay records).
+        StructField("event_type", StringType()),
+        StructField("encounter_id", StringType()),
+        StructField("event_time", StringType()),
+        StructField("sequence", LongType()),
     ]
 )
+
+# The kinds of event (HL7 v2 ADT: A01 admit, A02 transfer, A03 discharge, A08 update,
+# A11/A12/A13 cancels). STAY is a v1 record: one row with the whole stay known so far.
+STAY, ADMIT, TRANSFER, DISCHARGE, UPDATE = "STAY", "ADMIT", "TRANSFER", "DISCHARGE", "UPDATE"
+CANCEL_ADMIT, CANCEL_TRANSFER, CANCEL_DISCHARGE = (
+    "CANCEL_ADMIT", "CANCEL_TRANSFER", "CANCEL_DISCHARGE")
+EVENT_TYPES = (STAY, ADMIT, TRANSFER, DISCHARGE, UPDATE, CANCEL_ADMIT, CANCEL_TRANSFER,
+               CANCEL_DISCHARGE)
+ADMITTING = (STAY, ADMIT)  # events that open (or restate) an encounter
+DEMOGRAPHIC = (STAY, ADMIT, UPDATE)  # events whose gender and age dim_patient records
 
 CONTRACT_FIELDS = tuple(field.name for field in LANDING_SCHEMA.fields if field.name != "event_id")
 
@@ -33,4 +48,15 @@ ACCEPTED_PARQUET_TYPES = {
     "discharge_time": {"string", "large_string"},
     "bed_id": {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32"},
     "hospital_id": {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32"},
+    "event_type": {"string", "large_string"},
+    "encounter_id": {"string", "large_string"},
+    "event_time": {"string", "large_string"},
+    "sequence": {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32"},
 }
+
+
+def partition_key(event: dict) -> str | None:
+    """The broker partition key of an event: its encounter, so that one encounter's events stay
+    in one partition, in order; v1 stay records (no encounter_id) go by patient, whose derived
+    encounters then share a partition too."""
+    return event.get("encounter_id") or event.get("patient_id")

@@ -11,6 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from patient_flow_dagster.model.contract import (
+    ADMITTING,
+    DISCHARGE,
+    EVENT_TYPES,
+    TRANSFER,
+)
 from patient_flow_dagster.model.reference import known_departments
 
 QUARANTINE: Literal["quarantine"] = "quarantine"
@@ -36,6 +42,9 @@ def _sql_list(values: tuple[str, ...]) -> str:
     return ", ".join("'" + value.replace("'", "''") + "'" for value in values)
 
 
+_KNOWN_TYPE = f"event_type IN ({_sql_list(EVENT_TYPES)})"
+_ADMITTING = f"event_type IN ({_sql_list(ADMITTING)})"
+
 RULES: tuple[QualityRule, ...] = (
     QualityRule(
         "valid_age",
@@ -51,9 +60,11 @@ RULES: tuple[QualityRule, ...] = (
     ),
     QualityRule(
         "valid_admission_time",
-        "admission_time_ts IS NOT NULL",
+        "admission_time_ts IS NOT NULL OR (admission_time IS NULL AND encounter_id IS NOT NULL "
+        f"AND NOT {_ADMITTING})",
         QUARANTINE,
-        "Admission time is present and parses as an ISO-8601 UTC timestamp.",
+        "Admission time parses as an ISO-8601 UTC timestamp; it is required on stay records, "
+        "admissions and events without an encounter_id (it identifies their encounter).",
     ),
     QualityRule(
         "admission_not_in_future",
@@ -67,6 +78,28 @@ RULES: tuple[QualityRule, ...] = (
         "(admission_time_ts IS NULL OR discharge_time_ts > admission_time_ts))",
         QUARANTINE,
         "Discharge, when present, parses and is after admission.",
+    ),
+    QualityRule(
+        "known_event_type",
+        _KNOWN_TYPE,
+        QUARANTINE,
+        f"event_type is absent (a stay record) or one of {', '.join(EVENT_TYPES[1:])}.",
+    ),
+    QualityRule(
+        "valid_event_time",
+        f"event_time_ts IS NOT NULL OR NOT {_KNOWN_TYPE} OR (event_time IS NULL AND "
+        f"({_ADMITTING} OR (event_type = '{DISCHARGE}' AND discharge_time IS NOT NULL)))",
+        QUARANTINE,
+        "The event's time parses as an ISO-8601 UTC timestamp; when absent it is the admission "
+        "time (stay records, admissions) or the discharge time (discharges).",
+    ),
+    QualityRule(
+        "movement_after_admission",
+        f"NOT (event_type = '{TRANSFER}' OR (event_type = '{DISCHARGE}' AND discharge_time IS NULL)) "
+        "OR admission_time_ts IS NULL OR event_time_ts IS NULL "
+        "OR event_time_ts >= admission_time_ts",
+        QUARANTINE,
+        "A transfer or discharge does not happen before the admission of its encounter.",
     ),
     QualityRule(
         "required_ids",

@@ -28,6 +28,13 @@ GLOSSARY: dict[str, str] = {
     "discharge_time": "Discharge time as sent, ISO-8601 UTC text; null while still admitted.",
     "bed_id": "Bed number within the hospital.",
     "hospital_id": "Hospital number.",
+    "event_type": "ADMIT, TRANSFER, DISCHARGE, UPDATE, CANCEL_ADMIT, CANCEL_TRANSFER or "
+                  "CANCEL_DISCHARGE; absent (silver: STAY) for a record of the whole stay.",
+    "encounter_id": "The hospital's visit number; derived from hospital, patient and admission "
+                    "time when the producer sends none.",
+    "event_time": "When the event happened as sent, ISO-8601 UTC text (absent: the admission "
+                  "or discharge time it carries).",
+    "sequence": "The source's order among events of one encounter at the same event_time.",
     # bronze metadata
     "bronze_ingestion_ts": "When bronze ingested the row (UTC).",
     "source_file": "The landing file the row came from.",
@@ -44,6 +51,7 @@ GLOSSARY: dict[str, str] = {
     # silver
     "admission_time_ts": "Admission time as a UTC timestamp.",
     "discharge_time_ts": "Discharge time as a UTC timestamp; null while still admitted.",
+    "event_time_ts": "When the event happened, as a UTC timestamp: the order events apply in.",
     "length_of_stay_hours": "Hours from admission to discharge; null while still admitted.",
     "admission_hour": "Hour of day of the admission (0-23, UTC).",
     "admission_day_of_week": "Day of week of the admission (1 = Sunday ... 7 = Saturday, UTC).",
@@ -61,7 +69,16 @@ GLOSSARY: dict[str, str] = {
     "department_sk": "Surrogate key of the department of a hospital (dim_department).",
     "bed_capacity": "Beds of the department (or hospital) from the reference data.",
     "admission_date": "Date of the admission (UTC).",
-    "is_currently_admitted": "True while the stay has no discharge.",
+    "is_currently_admitted": "True while the encounter is admitted (not discharged, not "
+                             "cancelled).",
+    "current_department_sk": "Surrogate key of the department the patient is in now (or was "
+                             "discharged from).",
+    "current_bed_id": "Bed the patient is in now (or was discharged from).",
+    "transfers": "Transfers that stand (cancelled ones excluded).",
+    "event_count": "Events of the encounter applied so far.",
+    "segment": "Position of the segment in the encounter (1 = where it was admitted).",
+    "start_ts": "When the patient arrived in the department and bed (UTC).",
+    "end_ts": "When the patient left it (transfer or discharge); null while there.",
     # KPIs
     "num_admissions": "Admissions counted.",
     "completed_stays": "Stays with a discharge.",
@@ -163,7 +180,8 @@ class Table:
 _CONTRACT = ", ".join(f"{field.name} {field.dataType.simpleString()}"
                       for field in LANDING_SCHEMA.fields if field.name != "event_id")
 _TYPED = ("patient_id string, gender string, age int, department string, admission_time string, "
-          "discharge_time string, bed_id int, hospital_id int")
+          "discharge_time string, bed_id int, hospital_id int, event_type string, "
+          "encounter_id string, event_time string, sequence bigint")
 _LINEAGE = ("bronze_ingestion_ts timestamp, source_file string, ingest_run_id string, "
             "silver_run_id string, silver_processing_time timestamp")
 _CUBE_FIGURES = ("num_admissions bigint, completed_stays bigint, "
@@ -192,7 +210,7 @@ SILVER_EVENTS = Table(
     "silver", "patient_events",
     "Typed, validated and enriched events, one row per event_id.",
     _columns(f"event_id string, {_TYPED}, admission_time_ts timestamp, "
-             "discharge_time_ts timestamp, length_of_stay_hours double, admission_hour int, "
+             "discharge_time_ts timestamp, event_time_ts timestamp, length_of_stay_hours double, admission_hour int, "
              "admission_day_of_week int, admission_month int, stay_category string, "
              f"quality_warnings array<string>, {_LINEAGE}"),
     keys=("event_id",), stats_columns=("event_id", "patient_id", "silver_run_id"), streamed=True)
@@ -219,14 +237,32 @@ DIM_DEPARTMENT = Table(
 
 FACT_ADMISSIONS = Table(
     "gold", "fact_admissions",
-    "One row per admission, keyed to the patient version and department of the stay.",
-    _columns("event_id string, patient_sk bigint, department_sk bigint, "
-             "admission_time_ts timestamp, discharge_time_ts timestamp, bed_id int, "
-             "hospital_id int, length_of_stay_hours double, admission_hour int, "
+    "One row per encounter (stay) with its current state, keyed to the patient version valid at "
+    "admission and to its admitting and current departments.",
+    _columns("encounter_id string, patient_sk bigint, department_sk bigint, "
+             "current_department_sk bigint, hospital_id int, bed_id int, current_bed_id int, "
+             "admission_time_ts timestamp, discharge_time_ts timestamp, status string, "
+             "transfers int, event_count int, length_of_stay_hours double, admission_hour int, "
              "admission_day_of_week int, admission_month int, admission_date date, "
-             "stay_category string, is_currently_admitted boolean"),
-    keys=("event_id",), stats_columns=("event_id", "patient_sk", "department_sk"),
+             "stay_category string, is_currently_admitted boolean",
+             department_sk="Surrogate key of the admitting department (dim_department).",
+             status="admitted, discharged or cancelled (CANCEL_ADMIT: kept for audit, in no KPI).",
+             bed_id="Bed the patient was admitted to.",
+             length_of_stay_hours="Hours from admission to discharge; null while admitted."),
+    keys=("encounter_id",), stats_columns=("encounter_id", "patient_sk", "department_sk"),
     change_feed=True, streamed=True)
+
+FACT_MOVEMENTS = Table(
+    "gold", "fact_patient_movements",
+    "One row per stay segment of an encounter in one department and bed: admission, transfers "
+    "and discharge split a stay into segments that tile it without overlap.",
+    _columns("encounter_id string, segment int, department_sk bigint, hospital_id int, "
+             "bed_id int, start_ts timestamp, end_ts timestamp, length_of_stay_hours double, "
+             "stay_category string",
+             length_of_stay_hours="Hours of the segment; null while the patient is there.",
+             stay_category="Short (< 24 h), Medium (24-72 h) or Long (> 72 h) segment; null "
+                           "while open."),
+    keys=("encounter_id", "segment"), stats_columns=("encounter_id", "start_ts"))
 
 CUBE_GENDER_DEPARTMENT = Table(
     "gold", "cube_admissions_gender_department",
@@ -242,11 +278,15 @@ CUBE_DEPARTMENT_HOSPITAL = Table(
 
 DEPARTMENT_CENSUS_HOURLY = Table(
     "gold", "department_census_hourly",
-    "Hourly census per hospital x department: admissions, discharges, patients present and "
-    "occupancy at the end of each hour.",
+    "Hourly census per hospital x department from the movement segments: arrivals, departures, "
+    "patients present and occupancy at the end of each hour.",
     _columns("hospital_id int, department string, hour_start timestamp, hour_end timestamp, "
              "admissions bigint, discharges bigint, present_at_end bigint, bed_capacity int, "
-             "occupancy double"),
+             "occupancy double",
+             admissions="Patients who arrived in the department in the hour (admitted or "
+                        "transferred in).",
+             discharges="Patients who left the department in the hour (discharged or "
+                        "transferred out)."),
     keys=("hospital_id", "department", "hour_start"),
     stats_columns=("hour_start", "hospital_id", "department"), streamed=True)
 
@@ -260,7 +300,8 @@ CURRENT_OCCUPANCY = Table(
 
 LENGTH_OF_STAY_STATS = Table(
     "gold", "length_of_stay_stats",
-    "Length-of-stay distribution of completed stays per department x hospital.",
+    "Length-of-stay distribution of the completed stays in each department x hospital "
+    "(movement segments: a transferred patient's time in each department).",
     _columns("department string, hospital_id int, completed_stays bigint, mean_hours double, "
              "median_hours double, p90_hours double, max_hours double, short_stays bigint, "
              "medium_stays bigint, long_stays bigint"),
@@ -275,7 +316,7 @@ DAILY_FLOW = Table(
 
 LAKE_TABLES: tuple[Table, ...] = (
     BRONZE_EVENTS, LANDING_FILES, SILVER_EVENTS, QUARANTINE, DIM_PATIENT, DIM_DEPARTMENT,
-    FACT_ADMISSIONS, CUBE_GENDER_DEPARTMENT, CUBE_DEPARTMENT_HOSPITAL, DEPARTMENT_CENSUS_HOURLY,
+    FACT_ADMISSIONS, FACT_MOVEMENTS, CUBE_GENDER_DEPARTMENT, CUBE_DEPARTMENT_HOSPITAL, DEPARTMENT_CENSUS_HOURLY,
     CURRENT_OCCUPANCY, LENGTH_OF_STAY_STATS, DAILY_FLOW,
 )
 BY_KEY: dict[AssetKey, Table] = {table.key: table for table in (LANDING_EVENTS, *LAKE_TABLES)}

@@ -14,7 +14,6 @@ import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -275,6 +274,39 @@ def _one_pass_check(name: str, measure: Callable, what: str) -> Callable[..., As
     return evaluate
 
 
+@shared_per_run
+def _measure_movements(context) -> dict[str, measures.Measure]:
+    spark, lake = _spark_lake(context)
+    return measures.movement_integrity(lake.read(spark, t.FACT_MOVEMENTS),
+                                       lake.read(spark, t.FACT_ADMISSIONS),
+                                       context.resources.quality.sample_size)
+
+
+def one_patient_per_bed(context) -> AssetCheckResult:
+    spark, lake = _spark_lake(context)
+    measure = measures.beds_shared(lake.read(spark, t.FACT_MOVEMENTS),
+                                   context.resources.quality.sample_size)
+    result = _integrity_result(measure, "beds")
+    return AssetCheckResult(passed=result.passed, severity=AssetCheckSeverity.WARN,
+                            metadata=result.metadata)
+
+
+def encounters_waiting_for_admission(context) -> AssetCheckResult:
+    spark, lake = _spark_lake(context)
+    grace = context.resources.quality.admission_grace_seconds
+    older_than = F.current_timestamp() - F.make_dt_interval(secs=F.lit(grace))
+    measure = measures.waiting_for_admission(lake.read(spark, t.SILVER_EVENTS), older_than,
+                                             context.resources.quality.sample_size)
+    return AssetCheckResult(
+        passed=measure.failed == 0, severity=AssetCheckSeverity.WARN,
+        metadata={
+            "encounters_waiting": MetadataValue.int(measure.evaluated),
+            "waiting_longer_than_grace": MetadataValue.int(measure.failed),
+            "grace_seconds": MetadataValue.float(float(grace)),
+            "sample_waiting_encounters": MetadataValue.json(measure.samples),
+        })
+
+
 def unique_department_key(context) -> AssetCheckResult:
     spark, lake = _spark_lake(context)
     # A dimension of departments x hospitals: a few hundred rows at most, checked in Python.
@@ -291,13 +323,30 @@ def unique_department_key(context) -> AssetCheckResult:
 
 GOLD_CHECKS = [
     Check("valid_patient_fk", t.FACT_ADMISSIONS.key,
-          "Every admission points to an existing dim_patient row.",
-          _one_pass_check("valid_patient_fk", _measure_fact, "event_ids"), blocking=True),
+          "Every encounter points to an existing dim_patient row.",
+          _one_pass_check("valid_patient_fk", _measure_fact, "encounters"), blocking=True),
     Check("valid_department_fk", t.FACT_ADMISSIONS.key,
-          "Every admission points to an existing dim_department row.",
-          _one_pass_check("valid_department_fk", _measure_fact, "event_ids"), blocking=True),
-    Check("non_negative_stay", t.FACT_ADMISSIONS.key, "No admission has a negative length of stay.",
-          _one_pass_check("non_negative_stay", _measure_fact, "event_ids"), blocking=True),
+          "Every encounter's admitting and current departments exist in dim_department.",
+          _one_pass_check("valid_department_fk", _measure_fact, "encounters"), blocking=True),
+    Check("non_negative_stay", t.FACT_ADMISSIONS.key, "No encounter has a negative length of stay.",
+          _one_pass_check("non_negative_stay", _measure_fact, "encounters"), blocking=True),
+    Check("encounters_waiting_for_admission", t.FACT_ADMISSIONS.key,
+          "Events wait for their encounter's admission (a discharge may arrive before it); WARN "
+          "when an encounter has waited longer than PATIENT_FLOW_ADMISSION_GRACE.",
+          encounters_waiting_for_admission),
+    Check("movements_belong_to_encounters", t.FACT_MOVEMENTS.key,
+          "Every segment belongs to an encounter of the fact that is not cancelled.",
+          _one_pass_check("movements_belong_to_encounters", _measure_movements, "encounters"),
+          blocking=True),
+    Check("segments_tile_encounters", t.FACT_MOVEMENTS.key,
+          "An encounter's segments tile its stay: the first starts at the admission, each next "
+          "one where the previous ended (no overlap, no gap), only the last may be open, and "
+          "it ends at the discharge.",
+          _one_pass_check("segments_tile_encounters", _measure_movements, "encounters"),
+          blocking=True),
+    Check("one_patient_per_bed", t.FACT_MOVEMENTS.key,
+          "A bed holds at most one patient at a time (WARN: a late transfer or a source's "
+          "bed bookkeeping can overlap briefly).", one_patient_per_bed),
     Check("one_current_row_per_patient", t.DIM_PATIENT.key,
           "Exactly one current version per patient_id.",
           _one_pass_check("one_current_row_per_patient", _measure_patient_history,
@@ -330,50 +379,54 @@ def _count_result(checks: dict[str, tuple[int, int]]) -> AssetCheckResult:
 
 @shared_per_run
 def _census_measures(context):
-    """Negative figures and flow-conservation breaks of the census (one pass), and the two
-    latest hours with the patients present at their end (one more job)."""
+    """Negative figures and flow-conservation breaks of the census, in one pass."""
     from patient_flow_dagster.transforms import census
 
     spark, lake = _spark_lake(context)
     hourly = lake.read(spark, t.DEPARTMENT_CENSUS_HOURLY)
     rows = census.with_conservation_flag(hourly).withColumn(
         "_key", F.concat_ws("/", "hospital_id", "department", F.col("hour_start").cast("string")))
-    measured = measures.measure_in_one_pass(rows, {
+    return measures.measure_in_one_pass(rows, {
         "negative": (F.col("present_at_end") < 0) | (F.col("occupancy") < 0),
         "conservation_breaks": F.col("breaks_conservation"),
     }, "_key", context.resources.quality.sample_size)
-    # Timestamps cross to Python as UTC text: collected datetimes would be in the driver's zone.
-    latest = hourly.groupBy(F.date_format("hour_end", "yyyy-MM-dd HH:mm:ss").alias("hour")).agg(
-        F.sum("present_at_end").alias("present")).orderBy(F.col("hour").desc()).limit(2).collect()
-    return measured, latest
 
 
 def census_not_negative(context) -> AssetCheckResult:
-    measured, _ = _census_measures(context)
-    return _integrity_result(measured["negative"], "hours")
+    return _integrity_result(_census_measures(context)["negative"], "hours")
 
 
 def census_flow_conservation(context) -> AssetCheckResult:
-    from patient_flow_dagster.assets.census import read_stays
-    from patient_flow_dagster.transforms import census
+    breaks = _census_measures(context)["conservation_breaks"].failed
+    return _count_result({"conservation_breaks": (breaks, 0)})
 
-    measured, latest = _census_measures(context)
-    checked = {"conservation_breaks": (measured["conservation_breaks"].failed, 0)}
-    if len(latest) == 2:
-        last_complete = latest[1]  # the latest hour may end after the census clock
-        spark, lake = _spark_lake(context)
-        instant = datetime.fromisoformat(last_complete["hour"]).replace(tzinfo=timezone.utc)
-        direct = census.present_at(read_stays(spark, lake), instant).agg(
-            F.sum("present")).first()[0] or 0
-        checked["present_at_last_complete_hour"] = (last_complete["present"] or 0, direct)
-    return _count_result(checked)
+
+CENSUS_HOURS_COMPARED = 48
+
+
+def census_matches_movements(context) -> AssetCheckResult:
+    from patient_flow_dagster.assets.census import read_placements
+
+    spark, lake = _spark_lake(context)
+    hourly = lake.read(spark, t.DEPARTMENT_CENSUS_HOURLY)
+    # The latest hour may end after the census clock: compare the complete hours before it.
+    # Timestamps cross to Python as UTC text: collected datetimes would be in the driver's zone.
+    hour_text = F.date_format("hour_end", "yyyy-MM-dd HH:mm:ss").alias("hour")
+    latest = hourly.select(hour_text).distinct().orderBy(F.desc("hour")).limit(
+        CENSUS_HOURS_COMPARED + 1).collect()
+    ends = [row.hour for row in latest][1:]
+    measure = measures.census_against_placements(hourly, read_placements(spark, lake), ends)
+    return _integrity_result(measure, "hours")
 
 
 @shared_per_run
 def _fact_totals(context) -> dict[str, int]:
-    """Admissions, discharges and completed stays of the fact, in one pass."""
+    """Admissions, discharges and completed stays of the encounters the KPIs count (all but
+    the cancelled), in one pass."""
+    from patient_flow_dagster.transforms import census
+
     spark, lake = _spark_lake(context)
-    row = lake.read(spark, t.FACT_ADMISSIONS).agg(
+    row = census.counted(lake.read(spark, t.FACT_ADMISSIONS)).agg(
         F.count(F.lit(1)).alias("admissions"),
         F.count_if(F.col("discharge_time_ts").isNotNull()).alias("discharges"),
         F.count_if(F.col("length_of_stay_hours").isNotNull()).alias("completed_stays"),
@@ -388,8 +441,10 @@ def length_of_stay_stats_consistent(context) -> AssetCheckResult:
         F.count_if(F.expr("NOT (median_hours <= p90_hours AND p90_hours <= max_hours)")
                    ).alias("unordered"),
     ).first()
+    completed_segments = lake.read(spark, t.FACT_MOVEMENTS).filter(
+        F.col("length_of_stay_hours").isNotNull()).count()
     return _count_result({
-        "completed_stays": (row["completed"] or 0, _fact_totals(context)["completed_stays"]),
+        "completed_stays": (row["completed"] or 0, completed_segments),
         "unordered_rows": (row["unordered"] or 0, 0),
     })
 
@@ -426,9 +481,12 @@ KPI_CHECKS = [
           "Occupancy and patients present are never negative.", census_not_negative),
     Check("census_flow_conservation", t.DEPARTMENT_CENSUS_HOURLY.key,
           "Flow conservation: present at the end of hour h = present at the end of h-1 + "
-          "admissions in h - discharges in h, no unit misses an hour, and the census agrees "
-          "with a direct count of open stays from the fact at the end of the last complete "
-          "hour.", census_flow_conservation),
+          "arrivals in h - departures in h, and no unit misses an hour.",
+          census_flow_conservation),
+    Check("census_matches_movements", t.DEPARTMENT_CENSUS_HOURLY.key,
+          f"At the end of each of the last {CENSUS_HOURS_COMPARED} complete hours, patients "
+          "present per department = the movement segments open at that instant, counted "
+          "directly.", census_matches_movements),
     Check("gender_department_cube_matches_fact", t.CUBE_GENDER_DEPARTMENT.key,
           _CUBE_SUMS_DESCRIPTION, sums_match_fact(t.CUBE_GENDER_DEPARTMENT, _CUBE_SUMS)),
     Check("department_hospital_cube_matches_fact", t.CUBE_DEPARTMENT_HOSPITAL.key,
@@ -437,7 +495,8 @@ KPI_CHECKS = [
           "Admissions and discharges add up to the fact table's totals.",
           sums_match_fact(t.DAILY_FLOW, {"admissions": "admissions", "discharges": "discharges"})),
     Check("length_of_stay_stats_consistent", t.LENGTH_OF_STAY_STATS.key,
-          "Completed stays add up to the fact's, and median <= p90 <= max.",
+          "Completed stays add up to the completed movement segments, and median <= p90 <= "
+          "max.",
           length_of_stay_stats_consistent),
     Check("current_occupancy_consistent", t.CURRENT_OCCUPANCY.key,
           "Current occupancy is never negative and each hospital total is the sum of its "
@@ -454,9 +513,11 @@ CHECK_STEPS = {
     "silver_quality": ("The quality rules of silver and the 'nothing lost' reconciliation with "
                        "bronze.", [c for c in INGESTION_CHECKS if c.asset == t.SILVER_EVENTS.key]),
     "dimension_integrity": ("Keys and SCD validity of the gold dimensions.",
-                            [c for c in GOLD_CHECKS if c.asset != t.FACT_ADMISSIONS.key]),
-    "fact_integrity": ("Foreign keys and stays of fact_admissions.",
-                       [c for c in GOLD_CHECKS if c.asset == t.FACT_ADMISSIONS.key]),
+                            [c for c in GOLD_CHECKS
+                             if c.asset in (t.DIM_PATIENT.key, t.DIM_DEPARTMENT.key)]),
+    "fact_integrity": ("Foreign keys and stays of the encounters, and their movements.",
+                       [c for c in GOLD_CHECKS
+                        if c.asset in (t.FACT_ADMISSIONS.key, t.FACT_MOVEMENTS.key)]),
     # The census and its downstream current occupancy come from one step, and no KPI check
     # blocks: one check step for all of them.
     "kpi_consistency": ("The patient-flow KPIs agree with the fact and with themselves.",

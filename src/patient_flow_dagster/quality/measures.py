@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from patient_flow_dagster.model.contract import ADMITTING
 from patient_flow_dagster.model.rules import RULES
 
 
@@ -128,21 +129,113 @@ def reconciliation(bronze: DataFrame, silver: DataFrame, quarantine: DataFrame) 
     }
 
 
+def pseudonym(column: str) -> Column:
+    """A stable stand-in for an identifier in check samples (an encounter id is the hospital's
+    visit number): the first 16 hex digits of its SHA-256, enough to find the row again."""
+    return F.substring(F.sha2(F.col(column).cast("string"), 256), 1, 16)
+
+
 def fact_integrity(fact: DataFrame, dim_patient: DataFrame, dim_department: DataFrame,
                    sample_size: int) -> dict[str, Measure]:
     """The fact's foreign keys (null or absent from the dimension) and negative stays, in one
     pass over the fact (the dimensions' keys join it, small or broadcast)."""
-    def known(dimension: DataFrame, key: str) -> DataFrame:
-        return dimension.select(key).distinct().withColumn(f"_{key}_known", F.lit(True))
+    def known(dimension: DataFrame, key: str, alias: str) -> DataFrame:
+        return dimension.select(F.col(key).alias(alias)).distinct().withColumn(
+            f"_{alias}_known", F.lit(True))
 
-    rows = (fact.select("event_id", "patient_sk", "department_sk", "length_of_stay_hours")
-            .join(known(dim_patient, "patient_sk"), "patient_sk", "left")
-            .join(known(dim_department, "department_sk"), "department_sk", "left"))
+    rows = (fact.select("encounter_id", "patient_sk", "department_sk", "current_department_sk",
+                        "length_of_stay_hours")
+            .withColumn("_sample", pseudonym("encounter_id"))
+            .join(known(dim_patient, "patient_sk", "patient_sk"), "patient_sk", "left")
+            .join(known(dim_department, "department_sk", "department_sk"), "department_sk", "left")
+            .join(known(dim_department, "department_sk", "current_department_sk"),
+                  "current_department_sk", "left"))
     return measure_in_one_pass(rows, {
         "valid_patient_fk": F.col("_patient_sk_known").isNull(),
-        "valid_department_fk": F.col("_department_sk_known").isNull(),
+        "valid_department_fk": F.col("_department_sk_known").isNull()
+        | F.col("_current_department_sk_known").isNull(),
         "non_negative_stay": F.col("length_of_stay_hours") < 0,
-    }, "event_id", sample_size)
+    }, "_sample", sample_size)
+
+
+def movement_integrity(movements: DataFrame, fact: DataFrame,
+                       sample_size: int) -> dict[str, Measure]:
+    """The movements against their encounters, in one pass:
+    `movements_belong_to_encounters` (every segment's encounter is in the fact, not cancelled)
+    and `segments_tile_encounters` (the first starts at the admission, each next one where the
+    previous ended, only the last may be open, and it ends at the discharge)."""
+    encounter = Window.partitionBy("encounter_id").orderBy("segment")
+    facts = fact.select("encounter_id", "status", "admission_time_ts", "discharge_time_ts",
+                        F.lit(True).alias("_known"))
+    rows = movements.select(
+        "encounter_id", "segment", "start_ts", "end_ts",
+        F.lag("end_ts").over(encounter).alias("_previous_end"),
+        F.lag("segment").over(encounter).alias("_previous"),
+        F.lead("segment").over(encounter).alias("_next"),
+    ).join(facts, "encounter_id", "left").withColumn("_sample", pseudonym("encounter_id"))
+    first, last = F.col("_previous").isNull(), F.col("_next").isNull()
+    broken = (
+        (first & ((F.col("segment") != 1) | (F.col("start_ts") != F.col("admission_time_ts"))))
+        | (~first & ((F.col("_previous") != F.col("segment") - 1)
+                     | ~F.col("_previous_end").eqNullSafe(F.col("start_ts"))))
+        | (~last & F.col("end_ts").isNull())
+        | (last & ~F.col("end_ts").eqNullSafe(F.col("discharge_time_ts")))
+        | (F.col("end_ts") <= F.col("start_ts"))
+    )
+    return measure_in_one_pass(rows, {
+        "movements_belong_to_encounters": F.col("_known").isNull()
+        | (F.col("status") == "cancelled"),
+        "segments_tile_encounters": F.col("_known").isNotNull() & broken,
+    }, "_sample", sample_size)
+
+
+def beds_shared(movements: DataFrame, sample_size: int) -> Measure:
+    """Segments that start in a bed while an earlier segment still holds it (two patients in
+    one bed at once); samples are hospital/bed numbers."""
+    earlier = Window.partitionBy("hospital_id", "bed_id").orderBy(
+        "start_ts", "encounter_id", "segment").rowsBetween(Window.unboundedPreceding, -1)
+    forever = F.lit("9999-12-31 00:00:00").cast("timestamp")
+    rows = movements.withColumn(
+        "_busy_until", F.max(F.coalesce("end_ts", forever)).over(earlier)).withColumn(
+        "_bed", F.concat_ws("/", "hospital_id", "bed_id"))
+    return measure_in_one_pass(rows, {"beds": F.col("_busy_until") > F.col("start_ts")},
+                               "_bed", sample_size)["beds"]
+
+
+def waiting_for_admission(silver: DataFrame, older_than, sample_size: int) -> Measure:
+    """Encounters with events but no admission yet (evaluated), and those of them whose first
+    event arrived before `older_than` (a timestamp Column: now minus the grace time)."""
+    per_encounter = silver.groupBy("encounter_id").agg(
+        F.max(F.col("event_type").isin(*ADMITTING)).alias("_admitted"),
+        F.min("bronze_ingestion_ts").alias("_first_arrival"),
+    ).filter(~F.col("_admitted")).withColumn("_sample", pseudonym("encounter_id"))
+    return measure_in_one_pass(per_encounter, {"waiting": F.col("_first_arrival") < older_than},
+                               "_sample", sample_size)["waiting"]
+
+
+def census_against_placements(census: DataFrame, placements: DataFrame,
+                              hour_ends: list[str]) -> Measure:
+    """Per census row at each of `hour_ends` (UTC text), whether present_at_end equals a direct
+    count of the segments open at that instant (started before it, not ended before it)."""
+    if not hour_ends:
+        return Measure(0, 0)
+    ends = census.sparkSession.createDataFrame([(h,) for h in hour_ends], "hour_text string") \
+        .select(F.to_timestamp("hour_text").alias("hour_end"))
+    first, last = F.lit(min(hour_ends)).cast("timestamp"), F.lit(max(hour_ends)).cast("timestamp")
+    recent = placements.filter((F.col("admission_time_ts") < last)
+                               & (F.col("discharge_time_ts").isNull()
+                                  | (F.col("discharge_time_ts") >= first)))
+    direct = recent.crossJoin(ends).filter(
+        (F.col("admission_time_ts") < F.col("hour_end"))
+        & (F.col("discharge_time_ts").isNull() | (F.col("discharge_time_ts") >= F.col("hour_end")))
+    ).groupBy("hospital_id", "department", "hour_end").agg(F.count(F.lit(1)).alias("_direct"))
+    stored = census.join(ends, "hour_end", "left_semi").select(
+        "hospital_id", "department", "hour_end", "present_at_end")
+    compared = stored.join(direct, ["hospital_id", "department", "hour_end"], "full").withColumn(
+        "_key", F.concat_ws("/", "hospital_id", "department", F.col("hour_end").cast("string")))
+    return measure_in_one_pass(compared, {
+        "census": F.coalesce(F.col("present_at_end"), F.lit(0))
+        != F.coalesce(F.col("_direct"), F.lit(0))}, "_key", 5)["census"]
 
 
 def patient_history(dim_patient: DataFrame, sample_size: int) -> dict[str, Measure]:

@@ -17,6 +17,7 @@ from pyspark.sql.types import StructType
 
 from patient_flow_dagster.model.tables import CHANGE_FEED, Table
 
+
 class DeltaLake(ConfigurableResource):
     """Delta tables as folders under `root` (local), or Unity Catalog tables when `catalog` is set.
 

@@ -1,9 +1,13 @@
 """Patient-flow KPIs for hospital operations: hourly census and occupancy, current occupancy,
-length-of-stay statistics and daily flow. Pure PySpark, from stays (fact rows) and capacity.
+length-of-stay statistics and daily flow. Pure PySpark, from stays and capacity.
 
-Time buckets are half-open [start, end): a stay is present at the end E of an hour when it was
-admitted before E and not discharged before E. With that convention the census obeys flow
-conservation exactly: present(h) = present(h-1) + admissions(h) - discharges(h).
+A "stay" here is a row with a department, a start (`admission_time_ts`) and an end
+(`discharge_time_ts`, null while there): a movement segment for the census, occupancy and the
+length of stay per department (`placements`), a whole encounter for daily flow (`stays`).
+
+Time buckets are half-open [start, end): a stay is present at the end E of an hour when it
+started before E and did not end before E. With that convention the census obeys flow
+conservation exactly: present(h) = present(h-1) + arrivals(h) - departures(h).
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from pyspark.sql import functions as F
 
 from patient_flow_dagster.transforms.changes import WEIGHT, weight_of
 from patient_flow_dagster.transforms.cubes import exact_mean_hours
+from patient_flow_dagster.transforms.encounters import CANCELLED
 
 CENSUS_KEYS = ("hospital_id", "department", "hour_start")
 
@@ -25,16 +30,32 @@ def utc_literal(instant: datetime):
     return F.lit(instant.isoformat(sep=" ")).cast("timestamp")
 
 
+def _with_department(rows: DataFrame, dim_department: DataFrame) -> DataFrame:
+    return rows.join(dim_department.select("department_sk", "department", "hospital_id",
+                                           "bed_capacity"), "department_sk")
+
+
+def counted(fact: DataFrame) -> DataFrame:
+    """The fact rows the KPIs count: every encounter but the cancelled ones (kept for audit)."""
+    return fact.filter(F.col("status") != CANCELLED)
+
+
 def stays(fact: DataFrame, dim_department: DataFrame) -> DataFrame:
-    """Fact rows with their department, hospital and bed capacity (and weight, for signed
-    fact changes)."""
+    """Encounters (fact rows) with their admitting department, hospital and bed capacity (and
+    weight, for signed fact changes)."""
     weight = [WEIGHT] if WEIGHT in fact.columns else []
-    return fact.select("event_id", "department_sk", "admission_time_ts", "discharge_time_ts",
-                       "length_of_stay_hours", "stay_category", *weight).join(
-        dim_department.select("department_sk", "department",
-                              F.col("hospital_id").alias("hospital_id"), "bed_capacity"),
-        "department_sk",
-    )
+    return _with_department(fact.select(
+        "encounter_id", "department_sk", "admission_time_ts", "discharge_time_ts",
+        "length_of_stay_hours", "stay_category", *weight), dim_department)
+
+
+def placements(movements: DataFrame, dim_department: DataFrame) -> DataFrame:
+    """Movement segments as stays in their department: a patient is in a department from the
+    segment's start to its end (a transfer ends one segment and starts the next)."""
+    return _with_department(movements.select(
+        "encounter_id", "department_sk", F.col("start_ts").alias("admission_time_ts"),
+        F.col("end_ts").alias("discharge_time_ts"), "length_of_stay_hours", "stay_category"),
+        dim_department)
 
 
 def hourly_census(stays_df: DataFrame, as_of: datetime, since: datetime | None = None) -> DataFrame:
@@ -100,10 +121,13 @@ def hourly_census(stays_df: DataFrame, as_of: datetime, since: datetime | None =
 
 
 def first_hour_touched(events: DataFrame) -> datetime | None:
-    """The earliest hour start that an admission or discharge of `events` falls in (UTC), or
-    None for no events: the census from that hour on is what these events change."""
-    hours = F.least(F.date_trunc("hour", "admission_time_ts"),
-                    F.date_trunc("hour", F.coalesce("discharge_time_ts", "admission_time_ts")))
+    """The earliest hour start that a time of `events` falls in (UTC), or None for no events.
+
+    Given every event of the encounters that changed, the census from that hour on is what the
+    change can move: each version of an encounter's segments, before and after, lies between
+    times its events carry."""
+    hours = F.date_trunc("hour", F.least("admission_time_ts", "discharge_time_ts",
+                                         "event_time_ts"))
     return utc_text_to_datetime(
         events.agg(F.date_format(F.min(hours), "yyyy-MM-dd HH:mm:ss")).first()[0])
 
@@ -147,7 +171,7 @@ def current_occupancy(census: DataFrame) -> DataFrame:
 
 
 def length_of_stay_stats(stays_df: DataFrame) -> DataFrame:
-    """Completed stays per department x hospital: count, mean, median, p90 (exact, linear
+    """Completed stays (segments, from `placements`) per department x hospital: count, mean, median, p90 (exact, linear
     interpolation), max, and the stay-category mix."""
     completed = stays_df.filter(F.col("length_of_stay_hours").isNotNull())
     hours = F.col("length_of_stay_hours")

@@ -5,6 +5,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
+from patient_flow_dagster.model.contract import DEMOGRAPHIC
 from patient_flow_dagster.model.reference import department_capacity
 from patient_flow_dagster.model.tables import DIM_PATIENT
 from patient_flow_dagster.transforms.keys import surrogate_key
@@ -14,17 +15,20 @@ def patient_versions(events: DataFrame) -> DataFrame:
     """SCD2 history of (gender, age) per patient, ordered by event time, not arrival.
 
     `events` holds every silver event of the patients to rebuild (patient_id, gender, age,
-    admission_time_ts, event_id). Consecutive events with the same attributes collapse into one
-    version; a version is valid from its first admission until the next version starts. Because
-    the whole history of a patient is rebuilt, a late event lands in the right place.
+    event_type, event_time_ts, event_id); the demographics of stay records, admissions and
+    updates count (a transfer or discharge restates them, it does not correct them).
+    Consecutive events with the same attributes collapse into one version; a version is valid
+    from its first event until the next version starts. Because the whole history of a patient
+    is rebuilt, a late event lands in the right place.
     """
-    by_time = Window.partitionBy("patient_id").orderBy("admission_time_ts", "event_id")
+    events = events.filter(F.col("event_type").isin(*DEMOGRAPHIC))
+    by_time = Window.partitionBy("patient_id").orderBy("event_time_ts", "event_id")
     attributes = F.struct("gender", "age")
     starts_version = F.lag(attributes).over(by_time).isNull() | ~F.lag(attributes).over(
         by_time
     ).eqNullSafe(attributes)
     first_of_version = (
-        events.select("patient_id", "gender", "age", "admission_time_ts", "event_id")
+        events.select("patient_id", "gender", "age", "event_time_ts", "event_id")
         .withColumn("_starts", starts_version)
         .withColumn("_row", F.row_number().over(by_time))
         .filter(F.col("_starts") | (F.col("_row") == 1))
@@ -36,7 +40,7 @@ def patient_versions(events: DataFrame) -> DataFrame:
             "patient_id",
             "gender",
             "age",
-            F.col("admission_time_ts").alias("valid_from"),
+            F.col("event_time_ts").alias("valid_from"),
         )
         .withColumn("valid_to", F.lead("valid_from").over(version_order))
         .withColumn("is_current", F.col("valid_to").isNull())

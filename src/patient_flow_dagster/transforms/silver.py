@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from patient_flow_dagster.model.contract import ADMITTING, DISCHARGE, STAY
 from patient_flow_dagster.model.rules import RULES, QualityRule
 from patient_flow_dagster.model.tables import QUARANTINE, SILVER_EVENTS
 
@@ -34,24 +35,58 @@ def stay_category(hours: Column) -> Column:
     )
 
 
+def derived_encounter_id(hospital_id: Column, patient_id: Column, admitted: Column) -> Column:
+    """The encounter of a record without an encounter_id: its hospital, patient and admission
+    time, so that the open and the discharged record of one stay meet. Null without an
+    admission time."""
+    identity = F.concat_ws("||", hospital_id.cast("string"), patient_id,
+                           F.date_format(admitted, "yyyy-MM-dd'T'HH:mm:ss.SSSSSS"))
+    return F.when(admitted.isNotNull(),
+                  F.concat(F.lit("derived-"), F.substring(F.sha2(identity, 256), 1, 32)))
+
+
+def _event_time(event_type: Column, given: Column, admitted: Column,
+                discharged: Column) -> Column:
+    """When the event happened: as sent, or else the admission time (stay records and
+    admissions) or the discharge time (discharges). A sent time that does not parse stays
+    null (a rule quarantines it) rather than falling back."""
+    fallback = (F.when(event_type.isin(*ADMITTING), admitted)
+                .when(event_type == DISCHARGE, discharged))
+    return F.when(given.isNull(), fallback).otherwise(F.try_to_timestamp(F.trim(given)))
+
+
 def type_and_enrich(bronze: DataFrame) -> DataFrame:
     """Cast bronze text/bigint columns to the silver types and add the derived stay attributes.
 
     Uses only `try_` casts so that a bad value becomes null (and a rule quarantines it) instead
-    of failing the run under ANSI SQL.
+    of failing the run under ANSI SQL. A record without event_type is a v1 stay record (STAY);
+    one without encounter_id gets the encounter derived from its hospital, patient and
+    admission time.
     """
+    patient_id = F.nullif(F.trim("patient_id"), F.lit(""))
+    hospital_id = F.expr("try_cast(hospital_id AS INT)")
+    admitted, discharged = _utc_timestamp("admission_time"), _utc_timestamp("discharge_time")
+    event_type = F.coalesce(F.upper(F.nullif(F.trim("event_type"), F.lit(""))), F.lit(STAY))
+    encounter_id = F.coalesce(F.nullif(F.trim("encounter_id"), F.lit("")),
+                              derived_encounter_id(hospital_id, patient_id, admitted))
+    event_time = F.nullif(F.trim("event_time"), F.lit(""))
     typed = bronze.select(
         "event_id",
-        F.nullif(F.trim("patient_id"), F.lit("")).alias("patient_id"),
+        patient_id.alias("patient_id"),
         F.trim("gender").alias("gender"),
         F.expr("try_cast(age AS INT)").alias("age"),
         F.trim("department").alias("department"),
         "admission_time",
         "discharge_time",
         F.expr("try_cast(bed_id AS INT)").alias("bed_id"),
-        F.expr("try_cast(hospital_id AS INT)").alias("hospital_id"),
-        _utc_timestamp("admission_time").alias("admission_time_ts"),
-        _utc_timestamp("discharge_time").alias("discharge_time_ts"),
+        hospital_id.alias("hospital_id"),
+        event_type.alias("event_type"),
+        encounter_id.alias("encounter_id"),
+        event_time.alias("event_time"),
+        F.col("sequence").alias("sequence"),
+        admitted.alias("admission_time_ts"),
+        discharged.alias("discharge_time_ts"),
+        _event_time(event_type, event_time, admitted, discharged).alias("event_time_ts"),
         "bronze_ingestion_ts",
         "source_file",
         "ingest_run_id",
@@ -89,7 +124,7 @@ def evaluate_rules(typed: DataFrame, rules: Sequence[QualityRule] = RULES) -> Da
 def first_per_event_id(events: DataFrame) -> DataFrame:
     """Keep one row per event_id: the first ingested (ties broken by file, then content)."""
     order = Window.partitionBy("event_id").orderBy(
-        "bronze_ingestion_ts", "source_file", "admission_time", "patient_id"
+        "bronze_ingestion_ts", "source_file", "admission_time", "patient_id", "event_time"
     )
     return (
         events.withColumn("_rank", F.row_number().over(order))
