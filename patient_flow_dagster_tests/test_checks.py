@@ -1,4 +1,7 @@
 """Checks as the quality report: severity thresholds, blocking gold, detecting lost rows."""
+import hashlib
+from datetime import datetime
+
 import pytest
 from dagster import AssetCheckSeverity, DagsterInstance
 from delta.tables import DeltaTable
@@ -130,22 +133,57 @@ def test_reconciliation_counts_each_kind_of_loss_on_small_frames(spark):
 
 
 def test_fact_integrity_finds_orphans_and_negative_stays_in_one_pass(spark):
-    """e2 has no patient key, e3 a patient unknown to dim_patient and a negative stay, e4 a
-    department unknown to dim_department."""
+    """e2 has no patient key, e3 a patient unknown to dim_patient and a negative stay, e4 an
+    admitting department and e5 a current department unknown to dim_department. Samples are
+    pseudonyms of the encounter ids, never the ids."""
     from patient_flow_dagster.quality.measures import fact_integrity
 
     fact = spark.createDataFrame(
-        [("e1", "p1", "d1", 5.0), ("e2", None, "d1", 3.0), ("e3", "p9", "d2", -1.0),
-         ("e4", "p1", "d9", None)],
-        "event_id string, patient_sk string, department_sk string, length_of_stay_hours double")
+        [("e1", "p1", "d1", "d1", 5.0), ("e2", None, "d1", "d1", 3.0),
+         ("e3", "p9", "d2", "d2", -1.0), ("e4", "p1", "d9", "d1", None),
+         ("e5", "p1", "d1", "d8", None)],
+        "encounter_id string, patient_sk string, department_sk string, "
+        "current_department_sk string, length_of_stay_hours double")
     patients = spark.createDataFrame([("p1",), ("p1",)], "patient_sk string")
     departments = spark.createDataFrame([("d1",), ("d2",)], "department_sk string")
     measured = fact_integrity(fact, patients, departments, sample_size=5)
+
+    def pseudonyms(*ids):
+        return sorted(hashlib.sha256(i.encode()).hexdigest()[:16] for i in ids)
+
     assert {name: (m.evaluated, m.failed, m.samples) for name, m in measured.items()} == {
-        "valid_patient_fk": (4, 2, ["e2", "e3"]),
-        "valid_department_fk": (4, 1, ["e4"]),
-        "non_negative_stay": (4, 1, ["e3"]),
+        "valid_patient_fk": (5, 2, pseudonyms("e2", "e3")),
+        "valid_department_fk": (5, 2, pseudonyms("e4", "e5")),
+        "non_negative_stay": (5, 1, pseudonyms("e3")),
     }
+
+
+def test_movement_integrity_finds_strays_overlaps_gaps_and_shared_beds(spark):
+    """m1 tiles its stay; m2 overlaps its next segment; m3 leaves a gap and ends after the
+    discharge; m4 is unknown to the fact; m5 belongs to a cancelled encounter. Two segments
+    share bed 1 of hospital 1 at 09:00."""
+    from patient_flow_dagster.quality.measures import beds_shared, movement_integrity
+
+    def at(hour):
+        return None if hour is None else datetime(2025, 1, 1, hour)
+
+    rows = [("m1", 1, 1, 8, 10), ("m1", 2, 2, 10, None), ("m2", 1, 1, 9, 12), ("m2", 2, 3, 11, 14),
+            ("m3", 1, 4, 8, 9), ("m3", 2, 5, 10, 15), ("m4", 1, 6, 8, 9), ("m5", 1, 7, 8, 9)]
+    movements = spark.createDataFrame(
+        [(e, s, 1, b, at(a), at(z)) for e, s, b, a, z in rows],
+        "encounter_id string, segment int, hospital_id int, bed_id int, start_ts timestamp, "
+        "end_ts timestamp")
+    fact = spark.createDataFrame(
+        [("m1", "admitted", at(8), None), ("m2", "discharged", at(9), at(14)),
+         ("m3", "discharged", at(8), at(14)), ("m5", "cancelled", at(8), None)],
+        "encounter_id string, status string, admission_time_ts timestamp, "
+        "discharge_time_ts timestamp")
+    measured = movement_integrity(movements, fact, sample_size=5)
+    assert {name: (m.evaluated, m.failed) for name, m in measured.items()} == {
+        "movements_belong_to_encounters": (8, 2),  # m4, m5
+        "segments_tile_encounters": (8, 2),  # m2's second (overlap), m3's second (gap)
+    }
+    assert sorted(beds_shared(movements, 5).samples) == ["1/1"]
 
 
 def test_patient_history_finds_broken_scd2_versions(spark):

@@ -15,13 +15,15 @@ LINEAGE = {
     "gold/dim_patient": {"silver/patient_events"},
     "gold/dim_department": {"silver/patient_events"},
     "gold/fact_admissions": {"silver/patient_events", "gold/dim_patient", "gold/dim_department"},
+    "gold/fact_patient_movements": {"silver/patient_events", "gold/dim_department"},
     "gold/cube_admissions_gender_department": {
         "gold/fact_admissions", "gold/dim_patient", "gold/dim_department"},
     "gold/cube_admissions_department_hospital": {"gold/fact_admissions", "gold/dim_department"},
-    "gold/department_census_hourly": {"gold/fact_admissions", "gold/dim_department",
+    "gold/department_census_hourly": {"gold/fact_patient_movements", "gold/dim_department",
                                      "silver/patient_events"},
     "gold/current_occupancy": {"gold/department_census_hourly"},
-    "gold/length_of_stay_stats": {"gold/fact_admissions", "gold/dim_department"},
+    "gold/length_of_stay_stats": {"gold/fact_admissions", "gold/fact_patient_movements",
+                                  "gold/dim_department"},
     "gold/daily_flow": {"gold/fact_admissions", "gold/dim_department"},
 }
 

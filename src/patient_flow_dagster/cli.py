@@ -18,36 +18,47 @@ def _simulate_args(parser: argparse.ArgumentParser, default_events: int) -> None
     parser.add_argument("--events", type=int, default=default_events, help="rows to generate")
     parser.add_argument("--seed", type=int, default=42, help="same seed, same events")
     parser.add_argument("--events-per-file", type=int, default=5_000)
-    parser.add_argument("--span-days", type=float, default=365.0)
+    parser.add_argument("--span-days", type=float, default=None,
+                        help="days of history (default: 30 for lifecycles, 365 for stays)")
     parser.add_argument(
         "--dirty-rate", type=float, default=0.05, help="rate of each dirty-data kind (0-0.12)"
     )
     parser.add_argument(
         "--now", default=None, help="simulation clock, ISO-8601 UTC (default: the current time)"
     )
+    parser.add_argument(
+        "--format", choices=("lifecycles", "stays"), default="lifecycles",
+        help="lifecycles: ADT events over time (admit, transfer, discharge, cancels, updates); "
+             "stays: one complete record per stay (the public simulator's format)")
+
+
+def _simulation(args, now: datetime | None = None):
+    from patient_flow_dagster.ingestion import simulator
+
+    if args.format == "stays":
+        rates = {k: (args.dirty_rate if k != "adult_in_pediatrics" else args.dirty_rate / 5)
+                 for k in simulator.DEFAULT_DIRTY_RATES}
+        return simulator.simulate(args.events, seed=args.seed, now=now,
+                                  span_days=args.span_days or 365.0, dirty_rates=rates)
+    rates = {k: args.dirty_rate / 5 for k in simulator.DEFAULT_LIFECYCLE_DIRTY_RATES}
+    return simulator.simulate_lifecycles(args.events, seed=args.seed, now=now,
+                                         span_days=args.span_days or 30.0, dirty_rates=rates)
 
 
 def _simulate(args, landing: str):
     from patient_flow_dagster.ingestion.landing_writer import write_events
-    from patient_flow_dagster.ingestion.simulator import DEFAULT_DIRTY_RATES, simulate
 
-    rates = {k: (args.dirty_rate if k != "adult_in_pediatrics" else args.dirty_rate / 5)
-             for k in DEFAULT_DIRTY_RATES}
     now = datetime.fromisoformat(args.now).replace(tzinfo=timezone.utc) if args.now else None
-    sim = simulate(args.events, seed=args.seed, now=now, span_days=args.span_days,
-                   dirty_rates=rates)
+    sim = _simulation(args, now)
     files = write_events(sim.events, landing, args.events_per_file)
     print(f"wrote {len(sim.events)} events ({sim.distinct_event_ids} distinct, "
           f"{len(sim.expected_rule)} to be quarantined) in {len(files)} files to {landing}")
+    print(f"  {sim.summary()}")
     return sim
 
 
 def _sdk_events(args):
-    from patient_flow_dagster.ingestion.simulator import DEFAULT_DIRTY_RATES, simulate
-
-    rates = {k: (args.dirty_rate if k != "adult_in_pediatrics" else args.dirty_rate / 5)
-             for k in DEFAULT_DIRTY_RATES}
-    return simulate(args.events, seed=args.seed, span_days=args.span_days, dirty_rates=rates).events
+    return _simulation(args).events
 
 
 def cmd_simulate(args) -> int:

@@ -1,6 +1,8 @@
 """Seeded patient-flow simulator (docs/architecture.md, "Event contract").
 
-Models a population rather than independent rows: people come back for later stays (so their
+Two formats: `simulate_lifecycles` sends each stay as ADT events over time (the default of
+`patient-flow simulate`), `simulate` sends complete stay records (the public tutorial
+simulator's v1 format). Both model a population rather than independent rows: people come back for later stays (so their
 age grows and dim_patient gets real history), a few have their gender corrected, departments
 admit plausible ages (Pediatrics 0-18, Maternity women 18-45), stays have department-typical
 lengths, and stays not yet over at `now` have no discharge. Dirty rows are injected at
@@ -12,6 +14,7 @@ from __future__ import annotations
 import math
 import random
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -85,6 +88,14 @@ class Simulation:
     @property
     def distinct_event_ids(self) -> int:
         return len({e["event_id"] for e in self.events})
+
+    def summary(self) -> str:
+        """The distinct events per type and the encounters they belong to, in one line."""
+        distinct = {e["event_id"]: e for e in self.events}.values()
+        types = Counter(e.get("event_type") or "STAY" for e in distinct)
+        encounters = len({e.get("encounter_id") for e in distinct if e.get("encounter_id")})
+        kinds = ", ".join(f"{n} {t}" for t, n in sorted(types.items()))
+        return f"{kinds}; {encounters} encounters" if encounters else kinds
 
 
 def iso(moment: datetime, with_offset: bool) -> str:
@@ -196,3 +207,151 @@ def _make_dirty(rng: random.Random, event: dict, kind: str, now: datetime) -> st
 
 def _uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+# -- lifecycles: a stay's life as ADT events over time ----------------------------------------
+
+# Where patients go next from a department, with the probability of each move (plausible
+# pathways: Emergency -> ICU -> Surgery, Emergency -> Cardiology, ...).
+PATHWAYS: dict[str, tuple[tuple[str, float], ...]] = {
+    "Emergency": (("ICU", 0.12), ("Cardiology", 0.12), ("Surgery", 0.12), ("Oncology", 0.04)),
+    "ICU": (("Surgery", 0.25), ("Cardiology", 0.2)),
+    "Surgery": (("ICU", 0.1),),
+    "Cardiology": (("ICU", 0.08), ("Surgery", 0.08)),
+}
+# Defects of single events in a lifecycle -> the quarantine rule that must catch them.
+LIFECYCLE_DIRTY_KINDS: dict[str, str | None] = {
+    "bad_age": "valid_age",
+    "missing_field": "required_ids",
+    "unknown_department": "known_department",
+    "unknown_event_type": "known_event_type",
+    "bad_event_time": "valid_event_time",
+    "duplicate": None,  # re-sent: removed as a duplicate in silver
+}
+DEFAULT_LIFECYCLE_DIRTY_RATES = {kind: 0.01 for kind in LIFECYCLE_DIRTY_KINDS}
+# Cancels and corrections per encounter (and per transfer, for CANCEL_TRANSFER).
+CANCEL_RATES = {"CANCEL_ADMIT": 0.01, "CANCEL_TRANSFER": 0.05, "CANCEL_DISCHARGE": 0.02}
+UPDATE_RATE = 0.03
+LATE_SHARE = 0.05  # events delivered hours late (an interface engine's queue, a resend)
+
+
+def simulate_lifecycles(
+    events: int = 10_000,
+    seed: int = 42,
+    now: datetime | None = None,
+    span_days: float = 30.0,
+    dirty_rates: dict[str, float] | None = None,
+    patients: int | None = None,
+) -> Simulation:
+    """About `events` ADT events of encounters admitted over `span_days` before `now`, in
+    arrival order: admissions, transfers along PATHWAYS, discharges hours later, some cancels
+    and corrections, delivery minutes (sometimes hours) after the fact, duplicates and dirty
+    events. Only what has happened and arrived by `now` is sent, so a stay still open at `now`
+    has no discharge yet, and a later run with a later `now` sends the rest."""
+    rng = random.Random(seed)
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
+    rates = ({**DEFAULT_LIFECYCLE_DIRTY_RATES, **(dirty_rates or {})} if dirty_rates is not None
+             else DEFAULT_LIFECYCLE_DIRTY_RATES)
+    unknown = set(rates) - set(LIFECYCLE_DIRTY_KINDS)
+    if unknown:
+        raise ValueError(f"unknown dirty kinds {sorted(unknown)}; "
+                         f"known: {sorted(LIFECYCLE_DIRTY_KINDS)}")
+    population = _population(rng, patients or max(1, events // 8), now, span_days)
+    start = now - timedelta(days=span_days)
+    arrivals: list[tuple[datetime, dict]] = []
+    sim = Simulation(events=[])
+    while len(arrivals) < events:
+        admitted = start + timedelta(seconds=rng.uniform(0, span_days * 86_400))
+        for event in _lifecycle(rng, rng.choice(population), admitted, now):
+            delay = rng.uniform(1, 6) * 3600 if rng.random() < LATE_SHARE else rng.uniform(5, 600)
+            arrived = _parse(event["event_time"]) + timedelta(seconds=delay)
+            if arrived <= now:
+                arrivals.append((arrived, event))
+    arrivals.sort(key=lambda pair: pair[0])
+    kinds = list(rates)
+    clean_share = max(0.0, 1 - sum(rates.values()))
+    for _, event in arrivals[:events]:
+        kind = rng.choices([None, *kinds], weights=[clean_share, *(rates[k] for k in kinds)])[0]
+        if kind == "duplicate" and sim.events:
+            original = sim.events[rng.randrange(max(0, len(sim.events) - 200), len(sim.events))]
+            sim.events.append(dict(original))
+            sim.duplicates += 1
+            continue
+        if kind is not None:
+            _damage(rng, event, kind)
+            sim.kinds[event["event_id"]] = kind
+            if LIFECYCLE_DIRTY_KINDS[kind]:
+                sim.expected_rule[event["event_id"]] = LIFECYCLE_DIRTY_KINDS[kind]
+        sim.events.append(event)
+    return sim
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+
+def _lifecycle(rng: random.Random, person: Person, admitted: datetime,
+               now: datetime) -> list[dict]:
+    """The events of one encounter that have happened by `now`, in event-time order."""
+    age, gender = person.age_at(admitted), person.gender_at(admitted)
+    fitting = [d for d in DEPARTMENTS if d.min_age <= age <= d.max_age and gender in d.genders]
+    by_name = {d.name: d for d in fitting}
+    department = "Emergency" if "Emergency" in by_name and rng.random() < 0.6 else rng.choices(
+        fitting, weights=[d.weight for d in fitting])[0].name
+    encounter = f"V{rng.getrandbits(40):012d}"
+    hospital, bed = rng.randint(1, 7), rng.randint(1, 500)
+    stamp = {"encounter_id": encounter, "patient_id": person.patient_id, "gender": gender,
+             "age": age, "hospital_id": hospital, "admission_time": iso(admitted, False)}
+    lifecycle: list[dict] = []
+
+    def emit(kind: str, moment: datetime, **fields) -> None:
+        lifecycle.append({"event_id": _uuid(rng), "event_type": kind, **stamp,
+                          "department": department, "bed_id": bed,
+                          "event_time": iso(moment, False), "sequence": len(lifecycle) + 1,
+                          "discharge_time": None, **fields})
+
+    emit("ADMIT", admitted)
+    if rng.random() < CANCEL_RATES["CANCEL_ADMIT"]:
+        emit("CANCEL_ADMIT", admitted + timedelta(minutes=rng.uniform(5, 60)))
+        return [e for e in lifecycle if _parse(e["event_time"]) <= now]
+    moment = admitted
+    while True:
+        hours = max(0.25, rng.lognormvariate(math.log(by_name.get(
+            department, DEPARTMENTS[0]).median_stay_hours), 0.7))
+        moment = moment + timedelta(hours=hours)
+        options = [(name, p) for name, p in PATHWAYS.get(department, ()) if name in by_name]
+        target = next((name for name, p in options if rng.random() < p), None)
+        if target is None or moment > now:
+            break
+        if rng.random() < CANCEL_RATES["CANCEL_TRANSFER"]:  # entered in error, then undone
+            emit("TRANSFER", moment, department=target, bed_id=rng.randint(1, 500))
+            emit("CANCEL_TRANSFER", moment + timedelta(minutes=rng.uniform(5, 30)))
+            moment += timedelta(minutes=30)
+        department, bed = target, rng.randint(1, 500)
+        emit("TRANSFER", moment)
+    if rng.random() < UPDATE_RATE:  # a demographics correction during the stay
+        corrected = {**stamp, "age": min(100, stamp["age"] + 1)}
+        stamp.update(corrected)
+        emit("UPDATE", admitted + (moment - admitted) / 2)
+    if moment <= now and rng.random() < CANCEL_RATES["CANCEL_DISCHARGE"]:
+        emit("DISCHARGE", moment, discharge_time=iso(moment, False))
+        emit("CANCEL_DISCHARGE", moment + timedelta(minutes=rng.uniform(10, 60)))
+        moment += timedelta(hours=rng.uniform(2, 12))
+    if moment <= now:
+        emit("DISCHARGE", moment, discharge_time=iso(moment, False))
+    lifecycle.sort(key=lambda e: (e["event_time"], e["sequence"]))
+    return [e for e in lifecycle if _parse(e["event_time"]) <= now]
+
+
+def _damage(rng: random.Random, event: dict, kind: str) -> None:
+    """Damage one lifecycle event in place."""
+    if kind == "bad_age":
+        event["age"] = rng.randint(101, 150)
+    elif kind == "missing_field":
+        event[rng.choice(("patient_id", "department", "hospital_id", "bed_id"))] = None
+    elif kind == "unknown_department":
+        event["department"] = rng.choice(UNKNOWN_DEPARTMENTS)
+    elif kind == "unknown_event_type":
+        event["event_type"] = rng.choice(("MOVE", "A02", "SWAP_BEDS"))
+    elif kind == "bad_event_time":
+        event["event_time"] = rng.choice(("yesterday", "2025-13-45T99:00:00", "soon"))

@@ -185,7 +185,8 @@ def movement_integrity(movements: DataFrame, fact: DataFrame,
     return measure_in_one_pass(rows, {
         "movements_belong_to_encounters": F.col("_known").isNull()
         | (F.col("status") == "cancelled"),
-        "segments_tile_encounters": F.col("_known").isNotNull() & broken,
+        "segments_tile_encounters": F.col("_known").isNotNull()
+        & (F.col("status") != "cancelled") & broken,
     }, "_sample", sample_size)
 
 
