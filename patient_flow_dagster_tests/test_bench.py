@@ -24,7 +24,10 @@ def test_benchmark_runs_and_reconciles(tmp_path, spark, monkeypatch):
     report = run_benchmark(EVENTS, tmp_path / "bench", latency=False, warmup=False)
     counts = report["reconciled_counts"]
     assert counts["bronze.patient_events"] == report["events"] == EVENTS
-    assert counts["gold.fact_admissions"] == counts["silver.patient_events"] > 0
+    assert report["event_format"] == "lifecycles"
+    # One fact row per admitted encounter, fewer than the events that built them.
+    assert 0 < counts["gold.fact_admissions"] == counts["silver_admitted_encounters"] \
+        < counts["silver.patient_events"]
     assert (counts["silver.patient_events"] + counts["silver.patient_events_quarantine"]
             == counts["bronze_distinct_event_ids"] < EVENTS)  # the simulator's duplicates
     assert report["incremental_events"] == EVENTS // 100

@@ -39,13 +39,19 @@ class BenchmarkError(RuntimeError):
 
 
 def table_counts(spark, lake) -> dict[str, int]:
+    from pyspark.sql import functions as F
+
     from patient_flow_dagster.model import tables as t
+    from patient_flow_dagster.model.contract import ADMITTING
 
     tables = (t.BRONZE_EVENTS, t.SILVER_EVENTS, t.QUARANTINE, t.DIM_PATIENT, t.DIM_DEPARTMENT,
               t.FACT_ADMISSIONS)
     counts = {str(table): lake.read(spark, table).count() for table in tables}
     counts["bronze_distinct_event_ids"] = (
         lake.read(spark, t.BRONZE_EVENTS).select("event_id").distinct().count())
+    counts["silver_admitted_encounters"] = (
+        lake.read(spark, t.SILVER_EVENTS).filter(F.col("event_type").isin(*ADMITTING))
+        .select("encounter_id").distinct().count())
     return counts
 
 
@@ -53,7 +59,7 @@ def reconcile(counts: dict[str, int], landed_rows: int, label: str) -> None:
     problems = count_problems(
         landed_rows, counts["bronze.patient_events"], counts["bronze_distinct_event_ids"],
         counts["silver.patient_events"], counts["silver.patient_events_quarantine"],
-        counts["gold.fact_admissions"])
+        counts["gold.fact_admissions"], counts["silver_admitted_encounters"])
     if problems:
         raise BenchmarkError(f"{label}: " + "; ".join(problems))
 
@@ -173,7 +179,7 @@ def _merge_commits(delta_log: Path) -> int:
 
 def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 1,
                   interval: int | None = None, warmup: bool = True,
-                  warm_driver: bool = True) -> dict:
+                  warm_driver: bool = True, lifecycles: bool = True) -> dict:
     from patient_flow_dagster.resources.spark import local_spark_session
 
     workdir = workdir.resolve()
@@ -183,7 +189,7 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
     per_file = max(1_000, events // 20)
     landing = workdir / "landing"
     simulate_seconds = time.perf_counter()
-    landed = land_events(events, seed, landing, now, 365, per_file)
+    landed = land_events(events, seed, landing, now, 365, per_file, lifecycles)
     simulate_seconds = time.perf_counter() - simulate_seconds
     history_files = landing_files(landing)
 
@@ -220,7 +226,7 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
             per_layer[layers[step]] = per_layer.get(layers[step], 0) + seconds
 
     increment = max(1, events // 100)
-    land_events(increment, seed + 1, landing, now, 2, per_file)
+    land_events(increment, seed + 1, landing, now, 2, per_file, lifecycles)
     new_files = sorted(set(landing_files(landing)) - set(history_files))
     incremental_wall, incremental_steps = _dagster_run(dagster_lake, landing)
     after = table_counts(spark, lake_resources(dagster_lake, landing)["lake"])
@@ -239,9 +245,9 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
     history = max(1, events // 10)
     small = workdir / "tenth_of_the_history"
     small_landing, small_lake = small / "landing", small / "lake"
-    small_landed = land_events(history, seed + 2, small_landing, now, 365, per_file)
+    small_landed = land_events(history, seed + 2, small_landing, now, 365, per_file, lifecycles)
     _dagster_run(small_lake, small_landing)
-    land_events(increment, seed + 1, small_landing, now, 2, per_file)
+    land_events(increment, seed + 1, small_landing, now, 2, per_file, lifecycles)
     small_wall, small_steps = _dagster_run(small_lake, small_landing)
     reconcile(table_counts(spark, lake_resources(small_lake, small_landing)["lake"]),
               small_landed + increment, "increment on a tenth of the history")
@@ -254,6 +260,7 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
 
     report = {
         "events": landed,
+        "event_format": "lifecycles" if lifecycles else "stays",
         "machine_cores": os.cpu_count(),
         "simulate_and_land_seconds": round(simulate_seconds, 1),
         "dagster_run_wall_seconds": round(wall, 1),
@@ -309,7 +316,8 @@ def format_table(report: dict, indent: int = 0) -> str:
 def main(args) -> int:
     report = run_benchmark(args.events, Path(args.workdir), latency=not args.no_latency,
                            seed=args.seed, interval=args.sensor_interval,
-                           warm_driver=not args.no_warm_driver)
+                           warm_driver=not args.no_warm_driver,
+                           lifecycles=args.format == "lifecycles")
     text = json.dumps(report, indent=2, default=str)
     if args.output:
         Path(args.output).write_text(text + "\n")

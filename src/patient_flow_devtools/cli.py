@@ -54,6 +54,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser("bench", help="throughput, overhead, incremental cost, latency")
     bench.add_argument("--events", type=int, default=1_000_000)
     bench.add_argument("--seed", type=int, default=1)
+    bench.add_argument("--format", choices=("lifecycles", "stays"), default="lifecycles",
+                       help="simulated events: ADT lifecycles, or complete stay records")
     bench.add_argument("--workdir", default=".lake/bench")
     bench.add_argument("--output", default=None, help="also write the JSON report here")
     bench.add_argument("--no-latency", action="store_true",
