@@ -152,7 +152,12 @@ def cmd_demo(args) -> int:
 
 def summary(settings: Settings, result, elapsed: float, log_file: Path | None) -> str:
     """Rows per table, the silver reconciliation and quarantine per rule, where things are."""
-    from patient_flow_dagster.model.tables import QUARANTINE, SILVER_EVENTS
+    from patient_flow_dagster.model.tables import (
+        FACT_ADMISSIONS,
+        FACT_MOVEMENTS,
+        QUARANTINE,
+        SILVER_EVENTS,
+    )
 
     status = "SUCCESS" if result.success else "FAILED"
     lines = [f"\nrun {result.run_id}: {status} in {elapsed:.1f} s", "", "rows per table:"]
@@ -170,6 +175,19 @@ def summary(settings: Settings, result, elapsed: float, log_file: Path | None) -
             "this run: bronze rows read = silver + quarantine + duplicates removed",
             f"  {silver['bronze_rows_read'].value} = {silver['silver_rows_added'].value} + "
             f"{silver['quarantined_rows_added'].value} + {silver['duplicates_removed'].value}",
+        ]
+    if FACT_ADMISSIONS.key in materialized and FACT_MOVEMENTS.key in materialized:
+        fact, moves = materialized[FACT_ADMISSIONS.key], materialized[FACT_MOVEMENTS.key]
+        waiting = next((e.metadata["encounters_waiting"].value
+                        for e in result.get_asset_check_evaluations()
+                        if e.check_name == "encounters_waiting_for_admission"), "?")
+        lines += [
+            "",
+            "encounters (one row per stay):",
+            f"  {fact['dagster/row_count'].value} = {fact['currently_admitted'].value} admitted "
+            f"+ {fact['discharged'].value} discharged + {fact['cancelled'].value} cancelled; "
+            f"{fact['transfers'].value} transfers, {moves['dagster/row_count'].value} movements "
+            f"({moves['open_segments'].value} open), {waiting} waiting for their admission",
         ]
     if QUARANTINE.key in materialized:
         lines += ["", "rows quarantined per rule (this run; a row can break several rules):"]
