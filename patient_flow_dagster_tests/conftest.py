@@ -92,7 +92,8 @@ def lakehouse(tmp_path, spark) -> Lakehouse:
 # The slowest modules first: with `--dist loadfile` each module goes to one worker in collection
 # order, so starting the long ones early keeps both workers busy to the end.
 HEAVY_FIRST = ("test_bench.py", "test_pipeline.py", "test_databricks.py", "test_checks.py",
-               "test_census.py", "test_warm_driver.py", "test_eventhubs_amqp.py", "test_kafka.py")
+               "test_census.py", "test_lifecycles.py", "test_warm_driver.py",
+               "test_eventhubs_amqp.py", "test_kafka.py")
 
 
 def pytest_collection_modifyitems(items):
