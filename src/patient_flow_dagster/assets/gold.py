@@ -297,8 +297,8 @@ def merge_encounters(spark: SparkSession, lake: DeltaLake, new_events: DataFrame
     encounters = encounters.persist()
     events = lake.read(spark, SILVER_EVENTS).join(encounters, "encounter_id", "left_semi")
     states = encounter_states(events).persist()
+    stays = segments(states).persist()
     try:
-        stays = segments(states).persist()
         dim_department = lake.read(spark, DIM_DEPARTMENT)
         rows = admissions(encounter_summary(states, stays), lake.read(spark, DIM_PATIENT),
                           dim_department)
