@@ -123,11 +123,13 @@ def test_gold_tables_are_consistent(scenario, spark):
     assert departments.filter("bed_capacity IS NULL").count() == 0
     for cube in (t.CUBE_GENDER_DEPARTMENT, t.CUBE_DEPARTMENT_HOSPITAL):
         assert house.table(cube).agg(F.sum("num_admissions")).first()[0] == fact.count()
+    # Stay records: one encounter each, keyed by the encounter derived from the record.
+    assert silver.select("encounter_id").distinct().count() == fact.count()
     # The point-in-time key is the version holding the event's own gender and age.
     at_admission = (
-        fact.select("event_id", "patient_sk")
-        .join(silver.select("event_id", F.col("age").alias("event_age"),
-                            F.col("gender").alias("event_gender")), "event_id")
+        fact.select("encounter_id", "patient_sk")
+        .join(silver.select("encounter_id", F.col("age").alias("event_age"),
+                            F.col("gender").alias("event_gender")), "encounter_id")
         .join(dim_patient.select("patient_sk", "age", "gender").distinct(), "patient_sk")
     )
     assert at_admission.count() == fact.count()
@@ -137,7 +139,7 @@ def test_gold_tables_are_consistent(scenario, spark):
 def test_large_tables_keep_statistics_only_for_the_columns_read_by_them(scenario):
     lake = scenario["house"].lake
     large = [table for table in t.LAKE_TABLES if table.stats_columns]
-    assert len(large) == 6
+    assert len(large) == 7
     for table in large:
         columns = table.stats_columns
         log = Path(lake.location(table)) / "_delta_log"
@@ -163,9 +165,12 @@ def test_second_batch_adds_exactly_its_events(scenario):
     house, second, comebacks = scenario["house"], scenario["second"], scenario["comebacks"]
     new_valid = {e["event_id"] for e in second.events if e["event_id"] not in second.expected_rule}
     new_valid |= {e["event_id"] for e in comebacks}
-    before = {row[0] for row in scenario["after1"][t.FACT_ADMISSIONS]}
-    after = {r.event_id for r in house.table(t.FACT_ADMISSIONS).select("event_id").collect()}
-    assert after - before == new_valid
+    encounter_of = {r.event_id: r.encounter_id for r in house.table(t.SILVER_EVENTS).select(
+        "event_id", "encounter_id").collect()}
+    before = {row[0] for row in scenario["after1"][t.FACT_ADMISSIONS]}  # encounter_id first
+    after = {r.encounter_id for r in house.table(t.FACT_ADMISSIONS).select(
+        "encounter_id").collect()}
+    assert after - before == {encounter_of[e] for e in new_valid}
     assert before <= after
     assert house.count(t.BRONZE_EVENTS) == 1_000 + len(second.events) + len(comebacks)
 

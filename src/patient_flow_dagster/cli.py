@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -197,14 +198,19 @@ def summary(settings: Settings, result, elapsed: float, log_file: Path | None) -
     evaluations = sorted(result.get_asset_check_evaluations(),
                          key=lambda e: (e.asset_key.to_user_string(), e.check_name))
     if evaluations:
-        lines += ["", "quality checks:"]
-        for evaluation in evaluations:
-            verdict = "passed" if evaluation.passed else f"FAILED ({evaluation.severity.value})"
-            failed = evaluation.metadata.get("failed")
-            evaluated = evaluation.metadata.get("evaluated")
-            figures = f"{failed.value}/{evaluated.value} rows" if failed and evaluated else ""
-            lines.append(f"  {evaluation.asset_key.to_user_string():28s} "
-                         f"{evaluation.check_name:30s} {verdict:16s} {figures}")
+        failed = [e for e in evaluations if not e.passed]
+        lines += ["", f"quality checks: {len(evaluations) - len(failed)} passed, "
+                      f"{len(failed)} did not pass"]
+        passed = Counter(e.asset_key.to_user_string() for e in evaluations if e.passed)
+        for asset, count in passed.items():
+            lines.append(f"  {asset:40s} {count:>3} passed")
+        for evaluation in failed:
+            figures = ""
+            if "failed" in evaluation.metadata and "evaluated" in evaluation.metadata:
+                figures = (f"{evaluation.metadata['failed'].value}/"
+                           f"{evaluation.metadata['evaluated'].value} rows")
+            lines.append(f"  {evaluation.asset_key.to_user_string():40s} "
+                         f"{evaluation.check_name} {evaluation.severity.value} {figures}")
     lines += [
         "",
         f"lake:    {settings.lake_root}",

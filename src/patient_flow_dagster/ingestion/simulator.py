@@ -98,6 +98,26 @@ class Simulation:
         return f"{kinds}; {encounters} encounters" if encounters else kinds
 
 
+class Beds:
+    """Which bed of each hospital is taken when, so that a simulated patient gets a free bed
+    (a random one; after 50 taken ones, the last tried)."""
+
+    BEDS_PER_HOSPITAL = 500
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+        self.taken: dict[tuple[int, int], list[tuple[datetime, datetime]]] = {}
+
+    def take(self, hospital: int, start: datetime, end: datetime) -> int:
+        for _ in range(50):
+            bed = self.rng.randint(1, self.BEDS_PER_HOSPITAL)
+            busy = self.taken.setdefault((hospital, bed), [])
+            if all(end <= since or until <= start for since, until in busy):
+                break
+        busy.append((start, end))
+        return bed
+
+
 def iso(moment: datetime, with_offset: bool) -> str:
     text = moment.replace(tzinfo=None).isoformat(timespec="microseconds")
     return text + "+00:00" if with_offset else text
@@ -126,6 +146,7 @@ def simulate(
         start + timedelta(seconds=rng.uniform(0, span_days * 86_400)) for _ in range(events)
     )
     sim = Simulation(events=[])
+    beds = Beds(rng)
     kinds = list(rates)
     weights = [rates[k] for k in kinds]
     clean_share = 1 - sum(weights)
@@ -138,7 +159,7 @@ def simulate(
             continue
         if kind == "late":
             moment = moment - timedelta(days=rng.uniform(1, 10))
-        event = _stay(rng, rng.choice(population), moment, now)
+        event = _stay(rng, rng.choice(population), moment, now, beds)
         if kind not in (None, "duplicate", "late"):
             rule = _make_dirty(rng, event, kind, now)
             if rule:
@@ -160,7 +181,8 @@ def _population(rng: random.Random, size: int, now: datetime, span_days: float) 
     return people
 
 
-def _stay(rng: random.Random, person: Person, admitted: datetime, now: datetime) -> dict:
+def _stay(rng: random.Random, person: Person, admitted: datetime, now: datetime,
+          beds: Beds) -> dict:
     age = person.age_at(admitted)
     gender = person.gender_at(admitted)
     fitting = [d for d in DEPARTMENTS if d.min_age <= age <= d.max_age and gender in d.genders]
@@ -168,6 +190,7 @@ def _stay(rng: random.Random, person: Person, admitted: datetime, now: datetime)
     hours = max(0.25, rng.lognormvariate(math.log(department.median_stay_hours), 0.7))
     discharged = admitted + timedelta(hours=hours)
     with_offset = rng.random() < 0.5
+    hospital = rng.randint(1, 7)
     return {
         "event_id": _uuid(rng),
         "patient_id": person.patient_id,
@@ -176,8 +199,8 @@ def _stay(rng: random.Random, person: Person, admitted: datetime, now: datetime)
         "department": department.name,
         "admission_time": iso(admitted, with_offset),
         "discharge_time": iso(discharged, with_offset) if discharged <= now else None,
-        "bed_id": rng.randint(1, 500),
-        "hospital_id": rng.randint(1, 7),
+        "bed_id": beds.take(hospital, admitted, discharged),
+        "hospital_id": hospital,
     }
 
 
@@ -260,9 +283,10 @@ def simulate_lifecycles(
     start = now - timedelta(days=span_days)
     arrivals: list[tuple[datetime, dict]] = []
     sim = Simulation(events=[])
+    beds = Beds(rng)
     while len(arrivals) < events:
         admitted = start + timedelta(seconds=rng.uniform(0, span_days * 86_400))
-        for event in _lifecycle(rng, rng.choice(population), admitted, now):
+        for event in _lifecycle(rng, rng.choice(population), admitted, now, beds):
             delay = rng.uniform(1, 6) * 3600 if rng.random() < LATE_SHARE else rng.uniform(5, 600)
             arrived = _parse(event["event_time"]) + timedelta(seconds=delay)
             if arrived <= now:
@@ -290,55 +314,64 @@ def _parse(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
 
 
-def _lifecycle(rng: random.Random, person: Person, admitted: datetime,
-               now: datetime) -> list[dict]:
+def _lifecycle(rng: random.Random, person: Person, admitted: datetime, now: datetime,
+               beds: Beds) -> list[dict]:
     """The events of one encounter that have happened by `now`, in event-time order."""
     age, gender = person.age_at(admitted), person.gender_at(admitted)
     fitting = [d for d in DEPARTMENTS if d.min_age <= age <= d.max_age and gender in d.genders]
     by_name = {d.name: d for d in fitting}
     department = "Emergency" if "Emergency" in by_name and rng.random() < 0.6 else rng.choices(
         fitting, weights=[d.weight for d in fitting])[0].name
-    encounter = f"V{rng.getrandbits(40):012d}"
-    hospital, bed = rng.randint(1, 7), rng.randint(1, 500)
-    stamp = {"encounter_id": encounter, "patient_id": person.patient_id, "gender": gender,
-             "age": age, "hospital_id": hospital, "admission_time": iso(admitted, False)}
-    lifecycle: list[dict] = []
-
-    def emit(kind: str, moment: datetime, **fields) -> None:
-        lifecycle.append({"event_id": _uuid(rng), "event_type": kind, **stamp,
-                          "department": department, "bed_id": bed,
-                          "event_time": iso(moment, False), "sequence": len(lifecycle) + 1,
-                          "discharge_time": None, **fields})
-
-    emit("ADMIT", admitted)
-    if rng.random() < CANCEL_RATES["CANCEL_ADMIT"]:
-        emit("CANCEL_ADMIT", admitted + timedelta(minutes=rng.uniform(5, 60)))
-        return [e for e in lifecycle if _parse(e["event_time"]) <= now]
-    moment = admitted
+    hospital = rng.randint(1, 7)
+    stamp = {"encounter_id": f"V{rng.getrandbits(40):012d}", "patient_id": person.patient_id,
+             "gender": gender, "age": age, "hospital_id": hospital,
+             "admission_time": iso(admitted, False)}
+    # The path first (each place and when the patient leaves it), then a bed free for each.
+    path, moment = [(department, admitted)], admitted
     while True:
         hours = max(0.25, rng.lognormvariate(math.log(by_name.get(
             department, DEPARTMENTS[0]).median_stay_hours), 0.7))
-        moment = moment + timedelta(hours=hours)
+        moment += timedelta(hours=hours)
         options = [(name, p) for name, p in PATHWAYS.get(department, ()) if name in by_name]
-        target = next((name for name, p in options if rng.random() < p), None)
-        if target is None or moment > now:
+        department = next((name for name, p in options if rng.random() < p), None)
+        if department is None or moment > now:
             break
-        if rng.random() < CANCEL_RATES["CANCEL_TRANSFER"]:  # entered in error, then undone
-            emit("TRANSFER", moment, department=target, bed_id=rng.randint(1, 500))
-            emit("CANCEL_TRANSFER", moment + timedelta(minutes=rng.uniform(5, 30)))
-            moment += timedelta(minutes=30)
-        department, bed = target, rng.randint(1, 500)
-        emit("TRANSFER", moment)
+        path.append((department, moment))
+    discharged = moment
+    ends = [start for _, start in path[1:]] + [discharged]
+    places = [(name, start, beds.take(hospital, start, end))
+              for (name, start), end in zip(path, ends)]
+    lifecycle: list[dict] = []
+
+    def emit(kind: str, at: datetime, place: tuple, **fields) -> None:
+        lifecycle.append({"event_id": _uuid(rng), "event_type": kind, **stamp,
+                          "department": place[0], "bed_id": place[2],
+                          "event_time": iso(at, False), "sequence": len(lifecycle) + 1,
+                          "discharge_time": None, **fields})
+
+    emit("ADMIT", admitted, places[0])
+    if rng.random() < CANCEL_RATES["CANCEL_ADMIT"]:
+        emit("CANCEL_ADMIT", admitted + timedelta(minutes=rng.uniform(5, 60)), places[0])
+        return [e for e in lifecycle if _parse(e["event_time"]) <= now]
+    for previous, place in zip(places, places[1:]):
+        entered = place[1] - timedelta(minutes=40)
+        if entered > previous[1] and rng.random() < CANCEL_RATES["CANCEL_TRANSFER"]:
+            # a transfer entered in error, then undone, before the real one
+            wrong = (rng.choice(list(by_name)), place[1], rng.randint(1, Beds.BEDS_PER_HOSPITAL))
+            emit("TRANSFER", entered, wrong)
+            emit("CANCEL_TRANSFER", place[1] - timedelta(minutes=rng.uniform(10, 30)), previous)
+        emit("TRANSFER", place[1], place)
     if rng.random() < UPDATE_RATE:  # a demographics correction during the stay
-        corrected = {**stamp, "age": min(100, stamp["age"] + 1)}
-        stamp.update(corrected)
-        emit("UPDATE", admitted + (moment - admitted) / 2)
-    if moment <= now and rng.random() < CANCEL_RATES["CANCEL_DISCHARGE"]:
-        emit("DISCHARGE", moment, discharge_time=iso(moment, False))
-        emit("CANCEL_DISCHARGE", moment + timedelta(minutes=rng.uniform(10, 60)))
-        moment += timedelta(hours=rng.uniform(2, 12))
-    if moment <= now:
-        emit("DISCHARGE", moment, discharge_time=iso(moment, False))
+        stamp["age"] = min(100, stamp["age"] + 1)
+        emit("UPDATE", admitted + (min(discharged, now) - admitted) / 2, places[-1])
+    if discharged <= now:
+        if rng.random() < CANCEL_RATES["CANCEL_DISCHARGE"]:  # discharged too early, undone
+            early = discharged - timedelta(hours=rng.uniform(1, 3))
+            if early > places[-1][1]:
+                emit("DISCHARGE", early, places[-1], discharge_time=iso(early, False))
+                emit("CANCEL_DISCHARGE", early + timedelta(minutes=rng.uniform(10, 40)),
+                     places[-1])
+        emit("DISCHARGE", discharged, places[-1], discharge_time=iso(discharged, False))
     lifecycle.sort(key=lambda e: (e["event_time"], e["sequence"]))
     return [e for e in lifecycle if _parse(e["event_time"]) <= now]
 
