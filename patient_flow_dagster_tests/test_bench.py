@@ -102,6 +102,9 @@ def test_the_engine_floor_accounts_for_every_landed_event(tmp_path, spark):
 def test_a_wrong_count_stops_the_benchmark_before_any_speed():
     counts = {"bronze.patient_events": 10, "silver.patient_events": 5,
               "silver.patient_events_quarantine": 3, "bronze_distinct_event_ids": 9,
-              "gold.fact_admissions": 5}
+              "gold.fact_admissions": 5, "silver_admitted_encounters": 5}
     with pytest.raises(BenchmarkError, match="silver \\+ quarantine = 8"):
+        reconcile(counts, 10, "run")
+    counts.update({"silver.patient_events_quarantine": 4, "gold.fact_admissions": 4})
+    with pytest.raises(BenchmarkError, match="fact_admissions has 4 rows for 5 admitted"):
         reconcile(counts, 10, "run")

@@ -131,7 +131,8 @@ class EngineFloor:
         counts = self.counts()
         problems = count_problems(
             landed_rows, counts["bronze"], counts["bronze_distinct_event_ids"], counts["silver"],
-            counts["quarantine"], counts["fact_admissions"])
+            counts["quarantine"], counts["fact_admissions"],
+            counts["silver"])  # the floor's fact holds a row per silver row
         if problems:
             raise FloorError("engine floor: " + "; ".join(problems))
         return counts
