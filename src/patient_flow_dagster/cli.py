@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import uuid
 from collections import Counter
 from datetime import datetime, timezone
 from importlib.metadata import entry_points
@@ -13,20 +14,79 @@ from patient_flow_dagster.settings import Settings, SettingsError
 from patient_flow_dagster.settings import read as read_setting
 
 KAFKA_TOPIC = "patient-events"
+MAX_DIRTY_RATE = 0.12  # the stay simulator's eight dirty kinds must add up to at most 1
+
+
+class UsageError(Exception):
+    """A user's mistake on the command line: one line on stderr and exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a bad argument reported in one line (no usage block) and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _number(kind, low: float | None = None, high: float | None = None, low_open=False):
+    """An argparse type: a `kind` number within [low, high] (low excluded when `low_open`)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        too_low = low is not None and (value <= low if low_open else value < low)
+        if too_low or (high is not None and value > high):
+            bounds = (f"more than {low}" if low_open else f"at least {low}") if high is None \
+                else f"between {low} and {high}"
+            raise argparse.ArgumentTypeError(f"{text} must be {bounds}")
+        return value
+
+    return parse
+
+
+COUNT = _number(int, 1)  # events, rows per file: at least one
+SECONDS = _number(float, 0, low_open=True)
+RATE = _number(float, 0, low_open=True)  # events per second
+
+
+def _utc(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 time") from None
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
+def writable_folder(location: str) -> str:
+    """`location` when it is a URL or a local folder this process can create and write."""
+    if "://" in location:
+        return location
+    folder = Path(location)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".patient-flow-write-test-{uuid.uuid4().hex}"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise UsageError(f"cannot write to the landing folder {location}: "
+                         f"{error.strerror or error}") from None
+    return location
 
 
 def _simulate_args(parser: argparse.ArgumentParser, default_events: int) -> None:
-    parser.add_argument("--events", type=int, default=default_events, help="rows to generate")
+    parser.add_argument("--events", type=COUNT, default=default_events,
+                        help="events to generate")
     parser.add_argument("--seed", type=int, default=42, help="same seed, same events")
-    parser.add_argument("--events-per-file", type=int, default=5_000)
-    parser.add_argument("--span-days", type=float, default=None,
+    parser.add_argument("--events-per-file", type=COUNT, default=5_000)
+    parser.add_argument("--span-days", type=_number(float, 0, low_open=True), default=None,
                         help="days of history (default: 30 for lifecycles, 365 for stays)")
     parser.add_argument(
-        "--dirty-rate", type=float, default=0.05, help="rate of each dirty-data kind (0-0.12)"
-    )
+        "--dirty-rate", type=_number(float, 0, MAX_DIRTY_RATE), default=0.05,
+        help=f"rate of each dirty-data kind (0-{MAX_DIRTY_RATE})")
     parser.add_argument(
-        "--now", default=None, help="simulation clock, ISO-8601 UTC (default: the current time)"
-    )
+        "--now", type=_utc, default=None,
+        help="simulation clock, ISO-8601 UTC (default: the current time)")
     parser.add_argument(
         "--format", choices=("lifecycles", "stays"), default="lifecycles",
         help="lifecycles: ADT events over time (admit, transfer, discharge, cancels, updates); "
@@ -49,8 +109,8 @@ def _simulation(args, now: datetime | None = None):
 def _simulate(args, landing: str):
     from patient_flow_dagster.ingestion.landing_writer import write_events
 
-    now = datetime.fromisoformat(args.now).replace(tzinfo=timezone.utc) if args.now else None
-    sim = _simulation(args, now)
+    writable_folder(landing)
+    sim = _simulation(args, args.now)
     files = write_events(sim.events, landing, args.events_per_file)
     print(f"wrote {len(sim.events)} events ({sim.distinct_event_ids} distinct, "
           f"{len(sim.expected_rule)} to be quarantined) in {len(files)} files to {landing}")
@@ -71,6 +131,8 @@ def cmd_simulate(args) -> int:
 
         publish(_sdk_events(args), EventHubsTarget.from_env(args.topic), rate=args.rate)
         return 0
+    if args.to == "kafka" and not args.bootstrap:
+        raise UsageError("--bootstrap HOST:PORT is required to send to kafka")
     if args.to in ("kafka", "eventhubs"):
         from patient_flow_dagster.ingestion.kafka_io import client_config, publish
 
@@ -84,7 +146,9 @@ def cmd_simulate(args) -> int:
 
 def cmd_ingest(args) -> int:
     """Long-lived consumer: topic -> landing Parquet files, offsets committed after each file."""
-    landing = args.landing or Settings.from_env().landing
+    if args.source == "kafka" and not args.bootstrap:
+        raise UsageError("--bootstrap HOST:PORT is required to ingest from kafka")
+    landing = writable_folder(args.landing or Settings.from_env().landing)
     dead_letter = args.dead_letter or str(Path(landing).parent / "dead_letter")
     if args.source == "eventhubs-amqp":
         from patient_flow_dagster.ingestion.eventhubs_amqp import (
@@ -222,7 +286,7 @@ def summary(settings: Settings, result, elapsed: float, log_file: Path | None) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="patient-flow", description=__doc__)
+    parser = Parser(prog="patient-flow", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     simulate_cmd = commands.add_parser("simulate", help="write seeded events to the landing zone")
@@ -238,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     simulate_cmd.add_argument("--topic", default=None,
                               help="topic or event hub (default: patient-events, or the "
                               "connection string's EntityPath)")
-    simulate_cmd.add_argument("--rate", type=float, default=None,
+    simulate_cmd.add_argument("--rate", type=RATE, default=None,
                               help="events per second (default: as fast as possible)")
     simulate_cmd.set_defaults(func=cmd_simulate)
 
@@ -251,15 +315,15 @@ def main(argv: list[str] | None = None) -> int:
                             "connection string's EntityPath)")
     ingest_cmd.add_argument("--group", default=None, help="consumer group (default: "
                             "patient-flow-landing on Kafka, $Default on Event Hubs AMQP)")
-    ingest_cmd.add_argument("--balance-seconds", type=float, default=10.0,
+    ingest_cmd.add_argument("--balance-seconds", type=SECONDS, default=10.0,
                             help="Event Hubs AMQP: load-balancing interval; a crashed consumer's "
                             "partitions are taken over after 3x this")
     ingest_cmd.add_argument("--landing", default=None, help="folder or Azure Blob URL")
     ingest_cmd.add_argument("--dead-letter", default=None,
                             help="folder for malformed messages (default: beside landing)")
-    ingest_cmd.add_argument("--batch-events", type=int, default=5_000)
-    ingest_cmd.add_argument("--batch-seconds", type=float, default=10.0)
-    ingest_cmd.add_argument("--idle-exit", type=float, default=None,
+    ingest_cmd.add_argument("--batch-events", type=COUNT, default=5_000)
+    ingest_cmd.add_argument("--batch-seconds", type=SECONDS, default=10.0)
+    ingest_cmd.add_argument("--idle-exit", type=SECONDS, default=None,
                             help="stop after this many seconds without a message")
     ingest_cmd.set_defaults(func=cmd_ingest)
 
@@ -274,12 +338,16 @@ def main(argv: list[str] | None = None) -> int:
     for extension in entry_points(group="patient_flow.commands"):
         extension.load()(commands)
 
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, or a bad argument (reported by Parser.error)
+        return stop.code if isinstance(stop.code, int) else 2
     from patient_flow_dagster.ingestion.eventhubs_amqp import EventHubsConfigError
+    from patient_flow_dagster.ingestion.kafka_io import KafkaConfigError
 
     try:
         return args.func(args)
-    except (EventHubsConfigError, SettingsError) as error:
+    except (UsageError, EventHubsConfigError, KafkaConfigError, SettingsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

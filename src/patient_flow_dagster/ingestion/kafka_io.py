@@ -25,20 +25,25 @@ from patient_flow_dagster.model.contract import partition_key
 EVENTHUBS_ENV = "EVENTHUBS_CONNECTION_STRING"
 
 
+class KafkaConfigError(ValueError):
+    """A missing or malformed connection setting: the user's to fix, reported in one line."""
+
+
 def client_config(bootstrap: str | None = None, eventhubs: bool = False) -> dict:
     """Plain Kafka, or Event Hubs' Kafka endpoint (SASL_SSL + PLAIN, `$ConnectionString` user,
     the connection string from EVENTHUBS_CONNECTION_STRING as password)."""
     if not eventhubs:
         if not bootstrap:
-            raise ValueError("--bootstrap HOST:PORT is required for Kafka")
+            raise KafkaConfigError("--bootstrap HOST:PORT is required for Kafka")
         return {"bootstrap.servers": bootstrap}
     connection = settings.read(EVENTHUBS_ENV)
     if not connection:
-        raise ValueError(f"set {EVENTHUBS_ENV} to the Event Hubs connection string")
+        raise KafkaConfigError(f"set {EVENTHUBS_ENV} to the Event Hubs connection string")
     parts = dict(p.split("=", 1) for p in connection.strip(";").split(";") if "=" in p)
     host = parts.get("Endpoint", "").removeprefix("sb://").strip("/")
     if not host:
-        raise ValueError(f"{EVENTHUBS_ENV} has no Endpoint=sb://<namespace>.servicebus.windows.net/")
+        raise KafkaConfigError(
+            f"{EVENTHUBS_ENV} has no Endpoint=sb://<namespace>.servicebus.windows.net/")
     return {
         "bootstrap.servers": bootstrap or f"{host}:9093",
         "security.protocol": "SASL_SSL",

@@ -1,0 +1,30 @@
+"""A user's mistake on the command line: one line naming it on stderr, exit code 2, no
+traceback, and nothing written."""
+import pytest
+
+from patient_flow_dagster import cli
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["simulate", "--events", "-5"], "argument --events: -5 must be at least 1"),
+    (["simulate", "--events", "abc"], "argument --events: 'abc' is not a number"),
+    (["simulate", "--dirty-rate", "5"], "argument --dirty-rate: 5 must be between 0 and 0.12"),
+    (["simulate", "--now", "yesterday"], "argument --now: 'yesterday' is not an ISO-8601 time"),
+    (["simulate", "--rate", "0"], "argument --rate: 0 must be more than 0"),
+    (["simulate", "--to", "kafka"], "--bootstrap HOST:PORT is required to send to kafka"),
+    (["simulate", "--landing", "/proc/nonexistent/x"],
+     "cannot write to the landing folder /proc/nonexistent/x: No such file or directory"),
+    (["ingest", "--from", "kafka"], "--bootstrap HOST:PORT is required to ingest from kafka"),
+    (["ingest", "--batch-events", "0"], "argument --batch-events: 0 must be at least 1"),
+    (["demo", "--span-days", "0"], "argument --span-days: 0 must be more than 0"),
+    (["demo", "--format", "hl7"], "argument --format: invalid choice: 'hl7'"),
+])
+def test_a_bad_argument_is_one_line_and_exit_code_2(argv, message, capsys, tmp_path,
+                                                    monkeypatch):
+    monkeypatch.setenv("PATIENT_FLOW_LAKE", str(tmp_path / "lake"))
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    [line] = captured.err.splitlines()
+    assert message in line and "Traceback" not in line
+    assert not (tmp_path / "lake").exists()  # nothing simulated, nothing written
