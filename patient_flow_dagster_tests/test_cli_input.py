@@ -28,3 +28,26 @@ def test_a_bad_argument_is_one_line_and_exit_code_2(argv, message, capsys, tmp_p
     [line] = captured.err.splitlines()
     assert message in line and "Traceback" not in line
     assert not (tmp_path / "lake").exists()  # nothing simulated, nothing written
+
+
+def test_a_consumer_without_a_broker_gives_up_in_seconds_with_one_line(tmp_path):
+    """librdkafka retries a refused connection many times a second: the user hears it once per
+    interval, and after PATIENT_FLOW_BROKER_TIMEOUT one line says what was tried (exit 2)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "patient_flow_dagster.cli", "ingest", "--from", "kafka",
+         "--bootstrap", "127.0.0.1:1", "--landing", str(tmp_path / "landing")],
+        env={**os.environ, "PATIENT_FLOW_BROKER_TIMEOUT": "3"}, capture_output=True, text=True,
+        timeout=60)
+    elapsed = time.monotonic() - started
+    lines = done.stderr.splitlines()
+    assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr
+    assert lines[-1].startswith("error: no partition of topic patient-events assigned after 3 s "
+                                "from 127.0.0.1:1") and "Connection refused" in lines[-1]
+    assert len(lines) <= 2 and elapsed < 30  # one log line per 10 s, then the error
+    assert list((tmp_path / "landing").iterdir()) == []  # nothing landed

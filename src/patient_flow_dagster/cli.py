@@ -343,11 +343,15 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as stop:  # --help, or a bad argument (reported by Parser.error)
         return stop.code if isinstance(stop.code, int) else 2
     from patient_flow_dagster.ingestion.eventhubs_amqp import EventHubsConfigError
-    from patient_flow_dagster.ingestion.kafka_io import KafkaConfigError
+    from patient_flow_dagster.ingestion.kafka_io import (
+        BrokerUnreachable,
+        KafkaConfigError,
+    )
 
     try:
         return args.func(args)
-    except (UsageError, EventHubsConfigError, KafkaConfigError, SettingsError) as error:
+    except (UsageError, EventHubsConfigError, KafkaConfigError, BrokerUnreachable,
+            SettingsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -86,6 +86,8 @@ VARIABLES: tuple[Variable, ...] = (
              "Blob account URL of the checkpoint store with DefaultAzureCredential."),
     Variable("EVENTHUBS_CHECKPOINT_CONTAINER", "eventhubs-checkpoints",
              "Container of the Event Hubs checkpoint store."),
+    Variable("PATIENT_FLOW_BROKER_TIMEOUT", "30",
+             "Seconds the Kafka consumer waits for a reachable broker before it gives up."),
     # the machine
     Variable("DAGSTER_HOME", None, "Dagster instance folder (./run sets .dagster_home)."),
     Variable("JAVA_HOME", None, "The JDK Spark runs on (else java on PATH)."),

@@ -12,6 +12,7 @@ redelivered copy a duplicate that silver removes, so every event reaches silver 
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import threading
@@ -92,33 +93,77 @@ def publish(events, config: dict, topic: str, rate: float | None = None,
     return len(events)
 
 
+class BrokerUnreachable(RuntimeError):
+    """No broker answered for the configured time: reported in one line, exit code 2."""
+
+
+class OncePerInterval(logging.Filter):
+    """Let one record through per `seconds` (librdkafka retries a refused connection many
+    times a second; the user needs to hear it once in a while, not each time)."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds, self.last = seconds, float("-inf")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        if now - self.last < self.seconds:
+            return False
+        self.last = now
+        return True
+
+
+def client_logger(seconds: float = 10.0) -> logging.Logger:
+    """The logger librdkafka's messages go to (instead of its own stderr lines): one line per
+    `seconds` on stderr."""
+    logger = logging.getLogger("patient_flow.kafka")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("kafka: %(message)s"))
+        handler.addFilter(OncePerInterval(seconds))
+        logger.addHandler(handler)
+        logger.propagate = False
+    return logger
+
+
 class LandingConsumer:
     """Consume a topic into landing Parquet files (plus a dead-letter folder)."""
 
     def __init__(self, config: dict, topic: str, landing: str, dead_letter_dir: str,
                  group: str = "patient-flow-landing", batch_events: int = 5_000,
-                 batch_seconds: float = 10.0):
+                 batch_seconds: float = 10.0, broker_timeout: float | None = None):
         from confluent_kafka import Consumer
 
         self.topic, self.landing = topic, landing
+        self.bootstrap = config.get("bootstrap.servers")
+        self.broker_timeout = broker_timeout or settings.read_seconds(
+            "PATIENT_FLOW_BROKER_TIMEOUT")
+        self.last_error: str | None = None
         # A short session lets a restarted consumer take over a crashed one's partitions quickly.
         self.consumer = Consumer({**config, "group.id": group, "enable.auto.commit": False,
-                                  "auto.offset.reset": "earliest", "session.timeout.ms": 10_000})
+                                  "auto.offset.reset": "earliest", "session.timeout.ms": 10_000,
+                                  "logger": client_logger(), "error_cb": self._on_error})
         self.assigned = threading.Event()
         self.stats = ConsumerStats()
         self.batch = LandingBatch(landing_sink(landing), dead_letter_dir, self.stats,
                                   batch_events, batch_seconds)
         self.stop = threading.Event()
 
+    def _on_error(self, error) -> None:
+        """librdkafka's client-level errors (a refused connection, all brokers down)."""
+        self.last_error = error.str()
+
     def run(self, idle_seconds: float | None = None) -> ConsumerStats:
         """Consume until stopped (SIGTERM/SIGINT or `stop`), or `idle_seconds` without a
-        message; flush what is held before returning."""
+        message; flush what is held before returning. Without partitions after the broker
+        timeout (no broker reachable, or no such topic), raise BrokerUnreachable."""
         self.consumer.subscribe([self.topic], on_assign=lambda *_: self.assigned.set())
-        last_message = time.monotonic()
+        started = last_message = time.monotonic()
         try:
             while not self.stop.is_set():
                 for message in self.consumer.consume(num_messages=1_000, timeout=0.5):
                     if message.error():
+                        self.last_error = message.error().str()
                         continue
                     last_message = time.monotonic()
                     topic, partition, offset = message.topic(), message.partition(), message.offset()
@@ -129,6 +174,11 @@ class LandingConsumer:
                     self._flush()
                 if not self.assigned.is_set():
                     last_message = time.monotonic()  # idle time counts once partitions are ours
+                    if last_message - started > self.broker_timeout:
+                        raise BrokerUnreachable(
+                            f"no partition of topic {self.topic} assigned after "
+                            f"{self.broker_timeout:.0f} s from {self.bootstrap}: "
+                            f"{self.last_error or 'no answer'} (PATIENT_FLOW_BROKER_TIMEOUT)")
                 elif idle_seconds is not None and time.monotonic() - last_message > idle_seconds:
                     break
             self._flush()
