@@ -41,6 +41,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PATIENT_FLOW_LANDING_SCHEMAS", None, "Auto Loader's schema location."),
     Variable("PATIENT_FLOW_MAX_FILES_PER_TRIGGER", "1000", "Landing files per streaming batch."),
     Variable("PATIENT_FLOW_SENSOR_INTERVAL", "10", "Seconds between landing sensor checks."),
+    Variable("PATIENT_FLOW_LAKE_LOCK_TIMEOUT", "300",
+             "Seconds a run waits while another run writes the local lake, then fails."),
     Variable("PATIENT_FLOW_QUARANTINE_ERROR_RATIO", "0.10",
              "Share of a batch a quarantine rule may take before its check is ERROR (blocks gold)."),
     Variable("PATIENT_FLOW_ADMISSION_GRACE", "21600",
@@ -196,6 +198,7 @@ class Settings:
     sensor_interval: int
     quarantine_error_ratio: float
     admission_grace: float
+    lake_lock_timeout: float
     max_concurrent_steps: int
 
     def at(self, lake_root: str, landing: str) -> Settings:
@@ -219,6 +222,7 @@ class Settings:
             sensor_interval=read_int("PATIENT_FLOW_SENSOR_INTERVAL", environ),
             quarantine_error_ratio=read_ratio("PATIENT_FLOW_QUARANTINE_ERROR_RATIO", environ),
             admission_grace=read_seconds("PATIENT_FLOW_ADMISSION_GRACE", environ),
+            lake_lock_timeout=read_seconds("PATIENT_FLOW_LAKE_LOCK_TIMEOUT", environ),
             max_concurrent_steps=read_int("PATIENT_FLOW_MAX_CONCURRENT_STEPS", environ),
         )
 

@@ -7,9 +7,11 @@ Databricks. Assets never build paths themselves.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from dagster import ConfigurableResource
 from delta.tables import DeltaTable
+from pydantic import PrivateAttr
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import DataStreamReader, DataStreamWriter
@@ -27,6 +29,32 @@ class DeltaLake(ConfigurableResource):
 
     root: str
     catalog: str | None = None
+    # Seconds a run waits for another run writing this (local) lake; None = no lock (on
+    # Databricks the lake is remote and the run queue serializes runs).
+    writer_lock_timeout: float | None = None
+    _lock: Any = PrivateAttr(default=None)
+
+    # -- one writer at a time ---------------------------------------------------------------
+    def setup_for_execution(self, context) -> None:
+        """Hold the lake's writer lock for the run (resources are set up once per run with the
+        in-process executor, once per step process with the multiprocess one)."""
+        if self.writer_lock_timeout is None or "://" in self.root or self.root.startswith("dbfs:"):
+            return
+        from patient_flow_dagster.resources.writer_lock import WriterLock
+
+        lock = WriterLock(self.root, getattr(context, "run_id", None) or "(no run)")
+
+        def waiting(holder: str) -> None:
+            if context.log:
+                context.log.info(f"waiting for the lake: it is being written by {holder}")
+
+        lock.acquire(self.writer_lock_timeout, on_wait=waiting)
+        self._lock = lock
+
+    def teardown_after_execution(self, context) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # -- naming -----------------------------------------------------------------------------
     def location(self, table: Table) -> str:
