@@ -11,6 +11,7 @@ that each one ends where it should.
 """
 from __future__ import annotations
 
+import bisect
 import math
 import random
 import uuid
@@ -100,7 +101,8 @@ class Simulation:
 
 class Beds:
     """Which bed of each hospital is taken when, so that a simulated patient gets a free bed
-    (a random one; after 50 taken ones, the last tried)."""
+    (a random one; after 50 taken ones, the last tried). Each bed's bookings are kept sorted,
+    so a free bed is found by looking at the two bookings around the new one."""
 
     BEDS_PER_HOSPITAL = 500
 
@@ -112,9 +114,10 @@ class Beds:
         for _ in range(50):
             bed = self.rng.randint(1, self.BEDS_PER_HOSPITAL)
             busy = self.taken.setdefault((hospital, bed), [])
-            if all(end <= since or until <= start for since, until in busy):
+            at = bisect.bisect_left(busy, (start, end))
+            if (at == 0 or busy[at - 1][1] <= start) and (at == len(busy) or end <= busy[at][0]):
                 break
-        busy.append((start, end))
+        bisect.insort(busy, (start, end))
         return bed
 
 
