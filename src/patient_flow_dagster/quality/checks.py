@@ -415,7 +415,8 @@ def census_matches_movements(context) -> AssetCheckResult:
     latest = hourly.select(hour_text).distinct().orderBy(F.desc("hour")).limit(
         CENSUS_HOURS_COMPARED + 1).collect()
     ends = [row.hour for row in latest][1:]
-    measure = measures.census_against_placements(hourly, read_placements(spark, lake), ends)
+    measure = measures.census_against_placements(hourly, read_placements(spark, lake), ends,
+                                                 context.resources.quality.sample_size)
     return _integrity_result(measure, "hours")
 
 

@@ -215,7 +215,7 @@ def waiting_for_admission(silver: DataFrame, older_than, sample_size: int) -> Me
 
 
 def census_against_placements(census: DataFrame, placements: DataFrame,
-                              hour_ends: list[str]) -> Measure:
+                              hour_ends: list[str], sample_size: int) -> Measure:
     """Per census row at each of `hour_ends` (UTC text), whether present_at_end equals a direct
     count of the segments open at that instant (started before it, not ended before it)."""
     if not hour_ends:
@@ -236,7 +236,7 @@ def census_against_placements(census: DataFrame, placements: DataFrame,
         "_key", F.concat_ws("/", "hospital_id", "department", F.col("hour_end").cast("string")))
     return measure_in_one_pass(compared, {
         "census": F.coalesce(F.col("present_at_end"), F.lit(0))
-        != F.coalesce(F.col("_direct"), F.lit(0))}, "_key", 5)["census"]
+        != F.coalesce(F.col("_direct"), F.lit(0))}, "_key", sample_size)["census"]
 
 
 def patient_history(dim_patient: DataFrame, sample_size: int) -> dict[str, Measure]:
