@@ -61,3 +61,17 @@ def test_a_catalog_table_is_created_with_its_statistics_columns(spark, catalog_l
     properties = dict(spark.sql(
         "SHOW TBLPROPERTIES spark_catalog.gold.catalog_probe_dimension").collect())
     assert properties["delta.dataSkippingStatsColumns"] == "key"
+
+
+def test_a_table_written_before_a_column_was_declared_gets_it(spark, tmp_path):
+    """A lake from before a contract field: `ensure` adds the column, old rows read it as null."""
+    lake = DeltaLake(root=str(tmp_path))
+    old = spark.createDataFrame([("a", 1)], SCHEMA)
+    old.write.format("delta").save(lake.location(EVENTS))
+    wider = StructType([*SCHEMA.fields, StructField("event_type", StringType())])
+    lake.ensure(spark, EVENTS, wider)
+    lake.append(spark.createDataFrame([("b", 2, "ADMIT")], wider), EVENTS)
+    assert sorted(map(tuple, lake.read(spark, EVENTS).collect())) == [
+        ("a", 1, None), ("b", 2, "ADMIT")]
+    lake.ensure(spark, EVENTS, wider)  # nothing missing: no new version
+    assert lake.version(spark, EVENTS) == 2

@@ -84,9 +84,9 @@ def ingest_landing(
     the number of rows ingested."""
     new_files = audit_new_files(spark, lake, landing, run_id)
     # Created before the stream writes to it, so that it has its creation properties, and so
-    # that downstream finds a table even when nothing has landed yet.
-    if not lake.exists(spark, BRONZE_EVENTS):
-        lake.ensure(spark, BRONZE_EVENTS, with_ingest_metadata(_empty_landing(spark), run_id).schema)
+    # that downstream finds a table even when nothing has landed yet; a bronze written before
+    # a contract field was added gets the new column.
+    lake.ensure(spark, BRONZE_EVENTS, with_ingest_metadata(_empty_landing(spark), run_id).schema)
     landed = with_ingest_metadata(landing.read_stream(spark, LANDING_SCHEMA), run_id)
     writer = (
         landed.writeStream.format("delta")

@@ -138,11 +138,22 @@ class DeltaLake(ConfigurableResource):
             for name, value in created_with.items():
                 builder = builder.property(name, value)
             builder.execute()
+        self._add_missing_columns(spark, table, schema)
         if table.change_feed:
             current = self.delta_table(spark, table).detail().select("properties").first()[0]
             if current.get(CHANGE_FEED) != "true":
                 spark.sql(f"ALTER TABLE {self._sql_name(table)} "
                           f"SET TBLPROPERTIES ('{CHANGE_FEED}' = 'true')")
+
+    def _add_missing_columns(self, spark: SparkSession, table: Table,
+                             schema: StructType) -> None:
+        """Columns of `schema` the stored table lacks are added (null in the old rows): a lake
+        written before a column was declared keeps working, as Delta's schema evolution does."""
+        stored = {name.lower() for name in self.read(spark, table).columns}
+        missing = [field for field in schema.fields if field.name.lower() not in stored]
+        if missing:
+            columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
+            spark.sql(f"ALTER TABLE {self._sql_name(table)} ADD COLUMNS ({columns})")
 
     def _sql_name(self, table: Table) -> str:
         if self.catalog:
