@@ -113,6 +113,33 @@ def _gold_result(spark, lake: DeltaLake, table: Table, counter: MergeCounter,
     })
 
 
+def _changed(columns: tuple[str, ...], keys: tuple[str, ...]) -> str:
+    """MERGE condition: some non-key column differs (null-safe)."""
+    return "NOT (" + " AND ".join(f"t.{c} <=> s.{c}" for c in columns if c not in keys) + ")"
+
+
+def merge_replacing(spark: SparkSession, lake: DeltaLake, table: Table, rows: DataFrame,
+                    scope: DataFrame, on: tuple[str, ...], counter: MergeCounter) -> None:
+    """MERGE `rows` as the new contents of `table` for `scope` (the rows of `table` that share
+    `scope`'s columns): unchanged rows stay untouched, changed ones are updated, new ones
+    inserted, and those `rows` no longer hold deleted. Running it twice changes nothing."""
+    existing = lake.read(spark, table).join(scope, scope.columns, "left_semi")
+    stale = (existing.join(rows, list(on), "left_anti").select(*on)
+             .withColumn("_delete", F.lit(True)))
+    source = rows.withColumn("_delete", F.lit(False)).unionByName(stale, allowMissingColumns=True)
+    columns = table.column_names
+    result = (
+        lake.delta_table(spark, table).alias("t")
+        .merge(source.alias("s"), " AND ".join(f"t.{key} = s.{key}" for key in on))
+        .whenMatchedDelete(condition="s._delete")
+        .whenMatchedUpdate(condition=f"NOT s._delete AND {_changed(columns, on)}",
+                           set={c: f"s.{c}" for c in columns})
+        .whenNotMatchedInsert(condition="NOT s._delete", values={c: f"s.{c}" for c in columns})
+        .execute()
+    )
+    counter.record(result)
+
+
 # -- dim_patient --------------------------------------------------------------------------------
 
 
@@ -124,31 +151,8 @@ def merge_patient_history(
     that no longer exist are deleted. Running it twice on the same input changes nothing."""
     patients = new_events.select("patient_id").distinct()
     history = lake.read(spark, SILVER_EVENTS).join(patients, "patient_id", "left_semi")
-    versions = patient_versions(history).withColumn("_delete", F.lit(False))
-    existing = lake.read(spark, DIM_PATIENT).join(patients, "patient_id", "left_semi")
-    stale = (
-        existing.join(versions, ["patient_id", "valid_from"], "left_anti")
-        .select("patient_id", "valid_from")
-        .withColumn("_delete", F.lit(True))
-    )
-    source = versions.unionByName(stale, allowMissingColumns=True)
-    changed = (
-        "NOT (t.patient_sk <=> s.patient_sk AND t.gender <=> s.gender AND t.age <=> s.age "
-        "AND t.valid_to <=> s.valid_to AND t.is_current <=> s.is_current)"
-    )
-    columns = ["patient_sk", "patient_id", "gender", "age", "valid_from", "valid_to", "is_current"]
-    result = (
-        lake.delta_table(spark, DIM_PATIENT)
-        .alias("t")
-        .merge(source.alias("s"), "t.patient_id = s.patient_id AND t.valid_from = s.valid_from")
-        .whenMatchedDelete(condition="s._delete")
-        .whenMatchedUpdate(
-            condition=f"NOT s._delete AND {changed}", set={c: f"s.{c}" for c in columns}
-        )
-        .whenNotMatchedInsert(condition="NOT s._delete", values={c: f"s.{c}" for c in columns})
-        .execute()
-    )
-    counter.record(result)
+    merge_replacing(spark, lake, DIM_PATIENT, patient_versions(history), patients,
+                    ("patient_id", "valid_from"), counter)
 
 
 def update_dim_patient(spark: SparkSession, lake: DeltaLake) -> MergeCounter:
@@ -254,34 +258,6 @@ def gold_dimensions(context: AssetExecutionContext,
 # -- the facts: encounters and their movements ---------------------------------------------------
 
 
-def _changed(columns: tuple[str, ...], keys: tuple[str, ...]) -> str:
-    """MERGE condition: some non-key column differs (null-safe)."""
-    return "NOT (" + " AND ".join(f"t.{c} <=> s.{c}" for c in columns if c not in keys) + ")"
-
-
-def merge_movements(spark: SparkSession, lake: DeltaLake, rows: DataFrame,
-                    encounters: DataFrame, counter: MergeCounter) -> None:
-    """MERGE the segments of `encounters`: unchanged ones stay untouched, changed ones are
-    updated, new ones inserted, and those that no longer exist (a cancelled transfer or
-    admission) deleted."""
-    table = FACT_MOVEMENTS
-    existing = lake.read(spark, table).join(encounters, "encounter_id", "left_semi")
-    stale = (existing.join(rows, list(table.keys), "left_anti").select(*table.keys)
-             .withColumn("_delete", F.lit(True)))
-    source = rows.withColumn("_delete", F.lit(False)).unionByName(stale, allowMissingColumns=True)
-    on = " AND ".join(f"t.{key} = s.{key}" for key in table.keys)
-    result = (
-        lake.delta_table(spark, table).alias("t").merge(source.alias("s"), on)
-        .whenMatchedDelete(condition="s._delete")
-        .whenMatchedUpdate(condition=f"NOT s._delete AND {_changed(table.column_names, table.keys)}",
-                           set={c: f"s.{c}" for c in table.column_names})
-        .whenNotMatchedInsert(condition="NOT s._delete",
-                              values={c: f"s.{c}" for c in table.column_names})
-        .execute()
-    )
-    counter.record(result)
-
-
 def merge_encounters(spark: SparkSession, lake: DeltaLake, new_events: DataFrame,
                      counters: dict[Table, MergeCounter]) -> None:
     """Rebuild every encounter that `new_events` belong to from all its silver events, and
@@ -311,8 +287,9 @@ def merge_encounters(spark: SparkSession, lake: DeltaLake, new_events: DataFrame
             .execute()
         )
         counters[FACT_ADMISSIONS].record(result)
-        merge_movements(spark, lake, movements(stays, dim_department), encounters,
-                        counters[FACT_MOVEMENTS])
+        # Segments that no longer exist (a cancelled transfer or admission) are deleted.
+        merge_replacing(spark, lake, FACT_MOVEMENTS, movements(stays, dim_department),
+                        encounters, FACT_MOVEMENTS.keys, counters[FACT_MOVEMENTS])
     finally:
         for frame in (encounters, states, stays):
             frame.unpersist()
