@@ -90,6 +90,12 @@ class Simulation:
     def distinct_event_ids(self) -> int:
         return len({e["event_id"] for e in self.events})
 
+    def resend(self, rng: random.Random) -> None:
+        """A copy of one of the last 200 events, as a producer's retry sends it again."""
+        original = self.events[rng.randrange(max(0, len(self.events) - 200), len(self.events))]
+        self.events.append(dict(original))
+        self.duplicates += 1
+
     def summary(self) -> str:
         """The distinct events per type and the encounters they belong to, in one line."""
         distinct = {e["event_id"]: e for e in self.events}.values()
@@ -121,6 +127,25 @@ class Beds:
         return bed
 
 
+def _dirty_rates(given: dict[str, float] | None, defaults: dict[str, float],
+                 kinds) -> dict[str, float]:
+    """The defaults overridden by `given`, checked: known kinds, adding up to at most 1."""
+    rates = defaults if given is None else {**defaults, **given}
+    unknown = set(rates) - set(kinds)
+    if unknown:
+        raise ValueError(f"unknown dirty kinds {sorted(unknown)}; known: {sorted(kinds)}")
+    if sum(rates.values()) > 1:
+        raise ValueError("dirty rates add up to more than 1")
+    return rates
+
+
+def _draw_kind(rng: random.Random, rates: dict[str, float]) -> str | None:
+    """A dirty kind by its rate, or None (clean) for the rest."""
+    kinds = list(rates)
+    weights = [rates[k] for k in kinds]
+    return rng.choices([None, *kinds], weights=[1 - sum(weights), *weights])[0]
+
+
 def iso(moment: datetime, with_offset: bool) -> str:
     text = moment.replace(tzinfo=None).isoformat(timespec="microseconds")
     return text + "+00:00" if with_offset else text
@@ -137,12 +162,7 @@ def simulate(
     """Generate `events` rows (duplicates included) deterministically for (seed, now)."""
     rng = random.Random(seed)
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
-    rates = DEFAULT_DIRTY_RATES if dirty_rates is None else {**DEFAULT_DIRTY_RATES, **dirty_rates}
-    unknown = set(rates) - set(DIRTY_KINDS)
-    if unknown:
-        raise ValueError(f"unknown dirty kinds {sorted(unknown)}; known: {sorted(DIRTY_KINDS)}")
-    if sum(rates.values()) > 1:
-        raise ValueError("dirty rates add up to more than 1")
+    rates = _dirty_rates(dirty_rates, DEFAULT_DIRTY_RATES, DIRTY_KINDS)
     population = _population(rng, patients or max(1, events // 3), now, span_days)
     start = now - timedelta(days=span_days)
     moments = sorted(
@@ -150,15 +170,10 @@ def simulate(
     )
     sim = Simulation(events=[])
     beds = Beds(rng)
-    kinds = list(rates)
-    weights = [rates[k] for k in kinds]
-    clean_share = 1 - sum(weights)
     for moment in moments:
-        kind = rng.choices([None, *kinds], weights=[clean_share, *weights])[0]
+        kind = _draw_kind(rng, rates)
         if kind == "duplicate" and sim.events:
-            original = sim.events[rng.randrange(max(0, len(sim.events) - 200), len(sim.events))]
-            sim.events.append(dict(original))
-            sim.duplicates += 1
+            sim.resend(rng)
             continue
         if kind == "late":
             moment = moment - timedelta(days=rng.uniform(1, 10))
@@ -276,12 +291,7 @@ def simulate_lifecycles(
     has no discharge yet, and a later run with a later `now` sends the rest."""
     rng = random.Random(seed)
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
-    rates = ({**DEFAULT_LIFECYCLE_DIRTY_RATES, **(dirty_rates or {})} if dirty_rates is not None
-             else DEFAULT_LIFECYCLE_DIRTY_RATES)
-    unknown = set(rates) - set(LIFECYCLE_DIRTY_KINDS)
-    if unknown:
-        raise ValueError(f"unknown dirty kinds {sorted(unknown)}; "
-                         f"known: {sorted(LIFECYCLE_DIRTY_KINDS)}")
+    rates = _dirty_rates(dirty_rates, DEFAULT_LIFECYCLE_DIRTY_RATES, LIFECYCLE_DIRTY_KINDS)
     population = _population(rng, patients or max(1, events // 8), now, span_days)
     start = now - timedelta(days=span_days)
     arrivals: list[tuple[datetime, dict]] = []
@@ -295,14 +305,10 @@ def simulate_lifecycles(
             if arrived <= now:
                 arrivals.append((arrived, event))
     arrivals.sort(key=lambda pair: pair[0])
-    kinds = list(rates)
-    clean_share = max(0.0, 1 - sum(rates.values()))
     for _, event in arrivals[:events]:
-        kind = rng.choices([None, *kinds], weights=[clean_share, *(rates[k] for k in kinds)])[0]
+        kind = _draw_kind(rng, rates)
         if kind == "duplicate" and sim.events:
-            original = sim.events[rng.randrange(max(0, len(sim.events) - 200), len(sim.events))]
-            sim.events.append(dict(original))
-            sim.duplicates += 1
+            sim.resend(rng)
             continue
         if kind is not None:
             _damage(rng, event, kind)
