@@ -46,8 +46,7 @@ def _number(kind, low: float | None = None, high: float | None = None, low_open=
 
 
 COUNT = _number(int, 1)  # events, rows per file: at least one
-SECONDS = _number(float, 0, low_open=True)
-RATE = _number(float, 0, low_open=True)  # events per second
+POSITIVE = _number(float, 0, low_open=True)  # seconds, days, events per second
 
 
 def _utc(text: str) -> datetime:
@@ -79,7 +78,7 @@ def _simulate_args(parser: argparse.ArgumentParser, default_events: int) -> None
                         help="events to generate")
     parser.add_argument("--seed", type=int, default=42, help="same seed, same events")
     parser.add_argument("--events-per-file", type=COUNT, default=5_000)
-    parser.add_argument("--span-days", type=_number(float, 0, low_open=True), default=None,
+    parser.add_argument("--span-days", type=POSITIVE, default=None,
                         help="days of history (default: 30 for lifecycles, 365 for stays)")
     parser.add_argument(
         "--dirty-rate", type=_number(float, 0, MAX_DIRTY_RATE), default=0.05,
@@ -302,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     simulate_cmd.add_argument("--topic", default=None,
                               help="topic or event hub (default: patient-events, or the "
                               "connection string's EntityPath)")
-    simulate_cmd.add_argument("--rate", type=RATE, default=None,
+    simulate_cmd.add_argument("--rate", type=POSITIVE, default=None,
                               help="events per second (default: as fast as possible)")
     simulate_cmd.set_defaults(func=cmd_simulate)
 
@@ -315,15 +314,15 @@ def main(argv: list[str] | None = None) -> int:
                             "connection string's EntityPath)")
     ingest_cmd.add_argument("--group", default=None, help="consumer group (default: "
                             "patient-flow-landing on Kafka, $Default on Event Hubs AMQP)")
-    ingest_cmd.add_argument("--balance-seconds", type=SECONDS, default=10.0,
+    ingest_cmd.add_argument("--balance-seconds", type=POSITIVE, default=10.0,
                             help="Event Hubs AMQP: load-balancing interval; a crashed consumer's "
                             "partitions are taken over after 3x this")
     ingest_cmd.add_argument("--landing", default=None, help="folder or Azure Blob URL")
     ingest_cmd.add_argument("--dead-letter", default=None,
                             help="folder for malformed messages (default: beside landing)")
     ingest_cmd.add_argument("--batch-events", type=COUNT, default=5_000)
-    ingest_cmd.add_argument("--batch-seconds", type=SECONDS, default=10.0)
-    ingest_cmd.add_argument("--idle-exit", type=SECONDS, default=None,
+    ingest_cmd.add_argument("--batch-seconds", type=POSITIVE, default=10.0)
+    ingest_cmd.add_argument("--idle-exit", type=POSITIVE, default=None,
                             help="stop after this many seconds without a message")
     ingest_cmd.set_defaults(func=cmd_ingest)
 

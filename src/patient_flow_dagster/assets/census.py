@@ -39,13 +39,13 @@ def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
     """Bring the hourly census up to date, recomputing only the hours that changed.
 
     Two things make hours stale: new silver events (a Delta streaming read with its own
-    checkpoint) change the census from the first hour any event of their encounters touches, and the clock moving changes
-    it from the latest hour stored (the hours after it do not exist yet, and that hour was
-    partial). Each batch of new events rewrites the census from the earlier of the two through
-    `as_of` (only when it changed: `replace_changed`), so a crash never leaves a stale hour
-    behind and a quiet spell between two runs never leaves a gap; with no new events, the hours
-    from the latest stored one are rewritten. A change of dim_department (bed capacity)
-    recomputes all.
+    checkpoint) change the census from the first hour any event of their encounters touches,
+    and the clock moving changes it from the latest hour stored (the hours after it do not
+    exist yet, and that hour was partial). Each batch of new events rewrites the census from
+    the earlier of the two through `as_of` (only when it changed: `replace_changed`), so a
+    crash never leaves a stale hour behind and a quiet spell between two runs never leaves a
+    gap; with no new events, the hours from the latest stored one are rewritten. A change of
+    dim_department (bed capacity) recomputes all.
     """
     changes: Counter = Counter()
     department_version = lake.version(spark, DIM_DEPARTMENT)

@@ -237,10 +237,11 @@ INGESTION_CHECKS = [
 # -- gold integrity -------------------------------------------------------------------------------
 
 
-def _integrity_result(measure: measures.Measure, what: str) -> AssetCheckResult:
+def _integrity_result(measure: measures.Measure, what: str,
+                      severity: AssetCheckSeverity = AssetCheckSeverity.ERROR) -> AssetCheckResult:
     return AssetCheckResult(
         passed=measure.failed == 0,
-        severity=AssetCheckSeverity.ERROR,
+        severity=severity,
         metadata={
             "evaluated": MetadataValue.int(measure.evaluated),
             "failed": MetadataValue.int(measure.failed),
@@ -286,9 +287,7 @@ def one_patient_per_bed(context) -> AssetCheckResult:
     spark, lake = _spark_lake(context)
     measure = measures.beds_shared(lake.read(spark, t.FACT_MOVEMENTS),
                                    context.resources.quality.sample_size)
-    result = _integrity_result(measure, "beds")
-    return AssetCheckResult(passed=result.passed, severity=AssetCheckSeverity.WARN,
-                            metadata=result.metadata)
+    return _integrity_result(measure, "beds", AssetCheckSeverity.WARN)
 
 
 def encounters_waiting_for_admission(context) -> AssetCheckResult:
