@@ -171,8 +171,8 @@ def current_occupancy(census: DataFrame) -> DataFrame:
 
 
 def length_of_stay_stats(stays_df: DataFrame) -> DataFrame:
-    """Completed stays (segments, from `placements`) per department x hospital: count, mean, median, p90 (exact, linear
-    interpolation), max, and the stay-category mix."""
+    """Completed stays (segments, from `placements`) per department x hospital: count, mean,
+    median, p90 (exact, linear interpolation), max, and the stay-category mix."""
     completed = stays_df.filter(F.col("length_of_stay_hours").isNotNull())
     hours = F.col("length_of_stay_hours")
     stats = completed.groupBy("department", "hospital_id").agg(

@@ -9,14 +9,20 @@ from pyspark.sql import functions as F
 from patient_flow_dagster.model.contract import ADMITTING, DISCHARGE, STAY
 from patient_flow_dagster.model.rules import RULES, QualityRule
 from patient_flow_dagster.model.tables import QUARANTINE, SILVER_EVENTS
+from patient_flow_dagster.transforms.keys import surrogate_key
 
 SHORT_STAY_HOURS = 24
 MEDIUM_STAY_HOURS = 72
 
 
-def _utc_timestamp(column: str) -> Column:
+def _utc_timestamp(column: str | Column) -> Column:
     """ISO-8601 text -> timestamp; naive values are UTC (session zone), bad text becomes null."""
-    return F.try_to_timestamp(F.trim(F.col(column)))
+    return F.try_to_timestamp(F.trim(F.col(column) if isinstance(column, str) else column))
+
+
+def _text(column: str) -> Column:
+    """Trimmed text; an empty value is null (absent)."""
+    return F.nullif(F.trim(column), F.lit(""))
 
 
 def length_of_stay_hours(admission: Column, discharge: Column) -> Column:
@@ -39,10 +45,9 @@ def derived_encounter_id(hospital_id: Column, patient_id: Column, admitted: Colu
     """The encounter of a record without an encounter_id: its hospital, patient and admission
     time, so that the open and the discharged record of one stay meet. Null without an
     admission time."""
-    identity = F.concat_ws("||", hospital_id.cast("string"), patient_id,
-                           F.date_format(admitted, "yyyy-MM-dd'T'HH:mm:ss.SSSSSS"))
-    return F.when(admitted.isNotNull(),
-                  F.concat(F.lit("derived-"), F.substring(F.sha2(identity, 256), 1, 32)))
+    key = surrogate_key(hospital_id, patient_id,
+                        F.date_format(admitted, "yyyy-MM-dd'T'HH:mm:ss.SSSSSS"))
+    return F.when(admitted.isNotNull(), F.concat(F.lit("derived-"), key.cast("string")))
 
 
 def _event_time(event_type: Column, given: Column, admitted: Column,
@@ -52,7 +57,7 @@ def _event_time(event_type: Column, given: Column, admitted: Column,
     null (a rule quarantines it) rather than falling back."""
     fallback = (F.when(event_type.isin(*ADMITTING), admitted)
                 .when(event_type == DISCHARGE, discharged))
-    return F.when(given.isNull(), fallback).otherwise(F.try_to_timestamp(F.trim(given)))
+    return F.when(given.isNull(), fallback).otherwise(_utc_timestamp(given))
 
 
 def type_and_enrich(bronze: DataFrame) -> DataFrame:
@@ -63,13 +68,13 @@ def type_and_enrich(bronze: DataFrame) -> DataFrame:
     one without encounter_id gets the encounter derived from its hospital, patient and
     admission time.
     """
-    patient_id = F.nullif(F.trim("patient_id"), F.lit(""))
+    patient_id = _text("patient_id")
     hospital_id = F.expr("try_cast(hospital_id AS INT)")
     admitted, discharged = _utc_timestamp("admission_time"), _utc_timestamp("discharge_time")
-    event_type = F.coalesce(F.upper(F.nullif(F.trim("event_type"), F.lit(""))), F.lit(STAY))
-    encounter_id = F.coalesce(F.nullif(F.trim("encounter_id"), F.lit("")),
+    event_type = F.coalesce(F.upper(_text("event_type")), F.lit(STAY))
+    encounter_id = F.coalesce(_text("encounter_id"),
                               derived_encounter_id(hospital_id, patient_id, admitted))
-    event_time = F.nullif(F.trim("event_time"), F.lit(""))
+    event_time = _text("event_time")
     typed = bronze.select(
         "event_id",
         patient_id.alias("patient_id"),
