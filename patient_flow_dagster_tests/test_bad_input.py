@@ -58,6 +58,8 @@ def test_damaged_files_are_rejected_with_a_reason_and_the_rest_is_ingested(lakeh
     assert "column age has type string" in audit["e-age-as-text.parquet"].reason
     assert {audit[n].status for n in ("a-good-int32.parquet", "b-good-int64.parquet",
                                       "c-no-department.parquet")} == {"ingested"}
+    assert audit["c-no-department.parquet"].reason == "missing column department"
+    assert audit["a-good-int32.parquet"].reason is None
 
     bronze = lakehouse.table(t.BRONZE_EVENTS)
     per_file = {r.name: r["count"] for r in bronze.groupBy(

@@ -1,15 +1,12 @@
 """Bronze: every landed row exactly once, as landed, with ingest metadata."""
 
+from dataclasses import dataclass
+from functools import reduce
+
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import (
-    LongType,
-    StringType,
-    StructField,
-    StructType,
-    TimestampType,
-)
+from pyspark.sql.types import LongType, StructField, StructType
 
 from patient_flow_dagster.assets.common import (
     LAKE_POOL,
@@ -27,66 +24,146 @@ from patient_flow_dagster.model.tables import (
     LANDING_EVENTS,
     LANDING_FILES,
 )
-from patient_flow_dagster.resources.lake import DeltaLake, rows_read
-from patient_flow_dagster.resources.landing import LandingZone
+from patient_flow_dagster.resources.lake import DeltaLake
+from patient_flow_dagster.resources.landing import (
+    FileInspection,
+    LandingFile,
+    LandingZone,
+)
 from patient_flow_dagster.transforms.bronze import with_ingest_metadata
 
-# One row per landing file the bronze asset has looked at: the "every file ingested" ledger.
-LANDING_FILES_SCHEMA = StructType(
-    [
-        StructField("file_name", StringType(), False),
-        StructField("file_size", LongType(), False),
-        StructField("footer_rows", LongType(), True),
-        StructField("status", StringType(), False),  # ingested | rejected
-        StructField("reason", StringType(), True),
-        StructField("audit_run_id", StringType(), False),
-        StructField("audited_at", TimestampType(), False),
-    ]
-)
+# Delta's idempotent-write id of bronze's batches: a batch replayed after a crash (same number)
+# is skipped by Delta when its commit already landed.
+BRONZE_TXN_APP = "patient_flow.bronze_ingest"
+PENDING, INGESTED, REJECTED = "pending", "ingested", "rejected"
 
 
-def audit_new_files(
-    spark: SparkSession, lake: DeltaLake, landing: LandingZone, run_id: str
-) -> list[dict]:
-    """Inspect the footers of landing files not yet audited; record each as ingested or rejected.
+@dataclass
+class Version:
+    """One version of a landing file (name + size + mtime) and what its footer says."""
+    file: LandingFile
+    inspection: FileInspection
+    batch: int | None = None
 
-    Spark's file source skips a damaged file (ignoreCorruptFiles) rather than failing every other
-    file's ingestion; this ledger is what makes such a skip visible, with its reason.
-    """
-    lake.ensure(spark, LANDING_FILES, LANDING_FILES_SCHEMA)
-    seen = {
-        row.file_name
-        for row in lake.read(spark, LANDING_FILES).select("file_name").distinct().collect()
-    }
-    records = []
-    for landed in landing.list_files():
-        if landed.name in seen:
-            continue
-        inspection = landing.inspect(landed.name)
-        records.append(
-            {
-                "file_name": landed.name,
-                "file_size": landed.size,
-                "footer_rows": inspection.rows,
-                "status": "rejected" if inspection.problem else "ingested",
-                "reason": inspection.problem,
-                "audit_run_id": run_id,
-            }
-        )
-    return records
+    @property
+    def status(self) -> str:
+        return REJECTED if self.inspection.problem else PENDING
+
+    def ledger_row(self, run_id: str, accepted: str) -> dict:
+        return {"file_name": self.file.name, "file_size": self.file.size,
+                "modified_us": self.file.modified_us, "footer_rows": self.inspection.rows,
+                "status": accepted if self.status == PENDING else self.status, "reason": self.inspection.note, "batch": self.batch,
+                "audit_run_id": run_id}
 
 
-def ingest_landing(
-    spark: SparkSession, lake: DeltaLake, landing: LandingZone, run_id: str
-) -> tuple[list[dict], int]:
-    """Audit the new landing files, stream every not-yet-ingested file into bronze (exactly
-    once, via the checkpoint), record the audit. Returns the audit rows of the new files and
-    the number of rows ingested."""
-    new_files = audit_new_files(spark, lake, landing, run_id)
-    # Created before the stream writes to it, so that it has its creation properties, and so
-    # that downstream finds a table even when nothing has landed yet; a bronze written before
-    # a contract field was added gets the new column.
-    lake.ensure(spark, BRONZE_EVENTS, with_ingest_metadata(_empty_landing(spark), run_id).schema)
+@dataclass
+class Ingest:
+    new: list[Version]  # versions first seen by this run
+    rows: int  # rows this run wrote to bronze
+
+    @property
+    def rejected(self) -> list[Version]:
+        return [v for v in self.new if v.status == REJECTED]
+
+    @property
+    def drifted(self) -> list[Version]:
+        return [v for v in self.new if v.status != REJECTED and v.inspection.note]
+
+
+def read_ledger(spark: SparkSession, lake: DeltaLake) -> DataFrame:
+    lake.ensure(spark, LANDING_FILES, LANDING_FILES.spark_schema)
+    return lake.read(spark, LANDING_FILES)
+
+
+def new_versions(spark: SparkSession, lake: DeltaLake, landing: LandingZone) -> list[Version]:
+    """Versions of landing files the ledger has not seen, inspected (footer only)."""
+    known, known_legacy = set(), set()  # the second: ledger rows from before mtimes were kept
+    for row in read_ledger(spark, lake).select(
+            "file_name", "file_size", F.unix_micros("file_modified").alias("us")).collect():
+        if row.us is None:
+            known_legacy.add((row.file_name, row.file_size))
+        else:
+            known.add((row.file_name, row.file_size, row.us))
+    return [Version(f, landing.inspect(f.name)) for f in landing.list_files()
+            if (f.name, f.size, f.modified_us) not in known
+            and (f.name, f.size) not in known_legacy]
+
+
+def pending_versions(spark: SparkSession, lake: DeltaLake, landing: LandingZone) -> list[Version]:
+    """Versions a crashed run recorded as pending: their batch is replayed with its number."""
+    rows = read_ledger(spark, lake).filter(F.col("status") == PENDING).select(
+        "file_name", "file_size", F.unix_micros("file_modified").alias("us"), "batch").collect()
+    return [Version(LandingFile(r.file_name, r.file_size, r.us / 1_000_000),
+                    landing.inspect(r.file_name), r.batch) for r in rows]
+
+
+def record(spark: SparkSession, lake: DeltaLake, versions: list[Version], run_id: str,
+           accepted: str = PENDING) -> None:
+    """Append the versions to the ledger: rejected with the reason, the others as `accepted`."""
+    if not versions:
+        return
+    columns = LANDING_FILES.spark_schema
+    found = StructType([StructField("modified_us", LongType()),
+                        *[f for f in columns.fields if f.name not in (
+                            "file_modified", "audited_at")]])
+    rows = spark.createDataFrame([v.ledger_row(run_id, accepted) for v in versions], found).select(
+        "file_name", "file_size", F.timestamp_micros("modified_us").alias("file_modified"),
+        *[f.name for f in found.fields if f.name not in ("file_name", "file_size", "modified_us")],
+        F.current_timestamp().alias("audited_at"))
+    lake.append(rows.select(*columns.names), LANDING_FILES)
+
+
+def assign_batches(versions: list[Version], first: int, per_batch: int) -> None:
+    for index, version in enumerate(versions):
+        version.batch = first + index // per_batch
+
+
+def write_batch(spark: SparkSession, lake: DeltaLake, landing: LandingZone, batch: int,
+                versions: list[Version], run_id: str) -> None:
+    """Append one batch's rows to bronze in one Delta commit, idempotent by batch number.
+    Files whose extra columns differ are read apart and unioned by name."""
+    by_extra: dict[tuple, list[str]] = {}
+    for version in versions:
+        by_extra.setdefault(version.inspection.extra, []).append(version.file.name)
+    parts = [landing.read_files(spark, names, LANDING_SCHEMA, extra)
+             for extra, names in by_extra.items()]
+    landed = reduce(DataFrame.unionByName, parts)
+    lake.append(with_ingest_metadata(landed, run_id), BRONZE_EVENTS, txn=(BRONZE_TXN_APP, batch))
+
+
+def ingest_versions(spark: SparkSession, lake: DeltaLake, landing: LandingZone,
+                    run_id: str) -> Ingest:
+    """Bronze from the ledger: record the new versions (pending, or rejected with the reason),
+    append each batch of pending versions to bronze, then mark them ingested.
+
+    A crash after a batch's bronze commit leaves its versions pending; the rerun replays the
+    batch with the same number and Delta skips it (txnAppId/txnVersion), so every version is
+    ingested exactly once."""
+    replay = pending_versions(spark, lake, landing)
+    new = new_versions(spark, lake, landing)
+    last = read_ledger(spark, lake).agg(F.max("batch")).first()[0] or 0
+    assign_batches([v for v in new if v.status == PENDING], last + 1,
+                   landing.max_files_per_trigger)
+    record(spark, lake, new, run_id)
+    batches: dict[int, list[Version]] = {}
+    for version in replay + new:
+        if version.status == PENDING:
+            batches.setdefault(version.batch, []).append(version)
+    for batch in sorted(batches):
+        write_batch(spark, lake, landing, batch, batches[batch], run_id)
+    if batches:
+        lake.delta_table(spark, LANDING_FILES).update(
+            (F.col("status") == PENDING) & F.col("batch").isin(list(batches)),
+            {"status": F.lit(INGESTED), "audit_run_id": F.lit(run_id),
+             "audited_at": F.current_timestamp()})
+    return Ingest(new, _rows_of_run(spark, lake, run_id))
+
+
+def ingest_stream(spark: SparkSession, lake: DeltaLake, landing: LandingZone,
+                  run_id: str) -> Ingest:
+    """Bronze through Auto Loader (Databricks): the stream's checkpoint keeps exactly-once;
+    the ledger records each new version as ingested or rejected after the stream."""
+    new = new_versions(spark, lake, landing)
     landed = with_ingest_metadata(landing.read_stream(spark, LANDING_SCHEMA), run_id)
     writer = (
         landed.writeStream.format("delta")
@@ -94,27 +171,33 @@ def ingest_landing(
         .option("checkpointLocation", lake.checkpoint(BRONZE_EVENTS))
         .trigger(availableNow=True)
     )
-    query = lake.start_stream(spark, writer, BRONZE_EVENTS)
-    query.awaitTermination()
-    if new_files:
-        found = StructType([f for f in LANDING_FILES_SCHEMA.fields if f.name != "audited_at"])
-        audit = spark.createDataFrame(new_files, found).withColumn(
-            "audited_at", F.current_timestamp()
-        )
-        lake.append(audit, LANDING_FILES)
-    rows = rows_read(spark, query)
-    if rows is None:  # too many micro-batches for the progress reports: count them
-        rows = lake.read(spark, BRONZE_EVENTS).filter(F.col("ingest_run_id") == run_id).count()
-    return new_files, rows
+    lake.start_stream(spark, writer, BRONZE_EVENTS).awaitTermination()
+    record(spark, lake, new, run_id, accepted=INGESTED)
+    return Ingest(new, _rows_of_run(spark, lake, run_id))
+
+
+def ingest_landing(spark: SparkSession, lake: DeltaLake, landing: LandingZone,
+                   run_id: str) -> Ingest:
+    # Created before the first write, with its creation properties, so that downstream finds a
+    # table even when nothing has landed yet; an older bronze gets newer contract columns.
+    lake.ensure(spark, BRONZE_EVENTS, with_ingest_metadata(_empty_landing(spark), run_id).schema)
+    ingest = ingest_stream if landing.reader == "autoloader" else ingest_versions
+    return ingest(spark, lake, landing, run_id)
+
+
+def _rows_of_run(spark: SparkSession, lake: DeltaLake, run_id: str) -> int:
+    return lake.read(spark, BRONZE_EVENTS).filter(F.col("ingest_run_id") == run_id).count()
 
 
 @asset(
     key=BRONZE_EVENTS.key,
     deps=[LANDING_EVENTS.key],
     description=(
-        "Append-only Delta table of every landed row exactly once, uncleaned, plus event_id, "
-        "bronze_ingestion_ts, source_file and ingest_run_id. Incremental like Auto Loader: a "
-        "streaming file source with a checkpoint and trigger(availableNow=True)."
+        "Append-only Delta table of every row of every landing file version exactly once, "
+        "uncleaned, plus event_id, bronze_ingestion_ts, source_file, ingest_run_id and "
+        "rescued_data (columns outside the contract, as JSON). Incremental: the ledger "
+        "bronze/landing_files lists the versions (name + size + mtime) already seen; a file "
+        "rewritten under its name is a new version."
     ),
     group_name="bronze",
     kinds=SPARK_KINDS,
@@ -131,27 +214,30 @@ def bronze_patient_events(
     landing: LandingZone = context.resources.landing
     run_id = context.run_id
 
-    new_files, rows_this_run = ingest_landing(spark, lake, landing, run_id)
-    bronze = lake.read(spark, BRONZE_EVENTS)
-    rejected = [r for r in new_files if r["status"] == "rejected"]
-    for record in rejected:
-        context.log.warning(f"Rejected landing file {record['file_name']}: {record['reason']}")
+    ingest = ingest_landing(spark, lake, landing, run_id)
+    for version in ingest.rejected:
+        context.log.warning(f"Rejected landing file {version.file.name}: {version.inspection.note}")
+    for version in ingest.drifted:
+        context.log.warning(f"Landing file {version.file.name}: {version.inspection.note}")
     context.log.info(
-        f"Ingested {rows_this_run} rows from {len(new_files) - len(rejected)} new files; "
-        f"{len(rejected)} rejected"
+        f"Ingested {ingest.rows} rows from {len(ingest.new) - len(ingest.rejected)} new file "
+        f"versions; {len(ingest.rejected)} rejected"
     )
+    noted = [{"file_name": v.file.name, "status": v.status, "reason": v.inspection.note}
+             for v in ingest.rejected + ingest.drifted]
     return MaterializeResult(
         metadata={
             **table_metadata(
-                bronze,
+                lake.read(spark, BRONZE_EVENTS),
                 lake, BRONZE_EVENTS,
                 ["event_id", "department", "hospital_id", "source_file", "ingest_run_id"],
             ),
-            "rows_ingested_this_run": MetadataValue.int(rows_this_run),
-            "new_files": MetadataValue.int(len(new_files)),
-            "rejected_files": MetadataValue.int(len(rejected)),
+            "rows_ingested_this_run": MetadataValue.int(ingest.rows),
+            "new_files": MetadataValue.int(len(ingest.new)),
+            "rejected_files": MetadataValue.int(len(ingest.rejected)),
+            "drifted_files": MetadataValue.int(len(ingest.drifted)),
             "rejected_file_reasons": MetadataValue.md(
-                markdown_table(rejected, ["file_name", "reason"]) if rejected else "none"
+                markdown_table(noted, ["file_name", "status", "reason"]) if noted else "none"
             ),
             "landing_zone": MetadataValue.text(landing.describe()),
         }

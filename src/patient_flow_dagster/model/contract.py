@@ -35,6 +35,9 @@ ADMITTING = (STAY, ADMIT)  # events that open (or restate) an encounter
 DEMOGRAPHIC = (STAY, ADMIT, UPDATE)  # events whose gender and age dim_patient records
 
 CONTRACT_FIELDS = tuple(field.name for field in LANDING_SCHEMA.fields if field.name != "event_id")
+# Columns a landing file may leave out: the event id is derived from the content, and v1 stay
+# records carry none of the v2 fields. Any other missing column is noted in the file's ledger.
+OPTIONAL_FIELDS = ("event_id", "event_type", "encounter_id", "event_time", "sequence")
 
 # Parquet physical types accepted for each column (pyarrow type strings), used to reject a whole
 # landing file with a reason instead of letting Spark skip it half-read.

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from dagster import AssetKey, TableColumn, TableSchema
+from pyspark.sql.types import StructType, _parse_datatype_string
 
 from patient_flow_dagster.model.contract import LANDING_SCHEMA
 
@@ -42,10 +43,13 @@ GLOSSARY: dict[str, str] = {
     "rescued_data": "Values that did not fit the contract, as JSON (Auto Loader's rescued data).",
     # landing ledger
     "file_name": "Landing file path.",
-    "file_size": "File size in bytes when it was audited.",
+    "file_size": "File size in bytes of this version of the file.",
+    "file_modified": "Modification time of this version of the file (UTC).",
     "footer_rows": "Row count from the Parquet footer (null when unreadable).",
-    "status": "ingested or rejected.",
-    "reason": "Why the file was rejected (null when ingested).",
+    "status": "pending (being ingested), ingested or rejected.",
+    "reason": "Why the version was rejected, or what drifted in an ingested one (missing "
+              "contract columns, extra columns kept in rescued_data).",
+    "batch": "Bronze batch that ingested the version (its Delta transaction version).",
     "audit_run_id": "Dagster run that audited the file.",
     "audited_at": "When the file was audited (UTC).",
     # silver
@@ -167,6 +171,10 @@ class Table:
                                     for c in self.columns])
 
     @property
+    def spark_schema(self) -> StructType:
+        return _parse_datatype_string(", ".join(f"{c.name} {c.type}" for c in self.columns))
+
+    @property
     def creation_properties(self) -> dict[str, str]:
         """Delta table properties the table gets when it is created."""
         properties = {}
@@ -201,10 +209,12 @@ BRONZE_EVENTS = Table(
 
 LANDING_FILES = Table(
     "bronze", "landing_files",
-    "Ledger of the landing files bronze has seen: ingested, or rejected with the reason.",
-    _columns("file_name string, file_size bigint, footer_rows bigint, status string, "
-             "reason string, audit_run_id string, audited_at timestamp"),
-    keys=("file_name",))
+    "Ledger of every version of every landing file bronze has seen (a file rewritten under its "
+    "name is a new version): ingested, or rejected with the reason.",
+    _columns("file_name string, file_size bigint, file_modified timestamp, footer_rows bigint, "
+             "status string, reason string, batch bigint, audit_run_id string, "
+             "audited_at timestamp"),
+    keys=("file_name", "file_size", "file_modified"))
 
 SILVER_EVENTS = Table(
     "silver", "patient_events",

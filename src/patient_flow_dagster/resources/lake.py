@@ -236,18 +236,6 @@ class DeltaLake(ConfigurableResource):
         _delete_path(spark, self.checkpoint(consumer))
 
 
-def rows_read(spark: SparkSession, query) -> int | None:
-    """Input rows of a finished availableNow query that writes to a sink (not foreachBatch,
-    whose batch may be read several times and counted each time), from its progress reports:
-    no second pass over the data. None when Spark may have dropped early reports (it keeps
-    `spark.sql.streaming.numRecentProgressUpdates`): count another way then."""
-    progress = query.recentProgress
-    kept = int(spark.conf.get("spark.sql.streaming.numRecentProgressUpdates", "100"))
-    if len(progress) >= kept:
-        return None
-    return sum(int(report["numInputRows"]) for report in progress)
-
-
 def _delete_path(spark: SparkSession, location: str) -> None:
     """Recursive delete through Hadoop's FileSystem: local folders, abfss://, wasbs:// alike."""
     jvm = spark.sparkContext._jvm

@@ -1,7 +1,8 @@
 """The landing zone: where producers drop Parquet files of patient events.
 
 A landing store lists committed files (temporary names of files still being written are never
-listed), inspects a file's Parquet footer, and hands Spark a streaming reader over the folder.
+listed), inspects a file's Parquet footer (row count, how its columns fit the contract), and
+hands Spark the rows of the files bronze asks for, or an Auto Loader stream on Databricks.
 The local implementation is a folder; the Azure Blob implementation lives beside it.
 """
 from __future__ import annotations
@@ -14,9 +15,11 @@ from typing import BinaryIO
 import pyarrow.parquet as pq
 from dagster import ConfigurableResource
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import StructType
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_type
+from pyspark.sql.types import StructField, StructType, _parse_datatype_string
 
-from patient_flow_dagster.model.contract import ACCEPTED_PARQUET_TYPES
+from patient_flow_dagster.model.contract import ACCEPTED_PARQUET_TYPES, OPTIONAL_FIELDS
 from patient_flow_dagster.transforms.bronze import RESCUED_DATA
 
 PARQUET_SUFFIX = ".parquet"
@@ -40,39 +43,66 @@ class LandingFile:
         """Name + size + mtime: a rewritten file with the same name counts as a new file."""
         return f"{self.name}:{self.size}:{int(self.modified)}"
 
+    @property
+    def modified_us(self) -> int:
+        """Modification time in whole microseconds: the precision the ledger keeps."""
+        return round(self.modified * 1_000_000)
+
 
 @dataclass(frozen=True)
 class FileInspection:
     rows: int | None
     problem: str | None  # why the file cannot be ingested, or None
+    # Columns outside the contract, (name, Spark type), kept in bronze's rescued_data.
+    extra: tuple[tuple[str, str], ...] = ()
+    missing: tuple[str, ...] = ()  # contract columns the file lacks (see OPTIONAL_FIELDS)
+
+    @property
+    def note(self) -> str | None:
+        """The ledger's reason: why it was rejected, or what drifted in an ingested file."""
+        if self.problem:
+            return self.problem
+        notes = [f"missing column {name}" for name in self.missing]
+        if self.extra:
+            names = ", ".join(name for name, _ in self.extra)
+            notes.append(f"extra columns kept in rescued_data: {names}")
+        return "; ".join(notes) or None
 
 
 def inspect_parquet(handle: str | BinaryIO) -> FileInspection:
-    """Read only the Parquet footer: row count, and whether the columns fit the contract."""
+    """Read only the Parquet footer: row count, and how the columns fit the contract."""
     try:
         parquet = pq.ParquetFile(handle)
     except Exception as error:  # pyarrow raises several types for a damaged file
         return FileInspection(None, f"not a readable Parquet file: {str(error)[:200]}")
-    schema = parquet.schema_arrow
-    problems = []
-    for field in schema:
+    problems, extra = [], []
+    for field in parquet.schema_arrow:
         accepted = ACCEPTED_PARQUET_TYPES.get(field.name)
-        if accepted is not None and str(field.type) not in accepted:
+        if accepted is None:
+            try:
+                extra.append((field.name, from_arrow_type(field.type).simpleString()))
+            except Exception:  # a type Spark cannot read: reject rather than drop the column
+                problems.append(f"column {field.name} has type {field.type}, which Spark "
+                                "cannot read into rescued_data")
+        elif str(field.type) not in accepted:
             problems.append(
                 f"column {field.name} has type {field.type}, expected one of {sorted(accepted)}"
             )
-    rows = parquet.metadata.num_rows
-    return FileInspection(rows, "; ".join(problems) or None)
+    present = set(parquet.schema_arrow.names)
+    missing = tuple(name for name in ACCEPTED_PARQUET_TYPES
+                    if name not in present and name not in OPTIONAL_FIELDS)
+    return FileInspection(parquet.metadata.num_rows, "; ".join(problems) or None,
+                          tuple(extra), missing)
 
 
 class LandingZone(ConfigurableResource):
     """Interface of a landing store; see LocalLandingZone and the Azure implementation."""
 
-    # Files per streaming micro-batch (Auto Loader's maxFilesPerTrigger); each batch commits on
-    # its own, so a crash loses at most the batch in flight, which the next run redoes.
+    # Files per bronze batch (Auto Loader's maxFilesPerTrigger); each batch commits on its own,
+    # so a crash loses at most the batch in flight, which the next run redoes.
     max_files_per_trigger: int = 1000
-    # "files": Spark's file stream source (runs anywhere). "autoloader": Databricks Auto Loader
-    # (cloudFiles), with its schema location and rescued data column; Databricks runtimes only.
+    # "files": bronze reads the file versions its ledger lists (runs anywhere). "autoloader":
+    # Databricks Auto Loader (cloudFiles), with its schema location; Databricks runtimes only.
     reader: str = "files"
     autoloader_schema_location: str | None = None
 
@@ -89,21 +119,32 @@ class LandingZone(ConfigurableResource):
     def describe(self) -> str:
         return self.spark_path
 
-    def read_stream(self, spark: SparkSession, schema: StructType) -> DataFrame:
-        """Incremental reader over the landing folder, like Auto Loader.
+    def file_path(self, name: str) -> str:
+        return f"{self.spark_path.rstrip('/')}/{name}"
 
-        Damaged files are skipped by Spark (`ignoreCorruptFiles`) instead of failing the run;
-        the bronze asset records each of them with its reason, so none is skipped silently.
-        """
+    def read_files(self, spark: SparkSession, names: list[str], schema: StructType,
+                   extra: tuple[tuple[str, str], ...] = ()) -> DataFrame:
+        """The rows of the named files, read with `schema` (contract columns a file lacks are
+        null) plus the `extra` columns they share, packed as JSON into `_rescued_data` as Auto
+        Loader's rescue mode does. The hidden `_metadata` column names each row's file."""
         self.prepare(spark)
-        if self.reader == "autoloader":
-            reader = spark.readStream.format("cloudFiles").options(**self.autoloader_options())
-        else:
-            reader = spark.readStream.format("parquet").option(
-                "maxFilesPerTrigger", self.max_files_per_trigger)
+        fields = [*schema.fields,
+                  *(StructField(name, _parse_datatype_string(kind)) for name, kind in extra)]
+        rows = spark.read.schema(StructType(fields)).parquet(
+            *[self.file_path(name) for name in names])
+        rescued = (F.to_json(F.struct(*[F.col(f"`{name}`") for name, _ in extra])) if extra
+                   else F.lit(None).cast("string"))
+        return rows.select(*[F.col(f.name) for f in schema.fields],
+                           rescued.alias(RESCUED_DATA), "_metadata")
+
+    def read_stream(self, spark: SparkSession, schema: StructType) -> DataFrame:
+        """Databricks Auto Loader over the landing folder (reader=autoloader): a file
+        rewritten under its name is read again (allowOverwrites) and values outside the
+        contract are rescued (schema evolution mode rescue)."""
+        self.prepare(spark)
         return (
-            reader.schema(schema)
-            .option("ignoreCorruptFiles", "true")
+            spark.readStream.format("cloudFiles").options(**self.autoloader_options())
+            .schema(schema)
             .option("pathGlobFilter", f"*{PARQUET_SUFFIX}")
             .load(self.spark_path)
         )
@@ -120,6 +161,8 @@ class LandingZone(ConfigurableResource):
             "cloudFiles.schemaLocation": self.autoloader_schema_location,
             "cloudFiles.includeExistingFiles": "true",
             "cloudFiles.maxFilesPerTrigger": str(self.max_files_per_trigger),
+            "cloudFiles.allowOverwrites": "true",
+            "cloudFiles.schemaEvolutionMode": "rescue",
             "rescuedDataColumn": RESCUED_DATA,
         }
 

@@ -69,9 +69,6 @@ def local_spark_config(
         # Small tables: Delta's log replay defaults to 50 partitions, far too many on a laptop.
         "spark.databricks.delta.snapshotPartitions": "2",
         "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
-        # Bronze reads its rows per run from the progress reports of its availableNow query
-        # (lake.rows_read) instead of scanning the table; keep enough of them.
-        "spark.sql.streaming.numRecentProgressUpdates": "10000",
         # Keep Delta's DESCRIBE HISTORY / streaming source happy on a fresh local lake.
         "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "false",
         **_event_log(),
