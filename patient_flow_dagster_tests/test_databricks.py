@@ -4,6 +4,7 @@ steps in their own Python + Spark processes; the lake must come out as the local
 import base64
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -137,6 +138,34 @@ def test_remote_step_gets_the_launchers_config_but_no_secret(tmp_path):
     assert forwarded[RUN_CONFIG_VARIABLE] and forwarded["PATIENT_FLOW_LAKE"].startswith("abfss://")
     new_cluster = databricks_run_config({})["cluster"]["new"]  # the packaged default
     assert new_cluster["spark_version"].endswith("scala2.13")  # Spark 4 runtimes, like pyspark 4
+
+
+def test_an_unreachable_workspace_fails_the_step_at_once_with_one_line(tmp_path, monkeypatch):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))  # a port nothing listens on: connections are refused
+    host = f"https://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+    monkeypatch.setenv("DATABRICKS_HOST", host)
+    monkeypatch.setenv("DATABRICKS_TOKEN", TOKEN)
+    settings = Settings.from_env({"PATIENT_FLOW_ENV": "databricks",
+                                  "PATIENT_FLOW_LAKE": str(tmp_path / "lake"),
+                                  "PATIENT_FLOW_LANDING": str(tmp_path / "landing"),
+                                  "PATIENT_FLOW_LANDING_READER": "files",
+                                  "PATIENT_FLOW_MAX_CONCURRENT_STEPS": "1",
+                                  "DATABRICKS_HOST": host})
+    job = build_definitions(settings).resolve_job_def("patient_flow")
+    started = time.monotonic()
+    result = job.execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    assert time.monotonic() - started < 30
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    error = failure.step_failure_data.error
+    assert error.cls_name == "WorkspaceUnreachable"
+    assert error.message.strip().splitlines() == [
+        f"patient_flow_dagster.resources.databricks.WorkspaceUnreachable: Databricks workspace "
+        f"{host} is unreachable: Connection refused (tried a TCP connection to 127.0.0.1:"
+        f"{host.rsplit(':', 1)[1]} for up to 10 s; check DATABRICKS_HOST)"]
+    assert TOKEN not in str(result.all_events)
 
 
 @pytest.mark.databricks

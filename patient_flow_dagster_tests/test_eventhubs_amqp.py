@@ -271,3 +271,29 @@ def test_without_a_connection_string_the_namespace_uses_azure_identity(monkeypat
     monkeypatch.delenv("EVENTHUBS_NAMESPACE")
     with pytest.raises(EventHubsConfigError, match="EVENTHUBS_CONNECTION_STRING"):
         EventHubsTarget.from_env("patient-events")
+
+
+def test_unreachable_namespace_or_checkpoint_store_is_one_line_and_exit_2(azurite, tmp_path):
+    refused = free_port()  # nothing listens there
+    namespace = f"Endpoint=sb://127.0.0.1:{refused};SharedAccessKeyName={POLICY};" \
+                f"SharedAccessKey={KEY};EntityPath={HUB};UseDevelopmentEmulator=true"
+    no_store = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey="
+                + azurite.split("AccountKey=")[1].split(";")[0]
+                + f";BlobEndpoint=http://127.0.0.1:{refused}/devstoreaccount1;")
+    for connection, store, said in [
+        (namespace, azurite, f"127.0.0.1:{refused}"),
+        (namespace, no_store, f"the checkpoint store 127.0.0.1:{refused}/devstoreaccount1/"),
+    ]:
+        env = {**os.environ, "EVENTHUBS_CONNECTION_STRING": connection,
+               "AZURE_STORAGE_CONNECTION_STRING": store, "PATIENT_FLOW_BROKER_TIMEOUT": "5",
+               "EVENTHUBS_CHECKPOINT_CONTAINER": "checkpoints-unreachable"}
+        started = time.monotonic()
+        run = subprocess.run([PATIENT_FLOW, "ingest", "--from", "eventhubs-amqp", "--landing",
+                              str(tmp_path / "landing")], env=env, capture_output=True,
+                             text=True, timeout=120)
+        assert time.monotonic() - started < 30
+        assert run.returncode == 2, run.stderr
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), run.stderr
+        assert said in lines[0], lines[0]
+        assert KEY not in run.stderr

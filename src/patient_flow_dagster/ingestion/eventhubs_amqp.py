@@ -33,7 +33,12 @@ import time
 from dataclasses import dataclass
 
 from patient_flow_dagster import settings
-from patient_flow_dagster.ingestion.landing_batch import ConsumerStats, LandingBatch
+from patient_flow_dagster.ingestion.landing_batch import (
+    ConsumerStats,
+    LandingBatch,
+    OncePerInterval,
+    within,
+)
 from patient_flow_dagster.ingestion.landing_writer import landing_sink
 from patient_flow_dagster.model.contract import partition_key
 
@@ -81,6 +86,15 @@ class EventHubsTarget:
             f"set {CONNECTION_ENV} (SAS connection string), or {NAMESPACE_ENV}="
             "<namespace>.servicebus.windows.net for DefaultAzureCredential, plus --topic <hub>")
 
+    def describe(self) -> str:
+        """Namespace and hub, without a secret."""
+        namespace = self.namespace
+        if self.connection_string:
+            endpoint = next((p.split("=", 1)[1] for p in self.connection_string.split(";")
+                             if p.startswith("Endpoint=")), "")
+            namespace = endpoint.removeprefix("sb://").rstrip("/")
+        return f"{namespace}/{self.hub}"
+
     def producer(self, **kwargs):
         from azure.eventhub import EventHubProducerClient
 
@@ -105,8 +119,9 @@ class EventHubsTarget:
                                       **kwargs)
 
 
-def checkpoint_store_from_env():
-    """`BlobCheckpointStore` on the configured container (created when missing)."""
+def checkpoint_store_from_env(timeout: float | None = None):
+    """`BlobCheckpointStore` on the configured container (created when missing); an account
+    that does not answer within `timeout` seconds is BrokerUnreachable."""
     from azure.core.exceptions import ResourceExistsError
     from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
     from azure.storage.blob import ContainerClient
@@ -127,10 +142,14 @@ def checkpoint_store_from_env():
         raise EventHubsConfigError(
             "the checkpoint store needs AZURE_STORAGE_CONNECTION_STRING, or "
             f"{CHECKPOINT_URL_ENV}=https://<account>.blob.core.windows.net for DefaultAzureCredential")
-    try:
-        client.create_container()
-    except ResourceExistsError:
-        pass
+    def create() -> None:
+        try:
+            client.create_container()
+        except ResourceExistsError:
+            pass
+
+    where = f"the checkpoint store {client.primary_hostname}/{container}"
+    within(timeout or settings.read_seconds("PATIENT_FLOW_BROKER_TIMEOUT"), where, create)
     return store
 
 
@@ -211,6 +230,14 @@ def _payload(event) -> bytes | None:
         return None
 
 
+def _errors_logger() -> logging.Logger:
+    """Receive errors (a lost connection is retried by the SDK) at most once per 10 s."""
+    logger = logging.getLogger(f"{__name__}.errors")
+    if not logger.filters:
+        logger.addFilter(OncePerInterval(10.0))
+    return logger
+
+
 class EventHubsLandingConsumer:
     """Consume a hub's partitions (those this process owns) into landing Parquet files."""
 
@@ -219,8 +246,10 @@ class EventHubsLandingConsumer:
                  checkpoint_store=None, **client_kwargs):
         self.target, self.landing, self.dead_letter_dir = target, landing, dead_letter_dir
         self.batch_events, self.batch_seconds = batch_events, batch_seconds
-        self.client = target.consumer(group, checkpoint_store or checkpoint_store_from_env(),
-                                      **client_kwargs)
+        self.broker_timeout = settings.read_seconds("PATIENT_FLOW_BROKER_TIMEOUT")
+        self.client = target.consumer(
+            group, checkpoint_store or checkpoint_store_from_env(self.broker_timeout),
+            **client_kwargs)
         self.write = landing_sink(landing)
         self.stats = ConsumerStats()
         self.batches: dict[str, LandingBatch] = {}
@@ -232,7 +261,8 @@ class EventHubsLandingConsumer:
     def run(self, idle_seconds: float | None = None) -> ConsumerStats:
         """Consume until stopped (SIGTERM/SIGINT or `stop`), or `idle_seconds` without an event;
         each owned partition's held batch is flushed and checkpointed on the way out."""
-        partitions_of(self.client)
+        within(self.broker_timeout, f"Event Hubs ({self.target.describe()})",
+               lambda: partitions_of(self.client))
         receiver = threading.Thread(target=self.client.receive_batch, daemon=True, kwargs=dict(
             on_event_batch=self._on_batch, on_partition_close=self._on_close,
             on_error=self._on_error, max_batch_size=min(self.batch_events, 1_000),
@@ -280,7 +310,7 @@ class EventHubsLandingConsumer:
         where = f"partition {context.partition_id}" if context else "load balancing"
         message = f"{where}: {redact(str(error)).splitlines()[0] if str(error) else type(error).__name__}"
         self.errors.append(message)
-        logging.getLogger(__name__).warning("Event Hubs consumer error (%s)", message)
+        _errors_logger().warning("Event Hubs consumer error (%s)", message)
 
     def stop_on_signals(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):

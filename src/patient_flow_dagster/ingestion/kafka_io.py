@@ -19,7 +19,12 @@ import threading
 import time
 
 from patient_flow_dagster import settings
-from patient_flow_dagster.ingestion.landing_batch import ConsumerStats, LandingBatch
+from patient_flow_dagster.ingestion.landing_batch import (
+    BrokerUnreachable,
+    ConsumerStats,
+    LandingBatch,
+    OncePerInterval,
+)
 from patient_flow_dagster.ingestion.landing_writer import landing_sink
 from patient_flow_dagster.model.contract import partition_key
 
@@ -91,26 +96,6 @@ def publish(events, config: dict, topic: str, rate: float | None = None,
     if failures:
         raise RuntimeError(f"{len(failures)} events were not delivered: {failures[0]}")
     return len(events)
-
-
-class BrokerUnreachable(RuntimeError):
-    """No broker answered for the configured time: reported in one line, exit code 2."""
-
-
-class OncePerInterval(logging.Filter):
-    """Let one record through per `seconds` (librdkafka retries a refused connection many
-    times a second; the user needs to hear it once in a while, not each time)."""
-
-    def __init__(self, seconds: float):
-        super().__init__()
-        self.seconds, self.last = seconds, float("-inf")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        now = time.monotonic()
-        if now - self.last < self.seconds:
-            return False
-        self.last = now
-        return True
 
 
 def client_logger(seconds: float = 10.0) -> logging.Logger:

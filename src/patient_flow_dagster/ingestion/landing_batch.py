@@ -8,6 +8,7 @@ held; the event_id makes a re-delivered copy a duplicate that silver removes.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -23,6 +24,50 @@ from patient_flow_dagster.ingestion.landing_writer import (
     landing_file_name,
 )
 from patient_flow_dagster.model.contract import LANDING_SCHEMA
+
+
+class BrokerUnreachable(RuntimeError):
+    """No broker (or checkpoint store) answered for the configured time: reported in one line,
+    exit code 2."""
+
+
+class OncePerInterval(logging.Filter):
+    """Let one record through per `seconds` (librdkafka retries a refused connection many
+    times a second; the user needs to hear it once in a while, not each time)."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds, self.last = seconds, float("-inf")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        if now - self.last < self.seconds:
+            return False
+        self.last = now
+        return True
+
+
+def within(seconds: float, what: str, call):
+    """`call()`, or BrokerUnreachable naming `what` when it has not returned after `seconds`.
+    Client libraries retry an unreachable host for minutes; a consumer should say so at once."""
+    outcome: dict = {}
+
+    def attempt():
+        try:
+            outcome["value"] = call()
+        except BaseException as error:  # handed to the caller's thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise BrokerUnreachable(f"{what} did not answer within {seconds:g} s "
+                                "(PATIENT_FLOW_BROKER_TIMEOUT)")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
 
 # The contract's fields by JSON type.
 INTEGER_FIELDS = tuple(f.name for f in LANDING_SCHEMA.fields if isinstance(f.dataType, LongType))

@@ -12,8 +12,10 @@ credentials are never copied, they come from the Key Vault-backed secret scope o
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlparse
 
 import patient_flow_dagster
 from patient_flow_dagster import settings
@@ -100,9 +102,44 @@ def step_launcher_config(environ: Mapping[str, str], landing_is_azure: bool) -> 
     }
 
 
-def databricks_step_launcher(landing_is_azure: bool, environ: Mapping[str, str] | None = None):
-    from dagster_databricks import databricks_pyspark_step_launcher
+class WorkspaceUnreachable(RuntimeError):
+    """The workspace did not accept a connection: said in one line, within seconds."""
 
-    config = step_launcher_config(settings.environment() if environ is None else environ,
-                                  landing_is_azure)
-    return databricks_pyspark_step_launcher.configured(config)
+
+def check_reachable(host: str, timeout: float) -> None:
+    """Open a TCP connection to the workspace. The SDK retries a refused or unresolvable host
+    for minutes in silence; a step launch should say at once that the host is wrong or down."""
+    url = urlparse(host if "://" in host else f"https://{host}")
+    port = url.port or (80 if url.scheme == "http" else 443)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise WorkspaceUnreachable(
+            f"Databricks workspace {host} is unreachable: {reason} (tried a TCP connection to "
+            f"{url.hostname}:{port} for up to {timeout:g} s; check DATABRICKS_HOST)") from None
+
+
+def databricks_step_launcher(landing_is_azure: bool, environ: Mapping[str, str] | None = None):
+    """dagster-databricks' step launcher, extended (not forked) to check the workspace answers
+    before it uploads anything."""
+    from dagster import resource
+    from dagster_databricks import databricks_pyspark_step_launcher
+    from dagster_databricks.databricks_pyspark_step_launcher import (
+        DatabricksPySparkStepLauncher,
+    )
+
+    class CheckedStepLauncher(DatabricksPySparkStepLauncher):
+        def launch_step(self, step_context):
+            check_reachable(self.databricks_host, connect_timeout)
+            yield from super().launch_step(step_context)
+
+    environ = settings.environment() if environ is None else environ
+    connect_timeout = settings.read_seconds("PATIENT_FLOW_DATABRICKS_CONNECT_TIMEOUT", environ)
+
+    @resource(config_schema=databricks_pyspark_step_launcher.config_schema,
+              description=databricks_pyspark_step_launcher.description)
+    def checked_step_launcher(context):
+        return CheckedStepLauncher(**context.resource_config)
+
+    return checked_step_launcher.configured(step_launcher_config(environ, landing_is_azure))
