@@ -1,6 +1,7 @@
 """Bad landing files: a clear, recorded rejection or quarantine, and the other files still load."""
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from pyspark.sql import functions as F
 
 from patient_flow_dagster.assets.bronze import bronze_patient_events
@@ -12,6 +13,8 @@ from patient_flow_dagster.ingestion.landing_writer import (
 from patient_flow_dagster.ingestion.simulator import simulate
 from patient_flow_dagster.model import tables as t
 from patient_flow_dagster_tests.conftest import recent_now
+
+pytestmark = pytest.mark.faults
 
 
 def test_damaged_files_are_rejected_with_a_reason_and_the_rest_is_ingested(lakehouse):

@@ -4,6 +4,8 @@ import pytest
 
 from patient_flow_dagster import cli
 
+pytestmark = pytest.mark.faults
+
 
 @pytest.mark.parametrize("argv, message", [
     (["simulate", "--events", "-5"], "argument --events: -5 must be at least 1"),

@@ -7,12 +7,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from pyspark.sql import functions as F
 
 from patient_flow_dagster.assets.bronze import BRONZE_TXN_APP, bronze_patient_events
 from patient_flow_dagster.ingestion.landing_writer import write_events
 from patient_flow_dagster.ingestion.simulator import simulate
 from patient_flow_dagster.model import tables as t
+
+pytestmark = pytest.mark.faults
 
 FILES, ROWS_PER_FILE = 30, 200
 

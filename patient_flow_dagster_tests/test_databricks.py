@@ -140,6 +140,7 @@ def test_remote_step_gets_the_launchers_config_but_no_secret(tmp_path):
     assert new_cluster["spark_version"].endswith("scala2.13")  # Spark 4 runtimes, like pyspark 4
 
 
+@pytest.mark.faults
 def test_an_unreachable_workspace_fails_the_step_at_once_with_one_line(tmp_path, monkeypatch):
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))  # a port nothing listens on: connections are refused

@@ -182,6 +182,7 @@ def test_a_patients_events_share_one_partition_in_order(endpoint):
             order[r[3]["event_id"]] for r in sent)
 
 
+@pytest.mark.faults
 def test_a_wrong_key_is_a_clear_error_that_does_not_echo_it(endpoint, azurite, tmp_path):
     secret = "Wr0ngKeyDoNotPrintMe"
     wrong = endpoint.connection_string.replace("local-endpoint-test-key", secret)
@@ -273,6 +274,7 @@ def test_without_a_connection_string_the_namespace_uses_azure_identity(monkeypat
         EventHubsTarget.from_env("patient-events")
 
 
+@pytest.mark.faults
 def test_unreachable_namespace_or_checkpoint_store_is_one_line_and_exit_2(azurite, tmp_path):
     refused = free_port()  # nothing listens there
     namespace = f"Endpoint=sb://127.0.0.1:{refused};SharedAccessKeyName={POLICY};" \

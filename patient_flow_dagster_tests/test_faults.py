@@ -6,14 +6,20 @@ import os
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from pyspark.sql import functions as F
 
 from patient_flow_dagster.assets.bronze import bronze_patient_events
 from patient_flow_dagster.assets.silver import silver_patient_events
-from patient_flow_dagster.ingestion.landing_writer import events_table, write_landing_file
+from patient_flow_dagster.ingestion.landing_writer import (
+    events_table,
+    write_landing_file,
+)
 from patient_flow_dagster.ingestion.simulator import simulate
 from patient_flow_dagster.model import tables as t
 from patient_flow_dagster_tests.conftest import recent_now
+
+pytestmark = pytest.mark.faults
 
 CLEAN = {k: 0 for k in ("bad_age", "future_admission", "discharge_before_admission",
                         "missing_field", "unknown_department", "duplicate", "late",

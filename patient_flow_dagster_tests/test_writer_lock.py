@@ -5,15 +5,19 @@ import subprocess
 import sys
 import time
 
+import pytest
 from dagster import DagsterInstance, materialize
 
 from patient_flow_dagster.definitions import LAKE_ASSETS
 from patient_flow_dagster.resources.lake import DeltaLake
 from patient_flow_dagster.resources.writer_lock import LakeBusy, WriterLock
 
+pytestmark = pytest.mark.faults
+
 HOLD = """
 import sys, time
 from patient_flow_dagster.resources.writer_lock import WriterLock
+
 lock = WriterLock(sys.argv[1], "run-A")
 lock.acquire(5)
 print("held", flush=True)
