@@ -6,7 +6,10 @@ token, Databricks' error bodies) for:
 - DBFS: `create` / `add-block` / `close` (parents created implicitly) and `read` (base64 blocks;
   404 RESOURCE_DOES_NOT_EXIST for a missing file);
 - Jobs: `runs/submit` (one `spark_python_task` on a new or existing cluster), `runs/get`,
-  `runs/cancel` (unknown run ids are rejected).
+  `runs/cancel` (unknown run ids are rejected);
+- OAuth machine-to-machine: the workspace's OIDC discovery document and its token endpoint
+  (`client_credentials` with HTTP Basic client authentication, scope `all-apis`), which issues
+  bearer tokens to the registered service principals only.
 
 A submitted task runs as a subprocess (`databricks_task.py`) with `/dbfs/` mapped to a local
 folder and `spark`, `sc` and `dbutils` (secrets) defined as a Databricks cluster defines them. On
@@ -46,6 +49,10 @@ class ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+class OAuthError(ApiError):
+    """An OAuth error body: {"error", "error_description"}."""
+
+
 @dataclass
 class Run:
     run_id: int
@@ -61,12 +68,15 @@ class Run:
 class DatabricksEmulator:
     """Serve on 127.0.0.1 (random port); `secrets` is {scope: {key: value}}."""
 
-    def __init__(self, root: Path, token: str, secrets: dict[str, dict[str, str]]):
+    def __init__(self, root: Path, token: str, secrets: dict[str, dict[str, str]],
+                 service_principals: dict[str, str] | None = None):
         self.dbfs_root = root / "dbfs"
         self.logs = root / "run_logs"
         self.dbfs_root.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
         self.token = token
+        self.service_principals = dict(service_principals or {})  # client id -> OAuth secret
+        self.issued: dict[str, str] = {}  # access token -> client id
         self.secrets_file = root / "secrets.json"
         self.secrets_file.write_text(json.dumps(secrets))
         self.clusters: dict[str, tuple[subprocess.Popen, dict, threading.Lock]] = {}
@@ -297,6 +307,36 @@ class DatabricksEmulator:
                 os.killpg(run.process.pid, signal.SIGKILL)
         return {}
 
+    # -- OAuth M2M --------------------------------------------------------------------------------
+    def oidc_discovery(self) -> dict:
+        return {"issuer": f"{self.host}/oidc",
+                "authorization_endpoint": f"{self.host}/oidc/v1/authorize",
+                "token_endpoint": f"{self.host}/oidc/v1/token",
+                "grant_types_supported": ["client_credentials", "authorization_code",
+                                          "refresh_token"]}
+
+    def issue_token(self, authorization: str | None, form: dict[str, str]) -> dict:
+        """RFC 6749 client credentials, as the workspace's token endpoint answers them."""
+        if form.get("grant_type") != "client_credentials":
+            raise OAuthError(400, "unsupported_grant_type", "Only client_credentials is supported")
+        if "all-apis" not in form.get("scope", "").split():
+            raise OAuthError(400, "invalid_scope", "The requested scope is invalid")
+        try:
+            kind, encoded = (authorization or "").split(" ", 1)
+            client_id, secret = base64.b64decode(encoded).decode().split(":", 1)
+        except ValueError:
+            raise OAuthError(401, "invalid_client", "Client authentication failed") from None
+        if kind != "Basic" or self.service_principals.get(client_id) != secret:
+            raise OAuthError(401, "invalid_client", "Client authentication failed")
+        access_token = f"eyJ-emulated-{next(self._ids)}-{os.urandom(8).hex()}"
+        self.issued[access_token] = client_id
+        return {"access_token": access_token, "token_type": "Bearer", "expires_in": 3600,
+                "scope": "all-apis"}
+
+    def authenticated(self, authorization: str | None) -> bool:
+        kind, _, value = (authorization or "").partition(" ")
+        return kind == "Bearer" and (value == self.token or value in self.issued)
+
     # -- HTTP -----------------------------------------------------------------------------------
     ROUTES = {
         ("POST", r"/api/2\.0/dbfs/create"): "dbfs_create",
@@ -323,10 +363,30 @@ class DatabricksEmulator:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _oauth(self, url) -> bool:
+                """The OIDC endpoints, which take no bearer token."""
+                try:
+                    if url.path == "/oidc/.well-known/oauth-authorization-server":
+                        self._reply(200, emulator.oidc_discovery())
+                    elif url.path == "/oidc/v1/token" and self.command == "POST":
+                        length = int(self.headers.get("Content-Length") or 0)
+                        form = {k: v[-1] for k, v in parse_qs(
+                            self.rfile.read(length).decode()).items()}
+                        self._reply(200, emulator.issue_token(
+                            self.headers.get("Authorization"), form))
+                    else:
+                        return False
+                except OAuthError as error:
+                    self._reply(error.status, {"error": error.code,
+                                               "error_description": error.message})
+                return True
+
             def _dispatch(self, method: str) -> None:
                 url = urlparse(self.path)
+                if url.path.startswith("/oidc/") and self._oauth(url):
+                    return
                 try:
-                    if self.headers.get("Authorization") != f"Bearer {emulator.token}":
+                    if not emulator.authenticated(self.headers.get("Authorization")):
                         raise ApiError(401, "UNAUTHENTICATED", "Invalid access token.")
                     name = next((n for (m, pattern), n in emulator.ROUTES.items()
                                  if m == method and re.fullmatch(pattern, url.path)), None)

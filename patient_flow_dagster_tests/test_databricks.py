@@ -32,6 +32,8 @@ from patient_flow_dagster_tests.conftest import recent_now
 from patient_flow_dagster_tests.databricks_emulator import DatabricksEmulator
 
 TOKEN = "dapi-emulator-token"  # the emulator's own, not a credential of anything real
+# The emulator's service principal (OAuth M2M), what production runs as.
+CLIENT_ID, CLIENT_SECRET = "6b1f0e7a-emulated-service-principal", "dose-emulated-oauth-secret"
 VENV_BIN = Path(sys.executable).parent
 
 # Columns that name the run or the moment of processing; every other column of every table must
@@ -46,8 +48,10 @@ CLUSTER = "1123-000000-emulated"
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory):
     """One emulated workspace for the module: its all-purpose cluster's JVM starts once."""
-    secrets = {"patient-flow": {"databricks-token": TOKEN}}
-    with DatabricksEmulator(tmp_path_factory.mktemp("databricks"), TOKEN, secrets) as running:
+    secrets = {"patient-flow": {"databricks-token": TOKEN,
+                                "databricks-client-secret": CLIENT_SECRET}}
+    with DatabricksEmulator(tmp_path_factory.mktemp("databricks"), TOKEN, secrets,
+                            service_principals={CLIENT_ID: CLIENT_SECRET}) as running:
         yield running
 
 
@@ -123,6 +127,33 @@ def test_emulator_rejects_what_databricks_rejects(emulator):
     assert exists.value.error_code == "RESOURCE_ALREADY_EXISTS"
 
 
+def test_oauth_tokens_go_to_registered_service_principals_only(emulator):
+    client = WorkspaceClient(host=emulator.host, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    with pytest.raises(DatabricksError) as missing:
+        client.jobs.get_run(4242)
+    assert missing.value.error_code == "INVALID_PARAMETER_VALUE"  # authenticated, then refused
+    assert CLIENT_ID in emulator.issued.values()
+    with pytest.raises(ValueError, match="invalid_client"):
+        WorkspaceClient(host=emulator.host, client_id=CLIENT_ID,
+                        client_secret="not-the-secret").jobs.get_run(4242)
+    with pytest.raises(DatabricksError) as forged:
+        WorkspaceClient(host=emulator.host, token="eyJ-forged").jobs.get_run(4242)
+    assert forged.value.error_code == "UNAUTHENTICATED"
+
+
+def test_a_service_principal_replaces_the_token_everywhere():
+    environ = {"PATIENT_FLOW_ENV": "databricks", "DATABRICKS_HOST": "https://adb-1.azuredatabricks.net",
+               "DATABRICKS_CLIENT_ID": "app-1", "DATABRICKS_CLIENT_SECRET": "s3cr3t-3"}
+    config = step_launcher_config(environ, landing_is_azure=False)
+    assert "databricks_token" not in config and "s3cr3t" not in json.dumps(config)
+    assert config["oauth_credentials"] == {"client_id": {"env": "DATABRICKS_CLIENT_ID"},
+                                           "client_secret": {"env": "DATABRICKS_CLIENT_SECRET"}}
+    assert config["secrets_to_env_variables"] == [
+        {"name": "DATABRICKS_CLIENT_SECRET", "scope": "patient-flow",
+         "key": "databricks-client-secret"}]
+    assert config["env_variables"]["DATABRICKS_CLIENT_ID"] == "app-1"
+
+
 def test_remote_step_gets_the_launchers_config_but_no_secret(tmp_path):
     environ = {"PATIENT_FLOW_ENV": "databricks", "PATIENT_FLOW_LAKE": "abfss://lake@a.dfs.core.windows.net/x",
                "DATABRICKS_HOST": "https://adb-1.azuredatabricks.net", "DATABRICKS_TOKEN": "s3cr3t-1",
@@ -195,9 +226,11 @@ def test_whole_graph_on_emulated_databricks_equals_local(tmp_path, spark, emulat
         "PATIENT_FLOW_DATABRICKS_POLL_SECONDS": "0.5",
         "PATIENT_FLOW_MAX_CONCURRENT_STEPS": "1",  # the emulated cluster runs one task at a time
         "DATABRICKS_HOST": emulator.host,
-        "DATABRICKS_TOKEN": TOKEN,
+        "DATABRICKS_CLIENT_ID": CLIENT_ID,  # as a service principal, OAuth M2M
+        "DATABRICKS_CLIENT_SECRET": CLIENT_SECRET,
         "DATABRICKS_CLUSTER_ID": CLUSTER,
     }
+    env.pop("DATABRICKS_TOKEN", None)
     run_config = tmp_path / "as_of.json"  # JSON is YAML
     run_config.write_text(json.dumps(as_of))
     submitted_before = len(emulator.runs)
@@ -217,7 +250,8 @@ def test_whole_graph_on_emulated_databricks_equals_local(tmp_path, spark, emulat
     steps = build_definitions(local).resolve_job_def("patient_flow").graph.node_defs
     assert len(submissions) == len(steps)
     assert {submission.result for submission in submissions} == {"SUCCESS"}
-    assert TOKEN not in output
+    assert set(emulator.issued.values()) == {CLIENT_ID}  # every call with an issued token
+    assert CLIENT_SECRET not in output and TOKEN not in output
 
     local_lake = DeltaLake(root=local.lake_root)
     remote_lake = DeltaLake(root=str(tmp_path / "databricks_lake"))

@@ -10,6 +10,7 @@ from dagster_databricks.configs import define_databricks_submit_run_config
 from patient_flow_dagster.resources.databricks import (
     DEFAULT_CLUSTER_SPEC,
     databricks_run_config,
+    remote_secrets,
 )
 from patient_flow_dagster.settings import VARIABLES
 
@@ -57,12 +58,15 @@ def test_terraform_outputs_are_the_variables_the_code_reads():
     assert "dagster_environment" in outputs
     assert {"PATIENT_FLOW_ENV", "PATIENT_FLOW_CATALOG", "PATIENT_FLOW_LAKE", "PATIENT_FLOW_LANDING",
             "PATIENT_FLOW_LANDING_SCHEMAS", "PATIENT_FLOW_SECRET_SCOPE", "DATABRICKS_HOST",
-            "EVENTHUBS_NAMESPACE"} <= produced
+            "DATABRICKS_CLIENT_ID", "EVENTHUBS_NAMESPACE"} <= produced
     declared = {variable.name for variable in VARIABLES}
     assert produced <= declared, produced - declared  # every output is a setting the code reads
-    # the secrets the remote step exports are the ones the vault holds
+    # the secrets the remote step exports (as a service principal) are the ones the vault holds
+    environ = {"DATABRICKS_CLIENT_ID": "app-id", "PATIENT_FLOW_ENV": "databricks"}
+    keys = {secret["key"] for secret in remote_secrets(environ, landing_is_azure=True)}
     main = (TERRAFORM / "main.tf").read_text()
-    assert '"databricks-token"' in main and '"landing-connection-string"' in main
+    assert keys == {"databricks-client-secret", "landing-connection-string"}
+    assert all(f'"{key}"' in main for key in keys)
 
 
 def test_cluster_spec_is_valid_launcher_config():

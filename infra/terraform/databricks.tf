@@ -1,6 +1,6 @@
 # Workspace side: Unity Catalog (storage credential, external locations, the catalog of this
 # environment with its bronze / silver / gold schemas), the Key Vault-backed secret scope the
-# step launcher reads, and the token Dagster uses.
+# step launcher reads, and the service principal Dagster runs as (OAuth machine-to-machine).
 
 resource "databricks_metastore_assignment" "this" {
   metastore_id = var.metastore_id
@@ -62,7 +62,27 @@ resource "databricks_secret_scope" "pipeline" {
   }
 }
 
-resource "databricks_token" "dagster" {
-  comment          = "Dagster step launcher (${var.environment})"
-  lifetime_seconds = var.dagster_token_lifetime_days * 24 * 60 * 60
+resource "databricks_service_principal" "dagster" {
+  display_name         = "patient-flow-dagster-${var.environment}"
+  allow_cluster_create = true
+}
+
+# The OAuth secret of the service principal (stored in Key Vault); rotate by re-applying.
+resource "databricks_service_principal_secret" "dagster" {
+  service_principal_id = databricks_service_principal.dagster.id
+  lifetime             = "${var.dagster_secret_lifetime_days * 24}h"
+}
+
+resource "databricks_grants" "dagster_catalog" {
+  catalog = databricks_catalog.patient_flow.name
+  grant {
+    principal  = databricks_service_principal.dagster.application_id
+    privileges = ["USE_CATALOG", "USE_SCHEMA", "CREATE_TABLE", "MODIFY", "SELECT"]
+  }
+}
+
+resource "databricks_secret_acl" "dagster" {
+  scope      = databricks_secret_scope.pipeline.name
+  principal  = databricks_service_principal.dagster.application_id
+  permission = "READ"
 }

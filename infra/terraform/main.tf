@@ -122,7 +122,7 @@ locals {
     "landing-connection-string"   = azurerm_storage_account.lake.primary_connection_string
     "eventhubs-send-connection"   = azurerm_eventhub_authorization_rule.access["send"].primary_connection_string
     "eventhubs-listen-connection" = azurerm_eventhub_authorization_rule.access["listen"].primary_connection_string
-    "databricks-token"            = databricks_token.dagster.token_value
+    "databricks-client-secret"    = databricks_service_principal_secret.dagster.secret
   }
 }
 

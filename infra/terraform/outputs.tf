@@ -5,6 +5,7 @@ output "dagster_environment" {
   value       = {
     PATIENT_FLOW_ENV                 = "databricks"
     DATABRICKS_HOST                  = "https://${azurerm_databricks_workspace.this.workspace_url}"
+    DATABRICKS_CLIENT_ID             = databricks_service_principal.dagster.application_id
     PATIENT_FLOW_CATALOG             = databricks_catalog.patient_flow.name
     PATIENT_FLOW_LAKE                = "${local.zone_urls["checkpoints"]}patient_flow"
     PATIENT_FLOW_LANDING             = "${local.zone_urls["landing"]}patient_events"
@@ -23,7 +24,7 @@ output "eventhubs_ingest" {
 }
 
 output "key_vault_uri" {
-  description = "Key Vault with databricks-token, landing-connection-string and the Event Hubs connection strings (read them into DATABRICKS_TOKEN, AZURE_STORAGE_CONNECTION_STRING and EVENTHUBS_CONNECTION_STRING of the Dagster deployment)."
+  description = "Key Vault with databricks-client-secret, landing-connection-string and the Event Hubs connection strings (read them into DATABRICKS_CLIENT_SECRET, AZURE_STORAGE_CONNECTION_STRING and EVENTHUBS_CONNECTION_STRING of the Dagster deployment)."
   value       = azurerm_key_vault.this.vault_uri
 }
 

@@ -49,8 +49,8 @@ variable "databricks_sku" {
   default     = "premium"
 }
 
-variable "dagster_token_lifetime_days" {
-  description = "Lifetime of the Databricks token Dagster uses (stored in Key Vault); rotate by re-applying."
+variable "dagster_secret_lifetime_days" {
+  description = "Lifetime of the OAuth secret of Dagster's service principal (stored in Key Vault); rotate by re-applying."
   type        = number
   default     = 90
 }

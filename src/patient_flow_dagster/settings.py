@@ -80,6 +80,10 @@ VARIABLES: tuple[Variable, ...] = (
              "Folder of the package to zip for remote steps (default: the installed package)."),
     Variable("DATABRICKS_HOST", None, "Workspace URL."),
     Variable("DATABRICKS_TOKEN", None, "Token (secret; on the cluster from the secret scope)."),
+    Variable("DATABRICKS_CLIENT_ID", None,
+             "Service principal's application id: OAuth M2M instead of a token."),
+    Variable("DATABRICKS_CLIENT_SECRET", None,
+             "Service principal's OAuth secret (secret; on the cluster from the secret scope)."),
     Variable("DATABRICKS_CLUSTER_ID", None, "Run steps on this existing cluster instead."),
     # Azure and streams
     Variable("AZURE_STORAGE_CONNECTION_STRING", None,

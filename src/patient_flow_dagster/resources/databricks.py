@@ -5,9 +5,9 @@ job run (`runs/submit`, a `spark_python_task`) on the cluster of `databricks_job
 beside this module (or an existing cluster: `DATABRICKS_CLUSTER_ID`), and streams the step's
 Dagster events back. The remote step re-imports these definitions and re-creates every resource,
 the launcher included, so it must see the same configuration: the PATIENT_FLOW_* variables, the
-host and the run config travel as the launcher's `env_variables`; the token and the landing
-credentials are never copied, they come from the Key Vault-backed secret scope on the cluster
-(`secrets_to_env_variables`).
+host and the run config travel as the launcher's `env_variables`; the token (or a service
+principal's OAuth secret) and the landing credentials are never copied, they come from the Key
+Vault-backed secret scope on the cluster (`secrets_to_env_variables`).
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ FORWARDED_PREFIX = "PATIENT_FLOW_"
 NOT_FORWARDED = {"PATIENT_FLOW_DATABRICKS_CLUSTER_SPEC", "PATIENT_FLOW_CODE_PATH"}
 # Secrets the remote step reads from the cluster's secret scope: (environment variable, key).
 TOKEN_SECRET = ("DATABRICKS_TOKEN", "databricks-token")
+CLIENT_SECRET = ("DATABRICKS_CLIENT_SECRET", "databricks-client-secret")
 LANDING_SECRET = ("AZURE_STORAGE_CONNECTION_STRING", "landing-connection-string")
 
 
@@ -58,14 +59,23 @@ def remote_env_variables(environ: Mapping[str, str], run_config: dict) -> dict[s
     forwarded = {name: value for name, value in settings.forwarded(FORWARDED_PREFIX, environ).items()
                  if name not in NOT_FORWARDED}
     forwarded["DATABRICKS_HOST"] = settings.read("DATABRICKS_HOST", environ) or ""
+    if client_id := settings.read("DATABRICKS_CLIENT_ID", environ):
+        forwarded["DATABRICKS_CLIENT_ID"] = client_id  # an application id, not a secret
     forwarded[RUN_CONFIG_VARIABLE] = json.dumps(run_config, sort_keys=True)
     return forwarded
+
+
+def service_principal(environ: Mapping[str, str]) -> bool:
+    """OAuth machine-to-machine as a service principal when DATABRICKS_CLIENT_ID is set;
+    otherwise a personal access token."""
+    return bool(settings.read("DATABRICKS_CLIENT_ID", environ))
 
 
 def remote_secrets(environ: Mapping[str, str], landing_is_azure: bool) -> list[dict[str, str]]:
     """Secrets the remote step exports from the cluster's secret scope (Key Vault-backed)."""
     scope = settings.read("PATIENT_FLOW_SECRET_SCOPE", environ)
-    wanted = [TOKEN_SECRET] + ([LANDING_SECRET] if landing_is_azure else [])
+    credential = CLIENT_SECRET if service_principal(environ) else TOKEN_SECRET
+    wanted = [credential] + ([LANDING_SECRET] if landing_is_azure else [])
     return [{"name": name, "scope": scope, "key": key} for name, key in wanted]
 
 
@@ -84,13 +94,18 @@ def code_path(environ: Mapping[str, str]) -> str:
 
 
 def step_launcher_config(environ: Mapping[str, str], landing_is_azure: bool) -> dict:
-    """Config of `databricks_pyspark_step_launcher`; host and token are read from the
+    """Config of `databricks_pyspark_step_launcher`; host and credentials are read from the
     environment when the resource starts, never stored."""
     run_config = databricks_run_config(environ)
+    if service_principal(environ):
+        credentials = {"oauth_credentials": {"client_id": {"env": "DATABRICKS_CLIENT_ID"},
+                                             "client_secret": {"env": "DATABRICKS_CLIENT_SECRET"}}}
+    else:
+        credentials = {"databricks_token": {"env": "DATABRICKS_TOKEN"}}
     return {
         "run_config": run_config,
         "databricks_host": {"env": "DATABRICKS_HOST"},
-        "databricks_token": {"env": "DATABRICKS_TOKEN"},
+        **credentials,
         "local_dagster_job_package_path": code_path(environ),
         "staging_prefix": settings.read("PATIENT_FLOW_DATABRICKS_STAGING", environ),
         "env_variables": remote_env_variables(environ, run_config),
