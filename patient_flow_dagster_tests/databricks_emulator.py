@@ -7,6 +7,14 @@ token, Databricks' error bodies) for:
   404 RESOURCE_DOES_NOT_EXIST for a missing file);
 - Jobs: `runs/submit` (one `spark_python_task` on a new or existing cluster), `runs/get`,
   `runs/cancel` (unknown run ids are rejected);
+- Files API on Unity Catalog volumes: `PUT` / `GET` / `HEAD /api/2.0/fs/files/Volumes/<catalog>/
+  <schema>/<volume>/...` (raw bytes; directories created implicitly; 404 NOT_FOUND for a missing
+  file or an unknown volume; 409 ALREADY_EXISTS without overwrite), with `/Volumes/...` mapped
+  for the tasks as a cluster mounts it; `dbfs_enabled=False` is a workspace without a DBFS root,
+  whose DBFS API refuses every path;
+- faults, each injected once when asked (`inject`): an HTTP error on a route (429 with
+  Retry-After, 500), and a cluster that fails to launch (the run ends INTERNAL_ERROR with the
+  termination reason Databricks gives, and its task never runs);
 - OAuth machine-to-machine: the workspace's OIDC discovery document and its token endpoint
   (`client_credentials` with HTTP Basic client authentication, scope `all-apis`), which issues
   bearer tokens to the registered service principals only.
@@ -32,10 +40,11 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 TASK_RUNNER = Path(__file__).with_name("databricks_task.py")
 CLUSTER_DRIVER = Path(__file__).with_name("databricks_cluster.py")
@@ -47,6 +56,25 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+
+
+@dataclass
+class Fault:
+    """Answer the `nth` matching request (1 = the next) with an error instead, once."""
+    method: str
+    path: str  # regular expression over the path and query
+    status: int = 500
+    code: str = "INTERNAL_ERROR"
+    message: str = "Internal error, try again later."
+    retry_after: int | None = None
+    launch_failure: bool = False  # runs/submit accepted, then the cluster fails to launch
+    nth: int = 1
+
+
+LAUNCH_FAILURE = ("Cluster failed to launch: the cluster was terminated. Reason: "
+                  "CLOUD_PROVIDER_LAUNCH_FAILURE (CLOUD_FAILURE). Parameters: azure_error_code:"
+                  "OperationNotAllowed, azure_error_message:Operation could not be completed "
+                  "as it results in exceeding approved cores quota.")
 
 
 class OAuthError(ApiError):
@@ -69,14 +97,20 @@ class DatabricksEmulator:
     """Serve on 127.0.0.1 (random port); `secrets` is {scope: {key: value}}."""
 
     def __init__(self, root: Path, token: str, secrets: dict[str, dict[str, str]],
-                 service_principals: dict[str, str] | None = None):
+                 service_principals: dict[str, str] | None = None,
+                 volumes: tuple[str, ...] = (), dbfs_enabled: bool = True):
         self.dbfs_root = root / "dbfs"
         self.logs = root / "run_logs"
         self.dbfs_root.mkdir(parents=True, exist_ok=True)
+        self.volumes_root = root / "volumes"  # what /Volumes/ is on the emulated clusters
+        self.volumes = set(volumes)  # "<catalog>/<schema>/<volume>"
+        self.dbfs_enabled = dbfs_enabled
         self.logs.mkdir(parents=True, exist_ok=True)
         self.token = token
         self.service_principals = dict(service_principals or {})  # client id -> OAuth secret
         self.issued: dict[str, str] = {}  # access token -> client id
+        self.faults: list[Fault] = []
+        self.faults_met: list[str] = []
         self.secrets_file = root / "secrets.json"
         self.secrets_file.write_text(json.dumps(secrets))
         self.clusters: dict[str, tuple[subprocess.Popen, dict, threading.Lock]] = {}
@@ -133,7 +167,13 @@ class DatabricksEmulator:
 
     # -- DBFS ---------------------------------------------------------------------------------
     def local_path(self, dbfs_path: str) -> Path:
-        """`/a/b`, `dbfs:/a/b` and `/dbfs/a/b` all name the same file under the DBFS root."""
+        """`/a/b`, `dbfs:/a/b` and `/dbfs/a/b` all name the same file under the DBFS root;
+        `/Volumes/...` is a file of a volume."""
+        if dbfs_path.startswith("/Volumes/"):
+            return self.volume_path(dbfs_path)
+        if not self.dbfs_enabled:
+            raise ApiError(403, "PERMISSION_DENIED", "Public DBFS root is disabled. Access is "
+                           f"denied on path: {dbfs_path}")
         path = re.sub(r"^(dbfs:|/dbfs)(?=/)", "", dbfs_path)
         if not path.startswith("/"):
             raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Path must be absolute: {dbfs_path}")
@@ -141,6 +181,28 @@ class DatabricksEmulator:
         if self.dbfs_root.resolve() not in resolved.parents and resolved != self.dbfs_root.resolve():
             raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Invalid path: {dbfs_path}")
         return resolved
+
+    # -- Files API (Unity Catalog volumes) -------------------------------------------------------
+    def volume_path(self, path: str) -> Path:
+        parts = path.split("/")  # "", "Volumes", catalog, schema, volume, ...
+        if len(parts) < 6 or parts[1] != "Volumes" or not all(parts[2:]) or ".." in parts:
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Invalid path: {path}")
+        if "/".join(parts[2:5]) not in self.volumes:
+            raise ApiError(404, "NOT_FOUND", f"Volume '{'.'.join(parts[2:5])}' does not exist.")
+        return self.volumes_root.joinpath(*parts[2:])
+
+    def files_put(self, path: str, data: bytes, overwrite: bool) -> None:
+        target = self.volume_path(path)
+        if target.exists() and not overwrite:
+            raise ApiError(409, "ALREADY_EXISTS", "The file being created already exists.")
+        target.parent.mkdir(parents=True, exist_ok=True)  # directories created implicitly
+        target.write_bytes(data)
+
+    def files_get(self, path: str) -> Path:
+        target = self.volume_path(path)
+        if not target.is_file():
+            raise ApiError(404, "NOT_FOUND", "The file being accessed is not found.")
+        return target
 
     def dbfs_create(self, body: dict) -> dict:
         target = self.local_path(body["path"])
@@ -210,6 +272,9 @@ class DatabricksEmulator:
         with self._lock:
             run = Run(next(self._ids), body)
             self.runs[run.run_id] = run
+        if body.pop("_launch_failure", False):
+            run.life_cycle, run.result, run.message = "INTERNAL_ERROR", "FAILED", LAUNCH_FAILURE
+            return {"run_id": run.run_id}
         threading.Thread(target=self._execute, args=(run, task), daemon=True).start()
         return {"run_id": run.run_id}
 
@@ -240,6 +305,7 @@ class DatabricksEmulator:
         run.log = self.logs / f"run-{run.run_id}.log"
         env = self._cluster_environment(cluster.get("spark_env_vars") or {})
         env["EMULATED_DATABRICKS_SECRETS"] = str(self.secrets_file)
+        env["EMULATED_VOLUMES_ROOT"] = str(self.volumes_root)
         env["EMULATED_SPARK_CONF"] = json.dumps(cluster.get("spark_conf") or {})
         env["DATABRICKS_RUNTIME_VERSION"] = str(cluster.get("spark_version", "emulated"))
         command = [sys.executable, str(TASK_RUNNER), str(self.dbfs_root),
@@ -333,6 +399,22 @@ class DatabricksEmulator:
         return {"access_token": access_token, "token_type": "Bearer", "expires_in": 3600,
                 "scope": "all-apis"}
 
+    def inject(self, fault: Fault) -> None:
+        with self._lock:
+            self.faults.append(fault)
+
+    def _fault_for(self, method: str, target: str) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.method == method and re.search(fault.path, target):
+                    fault.nth -= 1
+                    if fault.nth == 0:
+                        self.faults.remove(fault)
+                        self.faults_met.append(f"{method} {fault.path} -> "
+                                               f"{'launch failure' if fault.launch_failure else fault.status}")
+                        return fault
+        return None
+
     def authenticated(self, authorization: str | None) -> bool:
         kind, _, value = (authorization or "").partition(" ")
         return kind == "Bearer" and (value == self.token or value in self.issued)
@@ -355,9 +437,11 @@ class DatabricksEmulator:
             def log_message(self, *args) -> None:  # quiet
                 pass
 
-            def _reply(self, status: int, payload: dict) -> None:
+            def _reply(self, status: int, payload: dict, headers: dict | None = None) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -381,6 +465,30 @@ class DatabricksEmulator:
                                                "error_description": error.message})
                 return True
 
+            def _files(self, method: str, url) -> None:
+                """The Files API: raw bytes in and out, JSON errors."""
+                path = unquote(url.path[len("/api/2.0/fs/files"):])
+                query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+                if method == "PUT":
+                    length = int(self.headers.get("Content-Length") or 0)
+                    emulator.files_put(path, self.rfile.read(length),
+                                       query.get("overwrite", "true").lower() == "true")
+                    self.send_response(204)
+                    self.end_headers()
+                    return
+                if method not in ("GET", "HEAD"):
+                    raise ApiError(400, "INVALID_PARAMETER_VALUE",
+                                   f"{method} is not supported here (files up to 5 MB)")
+                target = emulator.files_get(path)
+                data = target.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Last-Modified", formatdate(target.stat().st_mtime, usegmt=True))
+                self.end_headers()
+                if method == "GET":
+                    self.wfile.write(data)
+
             def _dispatch(self, method: str) -> None:
                 url = urlparse(self.path)
                 if url.path.startswith("/oidc/") and self._oauth(url):
@@ -388,6 +496,12 @@ class DatabricksEmulator:
                 try:
                     if not emulator.authenticated(self.headers.get("Authorization")):
                         raise ApiError(401, "UNAUTHENTICATED", "Invalid access token.")
+                    if url.path.startswith("/api/2.0/fs/files/"):
+                        fault = emulator._fault_for(method, self.path)
+                        if fault:
+                            raise ApiError(fault.status, fault.code, fault.message)
+                        self._files(method, url)
+                        return
                     name = next((n for (m, pattern), n in emulator.ROUTES.items()
                                  if m == method and re.fullmatch(pattern, url.path)), None)
                     if name is None:
@@ -398,6 +512,15 @@ class DatabricksEmulator:
                     else:
                         length = int(self.headers.get("Content-Length") or 0)
                         argument = json.loads(self.rfile.read(length) or b"{}")
+                    fault = emulator._fault_for(method, self.path)
+                    if fault and fault.launch_failure:
+                        argument["_launch_failure"] = True
+                    elif fault:
+                        self._reply(fault.status, {"error_code": fault.code,
+                                                   "message": fault.message},
+                                    {"Retry-After": str(fault.retry_after)}
+                                    if fault.retry_after is not None else {})
+                        return
                     self._reply(200, getattr(emulator, name)(argument))
                 except ApiError as error:
                     self._reply(error.status, {"error_code": error.code, "message": error.message})
@@ -409,5 +532,11 @@ class DatabricksEmulator:
 
             def do_POST(self) -> None:
                 self._dispatch("POST")
+
+            def do_PUT(self) -> None:
+                self._dispatch("PUT")
+
+            def do_HEAD(self) -> None:
+                self._dispatch("HEAD")
 
         return Handler

@@ -3,7 +3,7 @@
 Usage: databricks_task.py <dbfs_root> <python_file> [parameters...]
 
 The script runs as `__main__` with `spark`, `sc` and `dbutils` already defined, `/dbfs/...`
-paths in its parameters mapped to the DBFS root, and a Spark session with Delta Lake (Databricks
+and `/Volumes/...` paths in its parameters mapped to the DBFS root and the volumes, and a Spark session with Delta Lake (Databricks
 runtimes ship Delta). `dbutils.secrets.get` reads the emulated secret scopes and fails for an
 unknown scope or key, as Databricks does.
 """
@@ -31,8 +31,11 @@ class DBUtils:
 
 
 def dbfs_to_local(argument: str, root: str) -> str:
+    """`/dbfs/...` and `/Volumes/...`, as the cluster's file system shows them."""
     if argument.startswith("/dbfs/"):
         return os.path.join(root, argument[len("/dbfs/"):].lstrip("/"))
+    if argument.startswith("/Volumes/"):
+        return os.path.join(os.environ["EMULATED_VOLUMES_ROOT"], argument[len("/Volumes/"):])
     return argument
 
 

@@ -2,6 +2,7 @@
 ships every step to a local emulation of the Databricks REST API, whose job runs execute the
 steps in their own Python + Spark processes; the lake must come out as the local one does."""
 import base64
+import io
 import json
 import os
 import socket
@@ -29,7 +30,7 @@ from patient_flow_dagster.resources.databricks import (
 from patient_flow_dagster.resources.lake import DeltaLake
 from patient_flow_dagster.settings import Settings
 from patient_flow_dagster_tests.conftest import recent_now
-from patient_flow_dagster_tests.databricks_emulator import DatabricksEmulator
+from patient_flow_dagster_tests.databricks_emulator import DatabricksEmulator, Fault
 
 TOKEN = "dapi-emulator-token"  # the emulator's own, not a credential of anything real
 # The emulator's service principal (OAuth M2M), what production runs as.
@@ -43,6 +44,7 @@ RUN_COLUMNS = {"ingest_run_id", "silver_run_id", "bronze_ingestion_ts", "silver_
 
 
 CLUSTER = "1123-000000-emulated"
+VOLUME = "patient_flow/staging/dagster"  # <catalog>/<schema>/<volume>
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +53,8 @@ def emulator(tmp_path_factory):
     secrets = {"patient-flow": {"databricks-token": TOKEN,
                                 "databricks-client-secret": CLIENT_SECRET}}
     with DatabricksEmulator(tmp_path_factory.mktemp("databricks"), TOKEN, secrets,
-                            service_principals={CLIENT_ID: CLIENT_SECRET}) as running:
+                            service_principals={CLIENT_ID: CLIENT_SECRET},
+                            volumes=(VOLUME,)) as running:
         yield running
 
 
@@ -125,6 +128,30 @@ def test_emulator_rejects_what_databricks_rejects(emulator):
     with pytest.raises(DatabricksError) as exists:
         client.dbfs.create("/a/b/c.txt", overwrite=False)
     assert exists.value.error_code == "RESOURCE_ALREADY_EXISTS"
+
+
+def test_files_api_on_volumes_and_a_workspace_without_dbfs(emulator):
+    client = WorkspaceClient(host=emulator.host, token=TOKEN)
+    path = f"/Volumes/{VOLUME}/a/b/c.txt"
+    client.files.upload(path, io.BytesIO(b"hello"), overwrite=True)  # parents created
+    assert client.files.download(path).contents.read() == b"hello"
+    assert client.files.get_metadata(path).content_length == 5
+    with pytest.raises(DatabricksError) as exists:
+        client.files.upload(path, io.BytesIO(b"again"), overwrite=False)
+    assert exists.value.error_code == "ALREADY_EXISTS"
+    with pytest.raises(DatabricksError) as missing:
+        client.files.download(f"/Volumes/{VOLUME}/a/none.txt").contents.read()
+    assert missing.value.error_code == "NOT_FOUND"
+    with pytest.raises(DatabricksError) as no_volume:
+        client.files.upload("/Volumes/patient_flow/staging/other/x", io.BytesIO(b""))
+    assert no_volume.value.error_code == "NOT_FOUND"
+    emulator.dbfs_enabled = False
+    try:
+        with pytest.raises(DatabricksError) as refused:
+            client.dbfs.read("/a/b/c.txt")
+        assert refused.value.error_code == "PERMISSION_DENIED"
+    finally:
+        emulator.dbfs_enabled = True
 
 
 def test_oauth_tokens_go_to_registered_service_principals_only(emulator):
@@ -224,6 +251,9 @@ def test_whole_graph_on_emulated_databricks_equals_local(tmp_path, spark, emulat
         "PATIENT_FLOW_LANDING": str(landing),
         "PATIENT_FLOW_LANDING_READER": "files",  # Auto Loader exists only on Databricks runtimes
         "PATIENT_FLOW_DATABRICKS_POLL_SECONDS": "0.5",
+        "PATIENT_FLOW_DATABRICKS_RETRY_SECONDS": "1",
+        # A workspace without a DBFS root: staging on a Unity Catalog volume.
+        "PATIENT_FLOW_DATABRICKS_STAGING": f"/Volumes/{VOLUME}/steps",
         "PATIENT_FLOW_MAX_CONCURRENT_STEPS": "1",  # the emulated cluster runs one task at a time
         "DATABRICKS_HOST": emulator.host,
         "DATABRICKS_CLIENT_ID": CLIENT_ID,  # as a service principal, OAuth M2M
@@ -233,24 +263,49 @@ def test_whole_graph_on_emulated_databricks_equals_local(tmp_path, spark, emulat
     env.pop("DATABRICKS_TOKEN", None)
     run_config = tmp_path / "as_of.json"  # JSON is YAML
     run_config.write_text(json.dumps(as_of))
+    # Each transient fault once: the API throttling a submission (the SDK waits Retry-After),
+    # a cluster that fails to launch, a 500 while polling a run, a 500 reading a step's events
+    # (the launcher launches the step again after each of the last three).
+    faults = [
+        Fault("POST", r"/jobs/runs/submit", 429, "REQUEST_LIMIT_EXCEEDED", retry_after=1),
+        Fault("POST", r"/jobs/runs/submit", launch_failure=True, nth=2),
+        Fault("GET", r"/jobs/runs/get", 500, nth=6),
+        Fault("GET", r"/dbfs/read\?path=[^&]*events", 500, nth=12),
+    ]
+    for fault in faults:
+        emulator.inject(fault)
     submitted_before = len(emulator.runs)
+    emulator.dbfs_enabled = False
     started = time.perf_counter()
-    run = subprocess.run(
-        [str(VENV_BIN / "dagster"), "job", "execute", "-m", "patient_flow_dagster.definitions",
-         "-j", "patient_flow", "-c", str(run_config)],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1500,
-    )
+    try:
+        run = subprocess.run(
+            [str(VENV_BIN / "dagster"), "job", "execute", "-m", "patient_flow_dagster.definitions",
+             "-j", "patient_flow", "-c", str(run_config)],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1500,
+        )
+    finally:
+        emulator.dbfs_enabled = True
     wall = time.perf_counter() - started
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-6000:]
     submissions = list(emulator.runs.values())[submitted_before:]
-    print(f"emulated Databricks run: {wall:.1f} s wall, {len(submissions)} job runs")
-    # Every step of the job (asset steps and check steps) went through runs/submit, once, and
-    # each succeeded.
+    print(f"emulated Databricks run: {wall:.1f} s wall, {len(submissions)} job runs; "
+          f"faults met: {emulator.faults_met}")
+    # Every fault was met; every step (each asset step evaluates its checks) succeeded once,
+    # three of them on a second launch after a transient fault.
+    assert not emulator.faults and len(emulator.faults_met) == len(faults)
     steps = build_definitions(local).resolve_job_def("patient_flow").graph.node_defs
-    assert len(submissions) == len(steps)
-    assert {submission.result for submission in submissions} == {"SUCCESS"}
+    assert len(steps) == 5
+    outcomes = [submission.result for submission in submissions]
+    assert len(submissions) == len(steps) + 3  # one more launch per retried step
+    assert outcomes.count("FAILED") == 1  # the cluster that did not launch
+    # The runs polled when the API failed completed, or were cancelled by the launcher.
+    assert set(outcomes) <= {"SUCCESS", "FAILED", "CANCELED"}
+    assert outcomes.count("SUCCESS") >= len(steps)
+    assert output.count("transient Databricks fault") == 3
     assert set(emulator.issued.values()) == {CLIENT_ID}  # every call with an issued token
+    staged = {p.name for p in (emulator.volumes_root / VOLUME / "steps").rglob("*") if p.is_file()}
+    assert {"code.zip", "step_run_ref.pkl", "stdout"} <= staged and "0_events.pkl" in staged
     assert CLIENT_SECRET not in output and TOKEN not in output
 
     local_lake = DeltaLake(root=local.lake_root)

@@ -68,8 +68,13 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PATIENT_FLOW_DATABRICKS_RUN_CONFIG", None,
              "Internal, forwarded to remote steps: the launcher's run config as JSON."),
     Variable("PATIENT_FLOW_DATABRICKS_STAGING", "/dagster_staging",
-             "DBFS folder for the code zip, pickled steps and event files."),
+             "Where the launcher stages the code zip, pickled steps and event files: a DBFS "
+             "folder, or a Unity Catalog volume /Volumes/<catalog>/<schema>/<volume>/... (Files "
+             "API; for workspaces without a DBFS root)."),
     Variable("PATIENT_FLOW_DATABRICKS_POLL_SECONDS", "5", "Seconds between run status polls."),
+    Variable("PATIENT_FLOW_DATABRICKS_RETRY_SECONDS", "30",
+             "First wait before a step is launched again after a transient Databricks fault "
+             "(doubling, with jitter; two more launches at most)."),
     Variable("PATIENT_FLOW_DATABRICKS_CONNECT_TIMEOUT", "10",
              "Seconds a step launch waits for the workspace to accept a connection, then fails."),
     Variable("PATIENT_FLOW_DATABRICKS_STEP_TIMEOUT", "10800",

@@ -1,9 +1,10 @@
 """Production: every asset step runs on Databricks through `databricks_pyspark_step_launcher`.
 
-The launcher zips the code (`src/`), uploads it with the pickled step to DBFS, submits a one-time
-job run (`runs/submit`, a `spark_python_task`) on the cluster of `databricks_job_cluster.json`
-beside this module (or an existing cluster: `DATABRICKS_CLUSTER_ID`), and streams the step's
-Dagster events back. The remote step re-imports these definitions and re-creates every resource,
+The launcher zips the code (`src/`), uploads it with the pickled step to the staging folder
+(`PATIENT_FLOW_DATABRICKS_STAGING`: a DBFS folder, or a Unity Catalog volume `/Volumes/...`
+through the Files API), submits a one-time job run (`runs/submit`, a `spark_python_task`) on
+the cluster of `databricks_job_cluster.json` beside this module (or an existing cluster:
+`DATABRICKS_CLUSTER_ID`), and streams the step's Dagster events back. The remote step re-imports these definitions and re-creates every resource,
 the launcher included, so it must see the same configuration: the PATIENT_FLOW_* variables, the
 host and the run config travel as the launcher's `env_variables`; the token (or a service
 principal's OAuth secret) and the landing credentials are never copied, they come from the Key
@@ -12,6 +13,7 @@ Vault-backed secret scope on the cluster (`secrets_to_env_variables`).
 from __future__ import annotations
 
 import json
+import os
 import socket
 from collections.abc import Mapping
 from pathlib import Path
@@ -135,22 +137,118 @@ def check_reachable(host: str, timeout: float) -> None:
             f"{url.hostname}:{port} for up to {timeout:g} s; check DATABRICKS_HOST)") from None
 
 
+# Termination reasons of a cluster or driver that the same step may well survive a second time
+# (Databricks' ClusterTerminationReason codes); a task that fails on its own is not retried.
+TRANSIENT_TERMINATIONS = (
+    "CLOUD_PROVIDER_LAUNCH_FAILURE", "CLOUD_PROVIDER_RESOURCE_STOCKOUT", "CLOUD_FAILURE",
+    "INSTANCE_UNREACHABLE", "INSTANCE_POOL_CLUSTER_FAILURE", "DRIVER_UNREACHABLE",
+    "DRIVER_UNRESPONSIVE", "SPOT_INSTANCE_TERMINATION", "COMMUNICATION_LOST",
+    "NETWORK_CONFIGURATION_FAILURE", "AZURE_RESOURCE_PROVIDER_THROTTLING",
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    """A fault of the platform, not of the step: the API throttling or failing (429 / 5xx, after
+    the SDK's own retries), or a cluster that did not launch or lost its driver. A failed check
+    or an error in the step's code reaches the launcher as the remote step's failure event,
+    never as an exception here, so it is never retried."""
+    import requests
+    from dagster_databricks.databricks import DatabricksError as RunFailed
+    from databricks.sdk import errors
+
+    if isinstance(error, (errors.TooManyRequests, errors.RequestLimitExceeded,
+                          errors.TemporarilyUnavailable, errors.InternalError,
+                          errors.DeadlineExceeded, requests.ConnectionError, requests.Timeout)):
+        return True
+    return isinstance(error, RunFailed) and any(code in str(error)
+                                                for code in TRANSIENT_TERMINATIONS)
+
+
+def launch_retry_policy(environ: Mapping[str, str]):
+    """At most two more launches of a step, exponential backoff with jitter."""
+    from dagster import Backoff, Jitter, RetryPolicy
+
+    return RetryPolicy(max_retries=2,
+                       delay=settings.read_seconds("PATIENT_FLOW_DATABRICKS_RETRY_SECONDS", environ),
+                       backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+
+
+VOLUMES = "/Volumes/"
+
+
+class VolumeStaging:
+    """dagster-databricks' `DatabricksClient` with its file transfer over the Files API, for
+    staging on a Unity Catalog volume (workspaces without a DBFS root); everything else is the
+    client's own."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def put_file(self, file_obj, path: str, overwrite: bool = False, **_) -> None:
+        self._client.workspace_client.files.upload(path, file_obj, overwrite=overwrite)
+
+    def read_file(self, path: str, **_) -> bytes:
+        """The file's bytes; empty while it does not exist yet (the step's events file before
+        the remote step writes it), as the launcher expects."""
+        from databricks.sdk.errors import NotFound
+
+        try:
+            with self._client.workspace_client.files.download(path).contents as contents:
+                return contents.read()
+        except NotFound:
+            return b""
+
+
 def databricks_step_launcher(landing_is_azure: bool, environ: Mapping[str, str] | None = None):
-    """dagster-databricks' step launcher, extended (not forked) to check the workspace answers
-    before it uploads anything."""
-    from dagster import resource
+    """dagster-databricks' step launcher, extended (not forked): it checks the workspace answers
+    before it uploads anything, and launches a step again after a transient fault."""
+    from dagster import RetryRequested, resource
     from dagster_databricks import databricks_pyspark_step_launcher
     from dagster_databricks.databricks_pyspark_step_launcher import (
         DatabricksPySparkStepLauncher,
     )
 
     class CheckedStepLauncher(DatabricksPySparkStepLauncher):
+        def __init__(self, **config):
+            super().__init__(**config)
+            self.on_volume = self.staging_prefix.startswith(VOLUMES)
+            if self.on_volume:
+                self.databricks_runner.client = VolumeStaging(self.databricks_runner.client)
+
+        def _dbfs_path(self, run_id: str, step_key: str, filename: str) -> str:
+            if not self.on_volume:
+                return super()._dbfs_path(run_id, step_key, filename)
+            return "/".join([self.staging_prefix.rstrip("/"), run_id,
+                             self._sanitize_step_key(step_key), os.path.basename(filename)])
+
+        def _internal_dbfs_path(self, run_id: str, step_key: str, filename: str) -> str:
+            """On a volume the cluster reads the same /Volumes/... path the API writes."""
+            if not self.on_volume:
+                return super()._internal_dbfs_path(run_id, step_key, filename)
+            return self._dbfs_path(run_id, step_key, filename)
+
         def launch_step(self, step_context):
             check_reachable(self.databricks_host, connect_timeout)
-            yield from super().launch_step(step_context)
+            try:
+                yield from super().launch_step(step_context)
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                attempt = step_context.previous_attempt_count + 1
+                wait = retry.calculate_delay(attempt)
+                step_context.log.warning(
+                    f"transient Databricks fault ({type(error).__name__}: "
+                    f"{str(error).splitlines()[0][:200]}); launching the step again in "
+                    f"{wait:.0f} s (attempt {attempt + 1} of {retry.max_retries + 1})")
+                raise RetryRequested(max_retries=retry.max_retries,
+                                     seconds_to_wait=wait) from error
 
     environ = settings.environment() if environ is None else environ
     connect_timeout = settings.read_seconds("PATIENT_FLOW_DATABRICKS_CONNECT_TIMEOUT", environ)
+    retry = launch_retry_policy(environ)
 
     @resource(config_schema=databricks_pyspark_step_launcher.config_schema,
               description=databricks_pyspark_step_launcher.description)
