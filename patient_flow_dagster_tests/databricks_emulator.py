@@ -12,6 +12,9 @@ token, Databricks' error bodies) for:
   file or an unknown volume; 409 ALREADY_EXISTS without overwrite), with `/Volumes/...` mapped
   for the tasks as a cluster mounts it; `dbfs_enabled=False` is a workspace without a DBFS root,
   whose DBFS API refuses every path;
+- compute start: a job cluster on new VMs, one drawn from an instance pool, or an existing
+  cluster, each with its own start delay (`start_seconds`, scaled down in tests) during which
+  the run is PENDING; `cold_starts` counts the job clusters started per mode;
 - faults, each injected once when asked (`inject`): an HTTP error on a route (429 with
   Retry-After, 500), and a cluster that fails to launch (the run ends INTERNAL_ERROR with the
   termination reason Databricks gives, and its task never runs);
@@ -109,6 +112,8 @@ class DatabricksEmulator:
         self.token = token
         self.service_principals = dict(service_principals or {})  # client id -> OAuth secret
         self.issued: dict[str, str] = {}  # access token -> client id
+        self.start_seconds = {"new": 0.0, "pool": 0.0, "existing": 0.0}
+        self.cold_starts: dict[str, int] = {"new": 0, "pool": 0}
         self.faults: list[Fault] = []
         self.faults_met: list[str] = []
         self.secrets_file = root / "secrets.json"
@@ -269,6 +274,12 @@ class DatabricksEmulator:
                            f"Cluster {existing} does not exist")
         if cluster and not cluster.get("spark_version"):
             raise ApiError(400, "INVALID_PARAMETER_VALUE", "Missing required field: spark_version")
+        if cluster and cluster.get("instance_pool_id") and cluster.get("node_type_id"):
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", "The field 'node_type_id' cannot be "
+                           "supplied when an instance pool ID is provided.")
+        if cluster and not (cluster.get("instance_pool_id") or cluster.get("node_type_id")):
+            raise ApiError(400, "INVALID_PARAMETER_VALUE",
+                           "Missing required field: node_type_id or instance_pool_id")
         with self._lock:
             run = Run(next(self._ids), body)
             self.runs[run.run_id] = run
@@ -302,6 +313,12 @@ class DatabricksEmulator:
             return
         python_task = task["spark_python_task"]
         cluster = task.get("new_cluster") or {}
+        mode = ("existing" if task.get("existing_cluster_id")
+                else "pool" if cluster.get("instance_pool_id") else "new")
+        time.sleep(self.start_seconds[mode])  # PENDING while the compute starts
+        if mode != "existing":
+            with self._lock:
+                self.cold_starts[mode] += 1
         run.log = self.logs / f"run-{run.run_id}.log"
         env = self._cluster_environment(cluster.get("spark_env_vars") or {})
         env["EMULATED_DATABRICKS_SECRETS"] = str(self.secrets_file)

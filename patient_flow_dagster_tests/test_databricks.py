@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance
+from dagster_databricks.databricks import DatabricksJobRunner
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import DatabricksError
 from databricks.sdk.service import jobs
@@ -109,6 +110,35 @@ def test_python_task_runs_on_a_job_cluster_like_databricks(emulator, monkeypatch
         client.jobs.submit(run_name="x", tasks=[jobs.SubmitTask.from_dict({
             "task_key": "x", "existing_cluster_id": "nope",
             "spark_python_task": {"python_file": "dbfs:/tasks/probe.py"}})])
+
+
+def test_a_pooled_job_cluster_starts_faster_than_new_vms(emulator):
+    """The launcher's run config for each compute mode, submitted as the launcher submits it;
+    the emulation's start delays (seconds here, minutes on Azure) show in PENDING time."""
+    runner = DatabricksJobRunner(host=emulator.host, token=TOKEN, poll_interval_sec=0.2)
+    client = WorkspaceClient(host=emulator.host, token=TOKEN)
+    upload(client, "/tasks/probe.py", TASK)
+    emulator.start_seconds.update(new=3.0, pool=0.5)
+    pending = {}
+    try:
+        for mode, environ in {"new": {},
+                              "pool": {"PATIENT_FLOW_DATABRICKS_INSTANCE_POOL": "0101-pool"}}.items():
+            starts = emulator.cold_starts[mode]
+            task = {"spark_python_task": {"python_file": "dbfs:/tasks/probe.py",
+                                          "parameters": [f"/dbfs/tasks/{mode}.txt"]}}
+            submitted = time.monotonic()
+            run_id = runner.submit_run(databricks_run_config(environ), task)
+            while client.jobs.get_run(run_id).state.life_cycle_state.value == "PENDING":
+                time.sleep(0.05)
+            pending[mode] = time.monotonic() - submitted
+            assert wait_for(client, run_id).result_state.value == "SUCCESS"
+            assert emulator.cold_starts[mode] == starts + 1
+    finally:
+        emulator.start_seconds.update(new=0.0, pool=0.0)
+    assert pending["new"] >= 3.0 and 0.5 <= pending["pool"] < 3.0, pending
+    spec = emulator.runs[run_id].spec["tasks"][0]["new_cluster"]
+    assert spec["instance_pool_id"] == spec["driver_instance_pool_id"] == "0101-pool"
+    assert "node_type_id" not in spec
 
 
 def test_emulator_rejects_what_databricks_rejects(emulator):

@@ -86,3 +86,45 @@ resource "databricks_secret_acl" "dagster" {
   principal  = databricks_service_principal.dagster.application_id
   permission = "READ"
 }
+
+# -- Compute: warm VMs for the job clusters, under a policy ------------------------------------
+# A job cluster on new VMs takes minutes to start; drawn from a pool with idle instances it
+# starts in well under a minute. Idle instances cost VM time (not DBUs) while they wait.
+
+resource "databricks_instance_pool" "jobs" {
+  instance_pool_name                    = "patient-flow-${var.environment}"
+  node_type_id                          = var.job_node_type
+  min_idle_instances                    = var.pool_min_idle_instances
+  max_capacity                          = var.pool_max_capacity
+  idle_instance_autotermination_minutes = var.pool_idle_minutes
+  preloaded_spark_versions              = [var.spark_version]
+  custom_tags                           = { project = "patient-flow" }
+}
+
+resource "databricks_cluster_policy" "jobs" {
+  name = "patient-flow-jobs-${var.environment}"
+  definition = jsonencode({
+    "spark_version"           = { type = "fixed", value = var.spark_version }
+    "instance_pool_id"        = { type = "fixed", value = databricks_instance_pool.jobs.id }
+    "driver_instance_pool_id" = { type = "fixed", value = databricks_instance_pool.jobs.id }
+    "num_workers"             = { type = "range", maxValue = var.pool_max_capacity - 1 }
+    "data_security_mode"      = { type = "fixed", value = "DATA_SECURITY_MODE_DEDICATED" }
+    "custom_tags.project"     = { type = "fixed", value = "patient-flow" }
+  })
+}
+
+resource "databricks_permissions" "dagster_pool" {
+  instance_pool_id = databricks_instance_pool.jobs.id
+  access_control {
+    service_principal_name = databricks_service_principal.dagster.application_id
+    permission_level       = "CAN_ATTACH_TO"
+  }
+}
+
+resource "databricks_permissions" "dagster_policy" {
+  cluster_policy_id = databricks_cluster_policy.jobs.id
+  access_control {
+    service_principal_name = databricks_service_principal.dagster.application_id
+    permission_level       = "CAN_USE"
+  }
+}

@@ -11,6 +11,8 @@ output "dagster_environment" {
     PATIENT_FLOW_LANDING             = "${local.zone_urls["landing"]}patient_events"
     PATIENT_FLOW_LANDING_SCHEMAS     = "${local.zone_urls["checkpoints"]}autoloader_schemas"
     PATIENT_FLOW_SECRET_SCOPE        = databricks_secret_scope.pipeline.name
+    PATIENT_FLOW_DATABRICKS_INSTANCE_POOL = databricks_instance_pool.jobs.id
+    PATIENT_FLOW_DATABRICKS_CLUSTER_POLICY = databricks_cluster_policy.jobs.id
     EVENTHUBS_NAMESPACE              = "${azurerm_eventhub_namespace.this.name}.servicebus.windows.net"
   }
 }

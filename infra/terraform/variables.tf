@@ -55,6 +55,36 @@ variable "dagster_secret_lifetime_days" {
   default     = 90
 }
 
+variable "spark_version" {
+  description = "Databricks runtime of the job clusters (the packaged cluster spec's)."
+  type        = string
+  default     = "17.3.x-scala2.13"
+}
+
+variable "job_node_type" {
+  description = "VM size of the job clusters' pool."
+  type        = string
+  default     = "Standard_D4ds_v5"
+}
+
+variable "pool_min_idle_instances" {
+  description = "Warm VMs the pool keeps idle (0: no idle cost, cold starts)."
+  type        = number
+  default     = 1
+}
+
+variable "pool_max_capacity" {
+  description = "Most VMs the pool holds (drivers and workers of every job cluster at once)."
+  type        = number
+  default     = 12
+}
+
+variable "pool_idle_minutes" {
+  description = "Minutes an idle VM above min_idle_instances stays in the pool."
+  type        = number
+  default     = 30
+}
+
 variable "tags" {
   description = "Tags added to every Azure resource."
   type        = map(string)

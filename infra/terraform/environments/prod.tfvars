@@ -12,3 +12,4 @@ tags = {
   criticality = "high"
   data        = "phi"
 }
+pool_min_idle_instances = 2  # a batch never waits for a VM

@@ -35,7 +35,8 @@ LANDING_SECRET = ("AZURE_STORAGE_CONNECTION_STRING", "landing-connection-string"
 
 
 def databricks_run_config(environ: Mapping[str, str]) -> dict:
-    """The Runs Submit settings: the cluster spec file, or an existing cluster by id.
+    """The Runs Submit settings: a job cluster per step from the cluster spec file (its VMs from
+    an instance pool when one is set), or an existing cluster by id.
 
     A remote step receives the launching process's run config in RUN_CONFIG_VARIABLE (the spec
     file is not shipped with the code).
@@ -53,6 +54,13 @@ def databricks_run_config(environ: Mapping[str, str]) -> dict:
     run_config.pop("//", None)  # comment entry
     if cluster_id := settings.read("DATABRICKS_CLUSTER_ID", environ):
         run_config["cluster"] = {"existing": cluster_id}
+        return run_config
+    new = run_config["cluster"]["new"]
+    if pool := settings.read("PATIENT_FLOW_DATABRICKS_INSTANCE_POOL", environ):
+        # Warm idle instances instead of new VMs; the pool fixes the node type.
+        new["nodes"] = {"instance_pool_id": pool, "driver_instance_pool_id": pool}
+    if policy := settings.read("PATIENT_FLOW_DATABRICKS_CLUSTER_POLICY", environ):
+        new["policy_id"] = policy
     return run_config
 
 
