@@ -137,7 +137,7 @@ def test_a_pooled_job_cluster_starts_faster_than_new_vms(emulator):
         emulator.start_seconds.update(new=0.0, pool=0.0)
     assert pending["new"] >= 3.0 and 0.5 <= pending["pool"] < 3.0, pending
     spec = emulator.runs[run_id].spec["tasks"][0]["new_cluster"]
-    assert spec["instance_pool_id"] == spec["driver_instance_pool_id"] == "0101-pool"
+    assert spec["instance_pool_id"] == "0101-pool"
     assert "node_type_id" not in spec
 
 

@@ -79,6 +79,5 @@ def test_cluster_spec_is_valid_launcher_config():
     pooled = databricks_run_config({"PATIENT_FLOW_DATABRICKS_INSTANCE_POOL": "0101-pool",
                                     "PATIENT_FLOW_DATABRICKS_CLUSTER_POLICY": "E0A1"})
     assert validate_config(schema.config_type, pooled).success
-    assert pooled["cluster"]["new"]["nodes"] == {"instance_pool_id": "0101-pool",
-                                                 "driver_instance_pool_id": "0101-pool"}
+    assert pooled["cluster"]["new"]["nodes"] == {"instance_pool_id": "0101-pool"}
     assert pooled["cluster"]["new"]["policy_id"] == "E0A1"

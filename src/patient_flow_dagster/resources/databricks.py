@@ -57,8 +57,9 @@ def databricks_run_config(environ: Mapping[str, str]) -> dict:
         return run_config
     new = run_config["cluster"]["new"]
     if pool := settings.read("PATIENT_FLOW_DATABRICKS_INSTANCE_POOL", environ):
-        # Warm idle instances instead of new VMs; the pool fixes the node type.
-        new["nodes"] = {"instance_pool_id": pool, "driver_instance_pool_id": pool}
+        # Warm idle instances instead of new VMs; the pool fixes the node type, and the driver
+        # comes from the same pool.
+        new["nodes"] = {"instance_pool_id": pool}
     if policy := settings.read("PATIENT_FLOW_DATABRICKS_CLUSTER_POLICY", environ):
         new["policy_id"] = policy
     return run_config
