@@ -88,6 +88,7 @@ class OAuthError(ApiError):
 class Run:
     run_id: int
     spec: dict
+    task_run_id: int = 0
     process: subprocess.Popen | None = None
     life_cycle: str = "PENDING"
     result: str | None = None
@@ -122,6 +123,7 @@ class DatabricksEmulator:
         self.runs: dict[int, Run] = {}
         self.handles: dict[int, tuple[Path, bytearray]] = {}
         self._ids = itertools.count(1001)
+        self._task_ids = itertools.count(7_340_001)  # task runs have ids of their own
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -256,11 +258,38 @@ class DatabricksEmulator:
         return {"bytes_read": len(data), "data": base64.b64encode(data).decode()}
 
     # -- Jobs -------------------------------------------------------------------------------------
+    SUBMIT_FIELDS = {"run_name", "tasks", "idempotency_token", "timeout_seconds", "health",
+                     "email_notifications", "notification_settings", "webhook_notifications",
+                     "access_control_list", "git_source", "queue", "run_as", "environments",
+                     "budget_policy_id", "_launch_failure"}
+    TASK_FIELDS = {"task_key", "new_cluster", "existing_cluster_id", "libraries",
+                   "spark_python_task", "notebook_task", "spark_jar_task", "spark_submit_task",
+                   "timeout_seconds", "depends_on", "environment_key", "email_notifications",
+                   "notification_settings", "webhook_notifications", "health", "run_if",
+                   "description", "job_cluster_key"}
+    CLUSTER_FIELDS = {"spark_version", "node_type_id", "driver_node_type_id", "num_workers",
+                      "autoscale", "instance_pool_id", "driver_instance_pool_id", "policy_id",
+                      "spark_conf", "spark_env_vars", "custom_tags", "data_security_mode",
+                      "runtime_engine", "single_user_name", "cluster_log_conf", "init_scripts",
+                      "ssh_public_keys", "enable_elastic_disk", "enable_local_disk_encryption",
+                      "apply_policy_default_values", "azure_attributes", "cluster_name", "kind",
+                      "is_single_node", "use_ml_runtime", "workload_type", "docker_image"}
+
+    @staticmethod
+    def _known_fields(given: dict, known: set[str], where: str) -> None:
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise ApiError(400, "INVALID_PARAMETER_VALUE",
+                           f"Unknown field(s) in {where}: {', '.join(unknown)}")
+
     def submit(self, body: dict) -> dict:
+        self._known_fields(body, self.SUBMIT_FIELDS, "the request")
         tasks = body.get("tasks") or []
         if len(tasks) != 1:
             raise ApiError(400, "INVALID_PARAMETER_VALUE", "Expected exactly one task")
         task = tasks[0]
+        self._known_fields(task, self.TASK_FIELDS, "the task")
+        self._known_fields(task.get("new_cluster") or {}, self.CLUSTER_FIELDS, "new_cluster")
         python_task = task.get("spark_python_task")
         if not python_task:
             raise ApiError(400, "INVALID_PARAMETER_VALUE", "Only spark_python_task is emulated")
@@ -281,7 +310,7 @@ class DatabricksEmulator:
             raise ApiError(400, "INVALID_PARAMETER_VALUE",
                            "Missing required field: node_type_id or instance_pool_id")
         with self._lock:
-            run = Run(next(self._ids), body)
+            run = Run(next(self._ids), body, task_run_id=next(self._task_ids))
             self.runs[run.run_id] = run
         if body.pop("_launch_failure", False):
             run.life_cycle, run.result, run.message = "INTERNAL_ERROR", "FAILED", LAUNCH_FAILURE
@@ -375,7 +404,7 @@ class DatabricksEmulator:
             "run_name": run.spec.get("run_name") or "Untitled",
             "state": state,
             "run_page_url": f"{self.host}/#job/runs/{run.run_id}",
-            "tasks": [{"task_key": task.get("task_key", "task"), "run_id": run.run_id + 1,
+            "tasks": [{"task_key": task.get("task_key", "task"), "run_id": run.task_run_id,
                        "state": state, "cluster_instance": {"cluster_id": task.get(
                            "existing_cluster_id") or f"job-{run.run_id}"}}],
         }

@@ -158,6 +158,16 @@ def test_emulator_rejects_what_databricks_rejects(emulator):
     with pytest.raises(DatabricksError) as exists:
         client.dbfs.create("/a/b/c.txt", overwrite=False)
     assert exists.value.error_code == "RESOURCE_ALREADY_EXISTS"
+    task = {"task_key": "t", "existing_cluster_id": CLUSTER,
+            "spark_python_task": {"python_file": "dbfs:/a/b/c.txt"}}
+    for body, field in [({"tasks": [task], "cluster_spec": {}}, "cluster_spec"),
+                        ({"tasks": [{**task, "notebook_params": {}}]}, "notebook_params"),
+                        ({"tasks": [{**task, "existing_cluster_id": None, "new_cluster": {
+                            "spark_version": "17.3.x-scala2.13", "node_type_id": "x",
+                            "worker_count": 2}}]}, "worker_count")]:
+        with pytest.raises(DatabricksError) as unknown:
+            client.api_client.do("POST", "/api/2.2/jobs/runs/submit", body=body)
+        assert unknown.value.error_code == "INVALID_PARAMETER_VALUE" and field in str(unknown.value)
 
 
 def test_files_api_on_volumes_and_a_workspace_without_dbfs(emulator):
@@ -284,7 +294,9 @@ def test_whole_graph_on_emulated_databricks_equals_local(tmp_path, spark, emulat
         "PATIENT_FLOW_DATABRICKS_RETRY_SECONDS": "1",
         # A workspace without a DBFS root: staging on a Unity Catalog volume.
         "PATIENT_FLOW_DATABRICKS_STAGING": f"/Volumes/{VOLUME}/steps",
-        "PATIENT_FLOW_MAX_CONCURRENT_STEPS": "1",  # the emulated cluster runs one task at a time
+        # The production executor: steps launched side by side (the emulated cluster runs one
+        # task at a time; the others wait PENDING for it).
+        "PATIENT_FLOW_MAX_CONCURRENT_STEPS": "2",
         "DATABRICKS_HOST": emulator.host,
         "DATABRICKS_CLIENT_ID": CLIENT_ID,  # as a service principal, OAuth M2M
         "DATABRICKS_CLIENT_SECRET": CLIENT_SECRET,
