@@ -14,12 +14,16 @@ from datetime import datetime, timedelta, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
-from dagster import DagsterInstance, ResourceDefinition, materialize  # noqa: E402
+from dagster import (  # noqa: E402
+    AssetSelection,
+    DagsterInstance,
+    ResourceDefinition,
+    materialize,
+)
 
 from patient_flow_dagster.definitions import LAKE_ASSETS  # noqa: E402
 from patient_flow_dagster.environments import LocalPySparkResource  # noqa: E402
 from patient_flow_dagster.model import tables  # noqa: E402
-from patient_flow_dagster.quality.checks import ALL_CHECKS  # noqa: E402
 from patient_flow_dagster.quality.policy import QualityPolicy  # noqa: E402
 from patient_flow_dagster.resources.lake import DeltaLake  # noqa: E402
 from patient_flow_dagster.resources.landing import LocalLandingZone  # noqa: E402
@@ -63,11 +67,11 @@ class Lakehouse:
         }
 
     def materialize(self, assets=None, instance=None, checks=True, **kwargs):
-        """Materialize `assets` (default: the whole lake) with the checks that target them."""
+        """Materialize `assets` (default: the whole lake), with the checks their steps carry
+        unless `checks` is False."""
         assets = list(assets or LAKE_ASSETS)
-        keys = {key for a in assets for key in a.keys}
-        if checks:
-            assets += [c for c in ALL_CHECKS if {k.asset_key for k in c.check_keys} <= keys]
+        if not checks:
+            kwargs.setdefault("selection", AssetSelection.assets(*assets).without_checks())
         return materialize(
             assets,
             resources=self.resources(),

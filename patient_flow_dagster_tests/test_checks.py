@@ -75,7 +75,13 @@ def test_a_flood_of_bad_ages_blocks_gold(checked_lake):
     materialized = {m.asset_key.to_user_string() for m in result.asset_materializations_for_node(
         "silver_patient_events")}
     assert "silver/patient_events_quarantine" in materialized
-    # Dagster skipped every gold step: gold is exactly as before.
+    # The checks ran in silver's own step, which wrote silver and then failed on the blocking
+    # check; Dagster skipped every gold step: gold is exactly as before.
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert failure.step_key == "silver_patient_events"
+    assert "blocking asset check" in failure.step_failure_data.error.message
+    started = {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
+    assert started == {"bronze__patient_events", "silver_patient_events"}
     assert not [e for e in result.all_events if e.is_step_success and e.step_key.startswith("gold")]
     assert gold_counts(lakehouse) == before
 

@@ -16,7 +16,6 @@ from patient_flow_dagster.assets.landing import landing_patient_events
 from patient_flow_dagster.assets.silver import silver_patient_events
 from patient_flow_dagster.environments import executor_for, resources_for
 from patient_flow_dagster.model.tables import BY_KEY
-from patient_flow_dagster.quality.checks import ALL_CHECKS
 from patient_flow_dagster.sensors import build_landing_sensor
 from patient_flow_dagster.settings import Settings
 
@@ -42,7 +41,9 @@ patient_flow_job = define_asset_job(
     "patient_flow",
     selection=AssetSelection.assets(*LAKE_ASSETS),
     tags=WRITES_LAKE,
-    description="Landing -> bronze -> silver (+ quarantine) -> gold dimensions, fact and cubes.",
+    description=(
+        "Landing -> bronze -> silver (+ quarantine) -> gold dimensions, facts and KPIs: 5 steps, "
+        "each evaluating the checks of its tables (on Databricks, 5 job runs per batch)."),
 )
 
 
@@ -69,7 +70,6 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     settings = settings or Settings.from_env()
     return Definitions(
         assets=[LANDING, *LAKE_ASSETS],
-        asset_checks=ALL_CHECKS,
         jobs=[patient_flow_job, patient_flow_full_refresh_job, patient_flow_checks_job],
         sensors=[build_landing_sensor(settings.sensor_interval)],
         resources=resources_for(settings),

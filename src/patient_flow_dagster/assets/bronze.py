@@ -3,7 +3,13 @@
 from dataclasses import dataclass
 from functools import reduce
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetSpec,
+    MaterializeResult,
+    MetadataValue,
+    multi_asset,
+)
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StructField, StructType
@@ -12,7 +18,6 @@ from patient_flow_dagster.assets.common import (
     LAKE_POOL,
     OWNERS,
     SPARK_KINDS,
-    SPARK_RESOURCES,
     RefreshConfig,
     apply_full_refresh,
     markdown_table,
@@ -24,6 +29,7 @@ from patient_flow_dagster.model.tables import (
     LANDING_EVENTS,
     LANDING_FILES,
 )
+from patient_flow_dagster.quality.checks import CHECK_RESOURCES, checks_on, run_checks
 from patient_flow_dagster.resources.lake import DeltaLake
 from patient_flow_dagster.resources.landing import (
     FileInspection,
@@ -189,25 +195,37 @@ def _rows_of_run(spark: SparkSession, lake: DeltaLake, run_id: str) -> int:
     return lake.read(spark, BRONZE_EVENTS).filter(F.col("ingest_run_id") == run_id).count()
 
 
-@asset(
-    key=BRONZE_EVENTS.key,
-    deps=[LANDING_EVENTS.key],
-    description=(
+BRONZE_CHECKS = checks_on(BRONZE_EVENTS)
+
+
+@multi_asset(
+    specs=[AssetSpec(
+        BRONZE_EVENTS.key,
+        deps=[LANDING_EVENTS.key],
+        description=(
         "Append-only Delta table of every row of every landing file version exactly once, "
         "uncleaned, plus event_id, bronze_ingestion_ts, source_file, ingest_run_id and "
         "rescued_data (columns outside the contract, as JSON). Incremental: the ledger "
         "bronze/landing_files lists the versions (name + size + mtime) already seen; a file "
         "rewritten under its name is a new version."
-    ),
-    group_name="bronze",
-    kinds=SPARK_KINDS,
-    owners=OWNERS,
-    required_resource_keys=SPARK_RESOURCES | {"landing"},
+        ),
+        group_name="bronze",
+        kinds=SPARK_KINDS,
+        owners=OWNERS,
+    )],
+    name="bronze__patient_events",
+    check_specs=[check.spec for check in BRONZE_CHECKS],
+    can_subset=True,
+    required_resource_keys=CHECK_RESOURCES | {"landing"},
     pool=LAKE_POOL,
 )
-def bronze_patient_events(
-    context: AssetExecutionContext, config: RefreshConfig
-) -> MaterializeResult:
+def bronze_patient_events(context: AssetExecutionContext, config: RefreshConfig):
+    if context.selected_asset_keys:
+        yield ingest_into_bronze(context, config)
+    yield from run_checks(context, BRONZE_CHECKS)
+
+
+def ingest_into_bronze(context: AssetExecutionContext, config: RefreshConfig) -> MaterializeResult:
     apply_full_refresh(context, config, [BRONZE_EVENTS, LANDING_FILES])
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
@@ -226,6 +244,7 @@ def bronze_patient_events(
     noted = [{"file_name": v.file.name, "status": v.status, "reason": v.inspection.note}
              for v in ingest.rejected + ingest.drifted]
     return MaterializeResult(
+        asset_key=BRONZE_EVENTS.key,
         metadata={
             **table_metadata(
                 lake.read(spark, BRONZE_EVENTS),

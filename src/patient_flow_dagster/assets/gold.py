@@ -1,7 +1,7 @@
 """Gold: dim_patient (SCD2), dim_department (SCD1), fact_admissions (one row per encounter)
 and fact_patient_movements, all Delta MERGE."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dagster import (
@@ -18,7 +18,6 @@ from patient_flow_dagster.assets.common import (
     LAKE_POOL,
     OWNERS,
     SPARK_KINDS,
-    SPARK_RESOURCES,
     RefreshConfig,
     apply_full_refresh,
     side_by_side,
@@ -32,6 +31,7 @@ from patient_flow_dagster.model.tables import (
     SILVER_EVENTS,
     Table,
 )
+from patient_flow_dagster.quality.checks import CHECK_RESOURCES, checks_on, run_checks
 from patient_flow_dagster.resources.lake import DeltaLake, merge_counts
 from patient_flow_dagster.transforms.dimensions import (
     department_reference,
@@ -49,7 +49,7 @@ from patient_flow_dagster.transforms.encounters import (
 from patient_flow_dagster.transforms.facts import admissions, movements
 
 GOLD = dict(group_name="gold", kinds=SPARK_KINDS, owners=OWNERS, pool=LAKE_POOL,
-            required_resource_keys=SPARK_RESOURCES)
+            required_resource_keys=CHECK_RESOURCES)
 
 
 def gold_spec(key, deps: list, description: str, group: str = "gold") -> AssetSpec:
@@ -231,15 +231,18 @@ DIMENSIONS = {dimension.spec.key: dimension for dimension in [
 ]}
 
 
+DIMENSION_CHECKS = checks_on(*(dimension.table for dimension in DIMENSIONS.values()))
+
+
 @multi_asset(
     specs=[dimension.spec for dimension in DIMENSIONS.values()],
     name="gold_dimensions",
+    check_specs=[check.spec for check in DIMENSION_CHECKS],
     can_subset=True,
     required_resource_keys=GOLD["required_resource_keys"],
     pool=GOLD["pool"],
 )
-def gold_dimensions(context: AssetExecutionContext,
-                    config: RefreshConfig) -> Iterator[MaterializeResult]:
+def gold_dimensions(context: AssetExecutionContext, config: RefreshConfig):
     """Update the selected dimensions from the silver rows added since their last run, side
     by side: each has its own streaming checkpoint, and neither reads the other. One step for
     both (on Databricks a step is a job run); each is still its own asset, subsettable."""
@@ -253,6 +256,7 @@ def gold_dimensions(context: AssetExecutionContext,
                             dimension.preview, dimension.counts, dimension.spec.key)
 
     yield from side_by_side(update, selected)
+    yield from run_checks(context, DIMENSION_CHECKS)
 
 
 # -- the facts: encounters and their movements ---------------------------------------------------
@@ -326,31 +330,44 @@ FACT_SPECS = {
 }
 
 
+FACT_CHECKS = checks_on(*FACT_SPECS)
+
+
 @multi_asset(
     specs=list(FACT_SPECS.values()),
     name="gold_facts",
+    check_specs=[check.spec for check in FACT_CHECKS],
+    can_subset=True,
     required_resource_keys=GOLD["required_resource_keys"],
     pool=GOLD["pool"],
 )
-def gold_facts(context: AssetExecutionContext,
-               config: RefreshConfig) -> Iterator[MaterializeResult]:
+def gold_facts(context: AssetExecutionContext, config: RefreshConfig):
+    """The fact and the movements are written together; then their checks."""
+    if context.selected_asset_keys:
+        results = apply_new_events(context, config)
+        yield from (r for r in results if r.asset_key in context.selected_asset_keys)
+    yield from run_checks(context, FACT_CHECKS)
+
+
+def apply_new_events(context: AssetExecutionContext,
+                     config: RefreshConfig) -> list[MaterializeResult]:
     """Apply the new silver events to their encounters: the fact rows and the movements (one
     step: both come from the same rebuild of each encounter)."""
     apply_full_refresh(context, config, list(FACT_SPECS))
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
     counters = update_facts(spark, lake)
-    yield _gold_result(
+    return [_gold_result(
         spark, lake, FACT_ADMISSIONS, counters[FACT_ADMISSIONS],
         ["department_sk", "hospital_id", "status", "transfers", "length_of_stay_hours",
          "stay_category"],
-        {"encounters": encounter_figures}, FACT_ADMISSIONS.key)
-    yield _gold_result(
+        {"encounters": encounter_figures}, FACT_ADMISSIONS.key),
+        _gold_result(
         spark, lake, FACT_MOVEMENTS, counters[FACT_MOVEMENTS],
         ["segment", "department_sk", "hospital_id", "start_ts", "end_ts",
          "length_of_stay_hours"],
         {"open_segments": lambda rows: rows.filter("end_ts IS NULL").count()},
-        FACT_MOVEMENTS.key)
+        FACT_MOVEMENTS.key)]
 
 
 def encounter_figures(fact: DataFrame) -> dict[str, int]:

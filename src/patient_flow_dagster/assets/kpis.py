@@ -19,7 +19,7 @@ one's Delta log replay and commit beside another's tasks). Each asset is still i
 the lineage, with its own checks and metadata, and can be materialized alone (`can_subset`).
 """
 import threading
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
@@ -58,6 +58,7 @@ from patient_flow_dagster.model.tables import (
     LENGTH_OF_STAY_STATS,
     Table,
 )
+from patient_flow_dagster.quality.checks import checks_on, run_checks
 from patient_flow_dagster.resources.lake import DeltaLake, last_note
 from patient_flow_dagster.transforms import census, cubes
 from patient_flow_dagster.transforms.changes import add_totals, signed_changes
@@ -276,14 +277,18 @@ class KpiConfig(RefreshConfig):
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
+KPI_CHECKS = checks_on(*(kpi.table for kpi in [*FACT_KPIS.values(), *CENSUS_KPIS.values()]))
+
+
 @multi_asset(
     specs=[kpi.spec for kpi in [*FACT_KPIS.values(), *CENSUS_KPIS.values()]],
     name="gold_kpis",
+    check_specs=[check.spec for check in KPI_CHECKS],
     can_subset=True,
     required_resource_keys=GOLD["required_resource_keys"],
     pool=GOLD["pool"],
 )
-def gold_kpis(context: AssetExecutionContext, config: KpiConfig) -> Iterator[MaterializeResult]:
+def gold_kpis(context: AssetExecutionContext, config: KpiConfig):
     """Bring the selected KPI tables up to date side by side: each KPI from the fact on a
     thread, the census and current occupancy on one more (`full_refresh`: drop and rebuild
     them)."""
@@ -311,3 +316,4 @@ def gold_kpis(context: AssetExecutionContext, config: KpiConfig) -> Iterator[Mat
                                  f"{result.metadata['update'].value} "
                                  f"({result.metadata['update_reason'].value})")
             yield result
+    yield from run_checks(context, KPI_CHECKS)

@@ -17,7 +17,6 @@ from patient_flow_dagster.assets.common import (
     LAKE_POOL,
     OWNERS,
     SPARK_KINDS,
-    SPARK_RESOURCES,
     RefreshConfig,
     apply_full_refresh,
     markdown_table,
@@ -26,6 +25,7 @@ from patient_flow_dagster.assets.common import (
 )
 from patient_flow_dagster.model.rules import RULES
 from patient_flow_dagster.model.tables import BRONZE_EVENTS, QUARANTINE, SILVER_EVENTS
+from patient_flow_dagster.quality.checks import CHECK_RESOURCES, checks_on, run_checks
 from patient_flow_dagster.resources.lake import DeltaLake
 from patient_flow_dagster.transforms.silver import (
     evaluate_rules,
@@ -127,6 +127,9 @@ def process_new_bronze(spark: SparkSession, lake: DeltaLake, run_id: str) -> Sil
     return counts
 
 
+SILVER_CHECKS = checks_on(SILVER_EVENTS, QUARANTINE)
+
+
 @multi_asset(
     specs=[
         AssetSpec(
@@ -150,10 +153,21 @@ def process_new_bronze(spark: SparkSession, lake: DeltaLake, run_id: str) -> Sil
         ),
     ],
     name="silver_patient_events",
-    required_resource_keys=SPARK_RESOURCES,
+    check_specs=[check.spec for check in SILVER_CHECKS],
+    can_subset=True,
+    required_resource_keys=CHECK_RESOURCES,
     pool=LAKE_POOL,
 )
 def silver_patient_events(context: AssetExecutionContext, config: RefreshConfig):
+    """Silver and its quarantine are written together; then their checks."""
+    if context.selected_asset_keys:
+        results = validate_new_bronze(context, config)
+        yield from (r for r in results if r.asset_key in context.selected_asset_keys)
+    yield from run_checks(context, SILVER_CHECKS)
+
+
+def validate_new_bronze(context: AssetExecutionContext,
+                        config: RefreshConfig) -> list[MaterializeResult]:
     """Process the bronze rows added since the last run (Delta streaming source, availableNow)."""
     apply_full_refresh(context, config, [SILVER_EVENTS, QUARANTINE])
     spark = context.resources.pyspark.spark_session
@@ -174,7 +188,7 @@ def silver_patient_events(context: AssetExecutionContext, config: RefreshConfig)
         "quarantined_rows_added": MetadataValue.int(counts.quarantined_rows),
         "duplicates_removed": MetadataValue.int(counts.duplicates_removed),
     }
-    yield MaterializeResult(
+    return [MaterializeResult(
         asset_key=SILVER_EVENTS.key,
         metadata={
             **table_metadata(
@@ -186,8 +200,7 @@ def silver_patient_events(context: AssetExecutionContext, config: RefreshConfig)
             **reconciliation,
             "rows_per_rule": MetadataValue.md(markdown_table(per_rule, ["rule", "action", "rows"])),
         },
-    )
-    yield MaterializeResult(
+    ), MaterializeResult(
         asset_key=QUARANTINE.key,
         metadata={
             **table_metadata(
@@ -202,4 +215,4 @@ def silver_patient_events(context: AssetExecutionContext, config: RefreshConfig)
                 if rule.quarantines
             },
         },
-    )
+    )]

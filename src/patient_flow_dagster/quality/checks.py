@@ -1,29 +1,27 @@
 """Dagster asset checks: one per quality rule (generated from RULES), gold integrity checks, the
 reconciliation checks that prove nothing was lost between layers, and KPI consistency checks.
 
-Each check is declared once (`Check`: name, asset, description, blocking, evaluate). They run in
-five steps, one per group of tables they guard (CHECK_STEPS), so a run pays one step per group
-rather than one per check (on Databricks every step is a remote job run). The steps are separate from the assets, so they can run against the existing
-tables without re-materializing (the `patient_flow_checks` job), and they are subsettable: a
-selection runs only its checks. The checks that guard gold are blocking: when one fails with
-ERROR severity its step fails after reporting every result, and Dagster does not run the
-downstream assets.
+Each check is declared once (`Check`: name, asset, description, blocking, evaluate). The asset
+steps carry the checks of their tables (`check_specs`) and evaluate them after writing
+(`run_checks`), so a run pays no step for its checks (on Databricks every step is a remote job
+run). The steps are subsettable: selecting only checks evaluates them against the existing
+tables without writing anything (the `patient_flow_checks` job). The checks that guard gold are
+blocking: when one fails with ERROR severity its step fails after reporting every result, and
+Dagster does not run the downstream assets.
 """
 
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from dagster import (
-    AssetCheckExecutionContext,
+    AssetCheckKey,
     AssetCheckResult,
-    AssetChecksDefinition,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetKey,
     MetadataValue,
-    multi_asset_check,
 )
 from pyspark.sql import functions as F
 
@@ -50,27 +48,13 @@ class Check:
     blocking: bool = False
 
     @property
+    def key(self) -> AssetCheckKey:
+        return AssetCheckKey(self.asset, self.name)
+
+    @property
     def spec(self) -> AssetCheckSpec:
         return AssetCheckSpec(self.name, asset=self.asset, description=self.description,
                               blocking=self.blocking)
-
-
-def check_step(name: str, description: str, checks: list[Check],
-               resources: set[str] = CHECK_RESOURCES) -> AssetChecksDefinition:
-    """One subsettable step evaluating the selected `checks` side by side (concurrent Spark
-    jobs), reported in declaration order."""
-
-    @multi_asset_check(name=name, description=description, specs=[c.spec for c in checks],
-                       can_subset=True, required_resource_keys=resources)
-    def _step(context: AssetCheckExecutionContext):
-        selected_names = {key.name for key in context.selected_asset_check_keys}
-        selected = [check for check in checks if check.name in selected_names]
-        for check, result in zip(selected, side_by_side(lambda c: c.evaluate(context), selected)):
-            yield AssetCheckResult(asset_key=check.asset, check_name=check.name,
-                                   passed=result.passed, severity=result.severity,
-                                   metadata=result.metadata, description=result.description)
-
-    return _step
 
 
 def _spark_lake(context):
@@ -516,28 +500,20 @@ KPI_CHECKS = [
 ]
 
 
-# One step per group. A group's checks guard assets that do not depend on each other: a step
-# spanning an asset and its downstream would make Dagster split it (its blocking checks must run
-# before the downstream asset), and a split step re-run remotely would evaluate every check.
-CHECK_STEPS = {
-    "landing_files_quality": ("Every landing file ingested, or rejected with a reason.",
-                              [c for c in INGESTION_CHECKS if c.asset == t.BRONZE_EVENTS.key]),
-    "silver_quality": ("The quality rules of silver and the 'nothing lost' reconciliation with "
-                       "bronze.", [c for c in INGESTION_CHECKS if c.asset == t.SILVER_EVENTS.key]),
-    "dimension_integrity": ("Keys and SCD validity of the gold dimensions.",
-                            [c for c in GOLD_CHECKS
-                             if c.asset in (t.DIM_PATIENT.key, t.DIM_DEPARTMENT.key)]),
-    "fact_integrity": ("Foreign keys and stays of the encounters, and their movements.",
-                       [c for c in GOLD_CHECKS
-                        if c.asset in (t.FACT_ADMISSIONS.key, t.FACT_MOVEMENTS.key)]),
-    # The census and its downstream current occupancy come from one step, and no KPI check
-    # blocks: one check step for all of them.
-    "kpi_consistency": ("The patient-flow KPIs agree with the fact and with themselves.",
-                        KPI_CHECKS),
-}
+ALL_CHECKS = [*INGESTION_CHECKS, *GOLD_CHECKS, *KPI_CHECKS]
 
-ALL_CHECKS = [
-    check_step(name, description, checks,
-               CHECK_RESOURCES | ({"landing"} if name == "landing_files_quality" else set()))
-    for name, (description, checks) in CHECK_STEPS.items()
-]
+
+def checks_on(*tables: t.Table) -> list[Check]:
+    """The checks of `tables`, in declaration order: what their asset step evaluates."""
+    keys = {table.key for table in tables}
+    return [check for check in ALL_CHECKS if check.asset in keys]
+
+
+def run_checks(context, checks: list[Check]) -> Iterator[AssetCheckResult]:
+    """Evaluate the selected `checks` side by side (concurrent Spark jobs), after the step's
+    tables are written; results in declaration order."""
+    selected = [check for check in checks if check.key in context.selected_asset_check_keys]
+    for check, result in zip(selected, side_by_side(lambda c: c.evaluate(context), selected)):
+        yield AssetCheckResult(asset_key=check.asset, check_name=check.name,
+                               passed=result.passed, severity=result.severity,
+                               metadata=result.metadata, description=result.description)
