@@ -7,12 +7,12 @@ from dagster import AssetCheckSeverity, DagsterInstance
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
+from patient_flow_dagster.assets.checks import rule_check_result
 from patient_flow_dagster.definitions import build_definitions
 from patient_flow_dagster.ingestion.landing_writer import write_events
 from patient_flow_dagster.ingestion.simulator import simulate
 from patient_flow_dagster.model import tables as t
 from patient_flow_dagster.model.rules import RULES_BY_NAME
-from patient_flow_dagster.quality.checks import rule_check_result
 from patient_flow_dagster.quality.measures import Measure
 from patient_flow_dagster.settings import Settings
 from patient_flow_dagster_tests.conftest import Lakehouse, recent_now

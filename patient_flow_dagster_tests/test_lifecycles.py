@@ -5,10 +5,10 @@ One lake, three batches: what each batch must leave in gold is asserted after it
 import pytest
 from pyspark.sql import functions as F
 
+from patient_flow_dagster.assets.checks import ALL_CHECKS
 from patient_flow_dagster.definitions import FULL_REFRESH_STEPS, LAKE_ASSETS
 from patient_flow_dagster.ingestion.landing_writer import write_events
 from patient_flow_dagster.model import tables as t
-from patient_flow_dagster.quality.checks import ALL_CHECKS
 
 DAY = "2026-11-20"
 AS_OF = {"ops": {"gold_kpis": {"config": {"as_of": "2026-11-21T00:00:00"}}}}

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from patient_flow_dagster.assets.checks import shared_per_run
 from patient_flow_dagster.assets.common import side_by_side
 from patient_flow_dagster.model.tables import Table
-from patient_flow_dagster.quality.checks import shared_per_run
 from patient_flow_dagster.resources.lake import DeltaLake, last_note
 
 

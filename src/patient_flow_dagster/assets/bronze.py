@@ -14,6 +14,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StructField, StructType
 
+from patient_flow_dagster.assets.checks import CHECK_RESOURCES, checks_on, run_checks
 from patient_flow_dagster.assets.common import (
     LAKE_POOL,
     OWNERS,
@@ -29,7 +30,6 @@ from patient_flow_dagster.model.tables import (
     LANDING_EVENTS,
     LANDING_FILES,
 )
-from patient_flow_dagster.quality.checks import CHECK_RESOURCES, checks_on, run_checks
 from patient_flow_dagster.resources.lake import DeltaLake
 from patient_flow_dagster.resources.landing import (
     FileInspection,

@@ -14,6 +14,7 @@ from dagster import (
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from patient_flow_dagster.assets.checks import CHECK_RESOURCES, checks_on, run_checks
 from patient_flow_dagster.assets.common import (
     LAKE_POOL,
     OWNERS,
@@ -31,7 +32,6 @@ from patient_flow_dagster.model.tables import (
     SILVER_EVENTS,
     Table,
 )
-from patient_flow_dagster.quality.checks import CHECK_RESOURCES, checks_on, run_checks
 from patient_flow_dagster.resources.lake import DeltaLake, merge_counts
 from patient_flow_dagster.transforms.dimensions import (
     department_reference,

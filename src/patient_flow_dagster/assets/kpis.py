@@ -35,6 +35,7 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame
 
 from patient_flow_dagster.assets.census import CENSUS_KPIS, update_census_kpis
+from patient_flow_dagster.assets.checks import checks_on, run_checks
 from patient_flow_dagster.assets.common import (
     RefreshConfig,
     SmallTable,
@@ -58,7 +59,6 @@ from patient_flow_dagster.model.tables import (
     LENGTH_OF_STAY_STATS,
     Table,
 )
-from patient_flow_dagster.quality.checks import checks_on, run_checks
 from patient_flow_dagster.resources.lake import DeltaLake, last_note
 from patient_flow_dagster.transforms import census, cubes
 from patient_flow_dagster.transforms.changes import add_totals, signed_changes

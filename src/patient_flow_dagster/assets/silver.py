@@ -13,6 +13,7 @@ from dagster import (
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from patient_flow_dagster.assets.checks import CHECK_RESOURCES, checks_on, run_checks
 from patient_flow_dagster.assets.common import (
     LAKE_POOL,
     OWNERS,
@@ -25,7 +26,6 @@ from patient_flow_dagster.assets.common import (
 )
 from patient_flow_dagster.model.rules import RULES
 from patient_flow_dagster.model.tables import BRONZE_EVENTS, QUARANTINE, SILVER_EVENTS
-from patient_flow_dagster.quality.checks import CHECK_RESOURCES, checks_on, run_checks
 from patient_flow_dagster.resources.lake import DeltaLake
 from patient_flow_dagster.transforms.silver import (
     evaluate_rules,

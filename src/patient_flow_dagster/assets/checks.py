@@ -33,6 +33,7 @@ from patient_flow_dagster.assets.common import (
 from patient_flow_dagster.model import tables as t
 from patient_flow_dagster.model.rules import RULES, QualityRule
 from patient_flow_dagster.quality import measures
+from patient_flow_dagster.transforms import census
 
 CHECK_RESOURCES = SPARK_RESOURCES | {"quality"}
 
@@ -375,8 +376,6 @@ def _count_result(checks: dict[str, tuple[int, int]]) -> AssetCheckResult:
 @shared_per_run
 def _census_measures(context):
     """Negative figures and flow-conservation breaks of the census, in one pass."""
-    from patient_flow_dagster.transforms import census
-
     spark, lake = _spark_lake(context)
     hourly = lake.read(spark, t.DEPARTMENT_CENSUS_HOURLY)
     rows = census.with_conservation_flag(hourly).withColumn(
@@ -400,8 +399,6 @@ CENSUS_HOURS_COMPARED = 48
 
 
 def census_matches_movements(context) -> AssetCheckResult:
-    from patient_flow_dagster.assets.census import read_placements
-
     spark, lake = _spark_lake(context)
     hourly = lake.read(spark, t.DEPARTMENT_CENSUS_HOURLY)
     # The latest hour may end after the census clock: compare the complete hours before it.
@@ -410,7 +407,9 @@ def census_matches_movements(context) -> AssetCheckResult:
     latest = hourly.select(hour_text).distinct().orderBy(F.desc("hour")).limit(
         CENSUS_HOURS_COMPARED + 1).collect()
     ends = [row.hour for row in latest][1:]
-    measure = measures.census_against_placements(hourly, read_placements(spark, lake), ends,
+    placements = census.placements(lake.read(spark, t.FACT_MOVEMENTS),
+                                   lake.read(spark, t.DIM_DEPARTMENT))
+    measure = measures.census_against_placements(hourly, placements, ends,
                                                  context.resources.quality.sample_size)
     return _integrity_result(measure, "hours")
 
