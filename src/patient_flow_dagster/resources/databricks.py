@@ -108,11 +108,10 @@ def step_launcher_config(environ: Mapping[str, str], landing_is_azure: bool) -> 
     """Config of `databricks_pyspark_step_launcher`; host and credentials are read from the
     environment when the resource starts, never stored."""
     run_config = databricks_run_config(environ)
-    if service_principal(environ):
-        credentials = {"oauth_credentials": {"client_id": {"env": "DATABRICKS_CLIENT_ID"},
-                                             "client_secret": {"env": "DATABRICKS_CLIENT_SECRET"}}}
-    else:
-        credentials = {"databricks_token": {"env": "DATABRICKS_TOKEN"}}
+    # A service principal's credentials are added when the resource starts (the launcher's
+    # oauth_credentials take no environment variables): see databricks_step_launcher.
+    credentials = {} if service_principal(environ) else {
+        "databricks_token": {"env": "DATABRICKS_TOKEN"}}
     return {
         "run_config": run_config,
         "databricks_host": {"env": "DATABRICKS_HOST"},
@@ -262,6 +261,11 @@ def databricks_step_launcher(landing_is_azure: bool, environ: Mapping[str, str] 
     @resource(config_schema=databricks_pyspark_step_launcher.config_schema,
               description=databricks_pyspark_step_launcher.description)
     def checked_step_launcher(context):
-        return CheckedStepLauncher(**context.resource_config)
+        config = dict(context.resource_config)
+        if service_principal(settings.environment()):  # read now, never stored in config
+            config["oauth_credentials"] = {
+                "client_id": settings.read("DATABRICKS_CLIENT_ID"),
+                "client_secret": settings.read("DATABRICKS_CLIENT_SECRET")}
+        return CheckedStepLauncher(**config)
 
     return checked_step_launcher.configured(step_launcher_config(environ, landing_is_azure))
