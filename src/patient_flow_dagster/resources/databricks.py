@@ -224,7 +224,8 @@ def databricks_step_launcher(landing_is_azure: bool, environ: Mapping[str, str] 
             super().__init__(**config)
             self.on_volume = self.staging_prefix.startswith(VOLUMES)
             if self.on_volume:
-                self.databricks_runner.client = VolumeStaging(self.databricks_runner.client)
+                # the runner exposes its client read-only; its file transfer goes over the Files API
+                self.databricks_runner._client = VolumeStaging(self.databricks_runner.client)
 
         def _dbfs_path(self, run_id: str, step_key: str, filename: str) -> str:
             if not self.on_volume:
