@@ -304,14 +304,14 @@ def test_whole_graph_on_emulated_databricks_equals_local(tmp_path, spark, emulat
     env.pop("DATABRICKS_TOKEN", None)
     run_config = tmp_path / "as_of.json"  # JSON is YAML
     run_config.write_text(json.dumps(as_of))
-    # Each transient fault once: the API throttling a submission (the SDK waits Retry-After),
-    # a cluster that fails to launch, a 500 while polling a run, a 500 reading a step's events
-    # (the launcher launches the step again after each of the last three).
+    # Each transient fault once: the API throttling a submission (the SDK waits Retry-After), a
+    # 500 reading a step's events (dagster-databricks reads them again), a cluster that fails
+    # to launch and a 500 while polling a run (the launcher launches the step again).
     faults = [
         Fault("POST", r"/jobs/runs/submit", 429, "REQUEST_LIMIT_EXCEEDED", retry_after=1),
+        Fault("GET", r"/fs/files/Volumes/.*events", 500, nth=12),
         Fault("POST", r"/jobs/runs/submit", launch_failure=True, nth=2),
         Fault("GET", r"/jobs/runs/get", 500, nth=6),
-        Fault("GET", r"/dbfs/read\?path=[^&]*events", 500, nth=12),
     ]
     for fault in faults:
         emulator.inject(fault)
