@@ -1,5 +1,6 @@
 """Shared fixtures: one Spark session for the whole test session, a fresh lake per test."""
 import os
+import time
 
 # Before any Spark starts: a small session, and a machine zone far from UTC so that tests prove
 # the pipeline computes in UTC regardless (Asia/Kolkata is UTC+05:30).
@@ -7,6 +8,7 @@ os.environ["PATIENT_FLOW_SPARK_MASTER"] = "local[2]"
 os.environ["PATIENT_FLOW_SHUFFLE_PARTITIONS"] = "2"
 os.environ["PATIENT_FLOW_DRIVER_MEMORY"] = "2g"
 os.environ["TZ"] = "Asia/Kolkata"
+time.tzset()  # Python's own local time too, not only the C library's and the JVM's
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 from dataclasses import dataclass  # noqa: E402
