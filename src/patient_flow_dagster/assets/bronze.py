@@ -56,10 +56,11 @@ class Version:
         return REJECTED if self.inspection.problem else PENDING
 
     def ledger_row(self, run_id: str, accepted: str) -> dict:
+        """Its ledger row: `accepted` (pending, or ingested) unless it is rejected."""
         return {"file_name": self.file.name, "file_size": self.file.size,
                 "modified_us": self.file.modified_us, "footer_rows": self.inspection.rows,
-                "status": accepted if self.status == PENDING else self.status, "reason": self.inspection.note, "batch": self.batch,
-                "audit_run_id": run_id}
+                "status": accepted if self.status == PENDING else self.status,
+                "reason": self.inspection.note, "batch": self.batch, "audit_run_id": run_id}
 
 
 @dataclass
