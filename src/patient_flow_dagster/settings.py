@@ -207,7 +207,7 @@ class Settings:
     # Unity Catalog catalog of the tables (`<catalog>.<layer>.<table>`); None = Delta folders
     # under lake_root. Checkpoints always live under lake_root.
     catalog: str | None
-    # How bronze reads landing: Spark's file stream, or Databricks Auto Loader (cloudFiles).
+    # How bronze reads landing: the file versions its ledger lists, or Databricks Auto Loader.
     landing_reader: str
     landing_schemas: str | None
     max_files_per_trigger: int
