@@ -53,7 +53,8 @@ class LocalPySparkResource(PySparkResource):
 
 def landing_zone(settings: Settings):
     """A local folder, or an Azure Blob/ADLS container when the location is a wasb(s)/abfs(s) URL
-    (credentials: AZURE_STORAGE_CONNECTION_STRING), read by bronze file version by file version, or by Auto Loader."""
+    (credentials: AZURE_STORAGE_CONNECTION_STRING); bronze reads the file versions its ledger
+    lists, or Auto Loader's stream."""
     options = {
         "max_files_per_trigger": settings.max_files_per_trigger,
         "reader": settings.landing_reader,
