@@ -14,7 +14,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StructField, StructType
 
-from patient_flow_dagster.assets.checks import CHECK_RESOURCES, checks_on, run_checks
+from patient_flow_dagster.assets.checks import (
+    CHECK_RESOURCES,
+    checks_on,
+    write_then_check,
+)
 from patient_flow_dagster.assets.common import (
     LAKE_POOL,
     OWNERS,
@@ -35,6 +39,7 @@ from patient_flow_dagster.resources.landing import (
     FileInspection,
     LandingFile,
     LandingZone,
+    unseen,
 )
 from patient_flow_dagster.transforms.bronze import with_ingest_metadata
 
@@ -77,31 +82,24 @@ class Ingest:
         return [v for v in self.new if v.status != REJECTED and v.inspection.note]
 
 
-def read_ledger(spark: SparkSession, lake: DeltaLake) -> DataFrame:
+def read_ledger(spark: SparkSession, lake: DeltaLake) -> list:
+    """Every ledger row (one per version: small), read once per run."""
     lake.ensure(spark, LANDING_FILES, LANDING_FILES.spark_schema)
-    return lake.read(spark, LANDING_FILES)
+    return lake.read(spark, LANDING_FILES).select(
+        "file_name", "file_size", F.unix_micros("file_modified").alias("modified_us"),
+        "status", "batch").collect()
 
 
-def new_versions(spark: SparkSession, lake: DeltaLake, landing: LandingZone) -> list[Version]:
+def new_versions(ledger: list, landing: LandingZone) -> list[Version]:
     """Versions of landing files the ledger has not seen, inspected (footer only)."""
-    known, known_legacy = set(), set()  # the second: ledger rows from before mtimes were kept
-    for row in read_ledger(spark, lake).select(
-            "file_name", "file_size", F.unix_micros("file_modified").alias("us")).collect():
-        if row.us is None:
-            known_legacy.add((row.file_name, row.file_size))
-        else:
-            known.add((row.file_name, row.file_size, row.us))
-    return [Version(f, landing.inspect(f.name)) for f in landing.list_files()
-            if (f.name, f.size, f.modified_us) not in known
-            and (f.name, f.size) not in known_legacy]
+    return [Version(f, landing.inspect(f.name)) for f in unseen(landing.list_files(), ledger)]
 
 
-def pending_versions(spark: SparkSession, lake: DeltaLake, landing: LandingZone) -> list[Version]:
+def pending_versions(ledger: list, landing: LandingZone) -> list[Version]:
     """Versions a crashed run recorded as pending: their batch is replayed with its number."""
-    rows = read_ledger(spark, lake).filter(F.col("status") == PENDING).select(
-        "file_name", "file_size", F.unix_micros("file_modified").alias("us"), "batch").collect()
-    return [Version(LandingFile(r.file_name, r.file_size, r.us / 1_000_000),
-                    landing.inspect(r.file_name), r.batch) for r in rows]
+    return [Version(LandingFile(r.file_name, r.file_size, r.modified_us / 1_000_000),
+                    landing.inspect(r.file_name), r.batch)
+            for r in ledger if r.status == PENDING]
 
 
 def record(spark: SparkSession, lake: DeltaLake, versions: list[Version], run_id: str,
@@ -146,9 +144,10 @@ def ingest_versions(spark: SparkSession, lake: DeltaLake, landing: LandingZone,
     A crash after a batch's bronze commit leaves its versions pending; the rerun replays the
     batch with the same number and Delta skips it (txnAppId/txnVersion), so every version is
     ingested exactly once."""
-    replay = pending_versions(spark, lake, landing)
-    new = new_versions(spark, lake, landing)
-    last = read_ledger(spark, lake).agg(F.max("batch")).first()[0] or 0
+    ledger = read_ledger(spark, lake)
+    replay = pending_versions(ledger, landing)
+    new = new_versions(ledger, landing)
+    last = max((r.batch for r in ledger if r.batch is not None), default=0)
     assign_batches([v for v in new if v.status == PENDING], last + 1,
                    landing.max_files_per_trigger)
     record(spark, lake, new, run_id)
@@ -170,7 +169,7 @@ def ingest_stream(spark: SparkSession, lake: DeltaLake, landing: LandingZone,
                   run_id: str) -> Ingest:
     """Bronze through Auto Loader (Databricks): the stream's checkpoint keeps exactly-once;
     the ledger records each new version as ingested or rejected after the stream."""
-    new = new_versions(spark, lake, landing)
+    new = new_versions(read_ledger(spark, lake), landing)
     landed = with_ingest_metadata(landing.read_stream(spark, LANDING_SCHEMA), run_id)
     writer = (
         landed.writeStream.format("delta")
@@ -221,9 +220,8 @@ BRONZE_CHECKS = checks_on(BRONZE_EVENTS)
     pool=LAKE_POOL,
 )
 def bronze_patient_events(context: AssetExecutionContext, config: RefreshConfig):
-    if context.selected_asset_keys:
-        yield ingest_into_bronze(context, config)
-    yield from run_checks(context, BRONZE_CHECKS)
+    yield from write_then_check(context, lambda: [ingest_into_bronze(context, config)],
+                                BRONZE_CHECKS)
 
 
 def ingest_into_bronze(context: AssetExecutionContext, config: RefreshConfig) -> MaterializeResult:

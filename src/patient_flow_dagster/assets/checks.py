@@ -33,6 +33,7 @@ from patient_flow_dagster.assets.common import (
 from patient_flow_dagster.model import tables as t
 from patient_flow_dagster.model.rules import RULES, QualityRule
 from patient_flow_dagster.quality import measures
+from patient_flow_dagster.resources.landing import unseen
 from patient_flow_dagster.transforms import census
 
 CHECK_RESOURCES = SPARK_RESOURCES | {"quality"}
@@ -78,16 +79,23 @@ def rule_check_result(
         passed=measure.failed == 0,
         severity=severity,
         metadata={
-            "evaluated": MetadataValue.int(measure.evaluated),
-            "failed": MetadataValue.int(measure.failed),
-            "failed_ratio": MetadataValue.float(round(measure.ratio, 6)),
+            **measure_metadata(measure, "event_ids"),
             "error_ratio": MetadataValue.float(error_ratio),
             "action": MetadataValue.text(rule.action),
             "condition": MetadataValue.text(rule.condition),
-            "sample_failing_event_ids": MetadataValue.json(measure.samples),
             "silver_run_id": MetadataValue.text(batch or "all"),
         },
     )
+
+
+def measure_metadata(measure: measures.Measure, what: str) -> dict:
+    """Rows evaluated and failed, the ratio, and samples of the failing `what`."""
+    return {
+        "evaluated": MetadataValue.int(measure.evaluated),
+        "failed": MetadataValue.int(measure.failed),
+        "failed_ratio": MetadataValue.float(round(measure.ratio, 6)),
+        f"sample_failing_{what}": MetadataValue.json(measure.samples),
+    }
 
 
 class _Once:
@@ -187,11 +195,7 @@ def every_landing_file_ingested(context) -> AssetCheckResult:
             announced[row.file_name] = announced.get(row.file_name, 0) + (row.footer_rows or 0)
     short = [{"file_name": name, "footer_rows": rows, "bronze_rows": per_file.get(name, 0)}
              for name, rows in sorted(announced.items()) if per_file.get(name, 0) != rows]
-    known = {(r.file_name, r.file_size, r.modified_us) for r in versions}
-    known_legacy = {(r.file_name, r.file_size) for r in versions if r.modified_us is None}
-    waiting = [f.name for f in context.resources.landing.list_files()
-               if (f.name, f.size, f.modified_us) not in known
-               and (f.name, f.size) not in known_legacy]
+    waiting = [f.name for f in unseen(context.resources.landing.list_files(), versions)]
     waiting += [r.file_name for r in versions if r.status == "pending"]
     rejected = [r for r in versions if r.status == "rejected"]
     latest = max(versions, key=lambda r: r.audited_at, default=None)
@@ -236,16 +240,8 @@ INGESTION_CHECKS = [
 
 def _integrity_result(measure: measures.Measure, what: str,
                       severity: AssetCheckSeverity = AssetCheckSeverity.ERROR) -> AssetCheckResult:
-    return AssetCheckResult(
-        passed=measure.failed == 0,
-        severity=severity,
-        metadata={
-            "evaluated": MetadataValue.int(measure.evaluated),
-            "failed": MetadataValue.int(measure.failed),
-            "failed_ratio": MetadataValue.float(round(measure.ratio, 6)),
-            f"sample_failing_{what}": MetadataValue.json(measure.samples),
-        },
-    )
+    return AssetCheckResult(passed=measure.failed == 0, severity=severity,
+                            metadata=measure_metadata(measure, what))
 
 
 @shared_per_run
@@ -506,6 +502,15 @@ def checks_on(*tables: t.Table) -> list[Check]:
     """The checks of `tables`, in declaration order: what their asset step evaluates."""
     keys = {table.key for table in tables}
     return [check for check in ALL_CHECKS if check.asset in keys]
+
+
+def write_then_check(context, write: Callable[[], list], checks: list[Check]) -> Iterator:
+    """A step whose tables are written together: `write()` when any of its assets is selected
+    (reporting the selected ones), then the selected checks; with only checks selected (the
+    checks-only job), nothing is written."""
+    if context.selected_asset_keys:
+        yield from (r for r in write() if r.asset_key in context.selected_asset_keys)
+    yield from run_checks(context, checks)
 
 
 def run_checks(context, checks: list[Check]) -> Iterator[AssetCheckResult]:

@@ -14,7 +14,12 @@ from dagster import (
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from patient_flow_dagster.assets.checks import CHECK_RESOURCES, checks_on, run_checks
+from patient_flow_dagster.assets.checks import (
+    CHECK_RESOURCES,
+    checks_on,
+    run_checks,
+    write_then_check,
+)
 from patient_flow_dagster.assets.common import (
     LAKE_POOL,
     OWNERS,
@@ -343,10 +348,7 @@ FACT_CHECKS = checks_on(*FACT_SPECS)
 )
 def gold_facts(context: AssetExecutionContext, config: RefreshConfig):
     """The fact and the movements are written together; then their checks."""
-    if context.selected_asset_keys:
-        results = apply_new_events(context, config)
-        yield from (r for r in results if r.asset_key in context.selected_asset_keys)
-    yield from run_checks(context, FACT_CHECKS)
+    yield from write_then_check(context, lambda: apply_new_events(context, config), FACT_CHECKS)
 
 
 def apply_new_events(context: AssetExecutionContext,

@@ -13,7 +13,11 @@ from dagster import (
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from patient_flow_dagster.assets.checks import CHECK_RESOURCES, checks_on, run_checks
+from patient_flow_dagster.assets.checks import (
+    CHECK_RESOURCES,
+    checks_on,
+    write_then_check,
+)
 from patient_flow_dagster.assets.common import (
     LAKE_POOL,
     OWNERS,
@@ -160,10 +164,8 @@ SILVER_CHECKS = checks_on(SILVER_EVENTS, QUARANTINE)
 )
 def silver_patient_events(context: AssetExecutionContext, config: RefreshConfig):
     """Silver and its quarantine are written together; then their checks."""
-    if context.selected_asset_keys:
-        results = validate_new_bronze(context, config)
-        yield from (r for r in results if r.asset_key in context.selected_asset_keys)
-    yield from run_checks(context, SILVER_CHECKS)
+    yield from write_then_check(context, lambda: validate_new_bronze(context, config),
+                                SILVER_CHECKS)
 
 
 def validate_new_bronze(context: AssetExecutionContext,

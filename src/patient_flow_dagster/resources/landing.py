@@ -49,6 +49,16 @@ class LandingFile:
         return round(self.modified * 1_000_000)
 
 
+def unseen(listed: list[LandingFile], ledger: list) -> list[LandingFile]:
+    """The listed versions the ledger has no row for. `ledger` rows carry file_name, file_size
+    and modified_us; a row without modified_us (written before mtimes were kept) matches any
+    mtime of its name and size."""
+    known = {(r.file_name, r.file_size, r.modified_us) for r in ledger}
+    known_legacy = {(r.file_name, r.file_size) for r in ledger if r.modified_us is None}
+    return [f for f in listed if (f.name, f.size, f.modified_us) not in known
+            and (f.name, f.size) not in known_legacy]
+
+
 @dataclass(frozen=True)
 class FileInspection:
     rows: int | None
