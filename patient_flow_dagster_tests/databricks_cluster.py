@@ -2,7 +2,7 @@
 
 Usage: databricks_cluster.py <connection_file>
 
-Starts a local Spark session with Delta (what a Databricks runtime has), writes the py4j gateway
+Starts a local Spark session with Delta (what a Databricks runtime has) on the cluster's Python, writes the py4j gateway
 port and secret to <connection_file>, and keeps the driver up until stdin closes. Tasks run on
 the cluster attach their own Python process to this JVM, as notebook and Python tasks do on a
 Databricks cluster, so they skip the JVM start and find it warm.
@@ -13,9 +13,9 @@ import sys
 
 
 def main() -> None:
-    from patient_flow_dagster.resources.spark import local_spark_session
+    from databricks_task import start_session  # beside this script
 
-    spark = local_spark_session()
+    spark = start_session()
     parameters = spark.sparkContext._gateway.gateway_parameters
     connection = {"port": parameters.port, "secret": parameters.auth_token}
     target = sys.argv[1]

@@ -22,7 +22,10 @@ token, Databricks' error bodies) for:
   (`client_credentials` with HTTP Basic client authentication, scope `all-apis`), which issues
   bearer tokens to the registered service principals only.
 
-A submitted task runs as a subprocess (`databricks_task.py`) with `/dbfs/` mapped to a local
+A submitted task runs as a subprocess (`databricks_task.py`) on the cluster's Python: a virtual
+environment holding what the runtime ships and what the task's `libraries` install, and not the
+project (`databricks_runtime.py`); a library that no index would serve fails the run as a
+failed library installation does. `/dbfs/` is mapped to a local
 folder and `spark`, `sc` and `dbutils` (secrets) defined as a Databricks cluster defines them. On
 a new (job) cluster the task starts its own Spark driver; on an existing all-purpose cluster
 (`start_cluster`, `databricks_cluster.py`) it attaches its Python to that cluster's long-lived
@@ -39,15 +42,19 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
+
+from patient_flow_dagster.resources.spark import local_spark_config
+from patient_flow_dagster_tests.databricks_runtime import (
+    LibraryNotFound,
+    build_environment,
+)
 
 TASK_RUNNER = Path(__file__).with_name("databricks_task.py")
 CLUSTER_DRIVER = Path(__file__).with_name("databricks_cluster.py")
@@ -117,6 +124,7 @@ class DatabricksEmulator:
         self.cold_starts: dict[str, int] = {"new": 0, "pool": 0}
         self.faults: list[Fault] = []
         self.faults_met: list[str] = []
+        self.damage: str | None = None  # a regular expression: uploads it matches are cut short
         self.secrets_file = root / "secrets.json"
         self.secrets_file.write_text(json.dumps(secrets))
         self.clusters: dict[str, tuple[subprocess.Popen, dict, threading.Lock]] = {}
@@ -125,6 +133,14 @@ class DatabricksEmulator:
         self._ids = itertools.count(1001)
         self._task_ids = itertools.count(7_340_001)  # task runs have ids of their own
         self._lock = threading.Lock()
+        # The cluster's Python per set of libraries; the runner scripts beside them, so that
+        # nothing of this test package is on a task's path.
+        self.runtimes_root = root / "runtimes"
+        self.runtimes: dict[frozenset, Path] = {}
+        self.scripts = root / "scripts"
+        self.scripts.mkdir(parents=True, exist_ok=True)
+        for script in (TASK_RUNNER, CLUSTER_DRIVER):
+            (self.scripts / script.name).write_text(script.read_text())
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -154,9 +170,11 @@ class DatabricksEmulator:
         if cluster_id in self.clusters:
             return
         connection = self.logs / f"cluster-{cluster_id}.json"
-        env = self._cluster_environment({})
+        env = self._cluster_environment({}, {})
         log = (self.logs / f"cluster-{cluster_id}.log").open("wb")
-        driver = subprocess.Popen([sys.executable, str(CLUSTER_DRIVER), str(connection)], env=env,
+        python = self.runtime([])
+        driver = subprocess.Popen([str(python), str(self.scripts / CLUSTER_DRIVER.name),
+                                   str(connection)], env=env,
                                   stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
                                   start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -167,10 +185,26 @@ class DatabricksEmulator:
         gateway = json.loads(connection.read_text())
         self.clusters[cluster_id] = (driver, gateway, threading.Lock())
 
-    def _cluster_environment(self, spark_env_vars: dict) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(LEAKY_PREFIXES)}
+    def _cluster_environment(self, spark_env_vars: dict, spark_conf: dict) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith((*LEAKY_PREFIXES, "PYTHON", "PYSPARK_"))}
         env.update({str(k): str(v) for k, v in spark_env_vars.items()})
+        # A local Spark with Delta (what a runtime has) under the cluster's spark_conf; the
+        # spark.databricks.* settings belong to the Databricks runtime (Photon, optimized
+        # writes) and are left out.
+        conf = {**local_spark_config(), **{k: str(v) for k, v in spark_conf.items()
+                                           if not k.startswith("spark.databricks.")}}
+        env["EMULATED_SPARK_CONF"] = json.dumps(conf)
         return env
+
+    def runtime(self, libraries: list[str]) -> Path:
+        """The Python of a cluster with `libraries` installed (built once per set)."""
+        key = frozenset(libraries)
+        with self._lock:
+            if key not in self.runtimes:
+                target = self.runtimes_root / f"env-{len(self.runtimes)}"
+                self.runtimes[key] = build_environment(target, sorted(key))
+            return self.runtimes[key]
 
     # -- DBFS ---------------------------------------------------------------------------------
     def local_path(self, dbfs_path: str) -> Path:
@@ -203,7 +237,13 @@ class DatabricksEmulator:
         if target.exists() and not overwrite:
             raise ApiError(409, "ALREADY_EXISTS", "The file being created already exists.")
         target.parent.mkdir(parents=True, exist_ok=True)  # directories created implicitly
-        target.write_bytes(data)
+        target.write_bytes(self._stored(path, data))
+
+    def _stored(self, path: str, data: bytes) -> bytes:
+        """What the storage keeps: the upload, or its first half when `damage` matches it."""
+        if self.damage and re.search(self.damage, path):
+            return data[: len(data) // 2]
+        return data
 
     def files_get(self, path: str) -> Path:
         target = self.volume_path(path)
@@ -240,7 +280,7 @@ class DatabricksEmulator:
         del self.handles[body["handle"]]
         target.parent.mkdir(parents=True, exist_ok=True)  # DBFS creates parents implicitly
         temporary = target.with_name(f".{target.name}.part")
-        temporary.write_bytes(bytes(buffer))
+        temporary.write_bytes(self._stored(str(target), bytes(buffer)))
         temporary.replace(target)
         return {}
 
@@ -318,27 +358,17 @@ class DatabricksEmulator:
         threading.Thread(target=self._execute, args=(run, task), daemon=True).start()
         return {"run_id": run.run_id}
 
-    def _library_problem(self, libraries: list[dict]) -> str | None:
-        """A cluster cannot install a pinned PyPI library that does not exist; here the run's
-        Python must already hold the exact pinned version."""
-        for library in libraries:
-            requirement = library.get("pypi", {}).get("package", "")
-            if "==" not in requirement:
-                continue
-            name, wanted = requirement.split("==", 1)
-            try:
-                installed = version(name)
-            except PackageNotFoundError:
-                installed = None
-            if installed != wanted:
-                return f"Library installation failed: {requirement} (found {installed})"
-        return None
-
     def _execute(self, run: Run, task: dict) -> None:
-        problem = self._library_problem(task.get("libraries", []))
-        if problem:
+        requirements = [library["pypi"]["package"] for library in task.get("libraries", [])
+                        if "pypi" in library]
+        try:
+            python = self.runtime(requirements)
+        except LibraryNotFound as missing:
             with run.lock:
-                run.life_cycle, run.result, run.message = "INTERNAL_ERROR", "FAILED", problem
+                run.life_cycle, run.result = "INTERNAL_ERROR", "FAILED"
+                run.message = ("Library installation failed for library due to user error. "
+                               f"Error messages: ERROR: Could not find a version that "
+                               f"satisfies the requirement {missing}")
             return
         python_task = task["spark_python_task"]
         cluster = task.get("new_cluster") or {}
@@ -349,12 +379,12 @@ class DatabricksEmulator:
             with self._lock:
                 self.cold_starts[mode] += 1
         run.log = self.logs / f"run-{run.run_id}.log"
-        env = self._cluster_environment(cluster.get("spark_env_vars") or {})
+        env = self._cluster_environment(cluster.get("spark_env_vars") or {},
+                                        cluster.get("spark_conf") or {})
         env["EMULATED_DATABRICKS_SECRETS"] = str(self.secrets_file)
         env["EMULATED_VOLUMES_ROOT"] = str(self.volumes_root)
-        env["EMULATED_SPARK_CONF"] = json.dumps(cluster.get("spark_conf") or {})
         env["DATABRICKS_RUNTIME_VERSION"] = str(cluster.get("spark_version", "emulated"))
-        command = [sys.executable, str(TASK_RUNNER), str(self.dbfs_root),
+        command = [str(python), str(self.scripts / TASK_RUNNER.name), str(self.dbfs_root),
                    str(self.local_path(python_task["python_file"])),
                    *python_task.get("parameters", [])]
         existing = task.get("existing_cluster_id")

@@ -2,7 +2,8 @@
 
 Usage: databricks_task.py <dbfs_root> <python_file> [parameters...]
 
-The script runs as `__main__` with `spark`, `sc` and `dbutils` already defined, `/dbfs/...`
+The script runs on the cluster's Python (the runtime's libraries and the task's, not the
+project) as `__main__` with `spark`, `sc` and `dbutils` already defined, `/dbfs/...`
 and `/Volumes/...` paths in its parameters mapped to the DBFS root and the volumes, and a Spark session with Delta Lake (Databricks
 runtimes ship Delta). `dbutils.secrets.get` reads the emulated secret scopes and fails for an
 unknown scope or key, as Databricks does.
@@ -53,15 +54,26 @@ def attach_to_cluster():
     return SparkSession(sc, jsparkSession=jvm.org.apache.spark.sql.SparkSession.active().newSession())
 
 
-def start_job_cluster():
-    """A new Spark driver for this run (a job cluster), with the cluster spec's spark_conf."""
-    from patient_flow_dagster.resources.spark import local_spark_session
+def start_session():
+    """A new Spark driver (a job cluster's, or an all-purpose cluster's) with Delta and the
+    cluster's spark_conf, both in EMULATED_SPARK_CONF. One JVM start at a time on the machine:
+    starts resolve the Delta jar through one shared Ivy cache."""
+    import fcntl
+    import tempfile
 
-    # The cluster's spark_conf on top of a local Spark with Delta; spark.databricks.* settings
-    # belong to the Databricks runtime (Photon, optimized writes) and are left out.
-    cluster_conf = json.loads(os.environ.pop("EMULATED_SPARK_CONF", "{}"))
-    return local_spark_session(overrides={k: str(v) for k, v in cluster_conf.items()
-                                          if not k.startswith("spark.databricks.")})
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the cluster's Python, workers too
+    builder = SparkSession.builder
+    for key, value in json.loads(os.environ.pop("EMULATED_SPARK_CONF")).items():
+        builder = builder.config(key, value)
+    lock_file = os.path.join(tempfile.gettempdir(), "patient-flow-spark-start.lock")
+    with open(lock_file, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session
 
 
 def main() -> None:
@@ -69,7 +81,7 @@ def main() -> None:
     with open(os.environ.pop("EMULATED_DATABRICKS_SECRETS")) as handle:
         dbutils = DBUtils(json.load(handle))
     on_cluster = "PYSPARK_GATEWAY_PORT" in os.environ
-    spark = attach_to_cluster() if on_cluster else start_job_cluster()
+    spark = attach_to_cluster() if on_cluster else start_session()
     sys.argv = [python_file, *(dbfs_to_local(p, root) for p in parameters)]
     try:
         runpy.run_path(python_file, init_globals={"spark": spark, "sc": spark.sparkContext,

@@ -81,6 +81,12 @@ assert spark.range(5).count() == 5 and sc.defaultParallelism > 0
 assert dbutils.secrets.get("patient-flow", "databricks-token") == "%s"
 leaked = [k for k in os.environ if k.startswith(("PATIENT_FLOW_", "AZURE_"))]
 assert not leaked, leaked
+import importlib.util
+# The cluster's Python: the runtime's libraries and the task's, never the project or the tests.
+missing = [m for m in ("pyspark", "delta", "azure.storage.blob") if not importlib.util.find_spec(m)]
+present = [m for m in ("patient_flow_dagster", "pytest", "confluent_kafka")
+           if importlib.util.find_spec(m)]
+assert not missing and not present, (missing, present)
 open(sys.argv[1], "w").write(os.environ["DATABRICKS_RUNTIME_VERSION"])
 if len(sys.argv) > 2:
     dbutils.secrets.get("patient-flow", "no-such-key")
@@ -92,20 +98,32 @@ def test_python_task_runs_on_a_job_cluster_like_databricks(emulator, monkeypatch
     client = WorkspaceClient(host=emulator.host, token=TOKEN)
     upload(client, "/tasks/probe.py", TASK)
     cluster = {"spark_version": "17.3.x-scala2.13", "num_workers": 0, "node_type_id": "x"}
+    library = {"pypi": {"package": "azure-storage-blob>=12.19,<13"}}
     run_id = client.jobs.submit(run_name="probe", tasks=[jobs.SubmitTask.from_dict({
-        "task_key": "probe", "new_cluster": cluster,
+        "task_key": "probe", "new_cluster": cluster, "libraries": [library],
         "spark_python_task": {"python_file": "dbfs:/tasks/probe.py",
                               "parameters": ["/dbfs/tasks/out.txt"]}})]).bind()["run_id"]
-    assert wait_for(client, run_id).result_state.value == "SUCCESS"
+    state = wait_for(client, run_id)
+    assert state.result_state.value == "SUCCESS", state.state_message
     assert base64.b64decode(client.dbfs.read("/tasks/out.txt").data) == b"17.3.x-scala2.13"
 
     emulator.start_cluster(CLUSTER)
     failing = client.jobs.submit(run_name="probe", tasks=[jobs.SubmitTask.from_dict({
-        "task_key": "probe", "existing_cluster_id": CLUSTER,
+        "task_key": "probe", "existing_cluster_id": CLUSTER, "libraries": [library],
         "spark_python_task": {"python_file": "dbfs:/tasks/probe.py",
                               "parameters": ["/dbfs/tasks/out2.txt", "fail"]}})]).bind()["run_id"]
     state = wait_for(client, failing)
     assert state.result_state.value == "FAILED" and "no-such-key" in state.state_message
+    # A library no index serves: the cluster cannot install it and the task never runs.
+    unknown = client.jobs.submit(run_name="probe", tasks=[jobs.SubmitTask.from_dict({
+        "task_key": "probe", "new_cluster": cluster,
+        "libraries": [{"pypi": {"package": "azure-storage-blob==0.0.1"}}],
+        "spark_python_task": {"python_file": "dbfs:/tasks/probe.py",
+                              "parameters": ["/dbfs/tasks/out3.txt"]}})]).bind()["run_id"]
+    state = wait_for(client, unknown)
+    assert state.result_state.value == "FAILED"
+    assert state.state_message.startswith("Library installation failed")
+    assert "azure-storage-blob==0.0.1" in state.state_message
     with pytest.raises(DatabricksError):  # no such cluster
         client.jobs.submit(run_name="x", tasks=[jobs.SubmitTask.from_dict({
             "task_key": "x", "existing_cluster_id": "nope",
@@ -266,19 +284,9 @@ def test_an_unreachable_workspace_fails_the_step_at_once_with_one_line(tmp_path,
     assert TOKEN not in str(result.all_events)
 
 
-@pytest.mark.databricks
-def test_whole_graph_on_emulated_databricks_equals_local(tmp_path, spark, emulator):
-    now = recent_now()
-    landing = tmp_path / "landing"
-    write_events(simulate(1_200, seed=61, now=now, span_days=10).events, landing,
-                 events_per_file=400)
-    as_of = {"ops": {"gold_kpis": {"config": {"as_of": now.isoformat()}}}}
-
-    local = Settings.from_env({"PATIENT_FLOW_LAKE": str(tmp_path / "local_lake"), "PATIENT_FLOW_LANDING": str(landing)})
-    local_run = build_definitions(local).resolve_job_def("patient_flow").execute_in_process(
-        run_config=as_of, instance=DagsterInstance.ephemeral())
-    assert local_run.success
-
+def databricks_environment(tmp_path: Path, emulator: DatabricksEmulator, landing: Path) -> dict:
+    """The launching process's environment for the emulated workspace: steps on its
+    all-purpose cluster, staging on a Unity Catalog volume, as its service principal."""
     emulator.start_cluster(CLUSTER)  # an all-purpose cluster: tasks attach to its warm driver
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
@@ -302,6 +310,48 @@ def test_whole_graph_on_emulated_databricks_equals_local(tmp_path, spark, emulat
         "DATABRICKS_CLUSTER_ID": CLUSTER,
     }
     env.pop("DATABRICKS_TOKEN", None)
+    return env
+
+
+@pytest.mark.databricks
+def test_a_damaged_code_zip_fails_the_step_on_the_cluster(tmp_path, emulator):
+    """The remote step imports the project from the uploaded zip and from nowhere else: cut
+    short in storage, the zip fails the step, and nothing reaches the lake."""
+    landing = tmp_path / "landing"
+    write_events(simulate(40, seed=5, now=recent_now()).events, landing, events_per_file=40)
+    env = databricks_environment(tmp_path, emulator, landing)
+    submitted_before = len(emulator.runs)
+    emulator.damage = r"code\.zip$"
+    try:
+        run = subprocess.run(
+            [str(VENV_BIN / "dagster"), "asset", "materialize", "-m",
+             "patient_flow_dagster.definitions", "--select", "bronze/patient_events"],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    finally:
+        emulator.damage = None
+    output = run.stdout + run.stderr
+    assert run.returncode != 0
+    [submission] = list(emulator.runs.values())[submitted_before:]  # not retried: not transient
+    assert submission.result == "FAILED"
+    assert "zip" in submission.log.read_text().lower(), submission.log.read_text()[-2000:]
+    assert "BadZipFile" in output or "not a zip file" in output, output[-4000:]
+    assert not (tmp_path / "databricks_lake" / "bronze").exists()
+
+
+@pytest.mark.databricks
+def test_whole_graph_on_emulated_databricks_equals_local(tmp_path, spark, emulator):
+    now = recent_now()
+    landing = tmp_path / "landing"
+    write_events(simulate(1_200, seed=61, now=now, span_days=10).events, landing,
+                 events_per_file=400)
+    as_of = {"ops": {"gold_kpis": {"config": {"as_of": now.isoformat()}}}}
+
+    local = Settings.from_env({"PATIENT_FLOW_LAKE": str(tmp_path / "local_lake"), "PATIENT_FLOW_LANDING": str(landing)})
+    local_run = build_definitions(local).resolve_job_def("patient_flow").execute_in_process(
+        run_config=as_of, instance=DagsterInstance.ephemeral())
+    assert local_run.success
+
+    env = databricks_environment(tmp_path, emulator, landing)
     run_config = tmp_path / "as_of.json"  # JSON is YAML
     run_config.write_text(json.dumps(as_of))
     # Each transient fault once: the API throttling a submission (the SDK waits Retry-After), a
