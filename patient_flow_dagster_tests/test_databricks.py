@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -23,15 +24,23 @@ from patient_flow_dagster.ingestion.landing_writer import write_events
 from patient_flow_dagster.ingestion.simulator import simulate
 from patient_flow_dagster.model import tables as t
 from patient_flow_dagster.resources.databricks import (
+    DEFAULT_CLUSTER_SPEC,
     RUN_CONFIG_VARIABLE,
     databricks_run_config,
     remote_env_variables,
     step_launcher_config,
 )
+from patient_flow_dagster.resources.databricks_runtime import (
+    RuntimeMismatch,
+    check_runtime,
+)
 from patient_flow_dagster.resources.lake import DeltaLake
 from patient_flow_dagster.settings import Settings
 from patient_flow_dagster_tests.conftest import recent_now
-from patient_flow_dagster_tests.databricks_emulator import DatabricksEmulator, Fault
+from patient_flow_devtools.databricks_emulation.emulator import (
+    DatabricksEmulator,
+    Fault,
+)
 
 TOKEN = "dapi-emulator-token"  # the emulator's own, not a credential of anything real
 # The emulator's service principal (OAuth M2M), what production runs as.
@@ -284,6 +293,58 @@ def test_an_unreachable_workspace_fails_the_step_at_once_with_one_line(tmp_path,
     assert TOKEN not in str(result.all_events)
 
 
+def test_runtime_versions_are_checked_against_the_launching_process():
+    check_runtime("17.3.x-scala2.13", python=(3, 12), pyspark="4.0.1")  # a match: no error
+    check_runtime("17.3.x-photon-scala2.13", python=(3, 12), pyspark="4.0.1")
+    with pytest.raises(RuntimeMismatch) as python:
+        check_runtime("17.3.x-scala2.13", python=(3, 11), pyspark="4.0.1")
+    assert str(python.value) == (
+        "Databricks runtime 17.3.x-scala2.13 cannot run steps launched from this process "
+        "(Python 3.12 there, 3.11 here): launch from a matching environment or choose a "
+        "matching runtime in the cluster spec")
+    with pytest.raises(RuntimeMismatch, match=r"\(Spark 3 there, PySpark 4.0.1 here\)"):
+        check_runtime("15.4.x-scala2.12", python=(3, 11), pyspark="4.0.1")
+    with pytest.raises(RuntimeMismatch, match="'custom:my-image' is not one this launcher knows"):
+        check_runtime("custom:my-image", python=(3, 11), pyspark="4.0.1")
+
+
+@pytest.mark.faults
+def test_a_cluster_on_another_runtime_is_refused_before_anything_is_submitted(
+        tmp_path, emulator, monkeypatch):
+    """A job cluster's runtime comes from the spec, an existing cluster's from the workspace
+    (clusters/get); either way a mismatch fails the step in one line, nothing submitted."""
+    monkeypatch.setenv("DATABRICKS_HOST", emulator.host)
+    monkeypatch.setenv("DATABRICKS_TOKEN", TOKEN)
+    spec = json.loads(DEFAULT_CLUSTER_SPEC.read_text())
+    spec["cluster"]["new"]["spark_version"] = "15.4.x-scala2.12"
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    emulator.define_cluster("0202-000000-older", "16.4.x-scala2.12")
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    for cluster, runtime, python_there in (
+            ({"PATIENT_FLOW_DATABRICKS_CLUSTER_SPEC": str(tmp_path / "spec.json")},
+             "15.4.x-scala2.12", "3.11"),
+            ({"DATABRICKS_CLUSTER_ID": "0202-000000-older"}, "16.4.x-scala2.12", "3.12")):
+        settings = Settings.from_env({"PATIENT_FLOW_ENV": "databricks",
+                                      "PATIENT_FLOW_LAKE": str(tmp_path / "lake"),
+                                      "PATIENT_FLOW_LANDING": str(tmp_path / "landing"),
+                                      "PATIENT_FLOW_LANDING_READER": "files",
+                                      "PATIENT_FLOW_MAX_CONCURRENT_STEPS": "1",
+                                      "DATABRICKS_HOST": emulator.host, **cluster})
+        for name, value in cluster.items():
+            monkeypatch.setenv(name, value)  # the launcher reads the cluster from the process
+        job = build_definitions(settings).resolve_job_def("patient_flow")
+        submitted = len(emulator.runs)
+        result = job.execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
+        assert not result.success and len(emulator.runs) == submitted
+        [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        error = failure.step_failure_data.error
+        assert error.cls_name == "RuntimeMismatch"
+        problems = [f"Python {python_there} there, {here} here"] if python_there != here else []
+        problems.append(f"Spark 3 there, PySpark {version('pyspark')} here")
+        assert f"Databricks runtime {runtime} cannot run steps launched from this process " \
+               f"({'; '.join(problems)})" in error.message
+
+
 def databricks_environment(tmp_path: Path, emulator: DatabricksEmulator, landing: Path) -> dict:
     """The launching process's environment for the emulated workspace: steps on its
     all-purpose cluster, staging on a Unity Catalog volume, as its service principal."""
@@ -308,6 +369,9 @@ def databricks_environment(tmp_path: Path, emulator: DatabricksEmulator, landing
         "DATABRICKS_CLIENT_ID": CLIENT_ID,  # as a service principal, OAuth M2M
         "DATABRICKS_CLIENT_SECRET": CLIENT_SECRET,
         "DATABRICKS_CLUSTER_ID": CLUSTER,
+        # The emulation runs its tasks on this machine's Python, which is not the Python of
+        # the runtime the cluster reports (no Spark 4 runtime ships Python 3.11).
+        "PATIENT_FLOW_DATABRICKS_RUNTIME_CHECK": "off",
     }
     env.pop("DATABRICKS_TOKEN", None)
     return env

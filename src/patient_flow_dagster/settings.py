@@ -81,6 +81,9 @@ VARIABLES: tuple[Variable, ...] = (
              "(doubling, with jitter; two more launches at most)."),
     Variable("PATIENT_FLOW_DATABRICKS_CONNECT_TIMEOUT", "10",
              "Seconds a step launch waits for the workspace to accept a connection, then fails."),
+    Variable("PATIENT_FLOW_DATABRICKS_RUNTIME_CHECK", "on",
+             "Refuse to launch on a runtime whose Python minor or Spark major differs from the "
+             "launching process's (off: a custom image you have matched yourself)."),
     Variable("PATIENT_FLOW_DATABRICKS_STEP_TIMEOUT", "10800",
              "Seconds a step may run on Databricks before it fails."),
     Variable("PATIENT_FLOW_SECRET_SCOPE", "patient-flow",
@@ -152,6 +155,14 @@ def read_int(name: str, environ: Mapping[str, str] | None = None, minimum: int =
 def read_seconds(name: str, environ: Mapping[str, str] | None = None) -> float:
     return _read_number(name, environ, float, "a number of seconds", lambda value: value > 0,
                         "{text!r} must be more than 0 seconds")
+
+
+def read_switch(name: str, environ: Mapping[str, str] | None = None) -> bool:
+    """An on/off setting."""
+    text = read(name, environ)
+    if text not in ("on", "off"):
+        raise SettingsError(f"{name}={text!r} is not on or off")
+    return text == "on"
 
 
 def read_ratio(name: str, environ: Mapping[str, str] | None = None) -> float:

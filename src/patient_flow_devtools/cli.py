@@ -1,4 +1,5 @@
-"""The development commands of `patient-flow`: bench, jvm-archive, spark-driver, kafka-broker."""
+"""The development commands of `patient-flow`: bench, bench-compute, jvm-archive, spark-driver,
+kafka-broker."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +8,12 @@ import sys
 
 def cmd_bench(args) -> int:
     from patient_flow_devtools.bench import main
+
+    return main(args)
+
+
+def cmd_bench_compute(args) -> int:
+    from patient_flow_devtools.compute_modes import main
 
     return main(args)
 
@@ -65,6 +72,17 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--sensor-interval", type=int, default=None,
                        help="landing sensor interval (default: the sensor's own default)")
     bench.set_defaults(func=cmd_bench)
+
+    compute = commands.add_parser(
+        "bench-compute", help="file-to-gold per Databricks compute mode (new VMs, instance pool, "
+        "existing cluster), on the local emulation of the workspace")
+    compute.add_argument("--events", type=int, default=2_000)
+    compute.add_argument("--seed", type=int, default=1)
+    compute.add_argument("--scale", type=float, default=0.02,
+                         help="emulated start delays as a fraction of Azure's (default 0.02)")
+    compute.add_argument("--workdir", default=".lake/bench-compute")
+    compute.add_argument("--output", default=None, help="also write the JSON report here")
+    compute.set_defaults(func=cmd_bench_compute)
 
     archive = commands.add_parser(
         "jvm-archive", help="build the class archive that makes Spark JVM starts faster (once)")

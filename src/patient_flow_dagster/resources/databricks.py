@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 
 import patient_flow_dagster
 from patient_flow_dagster import settings
+from patient_flow_dagster.resources.databricks_runtime import check_runtime
 
 # Shipped with the package, so a non-editable install finds it too.
 DEFAULT_CLUSTER_SPEC = Path(__file__).with_name("databricks_job_cluster.json")
@@ -211,8 +212,9 @@ class VolumeStaging:
 
 
 def databricks_step_launcher(landing_is_azure: bool, environ: Mapping[str, str] | None = None):
-    """dagster-databricks' step launcher, extended (not forked): it checks the workspace answers
-    before it uploads anything, and launches a step again after a transient fault."""
+    """dagster-databricks' step launcher, extended (not forked): before it uploads anything it
+    checks that the workspace answers and that the cluster's runtime can run the pickled step,
+    and it launches a step again after a transient fault."""
     from dagster import RetryRequested, resource
     from dagster_databricks import databricks_pyspark_step_launcher
     from dagster_databricks.databricks_pyspark_step_launcher import (
@@ -239,8 +241,19 @@ def databricks_step_launcher(landing_is_azure: bool, environ: Mapping[str, str] 
                 return super()._internal_dbfs_path(run_id, step_key, filename)
             return self._dbfs_path(run_id, step_key, filename)
 
+        def spark_version(self) -> str:
+            """The runtime the step will run on: the job cluster's, or the existing
+            cluster's as the workspace reports it."""
+            cluster = self.run_config["cluster"]
+            if "existing" in cluster:
+                clusters = self.databricks_runner.client.workspace_client.clusters
+                return clusters.get(cluster["existing"]).spark_version
+            return cluster["new"]["spark_version"]
+
         def launch_step(self, step_context):
             check_reachable(self.databricks_host, connect_timeout)
+            if runtime_check:
+                check_runtime(self.spark_version())
             try:
                 yield from super().launch_step(step_context)
             except Exception as error:
@@ -258,6 +271,7 @@ def databricks_step_launcher(landing_is_azure: bool, environ: Mapping[str, str] 
     environ = settings.environment() if environ is None else environ
     connect_timeout = settings.read_seconds("PATIENT_FLOW_DATABRICKS_CONNECT_TIMEOUT", environ)
     retry = launch_retry_policy(environ)
+    runtime_check = settings.read_switch("PATIENT_FLOW_DATABRICKS_RUNTIME_CHECK", environ)
 
     @resource(config_schema=databricks_pyspark_step_launcher.config_schema,
               description=databricks_pyspark_step_launcher.description)

@@ -1,6 +1,6 @@
 """An emulated all-purpose cluster: one long-lived Spark driver JVM that job runs attach to.
 
-Usage: databricks_cluster.py <connection_file>
+Usage: cluster.py <connection_file>
 
 Starts a local Spark session with Delta (what a Databricks runtime has) on the cluster's Python, writes the py4j gateway
 port and secret to <connection_file>, and keeps the driver up until stdin closes. Tasks run on
@@ -13,7 +13,7 @@ import sys
 
 
 def main() -> None:
-    from databricks_task import start_session  # beside this script
+    from task import start_session  # beside this script
 
     spark = start_session()
     parameters = spark.sparkContext._gateway.gateway_parameters

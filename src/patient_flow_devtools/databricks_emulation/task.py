@@ -1,6 +1,6 @@
 """Runs one emulated `spark_python_task` the way a Databricks cluster runs it.
 
-Usage: databricks_task.py <dbfs_root> <python_file> [parameters...]
+Usage: task.py <dbfs_root> <python_file> [parameters...]
 
 The script runs on the cluster's Python (the runtime's libraries and the task's, not the
 project) as `__main__` with `spark`, `sc` and `dbutils` already defined, `/dbfs/...`

@@ -1,12 +1,12 @@
 """A small local stand-in for the part of the Databricks REST API the step launcher uses.
 
-Test infrastructure, not product code. It speaks the real wire protocol (JSON over HTTP, bearer
+Development infrastructure (the tests and `patient-flow bench-compute`), not product code. It speaks the real wire protocol (JSON over HTTP, bearer
 token, Databricks' error bodies) for:
 
 - DBFS: `create` / `add-block` / `close` (parents created implicitly) and `read` (base64 blocks;
   404 RESOURCE_DOES_NOT_EXIST for a missing file);
 - Jobs: `runs/submit` (one `spark_python_task` on a new or existing cluster), `runs/get`,
-  `runs/cancel` (unknown run ids are rejected);
+  `runs/cancel` (unknown run ids are rejected); Clusters: `get` (its runtime and state);
 - Files API on Unity Catalog volumes: `PUT` / `GET` / `HEAD /api/2.0/fs/files/Volumes/<catalog>/
   <schema>/<volume>/...` (raw bytes; directories created implicitly; 404 NOT_FOUND for a missing
   file or an unknown volume; 409 ALREADY_EXISTS without overwrite), with `/Volumes/...` mapped
@@ -22,13 +22,13 @@ token, Databricks' error bodies) for:
   (`client_credentials` with HTTP Basic client authentication, scope `all-apis`), which issues
   bearer tokens to the registered service principals only.
 
-A submitted task runs as a subprocess (`databricks_task.py`) on the cluster's Python: a virtual
+A submitted task runs as a subprocess (`task.py`) on the cluster's Python: a virtual
 environment holding what the runtime ships and what the task's `libraries` install, and not the
-project (`databricks_runtime.py`); a library that no index would serve fails the run as a
+project (`runtime.py`); a library that no index would serve fails the run as a
 failed library installation does. `/dbfs/` is mapped to a local
 folder and `spark`, `sc` and `dbutils` (secrets) defined as a Databricks cluster defines them. On
 a new (job) cluster the task starts its own Spark driver; on an existing all-purpose cluster
-(`start_cluster`, `databricks_cluster.py`) it attaches its Python to that cluster's long-lived
+(`start_cluster`, `cluster.py`) it attaches its Python to that cluster's long-lived
 driver JVM, and the cluster runs one task at a time (others stay PENDING until it is free). The task gets a cluster's environment, not the test's: nothing
 of PATIENT_FLOW_*, DATABRICKS_* or AZURE_* leaks into it, so whatever the remote step needs must
 travel the way it travels on Databricks (the launcher's env_variables and secrets).
@@ -51,13 +51,13 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 from patient_flow_dagster.resources.spark import local_spark_config
-from patient_flow_dagster_tests.databricks_runtime import (
+from patient_flow_devtools.databricks_emulation.runtime import (
     LibraryNotFound,
     build_environment,
 )
 
-TASK_RUNNER = Path(__file__).with_name("databricks_task.py")
-CLUSTER_DRIVER = Path(__file__).with_name("databricks_cluster.py")
+TASK_RUNNER = Path(__file__).with_name("task.py")
+CLUSTER_DRIVER = Path(__file__).with_name("cluster.py")
 LEAKY_PREFIXES = ("PATIENT_FLOW_", "DATABRICKS_", "AZURE_", "DAGSTER_")
 MAX_READ = 1024 * 1024  # DBFS read returns at most 1 MB per call
 
@@ -128,6 +128,7 @@ class DatabricksEmulator:
         self.secrets_file = root / "secrets.json"
         self.secrets_file.write_text(json.dumps(secrets))
         self.clusters: dict[str, tuple[subprocess.Popen, dict, threading.Lock]] = {}
+        self.cluster_versions: dict[str, str] = {}  # cluster id -> its runtime (spark_version)
         self.runs: dict[int, Run] = {}
         self.handles: dict[int, tuple[Path, bytearray]] = {}
         self._ids = itertools.count(1001)
@@ -165,8 +166,20 @@ class DatabricksEmulator:
         self.server.shutdown()
         self.server.server_close()
 
+    def define_cluster(self, cluster_id: str, spark_version: str = "17.3.x-scala2.13") -> None:
+        """An all-purpose cluster the workspace knows (TERMINATED until started)."""
+        self.cluster_versions.setdefault(cluster_id, spark_version)
+
+    def get_cluster(self, query: dict) -> dict:
+        cluster_id = query.get("cluster_id")
+        if cluster_id not in self.cluster_versions:
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Cluster {cluster_id} does not exist")
+        return {"cluster_id": cluster_id, "spark_version": self.cluster_versions[cluster_id],
+                "state": "RUNNING" if cluster_id in self.clusters else "TERMINATED"}
+
     def start_cluster(self, cluster_id: str, timeout: float = 180) -> None:
         """Start an all-purpose cluster: a Spark driver JVM that tasks attach to (once)."""
+        self.define_cluster(cluster_id)
         if cluster_id in self.clusters:
             return
         connection = self.logs / f"cluster-{cluster_id}.json"
@@ -504,6 +517,7 @@ class DatabricksEmulator:
         ("POST", r"/api/2\.[12]/jobs/runs/submit"): "submit",
         ("GET", r"/api/2\.[12]/jobs/runs/get"): "get_run",
         ("POST", r"/api/2\.[12]/jobs/runs/cancel"): "cancel",
+        ("GET", r"/api/2\.[01]/clusters/get"): "get_cluster",
     }
 
     def _handler(self):
