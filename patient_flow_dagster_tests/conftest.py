@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+import yaml  # noqa: E402
 from dagster import (  # noqa: E402
     AssetSelection,
     DagsterInstance,
@@ -86,6 +87,17 @@ class Lakehouse:
 
     def count(self, table: tables.Table) -> int:
         return self.table(table).count()
+
+
+INSTANCE_SETTINGS = Path(__file__).parents[1] / "config" / "dagster.yaml"
+
+
+def project_instance(directory: Path) -> DagsterInstance:
+    """A Dagster instance in `directory` with the settings the project ships (run queue, run
+    monitoring and retries, freshness)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return DagsterInstance.local_temp(str(directory),
+                                      overrides=yaml.safe_load(INSTANCE_SETTINGS.read_text()))
 
 
 @pytest.fixture

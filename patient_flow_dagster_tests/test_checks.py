@@ -3,10 +3,16 @@ import hashlib
 from datetime import datetime
 
 import pytest
-from dagster import AssetCheckSeverity, DagsterInstance
+from dagster import (
+    AssetCheckSeverity,
+    DagsterInstance,
+    build_run_status_sensor_context,
+    build_sensor_context,
+)
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
+from patient_flow_dagster.alerting import alert_on_failed_run, alert_on_quality
 from patient_flow_dagster.assets.checks import rule_check_result
 from patient_flow_dagster.definitions import build_definitions
 from patient_flow_dagster.ingestion.landing_writer import write_events
@@ -15,7 +21,9 @@ from patient_flow_dagster.model import tables as t
 from patient_flow_dagster.model.rules import RULES_BY_NAME
 from patient_flow_dagster.quality.measures import Measure
 from patient_flow_dagster.settings import Settings
-from patient_flow_dagster_tests.conftest import Lakehouse, recent_now
+from patient_flow_dagster_tests.alert_receivers import alert_receivers
+from patient_flow_dagster_tests.conftest import Lakehouse, project_instance, recent_now
+from patient_flow_dagster_tests.test_alerts import channels, run_failure
 
 CLEAN = {k: 0.0 for k in ("bad_age", "future_admission", "discharge_before_admission",
                           "missing_field", "unknown_department", "duplicate", "late",
@@ -57,17 +65,40 @@ def checked_lake(tmp_path_factory, spark):
     return house
 
 
-def test_a_flood_of_bad_ages_blocks_gold(checked_lake):
+def test_a_flood_of_bad_ages_blocks_gold(checked_lake, tmp_path):
     lakehouse = checked_lake
+    instance = project_instance(tmp_path)  # the shipped settings, run retries on
     before = gold_counts(lakehouse)
 
     flood = simulate(400, seed=22, now=recent_now(), span_days=20,
                      dirty_rates={**CLEAN, "bad_age": 0.30})
     bad = sum(1 for kind in flood.kinds.values() if kind == "bad_age")
     write_events(flood.events, lakehouse.landing_dir)
-    result = lakehouse.materialize(raise_on_error=False)
+    with alert_receivers() as (received, smtp_port, webhook):
+        alerts = {"alerts": channels(smtp_port, webhook)}
+        watching = build_sensor_context(instance=instance, resources=alerts)
+        alert_on_quality(watching)  # the first tick only marks where the event log stands
+        result = lakehouse.materialize(raise_on_error=False, instance=instance)
+        run = instance.get_run_by_id(result.run_id)
+        alert_on_quality(build_sensor_context(instance=instance, cursor=watching.cursor,
+                                              resources=alerts))
+        alert_on_failed_run(build_run_status_sensor_context(
+            sensor_name="alert_on_failed_run", dagster_instance=instance, dagster_run=run,
+            dagster_event=run_failure(instance, run.run_id), resources=alerts).for_run_failure())
 
     assert not result.success
+    # A failed ERROR check is deterministic: the run is not retried.
+    assert run.tags["dagster/will_retry"] == "false"
+    # Exactly one alert for the ERROR check and one for the failed run, by mail and webhook.
+    assert sorted(mail["Subject"] for mail in received.mails) == [
+        "[patient-flow ERROR] check valid_age on silver/patient_events failed",
+        f"[patient-flow ERROR] run of {run.job_name} failed"]
+    assert sorted(post["title"] for post in received.posts) == [
+        "[ERROR] check valid_age on silver/patient_events failed",
+        f"[ERROR] run of {run.job_name} failed"]
+    [check_mail] = [m for m in received.mails if "valid_age" in m["Subject"]]
+    assert f"failed {bad}, failed_ratio " in check_mail.get_content()
+    assert f"/runs/{result.run_id}" in check_mail.get_content()
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert checks["valid_age"].severity == AssetCheckSeverity.ERROR and not checks["valid_age"].passed
     assert checks["valid_age"].metadata["failed"].value == bad

@@ -42,6 +42,9 @@ def test_terraform_declares_the_production_platform():
         "azurerm_databricks_access_connector", "databricks_storage_credential",
         "databricks_external_location", "databricks_catalog", "databricks_schema",
         "databricks_secret_scope", "databricks_metastore_assignment",
+        "azurerm_log_analytics_workspace", "azurerm_monitor_diagnostic_setting",
+        "azurerm_monitor_action_group", "azurerm_monitor_scheduled_query_rules_alert_v2",
+        "azurerm_monitor_metric_alert",
     }
     variables = {_unquote(name) for item in parsed["variable"] for name in item}
     for environment in ("dev", "test", "prod"):
@@ -81,3 +84,16 @@ def test_cluster_spec_is_valid_launcher_config():
     assert validate_config(schema.config_type, pooled).success
     assert pooled["cluster"]["new"]["nodes"] == {"instance_pool_id": "0101-pool"}
     assert pooled["cluster"]["new"]["policy_id"] == "E0A1"
+
+
+def test_monitoring_covers_every_service_and_reaches_the_action_group():
+    text = (TERRAFORM / "monitoring.tf").read_text()
+    diagnosed = re.search(r"diagnosed = \{(.*?)\}", text, re.S).group(1)
+    assert {"azurerm_databricks_workspace.this", "azurerm_eventhub_namespace.this",
+            "azurerm_storage_account.lake"} <= set(re.findall(r"(azurerm_[a-z_]+\.[a-z_]+)",
+                                                              diagnosed))
+    alerts = [body for item in terraform()["resource"] for kind, body in item.items()
+              if _unquote(kind).startswith(("azurerm_monitor_metric_alert",
+                                            "azurerm_monitor_scheduled_query_rules_alert"))]
+    assert len(alerts) == 3
+    assert text.count("azurerm_monitor_action_group.on_call.id") == 3

@@ -90,3 +90,22 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "log_retention_days" {
+  description = "Days the Log Analytics workspace keeps logs."
+  type        = number
+  default     = 30
+}
+
+variable "alert_emails" {
+  description = "Addresses the action group e-mails (the people on call for the pipeline)."
+  type        = list(string)
+  default     = []
+}
+
+variable "alert_webhook_url" {
+  description = "Incoming webhook (Teams or Slack) of the action group; a secret, pass it as TF_VAR_alert_webhook_url."
+  type        = string
+  default     = null
+  sensitive   = true
+}

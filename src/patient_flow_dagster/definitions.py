@@ -1,21 +1,25 @@
 """The one Definitions object: assets, jobs and resources for PATIENT_FLOW_ENV."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 from dagster import (
     AssetSelection,
     AssetSpec,
     Definitions,
+    FreshnessPolicy,
     define_asset_job,
     map_asset_specs,
 )
 
+from patient_flow_dagster.alerting import alert_on_failed_run, alert_on_quality
 from patient_flow_dagster.assets.bronze import bronze_patient_events
 from patient_flow_dagster.assets.gold import gold_dimensions, gold_facts
 from patient_flow_dagster.assets.kpis import gold_kpis
 from patient_flow_dagster.assets.landing import landing_patient_events
 from patient_flow_dagster.assets.silver import silver_patient_events
 from patient_flow_dagster.environments import executor_for, resources_for
-from patient_flow_dagster.model.tables import BY_KEY
+from patient_flow_dagster.model.tables import BY_KEY, QUARANTINE
 from patient_flow_dagster.sensors import build_landing_sensor
 from patient_flow_dagster.settings import Settings
 
@@ -36,11 +40,29 @@ LAKE_ASSETS = map_asset_specs(with_table_schema, [
 
 # Runs with this tag are serialized by the run queue (config/dagster.yaml): one lake writer.
 WRITES_LAKE = {"patient_flow/writes": "lake"}
+# A run retried by the daemon (config/dagster.yaml: a crashed run worker) resumes where it failed.
+RETRY_FROM_FAILURE = {"dagster/retry_strategy": "FROM_FAILURE"}
+
+
+def with_freshness(settings: Settings):
+    """Silver, gold and the KPIs warn, then fail, when not updated for the settings' windows;
+    bronze and the quarantine are not watched (a quiet batch adds nothing to them)."""
+    policy = FreshnessPolicy.time_window(
+        fail_window=timedelta(minutes=settings.freshness_fail_minutes),
+        warn_window=timedelta(minutes=settings.freshness_warn_minutes))
+
+    def apply(spec: AssetSpec) -> AssetSpec:
+        table = BY_KEY[spec.key]
+        if table.layer not in ("silver", "gold") or table is QUARANTINE:
+            return spec
+        return spec.replace_attributes(freshness_policy=policy)
+
+    return apply
 
 patient_flow_job = define_asset_job(
     "patient_flow",
     selection=AssetSelection.assets(*LAKE_ASSETS),
-    tags=WRITES_LAKE,
+    tags={**WRITES_LAKE, **RETRY_FROM_FAILURE},
     description=(
         "Landing -> bronze -> silver (+ quarantine) -> gold dimensions, facts and KPIs: 5 steps, "
         "each evaluating the checks of its tables (on Databricks, 5 job runs per batch)."),
@@ -55,7 +77,7 @@ patient_flow_full_refresh_job = define_asset_job(
     "patient_flow_full_refresh",
     selection=AssetSelection.assets(*LAKE_ASSETS),
     config={"ops": {step: {"config": {"full_refresh": True}} for step in FULL_REFRESH_STEPS}},
-    tags=WRITES_LAKE,
+    tags={**WRITES_LAKE, **RETRY_FROM_FAILURE},
     description="Rebuild silver (+ quarantine) and gold from bronze, from scratch.",
 )
 
@@ -69,9 +91,10 @@ patient_flow_checks_job = define_asset_job(
 def build_definitions(settings: Settings | None = None) -> Definitions:
     settings = settings or Settings.from_env()
     return Definitions(
-        assets=[LANDING, *LAKE_ASSETS],
+        assets=[LANDING, *map_asset_specs(with_freshness(settings), LAKE_ASSETS)],
         jobs=[patient_flow_job, patient_flow_full_refresh_job, patient_flow_checks_job],
-        sensors=[build_landing_sensor(settings.sensor_interval)],
+        sensors=[build_landing_sensor(settings.sensor_interval), alert_on_failed_run,
+                 alert_on_quality],
         resources=resources_for(settings),
         executor=executor_for(settings),
     )

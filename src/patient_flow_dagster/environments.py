@@ -1,18 +1,25 @@
 """Resource sets per environment, in one place (docs/architecture.md, "Environments").
 
 Assets require the same resource keys everywhere (`pyspark`, `step_launcher`, `lake`, `landing`,
-`quality`); only the implementations differ. Locally the step launcher is the none resource, so
+`quality`; the alert sensors `alerts`); only the implementations differ. Locally the step launcher is the none resource, so
 steps run in the Dagster process on the embedded Spark session. On Databricks every step is a
 Databricks job run (`databricks_pyspark_step_launcher`) on the cluster's own Spark session, tables
 are in Unity Catalog when PATIENT_FLOW_CATALOG is set, and bronze reads landing with Auto Loader.
 """
 from __future__ import annotations
 
-from dagster import ResourceDefinition, in_process_executor, multiprocess_executor
+from dagster import (
+    EnvVar,
+    ResourceDefinition,
+    in_process_executor,
+    multiprocess_executor,
+)
 from dagster_pyspark import LazyPySparkResource, PySparkResource
 
+from patient_flow_dagster import settings as variables
 from patient_flow_dagster.quality.policy import QualityPolicy
 from patient_flow_dagster.resources import warm_driver
+from patient_flow_dagster.resources.alerts import AlertChannels
 from patient_flow_dagster.resources.azure_landing import (
     AzureBlobLandingZone,
     is_azure_url,
@@ -105,5 +112,19 @@ def executor_for(settings: Settings):
     return multiprocess_executor.configured({"max_concurrent": settings.max_concurrent_steps})
 
 
+def alert_channels(settings: Settings) -> AlertChannels:
+    """E-mail and webhook alerts, the same in every environment. The SMTP password and the
+    webhook URL (its own credential) are EnvVars: resolved when the sensor runs, never stored
+    in the definitions or shown in the UI."""
+    secrets = {field: EnvVar(name) for field, name in (
+        ("smtp_password", "PATIENT_FLOW_SMTP_PASSWORD"),
+        ("webhook_url", "PATIENT_FLOW_ALERT_WEBHOOK_URL")) if variables.read(name)}
+    return AlertChannels(
+        ui_url=settings.ui_url, smtp_host=settings.smtp_host, smtp_port=settings.smtp_port,
+        smtp_security=settings.smtp_security, smtp_sender=settings.smtp_sender,
+        smtp_recipients=settings.smtp_recipients, smtp_user=settings.smtp_user,
+        webhook_format=settings.webhook_format, **secrets)
+
+
 def resources_for(settings: Settings) -> dict:
-    return RESOURCES_BY_ENVIRONMENT[settings.env](settings)
+    return {**RESOURCES_BY_ENVIRONMENT[settings.env](settings), "alerts": alert_channels(settings)}

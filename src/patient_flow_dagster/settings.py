@@ -42,6 +42,22 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PATIENT_FLOW_LANDING_SCHEMAS", None, "Auto Loader's schema location."),
     Variable("PATIENT_FLOW_MAX_FILES_PER_TRIGGER", "1000", "Landing files per bronze batch (one Delta commit)."),
     Variable("PATIENT_FLOW_SENSOR_INTERVAL", "10", "Seconds between landing sensor checks."),
+    Variable("PATIENT_FLOW_FRESHNESS_WARN_MINUTES", "15",
+             "Minutes without an update after which silver, gold and the KPIs warn."),
+    Variable("PATIENT_FLOW_FRESHNESS_FAIL_MINUTES", "30",
+             "Minutes without an update after which silver, gold and the KPIs fail freshness."),
+    Variable("PATIENT_FLOW_UI_URL", "http://127.0.0.1:3000",
+             "The Dagster UI's address, for links in alerts."),
+    Variable("PATIENT_FLOW_SMTP_HOST", None, "SMTP server for e-mail alerts (unset: no e-mail)."),
+    Variable("PATIENT_FLOW_SMTP_PORT", "587", "SMTP port."),
+    Variable("PATIENT_FLOW_SMTP_SECURITY", "starttls", "starttls, ssl or none."),
+    Variable("PATIENT_FLOW_SMTP_SENDER", None, "From address of alert e-mails."),
+    Variable("PATIENT_FLOW_SMTP_RECIPIENTS", None, "Comma-separated alert recipients."),
+    Variable("PATIENT_FLOW_SMTP_USER", None, "SMTP login (unset: no login)."),
+    Variable("PATIENT_FLOW_SMTP_PASSWORD", None, "SMTP password (a secret)."),
+    Variable("PATIENT_FLOW_ALERT_WEBHOOK_URL", None,
+             "Incoming webhook for alerts, Teams or Slack (a secret: the URL is the credential)."),
+    Variable("PATIENT_FLOW_ALERT_WEBHOOK_FORMAT", "teams", "teams or slack."),
     Variable("PATIENT_FLOW_LAKE_LOCK_TIMEOUT", "300",
              "Seconds a run waits while another run writes the local lake, then fails."),
     Variable("PATIENT_FLOW_QUARANTINE_ERROR_RATIO", "0.10",
@@ -227,6 +243,16 @@ class Settings:
     admission_grace: float
     lake_lock_timeout: float
     max_concurrent_steps: int
+    freshness_warn_minutes: int
+    freshness_fail_minutes: int
+    ui_url: str
+    smtp_host: str | None
+    smtp_port: int
+    smtp_security: str
+    smtp_sender: str | None
+    smtp_recipients: str | None
+    smtp_user: str | None
+    webhook_format: str
 
     def at(self, lake_root: str, landing: str) -> Settings:
         """These settings, locally, on another lake and landing zone (the bench, the warm-up)."""
@@ -251,7 +277,27 @@ class Settings:
             admission_grace=read_seconds("PATIENT_FLOW_ADMISSION_GRACE", environ),
             lake_lock_timeout=read_seconds("PATIENT_FLOW_LAKE_LOCK_TIMEOUT", environ),
             max_concurrent_steps=read_int("PATIENT_FLOW_MAX_CONCURRENT_STEPS", environ),
+            **_freshness(environ),
+            ui_url=read("PATIENT_FLOW_UI_URL", environ),
+            smtp_host=read("PATIENT_FLOW_SMTP_HOST", environ),
+            smtp_port=read_int("PATIENT_FLOW_SMTP_PORT", environ),
+            smtp_security=read_choice("PATIENT_FLOW_SMTP_SECURITY", ("starttls", "ssl", "none"),
+                                      environ),
+            smtp_sender=read("PATIENT_FLOW_SMTP_SENDER", environ),
+            smtp_recipients=read("PATIENT_FLOW_SMTP_RECIPIENTS", environ),
+            smtp_user=read("PATIENT_FLOW_SMTP_USER", environ),
+            webhook_format=read_choice("PATIENT_FLOW_ALERT_WEBHOOK_FORMAT", ("teams", "slack"),
+                                       environ),
         )
+
+
+def _freshness(environ: Mapping[str, str] | None) -> dict[str, int]:
+    warn = read_int("PATIENT_FLOW_FRESHNESS_WARN_MINUTES", environ)
+    fail = read_int("PATIENT_FLOW_FRESHNESS_FAIL_MINUTES", environ)
+    if warn >= fail:
+        raise SettingsError(f"PATIENT_FLOW_FRESHNESS_WARN_MINUTES={warn} must be less than "
+                            f"PATIENT_FLOW_FRESHNESS_FAIL_MINUTES={fail}")
+    return {"freshness_warn_minutes": warn, "freshness_fail_minutes": fail}
 
 
 def _absolute(location: str) -> str:

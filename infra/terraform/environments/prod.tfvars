@@ -13,3 +13,6 @@ tags = {
   data        = "phi"
 }
 pool_min_idle_instances = 2  # a batch never waits for a VM
+
+log_retention_days = 90
+alert_emails       = ["patient-flow-oncall@hospital.example"]

@@ -7,3 +7,5 @@ metastore_id = "00000000-0000-0000-0000-000000000000"
 
 eventhub_partitions     = 2
 eventhub_retention_days = 3
+log_retention_days      = 30
+alert_emails            = ["patient-flow-test@hospital.example"]
