@@ -50,7 +50,7 @@ VENV_BIN = Path(sys.executable).parent
 # Columns that name the run or the moment of processing; every other column of every table must
 # come out of the emulated Databricks run exactly as out of the local one.
 RUN_COLUMNS = {"ingest_run_id", "silver_run_id", "bronze_ingestion_ts", "silver_processing_time",
-               "audit_run_id", "audited_at"}
+               "audit_run_id", "audited_at", "check_run_id", "evaluated_at"}
 
 
 CLUSTER = "1123-000000-emulated"
@@ -469,6 +469,11 @@ def test_whole_graph_on_emulated_databricks_equals_local(tmp_path, spark, emulat
         columns = [c for c in table.column_names if c not in RUN_COLUMNS]
         here = local_lake.read(spark, table).select(*columns)
         there = remote_lake.read(spark, table).select(*columns)
+        if table is t.CHECK_RESULTS:
+            # The history records every evaluation: a step launched again after a transient
+            # fault may have evaluated (and committed) once more. Every evaluation agrees.
+            columns = [c for c in columns if c != "table_version"]
+            here, there = here.select(*columns).distinct(), there.select(*columns).distinct()
         rows = there.count()
         assert here.count() == rows > 0, table
         print(f"  {table}: {rows} rows, {len(columns)} columns alike in both lakes")

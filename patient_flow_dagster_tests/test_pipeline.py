@@ -285,3 +285,30 @@ def test_every_table_is_stored_as_the_registry_declares_it(scenario, spark):
             materialization = event.step_materialization_data.materialization
             columns = materialization.metadata["dagster/column_schema"].value.columns
             assert columns and all(c.description for c in columns), materialization.asset_key
+
+
+def test_every_check_evaluation_is_in_the_quality_history(scenario):
+    """quality.check_results: one row per check and run, with the figures the check reported
+    and the Delta version of the table it read."""
+    from patient_flow_dagster.assets.checks import ALL_CHECKS
+
+    house = scenario["house"]
+    history = house.table(t.CHECK_RESULTS)
+    for run_name in ("run1", "run2", "run3"):
+        result = scenario[run_name]
+        rows = {(r.table_name, r.check_name): r
+                for r in history.filter(F.col("check_run_id") == result.run_id).collect()}
+        evaluations = {(e.asset_key.to_user_string(), e.check_name): e
+                       for e in result.get_asset_check_evaluations()}
+        assert set(rows) == set(evaluations) == {
+            (check.asset.to_user_string(), check.name) for check in ALL_CHECKS}, run_name
+        for key, evaluation in evaluations.items():
+            row = rows[key]
+            assert row.passed == evaluation.passed and row.severity == evaluation.severity.value
+            failed = evaluation.metadata.get("failed")
+            assert row.failed == (failed.value if failed else None), key
+    fact = t.FACT_ADMISSIONS.key.to_user_string()
+    for run_name, versions in (("run1", "versions1"), ("run3", "versions3")):
+        [row] = history.filter((F.col("check_run_id") == scenario[run_name].run_id)
+                               & (F.col("table_name") == fact)).limit(1).collect()
+        assert row.table_version == scenario[versions][t.FACT_ADMISSIONS], run_name

@@ -1,5 +1,5 @@
 # Workspace side: Unity Catalog (storage credential, external locations, the catalog of this
-# environment with its bronze / silver / gold schemas), the Key Vault-backed secret scope the
+# environment with its bronze / silver / gold / quality schemas), the Key Vault-backed secret scope the
 # step launcher reads, and the service principal Dagster runs as (OAuth machine-to-machine).
 
 resource "databricks_metastore_assignment" "this" {
@@ -41,13 +41,13 @@ resource "databricks_external_location" "zone" {
 resource "databricks_catalog" "patient_flow" {
   name         = "patient_flow_${var.environment}"
   storage_root = "${local.zone_urls["lake"]}catalog"
-  comment      = "Patient-flow lakehouse (${var.environment}): bronze, silver, gold"
+  comment      = "Patient-flow lakehouse (${var.environment}): bronze, silver, gold, quality history"
 
   depends_on = [databricks_external_location.zone]
 }
 
 resource "databricks_schema" "layer" {
-  for_each     = toset(["bronze", "silver", "gold"])
+  for_each     = toset(["bronze", "silver", "gold", "quality"])
   catalog_name = databricks_catalog.patient_flow.name
   name         = each.key
   comment      = "patient_flow_dagster ${each.key} layer"

@@ -14,6 +14,7 @@ import functools
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from dagster import (
     AssetCheckKey,
@@ -515,9 +516,32 @@ def write_then_check(context, write: Callable[[], list], checks: list[Check]) ->
 
 def run_checks(context, checks: list[Check]) -> Iterator[AssetCheckResult]:
     """Evaluate the selected `checks` side by side (concurrent Spark jobs), after the step's
-    tables are written; results in declaration order."""
+    tables are written; record them in the quality history; results in declaration order."""
     selected = [check for check in checks if check.key in context.selected_asset_check_keys]
-    for check, result in zip(selected, side_by_side(lambda c: c.evaluate(context), selected)):
+    results = list(side_by_side(lambda c: c.evaluate(context), selected))
+    if selected:
+        record_results(context, selected, results)
+    for check, result in zip(selected, results):
         yield AssetCheckResult(asset_key=check.asset, check_name=check.name,
                                passed=result.passed, severity=result.severity,
                                metadata=result.metadata, description=result.description)
+
+
+def record_results(context, checks: list[Check], results: list) -> None:
+    """Append one row per evaluation to the quality history (`quality.check_results`): the
+    figures only, the Delta version of the table each check read, one commit per step."""
+    spark, lake = _spark_lake(context)
+    versions = {table: lake.version(spark, table)
+                for table in {t.BY_KEY[check.asset] for check in checks}}
+    now = datetime.now(timezone.utc)
+
+    def figure(result, name):
+        value = result.metadata.get(name)
+        return None if value is None else value.value
+
+    rows = [(context.run_id, check.name, check.asset.to_user_string(),
+             versions[t.BY_KEY[check.asset]], figure(result, "evaluated"),
+             figure(result, "failed"), figure(result, "failed_ratio"), result.passed,
+             result.severity.value, now)
+            for check, result in zip(checks, results)]
+    lake.append(spark.createDataFrame(rows, t.CHECK_RESULTS.spark_schema), t.CHECK_RESULTS)

@@ -106,6 +106,17 @@ GLOSSARY: dict[str, str] = {
     "long_stays": "Completed stays over 72 hours.",
     "day": "Calendar day (UTC).",
     "net_change": "Admissions minus discharges.",
+    # quality history
+    "check_run_id": "Dagster run that evaluated the check.",
+    "check_name": "The asset check (a rule, a reconciliation or an integrity check).",
+    "table_name": "The table the check guards (<layer>/<table>).",
+    "table_version": "Delta version of that table the check read.",
+    "evaluated": "Rows the check evaluated (null for checks that do not count rows).",
+    "failed": "Rows that failed it (null for checks that do not count rows).",
+    "failed_ratio": "failed / evaluated.",
+    "passed": "Whether the check passed.",
+    "severity": "WARN or ERROR: what a failure of this evaluation means (ERROR blocks gold).",
+    "evaluated_at": "When the check was evaluated (UTC).",
 }
 
 
@@ -324,9 +335,18 @@ DAILY_FLOW = Table(
              "net_change bigint"),
     keys=("hospital_id", "day"))
 
+CHECK_RESULTS = Table(
+    "quality", "check_results",
+    "Every evaluation of every asset check, appended by the steps that evaluate them: the "
+    "quality history stewards query for trends.",
+    _columns("check_run_id string, check_name string, table_name string, table_version bigint, "
+             "evaluated bigint, failed bigint, failed_ratio double, passed boolean, "
+             "severity string, evaluated_at timestamp"),
+    keys=("check_run_id", "table_name", "check_name"))
+
 LAKE_TABLES: tuple[Table, ...] = (
     BRONZE_EVENTS, LANDING_FILES, SILVER_EVENTS, QUARANTINE, DIM_PATIENT, DIM_DEPARTMENT,
     FACT_ADMISSIONS, FACT_MOVEMENTS, CUBE_GENDER_DEPARTMENT, CUBE_DEPARTMENT_HOSPITAL, DEPARTMENT_CENSUS_HOURLY,
-    CURRENT_OCCUPANCY, LENGTH_OF_STAY_STATS, DAILY_FLOW,
+    CURRENT_OCCUPANCY, LENGTH_OF_STAY_STATS, DAILY_FLOW, CHECK_RESULTS,
 )
 BY_KEY: dict[AssetKey, Table] = {table.key: table for table in (LANDING_EVENTS, *LAKE_TABLES)}
