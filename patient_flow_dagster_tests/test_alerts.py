@@ -1,20 +1,19 @@
 """Alerts delivered to real local servers: a failed run gives exactly one e-mail and one webhook
 post naming the job, the run, the failed step and a link, with no secret and no patient data."""
 import logging
-import socket
 
 from dagster import DagsterEventType, DagsterInstance, build_run_status_sensor_context
 
 from patient_flow_dagster.alerting import alert_on_failed_run
 from patient_flow_dagster.definitions import build_definitions
 from patient_flow_dagster.resources.alerts import Alert, AlertChannels
-from patient_flow_dagster.settings import Settings
 from patient_flow_dagster_tests.alert_receivers import (
     SMTP_PASSWORD,
     SMTP_USER,
     alert_receivers,
 )
 from patient_flow_dagster_tests.conftest import project_instance
+from patient_flow_dagster_tests.test_databricks import unreachable_workspace
 
 UI = "http://dagster.hospital.example:3000"
 RECIPIENTS = "bed-managers@hospital.example, data-team@hospital.example"
@@ -36,18 +35,7 @@ def run_failure(instance: DagsterInstance, run_id: str):
 
 def failed_run(tmp_path, monkeypatch):
     """A real failed run of `patient_flow`: its first step cannot reach the workspace."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    host = f"https://127.0.0.1:{listener.getsockname()[1]}"
-    listener.close()
-    monkeypatch.setenv("DATABRICKS_HOST", host)
-    monkeypatch.setenv("DATABRICKS_TOKEN", "dapi-not-a-real-token")
-    settings = Settings.from_env({"PATIENT_FLOW_ENV": "databricks",
-                                  "PATIENT_FLOW_LAKE": str(tmp_path / "lake"),
-                                  "PATIENT_FLOW_LANDING": str(tmp_path / "landing"),
-                                  "PATIENT_FLOW_LANDING_READER": "files",
-                                  "PATIENT_FLOW_MAX_CONCURRENT_STEPS": "1",
-                                  "DATABRICKS_HOST": host})
+    _, settings = unreachable_workspace(tmp_path, monkeypatch, "dapi-not-a-real-token")
     instance = project_instance(tmp_path / "dagster")
     result = build_definitions(settings).resolve_job_def("patient_flow").execute_in_process(
         instance=instance, raise_on_error=False)

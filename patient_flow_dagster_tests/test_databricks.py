@@ -5,7 +5,6 @@ import base64
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ from patient_flow_dagster.resources.databricks_runtime import (
 from patient_flow_dagster.resources.lake import DeltaLake
 from patient_flow_dagster.settings import Settings
 from patient_flow_dagster_tests.conftest import recent_now
+from patient_flow_dagster_tests.services import free_port
 from patient_flow_devtools.databricks_emulation.emulator import (
     DatabricksEmulator,
     Fault,
@@ -264,20 +264,23 @@ def test_remote_step_gets_the_launchers_config_but_no_secret(tmp_path):
     assert new_cluster["spark_version"].endswith("scala2.13")  # Spark 4 runtimes, like pyspark 4
 
 
+def unreachable_workspace(tmp_path, monkeypatch, token: str) -> tuple[str, Settings]:
+    """Settings of a Databricks deployment whose workspace refuses connections (a loopback
+    port nothing listens on), its host and token in the launching process's environment."""
+    host = f"https://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("DATABRICKS_HOST", host)
+    monkeypatch.setenv("DATABRICKS_TOKEN", token)
+    return host, Settings.from_env({"PATIENT_FLOW_ENV": "databricks",
+                                    "PATIENT_FLOW_LAKE": str(tmp_path / "lake"),
+                                    "PATIENT_FLOW_LANDING": str(tmp_path / "landing"),
+                                    "PATIENT_FLOW_LANDING_READER": "files",
+                                    "PATIENT_FLOW_MAX_CONCURRENT_STEPS": "1",
+                                    "DATABRICKS_HOST": host})
+
+
 @pytest.mark.faults
 def test_an_unreachable_workspace_fails_the_step_at_once_with_one_line(tmp_path, monkeypatch):
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))  # a port nothing listens on: connections are refused
-    host = f"https://127.0.0.1:{listener.getsockname()[1]}"
-    listener.close()
-    monkeypatch.setenv("DATABRICKS_HOST", host)
-    monkeypatch.setenv("DATABRICKS_TOKEN", TOKEN)
-    settings = Settings.from_env({"PATIENT_FLOW_ENV": "databricks",
-                                  "PATIENT_FLOW_LAKE": str(tmp_path / "lake"),
-                                  "PATIENT_FLOW_LANDING": str(tmp_path / "landing"),
-                                  "PATIENT_FLOW_LANDING_READER": "files",
-                                  "PATIENT_FLOW_MAX_CONCURRENT_STEPS": "1",
-                                  "DATABRICKS_HOST": host})
+    host, settings = unreachable_workspace(tmp_path, monkeypatch, TOKEN)
     job = build_definitions(settings).resolve_job_def("patient_flow")
     started = time.monotonic()
     result = job.execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)

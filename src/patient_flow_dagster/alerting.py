@@ -111,8 +111,8 @@ def alert_on_quality(context: SensorEvaluationContext, alerts: AlertChannels):
     now = time.time()
     if context.cursor is None:  # first tick: from now on
         _, checks = _failed_checks(instance, {}, now)
-        _, freshness = _freshness_failures(instance, {"freshness": _newest_freshness(instance)})
-        context.update_cursor(json.dumps({**checks, "sent": [], **freshness}))
+        context.update_cursor(json.dumps({**checks, "sent": [],
+                                          "freshness": _newest_freshness(instance)}))
         return SkipReason("watching check evaluations and freshness from now on")
     cursor = json.loads(context.cursor)
     failed, checks = _failed_checks(instance, cursor, now)

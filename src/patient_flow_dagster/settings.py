@@ -173,14 +173,6 @@ def read_seconds(name: str, environ: Mapping[str, str] | None = None) -> float:
                         "{text!r} must be more than 0 seconds")
 
 
-def read_switch(name: str, environ: Mapping[str, str] | None = None) -> bool:
-    """An on/off setting."""
-    text = read(name, environ)
-    if text not in ("on", "off"):
-        raise SettingsError(f"{name}={text!r} is not on or off")
-    return text == "on"
-
-
 def read_ratio(name: str, environ: Mapping[str, str] | None = None) -> float:
     return _read_number(name, environ, float, "a number between 0 and 1",
                         lambda value: 0.0 <= value <= 1.0, "{text!r} is not a number between 0 and 1")

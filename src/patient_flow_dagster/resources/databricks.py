@@ -271,7 +271,8 @@ def databricks_step_launcher(landing_is_azure: bool, environ: Mapping[str, str] 
     environ = settings.environment() if environ is None else environ
     connect_timeout = settings.read_seconds("PATIENT_FLOW_DATABRICKS_CONNECT_TIMEOUT", environ)
     retry = launch_retry_policy(environ)
-    runtime_check = settings.read_switch("PATIENT_FLOW_DATABRICKS_RUNTIME_CHECK", environ)
+    runtime_check = settings.read_choice(
+        "PATIENT_FLOW_DATABRICKS_RUNTIME_CHECK", ("on", "off"), environ) == "on"
 
     @resource(config_schema=databricks_pyspark_step_launcher.config_schema,
               description=databricks_pyspark_step_launcher.description)
