@@ -1,4 +1,6 @@
 """Bad landing files: a clear, recorded rejection or quarantine, and the other files still load."""
+import json
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -79,6 +81,8 @@ def test_damaged_files_are_rejected_with_a_reason_and_the_rest_is_ingested(lakeh
     quarantine = lakehouse.table(t.QUARANTINE).collect()
     assert {r.event_id for r in quarantine} == {e["event_id"] for e in no_department}
     assert all(r.broken_rules == ["required_ids"] for r in quarantine)
+    assert all([(x.rule, json.loads(x.value)["department"]) for x in r.quarantine_reasons]
+               == [("required_ids", None)] for r in quarantine)
 
     # Times with and without the offset parse to the same instants.
     parsed = lakehouse.table(t.SILVER_EVENTS).filter(F.col("admission_time").endswith("+00:00"))

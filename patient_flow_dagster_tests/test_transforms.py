@@ -1,5 +1,6 @@
 """Transforms on small frames, with exact expected values."""
 import hashlib
+import json
 from datetime import datetime
 
 import pytest
@@ -7,7 +8,7 @@ from pyspark.sql import Row
 from pyspark.sql import functions as F
 
 from patient_flow_dagster.model.contract import LANDING_SCHEMA
-from patient_flow_dagster.model.rules import RULES
+from patient_flow_dagster.model.rules import RULES, RULES_BY_NAME
 from patient_flow_dagster.transforms.bronze import derived_event_id
 from patient_flow_dagster.transforms.dimensions import patient_versions
 from patient_flow_dagster.transforms.keys import surrogate_key
@@ -135,6 +136,33 @@ def test_each_rule_names_its_defect(spark, changes, broken):
     assert row.quality_warnings == []
 
 
+def test_quarantine_reasons_quote_the_offending_values(spark):
+    too_old, no_patient, late = silver_of(
+        spark,
+        {"event_id": "a", "age": 150},
+        {"event_id": "b", "patient_id": "  ", "bed_id": None},
+        {"event_id": "c", "patient_id": "p9", "department": "Radiology", "age": None},
+    )
+    [reason] = too_old.quarantine_reasons
+    assert (reason.rule, reason.columns, reason.value) == ("valid_age", ["age"], '{"age":"150"}')
+    assert reason.message == RULES_BY_NAME["valid_age"].description
+    [reason] = no_patient.quarantine_reasons
+    assert reason.rule == "required_ids"
+    assert json.loads(reason.value) == {"patient_id": None, "department": "Surgery",
+                                        "hospital_id": "3", "bed_id": None}
+    # Both rules, in declaration order; a present patient_id is never quoted.
+    assert [(r.rule, json.loads(r.value)) for r in late.quarantine_reasons] == [
+        ("valid_age", {"age": None}), ("known_department", {"department": "Radiology"})]
+    assert all("p9" not in r.value for r in late.quarantine_reasons)
+    clean = silver_of(spark, {"event_id": "d", "patient_id": "p9"})[0]
+    assert clean.quarantine_reasons == []
+
+
+def test_reasons_mask_a_present_patient_id(spark):
+    [row] = silver_of(spark, {"event_id": "a", "patient_id": "p9", "bed_id": None})
+    assert json.loads(row.quarantine_reasons[0].value)["patient_id"] == "<present>"
+
+
 def test_warn_rule_does_not_quarantine(spark):
     row = silver_of(spark, {"event_id": "a", "department": "Pediatrics", "age": 30})[0]
     assert row.broken_rules == [] and row.quality_warnings == ["valid_pediatric_age"]
@@ -143,6 +171,7 @@ def test_warn_rule_does_not_quarantine(spark):
 def test_rules_are_declared_once_with_an_action():
     names = [rule.name for rule in RULES]
     assert len(names) == len(set(names))
+    assert all(rule.columns for rule in RULES)
     assert {rule.action for rule in RULES} == {"quarantine", "warn"}
 
 

@@ -34,6 +34,9 @@ EVENT_TYPES = (STAY, ADMIT, TRANSFER, DISCHARGE, UPDATE, CANCEL_ADMIT, CANCEL_TR
 ADMITTING = (STAY, ADMIT)  # events that open (or restate) an encounter
 DEMOGRAPHIC = (STAY, ADMIT, UPDATE)  # events whose gender and age dim_patient records
 
+# Fields that identify a patient on their own: never shown in metadata, logs or quarantine reasons.
+IDENTIFYING = ("patient_id",)
+
 CONTRACT_FIELDS = tuple(field.name for field in LANDING_SCHEMA.fields if field.name != "event_id")
 # Columns a landing file may leave out: the event id is derived from the content, and v1 stay
 # records carry none of the v2 fields. Any other missing column is noted in the file's ledger.

@@ -32,6 +32,8 @@ class QualityRule:
     condition: str
     action: Literal["quarantine", "warn"]
     description: str
+    # The columns whose values break it: a quarantine reason quotes them (identifying ones masked).
+    columns: tuple[str, ...]
 
     @property
     def quarantines(self) -> bool:
@@ -51,12 +53,14 @@ RULES: tuple[QualityRule, ...] = (
         "age BETWEEN 0 AND 100",
         QUARANTINE,
         "Age is present and between 0 and 100 years.",
+        ("age",),
     ),
     QualityRule(
         "valid_pediatric_age",
         "department IS NULL OR department <> 'Pediatrics' OR age BETWEEN 0 AND 18",
         WARN,
         "Pediatrics admits patients aged 0-18; an adult there is suspicious but possible.",
+        ("department", "age"),
     ),
     QualityRule(
         "valid_admission_time",
@@ -65,12 +69,14 @@ RULES: tuple[QualityRule, ...] = (
         QUARANTINE,
         "Admission time parses as an ISO-8601 UTC timestamp; it is required on stay records, "
         "admissions and events without an encounter_id (it identifies their encounter).",
+        ("admission_time", "event_type"),
     ),
     QualityRule(
         "admission_not_in_future",
         f"admission_time_ts IS NULL OR admission_time_ts <= bronze_ingestion_ts + {FUTURE_TOLERANCE}",
         QUARANTINE,
         "Admission is not later than the moment the event was ingested (5 minutes tolerance).",
+        ("admission_time", "bronze_ingestion_ts"),
     ),
     QualityRule(
         "valid_discharge_time",
@@ -78,12 +84,14 @@ RULES: tuple[QualityRule, ...] = (
         "(admission_time_ts IS NULL OR discharge_time_ts > admission_time_ts))",
         QUARANTINE,
         "Discharge, when present, parses and is after admission.",
+        ("discharge_time", "admission_time"),
     ),
     QualityRule(
         "known_event_type",
         _KNOWN_TYPE,
         QUARANTINE,
         f"event_type is absent (a stay record) or one of {', '.join(EVENT_TYPES[1:])}.",
+        ("event_type",),
     ),
     QualityRule(
         "valid_event_time",
@@ -92,6 +100,7 @@ RULES: tuple[QualityRule, ...] = (
         QUARANTINE,
         "The event's time parses as an ISO-8601 UTC timestamp; when absent it is the admission "
         "time (stay records, admissions) or the discharge time (discharges).",
+        ("event_time", "event_type"),
     ),
     QualityRule(
         "movement_after_admission",
@@ -100,6 +109,7 @@ RULES: tuple[QualityRule, ...] = (
         "OR event_time_ts >= admission_time_ts",
         QUARANTINE,
         "A transfer or discharge does not happen before the admission of its encounter.",
+        ("event_time", "admission_time", "event_type"),
     ),
     QualityRule(
         "required_ids",
@@ -107,12 +117,14 @@ RULES: tuple[QualityRule, ...] = (
         "AND hospital_id IS NOT NULL AND bed_id IS NOT NULL",
         QUARANTINE,
         "patient_id, department, hospital_id and bed_id are all present.",
+        ("patient_id", "department", "hospital_id", "bed_id"),
     ),
     QualityRule(
         "known_department",
         f"department IS NULL OR department IN ({_sql_list(known_departments())})",
         QUARANTINE,
         "Department is one of the hospital's reference departments.",
+        ("department",),
     ),
 )
 

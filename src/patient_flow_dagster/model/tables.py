@@ -63,6 +63,8 @@ GLOSSARY: dict[str, str] = {
     "stay_category": "Short (< 24 h), Medium (24-72 h) or Long Stay (> 72 h); null while admitted.",
     "quality_warnings": "Names of the warn rules the row breaks (kept in silver).",
     "broken_rules": "Names of the quarantine rules the row breaks.",
+    "quarantine_reasons": "Per broken rule: the rule, the columns it blames, their values as "
+                          "JSON (patient_id only as <present>) and what the rule requires.",
     "silver_run_id": "Dagster run that validated the row.",
     "silver_processing_time": "When silver validated the row (UTC).",
     # gold dimensions and fact
@@ -119,6 +121,9 @@ GLOSSARY: dict[str, str] = {
     "evaluated_at": "When the check was evaluated (UTC).",
 }
 
+
+# One quarantine reason: the broken rule, the columns it blames, their values, the rule's text.
+REASON_TYPE = "array<struct<rule:string,columns:array<string>,value:string,message:string>>"
 
 # The Delta table property of the change data feed.
 CHANGE_FEED = "delta.enableChangeDataFeed"
@@ -238,9 +243,9 @@ SILVER_EVENTS = Table(
 
 QUARANTINE = Table(
     "silver", "patient_events_quarantine",
-    "Events that break a quarantine rule, with the rules they break.",
+    "Events that break a quarantine rule, with the rules they break and why.",
     _columns(f"event_id string, {_TYPED}, broken_rules array<string>, "
-             f"quality_warnings array<string>, {_LINEAGE}"),
+             f"quarantine_reasons {REASON_TYPE}, quality_warnings array<string>, {_LINEAGE}"),
     keys=("event_id",), stats_columns=("event_id", "silver_run_id"))
 
 DIM_PATIENT = Table(

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from patient_flow_dagster.model.contract import ADMITTING, DISCHARGE, STAY
+from patient_flow_dagster.model.contract import ADMITTING, DISCHARGE, IDENTIFYING, STAY
 from patient_flow_dagster.model.rules import RULES, QualityRule
-from patient_flow_dagster.model.tables import QUARANTINE, SILVER_EVENTS
+from patient_flow_dagster.model.tables import QUARANTINE, REASON_TYPE, SILVER_EVENTS
 from patient_flow_dagster.transforms.keys import surrogate_key
 
 SHORT_STAY_HOURS = 24
@@ -119,11 +119,41 @@ def _broken(rules: Sequence[QualityRule]) -> Column:
     return F.filter(F.array(*flags), lambda name: name.isNotNull())
 
 
+def _quoted(column: str) -> Column:
+    """A column's value as text for a quarantine reason; an identifying one only as present."""
+    value = F.col(column).cast("string")
+    if column in IDENTIFYING:
+        value = F.when(F.trim(value) != "", F.lit("<present>")).otherwise(value)
+    return value
+
+
+def _reasons(rules: Sequence[QualityRule]) -> Column:
+    """Array of (rule, columns, value, message) of the `rules` the row breaks: which values
+    broke what, so that a steward can fix the source without re-reading the rule's SQL. The
+    value is a JSON object of the rule's columns as they arrived (nulls kept)."""
+    if not rules:
+        return F.array().cast(REASON_TYPE)
+    reasons = [
+        F.when(~F.coalesce(F.expr(rule.condition), F.lit(False)), F.struct(
+            F.lit(rule.name).alias("rule"),
+            F.array(*[F.lit(c) for c in rule.columns]).alias("columns"),
+            F.to_json(F.struct(*[_quoted(c).alias(c) for c in rule.columns]),
+                      {"ignoreNullFields": "false"}).alias("value"),
+            F.lit(rule.description).alias("message"),
+        ))
+        for rule in rules
+    ]
+    # Cast to the declared type: nullable fields, as Delta stores structs inside arrays.
+    return F.filter(F.array(*reasons), lambda reason: reason.isNotNull()).cast(REASON_TYPE)
+
+
 def evaluate_rules(typed: DataFrame, rules: Sequence[QualityRule] = RULES) -> DataFrame:
-    """Add `broken_rules` (quarantine rules broken) and `quality_warnings` (warn rules broken)."""
-    return typed.withColumn(
-        "broken_rules", _broken([r for r in rules if r.quarantines])
-    ).withColumn("quality_warnings", _broken([r for r in rules if not r.quarantines]))
+    """Add `broken_rules` (quarantine rules broken), `quarantine_reasons` (the same, with the
+    offending values) and `quality_warnings` (warn rules broken)."""
+    quarantining = [r for r in rules if r.quarantines]
+    return (typed.withColumn("broken_rules", _broken(quarantining))
+            .withColumn("quarantine_reasons", _reasons(quarantining))
+            .withColumn("quality_warnings", _broken([r for r in rules if not r.quarantines])))
 
 
 def first_per_event_id(events: DataFrame) -> DataFrame:
