@@ -91,3 +91,27 @@ def test_bronze_and_silver_read_the_blobs_through_spark(azure_env, lakehouse):
     assert len(audit) == 4 and audit["zz-broken.parquet"] == "rejected"
     silver, quarantine = lakehouse.count(t.SILVER_EVENTS), lakehouse.count(t.QUARANTINE)
     assert silver + quarantine + sim.duplicates == 600
+
+
+def test_archived_blobs_leave_the_listing_and_keep_their_bytes(azure_env):
+    """The archive is a prefix beside the landing prefix: a moved blob is copied server-side,
+    deleted from landing, and no longer listed."""
+    zone = AzureBlobLandingZone(url=URL)
+    assert zone.archive_location == "wasb://landing@storageemulator/patient_events_archive/"
+    write = landing_sink(URL)
+    write(events_table(simulate(5, seed=2).events), "a.parquet")
+    write(events_table(simulate(5, seed=3).events), "b.parquet")
+    original = azure_env.download_blob("patient_events/a.parquet").readall()
+    zone.move_to_archive("a.parquet", "batch-00000001/a.parquet")
+    assert [f.name for f in zone.list_files()] == ["b.parquet"]
+    assert zone.in_archive("batch-00000001/a.parquet")
+    assert not zone.in_archive("batch-00000001/b.parquet")
+    assert azure_env.download_blob(
+        "patient_events_archive/batch-00000001/a.parquet").readall() == original
+    # At the container's root the archive is its own prefix, which the listing skips.
+    root = AzureBlobLandingZone(url="wasb://landing@storageemulator/")
+    write_root = landing_sink("wasb://landing@storageemulator/")
+    write_root(events_table(simulate(5, seed=4).events), "c.parquet")
+    root.move_to_archive("c.parquet", "batch-00000002/c.parquet")
+    assert root.in_archive("batch-00000002/c.parquet")
+    assert [f.name for f in root.list_files()] == []

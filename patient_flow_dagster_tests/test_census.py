@@ -1,4 +1,5 @@
 """Patient-flow KPIs: hand-built stays with known answers, and the assets on seeded data."""
+import base64
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -28,6 +29,12 @@ def stays_frame(spark, *stays):
         F.round(hours, 2).alias("length_of_stay_hours"),
         F.lit(None).cast("string").alias("stay_category"),
     )
+
+
+def png_of(markdown: str) -> bytes:
+    """The PNG image embedded in a Markdown metadata value."""
+    assert markdown.startswith("![") and "](data:image/png;base64," in markdown, markdown[:80]
+    return base64.b64decode(markdown.split("base64,", 1)[1].rstrip(")"))
 
 
 def materialized(result, key):
@@ -72,6 +79,25 @@ def test_occupancy_is_present_over_capacity_and_still_admitted_stays_count(spark
     snapshot = {(r.scope, r.department): (r.present, r.occupancy)
                 for r in census.current_occupancy(census.hourly_census(stays, AS_OF)).collect()}
     assert snapshot == {("department", "ICU"): (2, 0.2), ("hospital", None): (2, 0.2)}
+
+
+def test_occupancy_trend_pools_the_beds_of_a_department_across_hospitals(spark):
+    stays = stays_frame(
+        spark,
+        ("s1", "ICU", 1, 10, "2025-03-01 08:00:00", None),
+        ("s2", "ICU", 2, 30, "2025-03-01 10:30:00", None),  # a unit whose first stay is later
+        ("s3", "Surgery", 1, 4, "2025-03-01 09:30:00", "2025-03-01 11:30:00"),
+    )
+    hourly = census.hourly_census(stays, AS_OF)
+    since = datetime(2025, 3, 1, 9, tzinfo=timezone.utc)
+    trend = {(r.department, r.hour_end[11:16]): r.occupancy
+             for r in census.occupancy_trend(hourly, since).collect()}
+    assert trend == {
+        ("ICU", "10:00"): 1 / 40, ("ICU", "11:00"): 2 / 40, ("ICU", "12:00"): 2 / 40,
+        ("ICU", "13:00"): 2 / 40,
+        ("Surgery", "10:00"): 1 / 4, ("Surgery", "11:00"): 1 / 4, ("Surgery", "12:00"): 0.0,
+        ("Surgery", "13:00"): 0.0,
+    }
 
 
 def test_length_of_stay_statistics_on_a_known_list(spark):
@@ -156,6 +182,8 @@ def test_kpi_assets_and_checks_on_seeded_data(kpi_lake):
                     for e in first.get_asset_materialization_events()]}
     assert "| hospital_id |" in census_meta["gold/department_census_hourly"]["latest_hour"].value
     assert "| hospital_id |" in census_meta["gold/current_occupancy"]["occupancy_per_hospital"].value
+    chart = census_meta["gold/department_census_hourly"]["occupancy_trend"].value
+    assert png_of(chart).startswith(b"\x89PNG") and len(png_of(chart)) > 5_000
 
     # Same data, same clock: nothing changes.
     before = {(r.hospital_id, r.department, r.hour_start): tuple(r)

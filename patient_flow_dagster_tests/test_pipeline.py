@@ -8,9 +8,11 @@ import pytest
 from pyspark.sql import functions as F
 
 from patient_flow_dagster.assets.gold import gold_dimensions
+from patient_flow_dagster.assets.silver import SilverRunCounts
 from patient_flow_dagster.ingestion.landing_writer import write_events
 from patient_flow_dagster.ingestion.simulator import simulate
 from patient_flow_dagster.model import tables as t
+from patient_flow_dagster.model.rules import RULES
 from patient_flow_dagster_tests.conftest import Lakehouse, recent_now
 
 GOLD_TABLES = (t.DIM_PATIENT, t.DIM_DEPARTMENT, t.FACT_ADMISSIONS, t.CUBE_GENDER_DEPARTMENT,
@@ -312,3 +314,30 @@ def test_every_check_evaluation_is_in_the_quality_history(scenario):
         [row] = history.filter((F.col("check_run_id") == scenario[run_name].run_id)
                                & (F.col("table_name") == fact)).limit(1).collect()
         assert row.table_version == scenario[versions][t.FACT_ADMISSIONS], run_name
+
+
+def test_silver_charts_the_quarantine_rate_per_rule_from_the_quality_history(scenario):
+    from patient_flow_dagster.assets.silver import quarantine_rate_chart
+    from patient_flow_dagster.quality.measures import rate_history
+
+    house = scenario["house"]
+    rules = [rule.name for rule in RULES if rule.quarantines]
+    history = rate_history(house.table(t.CHECK_RESULTS), t.SILVER_EVENTS.key.to_user_string(),
+                           rules, runs=20)
+    got = {(r.check_run_id, r.check_name): r.failed_ratio for r in history.collect()}
+    compared = 0
+    for name in ("run1", "run2", "run3"):
+        evaluations = {e.check_name: e for e in scenario[name].get_asset_check_evaluations()}
+        if not evaluations[rules[0]].metadata["evaluated"].value:
+            continue  # a run without new rows is not on the chart
+        compared += 1
+        for rule in rules:
+            assert got[(scenario[name].run_id, rule)] == pytest.approx(
+                evaluations[rule].metadata["failed_ratio"].value), (name, rule)
+    assert compared >= 2 and any(ratio > 0 for ratio in got.values())
+    chart = metadata_of(scenario["run3"], t.SILVER_EVENTS.key)["quarantine_rate_trend"]
+    assert chart.startswith("![Quarantine rate per rule") and "data:image/png;base64," in chart
+    # Without the history, the chart is this run's figures only; with no rows, a note.
+    empty = quarantine_rate_chart(house.spark, Lakehouse(house.root / "none", house.spark).lake,
+                                  SilverRunCounts())
+    assert "no data yet" in empty.value

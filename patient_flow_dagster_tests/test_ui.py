@@ -1,18 +1,23 @@
-"""A real browser looks at the Dagster UI: the silver asset's Checks tab lists every rule, and its
-overview every column with its description."""
+"""A real browser looks at the Dagster UI: the silver asset's Checks tab lists every rule, its
+overview every column with its description, and the charts in the census's and silver's metadata
+are shown as images."""
 import html
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from dagster import AssetMaterialization, DagsterInstance
 
+from patient_flow_dagster.assets.charts import line_chart
 from patient_flow_dagster.model.rules import RULES
-from patient_flow_dagster.model.tables import SILVER_EVENTS
+from patient_flow_dagster.model.tables import DEPARTMENT_CENSUS_HOURLY, SILVER_EVENTS
 from patient_flow_dagster_tests.services import free_port
 from patient_flow_devtools.processes import stop_process_group
 
@@ -26,9 +31,13 @@ CHROMIUM_FLAGS = [
 
 
 @pytest.fixture(scope="module")
-def webserver(tmp_path_factory):
+def home(tmp_path_factory):
+    return tmp_path_factory.mktemp("dagster_home")
+
+
+@pytest.fixture(scope="module")
+def webserver(home):
     """dagster-webserver on loopback, in its own process group, stopped with the group."""
-    home = tmp_path_factory.mktemp("dagster_home")
     port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "PATIENT_FLOW_LAKE": str(home / "lake")}
     webserver_bin = Path(sys.executable).with_name("dagster-webserver")
@@ -87,3 +96,42 @@ def test_the_overview_shows_every_column_with_its_description(webserver, tmp_pat
     for column in SILVER_EVENTS.columns:
         assert column.name in dom, f"column {column.name} not shown on {page}"
         assert html.escape(column.description, quote=False) in dom, column.name
+
+
+def chart_shown(page: str, entry: str, screenshot: Path) -> dict:
+    """Open `page` in headless Chromium (puppeteer-core), open the Markdown of the metadata
+    `entry`, and return the image it shows: alt text, natural and shown width."""
+    script = Path(__file__).with_name("chart_in_browser.cjs")
+    done = subprocess.run(
+        ["node", str(script), chromium(), page, entry, str(screenshot)],
+        capture_output=True, text=True, timeout=180,
+        env={**os.environ, "NODE_PATH": str(ROOT / "tools" / "node_modules")},
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_the_charts_in_metadata_are_shown_as_images(webserver, home):
+    """The latest materialization's charts, as the census and silver steps render them."""
+    instance = DagsterInstance.from_config(str(home))
+    end = datetime(2026, 3, 2, 12, tzinfo=timezone.utc)
+    occupancy = [(department, end - timedelta(hours=h), share * (1 + (h % 12) / 24))
+                 for department, share in (("ICU", 0.6), ("Surgery", 0.4)) for h in range(48)]
+    rates = [(rule.name, end - timedelta(hours=run), 0.002 * (i + 1))
+             for i, rule in enumerate(RULES) for run in range(20) if rule.quarantines]
+    charts = {
+        DEPARTMENT_CENSUS_HOURLY: ("occupancy_trend", line_chart(
+            "Occupancy per department, last 48 hours (UTC)", occupancy, "occupancy")),
+        SILVER_EVENTS: ("quarantine_rate_trend", line_chart(
+            "Quarantine rate per rule, last 20 runs", rates, "rows quarantined")),
+    }
+    for table, (entry, chart) in charts.items():
+        instance.report_runless_asset_event(
+            AssetMaterialization(asset_key=table.key, metadata={entry: chart}))
+    ARTIFACTS.mkdir(exist_ok=True)
+    for table, (entry, chart) in charts.items():
+        page = f"{webserver}/assets/{table.layer}/{table.name}?view=overview"
+        shown = chart_shown(page, entry, ARTIFACTS / f"{entry}.png")
+        assert shown["alt"] == chart.value[2:chart.value.index("]")]
+        assert (shown["width"], shown["height"]) == (640, 288)  # 8 x 3.6 inches at 80 dpi
+        assert shown["shownWidth"] > 300, shown

@@ -66,6 +66,8 @@ def landing_zone(settings: Settings):
         "max_files_per_trigger": settings.max_files_per_trigger,
         "reader": settings.landing_reader,
         "autoloader_schema_location": settings.landing_schemas,
+        "retention_hours": settings.landing_retention_hours,
+        "archive": settings.landing_archive,
     }
     if is_azure_url(settings.landing):
         return AzureBlobLandingZone(url=settings.landing, **options)

@@ -40,6 +40,12 @@ VARIABLES: tuple[Variable, ...] = (
              "files (bronze reads the file versions its ledger lists) or autoloader (default on "
              "databricks)."),
     Variable("PATIENT_FLOW_LANDING_SCHEMAS", None, "Auto Loader's schema location."),
+    Variable("PATIENT_FLOW_LANDING_RETENTION_HOURS", "24",
+             "Hours an ingested or rejected landing file stays before it moves to the archive "
+             "(off: never)."),
+    Variable("PATIENT_FLOW_LANDING_ARCHIVE", None,
+             "Where landing files are archived: a folder or URL beside the landing zone, never "
+             "inside it (default <landing>_archive)."),
     Variable("PATIENT_FLOW_MAX_FILES_PER_TRIGGER", "1000", "Landing files per bronze batch (one Delta commit)."),
     Variable("PATIENT_FLOW_SENSOR_INTERVAL", "10", "Seconds between landing sensor checks."),
     Variable("PATIENT_FLOW_FRESHNESS_WARN_MINUTES", "15",
@@ -229,6 +235,8 @@ class Settings:
     # How bronze reads landing: the file versions its ledger lists, or Databricks Auto Loader.
     landing_reader: str
     landing_schemas: str | None
+    landing_retention_hours: float | None
+    landing_archive: str | None
     max_files_per_trigger: int
     sensor_interval: int
     quarantine_error_ratio: float
@@ -263,6 +271,8 @@ class Settings:
             env=env, lake_root=lake_root, landing=landing,
             catalog=read("PATIENT_FLOW_CATALOG", environ), landing_reader=reader,
             landing_schemas=read("PATIENT_FLOW_LANDING_SCHEMAS", environ),
+            landing_retention_hours=_retention(environ),
+            landing_archive=_absolute_or_none(read("PATIENT_FLOW_LANDING_ARCHIVE", environ)),
             max_files_per_trigger=read_int("PATIENT_FLOW_MAX_FILES_PER_TRIGGER", environ),
             sensor_interval=read_int("PATIENT_FLOW_SENSOR_INTERVAL", environ),
             quarantine_error_ratio=read_ratio("PATIENT_FLOW_QUARANTINE_ERROR_RATIO", environ),
@@ -290,6 +300,18 @@ def _freshness(environ: Mapping[str, str] | None) -> dict[str, int]:
         raise SettingsError(f"PATIENT_FLOW_FRESHNESS_WARN_MINUTES={warn} must be less than "
                             f"PATIENT_FLOW_FRESHNESS_FAIL_MINUTES={fail}")
     return {"freshness_warn_minutes": warn, "freshness_fail_minutes": fail}
+
+
+def _retention(environ: Mapping[str, str] | None) -> float | None:
+    if (read("PATIENT_FLOW_LANDING_RETENTION_HOURS", environ) or "").strip().lower() == "off":
+        return None
+    return _read_number("PATIENT_FLOW_LANDING_RETENTION_HOURS", environ, float,
+                        "a number of hours or off", lambda value: value >= 0,
+                        "{text!r} must be 0 or more hours")
+
+
+def _absolute_or_none(location: str | None) -> str | None:
+    return _absolute(location) if location else None
 
 
 def _absolute(location: str) -> str:

@@ -1,6 +1,7 @@
 """Bronze: every landed row exactly once, as landed, with ingest metadata."""
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from functools import reduce
 
 from dagster import (
@@ -42,6 +43,7 @@ from patient_flow_dagster.resources.landing import (
     unseen,
 )
 from patient_flow_dagster.transforms.bronze import with_ingest_metadata
+from patient_flow_dagster.transforms.census import utc_literal
 
 # Delta's idempotent-write id of bronze's batches: a batch replayed after a crash (same number)
 # is skipped by Delta when its commit already landed.
@@ -65,7 +67,8 @@ class Version:
         return {"file_name": self.file.name, "file_size": self.file.size,
                 "modified_us": self.file.modified_us, "footer_rows": self.inspection.rows,
                 "status": accepted if self.status == PENDING else self.status,
-                "reason": self.inspection.note, "batch": self.batch, "audit_run_id": run_id}
+                "reason": self.inspection.note, "batch": self.batch, "audit_run_id": run_id,
+                "archived_as": None}
 
 
 @dataclass
@@ -191,6 +194,56 @@ def ingest_landing(spark: SparkSession, lake: DeltaLake, landing: LandingZone,
     return ingest(spark, lake, landing, run_id)
 
 
+GONE = "-"  # archived_as of a version that left the landing zone before its retention ended
+
+
+def archive_destination(row) -> str:
+    """Where a ledger version goes in the archive: ingested ones by batch, rejected ones by
+    modification time (a rewritten file's versions never collide)."""
+    if row.status == INGESTED:
+        return f"batch-{row.batch:08d}/{row.file_name}"
+    return f"rejected/{row.modified_us}-{row.file_name}"
+
+
+def archive_landing(spark: SparkSession, lake: DeltaLake, landing: LandingZone,
+                    now: datetime) -> int:
+    """Move the versions ingested or rejected more than the retention ago from the landing zone
+    to the archive and note where in the ledger; returns how many moved.
+
+    The ledger keeps every version, so nothing is lost from the account. A file is moved before
+    its ledger row says so: a crash in between leaves a row the next run completes (it finds
+    the file in the archive). Auto Loader archives its own files (cleanSource)."""
+    if landing.retention_hours is None or landing.reader == "autoloader":
+        return 0
+    cutoff = utc_literal(now - timedelta(hours=landing.retention_hours))
+    due = (lake.read(spark, LANDING_FILES)
+           .filter(F.col("status").isin(INGESTED, REJECTED) & F.col("archived_as").isNull()
+                   & (F.col("audited_at") < cutoff))
+           .select("file_name", "file_size", F.unix_micros("file_modified").alias("modified_us"),
+                   "status", "batch").collect())
+    if not due:
+        return 0
+    listed = {(f.name, f.size, f.modified_us) for f in landing.list_files()}
+    notes, moved = [], 0
+    for row in due:
+        destination = archive_destination(row)
+        if (row.file_name, row.file_size, row.modified_us) in listed:
+            landing.move_to_archive(row.file_name, destination)
+            moved += 1
+        elif not landing.in_archive(destination):
+            destination = GONE
+        notes.append((row.file_name, row.file_size, row.modified_us, destination))
+    archived = spark.createDataFrame(
+        notes, "file_name string, file_size bigint, modified_us bigint, archived_as string")
+    (lake.delta_table(spark, LANDING_FILES).alias("ledger")
+     .merge(archived.alias("archived"),
+            "ledger.file_name = archived.file_name AND ledger.file_size = archived.file_size "
+            "AND unix_micros(ledger.file_modified) = archived.modified_us")
+     .whenMatchedUpdate(set={"archived_as": "archived.archived_as"})
+     .execute())
+    return moved
+
+
 def _rows_of_run(spark: SparkSession, lake: DeltaLake, run_id: str) -> int:
     return lake.read(spark, BRONZE_EVENTS).filter(F.col("ingest_run_id") == run_id).count()
 
@@ -232,6 +285,7 @@ def ingest_into_bronze(context: AssetExecutionContext, config: RefreshConfig) ->
     run_id = context.run_id
 
     ingest = ingest_landing(spark, lake, landing, run_id)
+    archived = archive_landing(spark, lake, landing, datetime.now(timezone.utc))
     for version in ingest.rejected:
         context.log.warning(f"Rejected landing file {version.file.name}: {version.inspection.note}")
     for version in ingest.drifted:
@@ -257,6 +311,7 @@ def ingest_into_bronze(context: AssetExecutionContext, config: RefreshConfig) ->
             "rejected_file_reasons": MetadataValue.md(
                 markdown_table(noted, ["file_name", "status", "reason"]) if noted else "none"
             ),
+            "files_archived": MetadataValue.int(archived),
             "landing_zone": MetadataValue.text(landing.describe()),
         }
     )

@@ -5,12 +5,13 @@ the KPIs from the fact."""
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from dagster import AssetSpec, MaterializeResult, MetadataValue
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from patient_flow_dagster.assets.charts import line_chart
 from patient_flow_dagster.assets.common import (
     change_metadata,
     markdown_table,
@@ -97,8 +98,21 @@ CENSUS_SPEC = gold_spec(
     "and rewrites only the hours from the first one its encounters touch.", "gold_kpis")
 
 
+TREND_HOURS = 48
+
+
+def occupancy_chart(table, as_of: datetime) -> MetadataValue:
+    """Occupancy per department over the TREND_HOURS hours through the one holding `as_of`."""
+    since = hour_of(as_of) + timedelta(hours=1 - TREND_HOURS)
+    points = [(r.department, census.utc_text_to_datetime(r.hour_end), r.occupancy)
+              for r in census.occupancy_trend(table, since).collect()]
+    return line_chart(f"Occupancy per department, last {TREND_HOURS} hours (UTC)", points,
+                      "occupancy")
+
+
 def census_result(spark, lake: DeltaLake, as_of: datetime) -> MaterializeResult:
-    """Update the census through `as_of`; describe it with its latest hour."""
+    """Update the census through `as_of`; describe it with its latest hour and the occupancy
+    curve per department."""
     changes = update_census(spark, lake, as_of)
     table = lake.read(spark, DEPARTMENT_CENSUS_HOURLY)
     # The census now ends at the hour holding as_of (the table's latest hour, when any).
@@ -109,6 +123,7 @@ def census_result(spark, lake: DeltaLake, as_of: datetime) -> MaterializeResult:
     return MaterializeResult(asset_key=DEPARTMENT_CENSUS_HOURLY.key, metadata={
         **table_metadata(table, lake, DEPARTMENT_CENSUS_HOURLY, columns),
         "latest_hour": MetadataValue.md(markdown_table(rows, columns) if rows else "no stays"),
+        "occupancy_trend": occupancy_chart(table, as_of),
         "as_of": MetadataValue.text(as_of.isoformat()),
         **change_metadata(changes),
     })

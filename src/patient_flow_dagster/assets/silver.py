@@ -2,6 +2,7 @@
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from dagster import (
     AssetExecutionContext,
@@ -13,6 +14,7 @@ from dagster import (
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from patient_flow_dagster.assets.charts import line_chart
 from patient_flow_dagster.assets.checks import (
     CHECK_RESOURCES,
     checks_on,
@@ -29,8 +31,15 @@ from patient_flow_dagster.assets.common import (
     table_metadata,
 )
 from patient_flow_dagster.model.rules import RULES
-from patient_flow_dagster.model.tables import BRONZE_EVENTS, QUARANTINE, SILVER_EVENTS
+from patient_flow_dagster.model.tables import (
+    BRONZE_EVENTS,
+    CHECK_RESULTS,
+    QUARANTINE,
+    SILVER_EVENTS,
+)
+from patient_flow_dagster.quality.measures import rate_history
 from patient_flow_dagster.resources.lake import DeltaLake
+from patient_flow_dagster.transforms.census import utc_text_to_datetime
 from patient_flow_dagster.transforms.silver import (
     evaluate_rules,
     first_per_event_id,
@@ -132,6 +141,25 @@ def process_new_bronze(spark: SparkSession, lake: DeltaLake, run_id: str) -> Sil
 
 
 SILVER_CHECKS = checks_on(SILVER_EVENTS, QUARANTINE)
+TREND_RUNS = 20
+
+
+def quarantine_rate_chart(spark: SparkSession, lake: DeltaLake,
+                          counts: SilverRunCounts) -> MetadataValue:
+    """Share of each run's rows quarantined per rule: this run's counts and the earlier runs'
+    rule checks from the quality history (the checks of this run are recorded after it)."""
+    rules = [rule.name for rule in RULES if rule.quarantines]
+    points = []
+    if lake.exists(spark, CHECK_RESULTS):
+        history = rate_history(lake.read(spark, CHECK_RESULTS),
+                               SILVER_EVENTS.key.to_user_string(), rules, TREND_RUNS - 1)
+        points = [(r.check_name, utc_text_to_datetime(r.run_at), r.failed_ratio)
+                  for r in history.collect()]
+    if evaluated := counts.silver_rows + counts.quarantined_rows:
+        now = datetime.now(timezone.utc)
+        points += [(name, now, counts.per_rule.get(name, 0) / evaluated) for name in rules]
+    return line_chart(f"Quarantine rate per rule, last {TREND_RUNS} runs", points,
+                      "rows quarantined")
 
 
 @multi_asset(
@@ -150,7 +178,7 @@ SILVER_CHECKS = checks_on(SILVER_EVENTS, QUARANTINE)
         AssetSpec(
             QUARANTINE.key,
             deps=[BRONZE_EVENTS.key],
-            description="Every row that broke a quarantine rule, with the broken rule names.",
+            description="Every row that broke a quarantine rule, with the rules it broke and why.",
             group_name="silver",
             kinds=SPARK_KINDS,
             owners=OWNERS,
@@ -201,6 +229,7 @@ def validate_new_bronze(context: AssetExecutionContext,
             ),
             **reconciliation,
             "rows_per_rule": MetadataValue.md(markdown_table(per_rule, ["rule", "action", "rows"])),
+            "quarantine_rate_trend": quarantine_rate_chart(spark, lake, counts),
         },
     ), MaterializeResult(
         asset_key=QUARANTINE.key,

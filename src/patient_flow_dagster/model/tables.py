@@ -52,6 +52,9 @@ GLOSSARY: dict[str, str] = {
     "batch": "Bronze batch that ingested the version (its Delta transaction version).",
     "audit_run_id": "Dagster run that audited the file.",
     "audited_at": "When the file was audited (UTC).",
+    "archived_as": "Where the version lies in the landing archive (path under it); '-' when it "
+                   "had left the landing zone before its retention ended (rewritten or removed); "
+                   "null while it is in the landing zone.",
     # silver
     "admission_time_ts": "Admission time as a UTC timestamp.",
     "discharge_time_ts": "Discharge time as a UTC timestamp; null while still admitted.",
@@ -226,10 +229,10 @@ BRONZE_EVENTS = Table(
 LANDING_FILES = Table(
     "bronze", "landing_files",
     "Ledger of every version of every landing file bronze has seen (a file rewritten under its "
-    "name is a new version): ingested, or rejected with the reason.",
+    "name is a new version): ingested, or rejected with the reason, and where it was archived.",
     _columns("file_name string, file_size bigint, file_modified timestamp, footer_rows bigint, "
              "status string, reason string, batch bigint, audit_run_id string, "
-             "audited_at timestamp"),
+             "audited_at timestamp, archived_as string"),
     keys=("file_name", "file_size", "file_modified"))
 
 SILVER_EVENTS = Table(

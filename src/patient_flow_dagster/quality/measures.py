@@ -22,6 +22,19 @@ class Measure:
         return self.failed / self.evaluated if self.evaluated else 0.0
 
 
+def rate_history(check_results: DataFrame, table_name: str, checks: list[str],
+                 runs: int) -> DataFrame:
+    """The failed ratio of `checks` on `table_name` in the last `runs` runs that evaluated rows,
+    from the quality history: (check_run_id, check_name, run_at as UTC text, failed_ratio)."""
+    history = check_results.filter((F.col("table_name") == table_name)
+                                   & F.col("check_name").isin(checks) & (F.col("evaluated") > 0))
+    last = (history.groupBy("check_run_id").agg(F.max("evaluated_at").alias("run_at"))
+            .orderBy(F.desc("run_at")).limit(runs))
+    return history.join(last, "check_run_id").select(
+        "check_run_id", "check_name", F.date_format("run_at", "yyyy-MM-dd HH:mm:ss").alias("run_at"),
+        "failed_ratio")
+
+
 def latest_silver_batch(silver: DataFrame, quarantine: DataFrame) -> str | None:
     """The silver_run_id of the most recent silver processing, over both tables."""
     stamps = silver.select("silver_run_id", "silver_processing_time").unionByName(

@@ -8,6 +8,7 @@ time and never appear in logs, metadata or error texts.
 from __future__ import annotations
 
 import io
+import time
 from functools import cached_property
 from urllib.parse import urlparse
 
@@ -89,9 +90,49 @@ class AzureBlobLandingZone(LandingZone):
         service = BlobServiceClient.from_connection_string(self._connection_string())
         return service.get_container_client(self.container)
 
+    @property
+    def archive_location(self) -> str:
+        if self.archive:
+            return self.archive
+        parsed = urlparse(self.url)
+        return f"{parsed.scheme}://{parsed.netloc}/{self._archive_prefix}"
+
+    @property
+    def _archive_prefix(self) -> str:
+        """The archive's prefix in the landing container: beside the landing prefix."""
+        if self.archive:
+            parsed = urlparse(self.archive)
+            if parsed.netloc != urlparse(self.url).netloc:
+                raise ValueError(f"the archive {self.archive} must be in the landing container "
+                                 f"({urlparse(self.url).netloc}): blobs are moved within it")
+            path = parsed.path.strip("/")
+            return f"{path}/" if path else ""
+        return f"{self.prefix.rstrip('/')}_archive/" if self.prefix else "archive/"
+
+    def move_to_archive(self, name: str, destination: str) -> None:
+        """Server-side copy within the container, then delete the landing blob."""
+        source = self._container_client.get_blob_client(self.prefix + name)
+        target = self._container_client.get_blob_client(self._archive_prefix + destination)
+        target.start_copy_from_url(source.url)  # same account: authorized by our credential
+        deadline = time.monotonic() + 60
+        while (status := target.get_blob_properties().copy.status) == "pending":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"archiving {name}: the copy is still pending after 60 s")
+            time.sleep(0.2)
+        if status != "success":
+            raise RuntimeError(f"archiving {name}: copy {status}")
+        source.delete_blob()
+
+    def in_archive(self, destination: str) -> bool:
+        return self._container_client.get_blob_client(
+            self._archive_prefix + destination).exists()
+
     def list_files(self) -> list[LandingFile]:
+        """The committed blobs directly under the prefix (one level: a folder beside or below
+        them, such as the archive at the container's root, is not listed blob by blob)."""
         files = []
-        for blob in self._container_client.list_blobs(name_starts_with=self.prefix):
+        for blob in self._container_client.walk_blobs(name_starts_with=self.prefix,
+                                                      delimiter="/"):
             relative = blob.name[len(self.prefix):]
             if "/" in relative or not is_committed_name(relative):
                 continue

@@ -115,6 +115,23 @@ class LandingZone(ConfigurableResource):
     # Databricks Auto Loader (cloudFiles), with its schema location; Databricks runtimes only.
     reader: str = "files"
     autoloader_schema_location: str | None = None
+    # Ingested (or rejected) files move to the archive once they are this many hours old, so
+    # that the landing zone (and every sensor tick's listing) stays bounded. None: no archive.
+    retention_hours: float | None = 24.0
+    # Where they move: a folder or prefix beside the landing zone, never inside it (Auto
+    # Loader would ingest it again). None: the landing location + "_archive".
+    archive: str | None = None
+
+    @property
+    def archive_location(self) -> str:
+        return self.archive or f"{self.spark_path.rstrip('/')}_archive"
+
+    def move_to_archive(self, name: str, destination: str) -> None:
+        """Move landing file `name` to `destination` (relative to the archive)."""
+        raise NotImplementedError
+
+    def in_archive(self, destination: str) -> bool:
+        raise NotImplementedError
 
     def list_files(self) -> list[LandingFile]:
         raise NotImplementedError
@@ -166,7 +183,13 @@ class LandingZone(ConfigurableResource):
         if not self.autoloader_schema_location:
             raise ValueError("reader=autoloader needs autoloader_schema_location "
                              "(PATIENT_FLOW_LANDING_SCHEMAS)")
+        archive = {} if self.retention_hours is None else {
+            "cloudFiles.cleanSource": "MOVE",
+            "cloudFiles.cleanSource.moveDestination": self.archive_location,
+            "cloudFiles.cleanSource.retentionDuration": f"{round(self.retention_hours * 60)} minutes",
+        }
         return {
+            **archive,
             "cloudFiles.format": "parquet",
             "cloudFiles.schemaLocation": self.autoloader_schema_location,
             "cloudFiles.includeExistingFiles": "true",
@@ -206,3 +229,11 @@ class LocalLandingZone(LandingZone):
 
     def inspect(self, name: str) -> FileInspection:
         return inspect_parquet(str(Path(self.path) / name))
+
+    def move_to_archive(self, name: str, destination: str) -> None:
+        target = Path(self.archive_location) / destination
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(Path(self.path) / name, target)  # a rename: atomic on one file system
+
+    def in_archive(self, destination: str) -> bool:
+        return (Path(self.archive_location) / destination).is_file()

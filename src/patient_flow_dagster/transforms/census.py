@@ -170,6 +170,20 @@ def current_occupancy(census: DataFrame) -> DataFrame:
     )
 
 
+def occupancy_trend(census: DataFrame, since: datetime) -> DataFrame:
+    """Occupancy per department (its hospitals' beds together) at the end of each hour after
+    `since`: the curve a bed manager watches. A unit whose first patient came later counts
+    its beds from the start (nobody was present before). hour_end as UTC text."""
+    recent = census.filter(F.col("hour_end") > utc_literal(since))
+    beds = (recent.groupBy("department", "hospital_id").agg(F.max("bed_capacity").alias("beds"))
+            .groupBy("department").agg(F.sum("beds").alias("beds")))
+    present = recent.groupBy("hour_end", "department").agg(
+        F.sum("present_at_end").alias("present"))
+    return present.join(beds, "department").select(
+        F.date_format("hour_end", "yyyy-MM-dd HH:mm:ss").alias("hour_end"), "department",
+        (F.col("present") / F.col("beds")).alias("occupancy"))
+
+
 def length_of_stay_stats(stays_df: DataFrame) -> DataFrame:
     """Completed stays (segments, from `placements`) per department x hospital: count, mean,
     median, p90 (exact, linear interpolation), max, and the stay-category mix."""

@@ -26,7 +26,7 @@ RUNTIME_LIBRARIES = (
     "pyspark", "delta-spark", "py4j", "numpy", "pandas", "pyarrow", "requests", "urllib3",
     "certifi", "idna", "charset-normalizer", "six", "python-dateutil", "pytz", "tzdata",
     "typing-extensions", "packaging", "protobuf", "grpcio", "googleapis-common-protos",
-    "databricks-sdk",
+    "databricks-sdk", "matplotlib",
 )
 
 

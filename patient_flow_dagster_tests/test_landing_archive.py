@@ -1,0 +1,87 @@
+"""A bounded landing zone: ingested and rejected files move to the archive after the retention,
+the sensor no longer lists them, and the ledger still accounts for every version."""
+import os
+import time
+
+from dagster import DagsterInstance, materialize
+
+from patient_flow_dagster.assets.bronze import bronze_patient_events
+from patient_flow_dagster.ingestion.landing_writer import (
+    events_table,
+    write_landing_file,
+)
+from patient_flow_dagster.ingestion.simulator import simulate
+from patient_flow_dagster.model import tables as t
+from patient_flow_dagster.resources.landing import LocalLandingZone
+from patient_flow_dagster.sensors import load_cursor, new_files
+from patient_flow_dagster_tests.conftest import recent_now
+
+
+def bronze_run(house, retention_hours):
+    landing = LocalLandingZone(path=str(house.landing_dir), retention_hours=retention_hours)
+    result = materialize([bronze_patient_events],
+                         resources={**house.resources(), "landing": landing},
+                         instance=DagsterInstance.ephemeral())
+    assert result.success
+    [mat] = result.asset_materializations_for_node("bronze__patient_events")
+    [check] = result.get_asset_check_evaluations()
+    return landing, mat.metadata, check
+
+
+def test_ingested_and_rejected_files_move_to_the_archive_and_the_ledger_keeps_them(lakehouse):
+    events = simulate(90, seed=5, now=recent_now()).events
+    folder = lakehouse.landing_dir
+    write_landing_file(events_table(events[:30]), folder, "a.parquet")
+    write_landing_file(events_table(events[30:60]), folder, "b.parquet")
+    (folder / "c-damaged.parquet").write_bytes(b"PAR1 not parquet")
+
+    # Within the retention: ingested, still in the landing zone.
+    landing, metadata, _ = bronze_run(lakehouse, retention_hours=24)
+    assert metadata["files_archived"].value == 0
+    assert sorted(f.name for f in landing.list_files()) == ["a.parquet", "b.parquet",
+                                                            "c-damaged.parquet"]
+
+    # Past it (retention 0): everything audited moves; the sensor lists nothing new.
+    landing, metadata, check = bronze_run(lakehouse, retention_hours=0)
+    assert metadata["files_archived"].value == 3
+    assert landing.list_files() == []
+    assert new_files(landing.list_files(), load_cursor(None)) == []
+    archive = folder.parent / "patient_events_archive"
+    ledger = {r.file_name: r for r in lakehouse.table(t.LANDING_FILES).collect()}
+    assert {name: r.archived_as for name, r in ledger.items()} == {
+        "a.parquet": "batch-00000001/a.parquet", "b.parquet": "batch-00000001/b.parquet",
+        "c-damaged.parquet": f"rejected/{ledger['c-damaged.parquet'].file_modified.timestamp() * 1e6:.0f}-c-damaged.parquet",
+    }
+    for row in ledger.values():
+        assert (archive / row.archived_as).is_file()
+    # Bronze and the check still account for every archived file's rows.
+    assert lakehouse.count(t.BRONZE_EVENTS) == 60
+    assert check.metadata["files_ingested"].value == 2
+    assert check.metadata["files_with_missing_rows"].value == 0
+
+    # A file rewritten under an archived name is a new version: ingested, then archived apart.
+    write_landing_file(events_table(events[60:90]), folder, "a.parquet")
+    os.utime(folder / "a.parquet", (time.time() + 5, time.time() + 5))
+    landing, metadata, check = bronze_run(lakehouse, retention_hours=0)
+    assert metadata["rows_ingested_this_run"].value == 30
+    assert metadata["files_archived"].value == 1
+    versions = sorted(r.archived_as for r in lakehouse.table(t.LANDING_FILES).collect()
+                      if r.file_name == "a.parquet")
+    assert versions == ["batch-00000001/a.parquet", "batch-00000002/a.parquet"]
+    assert lakehouse.count(t.BRONZE_EVENTS) == 90
+    assert check.passed or check.metadata["files_rejected"].value == 1
+    assert check.metadata["files_with_missing_rows"].value == 0
+
+
+def test_a_move_whose_ledger_note_was_lost_is_completed_by_the_next_run(lakehouse):
+    """A crash between the move and the ledger's note: the next run finds the file in the
+    archive and notes it, moving nothing twice."""
+    events = simulate(20, seed=6, now=recent_now()).events
+    write_landing_file(events_table(events), lakehouse.landing_dir, "a.parquet")
+    bronze_run(lakehouse, retention_hours=24)
+    landing = LocalLandingZone(path=str(lakehouse.landing_dir), retention_hours=0)
+    landing.move_to_archive("a.parquet", "batch-00000001/a.parquet")  # the crashed run's move
+    _, metadata, _ = bronze_run(lakehouse, retention_hours=0)
+    assert metadata["files_archived"].value == 0
+    [row] = lakehouse.table(t.LANDING_FILES).collect()
+    assert row.archived_as == "batch-00000001/a.parquet" and row.status == "ingested"
