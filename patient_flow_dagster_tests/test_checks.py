@@ -75,7 +75,8 @@ def test_a_flood_of_bad_ages_blocks_gold(checked_lake, tmp_path):
     bad = sum(1 for kind in flood.kinds.values() if kind == "bad_age")
     write_events(flood.events, lakehouse.landing_dir)
     with alert_receivers() as (received, smtp_port, webhook):
-        alerts = {"alerts": channels(smtp_port, webhook)}
+        alerts = {"alerts": channels(smtp_port, webhook),
+                  "landing": lakehouse.resources()["landing"]}
         watching = build_sensor_context(instance=instance, resources=alerts)
         alert_on_quality(watching)  # the first tick only marks where the event log stands
         result = lakehouse.materialize(raise_on_error=False, instance=instance)

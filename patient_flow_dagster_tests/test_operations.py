@@ -1,7 +1,10 @@
 """Operating it: freshness policies evaluated by Dagster's own freshness daemon (a FAIL alerts),
 run retries for crashed runs only, on the instance settings the project ships
 (config/dagster.yaml)."""
+import json
+import os
 from datetime import timedelta
+from pathlib import Path
 
 from dagster import AssetMaterialization, DagsterInstance, build_sensor_context
 from dagster._core.definitions.freshness import FreshnessState
@@ -15,8 +18,14 @@ from dagster._time import get_current_datetime
 
 from patient_flow_dagster.alerting import alert_on_quality
 from patient_flow_dagster.definitions import build_definitions
+from patient_flow_dagster.ingestion.landing_writer import (
+    events_table,
+    write_landing_file,
+)
+from patient_flow_dagster.ingestion.simulator import simulate
 from patient_flow_dagster.model import tables as t
 from patient_flow_dagster.resources.alerts import AlertChannels
+from patient_flow_dagster.resources.landing import LocalLandingZone
 from patient_flow_dagster.settings import Settings
 from patient_flow_dagster_tests.alert_receivers import alert_receivers
 from patient_flow_dagster_tests.conftest import INSTANCE_SETTINGS, project_instance
@@ -47,17 +56,20 @@ def test_silver_gold_and_kpis_carry_freshness_policies_from_the_settings():
 
 def test_the_freshness_daemon_turns_the_census_warn_then_fail(tmp_path):
     """Dagster's freshness daemon, on the shipped instance settings and the default windows
-    (warn after 15 minutes without an update, fail after 30)."""
-    instance = project_instance(tmp_path)
+    (warn after 15 minutes without an update, fail after 30). The FAIL alerts once, and only
+    when landing files wait on the census: after a quiet spell, when the next file lands."""
+    instance = project_instance(tmp_path / "home")
     assert instance.freshness_enabled
     census = t.DEPARTMENT_CENSUS_HOURLY.key
     updated = get_current_datetime()
     instance.report_runless_asset_event(AssetMaterialization(census))
+    landing = LocalLandingZone(path=str(tmp_path / "landing"))
     origin = LoadableTargetOrigin(module_name="patient_flow_dagster.definitions",
                                   attribute="defs")
     target = InProcessTestWorkspaceLoadTarget(InProcessCodeLocationOrigin(origin))
     states = []
-    watching = build_sensor_context(instance=instance, resources={"alerts": AlertChannels()})
+    quiet = {"alerts": AlertChannels(), "landing": landing}
+    watching = build_sensor_context(instance=instance, resources=quiet)
     alert_on_quality(watching)  # the alert sensor's first tick: from here on
     with WorkspaceProcessContext(instance, target) as workspace:
         for minutes in (5, 16, 31):
@@ -66,10 +78,22 @@ def test_the_freshness_daemon_turns_the_census_warn_then_fail(tmp_path):
             [record] = instance.get_freshness_state_records([census]).values()
             states.append(record.freshness_state)
     assert states == [FreshnessState.PASS, FreshnessState.WARN, FreshnessState.FAIL]
-    # Only the turn to FAIL alerts, once.
     with alert_receivers() as (received, smtp_port, webhook):
-        alerts = {"alerts": channels(smtp_port, webhook)}
-        alert_on_quality(build_sensor_context(instance=instance, cursor=watching.cursor,
+        alerts = {"alerts": channels(smtp_port, webhook), "landing": landing}
+        # Nothing landed since the census's update: stale, but nothing waits on it.
+        write_landing_file(events_table(simulate(3, seed=1).events), landing.path, "old.parquet")
+        os.utime(Path(landing.path) / "old.parquet", (updated.timestamp() - 60,) * 2)
+        quiet_tick = build_sensor_context(instance=instance, cursor=watching.cursor,
+                                          resources=alerts)
+        alert_on_quality(quiet_tick)
+        assert received.mails == [] and received.posts == []
+        assert json.loads(quiet_tick.cursor)["stale"] == ["gold/department_census_hourly"]
+        # A file lands: the next tick alerts once; the one after stays silent.
+        write_landing_file(events_table(simulate(3, seed=2).events), landing.path, "new.parquet")
+        waiting_tick = build_sensor_context(instance=instance, cursor=quiet_tick.cursor,
+                                            resources=alerts)
+        alert_on_quality(waiting_tick)
+        alert_on_quality(build_sensor_context(instance=instance, cursor=waiting_tick.cursor,
                                               resources=alerts))
     [mail] = received.mails
     assert mail["Subject"] == "[patient-flow ERROR] gold/department_census_hourly is stale"

@@ -1,5 +1,8 @@
 """Sensors that turn a failed run, an ERROR check or a failing freshness policy into one alert.
 
+A freshness FAIL alerts only while landing files newer than the table's last update wait (a
+table that is old because nothing arrived is not news); it alerts when such files appear.
+
 The run-failure sensor is Dagster's own (`run_failure_sensor`). Failed check executions (the
 instance's check history) and freshness changes (the event log) are read after the sensor's
 cursor, so each yields at most one alert. On its first tick the sensor starts at the newest,
@@ -13,6 +16,7 @@ import time
 from dagster import (
     AssetCheckKey,
     AssetCheckSeverity,
+    AssetKey,
     DagsterEventType,
     DefaultSensorStatus,
     EventRecordsFilter,
@@ -28,6 +32,7 @@ from dagster._core.storage.asset_check_execution_record import (
 
 from patient_flow_dagster.assets.checks import ALL_CHECKS
 from patient_flow_dagster.resources.alerts import Alert, AlertChannels
+from patient_flow_dagster.resources.landing import LandingZone
 
 CHECK_KEYS = [AssetCheckKey(check.asset, check.name) for check in ALL_CHECKS]
 RECENT = 25  # executions read per check and tick
@@ -64,14 +69,39 @@ def _check_alert(alerts: AlertChannels, record) -> Alert | None:
                  details=details, link=alerts.run_link(record.run_id))
 
 
-def _freshness_alert(alerts: AlertChannels, record) -> Alert | None:
-    change = record.event_log_entry.dagster_event.event_specific_data
-    if getattr(change.new_state, "value", str(change.new_state)) != "FAIL":
-        return None
-    asset = change.key.to_user_string()
+def _freshness_alert(alerts: AlertChannels, asset: str) -> Alert:
     return Alert(severity="ERROR", title=f"{asset} is stale", job=None, run_id=None,
-                 subject=asset, details="not updated within its freshness policy's fail window",
-                 link=alerts.asset_link(asset))
+                 subject=asset, details="not updated within its freshness policy's fail window "
+                 "while new landing files wait", link=alerts.asset_link(asset))
+
+
+def _stale_assets(records, stale: set[str]) -> set[str]:
+    """The assets whose freshness is FAIL after the state changes in `records`."""
+    stale = set(stale)
+    for record in records:
+        change = record.event_log_entry.dagster_event.event_specific_data
+        asset = change.key.to_user_string()
+        if getattr(change.new_state, "value", str(change.new_state)) == "FAIL":
+            stale.add(asset)
+        else:
+            stale.discard(asset)
+    return stale
+
+
+def _waited_on(instance, landing: LandingZone, stale: set[str]) -> list[str]:
+    """The stale assets that files landed after their last update are waiting on: a table that
+    is old because nothing arrived (a quiet night) is not an alert."""
+    if not stale:
+        return []
+    newest = max((f.modified for f in landing.list_files()), default=None)
+    if newest is None:
+        return []
+    waiting = []
+    for asset in sorted(stale):
+        latest = instance.get_latest_materialization_event(AssetKey.from_user_string(asset))
+        if newest > (latest.timestamp if latest else 0.0):
+            waiting.append(asset)
+    return waiting
 
 
 def _failed_checks(instance, cursor: dict, now: float) -> tuple[list, dict]:
@@ -105,8 +135,10 @@ def _freshness_failures(instance, cursor: dict) -> tuple[list, dict]:
 
 @sensor(name="alert_on_quality", minimum_interval_seconds=30,
         default_status=DefaultSensorStatus.RUNNING,
-        description="An ERROR check evaluation or a freshness policy turning FAIL: one alert.")
-def alert_on_quality(context: SensorEvaluationContext, alerts: AlertChannels):
+        description="An ERROR check evaluation, or a freshness policy at FAIL while new landing "
+        "files wait: one alert.")
+def alert_on_quality(context: SensorEvaluationContext, alerts: AlertChannels,
+                     landing: LandingZone):
     instance = context.instance
     now = time.time()
     if context.cursor is None:  # first tick: from now on
@@ -117,12 +149,16 @@ def alert_on_quality(context: SensorEvaluationContext, alerts: AlertChannels):
     cursor = json.loads(context.cursor)
     failed, checks = _failed_checks(instance, cursor, now)
     changes, freshness = _freshness_failures(instance, cursor)
+    stale = _stale_assets(changes, set(cursor.get("stale", [])))
+    waited_on = _waited_on(instance, landing, stale)
     made = [_check_alert(alerts, record) for record in failed]
-    made += [_freshness_alert(alerts, record) for record in changes]
+    made += [_freshness_alert(alerts, asset) for asset in waited_on]
     sent = [alerts.send(alert) for alert in made if alert]
-    context.update_cursor(json.dumps({**checks, **freshness}))
+    # A stale asset alerts once: when files wait on it, now or on a later tick.
+    quiet = sorted(stale - set(waited_on))
+    context.update_cursor(json.dumps({**checks, **freshness, "stale": quiet}))
     return SkipReason(f"{len(failed)} failed checks and {len(changes)} freshness changes read, "
-                      f"{len(sent)} alerts sent")
+                      f"{len(sent)} alerts sent, {len(quiet)} stale tables with no files waiting")
 
 
 def _newest_freshness(instance) -> int:

@@ -1,5 +1,5 @@
-"""The development commands of `patient-flow`: bench, bench-compute, jvm-archive, spark-driver,
-kafka-broker."""
+"""The development commands of `patient-flow`: bench, bench-compute, bench-sensor, jvm-archive,
+spark-driver, kafka-broker."""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +14,12 @@ def cmd_bench(args) -> int:
 
 def cmd_bench_compute(args) -> int:
     from patient_flow_devtools.compute_modes import main
+
+    return main(args)
+
+
+def cmd_bench_sensor(args) -> int:
+    from patient_flow_devtools.sensor_tick import main
 
     return main(args)
 
@@ -83,6 +89,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     compute.add_argument("--workdir", default=".lake/bench-compute")
     compute.add_argument("--output", default=None, help="also write the JSON report here")
     compute.set_defaults(func=cmd_bench_compute)
+
+    sensor = commands.add_parser(
+        "bench-sensor", help="a landing sensor tick with a large archive beside the landing "
+        "zone, and with those files left in it")
+    sensor.add_argument("--archived", type=int, default=10_000)
+    sensor.add_argument("--new", type=int, default=10, help="new files each tick finds")
+    sensor.add_argument("--ticks", type=int, default=20)
+    sensor.add_argument("--workdir", default=None, help="default: a temporary folder")
+    sensor.add_argument("--output", default=None, help="also write the JSON report here")
+    sensor.set_defaults(func=cmd_bench_sensor)
 
     archive = commands.add_parser(
         "jvm-archive", help="build the class archive that makes Spark JVM starts faster (once)")

@@ -76,7 +76,7 @@ RULES: tuple[QualityRule, ...] = (
         f"admission_time_ts IS NULL OR admission_time_ts <= bronze_ingestion_ts + {FUTURE_TOLERANCE}",
         QUARANTINE,
         "Admission is not later than the moment the event was ingested (5 minutes tolerance).",
-        ("admission_time", "bronze_ingestion_ts"),
+        ("admission_time",),
     ),
     QualityRule(
         "valid_discharge_time",
