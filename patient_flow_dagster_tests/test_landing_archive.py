@@ -3,9 +3,11 @@ the sensor no longer lists them, and the ledger still accounts for every version
 import os
 import time
 
+import pytest
 from dagster import DagsterInstance, materialize
 
 from patient_flow_dagster.assets.bronze import bronze_patient_events
+from patient_flow_dagster.environments import landing_zone
 from patient_flow_dagster.ingestion.landing_writer import (
     events_table,
     write_landing_file,
@@ -14,6 +16,7 @@ from patient_flow_dagster.ingestion.simulator import simulate
 from patient_flow_dagster.model import tables as t
 from patient_flow_dagster.resources.landing import LocalLandingZone
 from patient_flow_dagster.sensors import load_cursor, new_files
+from patient_flow_dagster.settings import Settings, SettingsError
 from patient_flow_dagster_tests.conftest import recent_now
 
 
@@ -85,3 +88,25 @@ def test_a_move_whose_ledger_note_was_lost_is_completed_by_the_next_run(lakehous
     assert metadata["files_archived"].value == 0
     [row] = lakehouse.table(t.LANDING_FILES).collect()
     assert row.archived_as == "batch-00000001/a.parquet" and row.status == "ingested"
+
+
+def test_auto_loader_archives_to_the_same_place_after_the_same_retention():
+    """On Databricks, Auto Loader moves its own files (cloudFiles.cleanSource=MOVE); the
+    settings give it the archive and retention bronze uses locally."""
+    zone = landing_zone(Settings.from_env({
+        "PATIENT_FLOW_ENV": "databricks",
+        "PATIENT_FLOW_LANDING": "abfss://landing@acct.dfs.core.windows.net/patient_events",
+        "PATIENT_FLOW_LANDING_SCHEMAS": "abfss://landing@acct.dfs.core.windows.net/_schemas",
+        "PATIENT_FLOW_LANDING_RETENTION_HOURS": "36"}))
+    options = zone.autoloader_options()
+    assert (options["cloudFiles.cleanSource"], options["cloudFiles.cleanSource.moveDestination"],
+            options["cloudFiles.cleanSource.retentionDuration"]) == (
+        "MOVE", "abfss://landing@acct.dfs.core.windows.net/patient_events_archive/",
+        "2160 minutes")
+    off = landing_zone(Settings.from_env({
+        "PATIENT_FLOW_ENV": "databricks", "PATIENT_FLOW_LANDING_RETENTION_HOURS": "off",
+        "PATIENT_FLOW_LANDING": "abfss://landing@acct.dfs.core.windows.net/patient_events",
+        "PATIENT_FLOW_LANDING_SCHEMAS": "abfss://landing@acct.dfs.core.windows.net/_schemas"}))
+    assert "cloudFiles.cleanSource" not in off.autoloader_options()
+    with pytest.raises(SettingsError, match="PATIENT_FLOW_LANDING_RETENTION_HOURS='soon'"):
+        Settings.from_env({"PATIENT_FLOW_LANDING_RETENTION_HOURS": "soon"})
