@@ -14,6 +14,7 @@ from patient_flow_dagster.ingestion.landing_writer import (
 from patient_flow_dagster.ingestion.simulator import simulate
 from patient_flow_dagster.model import tables as t
 from patient_flow_dagster.resources.azure_landing import AzureBlobLandingZone
+from patient_flow_dagster.resources.landing import LandingFile
 from patient_flow_dagster.sensors import build_landing_sensor
 from patient_flow_dagster.settings import Settings
 from patient_flow_dagster_tests import services
@@ -102,7 +103,11 @@ def test_archived_blobs_leave_the_listing_and_keep_their_bytes(azure_env):
     write(events_table(simulate(5, seed=2).events), "a.parquet")
     write(events_table(simulate(5, seed=3).events), "b.parquet")
     original = azure_env.download_blob("patient_events/a.parquet").readall()
-    zone.move_to_archive("a.parquet", "batch-00000001/a.parquet")
+    listed = {f.name: f for f in zone.list_files()}
+    # A version the ledger holds that is no longer the blob's (rewritten since) stays put.
+    older = LandingFile("b.parquet", listed["b.parquet"].size + 1, listed["b.parquet"].modified)
+    assert not zone.move_to_archive(older, "batch-00000001/b.parquet")
+    assert zone.move_to_archive(listed["a.parquet"], "batch-00000001/a.parquet")
     assert [f.name for f in zone.list_files()] == ["b.parquet"]
     assert zone.in_archive("batch-00000001/a.parquet")
     assert not zone.in_archive("batch-00000001/b.parquet")
@@ -112,6 +117,7 @@ def test_archived_blobs_leave_the_listing_and_keep_their_bytes(azure_env):
     root = AzureBlobLandingZone(url="wasb://landing@storageemulator/")
     write_root = landing_sink("wasb://landing@storageemulator/")
     write_root(events_table(simulate(5, seed=4).events), "c.parquet")
-    root.move_to_archive("c.parquet", "batch-00000002/c.parquet")
+    [c] = root.list_files()
+    assert root.move_to_archive(c, "batch-00000002/c.parquet")
     assert root.in_archive("batch-00000002/c.parquet")
     assert [f.name for f in root.list_files()] == []

@@ -14,7 +14,7 @@ from patient_flow_dagster.ingestion.landing_writer import (
 )
 from patient_flow_dagster.ingestion.simulator import simulate
 from patient_flow_dagster.model import tables as t
-from patient_flow_dagster.resources.landing import LocalLandingZone
+from patient_flow_dagster.resources.landing import LandingFile, LocalLandingZone
 from patient_flow_dagster.sensors import load_cursor, new_files
 from patient_flow_dagster.settings import Settings, SettingsError
 from patient_flow_dagster_tests.conftest import recent_now
@@ -83,7 +83,11 @@ def test_a_move_whose_ledger_note_was_lost_is_completed_by_the_next_run(lakehous
     write_landing_file(events_table(events), lakehouse.landing_dir, "a.parquet")
     bronze_run(lakehouse, retention_hours=24)
     landing = LocalLandingZone(path=str(lakehouse.landing_dir), retention_hours=0)
-    landing.move_to_archive("a.parquet", "batch-00000001/a.parquet")  # the crashed run's move
+    [version] = landing.list_files()
+    stale = LandingFile(version.name, version.size + 1, version.modified)
+    assert not landing.move_to_archive(stale, "batch-00000001/a.parquet")  # not that version
+    # the crashed run's move
+    assert landing.move_to_archive(version, "batch-00000001/a.parquet")
     _, metadata, _ = bronze_run(lakehouse, retention_hours=0)
     assert metadata["files_archived"].value == 0
     [row] = lakehouse.table(t.LANDING_FILES).collect()
@@ -110,3 +114,19 @@ def test_auto_loader_archives_to_the_same_place_after_the_same_retention():
     assert "cloudFiles.cleanSource" not in off.autoloader_options()
     with pytest.raises(SettingsError, match="PATIENT_FLOW_LANDING_RETENTION_HOURS='soon'"):
         Settings.from_env({"PATIENT_FLOW_LANDING_RETENTION_HOURS": "soon"})
+
+
+def test_a_version_rewritten_before_its_retention_ended_is_noted_gone(lakehouse):
+    """The ledger's version of x.parquet was overwritten in the landing zone before it was due:
+    the new version is ingested, then archived; the old one is noted as gone, not moved."""
+    events = simulate(20, seed=7, now=recent_now()).events
+    folder = lakehouse.landing_dir
+    write_landing_file(events_table(events[:10]), folder, "x.parquet")
+    bronze_run(lakehouse, retention_hours=24)
+    write_landing_file(events_table(events[10:]), folder, "x.parquet")
+    os.utime(folder / "x.parquet", (time.time() + 5, time.time() + 5))
+    _, metadata, _ = bronze_run(lakehouse, retention_hours=0)
+    assert metadata["files_archived"].value == 1
+    notes = sorted((r.batch, r.archived_as) for r in lakehouse.table(t.LANDING_FILES).collect())
+    assert notes == [(1, "-"), (2, "batch-00000002/x.parquet")]
+    assert lakehouse.count(t.BRONZE_EVENTS) == 20

@@ -223,12 +223,11 @@ def archive_landing(spark: SparkSession, lake: DeltaLake, landing: LandingZone,
                    "status", "batch").collect())
     if not due:
         return 0
-    listed = {(f.name, f.size, f.modified_us) for f in landing.list_files()}
     notes, moved = [], 0
     for row in due:
         destination = archive_destination(row)
-        if (row.file_name, row.file_size, row.modified_us) in listed:
-            landing.move_to_archive(row.file_name, destination)
+        version = LandingFile(row.file_name, row.file_size, row.modified_us / 1_000_000)
+        if landing.move_to_archive(version, destination):
             moved += 1
         elif not landing.in_archive(destination):
             destination = GONE

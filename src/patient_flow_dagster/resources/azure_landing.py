@@ -109,19 +109,40 @@ class AzureBlobLandingZone(LandingZone):
             return f"{path}/" if path else ""
         return f"{self.prefix.rstrip('/')}_archive/" if self.prefix else "archive/"
 
-    def move_to_archive(self, name: str, destination: str) -> None:
-        """Server-side copy within the container, then delete the landing blob."""
-        source = self._container_client.get_blob_client(self.prefix + name)
+    def move_to_archive(self, version: LandingFile, destination: str) -> bool:
+        """Server-side copy within the container, then delete the landing blob; both only while
+        the blob is still `version` (its ETag, taken with its size and time, must match)."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+        source = self._container_client.get_blob_client(self.prefix + version.name)
+        try:
+            properties = source.get_blob_properties()
+        except ResourceNotFoundError:
+            return False
+        if (properties.size, round(properties.last_modified.timestamp() * 1_000_000)) != (
+                version.size, version.modified_us):
+            return False
+        unchanged = {"etag": properties.etag, "match_condition": MatchConditions.IfNotModified}
         target = self._container_client.get_blob_client(self._archive_prefix + destination)
-        target.start_copy_from_url(source.url)  # same account: authorized by our credential
+        try:  # same account: authorized by our credential
+            target.start_copy_from_url(source.url, source_etag=properties.etag,
+                                       source_match_condition=MatchConditions.IfNotModified)
+        except ResourceModifiedError:
+            return False
         deadline = time.monotonic() + 60
         while (status := target.get_blob_properties().copy.status) == "pending":
             if time.monotonic() > deadline:
-                raise TimeoutError(f"archiving {name}: the copy is still pending after 60 s")
+                raise TimeoutError(f"archiving {version.name}: the copy is still pending after 60 s")
             time.sleep(0.2)
         if status != "success":
-            raise RuntimeError(f"archiving {name}: copy {status}")
-        source.delete_blob()
+            raise RuntimeError(f"archiving {version.name}: copy {status}")
+        try:
+            source.delete_blob(**unchanged)
+        except ResourceModifiedError:  # rewritten after the copy: keep the new version to ingest
+            target.delete_blob()
+            return False
+        return True
 
     def in_archive(self, destination: str) -> bool:
         return self._container_client.get_blob_client(

@@ -49,6 +49,14 @@ class LandingFile:
         return round(self.modified * 1_000_000)
 
 
+def _is_version(path: Path, version: LandingFile) -> bool:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return False
+    return (stat.st_size, round(stat.st_mtime * 1_000_000)) == (version.size, version.modified_us)
+
+
 def unseen(listed: list[LandingFile], ledger: list) -> list[LandingFile]:
     """The listed versions the ledger has no row for. `ledger` rows carry file_name, file_size
     and modified_us; a row without modified_us (written before mtimes were kept) matches any
@@ -126,8 +134,10 @@ class LandingZone(ConfigurableResource):
     def archive_location(self) -> str:
         return self.archive or f"{self.spark_path.rstrip('/')}_archive"
 
-    def move_to_archive(self, name: str, destination: str) -> None:
-        """Move landing file `name` to `destination` (relative to the archive)."""
+    def move_to_archive(self, version: LandingFile, destination: str) -> bool:
+        """Move `version` of a landing file to `destination` (relative to the archive), only if
+        the file is still that version (same size and modification time): a version written
+        under the name since is never archived unread. False when it was not."""
         raise NotImplementedError
 
     def in_archive(self, destination: str) -> bool:
@@ -230,10 +240,19 @@ class LocalLandingZone(LandingZone):
     def inspect(self, name: str) -> FileInspection:
         return inspect_parquet(str(Path(self.path) / name))
 
-    def move_to_archive(self, name: str, destination: str) -> None:
-        target = Path(self.archive_location) / destination
+    def move_to_archive(self, version: LandingFile, destination: str) -> bool:
+        source, target = Path(self.path) / version.name, Path(self.archive_location) / destination
+        if not _is_version(source, version):
+            return False
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(Path(self.path) / name, target)  # a rename: atomic on one file system
+        os.replace(source, target)  # a rename: atomic on one file system
+        if not _is_version(target, version):  # rewritten between the check and the rename
+            if source.exists():
+                raise RuntimeError(f"{target} is a newer version of {source} than the ledger's, "
+                                   f"and {source} was written again meanwhile: move it back by hand")
+            os.replace(target, source)
+            return False
+        return True
 
     def in_archive(self, destination: str) -> bool:
         return (Path(self.archive_location) / destination).is_file()
