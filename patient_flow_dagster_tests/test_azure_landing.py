@@ -113,6 +113,11 @@ def test_archived_blobs_leave_the_listing_and_keep_their_bytes(azure_env):
     assert not zone.in_archive("batch-00000001/b.parquet")
     assert azure_env.download_blob(
         "patient_events_archive/batch-00000001/a.parquet").readall() == original
+    # A full refresh of bronze brings it back first.
+    zone.restore("batch-00000001/a.parquet", "a.parquet")
+    assert [f.name for f in zone.list_files()] == ["a.parquet", "b.parquet"]
+    assert not zone.in_archive("batch-00000001/a.parquet")
+    assert azure_env.download_blob("patient_events/a.parquet").readall() == original
     # At the container's root the archive is its own prefix, which the listing skips.
     root = AzureBlobLandingZone(url="wasb://landing@storageemulator/")
     write_root = landing_sink("wasb://landing@storageemulator/")

@@ -20,10 +20,12 @@ from patient_flow_dagster.settings import Settings, SettingsError
 from patient_flow_dagster_tests.conftest import recent_now
 
 
-def bronze_run(house, retention_hours):
+def bronze_run(house, retention_hours, full_refresh=False):
     landing = LocalLandingZone(path=str(house.landing_dir), retention_hours=retention_hours)
+    refresh = {"ops": {"bronze__patient_events": {"config": {"full_refresh": True}}}}
     result = materialize([bronze_patient_events],
                          resources={**house.resources(), "landing": landing},
+                         run_config=refresh if full_refresh else None,
                          instance=DagsterInstance.ephemeral())
     assert result.success
     [mat] = result.asset_materializations_for_node("bronze__patient_events")
@@ -74,6 +76,18 @@ def test_ingested_and_rejected_files_move_to_the_archive_and_the_ledger_keeps_th
     assert lakehouse.count(t.BRONZE_EVENTS) == 90
     assert check.passed or check.metadata["files_rejected"].value == 1
     assert check.metadata["files_with_missing_rows"].value == 0
+
+    # Rebuilding bronze from the landing zone (full refresh) reads the archived files too: the
+    # archive comes back first (both versions of a.parquet, one under a name of its own).
+    before = sorted(tuple(r) for r in lakehouse.table(t.BRONZE_EVENTS).select("event_id").collect())
+    landing, metadata, check = bronze_run(lakehouse, retention_hours=24, full_refresh=True)
+    assert sorted(tuple(r) for r in lakehouse.table(t.BRONZE_EVENTS).select("event_id").collect()) \
+        == before
+    names = sorted(f.name for f in landing.list_files())
+    assert names[:3] == ["a.parquet", "b.parquet", "c-damaged.parquet"] and len(names) == 4
+    assert names[3] in ("restored-batch-00000001-a.parquet", "restored-batch-00000002-a.parquet")
+    assert check.metadata["files_with_missing_rows"].value == 0
+    assert not any(archive.rglob("*.parquet"))
 
 
 def test_a_move_whose_ledger_note_was_lost_is_completed_by_the_next_run(lakehouse):

@@ -243,6 +243,31 @@ def archive_landing(spark: SparkSession, lake: DeltaLake, landing: LandingZone,
     return moved
 
 
+def restore_archive(spark: SparkSession, lake: DeltaLake, landing: LandingZone) -> int:
+    """Before bronze is rebuilt from the landing zone (full refresh): every archived version the
+    ledger notes goes back into it, so the rebuild reads every file bronze ever ingested. A
+    version whose name is taken again comes back under a name of its own (its events are the
+    same events: silver keeps each once)."""
+    if landing.reader == "autoloader" or not lake.exists(spark, LANDING_FILES):
+        return 0
+    lake.ensure(spark, LANDING_FILES, LANDING_FILES.spark_schema)  # an older ledger: no notes
+    archived = (lake.read(spark, LANDING_FILES)
+                .filter(F.col("archived_as").isNotNull() & (F.col("archived_as") != GONE))
+                .select("file_name", "archived_as").collect())
+    present = {f.name for f in landing.list_files()}
+    restored = 0
+    for row in archived:
+        if not landing.in_archive(row.archived_as):
+            continue  # cleaned up by hand: the ledger that noted it is being dropped too
+        name = row.file_name
+        if name in present:
+            name = "restored-" + row.archived_as.replace("/", "-")
+        landing.restore(row.archived_as, name)
+        present.add(name)
+        restored += 1
+    return restored
+
+
 def _rows_of_run(spark: SparkSession, lake: DeltaLake, run_id: str) -> int:
     return lake.read(spark, BRONZE_EVENTS).filter(F.col("ingest_run_id") == run_id).count()
 
@@ -277,11 +302,14 @@ def bronze_patient_events(context: AssetExecutionContext, config: RefreshConfig)
 
 
 def ingest_into_bronze(context: AssetExecutionContext, config: RefreshConfig) -> MaterializeResult:
-    apply_full_refresh(context, config, [BRONZE_EVENTS, LANDING_FILES])
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
     landing: LandingZone = context.resources.landing
     run_id = context.run_id
+    if config.full_refresh:
+        restored = restore_archive(spark, lake, landing)
+        context.log.info(f"full refresh: {restored} archived landing files moved back to be read")
+    apply_full_refresh(context, config, [BRONZE_EVENTS, LANDING_FILES])
 
     ingest = ingest_landing(spark, lake, landing, run_id)
     archived = archive_landing(spark, lake, landing, datetime.now(timezone.utc))

@@ -144,6 +144,19 @@ class AzureBlobLandingZone(LandingZone):
             return False
         return True
 
+    def restore(self, destination: str, name: str) -> None:
+        archived = self._container_client.get_blob_client(self._archive_prefix + destination)
+        target = self._container_client.get_blob_client(self.prefix + name)
+        target.start_copy_from_url(archived.url)
+        deadline = time.monotonic() + 60
+        while (status := target.get_blob_properties().copy.status) == "pending":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"restoring {destination}: the copy is still pending after 60 s")
+            time.sleep(0.2)
+        if status != "success":
+            raise RuntimeError(f"restoring {destination}: copy {status}")
+        archived.delete_blob()
+
     def in_archive(self, destination: str) -> bool:
         return self._container_client.get_blob_client(
             self._archive_prefix + destination).exists()

@@ -143,6 +143,10 @@ class LandingZone(ConfigurableResource):
     def in_archive(self, destination: str) -> bool:
         raise NotImplementedError
 
+    def restore(self, destination: str, name: str) -> None:
+        """Move an archived file back into the landing zone as `name`."""
+        raise NotImplementedError
+
     def list_files(self) -> list[LandingFile]:
         raise NotImplementedError
 
@@ -256,3 +260,6 @@ class LocalLandingZone(LandingZone):
 
     def in_archive(self, destination: str) -> bool:
         return (Path(self.archive_location) / destination).is_file()
+
+    def restore(self, destination: str, name: str) -> None:
+        os.replace(Path(self.archive_location) / destination, Path(self.path) / name)
