@@ -13,9 +13,10 @@ from datetime import datetime
 from dagster import MetadataValue
 
 
-def line_chart(title: str, points: Iterable[tuple[str, datetime, float]], y_label: str,
-               percent: bool = True) -> MetadataValue:
-    """A chart of one line per series from (series, x, y) points, as Markdown metadata.
+def line_chart(title: str, points: Iterable[tuple[str, datetime, float]],
+               y_label: str) -> MetadataValue:
+    """A chart of one line per series from (series, x, share) points, the shares shown as
+    percentages, as Markdown metadata.
 
     The image is small (a few tens of kB) because the event log stores it with every
     materialization."""
@@ -39,8 +40,7 @@ def line_chart(title: str, points: Iterable[tuple[str, datetime, float]], y_labe
         axes.set_title(title, fontsize=11)
         axes.set_ylabel(y_label)
         axes.grid(alpha=0.3)
-        if percent:
-            axes.yaxis.set_major_formatter(PercentFormatter(1.0))
+        axes.yaxis.set_major_formatter(PercentFormatter(1.0))
         axes.xaxis.set_major_formatter(mdates.DateFormatter("%d %b %H:%M"))
         figure.autofmt_xdate()
         axes.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)

@@ -120,25 +120,18 @@ class AzureBlobLandingZone(LandingZone):
             properties = source.get_blob_properties()
         except ResourceNotFoundError:
             return False
-        if (properties.size, round(properties.last_modified.timestamp() * 1_000_000)) != (
-                version.size, version.modified_us):
+        found = LandingFile(version.name, properties.size, properties.last_modified.timestamp())
+        if (found.size, found.modified_us) != (version.size, version.modified_us):
             return False
-        unchanged = {"etag": properties.etag, "match_condition": MatchConditions.IfNotModified}
         target = self._container_client.get_blob_client(self._archive_prefix + destination)
-        try:  # same account: authorized by our credential
-            target.start_copy_from_url(source.url, source_etag=properties.etag,
-                                       source_match_condition=MatchConditions.IfNotModified)
-        except ResourceModifiedError:
-            return False
-        deadline = time.monotonic() + 60
-        while (status := target.get_blob_properties().copy.status) == "pending":
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"archiving {version.name}: the copy is still pending after 60 s")
-            time.sleep(0.2)
-        if status != "success":
-            raise RuntimeError(f"archiving {version.name}: copy {status}")
+        unchanged = MatchConditions.IfNotModified
         try:
-            source.delete_blob(**unchanged)
+            _copy(source, target, f"archiving {version.name}", source_etag=properties.etag,
+                  source_match_condition=unchanged)
+        except ResourceModifiedError:  # rewritten before the copy
+            return False
+        try:
+            source.delete_blob(etag=properties.etag, match_condition=unchanged)
         except ResourceModifiedError:  # rewritten after the copy: keep the new version to ingest
             target.delete_blob()
             return False
@@ -146,15 +139,8 @@ class AzureBlobLandingZone(LandingZone):
 
     def restore(self, destination: str, name: str) -> None:
         archived = self._container_client.get_blob_client(self._archive_prefix + destination)
-        target = self._container_client.get_blob_client(self.prefix + name)
-        target.start_copy_from_url(archived.url)
-        deadline = time.monotonic() + 60
-        while (status := target.get_blob_properties().copy.status) == "pending":
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"restoring {destination}: the copy is still pending after 60 s")
-            time.sleep(0.2)
-        if status != "success":
-            raise RuntimeError(f"restoring {destination}: copy {status}")
+        _copy(archived, self._container_client.get_blob_client(self.prefix + name),
+              f"restoring {destination}")
         archived.delete_blob()
 
     def in_archive(self, destination: str) -> bool:
@@ -190,6 +176,19 @@ class AzureBlobLandingZone(LandingZone):
             raise RuntimeError(f"{self.connection_string_env} has no AccountKey for {account}")
         suffix = "dfs" if urlparse(self.url).scheme.startswith("abfs") else "blob"
         hadoop.set(f"fs.azure.account.key.{account}.{suffix}.core.windows.net", key)
+
+
+def _copy(source, target, what: str, **conditions) -> None:
+    """Copy blob `source` onto `target` in the same account (authorized by our credential) and
+    wait until the copy has finished."""
+    target.start_copy_from_url(source.url, **conditions)
+    deadline = time.monotonic() + 60
+    while (status := target.get_blob_properties().copy.status) == "pending":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: the copy is still pending after 60 s")
+        time.sleep(0.2)
+    if status != "success":
+        raise RuntimeError(f"{what}: copy {status}")
 
 
 def landing_blob_writer(url: str, connection_string: str):

@@ -54,7 +54,8 @@ def _is_version(path: Path, version: LandingFile) -> bool:
         stat = path.stat()
     except FileNotFoundError:
         return False
-    return (stat.st_size, round(stat.st_mtime * 1_000_000)) == (version.size, version.modified_us)
+    found = LandingFile(version.name, stat.st_size, stat.st_mtime)
+    return (found.size, found.modified_us) == (version.size, version.modified_us)
 
 
 def unseen(listed: list[LandingFile], ledger: list) -> list[LandingFile]:

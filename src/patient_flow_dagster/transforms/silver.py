@@ -106,16 +106,16 @@ def type_and_enrich(bronze: DataFrame) -> DataFrame:
     )
 
 
+def _breaks(rule: QualityRule) -> Column:
+    """True when the row breaks `rule`: its condition is not TRUE (null counts as broken)."""
+    return ~F.coalesce(F.expr(rule.condition), F.lit(False))
+
+
 def _broken(rules: Sequence[QualityRule]) -> Column:
-    """Array of the names of `rules` whose condition is not TRUE for the row (null = broken)."""
+    """Array of the names of `rules` the row breaks."""
     if not rules:
         return F.array().cast("array<string>")
-    flags = [
-        F.when(F.coalesce(F.expr(rule.condition), F.lit(False)), F.lit(None)).otherwise(
-            F.lit(rule.name)
-        )
-        for rule in rules
-    ]
+    flags = [F.when(_breaks(rule), F.lit(rule.name)) for rule in rules]
     return F.filter(F.array(*flags), lambda name: name.isNotNull())
 
 
@@ -134,7 +134,7 @@ def _reasons(rules: Sequence[QualityRule]) -> Column:
     if not rules:
         return F.array().cast(REASON_TYPE)
     reasons = [
-        F.when(~F.coalesce(F.expr(rule.condition), F.lit(False)), F.struct(
+        F.when(_breaks(rule), F.struct(
             F.lit(rule.name).alias("rule"),
             F.array(*[F.lit(c) for c in rule.columns]).alias("columns"),
             F.to_json(F.struct(*[_quoted(c).alias(c) for c in rule.columns]),
