@@ -43,7 +43,7 @@ from patient_flow_dagster.resources.landing import (
     unseen,
 )
 from patient_flow_dagster.transforms.bronze import with_ingest_metadata
-from patient_flow_dagster.transforms.census import utc_literal
+from patient_flow_dagster.transforms.times import utc_literal
 
 # Delta's idempotent-write id of bronze's batches: a batch replayed after a crash (same number)
 # is skipped by Delta when its commit already landed.

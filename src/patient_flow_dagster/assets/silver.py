@@ -39,13 +39,13 @@ from patient_flow_dagster.model.tables import (
 )
 from patient_flow_dagster.quality.measures import rate_history
 from patient_flow_dagster.resources.lake import DeltaLake
-from patient_flow_dagster.transforms.census import utc_text_to_datetime
 from patient_flow_dagster.transforms.silver import (
     evaluate_rules,
     first_per_event_id,
     split_silver_and_quarantine,
     type_and_enrich,
 )
+from patient_flow_dagster.transforms.times import utc_text_to_datetime
 
 
 @dataclass

@@ -11,7 +11,7 @@ conservation exactly: present(h) = present(h-1) + arrivals(h) - departures(h).
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
@@ -19,15 +19,9 @@ from pyspark.sql import functions as F
 from patient_flow_dagster.transforms.changes import WEIGHT, weight_of
 from patient_flow_dagster.transforms.cubes import exact_mean_hours
 from patient_flow_dagster.transforms.encounters import CANCELLED
+from patient_flow_dagster.transforms.times import utc_literal, utc_text_to_datetime
 
 CENSUS_KEYS = ("hospital_id", "department", "hour_start")
-
-
-def utc_literal(instant: datetime):
-    """A timestamp literal for a UTC instant, independent of the Python process's zone."""
-    if instant.tzinfo is not None:
-        instant = instant.astimezone(timezone.utc).replace(tzinfo=None)
-    return F.lit(instant.isoformat(sep=" ")).cast("timestamp")
 
 
 def _with_department(rows: DataFrame, dim_department: DataFrame) -> DataFrame:
@@ -130,12 +124,6 @@ def first_hour_touched(events: DataFrame) -> datetime | None:
                                          "event_time_ts"))
     return utc_text_to_datetime(
         events.agg(F.date_format(F.min(hours), "yyyy-MM-dd HH:mm:ss")).first()[0])
-
-
-def utc_text_to_datetime(text: str | None) -> datetime | None:
-    """Timestamps cross from Spark to Python as UTC text (collected datetimes would be in the
-    Python process's zone)."""
-    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc) if text else None
 
 
 def present_at(stays_df: DataFrame, instant: datetime) -> DataFrame:
