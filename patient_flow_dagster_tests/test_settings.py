@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from patient_flow_dagster import settings
+from patient_flow_dagster.resources.spark import local_spark_config
 from patient_flow_dagster.settings import Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +71,18 @@ def test_a_bad_value_names_its_variable(name, value, message):
     with pytest.raises(SettingsError) as error:
         Settings.from_env({name: value})
     assert str(error.value) == message
+
+
+def test_spark_settings_are_a_json_object_that_reaches_the_session(spark):
+    assert settings.read_spark_conf(
+        {"PATIENT_FLOW_SPARK_CONF": '{"spark.sql.adaptive.enabled": false, "spark.x.n": 3}'}
+    ) == {"spark.sql.adaptive.enabled": "false", "spark.x.n": "3"}
+    assert settings.read_spark_conf({}) == {}
+    with pytest.raises(SettingsError, match=r"^PATIENT_FLOW_SPARK_CONF='a=b' is not a JSON object"):
+        settings.read_spark_conf({"PATIENT_FLOW_SPARK_CONF": "a=b"})
+    # the suite's own (conftest): on the shared session, over the project's settings
+    assert local_spark_config()["spark.sql.adaptive.enabled"] == "false"
+    assert spark.conf.get("spark.sql.adaptive.enabled") == "false"
 
 
 def test_the_cli_answers_a_bad_value_with_one_line_and_exit_code_2(tmp_path):

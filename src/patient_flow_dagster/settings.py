@@ -9,6 +9,7 @@ in the package touches `os.environ`: code asks `read(name)`, or takes a `Setting
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -74,6 +75,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PATIENT_FLOW_SPARK_MASTER", "local[*]", "Master of the embedded Spark session."),
     Variable("PATIENT_FLOW_SHUFFLE_PARTITIONS", "4", "Shuffle partitions of the embedded session."),
     Variable("PATIENT_FLOW_DRIVER_MEMORY", "4g", "Driver memory of the embedded session."),
+    Variable("PATIENT_FLOW_SPARK_CONF", None,
+             "More settings of the embedded session, a JSON object of Spark settings; they "
+             "win over the project's own."),
     Variable("PATIENT_FLOW_SPARK_EVENT_LOG", None,
              "Folder for Spark's event log (profiling); unset: no event log."),
     Variable("PATIENT_FLOW_SPARK_DRIVER", None,
@@ -192,6 +196,22 @@ def read_choice(name: str, choices: tuple[str, ...], environ: Mapping[str, str] 
     if value not in choices:
         raise SettingsError(f"{name}={value!r} is not one of {', '.join(choices)}")
     return value
+
+
+def read_spark_conf(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """PATIENT_FLOW_SPARK_CONF as Spark settings (every value a string, as Spark takes it)."""
+    text = read("PATIENT_FLOW_SPARK_CONF", environ)
+    if not text:
+        return {}
+    try:
+        conf = json.loads(text)
+    except ValueError:
+        conf = None
+    if not isinstance(conf, dict):
+        raise SettingsError(f"PATIENT_FLOW_SPARK_CONF={text!r} is not a JSON object of Spark "
+                            'settings, e.g. {"spark.sql.adaptive.enabled": "false"}')
+    return {key: value if isinstance(value, str) else json.dumps(value)
+            for key, value in conf.items()}
 
 
 def forwarded(prefix: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:

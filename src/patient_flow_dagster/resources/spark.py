@@ -72,6 +72,7 @@ def local_spark_config(
         # Keep Delta's DESCRIBE HISTORY / streaming source happy on a fresh local lake.
         "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "false",
         **_event_log(),
+        **settings.read_spark_conf(),
     }
 
 
