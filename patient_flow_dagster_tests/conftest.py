@@ -10,8 +10,8 @@ os.environ["PATIENT_FLOW_SHUFFLE_PARTITIONS"] = "2"
 os.environ["PATIENT_FLOW_DRIVER_MEMORY"] = "2g"
 # Test batches are tiny: each query costs its planning, not its rows. Interpreted expressions
 # instead of generated code and plans fixed up front (no adaptive re-planning per stage) spend
-# less CPU per query; results are the same (the Databricks parity test compares this session's
-# lake with a cluster's on Spark's defaults).
+# less CPU per query, for the same results. The emulated Databricks clusters start from the
+# same settings.
 os.environ["PATIENT_FLOW_SPARK_CONF"] = json.dumps({
     "spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN",
     "spark.sql.adaptive.enabled": "false"})
