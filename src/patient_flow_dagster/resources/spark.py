@@ -42,7 +42,10 @@ def local_spark_config(
     """Spark settings for the embedded session: Delta, UTC everywhere, small and quiet."""
     master = master or settings.read("PATIENT_FLOW_SPARK_MASTER")
     partitions = shuffle_partitions or settings.read_int("PATIENT_FLOW_SHUFFLE_PARTITIONS")
-    driver_options = " ".join(filter(None, ["-Duser.timezone=UTC", _class_archive_options()]))
+    extra = settings.read_spark_conf()
+    # JVM options from the setting come on top of the project's (UTC, the class archive).
+    driver_options = " ".join(filter(None, ["-Duser.timezone=UTC", _class_archive_options(),
+                                            extra.pop("spark.driver.extraJavaOptions", None)]))
     return {
         "spark.master": master,
         "spark.app.name": "patient-flow",
@@ -72,7 +75,7 @@ def local_spark_config(
         # Keep Delta's DESCRIBE HISTORY / streaming source happy on a fresh local lake.
         "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "false",
         **_event_log(),
-        **settings.read_spark_conf(),
+        **extra,
     }
 
 
