@@ -8,15 +8,13 @@ import time
 os.environ["PATIENT_FLOW_SPARK_MASTER"] = "local[2]"
 os.environ["PATIENT_FLOW_SHUFFLE_PARTITIONS"] = "2"
 os.environ["PATIENT_FLOW_DRIVER_MEMORY"] = "2g"
-# Test batches are tiny: each query costs its planning, not its rows, and half a test JVM's CPU
-# went to the JIT's optimizing compiler. Interpreted expressions instead of generated code, plans
-# fixed up front (no adaptive re-planning per stage) and the JIT's quick compiler only (with the
-# code cache it then needs) spend less CPU for the same results. The emulated Databricks
-# clusters start from the same settings.
+# Test batches are tiny: each query costs its planning, not its rows. Interpreted expressions
+# instead of generated code and plans fixed up front (no adaptive re-planning per stage) spend
+# less CPU per query, for the same results. The emulated Databricks clusters start from the
+# same settings.
 os.environ["PATIENT_FLOW_SPARK_CONF"] = json.dumps({
     "spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN",
-    "spark.sql.adaptive.enabled": "false",
-    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m"})
+    "spark.sql.adaptive.enabled": "false"})
 os.environ["TZ"] = "Asia/Kolkata"
 time.tzset()  # Python's own local time too, not only the C library's and the JVM's
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")

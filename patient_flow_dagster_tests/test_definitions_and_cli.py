@@ -99,7 +99,6 @@ def test_jvm_class_archive_options(tmp_path, monkeypatch):
 
     archive = tmp_path / "classes.jsa"
     monkeypatch.delenv("PATIENT_FLOW_JVM_DUMP", raising=False)
-    monkeypatch.delenv("PATIENT_FLOW_SPARK_CONF")  # the suite's own JVM options
     monkeypatch.setenv(jvm_archive.ARCHIVE_ENV, str(archive))
     assert local_spark_config()["spark.driver.extraJavaOptions"] == "-Duser.timezone=UTC"
     archive.write_bytes(b"not built by this JDK: the JVM ignores it (-Xshare:auto)")

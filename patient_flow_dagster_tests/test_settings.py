@@ -81,11 +81,7 @@ def test_spark_settings_are_a_json_object_that_reaches_the_session(spark):
     with pytest.raises(SettingsError, match=r"^PATIENT_FLOW_SPARK_CONF='a=b' is not a JSON object"):
         settings.read_spark_conf({"PATIENT_FLOW_SPARK_CONF": "a=b"})
     # the suite's own (conftest): on the shared session, over the project's settings
-    config = local_spark_config()
-    assert config["spark.sql.adaptive.enabled"] == "false"
-    # JVM options come on top of the project's own
-    assert config["spark.driver.extraJavaOptions"].startswith("-Duser.timezone=UTC ")
-    assert config["spark.driver.extraJavaOptions"].endswith(" -XX:ReservedCodeCacheSize=256m")
+    assert local_spark_config()["spark.sql.adaptive.enabled"] == "false"
     assert spark.conf.get("spark.sql.adaptive.enabled") == "false"
 
 

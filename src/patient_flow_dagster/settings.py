@@ -77,7 +77,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("PATIENT_FLOW_DRIVER_MEMORY", "4g", "Driver memory of the embedded session."),
     Variable("PATIENT_FLOW_SPARK_CONF", None,
              "More settings of the embedded session, a JSON object of Spark settings; they "
-             "win over the project's own (spark.driver.extraJavaOptions is added to them)."),
+             "win over the project's own."),
     Variable("PATIENT_FLOW_SPARK_EVENT_LOG", None,
              "Folder for Spark's event log (profiling); unset: no event log."),
     Variable("PATIENT_FLOW_SPARK_DRIVER", None,

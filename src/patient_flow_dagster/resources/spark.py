@@ -42,10 +42,7 @@ def local_spark_config(
     """Spark settings for the embedded session: Delta, UTC everywhere, small and quiet."""
     master = master or settings.read("PATIENT_FLOW_SPARK_MASTER")
     partitions = shuffle_partitions or settings.read_int("PATIENT_FLOW_SHUFFLE_PARTITIONS")
-    extra = settings.read_spark_conf()
-    # JVM options from the setting come on top of the project's (UTC, the class archive).
-    driver_options = " ".join(filter(None, ["-Duser.timezone=UTC", _class_archive_options(),
-                                            extra.pop("spark.driver.extraJavaOptions", None)]))
+    driver_options = " ".join(filter(None, ["-Duser.timezone=UTC", _class_archive_options()]))
     return {
         "spark.master": master,
         "spark.app.name": "patient-flow",
@@ -75,7 +72,7 @@ def local_spark_config(
         # Keep Delta's DESCRIBE HISTORY / streaming source happy on a fresh local lake.
         "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "false",
         **_event_log(),
-        **extra,
+        **settings.read_spark_conf(),
     }
 
 
