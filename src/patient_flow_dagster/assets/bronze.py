@@ -85,12 +85,17 @@ class Ingest:
         return [v for v in self.new if v.status != REJECTED and v.inspection.note]
 
 
+def _versions(ledger: DataFrame) -> list:
+    """Ledger rows as versions (file_name, file_size, modified_us) with their status and batch."""
+    return ledger.select("file_name", "file_size",
+                         F.unix_micros("file_modified").alias("modified_us"),
+                         "status", "batch").collect()
+
+
 def read_ledger(spark: SparkSession, lake: DeltaLake) -> list:
     """Every ledger row (one per version: small), read once per run."""
     lake.ensure(spark, LANDING_FILES, LANDING_FILES.spark_schema)
-    return lake.read(spark, LANDING_FILES).select(
-        "file_name", "file_size", F.unix_micros("file_modified").alias("modified_us"),
-        "status", "batch").collect()
+    return _versions(lake.read(spark, LANDING_FILES))
 
 
 def new_versions(ledger: list, landing: LandingZone) -> list[Version]:
@@ -100,8 +105,7 @@ def new_versions(ledger: list, landing: LandingZone) -> list[Version]:
 
 def pending_versions(ledger: list, landing: LandingZone) -> list[Version]:
     """Versions a crashed run recorded as pending: their batch is replayed with its number."""
-    return [Version(LandingFile(r.file_name, r.file_size, r.modified_us / 1_000_000),
-                    landing.inspect(r.file_name), r.batch)
+    return [Version(LandingFile.of_ledger(r), landing.inspect(r.file_name), r.batch)
             for r in ledger if r.status == PENDING]
 
 
@@ -216,18 +220,15 @@ def archive_landing(spark: SparkSession, lake: DeltaLake, landing: LandingZone,
     if landing.retention_hours is None or landing.reader == "autoloader":
         return 0
     cutoff = utc_literal(now - timedelta(hours=landing.retention_hours))
-    due = (lake.read(spark, LANDING_FILES)
-           .filter(F.col("status").isin(INGESTED, REJECTED) & F.col("archived_as").isNull()
-                   & (F.col("audited_at") < cutoff))
-           .select("file_name", "file_size", F.unix_micros("file_modified").alias("modified_us"),
-                   "status", "batch").collect())
+    due = _versions(lake.read(spark, LANDING_FILES).filter(
+        F.col("status").isin(INGESTED, REJECTED) & F.col("archived_as").isNull()
+        & (F.col("audited_at") < cutoff)))
     if not due:
         return 0
     notes, moved = [], 0
     for row in due:
         destination = archive_destination(row)
-        version = LandingFile(row.file_name, row.file_size, row.modified_us / 1_000_000)
-        if landing.move_to_archive(version, destination):
+        if landing.move_to_archive(LandingFile.of_ledger(row), destination):
             moved += 1
         elif not landing.in_archive(destination):
             destination = GONE

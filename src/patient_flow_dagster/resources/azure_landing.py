@@ -121,7 +121,7 @@ class AzureBlobLandingZone(LandingZone):
         except ResourceNotFoundError:
             return False
         found = LandingFile(version.name, properties.size, properties.last_modified.timestamp())
-        if (found.size, found.modified_us) != (version.size, version.modified_us):
+        if found.key != version.key:
             return False
         target = self._container_client.get_blob_client(self._archive_prefix + destination)
         unchanged = MatchConditions.IfNotModified

@@ -48,14 +48,23 @@ class LandingFile:
         """Modification time in whole microseconds: the precision the ledger keeps."""
         return round(self.modified * 1_000_000)
 
+    @property
+    def key(self) -> tuple[str, int, int]:
+        """What tells one version from another in the ledger: name, size, microseconds."""
+        return self.name, self.size, self.modified_us
+
+    @classmethod
+    def of_ledger(cls, row) -> LandingFile:
+        """The version a ledger row (file_name, file_size, modified_us) notes."""
+        return cls(row.file_name, row.file_size, row.modified_us / 1_000_000)
+
 
 def _is_version(path: Path, version: LandingFile) -> bool:
     try:
         stat = path.stat()
     except FileNotFoundError:
         return False
-    found = LandingFile(version.name, stat.st_size, stat.st_mtime)
-    return (found.size, found.modified_us) == (version.size, version.modified_us)
+    return LandingFile(version.name, stat.st_size, stat.st_mtime).key == version.key
 
 
 def unseen(listed: list[LandingFile], ledger: list) -> list[LandingFile]:
@@ -64,8 +73,7 @@ def unseen(listed: list[LandingFile], ledger: list) -> list[LandingFile]:
     mtime of its name and size."""
     known = {(r.file_name, r.file_size, r.modified_us) for r in ledger}
     known_legacy = {(r.file_name, r.file_size) for r in ledger if r.modified_us is None}
-    return [f for f in listed if (f.name, f.size, f.modified_us) not in known
-            and (f.name, f.size) not in known_legacy]
+    return [f for f in listed if f.key not in known and (f.name, f.size) not in known_legacy]
 
 
 @dataclass(frozen=True)
