@@ -18,6 +18,7 @@ from patient_flow_dagster.settings import Settings
 from patient_flow_dagster_tests.conftest import recent_now
 
 landing_sensor = build_landing_sensor(Settings.from_env({}).sensor_interval)
+defs = build_definitions(Settings.from_env({}))
 
 
 def tick(instance, landing_dir, cursor=None):
@@ -96,3 +97,84 @@ def test_sensor_tick_runs_the_pipeline_to_gold(lakehouse):
         instance=instance, definitions=defs, cursor=result.cursor, resources=landing))
     assert again.run_requests == []
     assert again.skip_message == f"no new files in {Path(settings.landing).resolve()}"
+
+
+def queue_run(instance, job, tags=None):
+    """A run of `job` waiting in the instance's run queue (as the daemon holds it behind a
+    running lake writer)."""
+    from dagster import DagsterRunStatus
+    # Test-only: a queued run must name the code location that will launch it.
+    from dagster._core.remote_origin import (
+        InProcessCodeLocationOrigin,
+        RemoteJobOrigin,
+        RemoteRepositoryOrigin,
+    )
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+    location = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(module_name="patient_flow_dagster.definitions"))
+    origin = RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), job.name)
+    return instance.create_run_for_job(job, tags={**job.tags, **(tags or {})},
+                                       status=DagsterRunStatus.QUEUED, remote_job_origin=origin)
+
+
+def test_runs_never_pile_up_behind_a_queued_run(tmp_path):
+    """With the project's instance (run queue, one lake writer): while a pipeline run is queued
+    or starting, new files wait and the skip says why; once it has started, the next request
+    carries every file landed meanwhile."""
+    from dagster import DagsterEvent, DagsterEventType, DagsterRunStatus
+
+    from patient_flow_dagster_tests.conftest import project_instance
+
+    instance = project_instance(tmp_path / "home")
+    job = defs.resolve_job_def("patient_flow")
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    drop_files(landing, ["a.parquet"])
+    first = tick(instance, landing)
+    [request] = first.run_requests
+    run = queue_run(instance, job, request.tags)
+
+    drop_files(landing, ["b.parquet"])
+    waiting = tick(instance, landing, cursor=first.cursor)
+    assert waiting.run_requests == []
+    assert waiting.skip_message == (f"1 new landing files wait for run {run.run_id}, which is "
+                                    "queued or starting and will ingest them")
+    assert waiting.cursor == first.cursor  # it stays where it was: b waits, it is not dropped
+
+    drop_files(landing, ["c.parquet"])
+    instance.report_dagster_event(
+        DagsterEvent(DagsterEventType.RUN_START.value, job_name=job.name), run.run_id)
+    assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED
+    # The queued run has started (it executes; the run queue holds the next one behind it).
+    # A queued run of the clock's job does not hold the landing files back.
+    clock = defs.resolve_job_def("patient_flow_clock")
+    queue_run(instance, clock)
+    after = tick(instance, landing, cursor=first.cursor)
+    [next_request] = after.run_requests
+    assert next_request.tags["patient_flow/files"] == "b.parquet, c.parquet"
+    assert tick(instance, landing, cursor=after.cursor).run_requests == []
+
+
+def test_the_census_clock_runs_on_the_hour_unless_a_pipeline_run_waits(tmp_path):
+    """The hourly schedule asks for a census-only run; a queued pipeline run moves the census
+    itself, so the clock skips that hour and says why."""
+    from dagster import DagsterRunStatus, build_schedule_context
+
+    from patient_flow_dagster_tests.conftest import project_instance
+
+    instance = project_instance(tmp_path / "home")
+    clock = defs.resolve_schedule_def("census_clock")
+    assert clock.cron_schedule == "0 * * * *"
+    job = defs.resolve_job_def(clock.job_name)
+    assert set(job.asset_layer.selected_asset_keys) == {
+        t.DEPARTMENT_CENSUS_HOURLY.key, t.CURRENT_OCCUPANCY.key}
+    assert job.tags["patient_flow/writes"] == "lake"  # one lake writer at a time
+
+    [request] = clock.evaluate_tick(build_schedule_context(instance=instance)).run_requests
+    assert request.job_name in (None, "patient_flow_clock")
+    pipeline = defs.resolve_job_def("patient_flow")
+    run = queue_run(instance, pipeline)
+    skipped = clock.evaluate_tick(build_schedule_context(instance=instance))
+    assert skipped.run_requests == []
+    assert skipped.skip_message == f"run {run.run_id} is queued or starting and moves the census too"

@@ -14,13 +14,20 @@ from dagster import (
 
 from patient_flow_dagster.alerting import alert_on_failed_run, alert_on_quality
 from patient_flow_dagster.assets.bronze import bronze_patient_events
+from patient_flow_dagster.assets.checks import AUDIT_ONLY
 from patient_flow_dagster.assets.gold import gold_dimensions, gold_facts
 from patient_flow_dagster.assets.kpis import gold_kpis
 from patient_flow_dagster.assets.landing import landing_patient_events
 from patient_flow_dagster.assets.silver import silver_patient_events
 from patient_flow_dagster.environments import executor_for, resources_for
-from patient_flow_dagster.model.tables import BY_KEY, QUARANTINE
-from patient_flow_dagster.sensors import build_landing_sensor
+from patient_flow_dagster.model.tables import (
+    BY_KEY,
+    CURRENT_OCCUPANCY,
+    DEPARTMENT_CENSUS_HOURLY,
+    QUARANTINE,
+)
+from patient_flow_dagster.schedules import build_census_clock, build_nightly_audit
+from patient_flow_dagster.sensors import PIPELINE_JOB, build_landing_sensor
 from patient_flow_dagster.settings import Settings
 
 
@@ -59,13 +66,27 @@ def with_freshness(settings: Settings):
 
     return apply
 
+# A batch's run checks what the batch touched; the checks that compare whole tables wait for
+# the nightly audit (assets/checks.py, `Scope`).
+BATCH_SELECTION = AssetSelection.assets(*LAKE_ASSETS) - AssetSelection.checks(*AUDIT_ONLY)
+
 patient_flow_job = define_asset_job(
-    "patient_flow",
-    selection=AssetSelection.assets(*LAKE_ASSETS),
+    PIPELINE_JOB,
+    selection=BATCH_SELECTION,
     tags={**WRITES_LAKE, **RETRY_FROM_FAILURE},
     description=(
         "Landing -> bronze -> silver (+ quarantine) -> gold dimensions, facts and KPIs: 5 steps, "
-        "each evaluating the checks of its tables (on Databricks, 5 job runs per batch)."),
+        "each evaluating the checks of its tables over what the batch touched (on Databricks, "
+        "5 job runs per batch)."),
+)
+
+# The census and current occupancy alone, on the hour turn (schedules.census_clock).
+patient_flow_clock_job = define_asset_job(
+    "patient_flow_clock",
+    selection=(AssetSelection.assets(DEPARTMENT_CENSUS_HOURLY.key, CURRENT_OCCUPANCY.key)
+               - AssetSelection.checks(*AUDIT_ONLY)),
+    tags=WRITES_LAKE,
+    description="Move the hourly census and current occupancy to the current hour.",
 )
 
 
@@ -84,7 +105,8 @@ patient_flow_full_refresh_job = define_asset_job(
 patient_flow_checks_job = define_asset_job(
     "patient_flow_checks",
     selection=AssetSelection.all_asset_checks(),
-    description="Re-run every quality check against the existing tables, materializing nothing.",
+    description="Every quality check over its whole table, materializing nothing: the audit "
+    "(nightly, schedules.nightly_audit).",
 )
 
 
@@ -92,7 +114,10 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     settings = settings or Settings.from_env()
     return Definitions(
         assets=[LANDING, *map_asset_specs(with_freshness(settings), LAKE_ASSETS)],
-        jobs=[patient_flow_job, patient_flow_full_refresh_job, patient_flow_checks_job],
+        jobs=[patient_flow_job, patient_flow_full_refresh_job, patient_flow_checks_job,
+              patient_flow_clock_job],
+        schedules=[build_census_clock(patient_flow_clock_job),
+                   build_nightly_audit(patient_flow_checks_job)],
         sensors=[build_landing_sensor(settings.sensor_interval), alert_on_failed_run,
                  alert_on_quality],
         resources=resources_for(settings),

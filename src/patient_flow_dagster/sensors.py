@@ -1,8 +1,9 @@
 """The landing sensor: new files in the landing zone start a run of the whole graph.
 
-The sensor only decides *when* to run; *what* gets ingested is decided by bronze's streaming
-checkpoint, which picks up every file not ingested before. So a file the sensor somehow missed
-is still ingested by the next run, and a file it reports twice is still ingested once.
+The sensor only decides *when* to run; *what* gets ingested is decided by bronze's ledger, which
+picks up every file version not ingested before. So a file the sensor somehow missed is still
+ingested by the next run, a file it reports twice is still ingested once, and a run takes every
+file landed until it starts, including those that landed while it was queued.
 
 Why the sensor targets the whole `patient_flow` job rather than bronze alone with declarative
 automation for the layers below: one run per landing batch means one Spark session start, the
@@ -15,8 +16,10 @@ import hashlib
 import json
 
 from dagster import (
+    DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
+    RunsFilter,
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
@@ -27,6 +30,7 @@ from dagster import (
 from patient_flow_dagster.resources.landing import LandingFile, LandingZone
 
 MAX_FILES_LISTED_IN_TAGS = 20
+PIPELINE_JOB = "patient_flow"
 
 
 def load_cursor(cursor: str | None) -> dict:
@@ -57,12 +61,30 @@ def run_key_for(fresh: list[LandingFile]) -> str:
     return f"landing-{digest[:24]}"
 
 
+# A run in these states has not listed the landing zone yet: it will take every file landed
+# until it starts, so asking for another run behind it would only queue a run with nothing to do.
+NOT_YET_STARTED = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED,
+                   DagsterRunStatus.STARTING]
+
+
+def waiting_run(context: SensorEvaluationContext, job_name: str) -> str | None:
+    """The id of a run of `job_name` that is queued or starting, if any."""
+    runs = context.instance.get_run_records(
+        filters=RunsFilter(job_name=job_name, statuses=NOT_YET_STARTED), limit=1)
+    return runs[0].dagster_run.run_id if runs else None
+
+
 def evaluate_landing(context: SensorEvaluationContext):
     landing: LandingZone = context.resources.landing
     cursor = load_cursor(context.cursor)
     fresh = new_files(landing.list_files(), cursor)
     if not fresh:
         return SkipReason(f"no new files in {landing.describe()}")
+    waiting = waiting_run(context, PIPELINE_JOB)
+    if waiting:
+        # The cursor stays: these files go with the next request, once that run has started.
+        return SkipReason(f"{len(fresh)} new landing files wait for run {waiting}, which is "
+                          "queued or starting and will ingest them")
     names = sorted(f.name for f in fresh)
     listed = ", ".join(names[:MAX_FILES_LISTED_IN_TAGS])
     if len(names) > MAX_FILES_LISTED_IN_TAGS:
@@ -81,10 +103,14 @@ def evaluate_landing(context: SensorEvaluationContext):
 
 def build_landing_sensor(interval_seconds: int) -> SensorDefinition:
     """The landing sensor, checking every `interval_seconds` (PATIENT_FLOW_SENSOR_INTERVAL): a
-    listing is cheap, and the wait for the next tick is part of the file-to-gold latency."""
+    listing is cheap, and the wait for the next tick is part of the file-to-gold latency.
+
+    Runs never pile up: while a pipeline run is queued or starting, new files wait for the
+    request after it (the run queue lets one lake writer execute), so at most one run executes
+    and one waits, however fast files land."""
     return sensor(
         name="landing_sensor",
-        job_name="patient_flow",
+        job_name=PIPELINE_JOB,
         minimum_interval_seconds=interval_seconds,
         default_status=DefaultSensorStatus.RUNNING,
         required_resource_keys={"landing"},

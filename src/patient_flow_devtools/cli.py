@@ -1,5 +1,5 @@
-"""The development commands of `patient-flow`: bench, bench-compute, bench-sensor, jvm-archive,
-spark-driver, kafka-broker."""
+"""The development commands of `patient-flow`: bench, bench-compute, bench-stream,
+bench-sensor, jvm-archive, spark-driver, kafka-broker."""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +14,12 @@ def cmd_bench(args) -> int:
 
 def cmd_bench_compute(args) -> int:
     from patient_flow_devtools.compute_modes import main
+
+    return main(args)
+
+
+def cmd_bench_stream(args) -> int:
+    from patient_flow_devtools.bench_stream import main
 
     return main(args)
 
@@ -89,6 +95,22 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     compute.add_argument("--workdir", default=".lake/bench-compute")
     compute.add_argument("--output", default=None, help="also write the JSON report here")
     compute.set_defaults(func=cmd_bench_compute)
+
+    stream = commands.add_parser(
+        "bench-stream", help="steady arrivals under dagster dev and the warm driver: "
+        "file-to-gold, run queue depth, drain time, beside the engine floor")
+    stream.add_argument("--files", type=int, default=36)
+    stream.add_argument("--events", type=int, default=50, help="events per file")
+    stream.add_argument("--interval", type=float, default=10, help="seconds between files")
+    stream.add_argument("--history", type=int, default=0,
+                        help="events landed and run before the stream (the lake's history)")
+    stream.add_argument("--seed", type=int, default=1)
+    stream.add_argument("--sensor-interval", type=int, default=None)
+    stream.add_argument("--no-warm-driver", action="store_true")
+    stream.add_argument("--no-floor", action="store_true", help="skip the engine floor")
+    stream.add_argument("--workdir", default=".lake/bench-stream")
+    stream.add_argument("--output", default=None, help="also write the JSON report here")
+    stream.set_defaults(func=cmd_bench_stream)
 
     sensor = commands.add_parser(
         "bench-sensor", help="a landing sensor tick with a large archive beside the landing "

@@ -8,6 +8,12 @@ run). The steps are subsettable: selecting only checks evaluates them against th
 tables without writing anything (the `patient_flow_checks` job). The checks that guard gold are
 blocking: when one fails with ERROR severity its step fails after reporting every result, and
 Dagster does not run the downstream assets.
+
+A check reads what its step's run wrote (`Scope`): the rows of the run's batch, and the
+encounters, patients, beds and hours they touch, so a batch's checks cost what the batch
+touched, not the history. Checked without writing (the `patient_flow_checks` job, nightly) a
+check reads its whole table: the audit. A few checks compare whole tables by nature (a KPI kept
+as totals against the fact): they are `audit_only`, left out of the pipeline's runs.
 """
 
 import functools
@@ -24,6 +30,7 @@ from dagster import (
     AssetKey,
     MetadataValue,
 )
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from patient_flow_dagster.assets.common import (
@@ -49,6 +56,7 @@ class Check:
     description: str
     evaluate: Callable[..., AssetCheckResult]  # (context) -> result of this check
     blocking: bool = False
+    audit_only: bool = False  # compares whole tables: the nightly audit, not every batch
 
     @property
     def key(self) -> AssetCheckKey:
@@ -62,6 +70,51 @@ class Check:
 
 def _spark_lake(context):
     return context.resources.pyspark.spark_session, context.resources.lake
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The rows a step's checks read. In a run that wrote the step's tables, `runs` holds the
+    run's id and those of the runs it re-executes (a retry from failure gets a new id): the
+    checks read the rows those runs stamped (`ingest_run_id`, `silver_run_id`) and what those
+    rows touch. With nothing written (the checks-only job), `runs` is None: whole tables."""
+
+    runs: tuple[str, ...] | None
+
+    @classmethod
+    def of(cls, context) -> "Scope":
+        if not context.selected_asset_keys:
+            return cls(None)
+        run = context.run
+        return cls(tuple(dict.fromkeys(
+            i for i in (run.run_id, run.parent_run_id, run.root_run_id) if i)))
+
+    @property
+    def audit(self) -> bool:
+        return self.runs is None
+
+    def stamped(self, rows: DataFrame, column: str) -> DataFrame:
+        """`rows` stamped by the scope's runs in `column` (all of them in an audit)."""
+        return rows if self.audit else rows.filter(F.col(column).isin(*self.runs))
+
+    def touching(self, rows: DataFrame, keys: DataFrame) -> DataFrame:
+        """`rows` that share `keys`' columns (all of them in an audit)."""
+        return rows if self.audit else rows.join(keys, keys.columns, "left_semi")
+
+
+def _touched(context, column: str) -> DataFrame:
+    """The distinct `column` (encounter_id, patient_id) of the silver rows of the scope's runs."""
+    spark, lake = _spark_lake(context)
+    return Scope.of(context).stamped(lake.read(spark, t.SILVER_EVENTS), "silver_run_id") \
+        .select(column).distinct()
+
+
+def _scoped(context, table: t.Table, column: str) -> DataFrame:
+    """`table`'s rows whose `column` the scope's silver rows touch (all rows in an audit)."""
+    spark, lake = _spark_lake(context)
+    scope = Scope.of(context)
+    rows = lake.read(spark, table)
+    return rows if scope.audit else scope.touching(rows, _touched(context, column))
 
 
 # -- ingestion: the rules of silver, and nothing lost between landing, bronze and silver --------
@@ -137,12 +190,14 @@ def shared_per_run(measure: Callable):
 
 @shared_per_run
 def _latest_rule_measures(context) -> tuple[str | None, dict[str, measures.Measure]]:
-    """All rules of the latest silver batch measured in one Spark pass."""
+    """All rules of the run's silver batch (in an audit: the latest batch) in one Spark pass."""
     spark, lake = _spark_lake(context)
     silver, quarantine = lake.read(spark, t.SILVER_EVENTS), lake.read(spark, t.QUARANTINE)
-    batch = measures.latest_silver_batch(silver, quarantine)
-    return batch, measures.rule_measures(silver, quarantine, batch,
-                                         context.resources.quality.sample_size)
+    runs = Scope.of(context).runs
+    batch = [*runs] if runs else measures.latest_silver_batch(silver, quarantine)
+    measured = measures.rule_measures(silver, quarantine, batch,
+                                      context.resources.quality.sample_size)
+    return (", ".join(batch) if isinstance(batch, list) else batch), measured
 
 
 def _rule_check(rule: QualityRule) -> Check:
@@ -158,11 +213,18 @@ def _rule_check(rule: QualityRule) -> Check:
 
 
 def silver_reconciles_with_bronze(context) -> AssetCheckResult:
+    """Over the event ids the run's batch holds in any of the three tables (in an audit, over
+    all of them)."""
     spark, lake = _spark_lake(context)
-    counts = measures.reconciliation(
-        lake.read(spark, t.BRONZE_EVENTS), lake.read(spark, t.SILVER_EVENTS),
-        lake.read(spark, t.QUARANTINE),
-    )
+    scope = Scope.of(context)
+    bronze, silver, quarantine = (lake.read(spark, table) for table in
+                                  (t.BRONZE_EVENTS, t.SILVER_EVENTS, t.QUARANTINE))
+    ids = None if scope.audit else (
+        scope.stamped(bronze, "ingest_run_id").select("event_id")
+        .unionByName(scope.stamped(silver, "silver_run_id").select("event_id"))
+        .unionByName(scope.stamped(quarantine, "silver_run_id").select("event_id")).distinct())
+    counts = measures.reconciliation(*(scope.touching(rows, ids) if ids is not None else rows
+                                       for rows in (bronze, silver, quarantine)))
     problems = (counts["missing_from_silver_and_quarantine"] + counts["in_more_than_one_place"]
                 + counts["unknown_to_bronze"])
     balanced = counts["bronze_rows"] == (
@@ -177,26 +239,35 @@ def silver_reconciles_with_bronze(context) -> AssetCheckResult:
 
 def every_landing_file_ingested(context) -> AssetCheckResult:
     """Per file name, bronze holds exactly the rows the footers of its ingested versions
-    announce; every listed version is in the ledger."""
+    announce; every listed version is in the ledger. A run checks the versions it audited and
+    the files still listed in landing; an audit, every version the ledger holds."""
     spark, lake = _spark_lake(context)
-    versions = lake.read(spark, t.LANDING_FILES).withColumn(
-        "modified_us", F.unix_micros("file_modified")).collect()
+    scope = Scope.of(context)
+    listed = context.resources.landing.list_files()
+    ledger = lake.read(spark, t.LANDING_FILES)
+    if not scope.audit:
+        ledger = ledger.filter(F.col("audit_run_id").isin(*scope.runs)
+                               | F.col("file_name").isin(*{f.name for f in listed})
+                               | (F.col("status") == "pending"))
+    versions = ledger.withColumn("modified_us", F.unix_micros("file_modified")).collect()
+    if not scope.audit:  # the footers announced by this run's versions
+        versions_of_run = [r for r in versions if r.audit_run_id in scope.runs]
     # Rows per source path first (no string work per row), then per file name over the few
     # paths: the same name may have landed under two paths.
     per_file = {
         row.file_name: row.bronze_rows for row in
-        lake.read(spark, t.BRONZE_EVENTS)
+        scope.stamped(lake.read(spark, t.BRONZE_EVENTS), "ingest_run_id")
         .groupBy("source_file").agg(F.count(F.lit(1)).alias("bronze_rows"))
         .groupBy(F.element_at(F.split("source_file", "/"), -1).alias("file_name"))
         .agg(F.sum("bronze_rows").alias("bronze_rows")).collect()
     }
     announced: dict[str, int] = {}
-    for row in versions:
+    for row in (versions if scope.audit else versions_of_run):
         if row.status == "ingested":
             announced[row.file_name] = announced.get(row.file_name, 0) + (row.footer_rows or 0)
     short = [{"file_name": name, "footer_rows": rows, "bronze_rows": per_file.get(name, 0)}
              for name, rows in sorted(announced.items()) if per_file.get(name, 0) != rows]
-    waiting = [f.name for f in unseen(context.resources.landing.list_files(), versions)]
+    waiting = [f.name for f in unseen(listed, versions)]
     waiting += [r.file_name for r in versions if r.status == "pending"]
     rejected = [r for r in versions if r.status == "rejected"]
     latest = max(versions, key=lambda r: r.audited_at, default=None)
@@ -249,14 +320,14 @@ def _integrity_result(measure: measures.Measure, what: str,
 def _measure_fact(context) -> dict[str, measures.Measure]:
     spark, lake = _spark_lake(context)
     return measures.fact_integrity(
-        lake.read(spark, t.FACT_ADMISSIONS), lake.read(spark, t.DIM_PATIENT),
+        _scoped(context, t.FACT_ADMISSIONS, "encounter_id"), lake.read(spark, t.DIM_PATIENT),
         lake.read(spark, t.DIM_DEPARTMENT), context.resources.quality.sample_size)
 
 
 @shared_per_run
 def _measure_patient_history(context) -> dict[str, measures.Measure]:
     spark, lake = _spark_lake(context)
-    return measures.patient_history(lake.read(spark, t.DIM_PATIENT),
+    return measures.patient_history(_scoped(context, t.DIM_PATIENT, "patient_id"),
                                     context.resources.quality.sample_size)
 
 
@@ -272,15 +343,18 @@ def _one_pass_check(name: str, measure: Callable, what: str) -> Callable[..., As
 @shared_per_run
 def _measure_movements(context) -> dict[str, measures.Measure]:
     spark, lake = _spark_lake(context)
-    return measures.movement_integrity(lake.read(spark, t.FACT_MOVEMENTS),
-                                       lake.read(spark, t.FACT_ADMISSIONS),
+    return measures.movement_integrity(_scoped(context, t.FACT_MOVEMENTS, "encounter_id"),
+                                       _scoped(context, t.FACT_ADMISSIONS, "encounter_id"),
                                        context.resources.quality.sample_size)
 
 
 def one_patient_per_bed(context) -> AssetCheckResult:
+    """Over the beds the run's encounters were in (every bed in an audit)."""
     spark, lake = _spark_lake(context)
-    measure = measures.beds_shared(lake.read(spark, t.FACT_MOVEMENTS),
-                                   context.resources.quality.sample_size)
+    beds = _scoped(context, t.FACT_MOVEMENTS, "encounter_id").select(
+        "hospital_id", "bed_id").distinct()
+    movements = Scope.of(context).touching(lake.read(spark, t.FACT_MOVEMENTS), beds)
+    measure = measures.beds_shared(movements, context.resources.quality.sample_size)
     return _integrity_result(measure, "beds", AssetCheckSeverity.WARN)
 
 
@@ -288,8 +362,8 @@ def encounters_waiting_for_admission(context) -> AssetCheckResult:
     spark, lake = _spark_lake(context)
     grace = context.resources.quality.admission_grace_seconds
     older_than = F.current_timestamp() - F.make_dt_interval(secs=F.lit(grace))
-    measure = measures.waiting_for_admission(lake.read(spark, t.SILVER_EVENTS), older_than,
-                                             context.resources.quality.sample_size)
+    measure = measures.waiting_for_admission(_scoped(context, t.SILVER_EVENTS, "encounter_id"),
+                                             older_than, context.resources.quality.sample_size)
     return AssetCheckResult(
         passed=measure.failed == 0, severity=AssetCheckSeverity.WARN,
         metadata={
@@ -370,12 +444,24 @@ def _count_result(checks: dict[str, tuple[int, int]]) -> AssetCheckResult:
     )
 
 
+CENSUS_HOURS_COMPARED = 48
+
+
 @shared_per_run
 def _census_measures(context):
-    """Negative figures and flow-conservation breaks of the census, in one pass."""
+    """Negative figures and flow-conservation breaks of the census, in one pass: over the last
+    CENSUS_HOURS_COMPARED hours in a run (those the board shows), every hour in an audit."""
     spark, lake = _spark_lake(context)
     hourly = lake.read(spark, t.DEPARTMENT_CENSUS_HOURLY)
-    rows = census.with_conservation_flag(hourly).withColumn(
+    rows = census.with_conservation_flag(hourly)
+    if not Scope.of(context).audit:
+        since = F.col("_latest") - F.make_dt_interval(hours=F.lit(CENSUS_HOURS_COMPARED))
+        recent = hourly.crossJoin(hourly.agg(F.max("hour_start").alias("_latest")))
+        # The hour before the window too: each hour is compared with the one before it.
+        rows = census.with_conservation_flag(recent.filter(
+            F.col("hour_start") >= since - F.expr("INTERVAL 1 HOUR"))).filter(
+            F.col("hour_start") >= since).drop("_latest")
+    rows = rows.withColumn(
         "_key", F.concat_ws("/", "hospital_id", "department", F.col("hour_start").cast("string")))
     return measures.measure_in_one_pass(rows, {
         "negative": (F.col("present_at_end") < 0) | (F.col("occupancy") < 0),
@@ -390,9 +476,6 @@ def census_not_negative(context) -> AssetCheckResult:
 def census_flow_conservation(context) -> AssetCheckResult:
     breaks = _census_measures(context)["conservation_breaks"].failed
     return _count_result({"conservation_breaks": (breaks, 0)})
-
-
-CENSUS_HOURS_COMPARED = 48
 
 
 def census_matches_movements(context) -> AssetCheckResult:
@@ -480,16 +563,19 @@ KPI_CHECKS = [
           "present per department = the movement segments open at that instant, counted "
           "directly.", census_matches_movements),
     Check("gender_department_cube_matches_fact", t.CUBE_GENDER_DEPARTMENT.key,
-          _CUBE_SUMS_DESCRIPTION, sums_match_fact(t.CUBE_GENDER_DEPARTMENT, _CUBE_SUMS)),
+          _CUBE_SUMS_DESCRIPTION, sums_match_fact(t.CUBE_GENDER_DEPARTMENT, _CUBE_SUMS),
+          audit_only=True),
     Check("department_hospital_cube_matches_fact", t.CUBE_DEPARTMENT_HOSPITAL.key,
-          _CUBE_SUMS_DESCRIPTION, sums_match_fact(t.CUBE_DEPARTMENT_HOSPITAL, _CUBE_SUMS)),
+          _CUBE_SUMS_DESCRIPTION, sums_match_fact(t.CUBE_DEPARTMENT_HOSPITAL, _CUBE_SUMS),
+          audit_only=True),
     Check("daily_flow_matches_fact", t.DAILY_FLOW.key,
           "Admissions and discharges add up to the fact table's totals.",
-          sums_match_fact(t.DAILY_FLOW, {"admissions": "admissions", "discharges": "discharges"})),
+          sums_match_fact(t.DAILY_FLOW, {"admissions": "admissions", "discharges": "discharges"}),
+          audit_only=True),
     Check("length_of_stay_stats_consistent", t.LENGTH_OF_STAY_STATS.key,
           "Completed stays add up to the completed movement segments, and median <= p90 <= "
           "max.",
-          length_of_stay_stats_consistent),
+          length_of_stay_stats_consistent, audit_only=True),
     Check("current_occupancy_consistent", t.CURRENT_OCCUPANCY.key,
           "Current occupancy is never negative and each hospital total is the sum of its "
           "departments.", current_occupancy_consistent),
@@ -497,6 +583,7 @@ KPI_CHECKS = [
 
 
 ALL_CHECKS = [*INGESTION_CHECKS, *GOLD_CHECKS, *KPI_CHECKS]
+AUDIT_ONLY = [check.key for check in ALL_CHECKS if check.audit_only]
 
 
 def checks_on(*tables: t.Table) -> list[Check]:

@@ -45,7 +45,7 @@ def latest_silver_batch(silver: DataFrame, quarantine: DataFrame) -> str | None:
 
 
 def rule_measures(
-    silver: DataFrame, quarantine: DataFrame, run_id: str | None, sample_size: int
+    silver: DataFrame, quarantine: DataFrame, run_id: str | list[str] | None, sample_size: int
 ) -> dict[str, Measure]:
     """Per rule: rows of the batch evaluated, rows breaking it, a few failing event_ids.
 
@@ -99,8 +99,12 @@ def measure_in_one_pass(
     }
 
 
-def _of_run(rows: DataFrame, run_id: str | None) -> DataFrame:
-    return rows if run_id is None else rows.filter(F.col("silver_run_id") == run_id)
+def _of_run(rows: DataFrame, run_id: str | list[str] | None) -> DataFrame:
+    """The rows of one silver run, or of several (a run and the runs it re-executes)."""
+    if run_id is None:
+        return rows
+    return rows.filter(F.col("silver_run_id").isin(*([run_id] if isinstance(run_id, str)
+                                                     else run_id)))
 
 
 def reconciliation(bronze: DataFrame, silver: DataFrame, quarantine: DataFrame) -> dict[str, int]:

@@ -1,0 +1,296 @@
+"""`patient-flow bench-stream`: steady arrivals under the real daemon, as a hospital runs it.
+
+`dagster dev` (daemon, run queue, landing sensor, code server) runs with the warm Spark driver,
+as `./run dev` starts them. After an optional history batch, a file of E events lands every I
+seconds, N times. Reported: file-to-gold per file (landed -> end of the run that ingested it,
+from the ledger's `audit_run_id` and the run's end), the run queue's depth over time, runs
+started, the drain time after the last file; beside them the engine floor, a bare script
+applying the same files as they land in one warm Spark session. Every file must reach gold and
+every run succeed, or nothing is reported.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from patient_flow_devtools import CHECKOUT
+from patient_flow_devtools.processes import stop_process_group
+
+WAITING = ("QUEUED", "NOT_STARTED", "STARTING")
+
+
+class StreamBenchError(RuntimeError):
+    """A run failed or a file did not reach gold: no figures are reported."""
+
+
+@contextmanager
+def dagster_dev(workdir: Path, interval: int, warm_driver: bool = True, port: int = 3918):
+    """`dagster dev` with the project's instance settings (and the warm driver), its lake and
+    landing under `workdir`; yields (dagster_home, lake, landing)."""
+    home, lake, landing = workdir / "dagster_home", workdir / "lake", workdir / "landing"
+    for folder in (home, landing):
+        folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(CHECKOUT / "config" / "dagster.yaml", home / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_HOME": str(home), "PATIENT_FLOW_LAKE": str(lake),
+           "PATIENT_FLOW_LANDING": str(landing), "PATIENT_FLOW_SENSOR_INTERVAL": str(interval)}
+    driver = None
+    if warm_driver:
+        from patient_flow_dagster.resources.warm_driver import DRIVER_ENV
+        from patient_flow_devtools.warm_driver import start
+
+        env[DRIVER_ENV] = str(home / "spark-driver.json")
+        driver = start(home / "spark-driver.json", env)
+    dagster = Path(sys.executable).with_name("dagster")
+    process = subprocess.Popen(
+        [str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port),
+         "-w", str(CHECKOUT / "workspace.yaml")],
+        cwd=CHECKOUT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    try:
+        yield home, lake, landing
+    finally:
+        stop_process_group(process)
+        if driver is not None:
+            stop_process_group(driver)
+
+
+def pipeline_runs(instance) -> list:
+    from dagster import RunsFilter
+
+    return [record for record in instance.get_run_records(
+        filters=RunsFilter(job_name="patient_flow"))]
+
+
+class QueueWatch(threading.Thread):
+    """Samples the pipeline's runs once a second: how many wait, how many execute."""
+
+    def __init__(self, home: Path, started: float):
+        super().__init__(daemon=True)
+        self.home, self.started, self.samples = home, started, []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        from dagster import DagsterInstance
+
+        with DagsterInstance.from_config(str(self.home)) as instance:
+            while not self.stop.is_set():
+                runs = [r.dagster_run.status.value for r in pipeline_runs(instance)]
+                self.samples.append((round(time.time() - self.started, 1),
+                                     sum(s in WAITING for s in runs), runs.count("STARTED")))
+                self.stop.wait(1.0)
+
+
+def landed_stream(files: int, events: int, seed: int) -> list:
+    """`files` tables of `events` consecutive simulated ADT events (lifecycles over the last
+    two days), in arrival order."""
+    from patient_flow_dagster.ingestion.landing_writer import events_table
+    from patient_flow_dagster.ingestion.simulator import simulate_lifecycles
+
+    stream = simulate_lifecycles(files * events, seed=seed, now=datetime.now(timezone.utc),
+                                 span_days=2).events
+    return [events_table(stream[i * events:(i + 1) * events]) for i in range(files)]
+
+
+def land_on_schedule(tables: list, landing: Path, interval: float,
+                     on_landed=None) -> dict[str, float]:
+    """Write one table every `interval` seconds; {file name: time it landed}."""
+    from patient_flow_dagster.ingestion.landing_writer import write_landing_file
+
+    landed, start = {}, time.time()
+    for i, table in enumerate(tables):
+        time.sleep(max(0.0, start + i * interval - time.time()))
+        path = write_landing_file(table, landing, f"stream-{i:05d}.parquet")
+        landed[path.name] = time.time()
+        if on_landed:
+            on_landed(path.name)
+    return landed
+
+
+def wait_until_drained(home: Path, lake: Path, names: set[str], timeout: float) -> dict:
+    """Wait until no pipeline run waits or executes and the ledger holds every name as
+    ingested; {file name: id of the run that ingested it}."""
+    from dagster import DagsterInstance
+
+    deadline = time.time() + timeout
+    with DagsterInstance.from_config(str(home)) as instance:
+        while True:
+            runs = pipeline_runs(instance)
+            failed = [r.dagster_run.run_id for r in runs if r.dagster_run.status.value == "FAILURE"]
+            if failed:
+                raise StreamBenchError(f"pipeline run {failed[0]} failed")
+            busy = [r for r in runs if r.dagster_run.status.value in (*WAITING, "STARTED")]
+            ingested = {} if busy else ingested_by(lake)
+            if not busy and names <= set(ingested):
+                return ingested
+            if time.time() > deadline:
+                raise StreamBenchError(f"not drained after {timeout:.0f} s: {len(busy)} runs "
+                                       "busy, files missing from gold")
+            time.sleep(1.0)
+
+
+def ingested_by(lake: Path) -> dict[str, str]:
+    """{file name: audit_run_id} of the ledger's ingested versions (read with delta-rs-free
+    pyarrow: the ledger's Parquet files, resolved through its Delta log)."""
+    import pyarrow.parquet as pq
+
+    ledger = lake / "bronze" / "landing_files"
+    log = ledger / "_delta_log"
+    if not log.is_dir():
+        return {}
+    live: set[str] = set()
+    for commit in sorted(log.glob("*.json")):
+        for line in commit.read_text().splitlines():
+            action = json.loads(line)
+            if "add" in action:
+                live.add(action["add"]["path"])
+            elif "remove" in action:
+                live.discard(action["remove"]["path"])
+    found = {}
+    for path in live:
+        table = pq.read_table(ledger / path, columns=["file_name", "status", "audit_run_id"])
+        for row in table.to_pylist():
+            if row["status"] == "ingested":
+                found[row["file_name"]] = row["audit_run_id"]
+    return found
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(share * (len(ordered) - 1))))]
+
+
+def summary(seconds: list[float]) -> dict[str, float]:
+    return {"p50": round(statistics.median(seconds), 1), "p95": round(percentile(seconds, 0.95), 1),
+            "max": round(max(seconds), 1)}
+
+
+def measure_pipeline(workdir: Path, tables: list, history: list, interval: float,
+                     sensor_interval: int, warm_driver: bool, timeout: float) -> dict:
+    from dagster import DagsterInstance
+
+    from patient_flow_dagster.ingestion.landing_writer import write_landing_file
+
+    with dagster_dev(workdir, sensor_interval, warm_driver) as (home, lake, landing):
+        for i, table in enumerate(history):  # the history: one run before the stream
+            write_landing_file(table, landing, f"history-{i:05d}.parquet")
+        if history:
+            wait_until_drained(home, lake, {f"history-{i:05d}.parquet"
+                                            for i in range(len(history))}, timeout)
+        else:
+            time.sleep(15)  # daemon and code server up
+        started = time.time()
+        watch = QueueWatch(home, started)
+        watch.start()
+        landed = land_on_schedule(tables, landing, interval)
+        last_landed = max(landed.values())
+        ingested = wait_until_drained(home, lake, set(landed), timeout)
+        watch.stop.set()
+        watch.join()
+        with DagsterInstance.from_config(str(home)) as instance:
+            records = {r.dagster_run.run_id: r for r in pipeline_runs(instance)}
+        ended = {run_id: r.end_time for run_id, r in records.items() if r.end_time}
+        to_gold = [ended[ingested[name]] - at for name, at in landed.items()]
+        stream_runs = [r for r in records.values() if r.create_timestamp.timestamp() >= started]
+        durations = [r.end_time - r.start_time for r in stream_runs if r.start_time and r.end_time]
+        last_end = max(ended[ingested[name]] for name in landed)
+    return {
+        "file_to_gold_seconds": summary(to_gold),
+        "runs_started": len(stream_runs),
+        "run_seconds": summary(durations) if durations else {},
+        "max_runs_waiting": max((w for _, w, _ in watch.samples), default=0),
+        "max_runs_executing": max((e for _, _, e in watch.samples), default=0),
+        "drain_seconds_after_last_file": round(last_end - last_landed, 1),
+        "queue_depth_over_time": [[at, waiting] for at, waiting, _ in watch.samples[::10]],
+    }
+
+
+def measure_floor(workdir: Path, tables: list, history: list, interval: float) -> dict:
+    """The same files applied by the bare steps in one warm Spark session as they land: what
+    the engine needs, without Dagster, checks, metadata or a run's start."""
+    from patient_flow_dagster.ingestion.landing_writer import write_landing_file
+    from patient_flow_dagster.resources.spark import local_spark_session
+    from patient_flow_devtools.steps import lake_resources, run_bare, run_small_batch
+
+    spark = local_spark_session()
+    run_small_batch(spark, workdir / "warmup", "warmup")
+    landing = workdir / "landing"
+    resources = lake_resources(workdir / "lake", landing)
+    for i, table in enumerate(history):
+        write_landing_file(table, landing, f"history-{i:05d}.parquet")
+    if history:
+        run_bare(spark, resources["lake"], resources["landing"], "history")
+    pending: list[str] = []
+    done = threading.Event()
+
+    def land():
+        land_on_schedule(tables, landing, interval, pending.append)
+        done.set()
+
+    threading.Thread(target=land, daemon=True).start()
+    to_gold, runs = [], 0
+    while not (done.is_set() and not pending):
+        if not pending:
+            time.sleep(0.2)
+            continue
+        batch, pending[:] = list(pending), []
+        run_bare(spark, resources["lake"], resources["landing"], f"floor-{runs}")
+        runs += 1
+        finished = time.time()
+        to_gold += [finished - landed_at(landing, name) for name in batch]
+    return {"file_to_gold_seconds": summary(to_gold), "applications": runs}
+
+
+def landed_at(landing: Path, name: str) -> float:
+    """When the file landed: its modification time (written, then renamed into place)."""
+    return (landing / name).stat().st_mtime
+
+
+def run(files: int, events: int, interval: float, history_events: int, workdir: Path,
+        seed: int, sensor_interval: int, warm_driver: bool, floor: bool) -> dict:
+    workdir = workdir.resolve()
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    tables = landed_stream(files, events, seed)
+    history = []
+    if history_events:
+        from patient_flow_dagster.ingestion.landing_writer import events_table
+        from patient_flow_dagster.ingestion.simulator import simulate_lifecycles
+
+        past = simulate_lifecycles(history_events, seed=seed + 1,
+                                   now=datetime.now(timezone.utc) - timedelta(days=2),
+                                   span_days=30).events
+        history = [events_table(past[i:i + 10_000]) for i in range(0, len(past), 10_000)]
+    timeout = max(900.0, files * interval * 3)
+    report = {
+        "files": files, "events_per_file": events, "interval_seconds": interval,
+        "history_events": history_events, "sensor_interval_seconds": sensor_interval,
+        "runs_on": "warm Spark driver" if warm_driver else "a new JVM per run",
+        "machine_cores": os.cpu_count(),
+        "pipeline": measure_pipeline(workdir / "dagster", tables, history, interval,
+                                     sensor_interval, warm_driver, timeout),
+    }
+    if floor:
+        report["engine_floor"] = measure_floor(workdir / "floor", tables, history, interval)
+    return report
+
+
+def main(args) -> int:
+    from patient_flow_dagster.settings import Settings
+
+    report = run(args.files, args.events, args.interval, args.history, Path(args.workdir),
+                 args.seed, args.sensor_interval or Settings.from_env().sensor_interval,
+                 not args.no_warm_driver, not args.no_floor)
+    text = json.dumps(report, indent=2)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    print(text)
+    return 0
