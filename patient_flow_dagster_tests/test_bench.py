@@ -1,6 +1,7 @@
 """Smoke test of the benchmark on 1,000 events: it runs, reconciles, and each figure is what its
 parts say. (No timing assertions: speeds are reported by `patient-flow bench`, not tested.)"""
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from patient_flow_devtools.bench import (
     reconcile,
     run_benchmark,
 )
+from patient_flow_devtools.bench_stream import ingested_by, summary
 from patient_flow_devtools.engine_floor import EngineFloor, FloorError
 
 EVENTS = 1_000
@@ -59,6 +61,15 @@ def test_benchmark_runs_and_reconciles(tmp_path, spark, monkeypatch):
         report["incremental_run_wall_seconds"]
         / report["incremental_run_on_a_tenth_of_the_history_wall_seconds"], rel=0.02)
     assert report["spark_jvm_peak_rss_mb"] > 200 and report["python_driver_peak_rss_mb"] > 50
+
+    # bench-stream reads which run ingested each file from the ledger's Delta log, without a
+    # JVM of its own beside dagster dev's: the same versions Spark reads.
+    ledger = spark.read.format("delta").load(str(tmp_path / "bench" / "dagster_lake" / "bronze"
+                                                 / "landing_files"))
+    expected = {r.file_name: r.audit_run_id for r in ledger.filter("status = 'ingested'").collect()}
+    assert ingested_by(tmp_path / "bench" / "dagster_lake") == expected
+    assert {Path(f).name for f in landing_files(tmp_path / "bench" / "landing")} == set(expected)
+    assert summary([3.0, 1.0, 2.0, 10.0]) == {"p50": 2.5, "p95": 10.0, "max": 10.0}
 
     floor = report["engine_floor"]
     assert floor["events_per_second"] == pytest.approx(EVENTS / floor["full_run_seconds"],

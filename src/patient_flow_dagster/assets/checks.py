@@ -20,7 +20,7 @@ import functools
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from dagster import (
     AssetCheckKey,
@@ -42,7 +42,7 @@ from patient_flow_dagster.model import tables as t
 from patient_flow_dagster.model.rules import RULES, QualityRule
 from patient_flow_dagster.quality import measures
 from patient_flow_dagster.resources.landing import unseen
-from patient_flow_dagster.transforms import census
+from patient_flow_dagster.transforms import census, times
 
 CHECK_RESOURCES = SPARK_RESOURCES | {"quality"}
 
@@ -483,10 +483,13 @@ def census_matches_movements(context) -> AssetCheckResult:
     hourly = lake.read(spark, t.DEPARTMENT_CENSUS_HOURLY)
     # The latest hour may end after the census clock: compare the complete hours before it.
     # Timestamps cross to Python as UTC text: collected datetimes would be in the driver's zone.
-    hour_text = F.date_format("hour_end", "yyyy-MM-dd HH:mm:ss").alias("hour")
-    latest = hourly.select(hour_text).distinct().orderBy(F.desc("hour")).limit(
-        CENSUS_HOURS_COMPARED + 1).collect()
-    ends = [row.hour for row in latest][1:]
+    # The census has every hour of every unit (census_flow_conservation): the hour ends
+    # before the latest are consecutive, computed here rather than sorted out of the table.
+    latest = times.utc_text_to_datetime(hourly.agg(
+        F.date_format(F.max("hour_end"), "yyyy-MM-dd HH:mm:ss")).first()[0])
+    ends = [] if latest is None else [
+        (latest - timedelta(hours=k)).strftime("%Y-%m-%d %H:%M:%S")
+        for k in range(1, CENSUS_HOURS_COMPARED + 1)]
     placements = census.placements(lake.read(spark, t.FACT_MOVEMENTS),
                                    lake.read(spark, t.DIM_DEPARTMENT))
     measure = measures.census_against_placements(hourly, placements, ends,
@@ -498,7 +501,7 @@ def census_matches_movements(context) -> AssetCheckResult:
 def _fact_totals(context) -> dict[str, int]:
     """Admissions, discharges and completed stays of the encounters the KPIs count (all but
     the cancelled), in one pass."""
-    from patient_flow_dagster.transforms import census
+    from patient_flow_dagster.transforms import census, times
 
     spark, lake = _spark_lake(context)
     row = census.counted(lake.read(spark, t.FACT_ADMISSIONS)).agg(
