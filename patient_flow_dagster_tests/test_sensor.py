@@ -159,7 +159,7 @@ def test_runs_never_pile_up_behind_a_queued_run(tmp_path):
 def test_the_census_clock_runs_on_the_hour_unless_a_pipeline_run_waits(tmp_path):
     """The hourly schedule asks for a census-only run; a queued pipeline run moves the census
     itself, so the clock skips that hour and says why."""
-    from dagster import DagsterRunStatus, build_schedule_context
+    from dagster import build_schedule_context
 
     from patient_flow_dagster_tests.conftest import project_instance
 

@@ -10,14 +10,10 @@ import json
 import os
 import resource
 import shutil
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from patient_flow_devtools import CHECKOUT
-from patient_flow_devtools.processes import stop_process_group
 from patient_flow_devtools.steps import (
     count_problems,
     lake_resources,
@@ -119,27 +115,7 @@ def measure_latency(workdir: Path, interval: int, timeout: float = 600,
     state of a live pipeline."""
     from patient_flow_dagster.ingestion.landing_writer import write_events
     from patient_flow_dagster.ingestion.simulator import simulate
-
-    home, lake, landing = workdir / "dagster_home", workdir / "lake", workdir / "landing"
-    for folder in (home, landing):
-        folder.mkdir(parents=True, exist_ok=True)
-    root = CHECKOUT
-    shutil.copy(root / "config" / "dagster.yaml", home / "dagster.yaml")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "PATIENT_FLOW_LAKE": str(lake),
-           "PATIENT_FLOW_LANDING": str(landing), "PATIENT_FLOW_SENSOR_INTERVAL": str(interval)}
-    driver = None
-    if warm_driver:
-        from patient_flow_dagster.resources.warm_driver import DRIVER_ENV
-        from patient_flow_devtools.warm_driver import start
-
-        env[DRIVER_ENV] = str(home / "spark-driver.json")
-        driver = start(home / "spark-driver.json", env, timeout=timeout)
-    dagster = Path(sys.executable).with_name("dagster")
-    process = subprocess.Popen(
-        [str(dagster), "dev", "-h", "127.0.0.1", "-p", "3917", "-w", str(root / "workspace.yaml")],
-        cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
-    fact_log = lake / "gold" / "fact_admissions" / "_delta_log"
+    from patient_flow_devtools.bench_stream import dagster_dev
 
     def drop_and_wait(seed: int, merges_before: int) -> float:
         dropped = time.monotonic()
@@ -150,17 +126,15 @@ def measure_latency(workdir: Path, interval: int, timeout: float = 600,
             time.sleep(0.5)
         return time.monotonic() - dropped
 
-    try:
+    with dagster_dev(workdir, interval, warm_driver, port=3917, timeout=timeout) as (
+            home, lake, landing):
+        fact_log = lake / "gold" / "fact_admissions" / "_delta_log"
         time.sleep(20)  # daemon and code server up; the sensor has ticked on the empty landing
         first = drop_and_wait(99, 0)
         _wait_for_runs_to_finish(home, timeout)
         steady = drop_and_wait(100, _merge_commits(fact_log))
         _wait_for_runs_to_finish(home, timeout)  # both runs succeed through the KPIs too
         return {"first_file": first, "steady_state": steady}
-    finally:
-        stop_process_group(process)
-        if driver is not None:
-            stop_process_group(driver)
 
 
 def _wait_for_runs_to_finish(dagster_home: Path, timeout: float) -> None:

@@ -33,7 +33,8 @@ class StreamBenchError(RuntimeError):
 
 
 @contextmanager
-def dagster_dev(workdir: Path, interval: int, warm_driver: bool = True, port: int = 3918):
+def dagster_dev(workdir: Path, interval: int, warm_driver: bool = True, port: int = 3918,
+                timeout: float = 600):
     """`dagster dev` with the project's instance settings (and the warm driver), its lake and
     landing under `workdir`; yields (dagster_home, lake, landing)."""
     home, lake, landing = workdir / "dagster_home", workdir / "lake", workdir / "landing"
@@ -48,7 +49,7 @@ def dagster_dev(workdir: Path, interval: int, warm_driver: bool = True, port: in
         from patient_flow_devtools.warm_driver import start
 
         env[DRIVER_ENV] = str(home / "spark-driver.json")
-        driver = start(home / "spark-driver.json", env)
+        driver = start(home / "spark-driver.json", env, timeout=timeout)
     dagster = Path(sys.executable).with_name("dagster")
     process = subprocess.Popen(
         [str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port),

@@ -1,4 +1,4 @@
-"""The development commands of `patient-flow`: bench, bench-compute, bench-stream,
+"""The development commands of `patient-flow`: bench, bench-compute, bench-stream, bench-jobs,
 bench-sensor, jvm-archive, spark-driver, kafka-broker."""
 from __future__ import annotations
 
@@ -20,6 +20,12 @@ def cmd_bench_compute(args) -> int:
 
 def cmd_bench_stream(args) -> int:
     from patient_flow_devtools.bench_stream import main
+
+    return main(args)
+
+
+def cmd_bench_jobs(args) -> int:
+    from patient_flow_devtools.spark_jobs import main
 
     return main(args)
 
@@ -111,6 +117,17 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     stream.add_argument("--workdir", default=".lake/bench-stream")
     stream.add_argument("--output", default=None, help="also write the JSON report here")
     stream.set_defaults(func=cmd_bench_stream)
+
+    jobs = commands.add_parser(
+        "bench-jobs", help="seconds and Spark jobs per step of a full run, small increments "
+        "and a run with no new files, in one warm session")
+    jobs.add_argument("--events", type=int, default=20_000)
+    jobs.add_argument("--increments", type=int, default=3)
+    jobs.add_argument("--increment-events", type=int, default=50)
+    jobs.add_argument("--seed", type=int, default=1)
+    jobs.add_argument("--workdir", default=".lake/bench-jobs")
+    jobs.add_argument("--output", default=None, help="also write the JSON report here")
+    jobs.set_defaults(func=cmd_bench_jobs)
 
     sensor = commands.add_parser(
         "bench-sensor", help="a landing sensor tick with a large archive beside the landing "

@@ -92,15 +92,25 @@ def _versions(ledger: DataFrame) -> list:
                          "status", "batch").collect()
 
 
-def read_ledger(spark: SparkSession, lake: DeltaLake) -> list:
-    """Every ledger row (one per version: small), read once per run."""
+def read_ledger(spark: SparkSession, lake: DeltaLake, listed: list[LandingFile]) -> list:
+    """The ledger rows of the names now in landing, and the pending ones: what tells a new
+    version from a seen one and replays a crashed batch. Read once per run, bounded by what the
+    landing zone holds (its retention), not by the history the ledger keeps."""
     lake.ensure(spark, LANDING_FILES, LANDING_FILES.spark_schema)
-    return _versions(lake.read(spark, LANDING_FILES))
+    names = sorted({f.name for f in listed})
+    return _versions(lake.read(spark, LANDING_FILES).filter(
+        F.col("file_name").isin(*names) | (F.col("status") == PENDING)))
 
 
-def new_versions(ledger: list, landing: LandingZone) -> list[Version]:
-    """Versions of landing files the ledger has not seen, inspected (footer only)."""
-    return [Version(f, landing.inspect(f.name)) for f in unseen(landing.list_files(), ledger)]
+def last_batch(spark: SparkSession, lake: DeltaLake) -> int:
+    """The highest batch number the ledger has given (0 before the first)."""
+    return lake.read(spark, LANDING_FILES).agg(F.max("batch")).first()[0] or 0
+
+
+def new_versions(ledger: list, listed: list[LandingFile],
+                 landing: LandingZone) -> list[Version]:
+    """Listed versions the ledger has not seen, inspected (footer only)."""
+    return [Version(f, landing.inspect(f.name)) for f in unseen(listed, ledger)]
 
 
 def pending_versions(ledger: list, landing: LandingZone) -> list[Version]:
@@ -151,11 +161,11 @@ def ingest_versions(spark: SparkSession, lake: DeltaLake, landing: LandingZone,
     A crash after a batch's bronze commit leaves its versions pending; the rerun replays the
     batch with the same number and Delta skips it (txnAppId/txnVersion), so every version is
     ingested exactly once."""
-    ledger = read_ledger(spark, lake)
+    listed = landing.list_files()
+    ledger = read_ledger(spark, lake, listed)
     replay = pending_versions(ledger, landing)
-    new = new_versions(ledger, landing)
-    last = max((r.batch for r in ledger if r.batch is not None), default=0)
-    assign_batches([v for v in new if v.status == PENDING], last + 1,
+    new = new_versions(ledger, listed, landing)
+    assign_batches([v for v in new if v.status == PENDING], last_batch(spark, lake) + 1,
                    landing.max_files_per_trigger)
     record(spark, lake, new, run_id)
     batches: dict[int, list[Version]] = {}
@@ -176,7 +186,8 @@ def ingest_stream(spark: SparkSession, lake: DeltaLake, landing: LandingZone,
                   run_id: str) -> Ingest:
     """Bronze through Auto Loader (Databricks): the stream's checkpoint keeps exactly-once;
     the ledger records each new version as ingested or rejected after the stream."""
-    new = new_versions(read_ledger(spark, lake), landing)
+    listed = landing.list_files()
+    new = new_versions(read_ledger(spark, lake, listed), listed, landing)
     landed = with_ingest_metadata(landing.read_stream(spark, LANDING_SCHEMA), run_id)
     writer = (
         landed.writeStream.format("delta")

@@ -30,7 +30,7 @@ from dagster import (
     AssetKey,
     MetadataValue,
 )
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from patient_flow_dagster.assets.common import (
@@ -97,24 +97,24 @@ class Scope:
         """`rows` stamped by the scope's runs in `column` (all of them in an audit)."""
         return rows if self.audit else rows.filter(F.col(column).isin(*self.runs))
 
-    def touching(self, rows: DataFrame, keys: DataFrame) -> DataFrame:
-        """`rows` that share `keys`' columns (all of them in an audit)."""
-        return rows if self.audit else rows.join(keys, keys.columns, "left_semi")
+    @staticmethod
+    def keys(rows: DataFrame, column: str) -> list | None:
+        """The distinct values of `column` in `rows`, collected (one small Spark job, and
+        filters on them need no join), or None past TOUCHED_LIMIT: a batch that large is
+        checked whole."""
+        values = [row[0] for row in rows.select(column).distinct().limit(
+            TOUCHED_LIMIT + 1).collect()]
+        return None if len(values) > TOUCHED_LIMIT else values
 
 
-def _touched(context, column: str) -> DataFrame:
-    """The distinct `column` (encounter_id, patient_id) of the silver rows of the scope's runs."""
-    spark, lake = _spark_lake(context)
-    return Scope.of(context).stamped(lake.read(spark, t.SILVER_EVENTS), "silver_run_id") \
-        .select(column).distinct()
+# Keys a batch's checks filter by; a batch touching more (a first load, a backfill) is checked
+# over whole tables, which costs what its run costs anyway.
+TOUCHED_LIMIT = 20_000
 
 
-def _scoped(context, table: t.Table, column: str) -> DataFrame:
-    """`table`'s rows whose `column` the scope's silver rows touch (all rows in an audit)."""
-    spark, lake = _spark_lake(context)
-    scope = Scope.of(context)
-    rows = lake.read(spark, table)
-    return rows if scope.audit else scope.touching(rows, _touched(context, column))
+def only(rows: DataFrame, column: Column, keys: list | None) -> DataFrame:
+    """`rows` whose `column` is one of `keys` (all of them when `keys` is None)."""
+    return rows if keys is None else rows.filter(column.isin(*keys))
 
 
 # -- ingestion: the rules of silver, and nothing lost between landing, bronze and silver --------
@@ -188,6 +188,35 @@ def shared_per_run(measure: Callable):
     return shared
 
 
+def _touched(context, column: str) -> list | None:
+    """The distinct `column` (encounter_id, patient_id) of the silver rows of the scope's runs;
+    None in an audit (whole tables)."""
+    scope = Scope.of(context)
+    if scope.audit:
+        return None
+    spark, lake = _spark_lake(context)
+    return scope.keys(scope.stamped(lake.read(spark, t.SILVER_EVENTS), "silver_run_id"), column)
+
+
+@shared_per_run
+def _touched_encounters(context) -> list | None:
+    return _touched(context, "encounter_id")
+
+
+@shared_per_run
+def _touched_patients(context) -> list | None:
+    return _touched(context, "patient_id")
+
+
+_TOUCHED = {"encounter_id": _touched_encounters, "patient_id": _touched_patients}
+
+
+def _scoped(context, table: t.Table, column: str) -> DataFrame:
+    """`table`'s rows whose `column` the scope's silver rows touch (all rows in an audit)."""
+    spark, lake = _spark_lake(context)
+    return only(lake.read(spark, table), F.col(column), _TOUCHED[column](context))
+
+
 @shared_per_run
 def _latest_rule_measures(context) -> tuple[str | None, dict[str, measures.Measure]]:
     """All rules of the run's silver batch (in an audit: the latest batch) in one Spark pass."""
@@ -219,11 +248,11 @@ def silver_reconciles_with_bronze(context) -> AssetCheckResult:
     scope = Scope.of(context)
     bronze, silver, quarantine = (lake.read(spark, table) for table in
                                   (t.BRONZE_EVENTS, t.SILVER_EVENTS, t.QUARANTINE))
-    ids = None if scope.audit else (
+    ids = None if scope.audit else scope.keys(
         scope.stamped(bronze, "ingest_run_id").select("event_id")
         .unionByName(scope.stamped(silver, "silver_run_id").select("event_id"))
-        .unionByName(scope.stamped(quarantine, "silver_run_id").select("event_id")).distinct())
-    counts = measures.reconciliation(*(scope.touching(rows, ids) if ids is not None else rows
+        .unionByName(scope.stamped(quarantine, "silver_run_id").select("event_id")), "event_id")
+    counts = measures.reconciliation(*(only(rows, F.col("event_id"), ids)
                                        for rows in (bronze, silver, quarantine)))
     problems = (counts["missing_from_silver_and_quarantine"] + counts["in_more_than_one_place"]
                 + counts["unknown_to_bronze"])
@@ -351,9 +380,11 @@ def _measure_movements(context) -> dict[str, measures.Measure]:
 def one_patient_per_bed(context) -> AssetCheckResult:
     """Over the beds the run's encounters were in (every bed in an audit)."""
     spark, lake = _spark_lake(context)
-    beds = _scoped(context, t.FACT_MOVEMENTS, "encounter_id").select(
-        "hospital_id", "bed_id").distinct()
-    movements = Scope.of(context).touching(lake.read(spark, t.FACT_MOVEMENTS), beds)
+    bed = F.concat_ws("/", "hospital_id", "bed_id")
+    movements = lake.read(spark, t.FACT_MOVEMENTS)
+    if not Scope.of(context).audit:
+        beds = _scoped(context, t.FACT_MOVEMENTS, "encounter_id").select(bed.alias("bed"))
+        movements = only(movements, bed, Scope.keys(beds, "bed"))
     measure = measures.beds_shared(movements, context.resources.quality.sample_size)
     return _integrity_result(measure, "beds", AssetCheckSeverity.WARN)
 
@@ -501,8 +532,6 @@ def census_matches_movements(context) -> AssetCheckResult:
 def _fact_totals(context) -> dict[str, int]:
     """Admissions, discharges and completed stays of the encounters the KPIs count (all but
     the cancelled), in one pass."""
-    from patient_flow_dagster.transforms import census, times
-
     spark, lake = _spark_lake(context)
     row = census.counted(lake.read(spark, t.FACT_ADMISSIONS)).agg(
         F.count(F.lit(1)).alias("admissions"),
