@@ -33,12 +33,15 @@ def step_windows(instance, run_id: str) -> dict[str, tuple[float, float, float]]
     for entry in instance.all_logs(run_id):
         event = entry.dagster_event
         if event is None or not event.step_key:
+            continue  # events planned for every step at the run's start carry its key too
+        if event.event_type_value == "STEP_START":
+            windows[event.step_key] = [entry.timestamp] * 3
+        elif event.step_key not in windows:
             continue
-        window = windows.setdefault(event.step_key, [entry.timestamp] * 3)
-        if event.event_type_value == "ASSET_MATERIALIZATION":
-            window[1] = entry.timestamp
+        elif event.event_type_value == "ASSET_MATERIALIZATION":
+            windows[event.step_key][1] = entry.timestamp
         elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
-            window[2] = entry.timestamp
+            windows[event.step_key][2] = entry.timestamp
     return {step: tuple(window) for step, window in windows.items()}
 
 

@@ -22,11 +22,18 @@ class Measure:
         return self.failed / self.evaluated if self.evaluated else 0.0
 
 
+RATE_HISTORY_DAYS = 7
+
+
 def rate_history(check_results: DataFrame, table_name: str, checks: list[str],
                  runs: int) -> DataFrame:
-    """The failed ratio of `checks` on `table_name` in the last `runs` runs that evaluated rows,
-    from the quality history: (check_run_id, check_name, run_at as UTC text, failed_ratio)."""
-    history = check_results.filter((F.col("table_name") == table_name)
+    """The failed ratio of `checks` on `table_name` in the last `runs` runs of the last
+    RATE_HISTORY_DAYS that evaluated rows, from the quality history: (check_run_id, check_name,
+    run_at as UTC text, failed_ratio). The window keeps a run's read bounded: older files of
+    the history are skipped by their statistics."""
+    since = F.current_timestamp() - F.make_dt_interval(days=F.lit(RATE_HISTORY_DAYS))
+    history = check_results.filter((F.col("evaluated_at") >= since)
+                                   & (F.col("table_name") == table_name)
                                    & F.col("check_name").isin(checks) & (F.col("evaluated") > 0))
     last = (history.groupBy("check_run_id").agg(F.max("evaluated_at").alias("run_at"))
             .orderBy(F.desc("run_at")).limit(runs))
