@@ -30,7 +30,7 @@ from dagster import (
     AssetKey,
     MetadataValue,
 )
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from patient_flow_dagster.assets.common import (
@@ -98,23 +98,27 @@ class Scope:
         return rows if self.audit else rows.filter(F.col(column).isin(*self.runs))
 
     @staticmethod
-    def keys(rows: DataFrame, column: str) -> list | None:
-        """The distinct values of `column` in `rows`, collected (one small Spark job, and
-        filters on them need no join), or None past TOUCHED_LIMIT: a batch that large is
-        checked whole."""
-        values = [row[0] for row in rows.select(column).distinct().limit(
-            TOUCHED_LIMIT + 1).collect()]
-        return None if len(values) > TOUCHED_LIMIT else values
+    def keys(rows: DataFrame, column: str) -> list | DataFrame:
+        """The distinct values of `column` in `rows`: collected when there are at most
+        TOUCHED_LIMIT (one small Spark job, and filters on them need no join), else as a
+        DataFrame to semi-join."""
+        distinct = rows.select(column).distinct()
+        values = [row[0] for row in distinct.limit(TOUCHED_LIMIT + 1).collect()]
+        return distinct if len(values) > TOUCHED_LIMIT else values
 
 
-# Keys a batch's checks filter by; a batch touching more (a first load, a backfill) is checked
-# over whole tables, which costs what its run costs anyway.
-TOUCHED_LIMIT = 20_000
+# Keys a small batch's checks filter by as literals; more (a large batch, a first load) are
+# semi-joined.
+TOUCHED_LIMIT = 1_000
 
 
-def only(rows: DataFrame, column: Column, keys: list | None) -> DataFrame:
+def only(rows: DataFrame, column: str, keys: list | DataFrame | None) -> DataFrame:
     """`rows` whose `column` is one of `keys` (all of them when `keys` is None)."""
-    return rows if keys is None else rows.filter(column.isin(*keys))
+    if keys is None:
+        return rows
+    if isinstance(keys, list):
+        return rows.filter(F.col(column).isin(*keys))
+    return rows.join(keys.withColumnRenamed(keys.columns[0], column), column, "left_semi")
 
 
 # -- ingestion: the rules of silver, and nothing lost between landing, bronze and silver --------
@@ -188,7 +192,7 @@ def shared_per_run(measure: Callable):
     return shared
 
 
-def _touched(context, column: str) -> list | None:
+def _touched(context, column: str) -> list | DataFrame | None:
     """The distinct `column` (encounter_id, patient_id) of the silver rows of the scope's runs;
     None in an audit (whole tables)."""
     scope = Scope.of(context)
@@ -199,12 +203,12 @@ def _touched(context, column: str) -> list | None:
 
 
 @shared_per_run
-def _touched_encounters(context) -> list | None:
+def _touched_encounters(context) -> list | DataFrame | None:
     return _touched(context, "encounter_id")
 
 
 @shared_per_run
-def _touched_patients(context) -> list | None:
+def _touched_patients(context) -> list | DataFrame | None:
     return _touched(context, "patient_id")
 
 
@@ -214,7 +218,7 @@ _TOUCHED = {"encounter_id": _touched_encounters, "patient_id": _touched_patients
 def _scoped(context, table: t.Table, column: str) -> DataFrame:
     """`table`'s rows whose `column` the scope's silver rows touch (all rows in an audit)."""
     spark, lake = _spark_lake(context)
-    return only(lake.read(spark, table), F.col(column), _TOUCHED[column](context))
+    return only(lake.read(spark, table), column, _TOUCHED[column](context))
 
 
 @shared_per_run
@@ -252,7 +256,7 @@ def silver_reconciles_with_bronze(context) -> AssetCheckResult:
         scope.stamped(bronze, "ingest_run_id").select("event_id")
         .unionByName(scope.stamped(silver, "silver_run_id").select("event_id"))
         .unionByName(scope.stamped(quarantine, "silver_run_id").select("event_id")), "event_id")
-    counts = measures.reconciliation(*(only(rows, F.col("event_id"), ids)
+    counts = measures.reconciliation(*(only(rows, "event_id", ids)
                                        for rows in (bronze, silver, quarantine)))
     problems = (counts["missing_from_silver_and_quarantine"] + counts["in_more_than_one_place"]
                 + counts["unknown_to_bronze"])
@@ -380,11 +384,12 @@ def _measure_movements(context) -> dict[str, measures.Measure]:
 def one_patient_per_bed(context) -> AssetCheckResult:
     """Over the beds the run's encounters were in (every bed in an audit)."""
     spark, lake = _spark_lake(context)
-    bed = F.concat_ws("/", "hospital_id", "bed_id")
+    bed = F.concat_ws("/", "hospital_id", "bed_id").alias("_bed")
     movements = lake.read(spark, t.FACT_MOVEMENTS)
     if not Scope.of(context).audit:
-        beds = _scoped(context, t.FACT_MOVEMENTS, "encounter_id").select(bed.alias("bed"))
-        movements = only(movements, bed, Scope.keys(beds, "bed"))
+        beds = _scoped(context, t.FACT_MOVEMENTS, "encounter_id").select(bed)
+        movements = only(movements.withColumn("_bed", bed), "_bed",
+                         Scope.keys(beds, "_bed")).drop("_bed")
     measure = measures.beds_shared(movements, context.resources.quality.sample_size)
     return _integrity_result(measure, "beds", AssetCheckSeverity.WARN)
 
