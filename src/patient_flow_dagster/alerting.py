@@ -26,9 +26,6 @@ from dagster import (
     run_failure_sensor,
     sensor,
 )
-from dagster._core.storage.asset_check_execution_record import (
-    AssetCheckExecutionRecordStatus,
-)
 
 from patient_flow_dagster.assets.checks import ALL_CHECKS
 from patient_flow_dagster.resources.alerts import Alert, AlertChannels
@@ -115,10 +112,11 @@ def _failed_checks(instance, cursor: dict, now: float) -> tuple[list, dict]:
     records = [record for key in CHECK_KEYS
                for record in storage.get_asset_check_execution_history(key, limit=RECENT)
                if record.id > mark]
-    failed = [record for record in records if record.status == AssetCheckExecutionRecordStatus.FAILED
+    # A record's status is an enum Dagster does not export: compared by its value.
+    failed = [record for record in records if record.status.value == "FAILED"
               and record.id not in sent and record.event is not None]
     planned = [record.id for record in records
-               if record.status == AssetCheckExecutionRecordStatus.PLANNED
+               if record.status.value == "PLANNED"
                and now - record.create_timestamp < STALE_PLAN_SECONDS]
     new_mark = min(planned) - 1 if planned else max([mark, *(record.id for record in records)])
     sent = sorted(i for i in sent | {record.id for record in failed} if i > new_mark)
