@@ -67,7 +67,7 @@ def with_freshness(settings: Settings):
     return apply
 
 # A batch's run checks what the batch touched; the checks that compare whole tables wait for
-# the nightly audit (assets/checks.py, `Scope`).
+# the nightly audit (assets/check_scope.py, `Scope`).
 BATCH_SELECTION = AssetSelection.assets(*LAKE_ASSETS) - AssetSelection.checks(*AUDIT_ONLY)
 
 patient_flow_job = define_asset_job(

@@ -16,8 +16,6 @@ check reads its whole table: the audit. A few checks compare whole tables by nat
 as totals against the fact): they are `audit_only`, left out of the pipeline's runs.
 """
 
-import functools
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -30,9 +28,15 @@ from dagster import (
     AssetKey,
     MetadataValue,
 )
-from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from patient_flow_dagster.assets.check_scope import (
+    Scope,
+    only,
+    scoped,
+    shared_per_run,
+    spark_lake,
+)
 from patient_flow_dagster.assets.common import (
     SPARK_RESOURCES,
     markdown_table,
@@ -66,59 +70,6 @@ class Check:
     def spec(self) -> AssetCheckSpec:
         return AssetCheckSpec(self.name, asset=self.asset, description=self.description,
                               blocking=self.blocking)
-
-
-def _spark_lake(context):
-    return context.resources.pyspark.spark_session, context.resources.lake
-
-
-@dataclass(frozen=True)
-class Scope:
-    """The rows a step's checks read. In a run that wrote the step's tables, `runs` holds the
-    run's id and those of the runs it re-executes (a retry from failure gets a new id): the
-    checks read the rows those runs stamped (`ingest_run_id`, `silver_run_id`) and what those
-    rows touch. With nothing written (the checks-only job), `runs` is None: whole tables."""
-
-    runs: tuple[str, ...] | None
-
-    @classmethod
-    def of(cls, context) -> "Scope":
-        if not context.selected_asset_keys:
-            return cls(None)
-        run = context.run
-        return cls(tuple(dict.fromkeys(
-            i for i in (run.run_id, run.parent_run_id, run.root_run_id) if i)))
-
-    @property
-    def audit(self) -> bool:
-        return self.runs is None
-
-    def stamped(self, rows: DataFrame, column: str) -> DataFrame:
-        """`rows` stamped by the scope's runs in `column` (all of them in an audit)."""
-        return rows if self.audit else rows.filter(F.col(column).isin(*self.runs))
-
-    @staticmethod
-    def keys(rows: DataFrame, column: str) -> list | DataFrame:
-        """The distinct values of `column` in `rows`: collected when there are at most
-        TOUCHED_LIMIT (one small Spark job, and filters on them need no join), else as a
-        DataFrame to semi-join."""
-        distinct = rows.select(column).distinct()
-        values = [row[0] for row in distinct.limit(TOUCHED_LIMIT + 1).collect()]
-        return distinct if len(values) > TOUCHED_LIMIT else values
-
-
-# Keys a small batch's checks filter by as literals; more (a large batch, a first load) are
-# semi-joined.
-TOUCHED_LIMIT = 1_000
-
-
-def only(rows: DataFrame, column: str, keys: list | DataFrame | None) -> DataFrame:
-    """`rows` whose `column` is one of `keys` (all of them when `keys` is None)."""
-    if keys is None:
-        return rows
-    if isinstance(keys, list):
-        return rows.filter(F.col(column).isin(*keys))
-    return rows.join(keys.withColumnRenamed(keys.columns[0], column), column, "left_semi")
 
 
 # -- ingestion: the rules of silver, and nothing lost between landing, bronze and silver --------
@@ -156,75 +107,10 @@ def measure_metadata(measure: measures.Measure, what: str) -> dict:
     }
 
 
-class _Once:
-    """A value computed by the first caller; concurrent callers wait for it."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.computed = False
-        self.value = None
-
-    def get(self, compute: Callable):
-        with self.lock:
-            if not self.computed:
-                self.value, self.computed = compute(), True
-            return self.value
-
-
-_per_run: dict[tuple[str, str], _Once] = {}
-_per_run_lock = threading.Lock()
-
-
-def shared_per_run(measure: Callable):
-    """Decorator: `measure(context)` is computed once per run and shared by the checks of its
-    step (they run side by side, and nothing writes their tables meanwhile): the first check
-    computes it, the others wait for it. Only the current run's results are kept (small:
-    counts and a few sample keys)."""
-    @functools.wraps(measure)
-    def shared(context):
-        key = (context.run.run_id, measure.__qualname__)
-        with _per_run_lock:
-            for stale in [k for k in _per_run if k[0] != key[0]]:
-                del _per_run[stale]
-            once = _per_run.setdefault(key, _Once())
-        return once.get(lambda: measure(context))
-
-    return shared
-
-
-def _touched(context, column: str) -> list | DataFrame | None:
-    """The distinct `column` (encounter_id, patient_id) of the silver rows of the scope's runs;
-    None in an audit (whole tables)."""
-    scope = Scope.of(context)
-    if scope.audit:
-        return None
-    spark, lake = _spark_lake(context)
-    return scope.keys(scope.stamped(lake.read(spark, t.SILVER_EVENTS), "silver_run_id"), column)
-
-
-@shared_per_run
-def _touched_encounters(context) -> list | DataFrame | None:
-    return _touched(context, "encounter_id")
-
-
-@shared_per_run
-def _touched_patients(context) -> list | DataFrame | None:
-    return _touched(context, "patient_id")
-
-
-_TOUCHED = {"encounter_id": _touched_encounters, "patient_id": _touched_patients}
-
-
-def _scoped(context, table: t.Table, column: str) -> DataFrame:
-    """`table`'s rows whose `column` the scope's silver rows touch (all rows in an audit)."""
-    spark, lake = _spark_lake(context)
-    return only(lake.read(spark, table), column, _TOUCHED[column](context))
-
-
 @shared_per_run
 def _latest_rule_measures(context) -> tuple[str | None, dict[str, measures.Measure]]:
     """All rules of the run's silver batch (in an audit: the latest batch) in one Spark pass."""
-    spark, lake = _spark_lake(context)
+    spark, lake = spark_lake(context)
     silver, quarantine = lake.read(spark, t.SILVER_EVENTS), lake.read(spark, t.QUARANTINE)
     runs = Scope.of(context).runs
     batch = [*runs] if runs else measures.latest_silver_batch(silver, quarantine)
@@ -248,7 +134,7 @@ def _rule_check(rule: QualityRule) -> Check:
 def silver_reconciles_with_bronze(context) -> AssetCheckResult:
     """Over the event ids the run's batch holds in any of the three tables (in an audit, over
     all of them)."""
-    spark, lake = _spark_lake(context)
+    spark, lake = spark_lake(context)
     scope = Scope.of(context)
     bronze, silver, quarantine = (lake.read(spark, table) for table in
                                   (t.BRONZE_EVENTS, t.SILVER_EVENTS, t.QUARANTINE))
@@ -274,7 +160,7 @@ def every_landing_file_ingested(context) -> AssetCheckResult:
     """Per file name, bronze holds exactly the rows the footers of its ingested versions
     announce; every listed version is in the ledger. A run checks the versions it audited and
     the files still listed in landing; an audit, every version the ledger holds."""
-    spark, lake = _spark_lake(context)
+    spark, lake = spark_lake(context)
     scope = Scope.of(context)
     listed = context.resources.landing.list_files()
     ledger = lake.read(spark, t.LANDING_FILES)
@@ -351,16 +237,16 @@ def _integrity_result(measure: measures.Measure, what: str,
 
 @shared_per_run
 def _measure_fact(context) -> dict[str, measures.Measure]:
-    spark, lake = _spark_lake(context)
+    spark, lake = spark_lake(context)
     return measures.fact_integrity(
-        _scoped(context, t.FACT_ADMISSIONS, "encounter_id"), lake.read(spark, t.DIM_PATIENT),
+        scoped(context, t.FACT_ADMISSIONS, "encounter_id"), lake.read(spark, t.DIM_PATIENT),
         lake.read(spark, t.DIM_DEPARTMENT), context.resources.quality.sample_size)
 
 
 @shared_per_run
 def _measure_patient_history(context) -> dict[str, measures.Measure]:
-    spark, lake = _spark_lake(context)
-    return measures.patient_history(_scoped(context, t.DIM_PATIENT, "patient_id"),
+    spark, lake = spark_lake(context)
+    return measures.patient_history(scoped(context, t.DIM_PATIENT, "patient_id"),
                                     context.resources.quality.sample_size)
 
 
@@ -375,19 +261,19 @@ def _one_pass_check(name: str, measure: Callable, what: str) -> Callable[..., As
 
 @shared_per_run
 def _measure_movements(context) -> dict[str, measures.Measure]:
-    spark, lake = _spark_lake(context)
-    return measures.movement_integrity(_scoped(context, t.FACT_MOVEMENTS, "encounter_id"),
-                                       _scoped(context, t.FACT_ADMISSIONS, "encounter_id"),
+    spark, lake = spark_lake(context)
+    return measures.movement_integrity(scoped(context, t.FACT_MOVEMENTS, "encounter_id"),
+                                       scoped(context, t.FACT_ADMISSIONS, "encounter_id"),
                                        context.resources.quality.sample_size)
 
 
 def one_patient_per_bed(context) -> AssetCheckResult:
     """Over the beds the run's encounters were in (every bed in an audit)."""
-    spark, lake = _spark_lake(context)
+    spark, lake = spark_lake(context)
     bed = F.concat_ws("/", "hospital_id", "bed_id").alias("_bed")
     movements = lake.read(spark, t.FACT_MOVEMENTS)
     if not Scope.of(context).audit:
-        beds = _scoped(context, t.FACT_MOVEMENTS, "encounter_id").select(bed)
+        beds = scoped(context, t.FACT_MOVEMENTS, "encounter_id").select(bed)
         movements = only(movements.withColumn("_bed", bed), "_bed",
                          Scope.keys(beds, "_bed")).drop("_bed")
     measure = measures.beds_shared(movements, context.resources.quality.sample_size)
@@ -395,10 +281,10 @@ def one_patient_per_bed(context) -> AssetCheckResult:
 
 
 def encounters_waiting_for_admission(context) -> AssetCheckResult:
-    spark, lake = _spark_lake(context)
+    spark, lake = spark_lake(context)
     grace = context.resources.quality.admission_grace_seconds
     older_than = F.current_timestamp() - F.make_dt_interval(secs=F.lit(grace))
-    measure = measures.waiting_for_admission(_scoped(context, t.SILVER_EVENTS, "encounter_id"),
+    measure = measures.waiting_for_admission(scoped(context, t.SILVER_EVENTS, "encounter_id"),
                                              older_than, context.resources.quality.sample_size)
     return AssetCheckResult(
         passed=measure.failed == 0, severity=AssetCheckSeverity.WARN,
@@ -411,7 +297,7 @@ def encounters_waiting_for_admission(context) -> AssetCheckResult:
 
 
 def unique_department_key(context) -> AssetCheckResult:
-    spark, lake = _spark_lake(context)
+    spark, lake = spark_lake(context)
     # A dimension of departments x hospitals: a few hundred rows at most, checked in Python.
     rows = lake.read(spark, t.DIM_DEPARTMENT).select(
         "department", "hospital_id", "department_sk").collect()
@@ -487,7 +373,7 @@ CENSUS_HOURS_COMPARED = 48
 def _census_measures(context):
     """Negative figures and flow-conservation breaks of the census, in one pass: over the last
     CENSUS_HOURS_COMPARED hours in a run (those the board shows), every hour in an audit."""
-    spark, lake = _spark_lake(context)
+    spark, lake = spark_lake(context)
     hourly = lake.read(spark, t.DEPARTMENT_CENSUS_HOURLY)
     rows = census.with_conservation_flag(hourly)
     if not Scope.of(context).audit:
@@ -515,7 +401,7 @@ def census_flow_conservation(context) -> AssetCheckResult:
 
 
 def census_matches_movements(context) -> AssetCheckResult:
-    spark, lake = _spark_lake(context)
+    spark, lake = spark_lake(context)
     hourly = lake.read(spark, t.DEPARTMENT_CENSUS_HOURLY)
     # The latest hour may end after the census clock: compare the complete hours before it.
     # Timestamps cross to Python as UTC text: collected datetimes would be in the driver's zone.
@@ -537,7 +423,7 @@ def census_matches_movements(context) -> AssetCheckResult:
 def _fact_totals(context) -> dict[str, int]:
     """Admissions, discharges and completed stays of the encounters the KPIs count (all but
     the cancelled), in one pass."""
-    spark, lake = _spark_lake(context)
+    spark, lake = spark_lake(context)
     row = census.counted(lake.read(spark, t.FACT_ADMISSIONS)).agg(
         F.count(F.lit(1)).alias("admissions"),
         F.count_if(F.col("discharge_time_ts").isNotNull()).alias("discharges"),
@@ -547,7 +433,7 @@ def _fact_totals(context) -> dict[str, int]:
 
 
 def length_of_stay_stats_consistent(context) -> AssetCheckResult:
-    spark, lake = _spark_lake(context)
+    spark, lake = spark_lake(context)
     row = lake.read(spark, t.LENGTH_OF_STAY_STATS).agg(
         F.sum("completed_stays").alias("completed"),
         F.count_if(F.expr("NOT (median_hours <= p90_hours AND p90_hours <= max_hours)")
@@ -565,7 +451,7 @@ def sums_match_fact(table: t.Table, columns: dict[str, str]) -> Callable[..., As
     """A KPI table's column sums equal the fact's totals (`columns`: fact total -> column): its
     figures, kept by adding the fact's changes, have not drifted from the fact."""
     def evaluate(context) -> AssetCheckResult:
-        spark, lake = _spark_lake(context)
+        spark, lake = spark_lake(context)
         row = lake.read(spark, table).agg(
             *(F.sum(column).alias(total) for total, column in columns.items())).first()
         fact = _fact_totals(context)
@@ -580,7 +466,7 @@ _CUBE_SUMS_DESCRIPTION = ("Admissions and completed stays add up to the fact's (
 
 
 def current_occupancy_consistent(context) -> AssetCheckResult:
-    spark, lake = _spark_lake(context)
+    spark, lake = spark_lake(context)
     snapshot = lake.read(spark, t.CURRENT_OCCUPANCY)
     negative = snapshot.filter("present < 0 OR occupancy < 0").count()
     sums = snapshot.groupBy("hospital_id").pivot("scope", ["department", "hospital"]).sum("present")
@@ -654,7 +540,7 @@ def run_checks(context, checks: list[Check]) -> Iterator[AssetCheckResult]:
 def record_results(context, checks: list[Check], results: list) -> None:
     """Append one row per evaluation to the quality history (`quality.check_results`): the
     figures only, the Delta version of the table each check read, one commit per step."""
-    spark, lake = _spark_lake(context)
+    spark, lake = spark_lake(context)
     versions = {table: lake.version(spark, table)
                 for table in {t.BY_KEY[check.asset] for check in checks}}
     now = datetime.now(timezone.utc)
