@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import secrets
 from pathlib import Path
 
 from patient_flow_dagster import settings
@@ -53,6 +54,7 @@ def attach(connection: str):
 
     with settings.gateway_environment(details["port"], details["secret"]):
         gateway = launch_gateway()  # connects to the running gateway named by the environment
+    separate_proxy_ids(gateway)
     jvm = gateway.jvm
     jsc = jvm.org.apache.spark.api.java.JavaSparkContext(
         jvm.org.apache.spark.SparkContext.getOrCreate())
@@ -61,6 +63,16 @@ def attach(connection: str):
                            .newSession())
     _attached[connection] = (session, lock)
     return session
+
+
+def separate_proxy_ids(gateway) -> None:
+    """Number this process's py4j proxies (a foreachBatch function is one) apart from those of
+    the processes attached to the driver before it. Each process counts from p0, and the JVM
+    addresses a proxy by id on whichever process is attached now: the JVM collecting an earlier
+    process's proxy (it then asks the callback server to forget that id), or the stream of a
+    killed run still calling its function, would otherwise reach this run's function of the same
+    id ("Object ID unknown" in its stream)."""
+    gateway.gateway_property.pool.next_id = secrets.randbits(48)
 
 
 def _alive(pid) -> bool:

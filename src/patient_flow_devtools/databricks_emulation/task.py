@@ -11,6 +11,7 @@ unknown scope or key, as Databricks does.
 import json
 import os
 import runpy
+import secrets
 import sys
 
 
@@ -48,6 +49,10 @@ def attach_to_cluster():
     from pyspark.sql import SparkSession
 
     gateway = launch_gateway()  # connects to the existing gateway named by the environment
+    # The proxies of tasks attached before this one are collected by the JVM over time, and it
+    # tells the callback server attached now to forget their ids: number this task's apart
+    # (as resources/warm_driver.separate_proxy_ids does for runs on the warm driver).
+    gateway.gateway_property.pool.next_id = secrets.randbits(48)
     jvm = gateway.jvm
     jsc = jvm.org.apache.spark.api.java.JavaSparkContext(jvm.org.apache.spark.SparkContext.getOrCreate())
     sc = SparkContext(gateway=gateway, jsc=jsc)
