@@ -7,6 +7,11 @@ from the ledger's `audit_run_id` and the run's end), the run queue's depth over 
 started, the drain time after the last file; beside them the engine floor, a bare script
 applying the same files as they land in one warm Spark session. Every file must reach gold and
 every run succeed, or nothing is reported.
+
+`--from kafka` sends each batch of E events to a local Kafka broker (Apache Kafka's jars, KRaft)
+instead, and the landing consumer (`patient-flow ingest --from kafka`) writes them into landing
+as it does in production: the figure is then event-to-gold, from the batch's send to the end of
+the run that put its last file in gold.
 """
 from __future__ import annotations
 
@@ -90,15 +95,111 @@ class QueueWatch(threading.Thread):
                 self.stop.wait(1.0)
 
 
-def landed_stream(files: int, events: int, seed: int) -> list:
-    """`files` tables of `events` consecutive simulated ADT events (lifecycles over the last
+def stream_batches(files: int, events: int, seed: int) -> list[list[dict]]:
+    """`files` batches of `events` consecutive simulated ADT events (lifecycles over the last
     two days), in arrival order."""
-    from patient_flow_dagster.ingestion.landing_writer import events_table
     from patient_flow_dagster.ingestion.simulator import simulate_lifecycles
 
     stream = simulate_lifecycles(files * events, seed=seed, now=datetime.now(timezone.utc),
                                  span_days=2).events
-    return [events_table(stream[i * events:(i + 1) * events]) for i in range(files)]
+    return [stream[i * events:(i + 1) * events] for i in range(files)]
+
+
+def as_tables(batches: list[list[dict]]) -> list:
+    from patient_flow_dagster.ingestion.landing_writer import events_table
+
+    return [events_table(batch) for batch in batches]
+
+
+class FileArrivals:
+    """Each batch lands as one landing file: what a landing consumer's flush is."""
+
+    unit = "file"
+
+    def __init__(self, batches: list[list[dict]], interval: float):
+        self.tables, self.interval = as_tables(batches), interval
+
+    @contextmanager
+    def running(self, workdir: Path, landing: Path):
+        yield self
+
+    def deliver(self, landing: Path) -> dict[str, float]:
+        """{batch: when it arrived}; here a batch is its file."""
+        return land_on_schedule(self.tables, landing, self.interval)
+
+    def files_of(self, landing: Path, timeout: float) -> dict[str, set[str]]:
+        return {name: {name} for name in self.landed}
+
+    @property
+    def landed(self) -> list[str]:
+        return [f"stream-{i:05d}.parquet" for i in range(len(self.tables))]
+
+
+class KafkaArrivals:
+    """Each batch is sent to a local Kafka broker; the landing consumer writes landing files."""
+
+    unit = "event"
+    topic = "patient-events"
+
+    def __init__(self, batches: list[list[dict]], interval: float, batch_seconds: float):
+        self.batches, self.interval, self.batch_seconds = batches, interval, batch_seconds
+        self.bootstrap = ""
+
+    @contextmanager
+    def running(self, workdir: Path, landing: Path):
+        from patient_flow_devtools.local_kafka import local_kafka
+
+        (workdir / "kafka").mkdir(parents=True, exist_ok=True)
+        with local_kafka(workdir / "kafka") as bootstrap:
+            self.bootstrap = bootstrap
+            patient_flow = Path(sys.executable).with_name("patient-flow")
+            with (workdir / "consumer.log").open("wb") as log:
+                consumer = subprocess.Popen(
+                    [str(patient_flow), "ingest", "--from", "kafka", "--bootstrap", bootstrap,
+                     "--topic", self.topic, "--landing", str(landing),
+                     "--batch-seconds", str(self.batch_seconds)],
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                try:
+                    yield self
+                finally:
+                    stop_process_group(consumer)
+
+    def deliver(self, landing: Path) -> dict[str, float]:
+        """Send one batch every interval (delivered: acknowledged by the broker);
+        {batch: when it was sent}."""
+        from patient_flow_dagster.ingestion.kafka_io import client_config, publish
+
+        config, sent, start = client_config(self.bootstrap), {}, time.time()
+        for i, batch in enumerate(self.batches):
+            time.sleep(max(0.0, start + i * self.interval - time.time()))
+            at = time.time()
+            publish(batch, config, self.topic, progress=None)
+            sent[f"batch-{i:05d}"] = at
+        return sent
+
+    def files_of(self, landing: Path, timeout: float) -> dict[str, set[str]]:
+        """{batch: the landing files holding its events}, once every event has landed."""
+        import pyarrow.parquet as pq
+
+        batch_of = {event["event_id"]: f"batch-{i:05d}"
+                    for i, batch in enumerate(self.batches) for event in batch}
+        files: dict[str, set[str]] = {}
+        seen: set[str] = set()
+        read: set[str] = set()
+        deadline = time.time() + timeout
+        while len(seen) < len(batch_of):
+            for path in sorted(landing.glob("*.parquet")):
+                if path.name in read:
+                    continue
+                read.add(path.name)
+                for event_id in pq.read_table(path, columns=["event_id"]).column(0).to_pylist():
+                    if event_id in batch_of:
+                        seen.add(event_id)
+                        files.setdefault(batch_of[event_id], set()).add(path.name)
+            if time.time() > deadline:
+                raise StreamBenchError(f"{len(batch_of) - len(seen)} sent events never landed")
+            time.sleep(0.5)
+        return files
 
 
 def land_on_schedule(tables: list, landing: Path, interval: float,
@@ -174,13 +275,14 @@ def summary(seconds: list[float]) -> dict[str, float]:
             "max": round(max(seconds), 1)}
 
 
-def measure_pipeline(workdir: Path, tables: list, history: list, interval: float,
-                     sensor_interval: int, warm_driver: bool, timeout: float) -> dict:
+def measure_pipeline(workdir: Path, arrivals, history: list, sensor_interval: int,
+                     warm_driver: bool, timeout: float) -> dict:
     from dagster import DagsterInstance
 
     from patient_flow_dagster.ingestion.landing_writer import write_landing_file
 
-    with dagster_dev(workdir, sensor_interval, warm_driver) as (home, lake, landing):
+    with dagster_dev(workdir, sensor_interval, warm_driver) as (home, lake, landing), \
+            arrivals.running(workdir, landing):
         for i, table in enumerate(history):  # the history: one run before the stream
             write_landing_file(table, landing, f"history-{i:05d}.parquet")
         if history:
@@ -191,25 +293,27 @@ def measure_pipeline(workdir: Path, tables: list, history: list, interval: float
         started = time.time()
         watch = QueueWatch(home, started)
         watch.start()
-        landed = land_on_schedule(tables, landing, interval)
-        last_landed = max(landed.values())
-        ingested = wait_until_drained(home, lake, set(landed), timeout)
+        arrived = arrivals.deliver(landing)
+        last_arrived = max(arrived.values())
+        files = arrivals.files_of(landing, timeout)
+        ingested = wait_until_drained(home, lake, set().union(*files.values()), timeout)
         watch.stop.set()
         watch.join()
         with DagsterInstance.from_config(str(home)) as instance:
             records = {r.dagster_run.run_id: r for r in pipeline_runs(instance)}
         ended = {run_id: r.end_time for run_id, r in records.items() if r.end_time}
-        to_gold = [ended[ingested[name]] - at for name, at in landed.items()]
+        in_gold = {batch: max(ended[ingested[name]] for name in files[batch]) for batch in arrived}
+        to_gold = [in_gold[batch] - at for batch, at in arrived.items()]
         stream_runs = [r for r in records.values() if r.create_timestamp.timestamp() >= started]
         durations = [r.end_time - r.start_time for r in stream_runs if r.start_time and r.end_time]
-        last_end = max(ended[ingested[name]] for name in landed)
     return {
-        "file_to_gold_seconds": summary(to_gold),
+        f"{arrivals.unit}_to_gold_seconds": summary(to_gold),
+        "landing_files": len(set().union(*files.values())),
         "runs_started": len(stream_runs),
         "run_seconds": summary(durations) if durations else {},
         "max_runs_waiting": max((w for _, w, _ in watch.samples), default=0),
         "max_runs_executing": max((e for _, _, e in watch.samples), default=0),
-        "drain_seconds_after_last_file": round(last_end - last_landed, 1),
+        f"drain_seconds_after_last_{arrivals.unit}": round(max(in_gold.values()) - last_arrived, 1),
         "queue_depth_over_time": [[at, waiting] for at, waiting, _ in watch.samples[::10]],
     }
 
@@ -256,11 +360,14 @@ def landed_at(landing: Path, name: str) -> float:
 
 
 def run(files: int, events: int, interval: float, history_events: int, workdir: Path,
-        seed: int, sensor_interval: int, warm_driver: bool, floor: bool) -> dict:
+        seed: int, sensor_interval: int, warm_driver: bool, floor: bool,
+        source: str = "landing", batch_seconds: float = 2.0) -> dict:
     workdir = workdir.resolve()
     if workdir.exists():
         shutil.rmtree(workdir)
-    tables = landed_stream(files, events, seed)
+    batches = stream_batches(files, events, seed)
+    arrivals = (KafkaArrivals(batches, interval, batch_seconds) if source == "kafka"
+                else FileArrivals(batches, interval))
     history = []
     if history_events:
         from patient_flow_dagster.ingestion.landing_writer import events_table
@@ -272,15 +379,18 @@ def run(files: int, events: int, interval: float, history_events: int, workdir: 
         history = [events_table(past[i:i + 10_000]) for i in range(0, len(past), 10_000)]
     timeout = max(900.0, files * interval * 3)
     report = {
-        "files": files, "events_per_file": events, "interval_seconds": interval,
+        "source": source, "batches": files, "events_per_batch": events,
+        "interval_seconds": interval,
+        **({"consumer_batch_seconds": batch_seconds} if source == "kafka" else {}),
         "history_events": history_events, "sensor_interval_seconds": sensor_interval,
         "runs_on": "warm Spark driver" if warm_driver else "a new JVM per run",
         "machine_cores": os.cpu_count(),
-        "pipeline": measure_pipeline(workdir / "dagster", tables, history, interval,
-                                     sensor_interval, warm_driver, timeout),
+        "pipeline": measure_pipeline(workdir / "dagster", arrivals, history, sensor_interval,
+                                     warm_driver, timeout),
     }
-    if floor:
-        report["engine_floor"] = measure_floor(workdir / "floor", tables, history, interval)
+    if floor:  # the same batches as files landing on the same schedule
+        report["engine_floor"] = measure_floor(workdir / "floor", as_tables(batches), history,
+                                               interval)
     return report
 
 
@@ -289,7 +399,7 @@ def main(args) -> int:
 
     report = run(args.files, args.events, args.interval, args.history, Path(args.workdir),
                  args.seed, args.sensor_interval or Settings.from_env().sensor_interval,
-                 not args.no_warm_driver, not args.no_floor)
+                 not args.no_warm_driver, not args.no_floor, args.source, args.batch_seconds)
     text = json.dumps(report, indent=2)
     if args.output:
         Path(args.output).write_text(text + "\n")

@@ -104,10 +104,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     stream = commands.add_parser(
         "bench-stream", help="steady arrivals under dagster dev and the warm driver: "
-        "file-to-gold, run queue depth, drain time, beside the engine floor")
-    stream.add_argument("--files", type=int, default=36)
-    stream.add_argument("--events", type=int, default=50, help="events per file")
-    stream.add_argument("--interval", type=float, default=10, help="seconds between files")
+        "file-to-gold (or event-to-gold through Kafka), run queue depth, drain time, beside "
+        "the engine floor")
+    stream.add_argument("--from", dest="source", choices=["landing", "kafka"], default="landing",
+                        help="batches land as files (default), or are sent to a local Kafka "
+                        "broker that the landing consumer reads")
+    stream.add_argument("--files", type=int, default=36, help="batches (files, or sends)")
+    stream.add_argument("--events", type=int, default=50, help="events per batch")
+    stream.add_argument("--interval", type=float, default=10, help="seconds between batches")
+    stream.add_argument("--batch-seconds", type=float, default=2.0,
+                        help="with --from kafka: the landing consumer's flush interval")
     stream.add_argument("--history", type=int, default=0,
                         help="events landed and run before the stream (the lake's history)")
     stream.add_argument("--seed", type=int, default=1)
