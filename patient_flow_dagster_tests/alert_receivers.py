@@ -1,5 +1,6 @@
 """Real local receivers for alerts: an SMTP server (aiosmtpd) that requires a login, and an HTTP
 server that takes incoming-webhook posts. Each keeps what it received."""
+
 from __future__ import annotations
 
 import json
@@ -41,15 +42,24 @@ def alert_receivers() -> Iterator[tuple[Received, int, str]]:
     received = Received()
 
     def authenticate(server, session, envelope, mechanism, auth_data):
-        ok = (isinstance(auth_data, LoginPassword) and auth_data.login.decode() == SMTP_USER
-              and auth_data.password.decode() == SMTP_PASSWORD)
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login.decode() == SMTP_USER
+            and auth_data.password.decode() == SMTP_PASSWORD
+        )
         if ok:
             received.logins.append(SMTP_USER)
         return AuthResult(success=ok, handled=False)
 
     smtp_port = free_port()
-    smtp = Controller(_Mailbox(received), hostname="127.0.0.1", port=smtp_port,
-                      authenticator=authenticate, auth_required=True, auth_require_tls=False)
+    smtp = Controller(
+        _Mailbox(received),
+        hostname="127.0.0.1",
+        port=smtp_port,
+        authenticator=authenticate,
+        auth_required=True,
+        auth_require_tls=False,
+    )
 
     class Hook(BaseHTTPRequestHandler):
         def log_message(self, *args) -> None:

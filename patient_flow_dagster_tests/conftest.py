@@ -1,4 +1,5 @@
 """Shared fixtures: one Spark session for the whole test session, a fresh lake per test."""
+
 import json
 import os
 import time
@@ -12,9 +13,13 @@ os.environ["PATIENT_FLOW_DRIVER_MEMORY"] = "2g"
 # instead of generated code and plans fixed up front (no adaptive re-planning per stage) spend
 # less CPU per query, for the same results. The emulated Databricks clusters start from the
 # same settings.
-os.environ["PATIENT_FLOW_SPARK_CONF"] = json.dumps({
-    "spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN",
-    "spark.sql.adaptive.enabled": "false"})
+os.environ["PATIENT_FLOW_SPARK_CONF"] = json.dumps(
+    {
+        "spark.sql.codegen.wholeStage": "false",
+        "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+        "spark.sql.adaptive.enabled": "false",
+    }
+)
 os.environ["TZ"] = "Asia/Kolkata"
 time.tzset()  # Python's own local time too, not only the C library's and the JVM's
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -104,8 +109,9 @@ def project_instance(directory: Path) -> DagsterInstance:
     """A Dagster instance in `directory` with the settings the project ships (run queue, run
     monitoring and retries, freshness)."""
     directory.mkdir(parents=True, exist_ok=True)
-    return DagsterInstance.local_temp(str(directory),
-                                      overrides=yaml.safe_load(INSTANCE_SETTINGS.read_text()))
+    return DagsterInstance.local_temp(
+        str(directory), overrides=yaml.safe_load(INSTANCE_SETTINGS.read_text())
+    )
 
 
 @pytest.fixture
@@ -117,9 +123,17 @@ def lakehouse(tmp_path, spark) -> Lakehouse:
 
 # The slowest modules first: with `--dist loadfile` each module goes to one worker in collection
 # order, so starting the long ones early keeps both workers busy to the end.
-HEAVY_FIRST = ("test_bench.py", "test_pipeline.py", "test_databricks.py", "test_checks.py",
-               "test_census.py", "test_lifecycles.py", "test_warm_driver.py",
-               "test_eventhubs_amqp.py", "test_kafka.py")
+HEAVY_FIRST = (
+    "test_bench.py",
+    "test_pipeline.py",
+    "test_databricks.py",
+    "test_checks.py",
+    "test_census.py",
+    "test_lifecycles.py",
+    "test_warm_driver.py",
+    "test_eventhubs_amqp.py",
+    "test_kafka.py",
+)
 
 
 def pytest_collection_modifyitems(items):

@@ -33,6 +33,7 @@ session and link recovery, and persistence (events live in memory).
 `python -m patient_flow_dagster_tests.eventhubs_endpoint --port 5673 --hub patient-events` prints
 the connection string (with this endpoint's test key) on its first line, then serves.
 """
+
 import argparse
 import base64
 import functools
@@ -62,16 +63,24 @@ SASL_HEADER, AMQP_HEADER = b"AMQP\x03\x01\x00\x00", b"AMQP\x00\x01\x00\x00"
 OPEN, BEGIN, ATTACH, FLOW, TRANSFER, DISPOSITION, DETACH, END, CLOSE = range(0x10, 0x19)
 BATCH_FORMAT = 0x80013700
 OFFSET, SEQUENCE, ENQUEUED, PARTITION_KEY = (
-    b"x-opt-offset", b"x-opt-sequence-number", b"x-opt-enqueued-time", b"x-opt-partition-key")
+    b"x-opt-offset",
+    b"x-opt-sequence-number",
+    b"x-opt-enqueued-time",
+    b"x-opt-partition-key",
+)
 EPOCH = b"com.microsoft:epoch"
-SELECTOR = re.compile(r"amqp\.annotation\.x-opt-(offset|sequence-number|enqueued-time)\s*(>=|>)\s*'([^']*)'")
+SELECTOR = re.compile(
+    r"amqp\.annotation\.x-opt-(offset|sequence-number|enqueued-time)\s*(>=|>)\s*'([^']*)'"
+)
 POLICY, KEY = "RootManageSharedAccessKey", "local-endpoint-test-key"
 MAX_FRAME = 256 * 1024
 
 
 def connection_string(port: int, hub: str, key: str = KEY, policy: str = POLICY) -> str:
-    return (f"Endpoint=sb://127.0.0.1:{port};SharedAccessKeyName={policy};SharedAccessKey={key};"
-            f"EntityPath={hub};UseDevelopmentEmulator=true")
+    return (
+        f"Endpoint=sb://127.0.0.1:{port};SharedAccessKeyName={policy};SharedAccessKey={key};"
+        f"EntityPath={hub};UseDevelopmentEmulator=true"
+    )
 
 
 def long(value: int) -> dict:
@@ -111,14 +120,18 @@ class Partition:
     def append(self, message: Message, key) -> None:
         now = int(time.time() * 1000)
         annotations = dict(message.message_annotations or {})
-        annotations.update({
-            OFFSET: str(self.next_offset).encode(),
-            SEQUENCE: long(len(self.events)),
-            ENQUEUED: stamp(now),
-        })
+        annotations.update(
+            {
+                OFFSET: str(self.next_offset).encode(),
+                SEQUENCE: long(len(self.events)),
+                ENQUEUED: stamp(now),
+            }
+        )
         if key is not None:
             annotations[PARTITION_KEY] = key
-        payload = bytes(encode_payload(bytearray(), message._replace(message_annotations=annotations)))
+        payload = bytes(
+            encode_payload(bytearray(), message._replace(message_annotations=annotations))
+        )
         self.events.append(Event(payload, len(self.events), self.next_offset, now))
         self.next_offset += len(payload)
 
@@ -133,7 +146,11 @@ class Partition:
         if kind == "offset" and raw in ("-1", "@latest"):
             return 0 if raw == "-1" else len(self.events)
         value = int(raw)
-        attribute = {"offset": "offset", "sequence-number": "sequence", "enqueued-time": "enqueued_ms"}[kind]
+        attribute = {
+            "offset": "offset",
+            "sequence-number": "sequence",
+            "enqueued-time": "enqueued_ms",
+        }[kind]
         for index, event in enumerate(self.events):
             position = getattr(event, attribute)
             if position > value or (operator == ">=" and position == value):
@@ -163,8 +180,14 @@ class Link:
 class Namespace:
     """One Event Hubs namespace with one hub; every connection thread shares it under one lock."""
 
-    def __init__(self, hub: str, partitions: int = 4, consumer_groups=("$Default",),
-                 policy: str = POLICY, key: str = KEY):
+    def __init__(
+        self,
+        hub: str,
+        partitions: int = 4,
+        consumer_groups=("$Default",),
+        policy: str = POLICY,
+        key: str = KEY,
+    ):
         self.hub, self.policy, self.key = hub, policy, key
         self.partitions = {str(i): Partition(str(i)) for i in range(partitions)}
         self.consumer_groups = {g.lower() for g in consumer_groups}
@@ -178,7 +201,7 @@ class Namespace:
         token = text(token)
         if not isinstance(token, str) or not token.startswith("SharedAccessSignature "):
             return "InvalidToken: only SAS tokens are supported by this endpoint."
-        fields = {k: v[0] for k, v in parse_qs(token[len("SharedAccessSignature "):]).items()}
+        fields = {k: v[0] for k, v in parse_qs(token[len("SharedAccessSignature ") :]).items()}
         if fields.get("skn") != self.policy:
             return f"Unauthorized: unknown SharedAccessKeyName {fields.get('skn')!r}."
         if int(fields.get("se", "0")) < time.time():
@@ -191,8 +214,11 @@ class Namespace:
 
     def partition(self, partition_id: str) -> Partition:
         if partition_id not in self.partitions:
-            raise Refused("amqp:not-found", f"The messaging entity partition '{partition_id}' could "
-                          f"not be found: '{self.hub}' has partitions 0-{len(self.partitions) - 1}.")
+            raise Refused(
+                "amqp:not-found",
+                f"The messaging entity partition '{partition_id}' could "
+                f"not be found: '{self.hub}' has partitions 0-{len(self.partitions) - 1}.",
+            )
         return self.partitions[partition_id]
 
     def check_hub(self, hub: str) -> None:
@@ -223,24 +249,43 @@ class Namespace:
         if text(props.get("operation")) != "READ":
             return 400, "Only READ is supported.", None
         if text(props.get("name")) != self.hub:
-            return 404, f"The messaging entity '{text(props.get('name'))}' could not be found.", None
+            return (
+                404,
+                f"The messaging entity '{text(props.get('name'))}' could not be found.",
+                None,
+            )
         kind = text(props.get("type"))
         if kind == "com.microsoft:eventhub":
-            return 200, "OK", {"name": self.hub, "type": kind, "created_at": stamp(self.created_ms),
-                               "partition_count": len(self.partitions),
-                               "partition_ids": list(self.partitions)}
+            return (
+                200,
+                "OK",
+                {
+                    "name": self.hub,
+                    "type": kind,
+                    "created_at": stamp(self.created_ms),
+                    "partition_count": len(self.partitions),
+                    "partition_ids": list(self.partitions),
+                },
+            )
         if kind == "com.microsoft:partition":
             partition = self.partitions.get(text(props.get("partition")))
             if partition is None:
                 return 404, f"Partition '{text(props.get('partition'))}' could not be found.", None
             last = partition.events[-1] if partition.events else None
-            return 200, "OK", {
-                "name": self.hub, "type": kind, "partition": partition.id,
-                "begin_sequence_number": long(0),
-                "last_enqueued_sequence_number": long(last.sequence if last else -1),
-                "last_enqueued_offset": str(last.offset) if last else "-1",
-                "last_enqueued_time_utc": stamp(last.enqueued_ms if last else 0),
-                "is_partition_empty": last is None}
+            return (
+                200,
+                "OK",
+                {
+                    "name": self.hub,
+                    "type": kind,
+                    "partition": partition.id,
+                    "begin_sequence_number": long(0),
+                    "last_enqueued_sequence_number": long(last.sequence if last else -1),
+                    "last_enqueued_offset": str(last.offset) if last else "-1",
+                    "last_enqueued_time_utc": stamp(last.enqueued_ms if last else 0),
+                    "is_partition_empty": last is None,
+                },
+            )
         return 400, f"Unknown type {kind!r}.", None
 
 
@@ -273,7 +318,7 @@ class Connection(threading.Thread):
         if header[:4] == b"AMQP":
             return "header", header, None
         size, offset, frame_type, channel = struct.unpack(">IBBH", header)
-        body = self._recv(size - 8)[offset * 4 - 8:]
+        body = self._recv(size - 8)[offset * 4 - 8 :]
         if not body:
             return "empty", channel, None
         return frame_type, channel, decode_frame(memoryview(body))
@@ -323,17 +368,36 @@ class Connection(threading.Thread):
     # -- performatives --------------------------------------------------------------------------
     def _dispatch(self, channel: int, performative: int, f: list):
         if performative == OPEN:
-            self.send(0, amqp.OpenFrame(
-                container_id="patient-flow-local-eventhubs", hostname=text(f[1]),
-                max_frame_size=MAX_FRAME, channel_max=255, idle_timeout=None, outgoing_locales=None,
-                incoming_locales=None, offered_capabilities=None, desired_capabilities=None,
-                properties=None))
+            self.send(
+                0,
+                amqp.OpenFrame(
+                    container_id="patient-flow-local-eventhubs",
+                    hostname=text(f[1]),
+                    max_frame_size=MAX_FRAME,
+                    channel_max=255,
+                    idle_timeout=None,
+                    outgoing_locales=None,
+                    incoming_locales=None,
+                    offered_capabilities=None,
+                    desired_capabilities=None,
+                    properties=None,
+                ),
+            )
         elif performative == BEGIN:
             self.next_outgoing[channel] = 0
-            self.send(channel, amqp.BeginFrame(
-                remote_channel=channel, next_outgoing_id=0, incoming_window=65536,
-                outgoing_window=65536, handle_max=4095, offered_capabilities=None,
-                desired_capabilities=None, properties=None))
+            self.send(
+                channel,
+                amqp.BeginFrame(
+                    remote_channel=channel,
+                    next_outgoing_id=0,
+                    incoming_window=65536,
+                    outgoing_window=65536,
+                    handle_max=4095,
+                    offered_capabilities=None,
+                    desired_capabilities=None,
+                    properties=None,
+                ),
+            )
         elif performative == ATTACH:
             self._attach(channel, f)
         elif performative == FLOW:
@@ -368,20 +432,40 @@ class Connection(threading.Thread):
         name, remote_handle, client_is_receiver = f[0], f[1], f[2]
         source, target = Source(*f[5]) if f[5] else Source(), Target(*f[6]) if f[6] else Target()
         address = source.address if client_is_receiver else target.address
-        link = Link(self, channel, next(self.next_handle), remote_handle, client_is_receiver,
-                    self._path(address), settled=f[3] == 1)
+        link = Link(
+            self,
+            channel,
+            next(self.next_handle),
+            remote_handle,
+            client_is_receiver,
+            self._path(address),
+            settled=f[3] == 1,
+        )
         properties = {k if isinstance(k, bytes) else k: v for k, v in (f[13] or {}).items()}
         error = None
         try:
             self._admit(link, source, properties)
         except Refused as refused:
             error = refused.error
-        self.send(channel, amqp.AttachFrame(
-            name=name, handle=link.handle, role=not client_is_receiver, send_settle_mode=f[3],
-            rcv_settle_mode=f[4], source=source, target=target, unsettled=None,
-            incomplete_unsettled=False, initial_delivery_count=0 if client_is_receiver else None,
-            max_message_size=1024 * 1024, offered_capabilities=None, desired_capabilities=None,
-            properties=properties or None))
+        self.send(
+            channel,
+            amqp.AttachFrame(
+                name=name,
+                handle=link.handle,
+                role=not client_is_receiver,
+                send_settle_mode=f[3],
+                rcv_settle_mode=f[4],
+                source=source,
+                target=target,
+                unsettled=None,
+                incomplete_unsettled=False,
+                initial_delivery_count=0 if client_is_receiver else None,
+                max_message_size=1024 * 1024,
+                offered_capabilities=None,
+                desired_capabilities=None,
+                properties=properties or None,
+            ),
+        )
         if error is not None:
             self.send(channel, amqp.DetachFrame(handle=link.handle, closed=True, error=error))
             return
@@ -396,47 +480,93 @@ class Connection(threading.Thread):
         if link.path in ("$cbs", "$management"):
             return
         if not self.authorized:
-            raise Refused("amqp:unauthorized-access", "Unauthorized access: put a valid token on $cbs first.")
+            raise Refused(
+                "amqp:unauthorized-access", "Unauthorized access: put a valid token on $cbs first."
+            )
         parts = link.path.split("/")
         self.ns.check_hub(parts[0])
         if not link.role_sender:  # the client publishes
             if len(parts) == 3 and parts[1].lower() == "partitions":
                 self.ns.partition(parts[2])
             elif len(parts) != 1:
-                raise Refused("amqp:not-found", f"The messaging entity '{link.path}' could not be found.")
+                raise Refused(
+                    "amqp:not-found", f"The messaging entity '{link.path}' could not be found."
+                )
             return
-        if len(parts) != 5 or parts[1].lower() != "consumergroups" or parts[3].lower() != "partitions":
-            raise Refused("amqp:not-found", f"The messaging entity '{link.path}' could not be found.")
+        if (
+            len(parts) != 5
+            or parts[1].lower() != "consumergroups"
+            or parts[3].lower() != "partitions"
+        ):
+            raise Refused(
+                "amqp:not-found", f"The messaging entity '{link.path}' could not be found."
+            )
         if parts[2].lower() not in self.ns.consumer_groups:
-            raise Refused("amqp:not-found", f"The messaging entity '{parts[0]}/ConsumerGroups/"
-                          f"{parts[2]}' could not be found.")
+            raise Refused(
+                "amqp:not-found",
+                f"The messaging entity '{parts[0]}/ConsumerGroups/{parts[2]}' could not be found.",
+            )
         link.partition, link.group = self.ns.partition(parts[4]), parts[2]
-        selector = next((text(v) for v in (source.filters or {}).values()
-                         if "amqp.annotation" in (text(v) or "")), None)
+        selector = next(
+            (
+                text(v)
+                for v in (source.filters or {}).values()
+                if "amqp.annotation" in (text(v) or "")
+            ),
+            None,
+        )
         link.position = link.partition.start(selector)
         link.epoch = properties.get(EPOCH)
         if link.epoch is not None:
-            for other in [r for r in self.ns.readers if r.partition is link.partition
-                          and r.group == link.group and (r.epoch is None or r.epoch <= link.epoch)]:
+            for other in [
+                r
+                for r in self.ns.readers
+                if r.partition is link.partition
+                and r.group == link.group
+                and (r.epoch is None or r.epoch <= link.epoch)
+            ]:
                 self.ns.readers.remove(other)
                 other.closed = True
-                other.connection.send(other.channel, amqp.DetachFrame(
-                    handle=other.handle, closed=True, error=AMQPError(
-                        condition=b"amqp:link:stolen",
-                        description=f"New receiver with epoch {link.epoch} took partition "
-                                    f"{link.partition.id} over.")))
+                other.connection.send(
+                    other.channel,
+                    amqp.DetachFrame(
+                        handle=other.handle,
+                        closed=True,
+                        error=AMQPError(
+                            condition=b"amqp:link:stolen",
+                            description=f"New receiver with epoch {link.epoch} took partition "
+                            f"{link.partition.id} over.",
+                        ),
+                    ),
+                )
 
     def _flow(self, link: Link, credit: int):
         return amqp.FlowFrame(
-            next_incoming_id=0, incoming_window=65536, next_outgoing_id=self.next_outgoing[link.channel],
-            outgoing_window=65536, handle=link.handle, delivery_count=link.delivery_count,
-            link_credit=credit, available=None, drain=None, echo=None, properties=None)
+            next_incoming_id=0,
+            incoming_window=65536,
+            next_outgoing_id=self.next_outgoing[link.channel],
+            outgoing_window=65536,
+            handle=link.handle,
+            delivery_count=link.delivery_count,
+            link_credit=credit,
+            available=None,
+            drain=None,
+            echo=None,
+            properties=None,
+        )
 
     def _transfer(self, channel: int, f: list):
         link = self.links.get((channel, f[0]))
         key = (channel, f[0])
-        if key not in self.partial:  # the first frame of a delivery (continuations may repeat its id)
-            self.partial[key] = {"id": f[1], "format": f[3], "settled": f[4], "payload": bytearray()}
+        if (
+            key not in self.partial
+        ):  # the first frame of a delivery (continuations may repeat its id)
+            self.partial[key] = {
+                "id": f[1],
+                "format": f[3],
+                "settled": f[4],
+                "payload": bytearray(),
+            }
         delivery = self.partial[key]
         delivery["payload"] += bytes(f[-1])
         if f[5]:  # more frames follow
@@ -451,8 +581,17 @@ class Connection(threading.Thread):
         except Refused as refused:
             state = Rejected(error=refused.error)
         if not delivery["settled"]:
-            self.send(channel, amqp.DispositionFrame(role=True, first=delivery["id"], last=None,
-                                                     settled=True, state=state, batchable=None))
+            self.send(
+                channel,
+                amqp.DispositionFrame(
+                    role=True,
+                    first=delivery["id"],
+                    last=None,
+                    settled=True,
+                    state=state,
+                    batchable=None,
+                ),
+            )
         if link.delivery_count % 250 == 0:
             self.send(channel, self._flow(link, credit=500))
 
@@ -479,12 +618,19 @@ class Connection(threading.Thread):
 
     def _reply(self, link: Link, request: Message, status: int, description: str, body):
         """Answer on this connection's receiving link of the same node, correlated by message id."""
-        response = Message(properties=Properties(correlation_id=request.properties.message_id),
-                           application_properties={"status-code": status,
-                                                   "status-description": description},
-                           value=body)
-        reply_link = next((candidate for candidate in self.links.values() if candidate.role_sender
-                           and candidate.path == link.path), None)
+        response = Message(
+            properties=Properties(correlation_id=request.properties.message_id),
+            application_properties={"status-code": status, "status-description": description},
+            value=body,
+        )
+        reply_link = next(
+            (
+                candidate
+                for candidate in self.links.values()
+                if candidate.role_sender and candidate.path == link.path
+            ),
+            None,
+        )
         if reply_link is not None:
             reply_link.replies.append(bytes(encode_payload(bytearray(), response)))
             self.pump(reply_link)
@@ -504,10 +650,23 @@ class Connection(threading.Thread):
     def _send_message(self, link: Link, payload: bytes):
         delivery_id = self.next_outgoing[link.channel]
         self.next_outgoing[link.channel] += 1
-        self.send(link.channel, amqp.TransferFrame(
-            handle=link.handle, delivery_id=delivery_id, delivery_tag=struct.pack(">I", delivery_id),
-            message_format=0, settled=True, more=False, rcv_settle_mode=None, state=None,
-            resume=None, aborted=None, batchable=None, payload=payload))
+        self.send(
+            link.channel,
+            amqp.TransferFrame(
+                handle=link.handle,
+                delivery_id=delivery_id,
+                delivery_tag=struct.pack(">I", delivery_id),
+                message_format=0,
+                settled=True,
+                more=False,
+                rcv_settle_mode=None,
+                state=None,
+                resume=None,
+                aborted=None,
+                batchable=None,
+                payload=payload,
+            ),
+        )
         link.delivery_count += 1
         link.credit -= 1
 
@@ -566,13 +725,26 @@ def measure_sdk_throughput(events: int, port: int) -> dict:
     from patient_flow_dagster.ingestion.eventhubs_amqp import EventHubsTarget, publish
     from patient_flow_dagster.ingestion.simulator import simulate
 
-    server = subprocess.Popen([sys.executable, "-m", "patient_flow_dagster_tests.eventhubs_endpoint",
-                               "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "patient_flow_dagster_tests.eventhubs_endpoint",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         connection = server.stdout.readline().strip()
         sim = simulate(events, seed=5)
         started = time.perf_counter()
-        publish(sim.events, EventHubsTarget("patient-events", connection_string=connection), progress=None)
+        publish(
+            sim.events,
+            EventHubsTarget("patient-events", connection_string=connection),
+            progress=None,
+        )
         publish_seconds = time.perf_counter() - started
         received, done = [0], threading.Event()
 
@@ -583,15 +755,21 @@ def measure_sdk_throughput(events: int, port: int) -> dict:
 
         client = EventHubConsumerClient.from_connection_string(connection, "$Default")
         started = time.perf_counter()
-        worker = threading.Thread(target=client.receive_batch, daemon=True, kwargs=dict(
-            on_event_batch=on_batch, max_batch_size=1_000, starting_position="-1"))
+        worker = threading.Thread(
+            target=client.receive_batch,
+            daemon=True,
+            kwargs=dict(on_event_batch=on_batch, max_batch_size=1_000, starting_position="-1"),
+        )
         worker.start()
         done.wait(600)
         receive_seconds = time.perf_counter() - started
         client.close()
-        report = {"events": events, "publish_events_per_second": round(events / publish_seconds),
-                  "receive_events_per_second": round(received[0] / receive_seconds),
-                  "received": received[0]}
+        report = {
+            "events": events,
+            "publish_events_per_second": round(events / publish_seconds),
+            "receive_events_per_second": round(received[0] / receive_seconds),
+            "received": received[0],
+        }
         print(json.dumps(report))
         return report
     finally:
@@ -605,14 +783,20 @@ def main(argv=None) -> int:
     parser.add_argument("--hub", default="patient-events")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--consumer-group", action="append", default=None)
-    parser.add_argument("--bench", type=int, default=None, metavar="EVENTS",
-                        help="measure the SDK's publish and receive throughput, then exit")
+    parser.add_argument(
+        "--bench",
+        type=int,
+        default=None,
+        metavar="EVENTS",
+        help="measure the SDK's publish and receive throughput, then exit",
+    )
     args = parser.parse_args(argv)
     if args.bench:
         measure_sdk_throughput(args.bench, args.port)
         return 0
-    endpoint = EventHubsEndpoint(args.port, args.hub, args.partitions,
-                                 args.consumer_group or ["$Default"]).start()
+    endpoint = EventHubsEndpoint(
+        args.port, args.hub, args.partitions, args.consumer_group or ["$Default"]
+    ).start()
     print(endpoint.connection_string, flush=True)
     endpoint.thread.join()
     return 0

@@ -1,4 +1,5 @@
 """Real local services for tests, each started in its own process group and stopped after."""
+
 import shutil
 import socket
 import subprocess
@@ -53,10 +54,21 @@ def azurite(workdir: Path, port: int = AZURITE_PORT):
     node = shutil.which("node")
     assert node, "Node.js is needed to run Azurite"
     process = subprocess.Popen(
-        [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port),
-         "--inMemoryPersistence", "--skipApiVersionCheck", "--loose", "--silent"],
+        [
+            str(AZURITE),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--inMemoryPersistence",
+            "--skipApiVersionCheck",
+            "--loose",
+            "--silent",
+        ],
         cwd=workdir,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         wait_for_port(port, process)

@@ -1,4 +1,5 @@
 """The landing zone in Azure Blob Storage (Azurite): sensor ticks and Spark reading the blobs."""
+
 import pytest
 from azure.storage.blob import BlobServiceClient
 from dagster import DagsterInstance, build_sensor_context
@@ -54,7 +55,8 @@ def test_sensor_over_blob_storage(azure_env):
 
     def tick(cursor=None):
         return landing_sensor.evaluate_tick(
-            build_sensor_context(instance=instance, cursor=cursor, resources=resources))
+            build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+        )
 
     assert "no new files" in tick().skip_message
     write = landing_sink(URL)
@@ -82,12 +84,18 @@ def test_bronze_and_silver_read_the_blobs_through_spark(azure_env, lakehouse):
     resources = {**lakehouse.resources(), "landing": AzureBlobLandingZone(url=URL)}
     from dagster import materialize
 
-    result = materialize([bronze_patient_events, silver_patient_events], resources=resources,
-                         instance=DagsterInstance.ephemeral())
+    result = materialize(
+        [bronze_patient_events, silver_patient_events],
+        resources=resources,
+        instance=DagsterInstance.ephemeral(),
+    )
     assert result.success
     bronze = lakehouse.table(t.BRONZE_EVENTS)
     assert bronze.count() == 600
-    assert bronze.filter(bronze.source_file.startswith("wasb://landing@storageemulator/")).count() == 600
+    assert (
+        bronze.filter(bronze.source_file.startswith("wasb://landing@storageemulator/")).count()
+        == 600
+    )
     audit = {r.file_name: r.status for r in lakehouse.table(t.LANDING_FILES).collect()}
     assert len(audit) == 4 and audit["zz-broken.parquet"] == "rejected"
     silver, quarantine = lakehouse.count(t.SILVER_EVENTS), lakehouse.count(t.QUARANTINE)
@@ -111,8 +119,10 @@ def test_archived_blobs_leave_the_listing_and_keep_their_bytes(azure_env):
     assert [f.name for f in zone.list_files()] == ["b.parquet"]
     assert zone.in_archive("batch-00000001/a.parquet")
     assert not zone.in_archive("batch-00000001/b.parquet")
-    assert azure_env.download_blob(
-        "patient_events_archive/batch-00000001/a.parquet").readall() == original
+    assert (
+        azure_env.download_blob("patient_events_archive/batch-00000001/a.parquet").readall()
+        == original
+    )
     # A full refresh of bronze brings it back first.
     zone.restore("batch-00000001/a.parquet", "a.parquet")
     assert [f.name for f in zone.list_files()] == ["a.parquet", "b.parquet"]

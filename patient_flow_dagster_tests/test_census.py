@@ -1,4 +1,5 @@
 """Patient-flow KPIs: hand-built stays with known answers, and the assets on seeded data."""
+
 import base64
 from datetime import datetime, timedelta, timezone
 
@@ -23,7 +24,10 @@ def stays_frame(spark, *stays):
     )
     hours = (F.unix_seconds(F.to_timestamp("x")) - F.unix_seconds(F.to_timestamp("a"))) / 3600
     return rows.select(
-        "event_id", "department", "hospital_id", "bed_capacity",
+        "event_id",
+        "department",
+        "hospital_id",
+        "bed_capacity",
         F.to_timestamp("a").alias("admission_time_ts"),
         F.to_timestamp("x").alias("discharge_time_ts"),
         F.round(hours, 2).alias("length_of_stay_hours"),
@@ -45,8 +49,13 @@ def materialized(result, key):
 def census_by_hour(hourly):
     return {
         r.hour: (r.admissions, r.discharges, r.present_at_end, r.occupancy)
-        for r in hourly.select(F.date_format("hour_start", "HH:mm").alias("hour"), "admissions",
-                               "discharges", "present_at_end", "occupancy").collect()
+        for r in hourly.select(
+            F.date_format("hour_start", "HH:mm").alias("hour"),
+            "admissions",
+            "discharges",
+            "present_at_end",
+            "occupancy",
+        ).collect()
     }
 
 
@@ -76,8 +85,10 @@ def test_occupancy_is_present_over_capacity_and_still_admitted_stays_count(spark
     assert hours["10:00"] == (1, 0, 4, 0.4)
     assert hours["11:00"] == (0, 1, 3, 0.3)
     assert hours["12:00"] == (0, 1, 2, 0.2)
-    snapshot = {(r.scope, r.department): (r.present, r.occupancy)
-                for r in census.current_occupancy(census.hourly_census(stays, AS_OF)).collect()}
+    snapshot = {
+        (r.scope, r.department): (r.present, r.occupancy)
+        for r in census.current_occupancy(census.hourly_census(stays, AS_OF)).collect()
+    }
     assert snapshot == {("department", "ICU"): (2, 0.2), ("hospital", None): (2, 0.2)}
 
 
@@ -90,21 +101,31 @@ def test_occupancy_trend_pools_the_beds_of_a_department_across_hospitals(spark):
     )
     hourly = census.hourly_census(stays, AS_OF)
     since = datetime(2025, 3, 1, 9, tzinfo=timezone.utc)
-    trend = {(r.department, r.hour_end[11:16]): r.occupancy
-             for r in census.occupancy_trend(hourly, since).collect()}
+    trend = {
+        (r.department, r.hour_end[11:16]): r.occupancy
+        for r in census.occupancy_trend(hourly, since).collect()
+    }
     assert trend == {
-        ("ICU", "10:00"): 1 / 40, ("ICU", "11:00"): 2 / 40, ("ICU", "12:00"): 2 / 40,
+        ("ICU", "10:00"): 1 / 40,
+        ("ICU", "11:00"): 2 / 40,
+        ("ICU", "12:00"): 2 / 40,
         ("ICU", "13:00"): 2 / 40,
-        ("Surgery", "10:00"): 1 / 4, ("Surgery", "11:00"): 1 / 4, ("Surgery", "12:00"): 0.0,
+        ("Surgery", "10:00"): 1 / 4,
+        ("Surgery", "11:00"): 1 / 4,
+        ("Surgery", "12:00"): 0.0,
         ("Surgery", "13:00"): 0.0,
     }
 
 
 def test_length_of_stay_statistics_on_a_known_list(spark):
-    stays = stays_frame(spark, *[
-        (f"s{h}", "Surgery", 2, 20, "2025-03-01 00:00:00", f"2025-03-01 {h:02d}:00:00")
-        for h in range(1, 11)
-    ], ("open", "Surgery", 2, 20, "2025-03-01 00:00:00", None))
+    stays = stays_frame(
+        spark,
+        *[
+            (f"s{h}", "Surgery", 2, 20, "2025-03-01 00:00:00", f"2025-03-01 {h:02d}:00:00")
+            for h in range(1, 11)
+        ],
+        ("open", "Surgery", 2, 20, "2025-03-01 00:00:00", None),
+    )
     [row] = census.length_of_stay_stats(stays).collect()
     assert row.completed_stays == 10
     assert (row.mean_hours, row.median_hours, row.p90_hours, row.max_hours) == (5.5, 5.5, 9.1, 10.0)
@@ -116,31 +137,46 @@ def test_daily_flow_counts_days_in_utc(spark):
         ("s1", "ICU", 1, 10, "2025-03-01 23:30:00", "2025-03-02 00:30:00"),
         ("s2", "ICU", 1, 10, "2025-03-01 10:00:00", None),
     )
-    rows = {str(r.day): (r.admissions, r.discharges, r.net_change)
-            for r in census.daily_flow(stays).collect()}
+    rows = {
+        str(r.day): (r.admissions, r.discharges, r.net_change)
+        for r in census.daily_flow(stays).collect()
+    }
     assert rows == {"2025-03-01": (2, 0, 2), "2025-03-02": (0, 1, -1)}
 
 
 def test_flow_conservation_on_seeded_data(spark):
     now = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
     sim = simulate(3_000, seed=9, now=now, span_days=20, dirty_rates=CLEAN)
-    stays = stays_frame(spark, *[
-        (e["event_id"], e["department"], e["hospital_id"], 25,
-         e["admission_time"][:26].replace("T", " "),
-         e["discharge_time"][:26].replace("T", " ") if e["discharge_time"] else None)
-        for e in sim.events
-    ])
+    stays = stays_frame(
+        spark,
+        *[
+            (
+                e["event_id"],
+                e["department"],
+                e["hospital_id"],
+                25,
+                e["admission_time"][:26].replace("T", " "),
+                e["discharge_time"][:26].replace("T", " ") if e["discharge_time"] else None,
+            )
+            for e in sim.events
+        ],
+    )
     hourly = census.hourly_census(stays, now).cache()
     assert census.conservation_breaks(hourly).count() == 0
     assert hourly.filter("present_at_end < 0").count() == 0
     assert hourly.agg(F.sum("admissions")).first()[0] == 3_000
     for hours_back in (1, 50, 300):
         instant = now - timedelta(hours=hours_back)
-        direct = {(r.hospital_id, r.department): r.present
-                  for r in census.present_at(stays, instant).collect()}
+        direct = {
+            (r.hospital_id, r.department): r.present
+            for r in census.present_at(stays, instant).collect()
+        }
         at_hour = hourly.filter(F.col("hour_end") == census.utc_literal(instant))
-        from_census = {(r.hospital_id, r.department): r.present_at_end
-                       for r in at_hour.collect() if r.present_at_end}
+        from_census = {
+            (r.hospital_id, r.department): r.present_at_end
+            for r in at_hour.collect()
+            if r.present_at_end
+        }
         assert from_census == direct
     # Incremental: the census from an hour on, started from the patients present at that hour,
     # is exactly the full census's tail.
@@ -169,32 +205,55 @@ def test_kpi_assets_and_checks_on_seeded_data(kpi_lake):
     first = house.materialize(run_config=as_of)
     assert first.success
     checks = {e.check_name: e for e in first.get_asset_check_evaluations()}
-    for name in ("census_not_negative", "census_flow_conservation", "daily_flow_matches_fact",
-                 "length_of_stay_stats_consistent", "current_occupancy_consistent",
-                 "gender_department_cube_matches_fact", "department_hospital_cube_matches_fact",
-                 "census_matches_movements"):
+    for name in (
+        "census_not_negative",
+        "census_flow_conservation",
+        "daily_flow_matches_fact",
+        "length_of_stay_stats_consistent",
+        "current_occupancy_consistent",
+        "gender_department_cube_matches_fact",
+        "department_hospital_cube_matches_fact",
+        "census_matches_movements",
+    ):
         assert checks[name].passed, (name, checks[name].metadata)
     # 48 complete hours x the units with patients: compared against a direct count.
     assert checks["census_matches_movements"].metadata["evaluated"].value >= 48
-    census_meta = {m.asset_key.to_user_string(): m.metadata
-                   for m in first.get_asset_materialization_events() and
-                   [e.step_materialization_data.materialization
-                    for e in first.get_asset_materialization_events()]}
+    census_meta = {
+        m.asset_key.to_user_string(): m.metadata
+        for m in first.get_asset_materialization_events()
+        and [
+            e.step_materialization_data.materialization
+            for e in first.get_asset_materialization_events()
+        ]
+    }
     assert "| hospital_id |" in census_meta["gold/department_census_hourly"]["latest_hour"].value
-    assert "| hospital_id |" in census_meta["gold/current_occupancy"]["occupancy_per_hospital"].value
+    assert (
+        "| hospital_id |" in census_meta["gold/current_occupancy"]["occupancy_per_hospital"].value
+    )
     chart = census_meta["gold/department_census_hourly"]["occupancy_trend"].value
     assert png_of(chart).startswith(b"\x89PNG") and len(png_of(chart)) > 5_000
 
     # Same data, same clock: nothing changes.
-    before = {(r.hospital_id, r.department, r.hour_start): tuple(r)
-              for r in house.table(t.DEPARTMENT_CENSUS_HOURLY).collect()}
-    again = house.materialize([gold_kpis], run_config=as_of, checks=False,
-                              selection=[t.DEPARTMENT_CENSUS_HOURLY.key, t.CURRENT_OCCUPANCY.key])
-    assert ({m.asset_key for m in again.asset_materializations_for_node("gold_kpis")}
-            == {t.DEPARTMENT_CENSUS_HOURLY.key, t.CURRENT_OCCUPANCY.key})
+    before = {
+        (r.hospital_id, r.department, r.hour_start): tuple(r)
+        for r in house.table(t.DEPARTMENT_CENSUS_HOURLY).collect()
+    }
+    again = house.materialize(
+        [gold_kpis],
+        run_config=as_of,
+        checks=False,
+        selection=[t.DEPARTMENT_CENSUS_HOURLY.key, t.CURRENT_OCCUPANCY.key],
+    )
+    assert {m.asset_key for m in again.asset_materializations_for_node("gold_kpis")} == {
+        t.DEPARTMENT_CENSUS_HOURLY.key,
+        t.CURRENT_OCCUPANCY.key,
+    }
     [census_run] = materialized(again, t.DEPARTMENT_CENSUS_HOURLY.key)
-    assert (census_run.metadata["rows_updated"].value, census_run.metadata["rows_inserted"].value,
-            census_run.metadata["rows_deleted"].value) == (0, 0, 0)
+    assert (
+        census_run.metadata["rows_updated"].value,
+        census_run.metadata["rows_inserted"].value,
+        census_run.metadata["rows_deleted"].value,
+    ) == (0, 0, 0)
 
     # The KPIs from the fact are one step that can be subset: selecting daily_flow touches
     # only it, and with the fact unchanged it writes nothing (no new version anywhere).
@@ -212,23 +271,32 @@ def test_kpi_assets_and_checks_on_seeded_data(kpi_lake):
     third = house.materialize(LAKE_ASSETS, run_config=as_of)
     assert third.success
     first_new_hour = now - timedelta(hours=6)
-    after = {(r.hospital_id, r.department, r.hour_start): tuple(r)
-             for r in house.table(t.DEPARTMENT_CENSUS_HOURLY).collect()}
+    after = {
+        (r.hospital_id, r.department, r.hour_start): tuple(r)
+        for r in house.table(t.DEPARTMENT_CENSUS_HOURLY).collect()
+    }
     changed = [key for key, row in after.items() if before.get(key) != row]
     assert changed
     cutoff = first_new_hour.astimezone().replace(tzinfo=None) - timedelta(hours=1)
     assert all(hour >= cutoff for _, _, hour in changed)
     [census_run] = materialized(third, t.DEPARTMENT_CENSUS_HOURLY.key)
-    assert 0 < census_run.metadata["rows_updated"].value + census_run.metadata["rows_inserted"].value
+    assert (
+        0 < census_run.metadata["rows_updated"].value + census_run.metadata["rows_inserted"].value
+    )
     assert census_run.metadata["rows_updated"].value < len(before) / 10
 
     # The cubes and daily flow added the fact's changes (its change data feed) to their totals,
     # and hold exactly what a recomputation from the whole fact gives; the percentiles of
     # length_of_stay_stats were recomputed.
-    updates = {m.asset_key: m.metadata["update"].value
-               for m in third.asset_materializations_for_node("gold_kpis") if m.asset_key in FACT_KPIS}
-    assert updates == {**{key: "changes added" for key in FACT_KPIS},
-                       t.LENGTH_OF_STAY_STATS.key: "recomputed"}
+    updates = {
+        m.asset_key: m.metadata["update"].value
+        for m in third.asset_materializations_for_node("gold_kpis")
+        if m.asset_key in FACT_KPIS
+    }
+    assert updates == {
+        **{key: "changes added" for key in FACT_KPIS},
+        t.LENGTH_OF_STAY_STATS.key: "recomputed",
+    }
     whole_fact = FactRows(house.spark, house.lake, house.table(t.FACT_ADMISSIONS))
     for kpi in FACT_KPIS.values():
         stored, recomputed = house.table(kpi.table), kpi.compute(whole_fact)
@@ -241,18 +309,28 @@ def test_census_has_no_gap_after_a_quiet_spell(kpi_lake):
     computed too (the clock moved through them), not only those the new events touch."""
     house, now, _ = kpi_lake
     later = now + timedelta(hours=3)
-    write_events(simulate(30, seed=63, now=later, span_days=1 / 24, dirty_rates=CLEAN).events,
-                 house.landing_dir)
+    write_events(
+        simulate(30, seed=63, now=later, span_days=1 / 24, dirty_rates=CLEAN).events,
+        house.landing_dir,
+    )
     as_of = {"ops": {"gold_kpis": {"config": {"as_of": later.isoformat()}}}}
     result = house.materialize(LAKE_ASSETS, run_config=as_of)
     assert result.success
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert checks["census_flow_conservation"].passed
-    units = house.table(t.DEPARTMENT_CENSUS_HOURLY).groupBy("hospital_id", "department").agg(
-        F.count(F.lit(1)).alias("hours"),
-        ((F.unix_seconds(F.max("hour_start")) - F.unix_seconds(F.min("hour_start"))) / 3600 + 1
-         ).alias("span"),
-        F.date_format(F.max("hour_start"), "yyyy-MM-dd HH:mm").alias("last")).collect()
+    units = (
+        house.table(t.DEPARTMENT_CENSUS_HOURLY)
+        .groupBy("hospital_id", "department")
+        .agg(
+            F.count(F.lit(1)).alias("hours"),
+            (
+                (F.unix_seconds(F.max("hour_start")) - F.unix_seconds(F.min("hour_start"))) / 3600
+                + 1
+            ).alias("span"),
+            F.date_format(F.max("hour_start"), "yyyy-MM-dd HH:mm").alias("last"),
+        )
+        .collect()
+    )
     assert units and all(u.hours == u.span for u in units)
     assert {u.last for u in units} == {later.strftime("%Y-%m-%d %H:00")}
 
@@ -260,8 +338,10 @@ def test_census_has_no_gap_after_a_quiet_spell(kpi_lake):
 def test_a_missing_hour_breaks_conservation(spark):
     """Present counts that add up row to row, but 02:00 is missing: one break, at 03:00."""
     hourly = spark.createDataFrame(
-        [(1, "ICU", f"2025-03-01 0{h}:00:00", a, d, p) for h, a, d, p in
-         [(0, 2, 0, 2), (1, 1, 1, 2), (3, 0, 1, 1)]],
+        [
+            (1, "ICU", f"2025-03-01 0{h}:00:00", a, d, p)
+            for h, a, d, p in [(0, 2, 0, 2), (1, 1, 1, 2), (3, 0, 1, 1)]
+        ],
         "hospital_id int, department string, hour string, admissions long, discharges long, "
         "present_at_end long",
     ).withColumn("hour_start", F.to_timestamp("hour"))
@@ -275,18 +355,25 @@ def test_kpis_recompute_when_the_fact_changes_are_not_recorded(kpi_lake):
     the whole fact (never left stale); the fact step turns the feed back on, and the next run
     adds changes again."""
     house, now, _ = kpi_lake
-    house.spark.sql(f"ALTER TABLE delta.`{house.lake.location(t.FACT_ADMISSIONS)}` "
-                    "SET TBLPROPERTIES ('delta.enableChangeDataFeed' = 'false')")
+    house.spark.sql(
+        f"ALTER TABLE delta.`{house.lake.location(t.FACT_ADMISSIONS)}` "
+        "SET TBLPROPERTIES ('delta.enableChangeDataFeed' = 'false')"
+    )
     updates = []
     for seed in (64, 65):
-        write_events(simulate(30, seed=seed, now=now, span_days=0.2, dirty_rates=CLEAN).events,
-                     house.landing_dir)
+        write_events(
+            simulate(30, seed=seed, now=now, span_days=0.2, dirty_rates=CLEAN).events,
+            house.landing_dir,
+        )
         result = house.materialize(LAKE_ASSETS, checks=False)
         assert result.success
-        updates.append({m.asset_key: (m.metadata["update"].value,
-                                      m.metadata["update_reason"].value)
-                        for m in result.asset_materializations_for_node("gold_kpis")
-                        if m.asset_key in FACT_KPIS})
+        updates.append(
+            {
+                m.asset_key: (m.metadata["update"].value, m.metadata["update_reason"].value)
+                for m in result.asset_materializations_for_node("gold_kpis")
+                if m.asset_key in FACT_KPIS
+            }
+        )
     how, reason = updates[0][t.DAILY_FLOW.key]
     assert how == "recomputed" and "not readable" in reason, reason
     assert updates[1][t.DAILY_FLOW.key][0] == "changes added"

@@ -1,4 +1,5 @@
 """Checks as the quality report: severity thresholds, blocking gold, detecting lost rows."""
+
 import hashlib
 from datetime import datetime
 
@@ -25,9 +26,19 @@ from patient_flow_dagster_tests.alert_receivers import alert_receivers
 from patient_flow_dagster_tests.conftest import Lakehouse, project_instance, recent_now
 from patient_flow_dagster_tests.test_alerts import channels, run_failure
 
-CLEAN = {k: 0.0 for k in ("bad_age", "future_admission", "discharge_before_admission",
-                          "missing_field", "unknown_department", "duplicate", "late",
-                          "adult_in_pediatrics")}
+CLEAN = {
+    k: 0.0
+    for k in (
+        "bad_age",
+        "future_admission",
+        "discharge_before_admission",
+        "missing_field",
+        "unknown_department",
+        "duplicate",
+        "late",
+        "adult_in_pediatrics",
+    )
+}
 
 
 @pytest.mark.parametrize(
@@ -57,8 +68,10 @@ def checked_lake(tmp_path_factory, spark):
     pipeline's back (found by the checks-only job)."""
     house = Lakehouse(tmp_path_factory.mktemp("checks"), spark)
     house.landing_dir.mkdir(parents=True)
-    write_events(simulate(400, seed=21, now=recent_now(), span_days=20, dirty_rates=CLEAN).events,
-                 house.landing_dir)
+    write_events(
+        simulate(400, seed=21, now=recent_now(), span_days=20, dirty_rates=CLEAN).events,
+        house.landing_dir,
+    )
     built = house.materialize()
     assert built.success
     assert all(e.passed for e in built.get_asset_check_evaluations())
@@ -70,22 +83,32 @@ def test_a_flood_of_bad_ages_blocks_gold(checked_lake, tmp_path):
     instance = project_instance(tmp_path)  # the shipped settings, run retries on
     before = gold_counts(lakehouse)
 
-    flood = simulate(400, seed=22, now=recent_now(), span_days=20,
-                     dirty_rates={**CLEAN, "bad_age": 0.30})
+    flood = simulate(
+        400, seed=22, now=recent_now(), span_days=20, dirty_rates={**CLEAN, "bad_age": 0.30}
+    )
     bad = sum(1 for kind in flood.kinds.values() if kind == "bad_age")
     write_events(flood.events, lakehouse.landing_dir)
     with alert_receivers() as (received, smtp_port, webhook):
-        alerts = {"alerts": channels(smtp_port, webhook),
-                  "landing": lakehouse.resources()["landing"]}
+        alerts = {
+            "alerts": channels(smtp_port, webhook),
+            "landing": lakehouse.resources()["landing"],
+        }
         watching = build_sensor_context(instance=instance, resources=alerts)
         alert_on_quality(watching)  # the first tick only marks where the event log stands
         result = lakehouse.materialize(raise_on_error=False, instance=instance)
         run = instance.get_run_by_id(result.run_id)
-        alert_on_quality(build_sensor_context(instance=instance, cursor=watching.cursor,
-                                              resources=alerts))
-        alert_on_failed_run(build_run_status_sensor_context(
-            sensor_name="alert_on_failed_run", dagster_instance=instance, dagster_run=run,
-            dagster_event=run_failure(instance, run.run_id), resources=alerts).for_run_failure())
+        alert_on_quality(
+            build_sensor_context(instance=instance, cursor=watching.cursor, resources=alerts)
+        )
+        alert_on_failed_run(
+            build_run_status_sensor_context(
+                sensor_name="alert_on_failed_run",
+                dagster_instance=instance,
+                dagster_run=run,
+                dagster_event=run_failure(instance, run.run_id),
+                resources=alerts,
+            ).for_run_failure()
+        )
 
     assert not result.success
     # A failed ERROR check is deterministic: the run is not retried.
@@ -93,19 +116,25 @@ def test_a_flood_of_bad_ages_blocks_gold(checked_lake, tmp_path):
     # Exactly one alert for the ERROR check and one for the failed run, by mail and webhook.
     assert sorted(mail["Subject"] for mail in received.mails) == [
         "[patient-flow ERROR] check valid_age on silver/patient_events failed",
-        f"[patient-flow ERROR] run of {run.job_name} failed"]
+        f"[patient-flow ERROR] run of {run.job_name} failed",
+    ]
     assert sorted(post["title"] for post in received.posts) == [
         "[ERROR] check valid_age on silver/patient_events failed",
-        f"[ERROR] run of {run.job_name} failed"]
+        f"[ERROR] run of {run.job_name} failed",
+    ]
     [check_mail] = [m for m in received.mails if "valid_age" in m["Subject"]]
     assert f"failed {bad}, failed_ratio " in check_mail.get_content()
     assert f"/runs/{result.run_id}" in check_mail.get_content()
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert checks["valid_age"].severity == AssetCheckSeverity.ERROR and not checks["valid_age"].passed
+    assert (
+        checks["valid_age"].severity == AssetCheckSeverity.ERROR and not checks["valid_age"].passed
+    )
     assert checks["valid_age"].metadata["failed"].value == bad
     assert checks["valid_age"].metadata["failed_ratio"].value > 0.2
-    materialized = {m.asset_key.to_user_string() for m in result.asset_materializations_for_node(
-        "silver_patient_events")}
+    materialized = {
+        m.asset_key.to_user_string()
+        for m in result.asset_materializations_for_node("silver_patient_events")
+    }
     assert "silver/patient_events_quarantine" in materialized
     # The checks ran in silver's own step, which wrote silver and then failed on the blocking
     # check; Dagster skipped every gold step: gold is exactly as before.
@@ -132,7 +161,12 @@ def test_rows_deleted_behind_the_pipelines_back_fail_reconciliation(checked_lake
     )
 
     # The checks-only job re-checks the existing tables without materializing anything.
-    settings = Settings.from_env({"PATIENT_FLOW_LAKE": str(lakehouse.root / "lake"), "PATIENT_FLOW_LANDING": str(lakehouse.landing_dir)})
+    settings = Settings.from_env(
+        {
+            "PATIENT_FLOW_LAKE": str(lakehouse.root / "lake"),
+            "PATIENT_FLOW_LANDING": str(lakehouse.landing_dir),
+        }
+    )
     defs = build_definitions(settings)
     result = defs.resolve_job_def("patient_flow_checks").execute_in_process(
         instance=DagsterInstance.ephemeral(), raise_on_error=False
@@ -147,7 +181,9 @@ def test_rows_deleted_behind_the_pipelines_back_fail_reconciliation(checked_lake
     assert checks["valid_patient_fk"].passed
     drift = checks["gender_department_cube_matches_fact"]
     assert not drift.passed
-    assert drift.metadata["admissions_actual"].value == drift.metadata["admissions_expected"].value + 1
+    assert (
+        drift.metadata["admissions_actual"].value == drift.metadata["admissions_expected"].value + 1
+    )
     assert checks["department_hospital_cube_matches_fact"].passed
 
 
@@ -158,12 +194,20 @@ def test_reconciliation_counts_each_kind_of_loss_on_small_frames(spark):
     def ids(*values):
         return spark.createDataFrame([(v,) for v in values], "event_id string")
 
-    counts = reconciliation(bronze=ids("e1", "e1", "e2", "e3", "e4"),
-                            silver=ids("e1", "e3", "x9"), quarantine=ids("e3", "e4"))
+    counts = reconciliation(
+        bronze=ids("e1", "e1", "e2", "e3", "e4"),
+        silver=ids("e1", "e3", "x9"),
+        quarantine=ids("e3", "e4"),
+    )
     assert counts == {
-        "bronze_rows": 5, "bronze_distinct_event_ids": 4, "duplicates": 1,
-        "silver_rows": 3, "quarantine_rows": 2, "missing_from_silver_and_quarantine": 1,
-        "in_more_than_one_place": 1, "unknown_to_bronze": 1,
+        "bronze_rows": 5,
+        "bronze_distinct_event_ids": 4,
+        "duplicates": 1,
+        "silver_rows": 3,
+        "quarantine_rows": 2,
+        "missing_from_silver_and_quarantine": 1,
+        "in_more_than_one_place": 1,
+        "unknown_to_bronze": 1,
     }
     clean = reconciliation(bronze=ids("e1", "e1", "e2"), silver=ids("e1"), quarantine=ids("e2"))
     assert clean["missing_from_silver_and_quarantine"] == clean["in_more_than_one_place"] == 0
@@ -177,11 +221,16 @@ def test_fact_integrity_finds_orphans_and_negative_stays_in_one_pass(spark):
     from patient_flow_dagster.quality.measures import fact_integrity
 
     fact = spark.createDataFrame(
-        [("e1", "p1", "d1", "d1", 5.0), ("e2", None, "d1", "d1", 3.0),
-         ("e3", "p9", "d2", "d2", -1.0), ("e4", "p1", "d9", "d1", None),
-         ("e5", "p1", "d1", "d8", None)],
+        [
+            ("e1", "p1", "d1", "d1", 5.0),
+            ("e2", None, "d1", "d1", 3.0),
+            ("e3", "p9", "d2", "d2", -1.0),
+            ("e4", "p1", "d9", "d1", None),
+            ("e5", "p1", "d1", "d8", None),
+        ],
         "encounter_id string, patient_sk string, department_sk string, "
-        "current_department_sk string, length_of_stay_hours double")
+        "current_department_sk string, length_of_stay_hours double",
+    )
     patients = spark.createDataFrame([("p1",), ("p1",)], "patient_sk string")
     departments = spark.createDataFrame([("d1",), ("d2",)], "department_sk string")
     measured = fact_integrity(fact, patients, departments, sample_size=5)
@@ -205,17 +254,31 @@ def test_movement_integrity_finds_strays_overlaps_gaps_and_shared_beds(spark):
     def at(hour):
         return None if hour is None else datetime(2025, 1, 1, hour)
 
-    rows = [("m1", 1, 1, 8, 10), ("m1", 2, 2, 10, None), ("m2", 1, 1, 9, 12), ("m2", 2, 3, 11, 14),
-            ("m3", 1, 4, 8, 9), ("m3", 2, 5, 10, 15), ("m4", 1, 6, 8, 9), ("m5", 1, 7, 8, 9)]
+    rows = [
+        ("m1", 1, 1, 8, 10),
+        ("m1", 2, 2, 10, None),
+        ("m2", 1, 1, 9, 12),
+        ("m2", 2, 3, 11, 14),
+        ("m3", 1, 4, 8, 9),
+        ("m3", 2, 5, 10, 15),
+        ("m4", 1, 6, 8, 9),
+        ("m5", 1, 7, 8, 9),
+    ]
     movements = spark.createDataFrame(
         [(e, s, 1, b, at(a), at(z)) for e, s, b, a, z in rows],
         "encounter_id string, segment int, hospital_id int, bed_id int, start_ts timestamp, "
-        "end_ts timestamp")
+        "end_ts timestamp",
+    )
     fact = spark.createDataFrame(
-        [("m1", "admitted", at(8), None), ("m2", "discharged", at(9), at(14)),
-         ("m3", "discharged", at(8), at(14)), ("m5", "cancelled", at(8), None)],
+        [
+            ("m1", "admitted", at(8), None),
+            ("m2", "discharged", at(9), at(14)),
+            ("m3", "discharged", at(8), at(14)),
+            ("m5", "cancelled", at(8), None),
+        ],
         "encounter_id string, status string, admission_time_ts timestamp, "
-        "discharge_time_ts timestamp")
+        "discharge_time_ts timestamp",
+    )
     measured = movement_integrity(movements, fact, sample_size=5)
     assert {name: (m.evaluated, m.failed) for name, m in measured.items()} == {
         "movements_belong_to_encounters": (8, 2),  # m4, m5
@@ -232,11 +295,16 @@ def test_patient_history_finds_broken_scd2_versions(spark):
 
     t1, t2, t3 = (datetime(2026, 1, day) for day in (1, 2, 3))
     dim = spark.createDataFrame(
-        [("a1", "a", t1, t2, False), ("a2", "a", t2, None, True),
-         ("b1", "b", t1, t3, True), ("b2", "b", t2, None, True),
-         ("c1", "c", t1, None, False)],
+        [
+            ("a1", "a", t1, t2, False),
+            ("a2", "a", t2, None, True),
+            ("b1", "b", t1, t3, True),
+            ("b2", "b", t2, None, True),
+            ("c1", "c", t1, None, False),
+        ],
         "patient_sk string, patient_id string, valid_from timestamp, valid_to timestamp, "
-        "is_current boolean")
+        "is_current boolean",
+    )
     measured = patient_history(dim, sample_size=5)
     current, overlap = measured["one_current_row_per_patient"], measured["non_overlapping_validity"]
     assert (current.evaluated, current.failed, current.samples) == (3, 2, ["b1", "c1"])
@@ -246,6 +314,9 @@ def test_patient_history_finds_broken_scd2_versions(spark):
 def test_duplicate_department_keys():
     from patient_flow_dagster.quality.measures import duplicate_keys
 
-    rows = [{"department": "ICU", "hospital_id": "H1"}, {"department": "ICU", "hospital_id": "H1"},
-            {"department": "ICU", "hospital_id": "H2"}]
+    rows = [
+        {"department": "ICU", "hospital_id": "H1"},
+        {"department": "ICU", "hospital_id": "H1"},
+        {"department": "ICU", "hospital_id": "H2"},
+    ]
     assert duplicate_keys(rows, ["department", "hospital_id"], 5) == Measure(2, 1, ["ICU/H1"])

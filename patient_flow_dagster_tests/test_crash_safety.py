@@ -1,4 +1,5 @@
 """Kill bronze ingestion with SIGKILL in the middle, run again: every event exactly once."""
+
 import json
 import os
 import signal
@@ -47,9 +48,19 @@ def test_sigkill_between_bronze_commits_and_the_ledger_loses_and_duplicates_noth
     }
     dagster = Path(sys.executable).with_name("dagster")
     process = subprocess.Popen(
-        [str(dagster), "asset", "materialize", "-m", "patient_flow_dagster.definitions",
-         "--select", "bronze/patient_events"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            str(dagster),
+            "asset",
+            "materialize",
+            "-m",
+            "patient_flow_dagster.definitions",
+            "--select",
+            "bronze/patient_events",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 240
     while not (delta_log.is_dir() and len(_batch_commits(delta_log)) >= 2):

@@ -1,6 +1,7 @@
 """PATIENT_FLOW_ENV=databricks, end to end and offline: the real `databricks_pyspark_step_launcher`
 ships every step to a local emulation of the Databricks REST API, whose job runs execute the
 steps in their own Python + Spark processes; the lake must come out as the local one does."""
+
 import base64
 import io
 import json
@@ -49,8 +50,16 @@ VENV_BIN = Path(sys.executable).parent
 
 # Columns that name the run or the moment of processing; every other column of every table must
 # come out of the emulated Databricks run exactly as out of the local one.
-RUN_COLUMNS = {"ingest_run_id", "silver_run_id", "bronze_ingestion_ts", "silver_processing_time",
-               "audit_run_id", "audited_at", "check_run_id", "evaluated_at"}
+RUN_COLUMNS = {
+    "ingest_run_id",
+    "silver_run_id",
+    "bronze_ingestion_ts",
+    "silver_processing_time",
+    "audit_run_id",
+    "audited_at",
+    "check_run_id",
+    "evaluated_at",
+}
 
 
 CLUSTER = "1123-000000-emulated"
@@ -60,11 +69,16 @@ VOLUME = "patient_flow/staging/dagster"  # <catalog>/<schema>/<volume>
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory):
     """One emulated workspace for the module: its all-purpose cluster's JVM starts once."""
-    secrets = {"patient-flow": {"databricks-token": TOKEN,
-                                "databricks-client-secret": CLIENT_SECRET}}
-    with DatabricksEmulator(tmp_path_factory.mktemp("databricks"), TOKEN, secrets,
-                            service_principals={CLIENT_ID: CLIENT_SECRET},
-                            volumes=(VOLUME,)) as running:
+    secrets = {
+        "patient-flow": {"databricks-token": TOKEN, "databricks-client-secret": CLIENT_SECRET}
+    }
+    with DatabricksEmulator(
+        tmp_path_factory.mktemp("databricks"),
+        TOKEN,
+        secrets,
+        service_principals={CLIENT_ID: CLIENT_SECRET},
+        volumes=(VOLUME,),
+    ) as running:
         yield running
 
 
@@ -108,35 +122,79 @@ def test_python_task_runs_on_a_job_cluster_like_databricks(emulator, monkeypatch
     upload(client, "/tasks/probe.py", TASK)
     cluster = {"spark_version": "17.3.x-scala2.13", "num_workers": 0, "node_type_id": "x"}
     library = {"pypi": {"package": "azure-storage-blob>=12.19,<13"}}
-    run_id = client.jobs.submit(run_name="probe", tasks=[jobs.SubmitTask.from_dict({
-        "task_key": "probe", "new_cluster": cluster, "libraries": [library],
-        "spark_python_task": {"python_file": "dbfs:/tasks/probe.py",
-                              "parameters": ["/dbfs/tasks/out.txt"]}})]).bind()["run_id"]
+    run_id = client.jobs.submit(
+        run_name="probe",
+        tasks=[
+            jobs.SubmitTask.from_dict(
+                {
+                    "task_key": "probe",
+                    "new_cluster": cluster,
+                    "libraries": [library],
+                    "spark_python_task": {
+                        "python_file": "dbfs:/tasks/probe.py",
+                        "parameters": ["/dbfs/tasks/out.txt"],
+                    },
+                }
+            )
+        ],
+    ).bind()["run_id"]
     state = wait_for(client, run_id)
     assert state.result_state.value == "SUCCESS", state.state_message
     assert base64.b64decode(client.dbfs.read("/tasks/out.txt").data) == b"17.3.x-scala2.13"
 
     emulator.start_cluster(CLUSTER)
-    failing = client.jobs.submit(run_name="probe", tasks=[jobs.SubmitTask.from_dict({
-        "task_key": "probe", "existing_cluster_id": CLUSTER, "libraries": [library],
-        "spark_python_task": {"python_file": "dbfs:/tasks/probe.py",
-                              "parameters": ["/dbfs/tasks/out2.txt", "fail"]}})]).bind()["run_id"]
+    failing = client.jobs.submit(
+        run_name="probe",
+        tasks=[
+            jobs.SubmitTask.from_dict(
+                {
+                    "task_key": "probe",
+                    "existing_cluster_id": CLUSTER,
+                    "libraries": [library],
+                    "spark_python_task": {
+                        "python_file": "dbfs:/tasks/probe.py",
+                        "parameters": ["/dbfs/tasks/out2.txt", "fail"],
+                    },
+                }
+            )
+        ],
+    ).bind()["run_id"]
     state = wait_for(client, failing)
     assert state.result_state.value == "FAILED" and "no-such-key" in state.state_message
     # A library no index serves: the cluster cannot install it and the task never runs.
-    unknown = client.jobs.submit(run_name="probe", tasks=[jobs.SubmitTask.from_dict({
-        "task_key": "probe", "new_cluster": cluster,
-        "libraries": [{"pypi": {"package": "azure-storage-blob==0.0.1"}}],
-        "spark_python_task": {"python_file": "dbfs:/tasks/probe.py",
-                              "parameters": ["/dbfs/tasks/out3.txt"]}})]).bind()["run_id"]
+    unknown = client.jobs.submit(
+        run_name="probe",
+        tasks=[
+            jobs.SubmitTask.from_dict(
+                {
+                    "task_key": "probe",
+                    "new_cluster": cluster,
+                    "libraries": [{"pypi": {"package": "azure-storage-blob==0.0.1"}}],
+                    "spark_python_task": {
+                        "python_file": "dbfs:/tasks/probe.py",
+                        "parameters": ["/dbfs/tasks/out3.txt"],
+                    },
+                }
+            )
+        ],
+    ).bind()["run_id"]
     state = wait_for(client, unknown)
     assert state.result_state.value == "FAILED"
     assert state.state_message.startswith("Library installation failed")
     assert "azure-storage-blob==0.0.1" in state.state_message
     with pytest.raises(DatabricksError):  # no such cluster
-        client.jobs.submit(run_name="x", tasks=[jobs.SubmitTask.from_dict({
-            "task_key": "x", "existing_cluster_id": "nope",
-            "spark_python_task": {"python_file": "dbfs:/tasks/probe.py"}})])
+        client.jobs.submit(
+            run_name="x",
+            tasks=[
+                jobs.SubmitTask.from_dict(
+                    {
+                        "task_key": "x",
+                        "existing_cluster_id": "nope",
+                        "spark_python_task": {"python_file": "dbfs:/tasks/probe.py"},
+                    }
+                )
+            ],
+        )
 
 
 def test_a_pooled_job_cluster_starts_faster_than_new_vms(emulator):
@@ -148,11 +206,17 @@ def test_a_pooled_job_cluster_starts_faster_than_new_vms(emulator):
     emulator.start_seconds.update(new=3.0, pool=0.5)
     pending = {}
     try:
-        for mode, environ in {"new": {},
-                              "pool": {"PATIENT_FLOW_DATABRICKS_INSTANCE_POOL": "0101-pool"}}.items():
+        for mode, environ in {
+            "new": {},
+            "pool": {"PATIENT_FLOW_DATABRICKS_INSTANCE_POOL": "0101-pool"},
+        }.items():
             starts = emulator.cold_starts[mode]
-            task = {"spark_python_task": {"python_file": "dbfs:/tasks/probe.py",
-                                          "parameters": [f"/dbfs/tasks/{mode}.txt"]}}
+            task = {
+                "spark_python_task": {
+                    "python_file": "dbfs:/tasks/probe.py",
+                    "parameters": [f"/dbfs/tasks/{mode}.txt"],
+                }
+            }
             submitted = time.monotonic()
             run_id = runner.submit_run(databricks_run_config(environ), task)
             while client.jobs.get_run(run_id).state.life_cycle_state.value == "PENDING":
@@ -185,13 +249,31 @@ def test_emulator_rejects_what_databricks_rejects(emulator):
     with pytest.raises(DatabricksError) as exists:
         client.dbfs.create("/a/b/c.txt", overwrite=False)
     assert exists.value.error_code == "RESOURCE_ALREADY_EXISTS"
-    task = {"task_key": "t", "existing_cluster_id": CLUSTER,
-            "spark_python_task": {"python_file": "dbfs:/a/b/c.txt"}}
-    for body, field in [({"tasks": [task], "cluster_spec": {}}, "cluster_spec"),
-                        ({"tasks": [{**task, "notebook_params": {}}]}, "notebook_params"),
-                        ({"tasks": [{**task, "existing_cluster_id": None, "new_cluster": {
-                            "spark_version": "17.3.x-scala2.13", "node_type_id": "x",
-                            "worker_count": 2}}]}, "worker_count")]:
+    task = {
+        "task_key": "t",
+        "existing_cluster_id": CLUSTER,
+        "spark_python_task": {"python_file": "dbfs:/a/b/c.txt"},
+    }
+    for body, field in [
+        ({"tasks": [task], "cluster_spec": {}}, "cluster_spec"),
+        ({"tasks": [{**task, "notebook_params": {}}]}, "notebook_params"),
+        (
+            {
+                "tasks": [
+                    {
+                        **task,
+                        "existing_cluster_id": None,
+                        "new_cluster": {
+                            "spark_version": "17.3.x-scala2.13",
+                            "node_type_id": "x",
+                            "worker_count": 2,
+                        },
+                    }
+                ]
+            },
+            "worker_count",
+        ),
+    ]:
         with pytest.raises(DatabricksError) as unknown:
             client.api_client.do("POST", "/api/2.2/jobs/runs/submit", body=body)
         assert unknown.value.error_code == "INVALID_PARAMETER_VALUE" and field in str(unknown.value)
@@ -228,35 +310,51 @@ def test_oauth_tokens_go_to_registered_service_principals_only(emulator):
     assert missing.value.error_code == "INVALID_PARAMETER_VALUE"  # authenticated, then refused
     assert CLIENT_ID in emulator.issued.values()
     with pytest.raises(ValueError, match="invalid_client"):
-        WorkspaceClient(host=emulator.host, client_id=CLIENT_ID,
-                        client_secret="not-the-secret").jobs.get_run(4242)
+        WorkspaceClient(
+            host=emulator.host, client_id=CLIENT_ID, client_secret="not-the-secret"
+        ).jobs.get_run(4242)
     with pytest.raises(DatabricksError) as forged:
         WorkspaceClient(host=emulator.host, token="eyJ-forged").jobs.get_run(4242)
     assert forged.value.error_code == "UNAUTHENTICATED"
 
 
 def test_a_service_principal_replaces_the_token_everywhere():
-    environ = {"PATIENT_FLOW_ENV": "databricks", "DATABRICKS_HOST": "https://adb-1.azuredatabricks.net",
-               "DATABRICKS_CLIENT_ID": "app-1", "DATABRICKS_CLIENT_SECRET": "s3cr3t-3"}
+    environ = {
+        "PATIENT_FLOW_ENV": "databricks",
+        "DATABRICKS_HOST": "https://adb-1.azuredatabricks.net",
+        "DATABRICKS_CLIENT_ID": "app-1",
+        "DATABRICKS_CLIENT_SECRET": "s3cr3t-3",
+    }
     config = step_launcher_config(environ, landing_is_azure=False)
     assert "databricks_token" not in config and "oauth_credentials" not in config
     assert "s3cr3t" not in json.dumps(config)  # read when the resource starts
     assert config["secrets_to_env_variables"] == [
-        {"name": "DATABRICKS_CLIENT_SECRET", "scope": "patient-flow",
-         "key": "databricks-client-secret"}]
+        {
+            "name": "DATABRICKS_CLIENT_SECRET",
+            "scope": "patient-flow",
+            "key": "databricks-client-secret",
+        }
+    ]
     assert config["env_variables"]["DATABRICKS_CLIENT_ID"] == "app-1"
 
 
 def test_remote_step_gets_the_launchers_config_but_no_secret(tmp_path):
-    environ = {"PATIENT_FLOW_ENV": "databricks", "PATIENT_FLOW_LAKE": "abfss://lake@a.dfs.core.windows.net/x",
-               "DATABRICKS_HOST": "https://adb-1.azuredatabricks.net", "DATABRICKS_TOKEN": "s3cr3t-1",
-               "AZURE_STORAGE_CONNECTION_STRING": "AccountKey=s3cr3t-2", "DATABRICKS_CLUSTER_ID": "0101-x"}
+    environ = {
+        "PATIENT_FLOW_ENV": "databricks",
+        "PATIENT_FLOW_LAKE": "abfss://lake@a.dfs.core.windows.net/x",
+        "DATABRICKS_HOST": "https://adb-1.azuredatabricks.net",
+        "DATABRICKS_TOKEN": "s3cr3t-1",
+        "AZURE_STORAGE_CONNECTION_STRING": "AccountKey=s3cr3t-2",
+        "DATABRICKS_CLUSTER_ID": "0101-x",
+    }
     config = step_launcher_config(environ, landing_is_azure=True)
     assert config["run_config"]["cluster"] == {"existing": "0101-x"}
     assert "s3cr3t" not in json.dumps(config)
     assert config["databricks_token"] == {"env": "DATABRICKS_TOKEN"}
     assert {s["name"] for s in config["secrets_to_env_variables"]} == {
-        "DATABRICKS_TOKEN", "AZURE_STORAGE_CONNECTION_STRING"}
+        "DATABRICKS_TOKEN",
+        "AZURE_STORAGE_CONNECTION_STRING",
+    }
     forwarded = remote_env_variables(environ, config["run_config"])
     assert databricks_run_config(forwarded) == config["run_config"]  # the remote rebuilds it
     assert forwarded[RUN_CONFIG_VARIABLE] and forwarded["PATIENT_FLOW_LAKE"].startswith("abfss://")
@@ -270,12 +368,16 @@ def unreachable_workspace(tmp_path, monkeypatch, token: str) -> tuple[str, Setti
     host = f"https://127.0.0.1:{free_port()}"
     monkeypatch.setenv("DATABRICKS_HOST", host)
     monkeypatch.setenv("DATABRICKS_TOKEN", token)
-    return host, Settings.from_env({"PATIENT_FLOW_ENV": "databricks",
-                                    "PATIENT_FLOW_LAKE": str(tmp_path / "lake"),
-                                    "PATIENT_FLOW_LANDING": str(tmp_path / "landing"),
-                                    "PATIENT_FLOW_LANDING_READER": "files",
-                                    "PATIENT_FLOW_MAX_CONCURRENT_STEPS": "1",
-                                    "DATABRICKS_HOST": host})
+    return host, Settings.from_env(
+        {
+            "PATIENT_FLOW_ENV": "databricks",
+            "PATIENT_FLOW_LAKE": str(tmp_path / "lake"),
+            "PATIENT_FLOW_LANDING": str(tmp_path / "landing"),
+            "PATIENT_FLOW_LANDING_READER": "files",
+            "PATIENT_FLOW_MAX_CONCURRENT_STEPS": "1",
+            "DATABRICKS_HOST": host,
+        }
+    )
 
 
 @pytest.mark.faults
@@ -292,7 +394,8 @@ def test_an_unreachable_workspace_fails_the_step_at_once_with_one_line(tmp_path,
     assert error.message.strip().splitlines() == [
         f"patient_flow_dagster.resources.databricks.WorkspaceUnreachable: Databricks workspace "
         f"{host} is unreachable: Connection refused (tried a TCP connection to 127.0.0.1:"
-        f"{host.rsplit(':', 1)[1]} for up to 10 s; check DATABRICKS_HOST)"]
+        f"{host.rsplit(':', 1)[1]} for up to 10 s; check DATABRICKS_HOST)"
+    ]
     assert TOKEN not in str(result.all_events)
 
 
@@ -304,7 +407,8 @@ def test_runtime_versions_are_checked_against_the_launching_process():
     assert str(python.value) == (
         "Databricks runtime 17.3.x-scala2.13 cannot run steps launched from this process "
         "(Python 3.12 there, 3.11 here): launch from a matching environment or choose a "
-        "matching runtime in the cluster spec")
+        "matching runtime in the cluster spec"
+    )
     with pytest.raises(RuntimeMismatch, match=r"\(Spark 3 there, PySpark 4.0.1 here\)"):
         check_runtime("15.4.x-scala2.12", python=(3, 11), pyspark="4.0.1")
     with pytest.raises(RuntimeMismatch, match="'custom:my-image' is not one this launcher knows"):
@@ -313,7 +417,8 @@ def test_runtime_versions_are_checked_against_the_launching_process():
 
 @pytest.mark.faults
 def test_a_cluster_on_another_runtime_is_refused_before_anything_is_submitted(
-        tmp_path, emulator, monkeypatch):
+    tmp_path, emulator, monkeypatch
+):
     """A job cluster's runtime comes from the spec, an existing cluster's from the workspace
     (clusters/get); either way a mismatch fails the step in one line, nothing submitted."""
     monkeypatch.setenv("DATABRICKS_HOST", emulator.host)
@@ -324,15 +429,24 @@ def test_a_cluster_on_another_runtime_is_refused_before_anything_is_submitted(
     emulator.define_cluster("0202-000000-older", "16.4.x-scala2.12")
     here = f"{sys.version_info[0]}.{sys.version_info[1]}"
     for cluster, runtime, python_there in (
-            ({"PATIENT_FLOW_DATABRICKS_CLUSTER_SPEC": str(tmp_path / "spec.json")},
-             "15.4.x-scala2.12", "3.11"),
-            ({"DATABRICKS_CLUSTER_ID": "0202-000000-older"}, "16.4.x-scala2.12", "3.12")):
-        settings = Settings.from_env({"PATIENT_FLOW_ENV": "databricks",
-                                      "PATIENT_FLOW_LAKE": str(tmp_path / "lake"),
-                                      "PATIENT_FLOW_LANDING": str(tmp_path / "landing"),
-                                      "PATIENT_FLOW_LANDING_READER": "files",
-                                      "PATIENT_FLOW_MAX_CONCURRENT_STEPS": "1",
-                                      "DATABRICKS_HOST": emulator.host, **cluster})
+        (
+            {"PATIENT_FLOW_DATABRICKS_CLUSTER_SPEC": str(tmp_path / "spec.json")},
+            "15.4.x-scala2.12",
+            "3.11",
+        ),
+        ({"DATABRICKS_CLUSTER_ID": "0202-000000-older"}, "16.4.x-scala2.12", "3.12"),
+    ):
+        settings = Settings.from_env(
+            {
+                "PATIENT_FLOW_ENV": "databricks",
+                "PATIENT_FLOW_LAKE": str(tmp_path / "lake"),
+                "PATIENT_FLOW_LANDING": str(tmp_path / "landing"),
+                "PATIENT_FLOW_LANDING_READER": "files",
+                "PATIENT_FLOW_MAX_CONCURRENT_STEPS": "1",
+                "DATABRICKS_HOST": emulator.host,
+                **cluster,
+            }
+        )
         for name, value in cluster.items():
             monkeypatch.setenv(name, value)  # the launcher reads the cluster from the process
         job = build_definitions(settings).resolve_job_def("patient_flow")
@@ -344,8 +458,10 @@ def test_a_cluster_on_another_runtime_is_refused_before_anything_is_submitted(
         assert error.cls_name == "RuntimeMismatch"
         problems = [f"Python {python_there} there, {here} here"] if python_there != here else []
         problems.append(f"Spark 3 there, PySpark {version('pyspark')} here")
-        assert f"Databricks runtime {runtime} cannot run steps launched from this process " \
-               f"({'; '.join(problems)})" in error.message
+        assert (
+            f"Databricks runtime {runtime} cannot run steps launched from this process "
+            f"({'; '.join(problems)})" in error.message
+        )
 
 
 def databricks_environment(tmp_path: Path, emulator: DatabricksEmulator, landing: Path) -> dict:
@@ -391,9 +507,21 @@ def test_a_damaged_code_zip_fails_the_step_on_the_cluster(tmp_path, emulator):
     emulator.damage = r"code\.zip$"
     try:
         run = subprocess.run(
-            [str(VENV_BIN / "dagster"), "asset", "materialize", "-m",
-             "patient_flow_dagster.definitions", "--select", "bronze/patient_events"],
-            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+            [
+                str(VENV_BIN / "dagster"),
+                "asset",
+                "materialize",
+                "-m",
+                "patient_flow_dagster.definitions",
+                "--select",
+                "bronze/patient_events",
+            ],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     finally:
         emulator.damage = None
     output = run.stdout + run.stderr
@@ -409,13 +537,19 @@ def test_a_damaged_code_zip_fails_the_step_on_the_cluster(tmp_path, emulator):
 def test_whole_graph_on_emulated_databricks_equals_local(tmp_path, spark, emulator):
     now = recent_now()
     landing = tmp_path / "landing"
-    write_events(simulate(1_200, seed=61, now=now, span_days=10).events, landing,
-                 events_per_file=400)
+    write_events(
+        simulate(1_200, seed=61, now=now, span_days=10).events, landing, events_per_file=400
+    )
     as_of = {"ops": {"gold_kpis": {"config": {"as_of": now.isoformat()}}}}
 
-    local = Settings.from_env({"PATIENT_FLOW_LAKE": str(tmp_path / "local_lake"), "PATIENT_FLOW_LANDING": str(landing)})
-    local_run = build_definitions(local).resolve_job_def("patient_flow").execute_in_process(
-        run_config=as_of, instance=DagsterInstance.ephemeral())
+    local = Settings.from_env(
+        {"PATIENT_FLOW_LAKE": str(tmp_path / "local_lake"), "PATIENT_FLOW_LANDING": str(landing)}
+    )
+    local_run = (
+        build_definitions(local)
+        .resolve_job_def("patient_flow")
+        .execute_in_process(run_config=as_of, instance=DagsterInstance.ephemeral())
+    )
     assert local_run.success
 
     env = databricks_environment(tmp_path, emulator, landing)
@@ -437,9 +571,22 @@ def test_whole_graph_on_emulated_databricks_equals_local(tmp_path, spark, emulat
     started = time.perf_counter()
     try:
         run = subprocess.run(
-            [str(VENV_BIN / "dagster"), "job", "execute", "-m", "patient_flow_dagster.definitions",
-             "-j", "patient_flow", "-c", str(run_config)],
-            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1500,
+            [
+                str(VENV_BIN / "dagster"),
+                "job",
+                "execute",
+                "-m",
+                "patient_flow_dagster.definitions",
+                "-j",
+                "patient_flow",
+                "-c",
+                str(run_config),
+            ],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=1500,
         )
     finally:
         emulator.dbfs_enabled = True
@@ -447,8 +594,10 @@ def test_whole_graph_on_emulated_databricks_equals_local(tmp_path, spark, emulat
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-6000:]
     submissions = list(emulator.runs.values())[submitted_before:]
-    print(f"emulated Databricks run: {wall:.1f} s wall, {len(submissions)} job runs; "
-          f"faults met: {emulator.faults_met}")
+    print(
+        f"emulated Databricks run: {wall:.1f} s wall, {len(submissions)} job runs; "
+        f"faults met: {emulator.faults_met}"
+    )
     # Every fault was met; every step (each asset step evaluates its checks) succeeded once,
     # two of them on a second launch after a transient fault.
     assert not emulator.faults and len(emulator.faults_met) == len(faults)

@@ -1,4 +1,5 @@
 """The front door: Definitions load for each setting, and the demo command runs the main job."""
+
 from pathlib import Path
 
 from dagster import AssetKey
@@ -17,13 +18,22 @@ LINEAGE = {
     "gold/fact_admissions": {"silver/patient_events", "gold/dim_patient", "gold/dim_department"},
     "gold/fact_patient_movements": {"silver/patient_events", "gold/dim_department"},
     "gold/cube_admissions_gender_department": {
-        "gold/fact_admissions", "gold/dim_patient", "gold/dim_department"},
+        "gold/fact_admissions",
+        "gold/dim_patient",
+        "gold/dim_department",
+    },
     "gold/cube_admissions_department_hospital": {"gold/fact_admissions", "gold/dim_department"},
-    "gold/department_census_hourly": {"gold/fact_patient_movements", "gold/dim_department",
-                                     "silver/patient_events"},
+    "gold/department_census_hourly": {
+        "gold/fact_patient_movements",
+        "gold/dim_department",
+        "silver/patient_events",
+    },
     "gold/current_occupancy": {"gold/department_census_hourly"},
-    "gold/length_of_stay_stats": {"gold/fact_admissions", "gold/fact_patient_movements",
-                                  "gold/dim_department"},
+    "gold/length_of_stay_stats": {
+        "gold/fact_admissions",
+        "gold/fact_patient_movements",
+        "gold/dim_department",
+    },
     "gold/daily_flow": {"gold/fact_admissions", "gold/dim_department"},
 }
 
@@ -41,8 +51,9 @@ def test_lineage_landing_to_gold(tmp_path):
     assert AssetKey(["gold", "fact_admissions"]) in graph.get_all_asset_keys()
 
 
-def test_the_demo_prints_a_line_per_step_and_logs_the_rest_to_a_file(tmp_path, monkeypatch,
-                                                                     capfd, spark):
+def test_the_demo_prints_a_line_per_step_and_logs_the_rest_to_a_file(
+    tmp_path, monkeypatch, capfd, spark
+):
     """`patient-flow demo`: one progress line per step and the summary on the terminal (file
     descriptors 1 and 2, as a user's terminal sees them); the Dagster event log in the file the
     summary names."""
@@ -60,7 +71,9 @@ def test_the_demo_prints_a_line_per_step_and_logs_the_rest_to_a_file(tmp_path, m
     log = Path(log_line.split(maxsplit=1)[1]).read_text()
     assert "STEP_SUCCESS" in log and "RUN_SUCCESS" in log
     fact_rows = spark.read.format("delta").load(str(tmp_path / "lake/gold/fact_admissions")).count()
-    silver_rows = spark.read.format("delta").load(str(tmp_path / "lake/silver/patient_events")).count()
+    silver_rows = (
+        spark.read.format("delta").load(str(tmp_path / "lake/silver/patient_events")).count()
+    )
     assert 0 < fact_rows < silver_rows  # lifecycles: several events make one encounter
     assert f"gold/fact_admissions {fact_rows:>10}".split() in [line.split() for line in lines]
     [encounters] = [lines[i + 1] for i, line in enumerate(lines) if line.startswith("encounters")]

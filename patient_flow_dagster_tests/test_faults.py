@@ -1,6 +1,7 @@
 """Faults a landing zone really sees: a file rewritten under its name, a file touched on
 purpose, columns that drift. Nothing is lost: every landed event is in bronze, and exactly once
 in silver or the quarantine, and the ledger says what happened to each version of each file."""
+
 import json
 import os
 
@@ -21,21 +22,42 @@ from patient_flow_dagster_tests.conftest import recent_now
 
 pytestmark = pytest.mark.faults
 
-CLEAN = {k: 0 for k in ("bad_age", "future_admission", "discharge_before_admission",
-                        "missing_field", "unknown_department", "duplicate", "late",
-                        "adult_in_pediatrics")}
+CLEAN = {
+    k: 0
+    for k in (
+        "bad_age",
+        "future_admission",
+        "discharge_before_admission",
+        "missing_field",
+        "unknown_department",
+        "duplicate",
+        "late",
+        "adult_in_pediatrics",
+    )
+}
 
 
 def _ledger(lakehouse, name):
-    rows = lakehouse.table(t.LANDING_FILES).filter(F.col("file_name") == name).select(
-        "status", "reason", "file_size", "footer_rows",
-        F.unix_micros("file_modified").alias("modified_us")).orderBy("audited_at").collect()
+    rows = (
+        lakehouse.table(t.LANDING_FILES)
+        .filter(F.col("file_name") == name)
+        .select(
+            "status",
+            "reason",
+            "file_size",
+            "footer_rows",
+            F.unix_micros("file_modified").alias("modified_us"),
+        )
+        .orderBy("audited_at")
+        .collect()
+    )
     return [r.asDict() for r in rows]
 
 
 def _bronze_rows(lakehouse, name):
-    return lakehouse.table(t.BRONZE_EVENTS).filter(
-        F.col("source_file").endswith("/" + name)).count()
+    return (
+        lakehouse.table(t.BRONZE_EVENTS).filter(F.col("source_file").endswith("/" + name)).count()
+    )
 
 
 def _later_mtime(path, seconds=60):
@@ -104,8 +126,9 @@ def test_drifted_columns_are_kept_and_noted_and_nothing_is_lost(lakehouse):
     pq.write_table(events_table(no_patient).drop(["patient_id"]), landing / "b-no-patient.parquet")
     write_landing_file(events_table(plain), landing, "c-plain.parquet")
 
-    result = lakehouse.materialize([bronze_patient_events, silver_patient_events],
-                                   raise_on_error=False)
+    result = lakehouse.materialize(
+        [bronze_patient_events, silver_patient_events], raise_on_error=False
+    )
 
     [a] = _ledger(lakehouse, "a-extra.parquet")
     assert a["status"] == "ingested"
@@ -116,14 +139,21 @@ def test_drifted_columns_are_kept_and_noted_and_nothing_is_lost(lakehouse):
     assert c["status"] == "ingested" and c["reason"] is None
 
     bronze = lakehouse.table(t.BRONZE_EVENTS)
-    rescued = {r.event_id: json.loads(r.rescued_data) for r in bronze.filter(
-        F.col("source_file").endswith("/a-extra.parquet")).collect()}
+    rescued = {
+        r.event_id: json.loads(r.rescued_data)
+        for r in bronze.filter(F.col("source_file").endswith("/a-extra.parquet")).collect()
+    }
     assert len(rescued) == 100
-    expected = {e["event_id"]: {"ward_note": f"note {i}", "triage_level": i}
-                for i, e in enumerate(extra)}
+    expected = {
+        e["event_id"]: {"ward_note": f"note {i}", "triage_level": i} for i, e in enumerate(extra)
+    }
     assert rescued == expected
-    assert bronze.filter(~F.col("source_file").endswith("/a-extra.parquet")
-                         & F.col("rescued_data").isNotNull()).count() == 0
+    assert (
+        bronze.filter(
+            ~F.col("source_file").endswith("/a-extra.parquet") & F.col("rescued_data").isNotNull()
+        ).count()
+        == 0
+    )
 
     # Nothing lost, counted: each landed event once in bronze, once in silver or quarantine.
     landed = {e["event_id"] for e in events}

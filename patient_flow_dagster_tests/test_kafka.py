@@ -1,4 +1,5 @@
 """Events over a real Kafka broker (Apache Kafka jars, KRaft): produce, land, ingest, crash."""
+
 import json
 import os
 import signal
@@ -38,20 +39,31 @@ def test_cluster_ids_never_look_like_an_option():
 
 
 def landed_event_ids(folder: Path) -> list[str]:
-    return [event_id for path in sorted(folder.glob("*.parquet"))
-            for event_id in pq.read_table(path, columns=["event_id"]).column(0).to_pylist()]
+    return [
+        event_id
+        for path in sorted(folder.glob("*.parquet"))
+        for event_id in pq.read_table(path, columns=["event_id"]).column(0).to_pylist()
+    ]
 
 
 def test_20k_events_through_kafka_into_silver(kafka, lakehouse):
     sim = simulate(20_000, seed=71, now=recent_now(), span_days=20, dirty_rates={"duplicate": 0})
     config = client_config(kafka)
     assert publish(sim.events, config, "events-20k", progress=None) == 20_000
-    consumer = LandingConsumer(config, "events-20k", str(lakehouse.landing_dir),
-                               str(lakehouse.root / "dead"), group="g20k",
-                               batch_events=4_000, batch_seconds=5)
+    consumer = LandingConsumer(
+        config,
+        "events-20k",
+        str(lakehouse.landing_dir),
+        str(lakehouse.root / "dead"),
+        group="g20k",
+        batch_events=4_000,
+        batch_seconds=5,
+    )
     stats = consumer.run(idle_seconds=8)
     assert stats.events == 20_000 and stats.dead_letters == 0
-    assert sorted(landed_event_ids(lakehouse.landing_dir)) == sorted(e["event_id"] for e in sim.events)
+    assert sorted(landed_event_ids(lakehouse.landing_dir)) == sorted(
+        e["event_id"] for e in sim.events
+    )
 
     result = lakehouse.materialize([bronze_patient_events, silver_patient_events], checks=False)
     assert result.success
@@ -65,8 +77,12 @@ def test_20k_events_through_kafka_into_silver(kafka, lakehouse):
 def test_poison_messages_go_to_the_dead_letter_file(kafka, tmp_path):
     good = simulate(50, seed=72, dirty_rates={"duplicate": 0}).events
     producer = Producer({"bootstrap.servers": kafka})
-    poison = [b"not json {", b'["a", "list"]', json.dumps({**good[0], "age": "forty"}).encode(),
-              json.dumps({**good[1], "event_id": 12345}).encode()]
+    poison = [
+        b"not json {",
+        b'["a", "list"]',
+        json.dumps({**good[0], "age": "forty"}).encode(),
+        json.dumps({**good[1], "event_id": 12345}).encode(),
+    ]
     for value in poison[:2]:
         producer.produce("events-poison", value)
     for event in good[2:]:
@@ -75,8 +91,14 @@ def test_poison_messages_go_to_the_dead_letter_file(kafka, tmp_path):
         producer.produce("events-poison", value)
     producer.flush(30)
     landing, dead = tmp_path / "landing", tmp_path / "dead"
-    stats = LandingConsumer(client_config(kafka), "events-poison", str(landing), str(dead),
-                            group="gpoison", batch_seconds=2).run(idle_seconds=6)
+    stats = LandingConsumer(
+        client_config(kafka),
+        "events-poison",
+        str(landing),
+        str(dead),
+        group="gpoison",
+        batch_seconds=2,
+    ).run(idle_seconds=6)
     assert stats.events == 48 and stats.dead_letters == 4
     letters = [json.loads(line) for path in dead.glob("*.jsonl") for line in path.open()]
     reasons = sorted(letter["reason"].split(":")[0] for letter in letters)
@@ -89,12 +111,32 @@ def test_sigkill_of_the_consumer_loses_nothing(kafka, lakehouse):
     sim = simulate(12_000, seed=73, now=recent_now(), span_days=20, dirty_rates={"duplicate": 0})
     publish(sim.events, client_config(kafka), "events-crash", progress=None)
     patient_flow = Path(sys.executable).with_name("patient-flow")
-    command = [str(patient_flow), "ingest", "--from", "kafka", "--bootstrap", kafka,
-               "--topic", "events-crash", "--group", "gcrash", "--landing",
-               str(lakehouse.landing_dir), "--dead-letter", str(lakehouse.root / "dead"),
-               "--batch-events", "1000", "--batch-seconds", "30"]
-    first = subprocess.Popen(command + ["--idle-exit", "30"], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)
+    command = [
+        str(patient_flow),
+        "ingest",
+        "--from",
+        "kafka",
+        "--bootstrap",
+        kafka,
+        "--topic",
+        "events-crash",
+        "--group",
+        "gcrash",
+        "--landing",
+        str(lakehouse.landing_dir),
+        "--dead-letter",
+        str(lakehouse.root / "dead"),
+        "--batch-events",
+        "1000",
+        "--batch-seconds",
+        "30",
+    ]
+    first = subprocess.Popen(
+        command + ["--idle-exit", "30"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while len(list(lakehouse.landing_dir.glob("*.parquet"))) < 3:
         assert first.poll() is None and time.monotonic() < deadline
@@ -104,21 +146,32 @@ def test_sigkill_of_the_consumer_loses_nothing(kafka, lakehouse):
     files_at_kill = len(list(lakehouse.landing_dir.glob("*.parquet")))
     assert files_at_kill < 12, "the consumer finished before it could be killed"
 
-    subprocess.run(command + ["--idle-exit", "6"], check=True, timeout=180,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        command + ["--idle-exit", "6"],
+        check=True,
+        timeout=180,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     landed = landed_event_ids(lakehouse.landing_dir)
     assert set(landed) == {e["event_id"] for e in sim.events}  # every event at least once
 
     # A redelivery that surely happens: a second consumer group reads the topic from the start
     # and lands every event again (as a consumer restored to an old offset would).
     replay = [part if part != "gcrash" else "gcrash-replay" for part in command]
-    subprocess.run(replay + ["--idle-exit", "6"], check=True, timeout=180,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        replay + ["--idle-exit", "6"],
+        check=True,
+        timeout=180,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     landed = landed_event_ids(lakehouse.landing_dir)
     assert len(landed) >= 2 * len(sim.events)
 
-    assert lakehouse.materialize([bronze_patient_events, silver_patient_events],
-                                 checks=False).success
+    assert lakehouse.materialize(
+        [bronze_patient_events, silver_patient_events], checks=False
+    ).success
     assert lakehouse.count(t.BRONZE_EVENTS) == len(landed)  # redeliveries included
     silver, quarantine = lakehouse.count(t.SILVER_EVENTS), lakehouse.count(t.QUARANTINE)
     assert silver + quarantine == len(sim.events)  # ... and each event once in silver

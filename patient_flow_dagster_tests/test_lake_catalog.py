@@ -1,5 +1,6 @@
 """The lake resource with a catalog (Unity Catalog on Databricks): the same calls the assets make
 work on three-part table names. Locally the session catalog stands in for Unity Catalog."""
+
 import pytest
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
@@ -7,8 +8,9 @@ from patient_flow_dagster.model.tables import Column, Table
 from patient_flow_dagster.resources.lake import DeltaLake, replace_changed
 
 COLUMNS = (Column("key", "string", "probe key"), Column("value", "bigint", "probe value"))
-DIMENSION = Table("gold", "catalog_probe_dimension", "probe", COLUMNS, keys=("key",),
-                  stats_columns=("key",))
+DIMENSION = Table(
+    "gold", "catalog_probe_dimension", "probe", COLUMNS, keys=("key",), stats_columns=("key",)
+)
 EVENTS = Table("bronze", "catalog_probe_events", "probe", COLUMNS, streamed=True)
 CONSUMER = Table("silver", "catalog_probe", "probe", COLUMNS, streamed=True)
 SCHEMA = StructType([StructField("key", StringType()), StructField("value", LongType())])
@@ -29,12 +31,21 @@ def test_catalog_tables_are_named_and_written_like_folder_tables(spark, catalog_
     assert not lake.exists(spark, DIMENSION)
     rows = spark.createDataFrame([("a", 1), ("b", 2)], SCHEMA)
     assert replace_changed(lake, spark, DIMENSION, rows, ["key"]) == {
-        "inserted": 2, "updated": 0, "deleted": 0}
+        "inserted": 2,
+        "updated": 0,
+        "deleted": 0,
+    }
     changed = spark.createDataFrame([("a", 1), ("b", 3), ("c", 4)], SCHEMA)
     assert replace_changed(lake, spark, DIMENSION, changed, ["key"]) == {
-        "inserted": 1, "updated": 1, "deleted": 0}
+        "inserted": 1,
+        "updated": 1,
+        "deleted": 0,
+    }
     assert sorted(map(tuple, lake.read(spark, DIMENSION).collect())) == [
-        ("a", 1), ("b", 3), ("c", 4)]
+        ("a", 1),
+        ("b", 3),
+        ("c", 4),
+    ]
     assert spark.table("spark_catalog.gold.catalog_probe_dimension").count() == 3
     assert lake.version(spark, DIMENSION) == 2
 
@@ -58,8 +69,9 @@ def test_catalog_tables_feed_incremental_consumers_exactly_once(spark, catalog_l
 
 def test_a_catalog_table_is_created_with_its_statistics_columns(spark, catalog_lake):
     catalog_lake.ensure(spark, DIMENSION, SCHEMA)
-    properties = dict(spark.sql(
-        "SHOW TBLPROPERTIES spark_catalog.gold.catalog_probe_dimension").collect())
+    properties = dict(
+        spark.sql("SHOW TBLPROPERTIES spark_catalog.gold.catalog_probe_dimension").collect()
+    )
     assert properties["delta.dataSkippingStatsColumns"] == "key"
 
 
@@ -72,6 +84,8 @@ def test_a_table_written_before_a_column_was_declared_gets_it(spark, tmp_path):
     lake.ensure(spark, EVENTS, wider)
     lake.append(spark.createDataFrame([("b", 2, "ADMIT")], wider), EVENTS)
     assert sorted(map(tuple, lake.read(spark, EVENTS).collect())) == [
-        ("a", 1, None), ("b", 2, "ADMIT")]
+        ("a", 1, None),
+        ("b", 2, "ADMIT"),
+    ]
     lake.ensure(spark, EVENTS, wider)  # nothing missing: no new version
     assert lake.version(spark, EVENTS) == 2

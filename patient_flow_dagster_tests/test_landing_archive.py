@@ -1,5 +1,6 @@
 """A bounded landing zone: ingested and rejected files move to the archive after the retention,
 the sensor no longer lists them, and the ledger still accounts for every version."""
+
 import os
 import time
 
@@ -23,10 +24,12 @@ from patient_flow_dagster_tests.conftest import recent_now
 def bronze_run(house, retention_hours, full_refresh=False):
     landing = LocalLandingZone(path=str(house.landing_dir), retention_hours=retention_hours)
     refresh = {"ops": {"bronze__patient_events": {"config": {"full_refresh": True}}}}
-    result = materialize([bronze_patient_events],
-                         resources={**house.resources(), "landing": landing},
-                         run_config=refresh if full_refresh else None,
-                         instance=DagsterInstance.ephemeral())
+    result = materialize(
+        [bronze_patient_events],
+        resources={**house.resources(), "landing": landing},
+        run_config=refresh if full_refresh else None,
+        instance=DagsterInstance.ephemeral(),
+    )
     assert result.success
     [mat] = result.asset_materializations_for_node("bronze__patient_events")
     [check] = result.get_asset_check_evaluations()
@@ -35,9 +38,12 @@ def bronze_run(house, retention_hours, full_refresh=False):
 
 def audit_landing(house, landing):
     """The landing check over the whole ledger, nothing written (as the nightly audit runs it)."""
-    result = materialize([bronze_patient_events], selection=AssetSelection.all_asset_checks(),
-                         resources={**house.resources(), "landing": landing},
-                         instance=DagsterInstance.ephemeral())
+    result = materialize(
+        [bronze_patient_events],
+        selection=AssetSelection.all_asset_checks(),
+        resources={**house.resources(), "landing": landing},
+        instance=DagsterInstance.ephemeral(),
+    )
     assert result.success and not result.get_asset_materialization_events()
     [check] = result.get_asset_check_evaluations()
     return check
@@ -53,8 +59,11 @@ def test_ingested_and_rejected_files_move_to_the_archive_and_the_ledger_keeps_th
     # Within the retention: ingested, still in the landing zone.
     landing, metadata, _ = bronze_run(lakehouse, retention_hours=24)
     assert metadata["files_archived"].value == 0
-    assert sorted(f.name for f in landing.list_files()) == ["a.parquet", "b.parquet",
-                                                            "c-damaged.parquet"]
+    assert sorted(f.name for f in landing.list_files()) == [
+        "a.parquet",
+        "b.parquet",
+        "c-damaged.parquet",
+    ]
 
     # Past it (retention 0): everything audited moves; the sensor lists nothing new.
     landing, metadata, check = bronze_run(lakehouse, retention_hours=0)
@@ -64,7 +73,8 @@ def test_ingested_and_rejected_files_move_to_the_archive_and_the_ledger_keeps_th
     archive = folder.parent / "patient_events_archive"
     ledger = {r.file_name: r for r in lakehouse.table(t.LANDING_FILES).collect()}
     assert {name: r.archived_as for name, r in ledger.items()} == {
-        "a.parquet": "batch-00000001/a.parquet", "b.parquet": "batch-00000001/b.parquet",
+        "a.parquet": "batch-00000001/a.parquet",
+        "b.parquet": "batch-00000001/b.parquet",
         "c-damaged.parquet": f"rejected/{ledger['c-damaged.parquet'].file_modified.timestamp() * 1e6:.0f}-c-damaged.parquet",
     }
     for row in ledger.values():
@@ -84,8 +94,11 @@ def test_ingested_and_rejected_files_move_to_the_archive_and_the_ledger_keeps_th
     landing, metadata, check = bronze_run(lakehouse, retention_hours=0)
     assert metadata["rows_ingested_this_run"].value == 30
     assert metadata["files_archived"].value == 1
-    versions = sorted(r.archived_as for r in lakehouse.table(t.LANDING_FILES).collect()
-                      if r.file_name == "a.parquet")
+    versions = sorted(
+        r.archived_as
+        for r in lakehouse.table(t.LANDING_FILES).collect()
+        if r.file_name == "a.parquet"
+    )
     assert versions == ["batch-00000001/a.parquet", "batch-00000002/a.parquet"]
     assert lakehouse.count(t.BRONZE_EVENTS) == 90
     assert check.passed or check.metadata["files_rejected"].value == 1
@@ -95,8 +108,10 @@ def test_ingested_and_rejected_files_move_to_the_archive_and_the_ledger_keeps_th
     # archive comes back first (both versions of a.parquet, one under a name of its own).
     before = sorted(tuple(r) for r in lakehouse.table(t.BRONZE_EVENTS).select("event_id").collect())
     landing, metadata, check = bronze_run(lakehouse, retention_hours=24, full_refresh=True)
-    assert sorted(tuple(r) for r in lakehouse.table(t.BRONZE_EVENTS).select("event_id").collect()) \
+    assert (
+        sorted(tuple(r) for r in lakehouse.table(t.BRONZE_EVENTS).select("event_id").collect())
         == before
+    )
     names = sorted(f.name for f in landing.list_files())
     assert names[:3] == ["a.parquet", "b.parquet", "c-damaged.parquet"] and len(names) == 4
     assert names[3] in ("restored-batch-00000001-a.parquet", "restored-batch-00000002-a.parquet")
@@ -125,20 +140,36 @@ def test_a_move_whose_ledger_note_was_lost_is_completed_by_the_next_run(lakehous
 def test_auto_loader_archives_to_the_same_place_after_the_same_retention():
     """On Databricks, Auto Loader moves its own files (cloudFiles.cleanSource=MOVE); the
     settings give it the archive and retention bronze uses locally."""
-    zone = landing_zone(Settings.from_env({
-        "PATIENT_FLOW_ENV": "databricks",
-        "PATIENT_FLOW_LANDING": "abfss://landing@acct.dfs.core.windows.net/patient_events",
-        "PATIENT_FLOW_LANDING_SCHEMAS": "abfss://landing@acct.dfs.core.windows.net/_schemas",
-        "PATIENT_FLOW_LANDING_RETENTION_HOURS": "36"}))
+    zone = landing_zone(
+        Settings.from_env(
+            {
+                "PATIENT_FLOW_ENV": "databricks",
+                "PATIENT_FLOW_LANDING": "abfss://landing@acct.dfs.core.windows.net/patient_events",
+                "PATIENT_FLOW_LANDING_SCHEMAS": "abfss://landing@acct.dfs.core.windows.net/_schemas",
+                "PATIENT_FLOW_LANDING_RETENTION_HOURS": "36",
+            }
+        )
+    )
     options = zone.autoloader_options()
-    assert (options["cloudFiles.cleanSource"], options["cloudFiles.cleanSource.moveDestination"],
-            options["cloudFiles.cleanSource.retentionDuration"]) == (
-        "MOVE", "abfss://landing@acct.dfs.core.windows.net/patient_events_archive/",
-        "2160 minutes")
-    off = landing_zone(Settings.from_env({
-        "PATIENT_FLOW_ENV": "databricks", "PATIENT_FLOW_LANDING_RETENTION_HOURS": "off",
-        "PATIENT_FLOW_LANDING": "abfss://landing@acct.dfs.core.windows.net/patient_events",
-        "PATIENT_FLOW_LANDING_SCHEMAS": "abfss://landing@acct.dfs.core.windows.net/_schemas"}))
+    assert (
+        options["cloudFiles.cleanSource"],
+        options["cloudFiles.cleanSource.moveDestination"],
+        options["cloudFiles.cleanSource.retentionDuration"],
+    ) == (
+        "MOVE",
+        "abfss://landing@acct.dfs.core.windows.net/patient_events_archive/",
+        "2160 minutes",
+    )
+    off = landing_zone(
+        Settings.from_env(
+            {
+                "PATIENT_FLOW_ENV": "databricks",
+                "PATIENT_FLOW_LANDING_RETENTION_HOURS": "off",
+                "PATIENT_FLOW_LANDING": "abfss://landing@acct.dfs.core.windows.net/patient_events",
+                "PATIENT_FLOW_LANDING_SCHEMAS": "abfss://landing@acct.dfs.core.windows.net/_schemas",
+            }
+        )
+    )
     assert "cloudFiles.cleanSource" not in off.autoloader_options()
     with pytest.raises(SettingsError, match="PATIENT_FLOW_LANDING_RETENTION_HOURS='soon'"):
         Settings.from_env({"PATIENT_FLOW_LANDING_RETENTION_HOURS": "soon"})

@@ -2,6 +2,7 @@
 spread over runs, out of order, cancelled and corrected; each stay one fact row that they update.
 
 One lake, three batches: what each batch must leave in gold is asserted after it."""
+
 import pytest
 from pyspark.sql import functions as F
 
@@ -17,25 +18,44 @@ PATIENT = {"gender": "Female", "age": 60}
 
 def event(encounter, kind, at, department, bed, hospital, **more):
     admitted = more.pop("admitted", "08:10")
-    return {"event_id": f"{encounter}-{kind}-{at}", "encounter_id": encounter,
-            "event_type": kind, "event_time": f"{DAY}T{at}:00", "patient_id": f"p-{encounter}",
-            "admission_time": f"{DAY}T{admitted}:00", "department": department, "bed_id": bed,
-            "hospital_id": hospital, **PATIENT, **more}
+    return {
+        "event_id": f"{encounter}-{kind}-{at}",
+        "encounter_id": encounter,
+        "event_type": kind,
+        "event_time": f"{DAY}T{at}:00",
+        "patient_id": f"p-{encounter}",
+        "admission_time": f"{DAY}T{admitted}:00",
+        "department": department,
+        "bed_id": bed,
+        "hospital_id": hospital,
+        **PATIENT,
+        **more,
+    }
 
 
 def stay_record(discharged=None):
     """A v1 record (no event_type, no encounter_id) of one stay in hospital 4."""
-    return {"event_id": f"S1-{discharged}", "patient_id": "p-S1", **PATIENT,
-            "department": "Surgery", "bed_id": 4, "hospital_id": 4,
-            "admission_time": f"{DAY}T09:00:00",
-            "discharge_time": f"{DAY}T{discharged}:00" if discharged else None}
+    return {
+        "event_id": f"S1-{discharged}",
+        "patient_id": "p-S1",
+        **PATIENT,
+        "department": "Surgery",
+        "bed_id": 4,
+        "hospital_id": 4,
+        "admission_time": f"{DAY}T09:00:00",
+        "discharge_time": f"{DAY}T{discharged}:00" if discharged else None,
+    }
 
 
 # W1 and W2 live the same lifecycle (in hospitals 5 and 6) but arrive in different orders and
 # runs; they must end identical.
-LIFECYCLE = [("ADMIT", "08:00", "Emergency", 1), ("TRANSFER", "09:30", "ICU", 2),
-             ("TRANSFER", "12:00", "Cardiology", 3), ("UPDATE", "13:00", "Cardiology", 3),
-             ("DISCHARGE", "18:00", "Cardiology", 3)]
+LIFECYCLE = [
+    ("ADMIT", "08:00", "Emergency", 1),
+    ("TRANSFER", "09:30", "ICU", 2),
+    ("TRANSFER", "12:00", "Cardiology", 3),
+    ("UPDATE", "13:00", "Cardiology", 3),
+    ("DISCHARGE", "18:00", "Cardiology", 3),
+]
 
 
 def lifecycle(encounter, hospital, indexes):
@@ -45,13 +65,14 @@ def lifecycle(encounter, hospital, indexes):
         extra = {"age": 61} if kind == "UPDATE" else {}
         if kind == "DISCHARGE":
             extra["discharge_time"] = f"{DAY}T{at}:00"
-        events.append(event(encounter, kind, at, department, bed, hospital, admitted="08:00",
-                            **extra))
+        events.append(
+            event(encounter, kind, at, department, bed, hospital, admitted="08:00", **extra)
+        )
     return events
 
 
 BATCHES = [
-    [   # run 1
+    [  # run 1
         stay_record(),  # open
         event("V1", "ADMIT", "08:10", "Emergency", 3, 7),
         event("V1", "TRANSFER", "10:30", "ICU", 9, 7),
@@ -67,14 +88,14 @@ BATCHES = [
         *lifecycle("W1", 5, [4, 0, 2]),
         *lifecycle("W2", 6, [1, 3]),
     ],
-    [   # run 2
+    [  # run 2
         stay_record("21:00"),  # the same stay, now discharged
         event("V1", "DISCHARGE", "14:00", "ICU", 9, 7, discharge_time=f"{DAY}T14:00:00"),
         event("V2", "ADMIT", "09:00", "Emergency", 5, 3, admitted="09:00"),
         *lifecycle("W1", 5, [3, 1]),
         *lifecycle("W2", 6, [4, 2]),
     ],
-    [   # run 3
+    [  # run 3
         *lifecycle("W2", 6, [0]),
     ],
 ]
@@ -85,18 +106,35 @@ def utc_text(column):
 
 
 def fact(house) -> dict:
-    rows = house.table(t.FACT_ADMISSIONS).select(
-        "encounter_id", "status", "transfers", "current_bed_id", "length_of_stay_hours",
-        "is_currently_admitted", "event_count", utc_text("discharge_time_ts")).collect()
+    rows = (
+        house.table(t.FACT_ADMISSIONS)
+        .select(
+            "encounter_id",
+            "status",
+            "transfers",
+            "current_bed_id",
+            "length_of_stay_hours",
+            "is_currently_admitted",
+            "event_count",
+            utc_text("discharge_time_ts"),
+        )
+        .collect()
+    )
     return {r.encounter_id: r for r in rows}
 
 
 def segments(house, encounter) -> list[tuple]:
     fact_row = house.table(t.FACT_ADMISSIONS).filter(F.col("encounter_id") == encounter)
-    return [tuple(r) for r in house.table(t.FACT_MOVEMENTS).join(
-        fact_row.select("encounter_id"), "encounter_id", "left_semi").orderBy("segment").select(
-        "segment", "bed_id", utc_text("start_ts"), utc_text("end_ts"), "length_of_stay_hours"
-    ).collect()]
+    return [
+        tuple(r)
+        for r in house.table(t.FACT_MOVEMENTS)
+        .join(fact_row.select("encounter_id"), "encounter_id", "left_semi")
+        .orderBy("segment")
+        .select(
+            "segment", "bed_id", utc_text("start_ts"), utc_text("end_ts"), "length_of_stay_hours"
+        )
+        .collect()
+    ]
 
 
 def checks_of(result) -> dict:
@@ -116,7 +154,8 @@ def house(tmp_path_factory, spark):
         house.results[-1].fact = fact(house)
         house.results[-1].occupancy = {
             (r.hospital_id, r.department): r.present
-            for r in house.table(t.CURRENT_OCCUPANCY).filter("scope = 'department'").collect()}
+            for r in house.table(t.CURRENT_OCCUPANCY).filter("scope = 'department'").collect()
+        }
     return house
 
 
@@ -132,12 +171,20 @@ def test_after_the_first_batch_each_encounter_holds_what_its_events_say(house):
     # The stay record's encounter is derived from its hospital, patient and admission time.
     assert len([key for key in first if key.startswith("derived-")]) == 1
     assert {key for key in first if not key.startswith("derived-")} == {
-        "V1", "V3", "V4", "V5", "W1"}
+        "V1",
+        "V3",
+        "V4",
+        "V5",
+        "W1",
+    }
     # V2's discharge waits for its admission; W2 has no admission yet either.
     waiting = checks_of(house.results[0])["encounters_waiting_for_admission"]
     assert waiting.metadata["encounters_waiting"].value == 2
     assert (first["V1"].status, first["V1"].transfers, first["V1"].current_bed_id) == (
-        "admitted", 1, 9)
+        "admitted",
+        1,
+        9,
+    )
     assert (first["V3"].status, first["V3"].discharge_time_ts) == ("admitted", None)  # reopened
     assert (first["V4"].transfers, first["V4"].current_bed_id) == (0, 7)  # transfer undone
     assert (first["V5"].status, first["V5"].is_currently_admitted) == ("cancelled", False)
@@ -152,33 +199,65 @@ def test_after_the_first_batch_each_encounter_holds_what_its_events_say(house):
 def test_a_later_discharged_record_updates_its_stay_instead_of_adding_one(house):
     second = house.results[1].fact
     [stay] = [row for key, row in second.items() if key.startswith("derived-")]
-    assert (stay.status, stay.discharge_time_ts, stay.length_of_stay_hours, stay.event_count) \
-        == ("discharged", "21:00", 12.0, 2)
+    assert (stay.status, stay.discharge_time_ts, stay.length_of_stay_hours, stay.event_count) == (
+        "discharged",
+        "21:00",
+        12.0,
+        2,
+    )
     assert house.count(t.FACT_ADMISSIONS) == 8  # one row per encounter, V2 now included
     assert house.results[1].occupancy.get((4, "Surgery"), 0) == 0  # gone home
 
 
 def test_the_transfer_example_gives_exact_segments_and_census(house):
     assert segments(house, "V1") == [(1, 3, "08:10", "10:30", 2.33), (2, 9, "10:30", "14:00", 3.5)]
-    assert (house.results[1].fact["V1"].status, house.results[1].fact["V1"].length_of_stay_hours) \
-        == ("discharged", 5.83)
-    hourly = house.table(t.DEPARTMENT_CENSUS_HOURLY).filter("hospital_id = 7").select(
-        "department", F.hour("hour_start").alias("hour"), "admissions", "discharges",
-        "present_at_end").collect()
+    assert (
+        house.results[1].fact["V1"].status,
+        house.results[1].fact["V1"].length_of_stay_hours,
+    ) == ("discharged", 5.83)
+    hourly = (
+        house.table(t.DEPARTMENT_CENSUS_HOURLY)
+        .filter("hospital_id = 7")
+        .select(
+            "department",
+            F.hour("hour_start").alias("hour"),
+            "admissions",
+            "discharges",
+            "present_at_end",
+        )
+        .collect()
+    )
     present = {(r.department, r.hour) for r in hourly if r.present_at_end}
-    assert present == {("Emergency", 8), ("Emergency", 9), ("ICU", 10), ("ICU", 11),
-                       ("ICU", 12), ("ICU", 13)}
-    moves = {(r.department, r.hour): (r.admissions, r.discharges) for r in hourly
-             if r.admissions or r.discharges}
-    assert moves == {("Emergency", 8): (1, 0), ("Emergency", 10): (0, 1), ("ICU", 10): (1, 0),
-                     ("ICU", 14): (0, 1)}
+    assert present == {
+        ("Emergency", 8),
+        ("Emergency", 9),
+        ("ICU", 10),
+        ("ICU", 11),
+        ("ICU", 12),
+        ("ICU", 13),
+    }
+    moves = {
+        (r.department, r.hour): (r.admissions, r.discharges)
+        for r in hourly
+        if r.admissions or r.discharges
+    }
+    assert moves == {
+        ("Emergency", 8): (1, 0),
+        ("Emergency", 10): (0, 1),
+        ("ICU", 10): (1, 0),
+        ("ICU", 14): (0, 1),
+    }
 
 
 def test_a_discharge_that_came_first_is_applied_when_the_admission_arrives(house):
     assert house.results[1].fact["V2"].status == "discharged"
     assert segments(house, "V2") == [(1, 5, "09:00", "14:00", 5.0)]
-    assert checks_of(house.results[1])["encounters_waiting_for_admission"].metadata[
-        "encounters_waiting"].value == 1  # W2, until the third batch
+    assert (
+        checks_of(house.results[1])["encounters_waiting_for_admission"]
+        .metadata["encounters_waiting"]
+        .value
+        == 1
+    )  # W2, until the third batch
 
 
 def test_cancels_undo_their_event_and_a_cancelled_admission_counts_nowhere(house):
@@ -192,13 +271,28 @@ def test_cancels_undo_their_event_and_a_cancelled_admission_counts_nowhere(house
 
 def test_the_same_events_in_any_arrival_order_and_runs_give_the_same_encounter(house):
     final = house.results[2].fact
-    same = ("status", "transfers", "current_bed_id", "length_of_stay_hours", "event_count",
-            "discharge_time_ts")
-    assert [final["W1"][c] for c in same] == [final["W2"][c] for c in same] == [
-        "discharged", 2, 3, 10.0, 5, "18:00"]
-    assert segments(house, "W1") == segments(house, "W2") == [
-        (1, 1, "08:00", "09:30", 1.5), (2, 2, "09:30", "12:00", 2.5),
-        (3, 3, "12:00", "18:00", 6.0)]
+    same = (
+        "status",
+        "transfers",
+        "current_bed_id",
+        "length_of_stay_hours",
+        "event_count",
+        "discharge_time_ts",
+    )
+    assert (
+        [final["W1"][c] for c in same]
+        == [final["W2"][c] for c in same]
+        == ["discharged", 2, 3, 10.0, 5, "18:00"]
+    )
+    assert (
+        segments(house, "W1")
+        == segments(house, "W2")
+        == [
+            (1, 1, "08:00", "09:30", 1.5),
+            (2, 2, "09:30", "12:00", 2.5),
+            (3, 3, "12:00", "18:00", 6.0),
+        ]
+    )
     # UPDATE corrected the age from 13:00: a second version of the patient.
     versions = house.table(t.DIM_PATIENT).filter("patient_id = 'p-W1'").orderBy("valid_from")
     assert [r.age for r in versions.collect()] == [60, 61]
@@ -208,9 +302,18 @@ def test_a_replayed_batch_and_a_full_refresh_change_nothing(house):
     tables = (t.FACT_ADMISSIONS, t.FACT_MOVEMENTS, t.DEPARTMENT_CENSUS_HOURLY)
 
     def contents():
-        return {table: sorted(map(tuple, house.table(table).drop(
-            *[c for c in house.table(table).columns if c.endswith("_run_id")]).collect()),
-            key=repr) for table in tables}
+        return {
+            table: sorted(
+                map(
+                    tuple,
+                    house.table(table)
+                    .drop(*[c for c in house.table(table).columns if c.endswith("_run_id")])
+                    .collect(),
+                ),
+                key=repr,
+            )
+            for table in tables
+        }
 
     before = contents()
     versions = {table: house.lake.version(house.spark, table) for table in tables[:2]}
@@ -227,7 +330,11 @@ def test_a_replayed_batch_and_a_full_refresh_change_nothing(house):
 
 def test_every_check_of_the_facts_is_in_the_graph():
     names = {check.name for check in ALL_CHECKS}
-    assert {"movements_belong_to_encounters", "segments_tile_encounters", "one_patient_per_bed",
-            "encounters_waiting_for_admission", "census_matches_movements"} <= names
+    assert {
+        "movements_belong_to_encounters",
+        "segments_tile_encounters",
+        "one_patient_per_bed",
+        "encounters_waiting_for_admission",
+        "census_matches_movements",
+    } <= names
     assert {key for a in LAKE_ASSETS for key in a.keys} >= {t.FACT_MOVEMENTS.key}
-

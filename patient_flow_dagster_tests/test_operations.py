@@ -1,6 +1,7 @@
 """Operating it: freshness policies evaluated by Dagster's own freshness daemon (a FAIL alerts),
 run retries for crashed runs only, on the instance settings the project ships
 (config/dagster.yaml)."""
+
 import json
 import os
 from datetime import timedelta
@@ -31,8 +32,11 @@ from patient_flow_dagster_tests.alert_receivers import alert_receivers
 from patient_flow_dagster_tests.conftest import INSTANCE_SETTINGS, project_instance
 from patient_flow_dagster_tests.test_alerts import channels
 
-FRESH_TABLES = [table for table in t.LAKE_TABLES if table.layer in ("silver", "gold")
-                and table is not t.QUARANTINE]
+FRESH_TABLES = [
+    table
+    for table in t.LAKE_TABLES
+    if table.layer in ("silver", "gold") and table is not t.QUARANTINE
+]
 
 
 def freshness_windows(defs) -> dict:
@@ -40,16 +44,28 @@ def freshness_windows(defs) -> dict:
     windows = {}
     for key in graph.get_all_asset_keys():
         policy = graph.get(key).freshness_policy
-        windows[key] = policy and (policy.fail_window.to_timedelta(),
-                                   policy.warn_window.to_timedelta())
+        windows[key] = policy and (
+            policy.fail_window.to_timedelta(),
+            policy.warn_window.to_timedelta(),
+        )
     return windows
 
 
 def test_silver_gold_and_kpis_carry_freshness_policies_from_the_settings():
-    windows = freshness_windows(build_definitions(Settings.from_env({
-        "PATIENT_FLOW_FRESHNESS_FAIL_MINUTES": "45", "PATIENT_FLOW_FRESHNESS_WARN_MINUTES": "20"})))
+    windows = freshness_windows(
+        build_definitions(
+            Settings.from_env(
+                {
+                    "PATIENT_FLOW_FRESHNESS_FAIL_MINUTES": "45",
+                    "PATIENT_FLOW_FRESHNESS_WARN_MINUTES": "20",
+                }
+            )
+        )
+    )
     expected = (timedelta(minutes=45), timedelta(minutes=20))
-    assert {key for key, window in windows.items() if window} == {table.key for table in FRESH_TABLES}
+    assert {key for key, window in windows.items() if window} == {
+        table.key for table in FRESH_TABLES
+    }
     assert all(windows[table.key] == expected for table in FRESH_TABLES)
     assert windows[t.BRONZE_EVENTS.key] is None and windows[t.QUARANTINE.key] is None
 
@@ -64,8 +80,7 @@ def test_the_freshness_daemon_turns_the_census_warn_then_fail(tmp_path):
     updated = get_current_datetime()
     instance.report_runless_asset_event(AssetMaterialization(census))
     landing = LocalLandingZone(path=str(tmp_path / "landing"))
-    origin = LoadableTargetOrigin(module_name="patient_flow_dagster.definitions",
-                                  attribute="defs")
+    origin = LoadableTargetOrigin(module_name="patient_flow_dagster.definitions", attribute="defs")
     target = InProcessTestWorkspaceLoadTarget(InProcessCodeLocationOrigin(origin))
     states = []
     quiet = {"alerts": AlertChannels(), "landing": landing}
@@ -83,23 +98,27 @@ def test_the_freshness_daemon_turns_the_census_warn_then_fail(tmp_path):
         # Nothing landed since the census's update: stale, but nothing waits on it.
         write_landing_file(events_table(simulate(3, seed=1).events), landing.path, "old.parquet")
         os.utime(Path(landing.path) / "old.parquet", (updated.timestamp() - 60,) * 2)
-        quiet_tick = build_sensor_context(instance=instance, cursor=watching.cursor,
-                                          resources=alerts)
+        quiet_tick = build_sensor_context(
+            instance=instance, cursor=watching.cursor, resources=alerts
+        )
         alert_on_quality(quiet_tick)
         assert received.mails == [] and received.posts == []
         assert json.loads(quiet_tick.cursor)["stale"] == ["gold/department_census_hourly"]
         # A file lands: the next tick alerts once; the one after stays silent.
         write_landing_file(events_table(simulate(3, seed=2).events), landing.path, "new.parquet")
-        waiting_tick = build_sensor_context(instance=instance, cursor=quiet_tick.cursor,
-                                            resources=alerts)
+        waiting_tick = build_sensor_context(
+            instance=instance, cursor=quiet_tick.cursor, resources=alerts
+        )
         alert_on_quality(waiting_tick)
-        alert_on_quality(build_sensor_context(instance=instance, cursor=waiting_tick.cursor,
-                                              resources=alerts))
+        alert_on_quality(
+            build_sensor_context(instance=instance, cursor=waiting_tick.cursor, resources=alerts)
+        )
     [mail] = received.mails
     assert mail["Subject"] == "[patient-flow ERROR] gold/department_census_hourly is stale"
     assert "/assets/gold/department_census_hourly" in mail.get_content()
     assert [post["title"] for post in received.posts] == [
-        "[ERROR] gold/department_census_hourly is stale"]
+        "[ERROR] gold/department_census_hourly is stale"
+    ]
 
 
 def test_a_crashed_run_is_retried_from_its_failure_and_a_failed_step_is_not(tmp_path):
@@ -112,11 +131,14 @@ def test_a_crashed_run_is_retried_from_its_failure_and_a_failed_step_is_not(tmp_
     outcomes = {}
     for reason in (RunFailureReason.UNEXPECTED_TERMINATION, RunFailureReason.STEP_FAILURE):
         run = instance.create_run_for_job(job, tags=job.tags)
-        instance.report_run_failed(run, f"failed: {reason.value}",
-                                   JobFailureData(error=None, failure_reason=reason))
+        instance.report_run_failed(
+            run, f"failed: {reason.value}", JobFailureData(error=None, failure_reason=reason)
+        )
         outcomes[reason] = instance.get_run_by_id(run.run_id).tags["dagster/will_retry"]
-    assert outcomes == {RunFailureReason.UNEXPECTED_TERMINATION: "true",
-                        RunFailureReason.STEP_FAILURE: "false"}
+    assert outcomes == {
+        RunFailureReason.UNEXPECTED_TERMINATION: "true",
+        RunFailureReason.STEP_FAILURE: "false",
+    }
 
 
 def test_dagster_plus_alert_policies_cover_the_same_rules():
@@ -131,10 +153,14 @@ def test_dagster_plus_alert_policies_cover_the_same_rules():
     assert events == {"JOB_FAILURE", "ASSET_CHECK_SEVERITY_ERROR", "ASSET_FRESHNESS_FAIL"}
     graph = defs.resolve_asset_graph()
     groups = {graph.get(key).group_name for key in graph.get_all_asset_keys()} - {"landing"}
-    targeted = {target["asset_group_target"]["asset_group"]
-                for policy in policies["alert_policies"]
-                for target in policy.get("alert_targets", [])}
+    targeted = {
+        target["asset_group_target"]["asset_group"]
+        for policy in policies["alert_policies"]
+        for target in policy.get("alert_targets", [])
+    }
     assert targeted == groups
     for policy in policies["alert_policies"]:
         if "JOB_FAILURE" in policy["event_types"]:
-            assert {(tag["key"], tag["value"]) for tag in policy["tags"]} == set(WRITES_LAKE.items())
+            assert {(tag["key"], tag["value"]) for tag in policy["tags"]} == set(
+                WRITES_LAKE.items()
+            )

@@ -1,4 +1,5 @@
 """The whole graph on seeded dirty data: reconciliation, quarantine reasons, gold, idempotence."""
+
 import json
 from collections import Counter
 from datetime import timedelta
@@ -15,8 +16,13 @@ from patient_flow_dagster.model import tables as t
 from patient_flow_dagster.model.rules import RULES
 from patient_flow_dagster_tests.conftest import Lakehouse, recent_now
 
-GOLD_TABLES = (t.DIM_PATIENT, t.DIM_DEPARTMENT, t.FACT_ADMISSIONS, t.CUBE_GENDER_DEPARTMENT,
-               t.CUBE_DEPARTMENT_HOSPITAL)
+GOLD_TABLES = (
+    t.DIM_PATIENT,
+    t.DIM_DEPARTMENT,
+    t.FACT_ADMISSIONS,
+    t.CUBE_GENDER_DEPARTMENT,
+    t.CUBE_DEPARTMENT_HOSPITAL,
+)
 
 
 def snapshot(house: Lakehouse, table: t.Table) -> Counter:
@@ -27,8 +33,11 @@ def snapshot(house: Lakehouse, table: t.Table) -> Counter:
 
 
 def metadata_of(result, key) -> dict:
-    [mat] = [m for m in result.asset_materializations_for_node(
-        "silver_patient_events") if m.asset_key == key]
+    [mat] = [
+        m
+        for m in result.asset_materializations_for_node("silver_patient_events")
+        if m.asset_key == key
+    ]
     return {k: v.value for k, v in mat.metadata.items()}
 
 
@@ -52,17 +61,34 @@ def scenario(tmp_path_factory, spark):
     second = simulate(600, seed=29, now=now, span_days=15, dirty_rates={"duplicate": 0})
     returning = [e for e in first.events if e["event_id"] not in first.kinds][:5]
     comebacks = [
-        {**e, "event_id": f"comeback-{i}", "age": e["age"] + 1,
-         "admission_time": (now - timedelta(hours=2 + i)).strftime("%Y-%m-%dT%H:%M:%S"),
-         "discharge_time": None, "department": "Emergency"}
+        {
+            **e,
+            "event_id": f"comeback-{i}",
+            "age": e["age"] + 1,
+            "admission_time": (now - timedelta(hours=2 + i)).strftime("%Y-%m-%dT%H:%M:%S"),
+            "discharge_time": None,
+            "department": "Emergency",
+        }
         for i, e in enumerate(returning)
     ]
     write_events(second.events + comebacks, house.landing_dir, events_per_file=1_000)
     run3 = house.materialize()
     versions3 = {table: house.lake.version(spark, table) for table in GOLD_TABLES}
-    return dict(house=house, first=first, second=second, comebacks=comebacks, returning=returning,
-                run1=run1, run2=run2, run3=run3, after1=after1, after2=after2,
-                versions1=versions1, versions2=versions2, versions3=versions3)
+    return dict(
+        house=house,
+        first=first,
+        second=second,
+        comebacks=comebacks,
+        returning=returning,
+        run1=run1,
+        run2=run2,
+        run3=run3,
+        after1=after1,
+        after2=after2,
+        versions1=versions1,
+        versions2=versions2,
+        versions3=versions3,
+    )
 
 
 def test_runs_succeed(scenario):
@@ -74,12 +100,22 @@ def test_first_batch_reconciles(scenario, spark):
     silver_meta = metadata_of(scenario["run1"], t.SILVER_EVENTS.key)
     assert silver_meta["bronze_rows_read"] == len(first.events) == 1_000
     assert silver_meta["duplicates_removed"] == first.duplicates > 0
-    assert (silver_meta["silver_rows_added"] + silver_meta["quarantined_rows_added"]
-            == first.distinct_event_ids)
-    silver_ids = {r.event_id for r in house.table(t.SILVER_EVENTS)
-                  .filter(F.col("silver_run_id") == scenario["run1"].run_id).collect()}
-    quarantine_ids = {r.event_id for r in house.table(t.QUARANTINE)
-                      .filter(F.col("silver_run_id") == scenario["run1"].run_id).collect()}
+    assert (
+        silver_meta["silver_rows_added"] + silver_meta["quarantined_rows_added"]
+        == first.distinct_event_ids
+    )
+    silver_ids = {
+        r.event_id
+        for r in house.table(t.SILVER_EVENTS)
+        .filter(F.col("silver_run_id") == scenario["run1"].run_id)
+        .collect()
+    }
+    quarantine_ids = {
+        r.event_id
+        for r in house.table(t.QUARANTINE)
+        .filter(F.col("silver_run_id") == scenario["run1"].run_id)
+        .collect()
+    }
     assert not silver_ids & quarantine_ids
     assert silver_ids | quarantine_ids == {e["event_id"] for e in first.events}
 
@@ -88,8 +124,13 @@ def test_every_dirty_kind_is_quarantined_with_its_rule(scenario):
     house, first = scenario["house"], scenario["first"]
     broken = {r.event_id: set(r.broken_rules) for r in house.table(t.QUARANTINE).collect()}
     kinds = Counter(first.kinds[e] for e in first.expected_rule)
-    assert set(kinds) == {"bad_age", "future_admission", "discharge_before_admission",
-                          "missing_field", "unknown_department"}
+    assert set(kinds) == {
+        "bad_age",
+        "future_admission",
+        "discharge_before_admission",
+        "missing_field",
+        "unknown_department",
+    }
     for event_id, rule in first.expected_rule.items():
         assert rule in broken.get(event_id, set()), (first.kinds[event_id], rule)
     # Quarantine holds exactly the injected defects, nothing else.
@@ -131,8 +172,14 @@ def test_gold_tables_are_consistent(scenario, spark):
     # The point-in-time key is the version holding the event's own gender and age.
     at_admission = (
         fact.select("encounter_id", "patient_sk")
-        .join(silver.select("encounter_id", F.col("age").alias("event_age"),
-                            F.col("gender").alias("event_gender")), "encounter_id")
+        .join(
+            silver.select(
+                "encounter_id",
+                F.col("age").alias("event_age"),
+                F.col("gender").alias("event_gender"),
+            ),
+            "encounter_id",
+        )
         .join(dim_patient.select("patient_sk", "age", "gender").distinct(), "patient_sk")
     )
     assert at_admission.count() == fact.count()
@@ -146,8 +193,12 @@ def test_large_tables_keep_statistics_only_for_the_columns_read_by_them(scenario
     for table in large:
         columns = table.stats_columns
         log = Path(lake.location(table)) / "_delta_log"
-        adds = [json.loads(line)["add"] for commit in sorted(log.glob("*.json"))
-                for line in commit.read_text().splitlines() if line.startswith('{"add"')]
+        adds = [
+            json.loads(line)["add"]
+            for commit in sorted(log.glob("*.json"))
+            for line in commit.read_text().splitlines()
+            if line.startswith('{"add"')
+        ]
         assert adds, table
         for add in adds:
             stats = json.loads(add["stats"])
@@ -168,11 +219,14 @@ def test_second_batch_adds_exactly_its_events(scenario):
     house, second, comebacks = scenario["house"], scenario["second"], scenario["comebacks"]
     new_valid = {e["event_id"] for e in second.events if e["event_id"] not in second.expected_rule}
     new_valid |= {e["event_id"] for e in comebacks}
-    encounter_of = {r.event_id: r.encounter_id for r in house.table(t.SILVER_EVENTS).select(
-        "event_id", "encounter_id").collect()}
+    encounter_of = {
+        r.event_id: r.encounter_id
+        for r in house.table(t.SILVER_EVENTS).select("event_id", "encounter_id").collect()
+    }
     before = {row[0] for row in scenario["after1"][t.FACT_ADMISSIONS]}  # encounter_id first
-    after = {r.encounter_id for r in house.table(t.FACT_ADMISSIONS).select(
-        "encounter_id").collect()}
+    after = {
+        r.encounter_id for r in house.table(t.FACT_ADMISSIONS).select("encounter_id").collect()
+    }
     assert after - before == {encounter_of[e] for e in new_valid}
     assert before <= after
     assert house.count(t.BRONZE_EVENTS) == 1_000 + len(second.events) + len(comebacks)
@@ -193,7 +247,9 @@ def test_returning_patients_get_a_new_current_version(scenario):
     house = scenario["house"]
     dim = house.table(t.DIM_PATIENT)
     for stay, comeback in zip(scenario["returning"], scenario["comebacks"]):
-        versions = dim.filter(F.col("patient_id") == stay["patient_id"]).orderBy("valid_from").collect()
+        versions = (
+            dim.filter(F.col("patient_id") == stay["patient_id"]).orderBy("valid_from").collect()
+        )
         assert sum(v.is_current for v in versions) == 1
         assert versions[-1].is_current and versions[-1].age == comeback["age"]
         assert all(v.valid_to is not None for v in versions[:-1])
@@ -206,11 +262,19 @@ def test_each_rule_check_reports_exactly_the_injected_defects(scenario):
     expected = Counter(first.expected_rule.values())
     by_id = {e["event_id"]: e for e in first.events}
     expected["valid_pediatric_age"] = sum(
-        1 for event_id in {e["event_id"] for e in first.events}
+        1
+        for event_id in {e["event_id"] for e in first.events}
         if by_id[event_id]["department"] == "Pediatrics" and (by_id[event_id]["age"] or 0) > 18
     )
-    for rule in ("valid_age", "valid_admission_time", "admission_not_in_future",
-                 "valid_discharge_time", "required_ids", "known_department", "valid_pediatric_age"):
+    for rule in (
+        "valid_age",
+        "valid_admission_time",
+        "admission_not_in_future",
+        "valid_discharge_time",
+        "required_ids",
+        "known_department",
+        "valid_pediatric_age",
+    ):
         evaluation = evaluations[rule]
         assert evaluation.metadata["evaluated"].value == first.distinct_event_ids
         assert evaluation.metadata["failed"].value == expected[rule] > 0, rule
@@ -218,10 +282,16 @@ def test_each_rule_check_reports_exactly_the_injected_defects(scenario):
         assert evaluation.severity.value == "WARN"  # 1-5% of the batch: under the 10% ratio
         samples = evaluation.metadata["sample_failing_event_ids"].value
         assert 0 < len(samples) <= 5 and all(s in by_id for s in samples)
-    for name in ("silver_reconciles_with_bronze", "every_landing_file_ingested",
-                 "valid_patient_fk", "valid_department_fk", "non_negative_stay",
-                 "one_current_row_per_patient", "non_overlapping_validity",
-                 "unique_department_key"):
+    for name in (
+        "silver_reconciles_with_bronze",
+        "every_landing_file_ingested",
+        "valid_patient_fk",
+        "valid_department_fk",
+        "non_negative_stay",
+        "one_current_row_per_patient",
+        "non_overlapping_validity",
+        "unique_department_key",
+    ):
         assert evaluations[name].passed, name
     reconciliation = evaluations["silver_reconciles_with_bronze"].metadata
     assert reconciliation["bronze_rows"].value == 1_000
@@ -232,22 +302,30 @@ def test_one_dimensions_step_reports_each_dimension_and_can_run_one(scenario, sp
     """dim_patient and dim_department are one step, updated side by side: each still has its
     own materialization and figures, and either can be materialized alone."""
     house = scenario["house"]
-    first = {m.asset_key: {k: v.value for k, v in m.metadata.items()}
-             for m in scenario["run1"].asset_materializations_for_node("gold_dimensions")}
+    first = {
+        m.asset_key: {k: v.value for k, v in m.metadata.items()}
+        for m in scenario["run1"].asset_materializations_for_node("gold_dimensions")
+    }
     assert set(first) == {t.DIM_PATIENT.key, t.DIM_DEPARTMENT.key}
     patient_id = house.table(t.DIM_PATIENT).columns.index("patient_id")
     patients = len({row[patient_id] for row in scenario["after1"][t.DIM_PATIENT]})
     assert first[t.DIM_PATIENT.key]["current_patients"] == patients > 0
-    assert first[t.DIM_PATIENT.key]["rows_inserted"] == sum(scenario["after1"][t.DIM_PATIENT].values())
-    assert (first[t.DIM_DEPARTMENT.key]["dagster/row_count"]
-            == sum(scenario["after1"][t.DIM_DEPARTMENT].values()) > 0)
+    assert first[t.DIM_PATIENT.key]["rows_inserted"] == sum(
+        scenario["after1"][t.DIM_PATIENT].values()
+    )
+    assert (
+        first[t.DIM_DEPARTMENT.key]["dagster/row_count"]
+        == sum(scenario["after1"][t.DIM_DEPARTMENT].values())
+        > 0
+    )
 
     dimensions = (t.DIM_PATIENT, t.DIM_DEPARTMENT)
     versions = {table: house.lake.version(spark, table) for table in dimensions}
     alone = house.materialize([gold_dimensions], checks=False, selection=[t.DIM_DEPARTMENT.key])
     assert alone.success
     assert [m.asset_key for m in alone.asset_materializations_for_node("gold_dimensions")] == [
-        t.DIM_DEPARTMENT.key]
+        t.DIM_DEPARTMENT.key
+    ]
     assert {table: house.lake.version(spark, table) for table in versions} == versions
 
 
@@ -260,11 +338,21 @@ def test_full_refresh_rebuilds_the_same_tables(scenario, spark):
 
     house = scenario["house"]
     before = {table: snapshot(house, table) for table in GOLD_TABLES}
-    ids_before = {table: {r.event_id for r in house.table(table).collect()}
-                  for table in (t.SILVER_EVENTS, t.QUARANTINE)}
-    defs = build_definitions(Settings.from_env({"PATIENT_FLOW_LAKE": str(house.root / "lake"), "PATIENT_FLOW_LANDING": str(house.landing_dir)}))
+    ids_before = {
+        table: {r.event_id for r in house.table(table).collect()}
+        for table in (t.SILVER_EVENTS, t.QUARANTINE)
+    }
+    defs = build_definitions(
+        Settings.from_env(
+            {
+                "PATIENT_FLOW_LAKE": str(house.root / "lake"),
+                "PATIENT_FLOW_LANDING": str(house.landing_dir),
+            }
+        )
+    )
     result = defs.resolve_job_def("patient_flow_full_refresh").execute_in_process(
-        instance=DagsterInstance.ephemeral(), raise_on_error=False)
+        instance=DagsterInstance.ephemeral(), raise_on_error=False
+    )
     assert result.success
     silver_meta = metadata_of(result, t.SILVER_EVENTS.key)
     assert silver_meta["bronze_rows_read"] == house.count(t.BRONZE_EVENTS)
@@ -298,12 +386,19 @@ def test_every_check_evaluation_is_in_the_quality_history(scenario):
     history = house.table(t.CHECK_RESULTS)
     for run_name in ("run1", "run2", "run3"):
         result = scenario[run_name]
-        rows = {(r.table_name, r.check_name): r
-                for r in history.filter(F.col("check_run_id") == result.run_id).collect()}
-        evaluations = {(e.asset_key.to_user_string(), e.check_name): e
-                       for e in result.get_asset_check_evaluations()}
-        assert set(rows) == set(evaluations) == {
-            (check.asset.to_user_string(), check.name) for check in ALL_CHECKS}, run_name
+        rows = {
+            (r.table_name, r.check_name): r
+            for r in history.filter(F.col("check_run_id") == result.run_id).collect()
+        }
+        evaluations = {
+            (e.asset_key.to_user_string(), e.check_name): e
+            for e in result.get_asset_check_evaluations()
+        }
+        assert (
+            set(rows)
+            == set(evaluations)
+            == {(check.asset.to_user_string(), check.name) for check in ALL_CHECKS}
+        ), run_name
         for key, evaluation in evaluations.items():
             row = rows[key]
             assert row.passed == evaluation.passed and row.severity == evaluation.severity.value
@@ -311,8 +406,13 @@ def test_every_check_evaluation_is_in_the_quality_history(scenario):
             assert row.failed == (failed.value if failed else None), key
     fact = t.FACT_ADMISSIONS.key.to_user_string()
     for run_name, versions in (("run1", "versions1"), ("run3", "versions3")):
-        [row] = history.filter((F.col("check_run_id") == scenario[run_name].run_id)
-                               & (F.col("table_name") == fact)).limit(1).collect()
+        [row] = (
+            history.filter(
+                (F.col("check_run_id") == scenario[run_name].run_id) & (F.col("table_name") == fact)
+            )
+            .limit(1)
+            .collect()
+        )
         assert row.table_version == scenario[versions][t.FACT_ADMISSIONS], run_name
 
 
@@ -322,8 +422,9 @@ def test_silver_charts_the_quarantine_rate_per_rule_from_the_quality_history(sce
 
     house = scenario["house"]
     rules = [rule.name for rule in RULES if rule.quarantines]
-    history = rate_history(house.table(t.CHECK_RESULTS), t.SILVER_EVENTS.key.to_user_string(),
-                           rules, runs=20)
+    history = rate_history(
+        house.table(t.CHECK_RESULTS), t.SILVER_EVENTS.key.to_user_string(), rules, runs=20
+    )
     got = {(r.check_run_id, r.check_name): r.failed_ratio for r in history.collect()}
     compared = 0
     for name in ("run1", "run2", "run3"):
@@ -333,11 +434,13 @@ def test_silver_charts_the_quarantine_rate_per_rule_from_the_quality_history(sce
         compared += 1
         for rule in rules:
             assert got[(scenario[name].run_id, rule)] == pytest.approx(
-                evaluations[rule].metadata["failed_ratio"].value), (name, rule)
+                evaluations[rule].metadata["failed_ratio"].value
+            ), (name, rule)
     assert compared >= 2 and any(ratio > 0 for ratio in got.values())
     chart = metadata_of(scenario["run3"], t.SILVER_EVENTS.key)["quarantine_rate_trend"]
     assert chart.startswith("![Quarantine rate per rule") and "data:image/png;base64," in chart
     # Without the history, the chart is this run's figures only; with no rows, a note.
-    empty = quarantine_rate_chart(house.spark, Lakehouse(house.root / "none", house.spark).lake,
-                                  SilverRunCounts())
+    empty = quarantine_rate_chart(
+        house.spark, Lakehouse(house.root / "none", house.spark).lake, SilverRunCounts()
+    )
     assert "no data yet" in empty.value

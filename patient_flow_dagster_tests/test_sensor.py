@@ -1,4 +1,5 @@
 """The landing sensor against a real ephemeral instance, and a sensor-driven run to gold."""
+
 import json
 import os
 from pathlib import Path
@@ -23,7 +24,8 @@ defs = build_definitions(Settings.from_env({}))
 
 def tick(instance, landing_dir, cursor=None):
     context = build_sensor_context(
-        instance=instance, cursor=cursor,
+        instance=instance,
+        cursor=cursor,
         resources={"landing": LocalLandingZone(path=str(landing_dir))},
     )
     return landing_sensor.evaluate_tick(context)
@@ -72,7 +74,12 @@ def test_sensor_fires_once_per_set_of_new_files(tmp_path):
 
 def test_sensor_tick_runs_the_pipeline_to_gold(lakehouse):
     """Simulator -> landing -> sensor tick -> run of the requested job -> gold, reconciled."""
-    settings = Settings.from_env({"PATIENT_FLOW_LAKE": str(lakehouse.root / "lake"), "PATIENT_FLOW_LANDING": str(lakehouse.landing_dir)})
+    settings = Settings.from_env(
+        {
+            "PATIENT_FLOW_LAKE": str(lakehouse.root / "lake"),
+            "PATIENT_FLOW_LANDING": str(lakehouse.landing_dir),
+        }
+    )
     defs = build_definitions(settings)
     sim = simulate(500, seed=31, now=recent_now(), span_days=20)
     write_landing_file(events_table(sim.events), lakehouse.landing_dir)
@@ -81,7 +88,8 @@ def test_sensor_tick_runs_the_pipeline_to_gold(lakehouse):
     sensor_def = defs.resolve_sensor_def("landing_sensor")
     landing = {"landing": LocalLandingZone(path=settings.landing)}
     result = sensor_def.evaluate_tick(
-        build_sensor_context(instance=instance, definitions=defs, resources=landing))
+        build_sensor_context(instance=instance, definitions=defs, resources=landing)
+    )
     [request] = result.run_requests
     job = defs.resolve_job_def(sensor_def.job_name)
     run = job.execute_in_process(instance=instance, tags=request.tags, raise_on_error=False)
@@ -93,8 +101,11 @@ def test_sensor_tick_runs_the_pipeline_to_gold(lakehouse):
     assert quarantine == len(sim.expected_rule)
     assert lakehouse.count(t.FACT_ADMISSIONS) == silver
     # The next tick sees nothing new: no run, and it says why.
-    again = sensor_def.evaluate_tick(build_sensor_context(
-        instance=instance, definitions=defs, cursor=result.cursor, resources=landing))
+    again = sensor_def.evaluate_tick(
+        build_sensor_context(
+            instance=instance, definitions=defs, cursor=result.cursor, resources=landing
+        )
+    )
     assert again.run_requests == []
     assert again.skip_message == f"no new files in {Path(settings.landing).resolve()}"
 
@@ -103,6 +114,7 @@ def queue_run(instance, job, tags=None):
     """A run of `job` waiting in the instance's run queue (as the daemon holds it behind a
     running lake writer)."""
     from dagster import DagsterRunStatus
+
     # Test-only: a queued run must name the code location that will launch it.
     from dagster._core.remote_origin import (
         InProcessCodeLocationOrigin,
@@ -112,10 +124,15 @@ def queue_run(instance, job, tags=None):
     from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
     location = InProcessCodeLocationOrigin(
-        LoadableTargetOrigin(module_name="patient_flow_dagster.definitions"))
+        LoadableTargetOrigin(module_name="patient_flow_dagster.definitions")
+    )
     origin = RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), job.name)
-    return instance.create_run_for_job(job, tags={**job.tags, **(tags or {})},
-                                       status=DagsterRunStatus.QUEUED, remote_job_origin=origin)
+    return instance.create_run_for_job(
+        job,
+        tags={**job.tags, **(tags or {})},
+        status=DagsterRunStatus.QUEUED,
+        remote_job_origin=origin,
+    )
 
 
 def test_runs_never_pile_up_behind_a_queued_run(tmp_path):
@@ -138,13 +155,16 @@ def test_runs_never_pile_up_behind_a_queued_run(tmp_path):
     drop_files(landing, ["b.parquet"])
     waiting = tick(instance, landing, cursor=first.cursor)
     assert waiting.run_requests == []
-    assert waiting.skip_message == (f"1 new landing files wait for run {run.run_id}, which is "
-                                    "queued or starting and will ingest them")
+    assert waiting.skip_message == (
+        f"1 new landing files wait for run {run.run_id}, which is "
+        "queued or starting and will ingest them"
+    )
     assert waiting.cursor == first.cursor  # it stays where it was: b waits, it is not dropped
 
     drop_files(landing, ["c.parquet"])
     instance.report_dagster_event(
-        DagsterEvent(DagsterEventType.RUN_START.value, job_name=job.name), run.run_id)
+        DagsterEvent(DagsterEventType.RUN_START.value, job_name=job.name), run.run_id
+    )
     assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED
     # The queued run has started (it executes; the run queue holds the next one behind it).
     # A queued run of the clock's job does not hold the landing files back.
@@ -168,7 +188,9 @@ def test_the_census_clock_runs_on_the_hour_unless_a_pipeline_run_waits(tmp_path)
     assert clock.cron_schedule == "0 * * * *"
     job = defs.resolve_job_def(clock.job_name)
     assert set(job.asset_layer.selected_asset_keys) == {
-        t.DEPARTMENT_CENSUS_HOURLY.key, t.CURRENT_OCCUPANCY.key}
+        t.DEPARTMENT_CENSUS_HOURLY.key,
+        t.CURRENT_OCCUPANCY.key,
+    }
     assert job.tags["patient_flow/writes"] == "lake"  # one lake writer at a time
 
     [request] = clock.evaluate_tick(build_schedule_context(instance=instance)).run_requests
@@ -177,4 +199,6 @@ def test_the_census_clock_runs_on_the_hour_unless_a_pipeline_run_waits(tmp_path)
     run = queue_run(instance, pipeline)
     skipped = clock.evaluate_tick(build_schedule_context(instance=instance))
     assert skipped.run_requests == []
-    assert skipped.skip_message == f"run {run.run_id} is queued or starting and moves the census too"
+    assert (
+        skipped.skip_message == f"run {run.run_id} is queued or starting and moves the census too"
+    )

@@ -1,5 +1,6 @@
 """A step's independent Spark work runs side by side on threads: results come back in order,
 a value the work shares is computed once, and concurrent writes each carry their own note."""
+
 import threading
 import time
 from types import SimpleNamespace

@@ -1,4 +1,5 @@
 """Transforms on small frames, with exact expected values."""
+
 import hashlib
 import json
 from datetime import datetime
@@ -24,14 +25,22 @@ INGESTED = "2025-06-01 00:00:00"
 def bronze_rows(spark, *events: dict):
     """Bronze-shaped rows: contract fields + ingest metadata, defaults for what is not given."""
     base = {
-        "event_id": None, "patient_id": "p1", "gender": "Female", "age": 40,
-        "department": "Surgery", "admission_time": "2025-01-05T14:30:00",
-        "discharge_time": None, "bed_id": 7, "hospital_id": 3,
+        "event_id": None,
+        "patient_id": "p1",
+        "gender": "Female",
+        "age": 40,
+        "department": "Surgery",
+        "admission_time": "2025-01-05T14:30:00",
+        "discharge_time": None,
+        "bed_id": 7,
+        "hospital_id": 3,
     }
     rows = [{**base, **e} for e in events]
     df = spark.createDataFrame(rows, LANDING_SCHEMA)
     return (
-        df.withColumn("event_id", F.coalesce("event_id", F.monotonically_increasing_id().cast("string")))
+        df.withColumn(
+            "event_id", F.coalesce("event_id", F.monotonically_increasing_id().cast("string"))
+        )
         .withColumn("bronze_ingestion_ts", F.lit(INGESTED).cast("timestamp"))
         .withColumn("source_file", F.lit("file:/landing/a.parquet"))
         .withColumn("ingest_run_id", F.lit("run-1"))
@@ -46,9 +55,16 @@ def silver_of(spark, *events: dict) -> list[Row]:
 def test_length_of_stay_hours(spark):
     rows = silver_of(
         spark,
-        {"event_id": "a", "admission_time": "2025-01-05T08:00:00", "discharge_time": "2025-01-05T11:00:00"},
-        {"event_id": "b", "admission_time": "2025-01-05T08:00:00+00:00",
-         "discharge_time": "2025-01-05T20:00:00.000000+00:00"},
+        {
+            "event_id": "a",
+            "admission_time": "2025-01-05T08:00:00",
+            "discharge_time": "2025-01-05T11:00:00",
+        },
+        {
+            "event_id": "b",
+            "admission_time": "2025-01-05T08:00:00+00:00",
+            "discharge_time": "2025-01-05T20:00:00.000000+00:00",
+        },
         {"event_id": "c", "admission_time": "2025-01-05T08:00:00", "discharge_time": None},
     )
     assert [r.length_of_stay_hours for r in rows] == [3.0, 12.0, None]
@@ -56,8 +72,14 @@ def test_length_of_stay_hours(spark):
 
 @pytest.mark.parametrize(
     "hours, category",
-    [(5, "Short Stay"), (23.99, "Short Stay"), (24, "Medium Stay"), (48, "Medium Stay"),
-     (72, "Long Stay"), (100, "Long Stay")],
+    [
+        (5, "Short Stay"),
+        (23.99, "Short Stay"),
+        (24, "Medium Stay"),
+        (48, "Medium Stay"),
+        (72, "Long Stay"),
+        (100, "Long Stay"),
+    ],
 )
 def test_stay_category_boundaries(spark, hours, category):
     df = bronze_rows(spark, {"event_id": "x", "admission_time": "2025-01-01T00:00:00"})
@@ -99,8 +121,10 @@ def expected_key(text: str) -> int:
 
 
 def test_surrogate_key_formula(spark):
-    df = spark.createDataFrame([("p-1", 30, "Male", "ICU", 4)],
-                               "patient_id string, age int, gender string, department string, hospital_id int")
+    df = spark.createDataFrame(
+        [("p-1", 30, "Male", "ICU", 4)],
+        "patient_id string, age int, gender string, department string, hospital_id int",
+    )
     row = df.select(
         surrogate_key("patient_id", "age", "gender").alias("patient_sk"),
         surrogate_key("department", "hospital_id").alias("department_sk"),
@@ -148,11 +172,17 @@ def test_quarantine_reasons_quote_the_offending_values(spark):
     assert reason.message == RULES_BY_NAME["valid_age"].description
     [reason] = no_patient.quarantine_reasons
     assert reason.rule == "required_ids"
-    assert json.loads(reason.value) == {"patient_id": None, "department": "Surgery",
-                                        "hospital_id": "3", "bed_id": None}
+    assert json.loads(reason.value) == {
+        "patient_id": None,
+        "department": "Surgery",
+        "hospital_id": "3",
+        "bed_id": None,
+    }
     # Both rules, in declaration order; a present patient_id is never quoted.
     assert [(r.rule, json.loads(r.value)) for r in late.quarantine_reasons] == [
-        ("valid_age", {"age": None}), ("known_department", {"department": "Radiology"})]
+        ("valid_age", {"age": None}),
+        ("known_department", {"department": "Radiology"}),
+    ]
     assert all("p9" not in r.value for r in late.quarantine_reasons)
     clean = silver_of(spark, {"event_id": "d", "patient_id": "p9"})[0]
     assert clean.quarantine_reasons == []
@@ -176,29 +206,52 @@ def test_rules_are_declared_once_with_an_action():
 
 
 def test_first_per_event_id_keeps_the_earliest(spark):
-    df = bronze_rows(spark, {"event_id": "a", "age": 1}, {"event_id": "a", "age": 2},
-                     {"event_id": "b"})
+    df = bronze_rows(
+        spark, {"event_id": "a", "age": 1}, {"event_id": "a", "age": 2}, {"event_id": "b"}
+    )
     df = df.withColumn(
         "bronze_ingestion_ts",
-        F.when(F.col("age") == 2, F.lit("2025-05-01").cast("timestamp")).otherwise(F.col("bronze_ingestion_ts")),
+        F.when(F.col("age") == 2, F.lit("2025-05-01").cast("timestamp")).otherwise(
+            F.col("bronze_ingestion_ts")
+        ),
     )
     rows = first_per_event_id(df).orderBy("event_id").collect()
     assert [(r.event_id, r.age) for r in rows] == [("a", 2), ("b", 40)]
 
 
 def test_derived_event_id_is_deterministic_and_content_based(spark):
-    df = bronze_rows(spark, {"patient_id": "p1"}, {"patient_id": "p1"}, {"patient_id": "p2"},
-                     {"patient_id": "p1", "discharge_time": ""})
+    df = bronze_rows(
+        spark,
+        {"patient_id": "p1"},
+        {"patient_id": "p1"},
+        {"patient_id": "p2"},
+        {"patient_id": "p1", "discharge_time": ""},
+    )
     ids = [r.id for r in df.select(derived_event_id().alias("id")).collect()]
     assert ids[0] == ids[1] and len(set(ids)) == 3
 
 
 def history(spark, *stays):
-    rows = [Row(patient_id=p, gender=g, age=a, event_type="STAY",
-                event_time_ts=datetime.fromisoformat(t), event_id=e) for p, g, a, t, e in stays]
+    rows = [
+        Row(
+            patient_id=p,
+            gender=g,
+            age=a,
+            event_type="STAY",
+            event_time_ts=datetime.fromisoformat(t),
+            event_id=e,
+        )
+        for p, g, a, t, e in stays
+    ]
     df = spark.createDataFrame(rows)
     return [
-        (r.age, r.gender, str(r.valid_from), None if r.valid_to is None else str(r.valid_to), r.is_current)
+        (
+            r.age,
+            r.gender,
+            str(r.valid_from),
+            None if r.valid_to is None else str(r.valid_to),
+            r.is_current,
+        )
         for r in patient_versions(df).orderBy("valid_from").collect()
     ]
 

@@ -1,6 +1,7 @@
 """A real browser looks at the Dagster UI: the silver asset's Checks tab lists every rule, its
 overview every column with its description, and the charts in the census's and silver's metadata
 are shown as images."""
+
 import html
 import json
 import os
@@ -24,9 +25,16 @@ from patient_flow_devtools.processes import stop_process_group
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"  # git-ignored
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--window-size=1400,1000", "--virtual-time-budget=20000",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1000",
+    "--virtual-time-budget=20000",
 ]
 
 
@@ -42,8 +50,19 @@ def webserver(home):
     env = {**os.environ, "DAGSTER_HOME": str(home), "PATIENT_FLOW_LAKE": str(home / "lake")}
     webserver_bin = Path(sys.executable).with_name("dagster-webserver")
     process = subprocess.Popen(
-        [str(webserver_bin), "-h", "127.0.0.1", "-p", str(port), "-w", str(ROOT / "workspace.yaml")],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(webserver_bin),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-w",
+            str(ROOT / "workspace.yaml"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,  # own process group; default signal handlers
     )
     url = f"http://127.0.0.1:{port}"
@@ -75,11 +94,16 @@ def test_checks_tab_lists_every_quality_rule(webserver, tmp_path):
     browser = [chromium(), *CHROMIUM_FLAGS]
     dom = subprocess.run(
         [*browser, f"--user-data-dir={tmp_path / 'dom'}", "--dump-dom", page],
-        capture_output=True, text=True, timeout=120, check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     ).stdout
     subprocess.run(
         [*browser, f"--user-data-dir={tmp_path / 'shot'}", f"--screenshot={screenshot}", page],
-        capture_output=True, timeout=120, check=True,
+        capture_output=True,
+        timeout=120,
+        check=True,
     )
     assert screenshot.stat().st_size > 10_000
     assert "Checks (" in dom
@@ -91,7 +115,10 @@ def test_the_overview_shows_every_column_with_its_description(webserver, tmp_pat
     page = f"{webserver}/assets/silver/patient_events?view=overview"
     dom = subprocess.run(
         [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'dom'}", "--dump-dom", page],
-        capture_output=True, text=True, timeout=120, check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     ).stdout
     for column in SILVER_EVENTS.columns:
         assert column.name in dom, f"column {column.name} not shown on {page}"
@@ -104,7 +131,9 @@ def chart_shown(page: str, entry: str, screenshot: Path) -> dict:
     script = Path(__file__).with_name("chart_in_browser.cjs")
     done = subprocess.run(
         ["node", str(script), chromium(), page, entry, str(screenshot)],
-        capture_output=True, text=True, timeout=180,
+        capture_output=True,
+        text=True,
+        timeout=180,
         env={**os.environ, "NODE_PATH": str(ROOT / "tools" / "node_modules")},
     )
     assert done.returncode == 0, done.stderr
@@ -115,23 +144,35 @@ def test_the_charts_in_metadata_are_shown_as_images(webserver, home):
     """The latest materialization's charts, as the census and silver steps render them."""
     instance = DagsterInstance.from_config(str(home))
     end = datetime(2026, 3, 2, 12, tzinfo=timezone.utc)
-    occupancy = [(department, end - timedelta(hours=h), share * (1 + (h % 12) / 24))
-                 for department, share in (("ICU", 0.6), ("Surgery", 0.4)) for h in range(48)]
-    rates = [(rule.name, end - timedelta(hours=run), 0.002 * (i + 1))
-             for i, rule in enumerate(RULES) for run in range(20) if rule.quarantines]
+    occupancy = [
+        (department, end - timedelta(hours=h), share * (1 + (h % 12) / 24))
+        for department, share in (("ICU", 0.6), ("Surgery", 0.4))
+        for h in range(48)
+    ]
+    rates = [
+        (rule.name, end - timedelta(hours=run), 0.002 * (i + 1))
+        for i, rule in enumerate(RULES)
+        for run in range(20)
+        if rule.quarantines
+    ]
     charts = {
-        DEPARTMENT_CENSUS_HOURLY: ("occupancy_trend", line_chart(
-            "Occupancy per department, last 48 hours (UTC)", occupancy, "occupancy")),
-        SILVER_EVENTS: ("quarantine_rate_trend", line_chart(
-            "Quarantine rate per rule, last 20 runs", rates, "rows quarantined")),
+        DEPARTMENT_CENSUS_HOURLY: (
+            "occupancy_trend",
+            line_chart("Occupancy per department, last 48 hours (UTC)", occupancy, "occupancy"),
+        ),
+        SILVER_EVENTS: (
+            "quarantine_rate_trend",
+            line_chart("Quarantine rate per rule, last 20 runs", rates, "rows quarantined"),
+        ),
     }
     for table, (entry, chart) in charts.items():
         instance.report_runless_asset_event(
-            AssetMaterialization(asset_key=table.key, metadata={entry: chart}))
+            AssetMaterialization(asset_key=table.key, metadata={entry: chart})
+        )
     ARTIFACTS.mkdir(exist_ok=True)
     for table, (entry, chart) in charts.items():
         page = f"{webserver}/assets/{table.layer}/{table.name}?view=overview"
         shown = chart_shown(page, entry, ARTIFACTS / f"{entry}.png")
-        assert shown["alt"] == chart.value[2:chart.value.index("]")]
+        assert shown["alt"] == chart.value[2 : chart.value.index("]")]
         assert (shown["width"], shown["height"]) == (640, 288)  # 8 x 3.6 inches at 80 dpi
         assert shown["shownWidth"] > 300, shown

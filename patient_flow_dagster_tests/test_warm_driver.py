@@ -1,5 +1,6 @@
 """The warm Spark driver of `./run dev`: runs (separate processes, as the daemon launches them)
 attach to one long-lived driver JVM instead of starting their own, and still produce the lake."""
+
 import json
 import os
 import re
@@ -34,13 +35,29 @@ def driver(tmp_path_factory):
 
 def _materialize(selection: str, folder: Path, connection: Path) -> str:
     """`dagster asset materialize` in its own process, as a run launched by `dagster dev` is."""
-    env = {**os.environ, "PATIENT_FLOW_SPARK_DRIVER": str(connection),
-           "PATIENT_FLOW_LAKE": str(folder / "lake"),
-           "PATIENT_FLOW_LANDING": str(folder / "landing"), "DAGSTER_HOME": str(folder / "home")}
+    env = {
+        **os.environ,
+        "PATIENT_FLOW_SPARK_DRIVER": str(connection),
+        "PATIENT_FLOW_LAKE": str(folder / "lake"),
+        "PATIENT_FLOW_LANDING": str(folder / "landing"),
+        "DAGSTER_HOME": str(folder / "home"),
+    }
     (folder / "home").mkdir(exist_ok=True)
     done = subprocess.run(
-        [str(BIN / "dagster"), "asset", "materialize", "-m", "patient_flow_dagster.definitions",
-         "--select", selection], env=env, capture_output=True, text=True, timeout=900)
+        [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "patient_flow_dagster.definitions",
+            "--select",
+            selection,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
     assert "RUN_SUCCESS" in output
@@ -58,16 +75,19 @@ def test_runs_attach_to_one_warm_driver_and_fill_the_lake(driver, spark):
     batch = simulate(600, seed=31, now=recent_now(), span_days=10)
     write_events(batch.events, folder / "landing", events_per_file=300)
     first = _materialize("bronze/patient_events", folder, connection)
-    second = _materialize("silver/patient_events,silver/patient_events_quarantine", folder,
-                          connection)
+    second = _materialize(
+        "silver/patient_events,silver/patient_events_quarantine", folder, connection
+    )
     [app_first] = set(ATTACHED.findall(first))
     [app_second] = set(ATTACHED.findall(second))
     assert app_first == app_second  # the same driver JVM served both runs
     assert app_first != spark.sparkContext.applicationId
 
     lake = DeltaLake(root=str(folder / "lake"))
-    count = {table: lake.read(spark, table).count()
-             for table in (t.BRONZE_EVENTS, t.SILVER_EVENTS, t.QUARANTINE)}
+    count = {
+        table: lake.read(spark, table).count()
+        for table in (t.BRONZE_EVENTS, t.SILVER_EVENTS, t.QUARANTINE)
+    }
     distinct = lake.read(spark, t.BRONZE_EVENTS).select("event_id").distinct().count()
     assert count[t.BRONZE_EVENTS] == 600
     assert count[t.SILVER_EVENTS] + count[t.QUARANTINE] == distinct
@@ -76,8 +96,9 @@ def test_runs_attach_to_one_warm_driver_and_fill_the_lake(driver, spark):
 
 def test_no_driver_behind_the_connection_means_no_attach(tmp_path):
     assert warm_driver.attach(str(tmp_path / "missing.json")) is None
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     stale = tmp_path / "stale.json"
     stale.write_text(json.dumps({"port": 1, "secret": "x", "pid": int(gone)}))
     assert warm_driver.attach(str(stale)) is None  # the run then starts its own session

@@ -1,5 +1,6 @@
 """One writer per lake: a second run waits for the run writing the lake, then gives up with
 one line naming it, having written nothing; a killed holder leaves no stale lock."""
+
 import signal
 import subprocess
 import sys
@@ -27,20 +28,27 @@ time.sleep(120)
 
 def test_a_second_writer_waits_then_fails_naming_the_holder_and_writes_nothing(lakehouse):
     lake_root = str(lakehouse.root / "lake")
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, lake_root], stdout=subprocess.PIPE,
-                              text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, lake_root], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
-        resources = {**lakehouse.resources(),
-                     "lake": DeltaLake(root=lake_root, writer_lock_timeout=2)}
+        resources = {
+            **lakehouse.resources(),
+            "lake": DeltaLake(root=lake_root, writer_lock_timeout=2),
+        }
         started = time.monotonic()
-        result = materialize(LAKE_ASSETS, resources=resources,
-                             instance=DagsterInstance.ephemeral(), raise_on_error=False)
+        result = materialize(
+            LAKE_ASSETS,
+            resources=resources,
+            instance=DagsterInstance.ephemeral(),
+            raise_on_error=False,
+        )
         waited = time.monotonic() - started
         assert not result.success and waited >= 2
         messages = " ".join(
-            str(event.event_specific_data) + (event.message or "")
-            for event in result.all_events)
+            str(event.event_specific_data) + (event.message or "") for event in result.all_events
+        )
         assert "is being written by run run-A (pid" in messages
         assert "waited 2 s (PATIENT_FLOW_LAKE_LOCK_TIMEOUT)" in messages
         # Nothing written: only the lock's folder exists under the lake.

@@ -1,4 +1,5 @@
 """`patient-flow simulate | demo`: generate events and run the pipeline from a terminal."""
+
 from __future__ import annotations
 
 import argparse
@@ -30,6 +31,7 @@ class Parser(argparse.ArgumentParser):
 
 def _number(kind, low: float | None = None, high: float | None = None, low_open=False):
     """An argparse type: a `kind` number within [low, high] (low excluded when `low_open`)."""
+
     def parse(text: str):
         try:
             value = kind(text)
@@ -37,8 +39,11 @@ def _number(kind, low: float | None = None, high: float | None = None, low_open=
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
         too_low = low is not None and (value <= low if low_open else value < low)
         if too_low or (high is not None and value > high):
-            bounds = (f"more than {low}" if low_open else f"at least {low}") if high is None \
+            bounds = (
+                (f"more than {low}" if low_open else f"at least {low}")
+                if high is None
                 else f"between {low} and {high}"
+            )
             raise argparse.ArgumentTypeError(f"{text} must be {bounds}")
         return value
 
@@ -68,41 +73,62 @@ def writable_folder(location: str) -> str:
         probe.touch()
         probe.unlink()
     except OSError as error:
-        raise UsageError(f"cannot write to the landing folder {location}: "
-                         f"{error.strerror or error}") from None
+        raise UsageError(
+            f"cannot write to the landing folder {location}: {error.strerror or error}"
+        ) from None
     return location
 
 
 def _simulate_args(parser: argparse.ArgumentParser, default_events: int) -> None:
-    parser.add_argument("--events", type=COUNT, default=default_events,
-                        help="events to generate")
+    parser.add_argument("--events", type=COUNT, default=default_events, help="events to generate")
     parser.add_argument("--seed", type=int, default=42, help="same seed, same events")
     parser.add_argument("--events-per-file", type=COUNT, default=5_000)
-    parser.add_argument("--span-days", type=POSITIVE, default=None,
-                        help="days of history (default: 30 for lifecycles, 365 for stays)")
     parser.add_argument(
-        "--dirty-rate", type=_number(float, 0, MAX_DIRTY_RATE), default=0.05,
-        help=f"rate of each dirty-data kind (0-{MAX_DIRTY_RATE})")
+        "--span-days",
+        type=POSITIVE,
+        default=None,
+        help="days of history (default: 30 for lifecycles, 365 for stays)",
+    )
     parser.add_argument(
-        "--now", type=_utc, default=None,
-        help="simulation clock, ISO-8601 UTC (default: the current time)")
+        "--dirty-rate",
+        type=_number(float, 0, MAX_DIRTY_RATE),
+        default=0.05,
+        help=f"rate of each dirty-data kind (0-{MAX_DIRTY_RATE})",
+    )
     parser.add_argument(
-        "--format", choices=("lifecycles", "stays"), default="lifecycles",
+        "--now",
+        type=_utc,
+        default=None,
+        help="simulation clock, ISO-8601 UTC (default: the current time)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("lifecycles", "stays"),
+        default="lifecycles",
         help="lifecycles: ADT events over time (admit, transfer, discharge, cancels, updates); "
-             "stays: one complete record per stay (the public simulator's format)")
+        "stays: one complete record per stay (the public simulator's format)",
+    )
 
 
 def _simulation(args, now: datetime | None = None):
     from patient_flow_dagster.ingestion import simulator
 
     if args.format == "stays":
-        rates = {k: (args.dirty_rate if k != "adult_in_pediatrics" else args.dirty_rate / 5)
-                 for k in simulator.DEFAULT_DIRTY_RATES}
-        return simulator.simulate(args.events, seed=args.seed, now=now,
-                                  span_days=args.span_days or 365.0, dirty_rates=rates)
+        rates = {
+            k: (args.dirty_rate if k != "adult_in_pediatrics" else args.dirty_rate / 5)
+            for k in simulator.DEFAULT_DIRTY_RATES
+        }
+        return simulator.simulate(
+            args.events,
+            seed=args.seed,
+            now=now,
+            span_days=args.span_days or 365.0,
+            dirty_rates=rates,
+        )
     rates = {k: args.dirty_rate / 5 for k in simulator.DEFAULT_LIFECYCLE_DIRTY_RATES}
-    return simulator.simulate_lifecycles(args.events, seed=args.seed, now=now,
-                                         span_days=args.span_days or 30.0, dirty_rates=rates)
+    return simulator.simulate_lifecycles(
+        args.events, seed=args.seed, now=now, span_days=args.span_days or 30.0, dirty_rates=rates
+    )
 
 
 def _simulate(args, landing: str):
@@ -111,8 +137,10 @@ def _simulate(args, landing: str):
     writable_folder(landing)
     sim = _simulation(args, args.now)
     files = write_events(sim.events, landing, args.events_per_file)
-    print(f"wrote {len(sim.events)} events ({sim.distinct_event_ids} distinct, "
-          f"{len(sim.expected_rule)} to be quarantined) in {len(files)} files to {landing}")
+    print(
+        f"wrote {len(sim.events)} events ({sim.distinct_event_ids} distinct, "
+        f"{len(sim.expected_rule)} to be quarantined) in {len(files)} files to {landing}"
+    )
     print(f"  {sim.summary()}")
     return sim
 
@@ -156,9 +184,12 @@ def cmd_ingest(args) -> int:
         )
 
         consumer = EventHubsLandingConsumer(
-            EventHubsTarget.from_env(args.topic), landing, dead_letter,
+            EventHubsTarget.from_env(args.topic),
+            landing,
+            dead_letter,
             group=args.group or "$Default",
-            batch_events=args.batch_events, batch_seconds=args.batch_seconds,
+            batch_events=args.batch_events,
+            batch_seconds=args.batch_seconds,
             load_balancing_interval=args.balance_seconds,
             partition_ownership_expiration_interval=3 * args.balance_seconds,
         )
@@ -170,14 +201,20 @@ def cmd_ingest(args) -> int:
 
         consumer = LandingConsumer(
             client_config(args.bootstrap, eventhubs=args.source == "eventhubs"),
-            args.topic or KAFKA_TOPIC, landing, dead_letter,
-            group=args.group or "patient-flow-landing", batch_events=args.batch_events,
+            args.topic or KAFKA_TOPIC,
+            landing,
+            dead_letter,
+            group=args.group or "patient-flow-landing",
+            batch_events=args.batch_events,
             batch_seconds=args.batch_seconds,
         )
     consumer.stop_on_signals()
     stats = consumer.run(idle_seconds=args.idle_exit)
-    print(f"landed {stats.events} events in {len(stats.files)} files; "
-          f"{stats.dead_letters} dead letters in {dead_letter}", flush=True)
+    print(
+        f"landed {stats.events} events in {len(stats.files)} files; "
+        f"{stats.dead_letters} dead letters in {dead_letter}",
+        flush=True,
+    )
     return 0
 
 
@@ -190,14 +227,17 @@ def cmd_demo(args) -> int:
 
     settings = Settings.from_env()
     if settings.env != "local":
-        print("error: demo runs on the embedded local environment; unset PATIENT_FLOW_ENV",
-              file=sys.stderr)
+        print(
+            "error: demo runs on the embedded local environment; unset PATIENT_FLOW_ENV",
+            file=sys.stderr,
+        )
         return 2
     if not args.skip_simulate:
         _simulate(args, settings.landing)
     job = build_definitions(settings).resolve_job_def("patient_flow")
-    instance = (DagsterInstance.get() if read_setting("DAGSTER_HOME")
-                else DagsterInstance.ephemeral())
+    instance = (
+        DagsterInstance.get() if read_setting("DAGSTER_HOME") else DagsterInstance.ephemeral()
+    )
     started = time.monotonic()
     if args.verbose:
         result = job.execute_in_process(instance=instance, raise_on_error=False)
@@ -208,8 +248,9 @@ def cmd_demo(args) -> int:
     print(f"running patient_flow on {settings.landing} (event log: {log_file})", flush=True)
     with output_to(log_file) as terminal:
         quiet = job.with_logger_defs({"progress": progress_logger(terminal, log_file)})
-        result = quiet.execute_in_process(run_config={"loggers": {"progress": {}}},
-                                          instance=instance, raise_on_error=False)
+        result = quiet.execute_in_process(
+            run_config={"loggers": {"progress": {}}}, instance=instance, raise_on_error=False
+        )
         print(summary(settings, result, time.monotonic() - started, log_file), file=terminal)
     return 0 if result.success else 1
 
@@ -242,9 +283,14 @@ def summary(settings: Settings, result, elapsed: float, log_file: Path | None) -
         ]
     if FACT_ADMISSIONS.key in materialized and FACT_MOVEMENTS.key in materialized:
         fact, moves = materialized[FACT_ADMISSIONS.key], materialized[FACT_MOVEMENTS.key]
-        waiting = next((e.metadata["encounters_waiting"].value
-                        for e in result.get_asset_check_evaluations()
-                        if e.check_name == "encounters_waiting_for_admission"), "?")
+        waiting = next(
+            (
+                e.metadata["encounters_waiting"].value
+                for e in result.get_asset_check_evaluations()
+                if e.check_name == "encounters_waiting_for_admission"
+            ),
+            "?",
+        )
         lines += [
             "",
             "encounters (one row per stay):",
@@ -258,22 +304,30 @@ def summary(settings: Settings, result, elapsed: float, log_file: Path | None) -
         for key, value in materialized[QUARANTINE.key].items():
             if key.startswith("quarantined/"):
                 lines.append(f"  {key.split('/', 1)[1]:30s} {value.value:>8}")
-    evaluations = sorted(result.get_asset_check_evaluations(),
-                         key=lambda e: (e.asset_key.to_user_string(), e.check_name))
+    evaluations = sorted(
+        result.get_asset_check_evaluations(),
+        key=lambda e: (e.asset_key.to_user_string(), e.check_name),
+    )
     if evaluations:
         failed = [e for e in evaluations if not e.passed]
-        lines += ["", f"quality checks: {len(evaluations) - len(failed)} passed, "
-                      f"{len(failed)} did not pass"]
+        lines += [
+            "",
+            f"quality checks: {len(evaluations) - len(failed)} passed, {len(failed)} did not pass",
+        ]
         passed = Counter(e.asset_key.to_user_string() for e in evaluations if e.passed)
         for asset, count in passed.items():
             lines.append(f"  {asset:40s} {count:>3} passed")
         for evaluation in failed:
             figures = ""
             if "failed" in evaluation.metadata and "evaluated" in evaluation.metadata:
-                figures = (f"{evaluation.metadata['failed'].value}/"
-                           f"{evaluation.metadata['evaluated'].value} rows")
-            lines.append(f"  {evaluation.asset_key.to_user_string():40s} "
-                         f"{evaluation.check_name} {evaluation.severity.value} {figures}")
+                figures = (
+                    f"{evaluation.metadata['failed'].value}/"
+                    f"{evaluation.metadata['evaluated'].value} rows"
+                )
+            lines.append(
+                f"  {evaluation.asset_key.to_user_string():40s} "
+                f"{evaluation.check_name} {evaluation.severity.value} {figures}"
+            )
     lines += [
         "",
         f"lake:    {settings.lake_root}",
@@ -290,48 +344,81 @@ def main(argv: list[str] | None = None) -> int:
 
     simulate_cmd = commands.add_parser("simulate", help="write seeded events to the landing zone")
     _simulate_args(simulate_cmd, default_events=10_000)
-    simulate_cmd.add_argument("--landing", default=None,
-                              help="landing folder (default: PATIENT_FLOW_LANDING)")
     simulate_cmd.add_argument(
-        "--to", choices=["landing", "kafka", "eventhubs", "eventhubs-amqp"], default="landing",
+        "--landing", default=None, help="landing folder (default: PATIENT_FLOW_LANDING)"
+    )
+    simulate_cmd.add_argument(
+        "--to",
+        choices=["landing", "kafka", "eventhubs", "eventhubs-amqp"],
+        default="landing",
         help="landing files (default), a Kafka topic, Event Hubs' Kafka endpoint, or Event Hubs "
         "over AMQP with the azure-eventhub SDK (EVENTHUBS_CONNECTION_STRING, or "
-        "EVENTHUBS_NAMESPACE + DefaultAzureCredential)")
+        "EVENTHUBS_NAMESPACE + DefaultAzureCredential)",
+    )
     simulate_cmd.add_argument("--bootstrap", default=None, help="Kafka bootstrap HOST:PORT")
-    simulate_cmd.add_argument("--topic", default=None,
-                              help="topic or event hub (default: patient-events, or the "
-                              "connection string's EntityPath)")
-    simulate_cmd.add_argument("--rate", type=POSITIVE, default=None,
-                              help="events per second (default: as fast as possible)")
+    simulate_cmd.add_argument(
+        "--topic",
+        default=None,
+        help="topic or event hub (default: patient-events, or the connection string's EntityPath)",
+    )
+    simulate_cmd.add_argument(
+        "--rate",
+        type=POSITIVE,
+        default=None,
+        help="events per second (default: as fast as possible)",
+    )
     simulate_cmd.set_defaults(func=cmd_simulate)
 
     ingest_cmd = commands.add_parser("ingest", help="consume a topic into the landing zone")
-    ingest_cmd.add_argument("--from", dest="source", default="kafka",
-                            choices=["kafka", "eventhubs", "eventhubs-amqp"])
+    ingest_cmd.add_argument(
+        "--from", dest="source", default="kafka", choices=["kafka", "eventhubs", "eventhubs-amqp"]
+    )
     ingest_cmd.add_argument("--bootstrap", default=None)
-    ingest_cmd.add_argument("--topic", default=None,
-                            help="topic or event hub (default: patient-events, or the "
-                            "connection string's EntityPath)")
-    ingest_cmd.add_argument("--group", default=None, help="consumer group (default: "
-                            "patient-flow-landing on Kafka, $Default on Event Hubs AMQP)")
-    ingest_cmd.add_argument("--balance-seconds", type=POSITIVE, default=10.0,
-                            help="Event Hubs AMQP: load-balancing interval; a crashed consumer's "
-                            "partitions are taken over after 3x this")
+    ingest_cmd.add_argument(
+        "--topic",
+        default=None,
+        help="topic or event hub (default: patient-events, or the connection string's EntityPath)",
+    )
+    ingest_cmd.add_argument(
+        "--group",
+        default=None,
+        help="consumer group (default: patient-flow-landing on Kafka, $Default on Event Hubs AMQP)",
+    )
+    ingest_cmd.add_argument(
+        "--balance-seconds",
+        type=POSITIVE,
+        default=10.0,
+        help="Event Hubs AMQP: load-balancing interval; a crashed consumer's "
+        "partitions are taken over after 3x this",
+    )
     ingest_cmd.add_argument("--landing", default=None, help="folder or Azure Blob URL")
-    ingest_cmd.add_argument("--dead-letter", default=None,
-                            help="folder for malformed messages (default: beside landing)")
+    ingest_cmd.add_argument(
+        "--dead-letter",
+        default=None,
+        help="folder for malformed messages (default: beside landing)",
+    )
     ingest_cmd.add_argument("--batch-events", type=COUNT, default=5_000)
     ingest_cmd.add_argument("--batch-seconds", type=POSITIVE, default=10.0)
-    ingest_cmd.add_argument("--idle-exit", type=POSITIVE, default=None,
-                            help="stop after this many seconds without a message")
+    ingest_cmd.add_argument(
+        "--idle-exit",
+        type=POSITIVE,
+        default=None,
+        help="stop after this many seconds without a message",
+    )
     ingest_cmd.set_defaults(func=cmd_ingest)
 
     demo_cmd = commands.add_parser("demo", help="simulate a batch and materialize the whole graph")
     _simulate_args(demo_cmd, default_events=20_000)
-    demo_cmd.add_argument("--skip-simulate", action="store_true",
-                          help="only materialize what is already in the landing zone")
-    demo_cmd.add_argument("--verbose", action="store_true",
-                          help="print the whole Dagster event log instead of one line per step")
+    demo_cmd.add_argument(
+        "--skip-simulate",
+        action="store_true",
+        help="only materialize what is already in the landing zone",
+    )
+    demo_cmd.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print the whole Dagster event log instead of one line per step",
+    )
     demo_cmd.set_defaults(func=cmd_demo)
 
     for extension in entry_points(group="patient_flow.commands"):
@@ -349,8 +436,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (UsageError, EventHubsConfigError, KafkaConfigError, BrokerUnreachable,
-            SettingsError) as error:
+    except (
+        UsageError,
+        EventHubsConfigError,
+        KafkaConfigError,
+        BrokerUnreachable,
+        SettingsError,
+    ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

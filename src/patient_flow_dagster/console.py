@@ -3,6 +3,7 @@
 A run's full Dagster event log, Spark's and Ivy's output included, goes to a file; the terminal
 gets one progress line per step (step, rows written, seconds). `--verbose` prints everything.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,15 +35,17 @@ class StepProgress(logging.Handler):
             return
         kind = event.event_type
         if kind == DagsterEventType.ASSET_MATERIALIZATION:
-            rows = event.step_materialization_data.materialization.metadata.get(
-                "dagster/row_count")
+            rows = event.step_materialization_data.materialization.metadata.get("dagster/row_count")
             self.rows[event.step_key] += rows.value if rows is not None else 0
         elif kind in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
             seconds = event.event_specific_data.duration_ms / 1000
             verdict = "done" if kind == DagsterEventType.STEP_SUCCESS else "FAILED"
             rows = f"{self.rows[event.step_key]:>10,} rows" if event.step_key in self.rows else ""
-            print(f"  {event.step_key:28s} {verdict:6s} {seconds:7.1f} s {rows}",
-                  file=self.out, flush=True)
+            print(
+                f"  {event.step_key:28s} {verdict:6s} {seconds:7.1f} s {rows}",
+                file=self.out,
+                flush=True,
+            )
         elif kind == DagsterEventType.STEP_SKIPPED:
             print(f"  {event.step_key:28s} skipped", file=self.out, flush=True)
 

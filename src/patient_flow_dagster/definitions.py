@@ -1,4 +1,5 @@
 """The one Definitions object: assets, jobs and resources for PATIENT_FLOW_ENV."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -37,13 +38,16 @@ def with_table_schema(spec: AssetSpec) -> AssetSpec:
 
 
 LANDING = map_asset_specs(with_table_schema, [landing_patient_events])[0]
-LAKE_ASSETS = map_asset_specs(with_table_schema, [
-    bronze_patient_events,
-    silver_patient_events,
-    gold_dimensions,
-    gold_facts,
-    gold_kpis,
-])
+LAKE_ASSETS = map_asset_specs(
+    with_table_schema,
+    [
+        bronze_patient_events,
+        silver_patient_events,
+        gold_dimensions,
+        gold_facts,
+        gold_kpis,
+    ],
+)
 
 # Runs with this tag are serialized by the run queue (config/dagster.yaml): one lake writer.
 WRITES_LAKE = {"patient_flow/writes": "lake"}
@@ -56,7 +60,8 @@ def with_freshness(settings: Settings):
     bronze and the quarantine are not watched (a quiet batch adds nothing to them)."""
     policy = FreshnessPolicy.time_window(
         fail_window=timedelta(minutes=settings.freshness_fail_minutes),
-        warn_window=timedelta(minutes=settings.freshness_warn_minutes))
+        warn_window=timedelta(minutes=settings.freshness_warn_minutes),
+    )
 
     def apply(spec: AssetSpec) -> AssetSpec:
         table = BY_KEY[spec.key]
@@ -65,6 +70,7 @@ def with_freshness(settings: Settings):
         return spec.replace_attributes(freshness_policy=policy)
 
     return apply
+
 
 # A batch's run checks what the batch touched; the checks that compare whole tables wait for
 # the nightly audit (assets/check_scope.py, `Scope`).
@@ -77,14 +83,17 @@ patient_flow_job = define_asset_job(
     description=(
         "Landing -> bronze -> silver (+ quarantine) -> gold dimensions, facts and KPIs: 5 steps, "
         "each evaluating the checks of its tables over what the batch touched (on Databricks, "
-        "5 job runs per batch)."),
+        "5 job runs per batch)."
+    ),
 )
 
 # The census and current occupancy alone, on the hour turn (schedules.census_clock).
 patient_flow_clock_job = define_asset_job(
     "patient_flow_clock",
-    selection=(AssetSelection.assets(DEPARTMENT_CENSUS_HOURLY.key, CURRENT_OCCUPANCY.key)
-               - AssetSelection.checks(*AUDIT_ONLY)),
+    selection=(
+        AssetSelection.assets(DEPARTMENT_CENSUS_HOURLY.key, CURRENT_OCCUPANCY.key)
+        - AssetSelection.checks(*AUDIT_ONLY)
+    ),
     tags=WRITES_LAKE,
     description="Move the hourly census and current occupancy to the current hour.",
 )
@@ -114,12 +123,21 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     settings = settings or Settings.from_env()
     return Definitions(
         assets=[LANDING, *map_asset_specs(with_freshness(settings), LAKE_ASSETS)],
-        jobs=[patient_flow_job, patient_flow_full_refresh_job, patient_flow_checks_job,
-              patient_flow_clock_job],
-        schedules=[build_census_clock(patient_flow_clock_job),
-                   build_nightly_audit(patient_flow_checks_job)],
-        sensors=[build_landing_sensor(settings.sensor_interval), alert_on_failed_run,
-                 alert_on_quality],
+        jobs=[
+            patient_flow_job,
+            patient_flow_full_refresh_job,
+            patient_flow_checks_job,
+            patient_flow_clock_job,
+        ],
+        schedules=[
+            build_census_clock(patient_flow_clock_job),
+            build_nightly_audit(patient_flow_checks_job),
+        ],
+        sensors=[
+            build_landing_sensor(settings.sensor_interval),
+            alert_on_failed_run,
+            alert_on_quality,
+        ],
         resources=resources_for(settings),
         executor=executor_for(settings),
     )

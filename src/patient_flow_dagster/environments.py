@@ -6,6 +6,7 @@ steps run in the Dagster process on the embedded Spark session. On Databricks ev
 Databricks job run (`databricks_pyspark_step_launcher`) on the cluster's own Spark session, tables
 are in Unity Catalog when PATIENT_FLOW_CATALOG is set, and bronze reads landing with Auto Loader.
 """
+
 from __future__ import annotations
 
 from dagster import (
@@ -48,11 +49,14 @@ class LocalPySparkResource(PySparkResource):
             session = warm_driver.attach(self.warm_driver)
             if session is not None:
                 self._spark_session = session
-                context.log.info(f"attached to the warm Spark driver "
-                                 f"{session.sparkContext.applicationId}")
+                context.log.info(
+                    f"attached to the warm Spark driver {session.sparkContext.applicationId}"
+                )
                 return
-            context.log.warning(f"no warm Spark driver at {self.warm_driver}: starting an "
-                                "embedded Spark session for this run")
+            context.log.warning(
+                f"no warm Spark driver at {self.warm_driver}: starting an "
+                "embedded Spark session for this run"
+            )
         with jvm_start_lock():
             super().setup_for_execution(context)
         self.spark_session.sparkContext.setLogLevel("ERROR")
@@ -76,14 +80,20 @@ def landing_zone(settings: Settings):
 
 def local_resources(settings: Settings) -> dict:
     return {
-        "pyspark": LocalPySparkResource(spark_config=local_spark_config(),
-                                        warm_driver=warm_driver.connection_file()),
+        "pyspark": LocalPySparkResource(
+            spark_config=local_spark_config(), warm_driver=warm_driver.connection_file()
+        ),
         "step_launcher": ResourceDefinition.none_resource(),
-        "lake": DeltaLake(root=settings.lake_root, catalog=settings.catalog,
-                          writer_lock_timeout=settings.lake_lock_timeout),
+        "lake": DeltaLake(
+            root=settings.lake_root,
+            catalog=settings.catalog,
+            writer_lock_timeout=settings.lake_lock_timeout,
+        ),
         "landing": landing_zone(settings),
-        "quality": QualityPolicy(error_ratio=settings.quarantine_error_ratio,
-                                 admission_grace_seconds=settings.admission_grace),
+        "quality": QualityPolicy(
+            error_ratio=settings.quarantine_error_ratio,
+            admission_grace_seconds=settings.admission_grace,
+        ),
     }
 
 
@@ -97,12 +107,15 @@ def databricks_resources(settings: Settings) -> dict:
         "step_launcher": databricks_step_launcher(landing_is_azure=is_azure_url(settings.landing)),
         "lake": DeltaLake(root=settings.lake_root, catalog=settings.catalog),
         "landing": landing_zone(settings),
-        "quality": QualityPolicy(error_ratio=settings.quarantine_error_ratio,
-                                 admission_grace_seconds=settings.admission_grace),
+        "quality": QualityPolicy(
+            error_ratio=settings.quarantine_error_ratio,
+            admission_grace_seconds=settings.admission_grace,
+        ),
     }
 
 
 RESOURCES_BY_ENVIRONMENT = {"local": local_resources, "databricks": databricks_resources}
+
 
 # Locally every step shares one process and one JVM: the multiprocess executor would start a
 # Python process and a Spark JVM per step. On Databricks the launching process only
@@ -118,14 +131,25 @@ def alert_channels(settings: Settings) -> AlertChannels:
     """E-mail and webhook alerts, the same in every environment. The SMTP password and the
     webhook URL (its own credential) are EnvVars: resolved when the sensor runs, never stored
     in the definitions or shown in the UI."""
-    secrets = {field: EnvVar(name) for field, name in (
-        ("smtp_password", "PATIENT_FLOW_SMTP_PASSWORD"),
-        ("webhook_url", "PATIENT_FLOW_ALERT_WEBHOOK_URL")) if variables.read(name)}
+    secrets = {
+        field: EnvVar(name)
+        for field, name in (
+            ("smtp_password", "PATIENT_FLOW_SMTP_PASSWORD"),
+            ("webhook_url", "PATIENT_FLOW_ALERT_WEBHOOK_URL"),
+        )
+        if variables.read(name)
+    }
     return AlertChannels(
-        ui_url=settings.ui_url, smtp_host=settings.smtp_host, smtp_port=settings.smtp_port,
-        smtp_security=settings.smtp_security, smtp_sender=settings.smtp_sender,
-        smtp_recipients=settings.smtp_recipients, smtp_user=settings.smtp_user,
-        webhook_format=settings.webhook_format, **secrets)
+        ui_url=settings.ui_url,
+        smtp_host=settings.smtp_host,
+        smtp_port=settings.smtp_port,
+        smtp_security=settings.smtp_security,
+        smtp_sender=settings.smtp_sender,
+        smtp_recipients=settings.smtp_recipients,
+        smtp_user=settings.smtp_user,
+        webhook_format=settings.webhook_format,
+        **secrets,
+    )
 
 
 def resources_for(settings: Settings) -> dict:

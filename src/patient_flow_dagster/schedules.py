@@ -1,5 +1,6 @@
 """The clock's schedules: the census moves on the hour turn even when nothing arrives, and the
 whole-table audits run once a night instead of in every batch."""
+
 from __future__ import annotations
 
 from dagster import (
@@ -23,9 +24,14 @@ def build_census_clock(job) -> ScheduleDefinition:
     (only the KPI step's census, a few small Spark jobs): on a quiet night the board still
     shows the hour it is. Skipped while a pipeline run waits to start, which does the same."""
 
-    @schedule(name="census_clock", cron_schedule="0 * * * *", job=job,
-              execution_timezone="UTC", default_status=DefaultScheduleStatus.RUNNING,
-              description="The hourly census and current occupancy follow the clock.")
+    @schedule(
+        name="census_clock",
+        cron_schedule="0 * * * *",
+        job=job,
+        execution_timezone="UTC",
+        default_status=DefaultScheduleStatus.RUNNING,
+        description="The hourly census and current occupancy follow the clock.",
+    )
     def census_clock(context: ScheduleEvaluationContext):
         waiting = waiting_run(context, PIPELINE_JOB)
         if waiting:
@@ -39,6 +45,10 @@ def build_nightly_audit(job) -> ScheduleDefinition:
     """Every check over its whole table, once a night: the pipeline's runs check what their
     batch touched, the audit what every earlier batch left (docs/operations.md)."""
     return ScheduleDefinition(
-        name="nightly_audit", cron_schedule=AUDIT_CRON, job=job, execution_timezone="UTC",
+        name="nightly_audit",
+        cron_schedule=AUDIT_CRON,
+        job=job,
+        execution_timezone="UTC",
         default_status=DefaultScheduleStatus.RUNNING,
-        description="Every quality check over its whole table (the patient_flow_checks job).")
+        description="Every quality check over its whole table (the patient_flow_checks job).",
+    )

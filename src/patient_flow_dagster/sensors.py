@@ -10,6 +10,7 @@ automation for the layers below: one run per landing batch means one Spark sessi
 blocking checks gate gold inside that same run, and the file-to-gold delay is one run instead of
 a bronze run followed by an automation tick and a second run.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,7 +44,9 @@ def load_cursor(cursor: str | None) -> dict:
 def new_files(files: list[LandingFile], cursor: dict) -> list[LandingFile]:
     """Files modified after the high-water mark, or at it but not seen yet."""
     mark, seen = cursor["mtime"], set(cursor["names"])
-    return [f for f in files if f.modified > mark or (f.modified == mark and f.identity not in seen)]
+    return [
+        f for f in files if f.modified > mark or (f.modified == mark and f.identity not in seen)
+    ]
 
 
 def advance_cursor(cursor: dict, fresh: list[LandingFile]) -> dict:
@@ -63,14 +66,14 @@ def run_key_for(fresh: list[LandingFile]) -> str:
 
 # A run in these states has not listed the landing zone yet: it will take every file landed
 # until it starts, so asking for another run behind it would only queue a run with nothing to do.
-NOT_YET_STARTED = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED,
-                   DagsterRunStatus.STARTING]
+NOT_YET_STARTED = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING]
 
 
 def waiting_run(context: SensorEvaluationContext, job_name: str) -> str | None:
     """The id of a run of `job_name` that is queued or starting, if any."""
     runs = context.instance.get_run_records(
-        filters=RunsFilter(job_name=job_name, statuses=NOT_YET_STARTED), limit=1)
+        filters=RunsFilter(job_name=job_name, statuses=NOT_YET_STARTED), limit=1
+    )
     return runs[0].dagster_run.run_id if runs else None
 
 
@@ -83,8 +86,10 @@ def evaluate_landing(context: SensorEvaluationContext):
     waiting = waiting_run(context, PIPELINE_JOB)
     if waiting:
         # The cursor stays: these files go with the next request, once that run has started.
-        return SkipReason(f"{len(fresh)} new landing files wait for run {waiting}, which is "
-                          "queued or starting and will ingest them")
+        return SkipReason(
+            f"{len(fresh)} new landing files wait for run {waiting}, which is "
+            "queued or starting and will ingest them"
+        )
     names = sorted(f.name for f in fresh)
     listed = ", ".join(names[:MAX_FILES_LISTED_IN_TAGS])
     if len(names) > MAX_FILES_LISTED_IN_TAGS:
@@ -94,7 +99,10 @@ def evaluate_landing(context: SensorEvaluationContext):
         run_requests=[
             RunRequest(
                 run_key=run_key_for(fresh),
-                tags={"patient_flow/new_files": str(len(fresh)), "patient_flow/files": listed[:4000]},
+                tags={
+                    "patient_flow/new_files": str(len(fresh)),
+                    "patient_flow/files": listed[:4000],
+                },
             )
         ],
         cursor=json.dumps(advance_cursor(cursor, fresh)),

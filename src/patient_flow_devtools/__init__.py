@@ -5,6 +5,7 @@ They depend on `patient_flow_dagster`; the product never imports them. Their com
 `patient-flow` CLI through the `patient_flow.commands` entry point. They run from a checkout
 (`CHECKOUT` holds `tools/`, `config/` and `workspace.yaml`).
 """
+
 from pathlib import Path
 
 CHECKOUT = Path(__file__).resolve().parents[2]

@@ -4,6 +4,7 @@ Every figure comes from one invocation on one machine. The benchmark reconciles 
 (row counts per table, Dagster lake == bare lake) before it reports any speed: a fast wrong run
 fails instead of scoring.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,22 +41,38 @@ def table_counts(spark, lake) -> dict[str, int]:
     from patient_flow_dagster.model import tables as t
     from patient_flow_dagster.model.contract import ADMITTING
 
-    tables = (t.BRONZE_EVENTS, t.SILVER_EVENTS, t.QUARANTINE, t.DIM_PATIENT, t.DIM_DEPARTMENT,
-              t.FACT_ADMISSIONS)
+    tables = (
+        t.BRONZE_EVENTS,
+        t.SILVER_EVENTS,
+        t.QUARANTINE,
+        t.DIM_PATIENT,
+        t.DIM_DEPARTMENT,
+        t.FACT_ADMISSIONS,
+    )
     counts = {str(table): lake.read(spark, table).count() for table in tables}
     counts["bronze_distinct_event_ids"] = (
-        lake.read(spark, t.BRONZE_EVENTS).select("event_id").distinct().count())
+        lake.read(spark, t.BRONZE_EVENTS).select("event_id").distinct().count()
+    )
     counts["silver_admitted_encounters"] = (
-        lake.read(spark, t.SILVER_EVENTS).filter(F.col("event_type").isin(*ADMITTING))
-        .select("encounter_id").distinct().count())
+        lake.read(spark, t.SILVER_EVENTS)
+        .filter(F.col("event_type").isin(*ADMITTING))
+        .select("encounter_id")
+        .distinct()
+        .count()
+    )
     return counts
 
 
 def reconcile(counts: dict[str, int], landed_rows: int, label: str) -> None:
     problems = count_problems(
-        landed_rows, counts["bronze.patient_events"], counts["bronze_distinct_event_ids"],
-        counts["silver.patient_events"], counts["silver.patient_events_quarantine"],
-        counts["gold.fact_admissions"], counts["silver_admitted_encounters"])
+        landed_rows,
+        counts["bronze.patient_events"],
+        counts["bronze_distinct_event_ids"],
+        counts["silver.patient_events"],
+        counts["silver.patient_events_quarantine"],
+        counts["gold.fact_admissions"],
+        counts["silver_admitted_encounters"],
+    )
     if problems:
         raise BenchmarkError(f"{label}: " + "; ".join(problems))
 
@@ -68,8 +85,10 @@ def peak_memory_mb(spark) -> dict[str, float]:
     for line in Path(f"/proc/{jvm_pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             jvm_mb = int(line.split()[1]) / 1024
-    return {"python_driver_peak_rss_mb": round(python_mb, 1),
-            "spark_jvm_peak_rss_mb": round(jvm_mb or 0, 1)}
+    return {
+        "python_driver_peak_rss_mb": round(python_mb, 1),
+        "spark_jvm_peak_rss_mb": round(jvm_mb or 0, 1),
+    }
 
 
 def _dagster_run(lake_root: Path, landing: Path):
@@ -82,7 +101,8 @@ def _dagster_run(lake_root: Path, landing: Path):
     instance = DagsterInstance.ephemeral()
     started = time.perf_counter()
     result = defs.resolve_job_def("patient_flow").execute_in_process(
-        instance=instance, raise_on_error=False)
+        instance=instance, raise_on_error=False
+    )
     wall = time.perf_counter() - started
     if not result.success:
         raise BenchmarkError(f"the Dagster run failed: {result.run_id}")
@@ -102,12 +122,15 @@ def _split_steps(entries) -> tuple[dict[str, float], float]:
         elif event.event_type_value == "STEP_SUCCESS":
             ended[event.step_key] = (entry.timestamp, event.event_specific_data.duration_ms / 1000)
     checks = {step: end - written.get(step, end) for step, (end, _) in ended.items()}
-    return ({step: duration - checks[step] for step, (_, duration) in ended.items()},
-            sum(checks.values()))
+    return (
+        {step: duration - checks[step] for step, (_, duration) in ended.items()},
+        sum(checks.values()),
+    )
 
 
-def measure_latency(workdir: Path, interval: int, timeout: float = 600,
-                    warm_driver: bool = True) -> dict[str, float]:
+def measure_latency(
+    workdir: Path, interval: int, timeout: float = 600, warm_driver: bool = True
+) -> dict[str, float]:
     """Start `dagster dev` (daemon + webserver) with the landing sensor on, as `./run dev` does
     (with its warm Spark driver unless `warm_driver` is False), drop a file, and time until
     fact_admissions has a new MERGE commit. Twice: the first file meets an empty lake (the run
@@ -127,7 +150,10 @@ def measure_latency(workdir: Path, interval: int, timeout: float = 600,
         return time.monotonic() - dropped
 
     with dagster_dev(workdir, interval, warm_driver, port=3917, timeout=timeout) as (
-            home, lake, landing):
+        home,
+        lake,
+        landing,
+    ):
         fact_log = lake / "gold" / "fact_admissions" / "_delta_log"
         time.sleep(20)  # daemon and code server up; the sensor has ticked on the empty landing
         first = drop_and_wait(99, 0)
@@ -140,12 +166,15 @@ def measure_latency(workdir: Path, interval: int, timeout: float = 600,
 def _wait_for_runs_to_finish(dagster_home: Path, timeout: float) -> None:
     from dagster import DagsterInstance, DagsterRunStatus
 
-    unfinished = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED,
-                  DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+    unfinished = [
+        DagsterRunStatus.QUEUED,
+        DagsterRunStatus.NOT_STARTED,
+        DagsterRunStatus.STARTING,
+        DagsterRunStatus.STARTED,
+    ]
     deadline = time.monotonic() + timeout
     with DagsterInstance.from_config(str(dagster_home)) as instance:
-        while instance.get_runs_count() == 0 or instance.get_runs(
-                filters=_run_filter(unfinished)):
+        while instance.get_runs_count() == 0 or instance.get_runs(filters=_run_filter(unfinished)):
             if time.monotonic() > deadline:
                 raise BenchmarkError("the first latency run did not finish within the timeout")
             time.sleep(0.5)
@@ -167,10 +196,17 @@ def _merge_commits(delta_log: Path) -> int:
     return sum('"operation":"MERGE"' in p.read_text() for p in delta_log.glob("*.json"))
 
 
-def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 1,
-                  interval: int | None = None, warmup: bool = True,
-                  warm_driver: bool = True, lifecycles: bool = True,
-                  history_growth: bool = True) -> dict:
+def run_benchmark(
+    events: int,
+    workdir: Path,
+    latency: bool = True,
+    seed: int = 1,
+    interval: int | None = None,
+    warmup: bool = True,
+    warm_driver: bool = True,
+    lifecycles: bool = True,
+    history_growth: bool = True,
+) -> dict:
     from patient_flow_dagster.resources.spark import local_spark_session
 
     workdir = workdir.resolve()
@@ -188,8 +224,7 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
         from patient_flow_dagster.settings import Settings
 
         interval = interval or Settings.from_env().sensor_interval
-        latency_seconds = measure_latency(workdir / "latency", interval,
-                                          warm_driver=warm_driver)
+        latency_seconds = measure_latency(workdir / "latency", interval, warm_driver=warm_driver)
 
     spark = local_spark_session()
     # Warm-up on a small separate batch, so neither contender pays JVM start-up and JIT alone.
@@ -234,13 +269,15 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
     # tenth of the events. A ratio near 1 means the run costs what is new, not what is stored.
     if history_growth:
         small_wall, small_steps = _increment_on_a_tenth_of_the_history(
-            spark, workdir, events, seed, now, per_file, lifecycles, increment)
+            spark, workdir, events, seed, now, per_file, lifecycles, increment
+        )
 
     # Last, on the warmest JVM (which flatters the floor, not the pipeline).
     from patient_flow_devtools import engine_floor
 
-    floor = engine_floor.measure(spark, workdir / "engine_floor", history_files, new_files,
-                                 landed, increment)
+    floor = engine_floor.measure(
+        spark, workdir / "engine_floor", history_files, new_files, landed, increment
+    )
 
     report = {
         "events": landed,
@@ -271,34 +308,47 @@ def run_benchmark(events: int, workdir: Path, latency: bool = True, seed: int = 
         **peak_memory_mb(spark),
     }
     if history_growth:
-        report.update({
-            "incremental_run_on_a_tenth_of_the_history_wall_seconds": round(small_wall, 1),
-            "incremental_growth_with_10x_history": round(incremental_wall / small_wall, 3),
-            "incremental_seconds_per_step_on_a_tenth_of_the_history": {
-                k: round(v, 1) for k, v in small_steps.items()},
-        })
+        report.update(
+            {
+                "incremental_run_on_a_tenth_of_the_history_wall_seconds": round(small_wall, 1),
+                "incremental_growth_with_10x_history": round(incremental_wall / small_wall, 3),
+                "incremental_seconds_per_step_on_a_tenth_of_the_history": {
+                    k: round(v, 1) for k, v in small_steps.items()
+                },
+            }
+        )
     if latency:
         report["file_to_gold_latency_seconds"] = round(latency_seconds["steady_state"], 1)
-        report["file_to_gold_latency_first_file_seconds"] = round(
-            latency_seconds["first_file"], 1)
+        report["file_to_gold_latency_first_file_seconds"] = round(latency_seconds["first_file"], 1)
         report["sensor_interval_seconds"] = interval
         report["latency_runs_on"] = "warm Spark driver" if warm_driver else "a new JVM per run"
     return report
 
 
-def _increment_on_a_tenth_of_the_history(spark, workdir: Path, events: int, seed: int,
-                                         now: datetime, per_file: int, lifecycles: bool,
-                                         increment: int) -> tuple[float, dict]:
+def _increment_on_a_tenth_of_the_history(
+    spark,
+    workdir: Path,
+    events: int,
+    seed: int,
+    now: datetime,
+    per_file: int,
+    lifecycles: bool,
+    increment: int,
+) -> tuple[float, dict]:
     """The increment's run (wall seconds, seconds per step) on a lake of a tenth of `events`."""
     small = workdir / "tenth_of_the_history"
     small_landing, small_lake = small / "landing", small / "lake"
-    small_landed = land_events(max(1, events // 10), seed + 2, small_landing, now, 365, per_file,
-                               lifecycles)
+    small_landed = land_events(
+        max(1, events // 10), seed + 2, small_landing, now, 365, per_file, lifecycles
+    )
     _dagster_run(small_lake, small_landing)
     land_events(increment, seed + 1, small_landing, now, 2, per_file, lifecycles)
     small_wall, small_steps, _ = _dagster_run(small_lake, small_landing)
-    reconcile(table_counts(spark, lake_resources(small_lake, small_landing)["lake"]),
-              small_landed + increment, "increment on a tenth of the history")
+    reconcile(
+        table_counts(spark, lake_resources(small_lake, small_landing)["lake"]),
+        small_landed + increment,
+        "increment on a tenth of the history",
+    )
     return small_wall, small_steps
 
 
@@ -317,10 +367,15 @@ def format_table(report: dict, indent: int = 0) -> str:
 
 
 def main(args) -> int:
-    report = run_benchmark(args.events, Path(args.workdir), latency=not args.no_latency,
-                           seed=args.seed, interval=args.sensor_interval,
-                           warm_driver=not args.no_warm_driver,
-                           lifecycles=args.format == "lifecycles")
+    report = run_benchmark(
+        args.events,
+        Path(args.workdir),
+        latency=not args.no_latency,
+        seed=args.seed,
+        interval=args.sensor_interval,
+        warm_driver=not args.no_warm_driver,
+        lifecycles=args.format == "lifecycles",
+    )
     text = json.dumps(report, indent=2, default=str)
     if args.output:
         Path(args.output).write_text(text + "\n")

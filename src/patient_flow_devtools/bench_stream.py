@@ -13,6 +13,7 @@ instead, and the landing consumer (`patient-flow ingest --from kafka`) writes th
 as it does in production: the figure is then event-to-gold, from the batch's send to the end of
 the run that put its last file in gold.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,16 +39,22 @@ class StreamBenchError(RuntimeError):
 
 
 @contextmanager
-def dagster_dev(workdir: Path, interval: int, warm_driver: bool = True, port: int = 3918,
-                timeout: float = 600):
+def dagster_dev(
+    workdir: Path, interval: int, warm_driver: bool = True, port: int = 3918, timeout: float = 600
+):
     """`dagster dev` with the project's instance settings (and the warm driver), its lake and
     landing under `workdir`; yields (dagster_home, lake, landing)."""
     home, lake, landing = workdir / "dagster_home", workdir / "lake", workdir / "landing"
     for folder in (home, landing):
         folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(CHECKOUT / "config" / "dagster.yaml", home / "dagster.yaml")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "PATIENT_FLOW_LAKE": str(lake),
-           "PATIENT_FLOW_LANDING": str(landing), "PATIENT_FLOW_SENSOR_INTERVAL": str(interval)}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "PATIENT_FLOW_LAKE": str(lake),
+        "PATIENT_FLOW_LANDING": str(landing),
+        "PATIENT_FLOW_SENSOR_INTERVAL": str(interval),
+    }
     driver = None
     if warm_driver:
         from patient_flow_dagster.resources.warm_driver import DRIVER_ENV
@@ -57,10 +64,22 @@ def dagster_dev(workdir: Path, interval: int, warm_driver: bool = True, port: in
         driver = start(home / "spark-driver.json", env, timeout=timeout)
     dagster = Path(sys.executable).with_name("dagster")
     process = subprocess.Popen(
-        [str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port),
-         "-w", str(CHECKOUT / "workspace.yaml")],
-        cwd=CHECKOUT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
+        [
+            str(dagster),
+            "dev",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-w",
+            str(CHECKOUT / "workspace.yaml"),
+        ],
+        cwd=CHECKOUT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         yield home, lake, landing
     finally:
@@ -72,8 +91,9 @@ def dagster_dev(workdir: Path, interval: int, warm_driver: bool = True, port: in
 def pipeline_runs(instance) -> list:
     from dagster import RunsFilter
 
-    return [record for record in instance.get_run_records(
-        filters=RunsFilter(job_name="patient_flow"))]
+    return [
+        record for record in instance.get_run_records(filters=RunsFilter(job_name="patient_flow"))
+    ]
 
 
 class QueueWatch(threading.Thread):
@@ -90,8 +110,13 @@ class QueueWatch(threading.Thread):
         with DagsterInstance.from_config(str(self.home)) as instance:
             while not self.stop.is_set():
                 runs = [r.dagster_run.status.value for r in pipeline_runs(instance)]
-                self.samples.append((round(time.time() - self.started, 1),
-                                     sum(s in WAITING for s in runs), runs.count("STARTED")))
+                self.samples.append(
+                    (
+                        round(time.time() - self.started, 1),
+                        sum(s in WAITING for s in runs),
+                        runs.count("STARTED"),
+                    )
+                )
                 self.stop.wait(1.0)
 
 
@@ -100,9 +125,10 @@ def stream_batches(files: int, events: int, seed: int) -> list[list[dict]]:
     two days), in arrival order."""
     from patient_flow_dagster.ingestion.simulator import simulate_lifecycles
 
-    stream = simulate_lifecycles(files * events, seed=seed, now=datetime.now(timezone.utc),
-                                 span_days=2).events
-    return [stream[i * events:(i + 1) * events] for i in range(files)]
+    stream = simulate_lifecycles(
+        files * events, seed=seed, now=datetime.now(timezone.utc), span_days=2
+    ).events
+    return [stream[i * events : (i + 1) * events] for i in range(files)]
 
 
 def as_tables(batches: list[list[dict]]) -> list:
@@ -155,10 +181,24 @@ class KafkaArrivals:
             patient_flow = Path(sys.executable).with_name("patient-flow")
             with (workdir / "consumer.log").open("wb") as log:
                 consumer = subprocess.Popen(
-                    [str(patient_flow), "ingest", "--from", "kafka", "--bootstrap", bootstrap,
-                     "--topic", self.topic, "--landing", str(landing),
-                     "--batch-seconds", str(self.batch_seconds)],
-                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                    [
+                        str(patient_flow),
+                        "ingest",
+                        "--from",
+                        "kafka",
+                        "--bootstrap",
+                        bootstrap,
+                        "--topic",
+                        self.topic,
+                        "--landing",
+                        str(landing),
+                        "--batch-seconds",
+                        str(self.batch_seconds),
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
                 try:
                     yield self
                 finally:
@@ -181,8 +221,11 @@ class KafkaArrivals:
         """{batch: the landing files holding its events}, once every event has landed."""
         import pyarrow.parquet as pq
 
-        batch_of = {event["event_id"]: f"batch-{i:05d}"
-                    for i, batch in enumerate(self.batches) for event in batch}
+        batch_of = {
+            event["event_id"]: f"batch-{i:05d}"
+            for i, batch in enumerate(self.batches)
+            for event in batch
+        }
         files: dict[str, set[str]] = {}
         seen: set[str] = set()
         read: set[str] = set()
@@ -202,8 +245,9 @@ class KafkaArrivals:
         return files
 
 
-def land_on_schedule(tables: list, landing: Path, interval: float,
-                     on_landed=None) -> dict[str, float]:
+def land_on_schedule(
+    tables: list, landing: Path, interval: float, on_landed=None
+) -> dict[str, float]:
     """Write one table every `interval` seconds; {file name: time it landed}."""
     from patient_flow_dagster.ingestion.landing_writer import write_landing_file
 
@@ -234,8 +278,10 @@ def wait_until_drained(home: Path, lake: Path, names: set[str], timeout: float) 
             if not busy and names <= set(ingested):
                 return ingested
             if time.time() > deadline:
-                raise StreamBenchError(f"not drained after {timeout:.0f} s: {len(busy)} runs "
-                                       "busy, files missing from gold")
+                raise StreamBenchError(
+                    f"not drained after {timeout:.0f} s: {len(busy)} runs "
+                    "busy, files missing from gold"
+                )
             time.sleep(1.0)
 
 
@@ -271,23 +317,30 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def summary(seconds: list[float]) -> dict[str, float]:
-    return {"p50": round(statistics.median(seconds), 1), "p95": round(percentile(seconds, 0.95), 1),
-            "max": round(max(seconds), 1)}
+    return {
+        "p50": round(statistics.median(seconds), 1),
+        "p95": round(percentile(seconds, 0.95), 1),
+        "max": round(max(seconds), 1),
+    }
 
 
-def measure_pipeline(workdir: Path, arrivals, history: list, sensor_interval: int,
-                     warm_driver: bool, timeout: float) -> dict:
+def measure_pipeline(
+    workdir: Path, arrivals, history: list, sensor_interval: int, warm_driver: bool, timeout: float
+) -> dict:
     from dagster import DagsterInstance
 
     from patient_flow_dagster.ingestion.landing_writer import write_landing_file
 
-    with dagster_dev(workdir, sensor_interval, warm_driver) as (home, lake, landing), \
-            arrivals.running(workdir, landing):
+    with (
+        dagster_dev(workdir, sensor_interval, warm_driver) as (home, lake, landing),
+        arrivals.running(workdir, landing),
+    ):
         for i, table in enumerate(history):  # the history: one run before the stream
             write_landing_file(table, landing, f"history-{i:05d}.parquet")
         if history:
-            wait_until_drained(home, lake, {f"history-{i:05d}.parquet"
-                                            for i in range(len(history))}, timeout)
+            wait_until_drained(
+                home, lake, {f"history-{i:05d}.parquet" for i in range(len(history))}, timeout
+            )
         else:
             time.sleep(15)  # daemon and code server up
         started = time.time()
@@ -359,47 +412,78 @@ def landed_at(landing: Path, name: str) -> float:
     return (landing / name).stat().st_mtime
 
 
-def run(files: int, events: int, interval: float, history_events: int, workdir: Path,
-        seed: int, sensor_interval: int, warm_driver: bool, floor: bool,
-        source: str = "landing", batch_seconds: float = 2.0) -> dict:
+def run(
+    files: int,
+    events: int,
+    interval: float,
+    history_events: int,
+    workdir: Path,
+    seed: int,
+    sensor_interval: int,
+    warm_driver: bool,
+    floor: bool,
+    source: str = "landing",
+    batch_seconds: float = 2.0,
+) -> dict:
     workdir = workdir.resolve()
     if workdir.exists():
         shutil.rmtree(workdir)
     batches = stream_batches(files, events, seed)
-    arrivals = (KafkaArrivals(batches, interval, batch_seconds) if source == "kafka"
-                else FileArrivals(batches, interval))
+    arrivals = (
+        KafkaArrivals(batches, interval, batch_seconds)
+        if source == "kafka"
+        else FileArrivals(batches, interval)
+    )
     history = []
     if history_events:
         from patient_flow_dagster.ingestion.landing_writer import events_table
         from patient_flow_dagster.ingestion.simulator import simulate_lifecycles
 
-        past = simulate_lifecycles(history_events, seed=seed + 1,
-                                   now=datetime.now(timezone.utc) - timedelta(days=2),
-                                   span_days=30).events
-        history = [events_table(past[i:i + 10_000]) for i in range(0, len(past), 10_000)]
+        past = simulate_lifecycles(
+            history_events,
+            seed=seed + 1,
+            now=datetime.now(timezone.utc) - timedelta(days=2),
+            span_days=30,
+        ).events
+        history = [events_table(past[i : i + 10_000]) for i in range(0, len(past), 10_000)]
     timeout = max(900.0, files * interval * 3)
     report = {
-        "source": source, "batches": files, "events_per_batch": events,
+        "source": source,
+        "batches": files,
+        "events_per_batch": events,
         "interval_seconds": interval,
         **({"consumer_batch_seconds": batch_seconds} if source == "kafka" else {}),
-        "history_events": history_events, "sensor_interval_seconds": sensor_interval,
+        "history_events": history_events,
+        "sensor_interval_seconds": sensor_interval,
         "runs_on": "warm Spark driver" if warm_driver else "a new JVM per run",
         "machine_cores": os.cpu_count(),
-        "pipeline": measure_pipeline(workdir / "dagster", arrivals, history, sensor_interval,
-                                     warm_driver, timeout),
+        "pipeline": measure_pipeline(
+            workdir / "dagster", arrivals, history, sensor_interval, warm_driver, timeout
+        ),
     }
     if floor:  # the same batches as files landing on the same schedule
-        report["engine_floor"] = measure_floor(workdir / "floor", as_tables(batches), history,
-                                               interval)
+        report["engine_floor"] = measure_floor(
+            workdir / "floor", as_tables(batches), history, interval
+        )
     return report
 
 
 def main(args) -> int:
     from patient_flow_dagster.settings import Settings
 
-    report = run(args.files, args.events, args.interval, args.history, Path(args.workdir),
-                 args.seed, args.sensor_interval or Settings.from_env().sensor_interval,
-                 not args.no_warm_driver, not args.no_floor, args.source, args.batch_seconds)
+    report = run(
+        args.files,
+        args.events,
+        args.interval,
+        args.history,
+        Path(args.workdir),
+        args.seed,
+        args.sensor_interval or Settings.from_env().sensor_interval,
+        not args.no_warm_driver,
+        not args.no_floor,
+        args.source,
+        args.batch_seconds,
+    )
     text = json.dumps(report, indent=2)
     if args.output:
         Path(args.output).write_text(text + "\n")

@@ -8,6 +8,7 @@ the job runs and cold cluster starts of the batch, the measured wall time, and t
 time at Azure's start delays (the measured time with each cold start's scaled delay replaced by
 the full one: the steps run one after another, so every cold start is on the critical path).
 """
+
 from __future__ import annotations
 
 import json
@@ -40,21 +41,26 @@ def run_mode(mode: str, workdir: Path, landing: Path, scale: float) -> dict:
     with DatabricksEmulator(root / "workspace", TOKEN, secrets, volumes=(VOLUME,)) as workspace:
         workspace.start_seconds.update({m: s * scale for m, s in AZURE_START_SECONDS.items()})
         (root / "dagster_home").mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("PATIENT_FLOW_", "DATABRICKS_"))}
-        env.update({
-            "DAGSTER_HOME": str(root / "dagster_home"),
-            "PATIENT_FLOW_ENV": "databricks",
-            "PATIENT_FLOW_LAKE": str(root / "lake"),
-            "PATIENT_FLOW_LANDING": str(landing),
-            "PATIENT_FLOW_LANDING_READER": "files",
-            "PATIENT_FLOW_DATABRICKS_POLL_SECONDS": "0.5",
-            "PATIENT_FLOW_DATABRICKS_STAGING": f"/Volumes/{VOLUME}/steps",
-            "DATABRICKS_HOST": workspace.host,
-            "DATABRICKS_TOKEN": TOKEN,
-            # the emulation's tasks run on this machine's Python, not the runtime's
-            "PATIENT_FLOW_DATABRICKS_RUNTIME_CHECK": "off",
-        })
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("PATIENT_FLOW_", "DATABRICKS_"))
+        }
+        env.update(
+            {
+                "DAGSTER_HOME": str(root / "dagster_home"),
+                "PATIENT_FLOW_ENV": "databricks",
+                "PATIENT_FLOW_LAKE": str(root / "lake"),
+                "PATIENT_FLOW_LANDING": str(landing),
+                "PATIENT_FLOW_LANDING_READER": "files",
+                "PATIENT_FLOW_DATABRICKS_POLL_SECONDS": "0.5",
+                "PATIENT_FLOW_DATABRICKS_STAGING": f"/Volumes/{VOLUME}/steps",
+                "DATABRICKS_HOST": workspace.host,
+                "DATABRICKS_TOKEN": TOKEN,
+                # the emulation's tasks run on this machine's Python, not the runtime's
+                "PATIENT_FLOW_DATABRICKS_RUNTIME_CHECK": "off",
+            }
+        )
         if mode == "pool":
             env["PATIENT_FLOW_DATABRICKS_INSTANCE_POOL"] = "0101-benchmark-pool"
         elif mode == "existing":
@@ -62,13 +68,26 @@ def run_mode(mode: str, workdir: Path, landing: Path, scale: float) -> dict:
             env["DATABRICKS_CLUSTER_ID"] = CLUSTER
         dagster = Path(sys.executable).with_name("dagster")
         started = time.perf_counter()
-        run = subprocess.run([str(dagster), "job", "execute", "-m",
-                              "patient_flow_dagster.definitions", "-j", "patient_flow"],
-                             env=env, cwd=root, capture_output=True, text=True)
+        run = subprocess.run(
+            [
+                str(dagster),
+                "job",
+                "execute",
+                "-m",
+                "patient_flow_dagster.definitions",
+                "-j",
+                "patient_flow",
+            ],
+            env=env,
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
         wall = time.perf_counter() - started
         if run.returncode:
-            raise ComputeModeError(f"the batch on {mode} compute failed: "
-                                   f"{(run.stdout + run.stderr)[-2000:]}")
+            raise ComputeModeError(
+                f"the batch on {mode} compute failed: {(run.stdout + run.stderr)[-2000:]}"
+            )
         cold = workspace.cold_starts.get(mode, 0)
     scaled, full = AZURE_START_SECONDS[mode] * scale, AZURE_START_SECONDS[mode]
     return {
@@ -83,7 +102,9 @@ def run_mode(mode: str, workdir: Path, landing: Path, scale: float) -> dict:
 
 def run_compute_modes(events: int, workdir: Path, scale: float = 0.02, seed: int = 1) -> dict:
     landing = workdir / "landing"
-    write_events(simulate_lifecycles(events, seed=seed).events, landing, events_per_file=max(events // 4, 1))
+    write_events(
+        simulate_lifecycles(events, seed=seed).events, landing, events_per_file=max(events // 4, 1)
+    )
     report = {"events": events, "start_delay_scale": scale}
     for mode in ("new", "pool", "existing"):
         print(f"batch on {mode} compute...", file=sys.stderr)

@@ -8,6 +8,7 @@ rules, no SCD2 history, no census, no checks, no Dagster. A goal this floor miss
 of any pipeline of that shape on the machine, whatever its code. Its row counts are reconciled
 like the pipeline's, so a floor that lost rows could not look fast.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -22,9 +23,13 @@ from patient_flow_devtools.steps import count_problems, timed_steps
 FLOOR_TABLES = ("bronze", "silver", "quarantine", "dim_patient", "fact_admissions", "kpi")
 # File statistics only on what is joined or filtered on, as the pipeline's large tables keep
 # them (`stats_columns` in model/tables.py): the key, and the batch the increment reads.
-STATS_COLUMNS = {"bronze": "event_id,batch", "silver": "event_id,batch",
-                 "quarantine": "event_id", "dim_patient": "patient_id",
-                 "fact_admissions": "event_id"}
+STATS_COLUMNS = {
+    "bronze": "event_id,batch",
+    "silver": "event_id,batch",
+    "quarantine": "event_id",
+    "dim_patient": "patient_id",
+    "fact_admissions": "event_id",
+}
 # One rule stands for all of silver's: a row without a patient or a valid age goes to quarantine.
 VALID = "coalesce(patient_id IS NOT NULL AND age BETWEEN 0 AND 100, false)"
 
@@ -56,15 +61,18 @@ class EngineFloor:
 
     def _with_patient(self, silver: DataFrame) -> DataFrame:
         """Silver rows with their patient's version from dim_patient: the fact."""
-        return silver.join(self.read("dim_patient").select("patient_id", "patient_version"),
-                           "patient_id")
+        return silver.join(
+            self.read("dim_patient").select("patient_id", "patient_version"), "patient_id"
+        )
 
     def _landed(self, files: list[str], batch: str) -> DataFrame:
-        return (self.spark.read.parquet(*files)
-                .withColumn("age", F.expr("try_cast(age AS INT)"))
-                .withColumn("batch", F.lit(batch))
-                .withColumn("ingested_at", F.current_timestamp())
-                .withColumn("source_file", F.col("_metadata.file_path")))
+        return (
+            self.spark.read.parquet(*files)
+            .withColumn("age", F.expr("try_cast(age AS INT)"))
+            .withColumn("batch", F.lit(batch))
+            .withColumn("ingested_at", F.current_timestamp())
+            .withColumn("source_file", F.col("_metadata.file_path"))
+        )
 
     def _split(self, events: DataFrame) -> None:
         """Valid rows to silver, the rest to quarantine: one cached batch, two appends."""
@@ -83,16 +91,24 @@ class EngineFloor:
         if self.root.exists():
             shutil.rmtree(self.root)
         first = Window.partitionBy("event_id").orderBy("ingested_at", "source_file")
-        return timed_steps({
-            "bronze": lambda: self.write(self._landed(files, "full"), "bronze"),
-            "silver": lambda: self._split(self.read("bronze").withColumn(
-                "_rank", F.row_number().over(first)).filter("_rank = 1").drop("_rank")),
-            "dim_patient": lambda: self.write(_latest_per_patient(self.read("silver")),
-                                              "dim_patient"),
-            "fact_admissions": lambda: self.write(self._with_patient(self.read("silver")),
-                                                  "fact_admissions"),
-            "kpi": self._kpi,
-        })
+        return timed_steps(
+            {
+                "bronze": lambda: self.write(self._landed(files, "full"), "bronze"),
+                "silver": lambda: self._split(
+                    self.read("bronze")
+                    .withColumn("_rank", F.row_number().over(first))
+                    .filter("_rank = 1")
+                    .drop("_rank")
+                ),
+                "dim_patient": lambda: self.write(
+                    _latest_per_patient(self.read("silver")), "dim_patient"
+                ),
+                "fact_admissions": lambda: self.write(
+                    self._with_patient(self.read("silver")), "fact_admissions"
+                ),
+                "kpi": self._kpi,
+            }
+        )
 
     def increment(self, files: list[str]) -> dict[str, float]:
         """New files into the lake `full_run` wrote: appends, one MERGE, the aggregate again."""
@@ -103,36 +119,52 @@ class EngineFloor:
             ids = F.broadcast(new.select("event_id"))
             seen = self.read("silver").select("event_id").join(ids, "event_id", "left_semi")
             seen = seen.unionByName(
-                self.read("quarantine").select("event_id").join(ids, "event_id", "left_semi"))
+                self.read("quarantine").select("event_id").join(ids, "event_id", "left_semi")
+            )
             self._split(new.join(F.broadcast(seen), "event_id", "left_anti"))
 
         def dim_patient() -> None:
             latest = _latest_per_patient(self._of_increment("silver"))
-            (DeltaTable.forPath(self.spark, self.path("dim_patient")).alias("t")
-             .merge(latest.alias("s"), "t.patient_id = s.patient_id")
-             .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
+            (
+                DeltaTable.forPath(self.spark, self.path("dim_patient"))
+                .alias("t")
+                .merge(latest.alias("s"), "t.patient_id = s.patient_id")
+                .whenMatchedUpdateAll()
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
 
         def fact() -> None:
             self.write(self._with_patient(self._of_increment("silver")), "fact_admissions")
 
-        return timed_steps({
-            "bronze": lambda: self.write(self._landed(files, "increment"), "bronze"),
-            "silver": silver, "dim_patient": dim_patient, "fact_admissions": fact,
-            "kpi": self._kpi,
-        })
+        return timed_steps(
+            {
+                "bronze": lambda: self.write(self._landed(files, "increment"), "bronze"),
+                "silver": silver,
+                "dim_patient": dim_patient,
+                "fact_admissions": fact,
+                "kpi": self._kpi,
+            }
+        )
 
     def counts(self) -> dict[str, int]:
         counts = {table: self.read(table).count() for table in FLOOR_TABLES}
-        counts["bronze_distinct_event_ids"] = self.read("bronze").select("event_id").distinct(
-        ).count()
+        counts["bronze_distinct_event_ids"] = (
+            self.read("bronze").select("event_id").distinct().count()
+        )
         return counts
 
     def reconcile(self, landed_rows: int) -> dict[str, int]:
         counts = self.counts()
         problems = count_problems(
-            landed_rows, counts["bronze"], counts["bronze_distinct_event_ids"], counts["silver"],
-            counts["quarantine"], counts["fact_admissions"],
-            counts["silver"])  # the floor's fact holds a row per silver row
+            landed_rows,
+            counts["bronze"],
+            counts["bronze_distinct_event_ids"],
+            counts["silver"],
+            counts["quarantine"],
+            counts["fact_admissions"],
+            counts["silver"],
+        )  # the floor's fact holds a row per silver row
         if problems:
             raise FloorError("engine floor: " + "; ".join(problems))
         return counts
@@ -144,18 +176,30 @@ class EngineFloor:
         self.write(row, "one_row", "overwrite")
         return statistics.median(
             timed_steps({"append": lambda: self.write(row, "one_row")})["append"]
-            for _ in range(tries))
+            for _ in range(tries)
+        )
 
 
 def _latest_per_patient(silver: DataFrame) -> DataFrame:
     """The patient's attributes of their latest admission, and how many admissions that is."""
-    return silver.groupBy("patient_id").agg(
-        F.max_by(F.struct("gender", "age", "department"), "admission_time").alias("latest"),
-        F.count("*").alias("patient_version")).select("patient_id", "latest.*", "patient_version")
+    return (
+        silver.groupBy("patient_id")
+        .agg(
+            F.max_by(F.struct("gender", "age", "department"), "admission_time").alias("latest"),
+            F.count("*").alias("patient_version"),
+        )
+        .select("patient_id", "latest.*", "patient_version")
+    )
 
 
-def measure(spark: SparkSession, root: Path, history_files: list[str], new_files: list[str],
-            history_rows: int, new_rows: int) -> dict:
+def measure(
+    spark: SparkSession,
+    root: Path,
+    history_files: list[str],
+    new_files: list[str],
+    history_rows: int,
+    new_rows: int,
+) -> dict:
     """The floor's full run over `history_files`, then its increment of `new_files`, both
     reconciled; seconds, events per second and the increment's fraction of the full run."""
     floor = EngineFloor(spark, root)

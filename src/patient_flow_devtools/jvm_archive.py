@@ -3,6 +3,7 @@
 Where the archive lives and how a JVM maps it is the product's
 (`patient_flow_dagster.resources.jvm_archive`); this module only builds it.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,11 +31,16 @@ def build(force: bool = False) -> Path | None:
     with tempfile.TemporaryDirectory(prefix="patient-flow-jvm-archive-") as workdir:
         dump = Path(workdir) / "classes.jsa"
         env = {**os.environ, ARCHIVE_ENV: "off", "PATIENT_FLOW_JVM_DUMP": str(dump)}
-        subprocess.run([sys.executable, "-m", "patient_flow_devtools.jvm_archive",
-                        workdir], env=env, check=True)
+        subprocess.run(
+            [sys.executable, "-m", "patient_flow_devtools.jvm_archive", workdir],
+            env=env,
+            check=True,
+        )
         if not dump.is_file():
-            raise RuntimeError("the JVM did not write a class archive (is this a JDK 17+ "
-                               "with its default CDS archive?)")
+            raise RuntimeError(
+                "the JVM did not write a class archive (is this a JDK 17+ "
+                "with its default CDS archive?)"
+            )
         partial = path.with_suffix(f".{os.getpid()}.tmp")
         shutil.move(str(dump), partial)
         os.replace(partial, path)

@@ -4,6 +4,7 @@ The jars come from Maven Central (`tools/kafka/pom.xml`, copied into `tools/kafk
 `./run setup`). Used by the tests (pytest fixture) and for local demos:
 `patient-flow kafka-broker --port 9092` runs a broker on 127.0.0.1:9092 until Ctrl-C.
 """
+
 from __future__ import annotations
 
 import base64
@@ -31,25 +32,27 @@ def _free_port() -> int:
 
 
 def _properties(port: int, controller_port: int, data: Path) -> str:
-    return "\n".join([
-        "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
-        "controller.listener.names=CONTROLLER",
-        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        "inter.broker.listener.name=PLAINTEXT",
-        f"log.dirs={data}",
-        "num.partitions=3",
-        "offsets.topic.replication.factor=1",
-        "offsets.topic.num.partitions=3",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "group.initial.rebalance.delay.ms=0",
-        "auto.create.topics.enable=true",
-        "",
-    ])
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"log.dirs={data}",
+            "num.partitions=3",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=3",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=true",
+            "",
+        ]
+    )
 
 
 def kraft_cluster_id() -> str:
@@ -81,17 +84,32 @@ def local_kafka(workdir: Path | None = None, port: int | None = None, heap: str 
     env = {**os.environ, "KAFKA_HEAP_OPTS": f"-Xmx{heap}"}
     cluster_id = kraft_cluster_id()
     formatted = subprocess.run(
-        [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-         "-c", str(config)],
-        capture_output=True, env=env,
+        [
+            java,
+            "-cp",
+            classpath,
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            str(config),
+        ],
+        capture_output=True,
+        env=env,
     )
     if formatted.returncode != 0:
-        raise RuntimeError(f"Kafka StorageTool format failed (exit {formatted.returncode}): "
-                           f"{formatted.stderr.decode(errors='replace').strip()[-2000:]}")
+        raise RuntimeError(
+            f"Kafka StorageTool format failed (exit {formatted.returncode}): "
+            f"{formatted.stderr.decode(errors='replace').strip()[-2000:]}"
+        )
     log = open(workdir / "broker.log", "wb")
     process = subprocess.Popen(
         [java, f"-Xmx{heap}", "-cp", classpath, "kafka.Kafka", str(config)],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 90

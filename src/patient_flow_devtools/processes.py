@@ -1,4 +1,5 @@
 """Helpers for the local services the project starts (broker, dagster dev, Azurite)."""
+
 import os
 import signal
 import subprocess

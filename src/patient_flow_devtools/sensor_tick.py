@@ -6,6 +6,7 @@ the archive, and those files left in the landing zone (no archive). A tick is th
 evaluation (list, compare with the cursor, ask for a run); the median of `--ticks` is reported
 on stdout (each tick also logs its "new landing files" line on stderr).
 """
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,9 @@ def tick_seconds(landing: LocalLandingZone, cursor: str, ticks: int) -> tuple[fl
     instance = DagsterInstance.ephemeral()
     times, new = [], 0
     for _ in range(ticks):
-        context = build_sensor_context(instance=instance, cursor=cursor,
-                                       resources={"landing": landing})
+        context = build_sensor_context(
+            instance=instance, cursor=cursor, resources={"landing": landing}
+        )
         started = time.perf_counter()
         result = sensor.evaluate_tick(context)
         times.append(time.perf_counter() - started)
@@ -58,20 +60,27 @@ def main(args) -> int:
     # The cursor has seen everything up to a day ago: only the new files are new.
     cursor = json.dumps({"mtime": now - 86_400, "names": []})
     report = {"archived_files": args.archived, "new_files": args.new, "ticks": args.ticks}
-    for case, archived, in_landing in (("empty archive", 0, 0),
-                                       (f"{args.archived} archived", args.archived, 0),
-                                       ("no archive", 0, args.archived)):
+    for case, archived, in_landing in (
+        ("empty archive", 0, 0),
+        (f"{args.archived} archived", args.archived, 0),
+        ("no archive", 0, args.archived),
+    ):
         landing_dir = workdir / case.replace(" ", "-") / "landing"
         _fill(landing_dir, in_landing, template, old)
         _fill(Path(f"{landing_dir}_archive") / "batch-00000001", archived, template, old)
         for index in range(args.new):
-            write_landing_file(events_table(simulate(5, seed=index).events), landing_dir,
-                               f"new-{index:03d}.parquet")
+            write_landing_file(
+                events_table(simulate(5, seed=index).events),
+                landing_dir,
+                f"new-{index:03d}.parquet",
+            )
         seconds, new = tick_seconds(LocalLandingZone(path=str(landing_dir)), cursor, args.ticks)
         assert new == args.new, (case, new)
         report[case] = {"tick_ms": round(seconds * 1000, 2), "files_listed": in_landing + new}
-        print(f"{case:>20}: tick {seconds * 1000:8.2f} ms, landing holds "
-              f"{in_landing + new} files, archive {archived}")
+        print(
+            f"{case:>20}: tick {seconds * 1000:8.2f} ms, landing holds "
+            f"{in_landing + new} files, archive {archived}"
+        )
     if args.output:
         Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
     return 0

@@ -6,6 +6,7 @@ driver). Per run and step: the step's seconds and Spark jobs, and of them the se
 after its last materialization (its checks and quality history). Jobs are counted from Spark's
 event log (`PATIENT_FLOW_SPARK_EVENT_LOG`), which this command sets to a folder of its own.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,11 +58,17 @@ def profile_run(job, instance, event_log: Path) -> dict:
 
     steps = {}
     for step, (begun, written, ended) in step_windows(instance, result.run_id).items():
-        steps[step] = {"seconds": round(ended - begun, 1), "spark_jobs": jobs(begun, ended),
-                       "check_seconds": round(ended - written, 1),
-                       "check_spark_jobs": jobs(written, ended)}
-    return {"seconds": round(sum(s["seconds"] for s in steps.values()), 1),
-            "spark_jobs": sum(s["spark_jobs"] for s in steps.values()), "steps": steps}
+        steps[step] = {
+            "seconds": round(ended - begun, 1),
+            "spark_jobs": jobs(begun, ended),
+            "check_seconds": round(ended - written, 1),
+            "check_spark_jobs": jobs(written, ended),
+        }
+    return {
+        "seconds": round(sum(s["seconds"] for s in steps.values()), 1),
+        "spark_jobs": sum(s["spark_jobs"] for s in steps.values()),
+        "steps": steps,
+    }
 
 
 def run(events: int, increments: int, increment_events: int, workdir: Path, seed: int) -> dict:
@@ -85,18 +92,25 @@ def run(events: int, increments: int, increment_events: int, workdir: Path, seed
     job, instance = defs.resolve_job_def("patient_flow"), DagsterInstance.ephemeral()
     report = {"events": events, "full_run": profile_run(job, instance, event_log)}
     for i in range(increments):
-        land_events(increment_events, seed + 100 + i, landing,
-                    datetime.now(timezone.utc) - timedelta(minutes=1), 0.1, 1_000, True)
+        land_events(
+            increment_events,
+            seed + 100 + i,
+            landing,
+            datetime.now(timezone.utc) - timedelta(minutes=1),
+            0.1,
+            1_000,
+            True,
+        )
         report[f"increment_{i + 1}"] = profile_run(job, instance, event_log)
     report["no_new_files"] = profile_run(job, instance, event_log)
-    report["census_clock"] = profile_run(defs.resolve_job_def("patient_flow_clock"), instance,
-                                         event_log)
+    report["census_clock"] = profile_run(
+        defs.resolve_job_def("patient_flow_clock"), instance, event_log
+    )
     return report
 
 
 def main(args) -> int:
-    report = run(args.events, args.increments, args.increment_events, Path(args.workdir),
-                 args.seed)
+    report = run(args.events, args.increments, args.increment_events, Path(args.workdir), args.seed)
     text = json.dumps(report, indent=2)
     if args.output:
         Path(args.output).write_text(text + "\n")

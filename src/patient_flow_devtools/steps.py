@@ -3,6 +3,7 @@
 The benchmark compares the Dagster run with this script; the JVM class archive and the warm
 driver use it to warm a JVM up on a scratch batch.
 """
+
 from __future__ import annotations
 
 import time
@@ -21,16 +22,25 @@ def timed_steps(steps: dict[str, Callable[[], object]]) -> dict[str, float]:
     return seconds
 
 
-def count_problems(landed: int, bronze: int, distinct_ids: int, silver: int, quarantine: int,
-                   fact: int, encounters: int) -> list[str]:
+def count_problems(
+    landed: int,
+    bronze: int,
+    distinct_ids: int,
+    silver: int,
+    quarantine: int,
+    fact: int,
+    encounters: int,
+) -> list[str]:
     """What is wrong with a lake's row counts, if anything: bronze holds every landed row,
     silver + quarantine every distinct event id, the fact every admitted encounter of silver."""
     problems = []
     if bronze != landed:
         problems.append(f"bronze has {bronze} rows, {landed} landed")
     if silver + quarantine != distinct_ids:
-        problems.append(f"silver + quarantine = {silver + quarantine} != distinct bronze event "
-                        f"ids {distinct_ids}")
+        problems.append(
+            f"silver + quarantine = {silver + quarantine} != distinct bronze event "
+            f"ids {distinct_ids}"
+        )
     if fact != encounters:
         problems.append(f"fact_admissions has {fact} rows for {encounters} admitted encounters")
     return problems
@@ -60,14 +70,21 @@ def run_bare(spark, lake, landing, run_id: str) -> dict[str, float]:
             update_census(spark, lake, datetime.now(timezone.utc))
             write_current_occupancy(spark, lake)
 
-        list(side_by_side(lambda work: work(), [
-            *(lambda kpi=kpi: step.update(kpi) for kpi in FACT_KPIS.values()), census_tables]))
+        list(
+            side_by_side(
+                lambda work: work(),
+                [*(lambda kpi=kpi: step.update(kpi) for kpi in FACT_KPIS.values()), census_tables],
+            )
+        )
 
     steps = {
         "bronze": lambda: ingest_landing(spark, lake, landing, run_id),
         "silver": lambda: process_new_bronze(spark, lake, run_id),
-        "dimensions": lambda: list(side_by_side(lambda update: update(spark, lake),
-                                                [update_dim_patient, update_dim_department])),
+        "dimensions": lambda: list(
+            side_by_side(
+                lambda update: update(spark, lake), [update_dim_patient, update_dim_department]
+            )
+        ),
         "facts": lambda: update_facts(spark, lake),
         "kpis": kpi_tables,
     }
@@ -81,8 +98,15 @@ def lake_resources(lake_root: Path, landing: Path) -> dict:
     return resources_for(Settings.from_env().at(str(lake_root), str(landing)))
 
 
-def land_events(events: int, seed: int, landing: Path, now: datetime, span_days: float,
-                events_per_file: int, lifecycles: bool = False) -> int:
+def land_events(
+    events: int,
+    seed: int,
+    landing: Path,
+    now: datetime,
+    span_days: float,
+    events_per_file: int,
+    lifecycles: bool = False,
+) -> int:
     """Simulated events into landing files: stay records, or with `lifecycles` ADT events."""
     from patient_flow_dagster.ingestion.landing_writer import write_events
     from patient_flow_dagster.ingestion.simulator import simulate, simulate_lifecycles

@@ -3,6 +3,7 @@
 The attaching side lives in the product (`patient_flow_dagster.resources.warm_driver`); this
 module starts the driver, warms it on a scratch batch and publishes its gateway.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,14 +28,23 @@ def warm_up(spark) -> None:
         run_small_batch(spark, Path(scratch), "warm-up")
 
 
-def start(connection: Path, env: dict, warm: bool = True,
-          timeout: float = 600) -> subprocess.Popen:
+def start(connection: Path, env: dict, warm: bool = True, timeout: float = 600) -> subprocess.Popen:
     """Start `patient-flow spark-driver` in its own process group and wait until it has
     published `connection` (after its warm-up). Stop it with processes.stop_process_group."""
-    command = [str(Path(sys.executable).with_name("patient-flow")), "spark-driver",
-               "--connection", str(connection), *([] if warm else ["--no-warm-up"])]
-    driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    command = [
+        str(Path(sys.executable).with_name("patient-flow")),
+        "spark-driver",
+        "--connection",
+        str(connection),
+        *([] if warm else ["--no-warm-up"]),
+    ]
+    driver = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + timeout
     while not Path(connection).is_file():
         if driver.poll() is not None or time.monotonic() > deadline:
@@ -56,11 +66,11 @@ def serve(connection: str, warm: bool = True) -> None:
     partial = path.with_name(f".{path.name}.{os.getpid()}")
     descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
-        json.dump({"port": parameters.port, "secret": parameters.auth_token,
-                   "pid": os.getpid()}, handle)
+        json.dump(
+            {"port": parameters.port, "secret": parameters.auth_token, "pid": os.getpid()}, handle
+        )
     os.replace(partial, path)
-    print(f"warm Spark driver ready (pid {os.getpid()}); runs attach through {path}",
-          flush=True)
+    print(f"warm Spark driver ready (pid {os.getpid()}); runs attach through {path}", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -70,4 +80,3 @@ def serve(connection: str, warm: bool = True) -> None:
     finally:
         path.unlink(missing_ok=True)
         spark.stop()
-

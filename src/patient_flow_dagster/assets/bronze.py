@@ -54,6 +54,7 @@ PENDING, INGESTED, REJECTED = "pending", "ingested", "rejected"
 @dataclass
 class Version:
     """One version of a landing file (name + size + mtime) and what its footer says."""
+
     file: LandingFile
     inspection: FileInspection
     batch: int | None = None
@@ -64,11 +65,17 @@ class Version:
 
     def ledger_row(self, run_id: str, accepted: str) -> dict:
         """Its ledger row: `accepted` (pending, or ingested) unless it is rejected."""
-        return {"file_name": self.file.name, "file_size": self.file.size,
-                "modified_us": self.file.modified_us, "footer_rows": self.inspection.rows,
-                "status": accepted if self.status == PENDING else self.status,
-                "reason": self.inspection.note, "batch": self.batch, "audit_run_id": run_id,
-                "archived_as": None}
+        return {
+            "file_name": self.file.name,
+            "file_size": self.file.size,
+            "modified_us": self.file.modified_us,
+            "footer_rows": self.inspection.rows,
+            "status": accepted if self.status == PENDING else self.status,
+            "reason": self.inspection.note,
+            "batch": self.batch,
+            "audit_run_id": run_id,
+            "archived_as": None,
+        }
 
 
 @dataclass
@@ -87,9 +94,13 @@ class Ingest:
 
 def _versions(ledger: DataFrame) -> list:
     """Ledger rows as versions (file_name, file_size, modified_us) with their status and batch."""
-    return ledger.select("file_name", "file_size",
-                         F.unix_micros("file_modified").alias("modified_us"),
-                         "status", "batch").collect()
+    return ledger.select(
+        "file_name",
+        "file_size",
+        F.unix_micros("file_modified").alias("modified_us"),
+        "status",
+        "batch",
+    ).collect()
 
 
 def read_ledger(spark: SparkSession, lake: DeltaLake, listed: list[LandingFile]) -> list:
@@ -98,8 +109,11 @@ def read_ledger(spark: SparkSession, lake: DeltaLake, listed: list[LandingFile])
     landing zone holds (its retention), not by the history the ledger keeps."""
     lake.ensure(spark, LANDING_FILES, LANDING_FILES.spark_schema)
     names = sorted({f.name for f in listed})
-    return _versions(lake.read(spark, LANDING_FILES).filter(
-        F.col("file_name").isin(*names) | (F.col("status") == PENDING)))
+    return _versions(
+        lake.read(spark, LANDING_FILES).filter(
+            F.col("file_name").isin(*names) | (F.col("status") == PENDING)
+        )
+    )
 
 
 def last_batch(spark: SparkSession, lake: DeltaLake) -> int:
@@ -107,31 +121,44 @@ def last_batch(spark: SparkSession, lake: DeltaLake) -> int:
     return lake.read(spark, LANDING_FILES).agg(F.max("batch")).first()[0] or 0
 
 
-def new_versions(ledger: list, listed: list[LandingFile],
-                 landing: LandingZone) -> list[Version]:
+def new_versions(ledger: list, listed: list[LandingFile], landing: LandingZone) -> list[Version]:
     """Listed versions the ledger has not seen, inspected (footer only)."""
     return [Version(f, landing.inspect(f.name)) for f in unseen(listed, ledger)]
 
 
 def pending_versions(ledger: list, landing: LandingZone) -> list[Version]:
     """Versions a crashed run recorded as pending: their batch is replayed with its number."""
-    return [Version(LandingFile.of_ledger(r), landing.inspect(r.file_name), r.batch)
-            for r in ledger if r.status == PENDING]
+    return [
+        Version(LandingFile.of_ledger(r), landing.inspect(r.file_name), r.batch)
+        for r in ledger
+        if r.status == PENDING
+    ]
 
 
-def record(spark: SparkSession, lake: DeltaLake, versions: list[Version], run_id: str,
-           accepted: str = PENDING) -> None:
+def record(
+    spark: SparkSession,
+    lake: DeltaLake,
+    versions: list[Version],
+    run_id: str,
+    accepted: str = PENDING,
+) -> None:
     """Append the versions to the ledger: rejected with the reason, the others as `accepted`."""
     if not versions:
         return
     columns = LANDING_FILES.spark_schema
-    found = StructType([StructField("modified_us", LongType()),
-                        *[f for f in columns.fields if f.name not in (
-                            "file_modified", "audited_at")]])
+    found = StructType(
+        [
+            StructField("modified_us", LongType()),
+            *[f for f in columns.fields if f.name not in ("file_modified", "audited_at")],
+        ]
+    )
     rows = spark.createDataFrame([v.ledger_row(run_id, accepted) for v in versions], found).select(
-        "file_name", "file_size", F.timestamp_micros("modified_us").alias("file_modified"),
+        "file_name",
+        "file_size",
+        F.timestamp_micros("modified_us").alias("file_modified"),
         *[f.name for f in found.fields if f.name not in ("file_name", "file_size", "modified_us")],
-        F.current_timestamp().alias("audited_at"))
+        F.current_timestamp().alias("audited_at"),
+    )
     lake.append(rows.select(*columns.names), LANDING_FILES)
 
 
@@ -140,21 +167,29 @@ def assign_batches(versions: list[Version], first: int, per_batch: int) -> None:
         version.batch = first + index // per_batch
 
 
-def write_batch(spark: SparkSession, lake: DeltaLake, landing: LandingZone, batch: int,
-                versions: list[Version], run_id: str) -> None:
+def write_batch(
+    spark: SparkSession,
+    lake: DeltaLake,
+    landing: LandingZone,
+    batch: int,
+    versions: list[Version],
+    run_id: str,
+) -> None:
     """Append one batch's rows to bronze in one Delta commit, idempotent by batch number.
     Files whose extra columns differ are read apart and unioned by name."""
     by_extra: dict[tuple, list[str]] = {}
     for version in versions:
         by_extra.setdefault(version.inspection.extra, []).append(version.file.name)
-    parts = [landing.read_files(spark, names, LANDING_SCHEMA, extra)
-             for extra, names in by_extra.items()]
+    parts = [
+        landing.read_files(spark, names, LANDING_SCHEMA, extra) for extra, names in by_extra.items()
+    ]
     landed = reduce(DataFrame.unionByName, parts)
     lake.append(with_ingest_metadata(landed, run_id), BRONZE_EVENTS, txn=(BRONZE_TXN_APP, batch))
 
 
-def ingest_versions(spark: SparkSession, lake: DeltaLake, landing: LandingZone,
-                    run_id: str) -> Ingest:
+def ingest_versions(
+    spark: SparkSession, lake: DeltaLake, landing: LandingZone, run_id: str
+) -> Ingest:
     """Bronze from the ledger: record the new versions (pending, or rejected with the reason),
     append each batch of pending versions to bronze, then mark them ingested.
 
@@ -165,8 +200,11 @@ def ingest_versions(spark: SparkSession, lake: DeltaLake, landing: LandingZone,
     ledger = read_ledger(spark, lake, listed)
     replay = pending_versions(ledger, landing)
     new = new_versions(ledger, listed, landing)
-    assign_batches([v for v in new if v.status == PENDING], last_batch(spark, lake) + 1,
-                   landing.max_files_per_trigger)
+    assign_batches(
+        [v for v in new if v.status == PENDING],
+        last_batch(spark, lake) + 1,
+        landing.max_files_per_trigger,
+    )
     record(spark, lake, new, run_id)
     batches: dict[int, list[Version]] = {}
     for version in replay + new:
@@ -177,13 +215,18 @@ def ingest_versions(spark: SparkSession, lake: DeltaLake, landing: LandingZone,
     if batches:
         lake.delta_table(spark, LANDING_FILES).update(
             (F.col("status") == PENDING) & F.col("batch").isin(list(batches)),
-            {"status": F.lit(INGESTED), "audit_run_id": F.lit(run_id),
-             "audited_at": F.current_timestamp()})
+            {
+                "status": F.lit(INGESTED),
+                "audit_run_id": F.lit(run_id),
+                "audited_at": F.current_timestamp(),
+            },
+        )
     return Ingest(new, _rows_of_run(spark, lake, run_id))
 
 
-def ingest_stream(spark: SparkSession, lake: DeltaLake, landing: LandingZone,
-                  run_id: str) -> Ingest:
+def ingest_stream(
+    spark: SparkSession, lake: DeltaLake, landing: LandingZone, run_id: str
+) -> Ingest:
     """Bronze through Auto Loader (Databricks): the stream's checkpoint keeps exactly-once;
     the ledger records each new version as ingested or rejected after the stream."""
     listed = landing.list_files()
@@ -200,8 +243,9 @@ def ingest_stream(spark: SparkSession, lake: DeltaLake, landing: LandingZone,
     return Ingest(new, _rows_of_run(spark, lake, run_id))
 
 
-def ingest_landing(spark: SparkSession, lake: DeltaLake, landing: LandingZone,
-                   run_id: str) -> Ingest:
+def ingest_landing(
+    spark: SparkSession, lake: DeltaLake, landing: LandingZone, run_id: str
+) -> Ingest:
     # Created before the first write, with its creation properties, so that downstream finds a
     # table even when nothing has landed yet; an older bronze gets newer contract columns.
     lake.ensure(spark, BRONZE_EVENTS, with_ingest_metadata(_empty_landing(spark), run_id).schema)
@@ -220,8 +264,9 @@ def archive_destination(row) -> str:
     return f"rejected/{row.modified_us}-{row.file_name}"
 
 
-def archive_landing(spark: SparkSession, lake: DeltaLake, landing: LandingZone,
-                    now: datetime) -> int:
+def archive_landing(
+    spark: SparkSession, lake: DeltaLake, landing: LandingZone, now: datetime
+) -> int:
     """Move the versions ingested or rejected more than the retention ago from the landing zone
     to the archive and note where in the ledger; returns how many moved.
 
@@ -231,9 +276,13 @@ def archive_landing(spark: SparkSession, lake: DeltaLake, landing: LandingZone,
     if landing.retention_hours is None or landing.reader == "autoloader":
         return 0
     cutoff = utc_literal(now - timedelta(hours=landing.retention_hours))
-    due = _versions(lake.read(spark, LANDING_FILES).filter(
-        F.col("status").isin(INGESTED, REJECTED) & F.col("archived_as").isNull()
-        & (F.col("audited_at") < cutoff)))
+    due = _versions(
+        lake.read(spark, LANDING_FILES).filter(
+            F.col("status").isin(INGESTED, REJECTED)
+            & F.col("archived_as").isNull()
+            & (F.col("audited_at") < cutoff)
+        )
+    )
     if not due:
         return 0
     notes, moved = [], 0
@@ -245,13 +294,19 @@ def archive_landing(spark: SparkSession, lake: DeltaLake, landing: LandingZone,
             destination = GONE
         notes.append((row.file_name, row.file_size, row.modified_us, destination))
     archived = spark.createDataFrame(
-        notes, "file_name string, file_size bigint, modified_us bigint, archived_as string")
-    (lake.delta_table(spark, LANDING_FILES).alias("ledger")
-     .merge(archived.alias("archived"),
+        notes, "file_name string, file_size bigint, modified_us bigint, archived_as string"
+    )
+    (
+        lake.delta_table(spark, LANDING_FILES)
+        .alias("ledger")
+        .merge(
+            archived.alias("archived"),
             "ledger.file_name = archived.file_name AND ledger.file_size = archived.file_size "
-            "AND unix_micros(ledger.file_modified) = archived.modified_us")
-     .whenMatchedUpdate(set={"archived_as": "archived.archived_as"})
-     .execute())
+            "AND unix_micros(ledger.file_modified) = archived.modified_us",
+        )
+        .whenMatchedUpdate(set={"archived_as": "archived.archived_as"})
+        .execute()
+    )
     return moved
 
 
@@ -263,9 +318,12 @@ def restore_archive(spark: SparkSession, lake: DeltaLake, landing: LandingZone) 
     if landing.reader == "autoloader" or not lake.exists(spark, LANDING_FILES):
         return 0
     lake.ensure(spark, LANDING_FILES, LANDING_FILES.spark_schema)  # an older ledger: no notes
-    archived = (lake.read(spark, LANDING_FILES)
-                .filter(F.col("archived_as").isNotNull() & (F.col("archived_as") != GONE))
-                .select("file_name", "archived_as").collect())
+    archived = (
+        lake.read(spark, LANDING_FILES)
+        .filter(F.col("archived_as").isNotNull() & (F.col("archived_as") != GONE))
+        .select("file_name", "archived_as")
+        .collect()
+    )
     present = {f.name for f in landing.list_files()}
     restored = 0
     for row in archived:
@@ -288,20 +346,22 @@ BRONZE_CHECKS = checks_on(BRONZE_EVENTS)
 
 
 @multi_asset(
-    specs=[AssetSpec(
-        BRONZE_EVENTS.key,
-        deps=[LANDING_EVENTS.key],
-        description=(
-        "Append-only Delta table of every row of every landing file version exactly once, "
-        "uncleaned, plus event_id, bronze_ingestion_ts, source_file, ingest_run_id and "
-        "rescued_data (columns outside the contract, as JSON). Incremental: the ledger "
-        "bronze/landing_files lists the versions (name + size + mtime) already seen; a file "
-        "rewritten under its name is a new version."
-        ),
-        group_name="bronze",
-        kinds=SPARK_KINDS,
-        owners=OWNERS,
-    )],
+    specs=[
+        AssetSpec(
+            BRONZE_EVENTS.key,
+            deps=[LANDING_EVENTS.key],
+            description=(
+                "Append-only Delta table of every row of every landing file version exactly once, "
+                "uncleaned, plus event_id, bronze_ingestion_ts, source_file, ingest_run_id and "
+                "rescued_data (columns outside the contract, as JSON). Incremental: the ledger "
+                "bronze/landing_files lists the versions (name + size + mtime) already seen; a file "
+                "rewritten under its name is a new version."
+            ),
+            group_name="bronze",
+            kinds=SPARK_KINDS,
+            owners=OWNERS,
+        )
+    ],
     name="bronze__patient_events",
     check_specs=[check.spec for check in BRONZE_CHECKS],
     can_subset=True,
@@ -309,8 +369,9 @@ BRONZE_CHECKS = checks_on(BRONZE_EVENTS)
     pool=LAKE_POOL,
 )
 def bronze_patient_events(context: AssetExecutionContext, config: RefreshConfig):
-    yield from write_then_check(context, lambda: [ingest_into_bronze(context, config)],
-                                BRONZE_CHECKS)
+    yield from write_then_check(
+        context, lambda: [ingest_into_bronze(context, config)], BRONZE_CHECKS
+    )
 
 
 def ingest_into_bronze(context: AssetExecutionContext, config: RefreshConfig) -> MaterializeResult:
@@ -333,14 +394,17 @@ def ingest_into_bronze(context: AssetExecutionContext, config: RefreshConfig) ->
         f"Ingested {ingest.rows} rows from {len(ingest.new) - len(ingest.rejected)} new file "
         f"versions; {len(ingest.rejected)} rejected"
     )
-    noted = [{"file_name": v.file.name, "status": v.status, "reason": v.inspection.note}
-             for v in ingest.rejected + ingest.drifted]
+    noted = [
+        {"file_name": v.file.name, "status": v.status, "reason": v.inspection.note}
+        for v in ingest.rejected + ingest.drifted
+    ]
     return MaterializeResult(
         asset_key=BRONZE_EVENTS.key,
         metadata={
             **table_metadata(
                 lake.read(spark, BRONZE_EVENTS),
-                lake, BRONZE_EVENTS,
+                lake,
+                BRONZE_EVENTS,
                 ["event_id", "department", "hospital_id", "source_file", "ingest_run_id"],
             ),
             "rows_ingested_this_run": MetadataValue.int(ingest.rows),
@@ -352,7 +416,7 @@ def ingest_into_bronze(context: AssetExecutionContext, config: RefreshConfig) ->
             ),
             "files_archived": MetadataValue.int(archived),
             "landing_zone": MetadataValue.text(landing.describe()),
-        }
+        },
     )
 
 
@@ -360,4 +424,3 @@ def _empty_landing(spark: SparkSession):
     return spark.createDataFrame([], LANDING_SCHEMA).withColumn(
         "_metadata", F.struct(F.lit("").alias("file_path"))
     )
-

@@ -3,6 +3,7 @@ the Dagster UI shows on the asset's page (bed managers look at a curve rather th
 
 Charts carry figures only (occupancy, rates per department or rule), never a patient value.
 """
+
 from __future__ import annotations
 
 import base64
@@ -13,8 +14,9 @@ from datetime import datetime
 from dagster import MetadataValue
 
 
-def line_chart(title: str, points: Iterable[tuple[str, datetime, float]],
-               y_label: str) -> MetadataValue:
+def line_chart(
+    title: str, points: Iterable[tuple[str, datetime, float]], y_label: str
+) -> MetadataValue:
     """A chart of one line per series from (series, x, share) points, the shares shown as
     percentages, as Markdown metadata.
 

@@ -30,8 +30,9 @@ class Scope:
         if not context.selected_asset_keys:
             return cls(None)
         run = context.run
-        return cls(tuple(dict.fromkeys(
-            i for i in (run.run_id, run.parent_run_id, run.root_run_id) if i)))
+        return cls(
+            tuple(dict.fromkeys(i for i in (run.run_id, run.parent_run_id, run.root_run_id) if i))
+        )
 
     @property
     def audit(self) -> bool:
@@ -89,6 +90,7 @@ def shared_per_run(measure: Callable):
     step (they run side by side, and nothing writes their tables meanwhile): the first check
     computes it, the others wait for it. Only the current run's results are kept (small:
     counts and a few sample keys)."""
+
     @functools.wraps(measure)
     def shared(context):
         key = (context.run.run_id, measure.__qualname__)

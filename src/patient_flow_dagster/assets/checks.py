@@ -68,8 +68,9 @@ class Check:
 
     @property
     def spec(self) -> AssetCheckSpec:
-        return AssetCheckSpec(self.name, asset=self.asset, description=self.description,
-                              blocking=self.blocking)
+        return AssetCheckSpec(
+            self.name, asset=self.asset, description=self.description, blocking=self.blocking
+        )
 
 
 # -- ingestion: the rules of silver, and nothing lost between landing, bronze and silver --------
@@ -114,8 +115,9 @@ def _latest_rule_measures(context) -> tuple[str | None, dict[str, measures.Measu
     silver, quarantine = lake.read(spark, t.SILVER_EVENTS), lake.read(spark, t.QUARANTINE)
     runs = Scope.of(context).runs
     batch = [*runs] if runs else measures.latest_silver_batch(silver, quarantine)
-    measured = measures.rule_measures(silver, quarantine, batch,
-                                      context.resources.quality.sample_size)
+    measured = measures.rule_measures(
+        silver, quarantine, batch, context.resources.quality.sample_size
+    )
     return (", ".join(batch) if isinstance(batch, list) else batch), measured
 
 
@@ -126,9 +128,13 @@ def _rule_check(rule: QualityRule) -> Check:
             rule, measured[rule.name], context.resources.quality.error_ratio, batch
         )
 
-    return Check(rule.name, t.SILVER_EVENTS.key,
-                 f"{rule.description} ({rule.action}; valid when: {rule.condition})",
-                 evaluate, blocking=True)
+    return Check(
+        rule.name,
+        t.SILVER_EVENTS.key,
+        f"{rule.description} ({rule.action}; valid when: {rule.condition})",
+        evaluate,
+        blocking=True,
+    )
 
 
 def silver_reconciles_with_bronze(context) -> AssetCheckResult:
@@ -136,16 +142,28 @@ def silver_reconciles_with_bronze(context) -> AssetCheckResult:
     all of them)."""
     spark, lake = spark_lake(context)
     scope = Scope.of(context)
-    bronze, silver, quarantine = (lake.read(spark, table) for table in
-                                  (t.BRONZE_EVENTS, t.SILVER_EVENTS, t.QUARANTINE))
-    ids = None if scope.audit else scope.keys(
-        scope.stamped(bronze, "ingest_run_id").select("event_id")
-        .unionByName(scope.stamped(silver, "silver_run_id").select("event_id"))
-        .unionByName(scope.stamped(quarantine, "silver_run_id").select("event_id")), "event_id")
-    counts = measures.reconciliation(*(only(rows, "event_id", ids)
-                                       for rows in (bronze, silver, quarantine)))
-    problems = (counts["missing_from_silver_and_quarantine"] + counts["in_more_than_one_place"]
-                + counts["unknown_to_bronze"])
+    bronze, silver, quarantine = (
+        lake.read(spark, table) for table in (t.BRONZE_EVENTS, t.SILVER_EVENTS, t.QUARANTINE)
+    )
+    ids = (
+        None
+        if scope.audit
+        else scope.keys(
+            scope.stamped(bronze, "ingest_run_id")
+            .select("event_id")
+            .unionByName(scope.stamped(silver, "silver_run_id").select("event_id"))
+            .unionByName(scope.stamped(quarantine, "silver_run_id").select("event_id")),
+            "event_id",
+        )
+    )
+    counts = measures.reconciliation(
+        *(only(rows, "event_id", ids) for rows in (bronze, silver, quarantine))
+    )
+    problems = (
+        counts["missing_from_silver_and_quarantine"]
+        + counts["in_more_than_one_place"]
+        + counts["unknown_to_bronze"]
+    )
     balanced = counts["bronze_rows"] == (
         counts["silver_rows"] + counts["quarantine_rows"] + counts["duplicates"]
     )
@@ -165,27 +183,34 @@ def every_landing_file_ingested(context) -> AssetCheckResult:
     listed = context.resources.landing.list_files()
     ledger = lake.read(spark, t.LANDING_FILES)
     if not scope.audit:
-        ledger = ledger.filter(F.col("audit_run_id").isin(*scope.runs)
-                               | F.col("file_name").isin(*{f.name for f in listed})
-                               | (F.col("status") == "pending"))
+        ledger = ledger.filter(
+            F.col("audit_run_id").isin(*scope.runs)
+            | F.col("file_name").isin(*{f.name for f in listed})
+            | (F.col("status") == "pending")
+        )
     versions = ledger.withColumn("modified_us", F.unix_micros("file_modified")).collect()
     if not scope.audit:  # the footers announced by this run's versions
         versions_of_run = [r for r in versions if r.audit_run_id in scope.runs]
     # Rows per source path first (no string work per row), then per file name over the few
     # paths: the same name may have landed under two paths.
     per_file = {
-        row.file_name: row.bronze_rows for row in
-        scope.stamped(lake.read(spark, t.BRONZE_EVENTS), "ingest_run_id")
-        .groupBy("source_file").agg(F.count(F.lit(1)).alias("bronze_rows"))
+        row.file_name: row.bronze_rows
+        for row in scope.stamped(lake.read(spark, t.BRONZE_EVENTS), "ingest_run_id")
+        .groupBy("source_file")
+        .agg(F.count(F.lit(1)).alias("bronze_rows"))
         .groupBy(F.element_at(F.split("source_file", "/"), -1).alias("file_name"))
-        .agg(F.sum("bronze_rows").alias("bronze_rows")).collect()
+        .agg(F.sum("bronze_rows").alias("bronze_rows"))
+        .collect()
     }
     announced: dict[str, int] = {}
-    for row in (versions if scope.audit else versions_of_run):
+    for row in versions if scope.audit else versions_of_run:
         if row.status == "ingested":
             announced[row.file_name] = announced.get(row.file_name, 0) + (row.footer_rows or 0)
-    short = [{"file_name": name, "footer_rows": rows, "bronze_rows": per_file.get(name, 0)}
-             for name, rows in sorted(announced.items()) if per_file.get(name, 0) != rows]
+    short = [
+        {"file_name": name, "footer_rows": rows, "bronze_rows": per_file.get(name, 0)}
+        for name, rows in sorted(announced.items())
+        if per_file.get(name, 0) != rows
+    ]
     waiting = [f.name for f in unseen(listed, versions)]
     waiting += [r.file_name for r in versions if r.status == "pending"]
     rejected = [r for r in versions if r.status == "rejected"]
@@ -204,55 +229,76 @@ def every_landing_file_ingested(context) -> AssetCheckResult:
             "files_rejected": MetadataValue.int(len(rejected)),
             "files_with_missing_rows": MetadataValue.int(len(short)),
             "files_not_yet_ingested": MetadataValue.int(len(waiting)),
-            "rejected": MetadataValue.md(markdown_table(
-                [r.asDict() for r in rejected[:20]], ["file_name", "reason"]) if rejected else "none"),
-            "missing_rows": MetadataValue.md(markdown_table(
-                short[:20], ["file_name", "footer_rows", "bronze_rows"]) if short else "none"),
+            "rejected": MetadataValue.md(
+                markdown_table([r.asDict() for r in rejected[:20]], ["file_name", "reason"])
+                if rejected
+                else "none"
+            ),
+            "missing_rows": MetadataValue.md(
+                markdown_table(short[:20], ["file_name", "footer_rows", "bronze_rows"])
+                if short
+                else "none"
+            ),
         },
     )
 
 
 INGESTION_CHECKS = [
     *(_rule_check(rule) for rule in RULES),
-    Check("silver_reconciles_with_bronze", t.SILVER_EVENTS.key,
-          "Nothing lost: every distinct bronze event_id is in exactly one of silver and "
-          "quarantine, and neither holds an event bronze does not know (bronze rows = silver + "
-          "quarantine + duplicates).", silver_reconciles_with_bronze, blocking=True),
-    Check("every_landing_file_ingested", t.BRONZE_EVENTS.key,
-          "Every version of every landing file is ingested with all the rows its footer "
-          "announces, or recorded as rejected with a reason (WARN when the latest ingestion "
-          "rejected files).",
-          every_landing_file_ingested),
+    Check(
+        "silver_reconciles_with_bronze",
+        t.SILVER_EVENTS.key,
+        "Nothing lost: every distinct bronze event_id is in exactly one of silver and "
+        "quarantine, and neither holds an event bronze does not know (bronze rows = silver + "
+        "quarantine + duplicates).",
+        silver_reconciles_with_bronze,
+        blocking=True,
+    ),
+    Check(
+        "every_landing_file_ingested",
+        t.BRONZE_EVENTS.key,
+        "Every version of every landing file is ingested with all the rows its footer "
+        "announces, or recorded as rejected with a reason (WARN when the latest ingestion "
+        "rejected files).",
+        every_landing_file_ingested,
+    ),
 ]
 
 
 # -- gold integrity -------------------------------------------------------------------------------
 
 
-def _integrity_result(measure: measures.Measure, what: str,
-                      severity: AssetCheckSeverity = AssetCheckSeverity.ERROR) -> AssetCheckResult:
-    return AssetCheckResult(passed=measure.failed == 0, severity=severity,
-                            metadata=measure_metadata(measure, what))
+def _integrity_result(
+    measure: measures.Measure, what: str, severity: AssetCheckSeverity = AssetCheckSeverity.ERROR
+) -> AssetCheckResult:
+    return AssetCheckResult(
+        passed=measure.failed == 0, severity=severity, metadata=measure_metadata(measure, what)
+    )
 
 
 @shared_per_run
 def _measure_fact(context) -> dict[str, measures.Measure]:
     spark, lake = spark_lake(context)
     return measures.fact_integrity(
-        scoped(context, t.FACT_ADMISSIONS, "encounter_id"), lake.read(spark, t.DIM_PATIENT),
-        lake.read(spark, t.DIM_DEPARTMENT), context.resources.quality.sample_size)
+        scoped(context, t.FACT_ADMISSIONS, "encounter_id"),
+        lake.read(spark, t.DIM_PATIENT),
+        lake.read(spark, t.DIM_DEPARTMENT),
+        context.resources.quality.sample_size,
+    )
 
 
 @shared_per_run
 def _measure_patient_history(context) -> dict[str, measures.Measure]:
     spark, lake = spark_lake(context)
-    return measures.patient_history(scoped(context, t.DIM_PATIENT, "patient_id"),
-                                    context.resources.quality.sample_size)
+    return measures.patient_history(
+        scoped(context, t.DIM_PATIENT, "patient_id"), context.resources.quality.sample_size
+    )
 
 
 def _one_pass_check(name: str, measure: Callable, what: str) -> Callable[..., AssetCheckResult]:
     """A check whose result is one of the measures `measure(context)` takes in one pass,
     shared with the other checks of its step."""
+
     def evaluate(context) -> AssetCheckResult:
         return _integrity_result(measure(context)[name], what)
 
@@ -262,9 +308,11 @@ def _one_pass_check(name: str, measure: Callable, what: str) -> Callable[..., As
 @shared_per_run
 def _measure_movements(context) -> dict[str, measures.Measure]:
     spark, lake = spark_lake(context)
-    return measures.movement_integrity(scoped(context, t.FACT_MOVEMENTS, "encounter_id"),
-                                       scoped(context, t.FACT_ADMISSIONS, "encounter_id"),
-                                       context.resources.quality.sample_size)
+    return measures.movement_integrity(
+        scoped(context, t.FACT_MOVEMENTS, "encounter_id"),
+        scoped(context, t.FACT_ADMISSIONS, "encounter_id"),
+        context.resources.quality.sample_size,
+    )
 
 
 def one_patient_per_bed(context) -> AssetCheckResult:
@@ -274,8 +322,9 @@ def one_patient_per_bed(context) -> AssetCheckResult:
     movements = lake.read(spark, t.FACT_MOVEMENTS)
     if not Scope.of(context).audit:
         beds = scoped(context, t.FACT_MOVEMENTS, "encounter_id").select(bed)
-        movements = only(movements.withColumn("_bed", bed), "_bed",
-                         Scope.keys(beds, "_bed")).drop("_bed")
+        movements = only(movements.withColumn("_bed", bed), "_bed", Scope.keys(beds, "_bed")).drop(
+            "_bed"
+        )
     measure = measures.beds_shared(movements, context.resources.quality.sample_size)
     return _integrity_result(measure, "beds", AssetCheckSeverity.WARN)
 
@@ -284,23 +333,31 @@ def encounters_waiting_for_admission(context) -> AssetCheckResult:
     spark, lake = spark_lake(context)
     grace = context.resources.quality.admission_grace_seconds
     older_than = F.current_timestamp() - F.make_dt_interval(secs=F.lit(grace))
-    measure = measures.waiting_for_admission(scoped(context, t.SILVER_EVENTS, "encounter_id"),
-                                             older_than, context.resources.quality.sample_size)
+    measure = measures.waiting_for_admission(
+        scoped(context, t.SILVER_EVENTS, "encounter_id"),
+        older_than,
+        context.resources.quality.sample_size,
+    )
     return AssetCheckResult(
-        passed=measure.failed == 0, severity=AssetCheckSeverity.WARN,
+        passed=measure.failed == 0,
+        severity=AssetCheckSeverity.WARN,
         metadata={
             "encounters_waiting": MetadataValue.int(measure.evaluated),
             "waiting_longer_than_grace": MetadataValue.int(measure.failed),
             "grace_seconds": MetadataValue.float(float(grace)),
             "sample_waiting_encounters": MetadataValue.json(measure.samples),
-        })
+        },
+    )
 
 
 def unique_department_key(context) -> AssetCheckResult:
     spark, lake = spark_lake(context)
     # A dimension of departments x hospitals: a few hundred rows at most, checked in Python.
-    rows = lake.read(spark, t.DIM_DEPARTMENT).select(
-        "department", "hospital_id", "department_sk").collect()
+    rows = (
+        lake.read(spark, t.DIM_DEPARTMENT)
+        .select("department", "hospital_id", "department_sk")
+        .collect()
+    )
     size = context.resources.quality.sample_size
     pair = measures.duplicate_keys(rows, ["department", "hospital_id"], size)
     key = measures.duplicate_keys(rows, ["department_sk"], size)
@@ -311,42 +368,78 @@ def unique_department_key(context) -> AssetCheckResult:
 
 
 GOLD_CHECKS = [
-    Check("valid_patient_fk", t.FACT_ADMISSIONS.key,
-          "Every encounter points to an existing dim_patient row.",
-          _one_pass_check("valid_patient_fk", _measure_fact, "encounters"), blocking=True),
-    Check("valid_department_fk", t.FACT_ADMISSIONS.key,
-          "Every encounter's admitting and current departments exist in dim_department.",
-          _one_pass_check("valid_department_fk", _measure_fact, "encounters"), blocking=True),
-    Check("non_negative_stay", t.FACT_ADMISSIONS.key, "No encounter has a negative length of stay.",
-          _one_pass_check("non_negative_stay", _measure_fact, "encounters"), blocking=True),
-    Check("encounters_waiting_for_admission", t.FACT_ADMISSIONS.key,
-          "Events wait for their encounter's admission (a discharge may arrive before it); WARN "
-          "when an encounter has waited longer than PATIENT_FLOW_ADMISSION_GRACE.",
-          encounters_waiting_for_admission),
-    Check("movements_belong_to_encounters", t.FACT_MOVEMENTS.key,
-          "Every segment belongs to an encounter of the fact that is not cancelled.",
-          _one_pass_check("movements_belong_to_encounters", _measure_movements, "encounters"),
-          blocking=True),
-    Check("segments_tile_encounters", t.FACT_MOVEMENTS.key,
-          "An encounter's segments tile its stay: the first starts at the admission, each next "
-          "one where the previous ended (no overlap, no gap), only the last may be open, and "
-          "it ends at the discharge.",
-          _one_pass_check("segments_tile_encounters", _measure_movements, "encounters"),
-          blocking=True),
-    Check("one_patient_per_bed", t.FACT_MOVEMENTS.key,
-          "A bed holds at most one patient at a time (WARN: a late transfer or a source's "
-          "bed bookkeeping can overlap briefly).", one_patient_per_bed),
-    Check("one_current_row_per_patient", t.DIM_PATIENT.key,
-          "Exactly one current version per patient_id.",
-          _one_pass_check("one_current_row_per_patient", _measure_patient_history,
-                          "patient_sks"), blocking=True),
-    Check("non_overlapping_validity", t.DIM_PATIENT.key,
-          "A patient's versions neither overlap nor leave gaps: each ends where the next starts.",
-          _one_pass_check("non_overlapping_validity", _measure_patient_history,
-                          "patient_sks"), blocking=True),
-    Check("unique_department_key", t.DIM_DEPARTMENT.key,
-          "(department, hospital_id) is unique, and so is department_sk.", unique_department_key,
-          blocking=True),
+    Check(
+        "valid_patient_fk",
+        t.FACT_ADMISSIONS.key,
+        "Every encounter points to an existing dim_patient row.",
+        _one_pass_check("valid_patient_fk", _measure_fact, "encounters"),
+        blocking=True,
+    ),
+    Check(
+        "valid_department_fk",
+        t.FACT_ADMISSIONS.key,
+        "Every encounter's admitting and current departments exist in dim_department.",
+        _one_pass_check("valid_department_fk", _measure_fact, "encounters"),
+        blocking=True,
+    ),
+    Check(
+        "non_negative_stay",
+        t.FACT_ADMISSIONS.key,
+        "No encounter has a negative length of stay.",
+        _one_pass_check("non_negative_stay", _measure_fact, "encounters"),
+        blocking=True,
+    ),
+    Check(
+        "encounters_waiting_for_admission",
+        t.FACT_ADMISSIONS.key,
+        "Events wait for their encounter's admission (a discharge may arrive before it); WARN "
+        "when an encounter has waited longer than PATIENT_FLOW_ADMISSION_GRACE.",
+        encounters_waiting_for_admission,
+    ),
+    Check(
+        "movements_belong_to_encounters",
+        t.FACT_MOVEMENTS.key,
+        "Every segment belongs to an encounter of the fact that is not cancelled.",
+        _one_pass_check("movements_belong_to_encounters", _measure_movements, "encounters"),
+        blocking=True,
+    ),
+    Check(
+        "segments_tile_encounters",
+        t.FACT_MOVEMENTS.key,
+        "An encounter's segments tile its stay: the first starts at the admission, each next "
+        "one where the previous ended (no overlap, no gap), only the last may be open, and "
+        "it ends at the discharge.",
+        _one_pass_check("segments_tile_encounters", _measure_movements, "encounters"),
+        blocking=True,
+    ),
+    Check(
+        "one_patient_per_bed",
+        t.FACT_MOVEMENTS.key,
+        "A bed holds at most one patient at a time (WARN: a late transfer or a source's "
+        "bed bookkeeping can overlap briefly).",
+        one_patient_per_bed,
+    ),
+    Check(
+        "one_current_row_per_patient",
+        t.DIM_PATIENT.key,
+        "Exactly one current version per patient_id.",
+        _one_pass_check("one_current_row_per_patient", _measure_patient_history, "patient_sks"),
+        blocking=True,
+    ),
+    Check(
+        "non_overlapping_validity",
+        t.DIM_PATIENT.key,
+        "A patient's versions neither overlap nor leave gaps: each ends where the next starts.",
+        _one_pass_check("non_overlapping_validity", _measure_patient_history, "patient_sks"),
+        blocking=True,
+    ),
+    Check(
+        "unique_department_key",
+        t.DIM_DEPARTMENT.key,
+        "(department, hospital_id) is unique, and so is department_sk.",
+        unique_department_key,
+        blocking=True,
+    ),
 ]
 
 
@@ -380,15 +473,25 @@ def _census_measures(context):
         since = F.col("_latest") - F.make_dt_interval(hours=F.lit(CENSUS_HOURS_COMPARED))
         recent = hourly.crossJoin(hourly.agg(F.max("hour_start").alias("_latest")))
         # The hour before the window too: each hour is compared with the one before it.
-        rows = census.with_conservation_flag(recent.filter(
-            F.col("hour_start") >= since - F.expr("INTERVAL 1 HOUR"))).filter(
-            F.col("hour_start") >= since).drop("_latest")
+        rows = (
+            census.with_conservation_flag(
+                recent.filter(F.col("hour_start") >= since - F.expr("INTERVAL 1 HOUR"))
+            )
+            .filter(F.col("hour_start") >= since)
+            .drop("_latest")
+        )
     rows = rows.withColumn(
-        "_key", F.concat_ws("/", "hospital_id", "department", F.col("hour_start").cast("string")))
-    return measures.measure_in_one_pass(rows, {
-        "negative": (F.col("present_at_end") < 0) | (F.col("occupancy") < 0),
-        "conservation_breaks": F.col("breaks_conservation"),
-    }, "_key", context.resources.quality.sample_size)
+        "_key", F.concat_ws("/", "hospital_id", "department", F.col("hour_start").cast("string"))
+    )
+    return measures.measure_in_one_pass(
+        rows,
+        {
+            "negative": (F.col("present_at_end") < 0) | (F.col("occupancy") < 0),
+            "conservation_breaks": F.col("breaks_conservation"),
+        },
+        "_key",
+        context.resources.quality.sample_size,
+    )
 
 
 def census_not_negative(context) -> AssetCheckResult:
@@ -407,15 +510,23 @@ def census_matches_movements(context) -> AssetCheckResult:
     # Timestamps cross to Python as UTC text: collected datetimes would be in the driver's zone.
     # The census has every hour of every unit (census_flow_conservation): the hour ends
     # before the latest are consecutive, computed here rather than sorted out of the table.
-    latest = times.utc_text_to_datetime(hourly.agg(
-        F.date_format(F.max("hour_end"), "yyyy-MM-dd HH:mm:ss")).first()[0])
-    ends = [] if latest is None else [
-        (latest - timedelta(hours=k)).strftime("%Y-%m-%d %H:%M:%S")
-        for k in range(1, CENSUS_HOURS_COMPARED + 1)]
-    placements = census.placements(lake.read(spark, t.FACT_MOVEMENTS),
-                                   lake.read(spark, t.DIM_DEPARTMENT))
-    measure = measures.census_against_placements(hourly, placements, ends,
-                                                 context.resources.quality.sample_size)
+    latest = times.utc_text_to_datetime(
+        hourly.agg(F.date_format(F.max("hour_end"), "yyyy-MM-dd HH:mm:ss")).first()[0]
+    )
+    ends = (
+        []
+        if latest is None
+        else [
+            (latest - timedelta(hours=k)).strftime("%Y-%m-%d %H:%M:%S")
+            for k in range(1, CENSUS_HOURS_COMPARED + 1)
+        ]
+    )
+    placements = census.placements(
+        lake.read(spark, t.FACT_MOVEMENTS), lake.read(spark, t.DIM_DEPARTMENT)
+    )
+    measure = measures.census_against_placements(
+        hourly, placements, ends, context.resources.quality.sample_size
+    )
     return _integrity_result(measure, "hours")
 
 
@@ -424,36 +535,52 @@ def _fact_totals(context) -> dict[str, int]:
     """Admissions, discharges and completed stays of the encounters the KPIs count (all but
     the cancelled), in one pass."""
     spark, lake = spark_lake(context)
-    row = census.counted(lake.read(spark, t.FACT_ADMISSIONS)).agg(
-        F.count(F.lit(1)).alias("admissions"),
-        F.count_if(F.col("discharge_time_ts").isNotNull()).alias("discharges"),
-        F.count_if(F.col("length_of_stay_hours").isNotNull()).alias("completed_stays"),
-    ).first()
+    row = (
+        census.counted(lake.read(spark, t.FACT_ADMISSIONS))
+        .agg(
+            F.count(F.lit(1)).alias("admissions"),
+            F.count_if(F.col("discharge_time_ts").isNotNull()).alias("discharges"),
+            F.count_if(F.col("length_of_stay_hours").isNotNull()).alias("completed_stays"),
+        )
+        .first()
+    )
     return {name: int(row[name] or 0) for name in row.asDict()}
 
 
 def length_of_stay_stats_consistent(context) -> AssetCheckResult:
     spark, lake = spark_lake(context)
-    row = lake.read(spark, t.LENGTH_OF_STAY_STATS).agg(
-        F.sum("completed_stays").alias("completed"),
-        F.count_if(F.expr("NOT (median_hours <= p90_hours AND p90_hours <= max_hours)")
-                   ).alias("unordered"),
-    ).first()
-    completed_segments = lake.read(spark, t.FACT_MOVEMENTS).filter(
-        F.col("length_of_stay_hours").isNotNull()).count()
-    return _count_result({
-        "completed_stays": (row["completed"] or 0, completed_segments),
-        "unordered_rows": (row["unordered"] or 0, 0),
-    })
+    row = (
+        lake.read(spark, t.LENGTH_OF_STAY_STATS)
+        .agg(
+            F.sum("completed_stays").alias("completed"),
+            F.count_if(F.expr("NOT (median_hours <= p90_hours AND p90_hours <= max_hours)")).alias(
+                "unordered"
+            ),
+        )
+        .first()
+    )
+    completed_segments = (
+        lake.read(spark, t.FACT_MOVEMENTS).filter(F.col("length_of_stay_hours").isNotNull()).count()
+    )
+    return _count_result(
+        {
+            "completed_stays": (row["completed"] or 0, completed_segments),
+            "unordered_rows": (row["unordered"] or 0, 0),
+        }
+    )
 
 
 def sums_match_fact(table: t.Table, columns: dict[str, str]) -> Callable[..., AssetCheckResult]:
     """A KPI table's column sums equal the fact's totals (`columns`: fact total -> column): its
     figures, kept by adding the fact's changes, have not drifted from the fact."""
+
     def evaluate(context) -> AssetCheckResult:
         spark, lake = spark_lake(context)
-        row = lake.read(spark, table).agg(
-            *(F.sum(column).alias(total) for total, column in columns.items())).first()
+        row = (
+            lake.read(spark, table)
+            .agg(*(F.sum(column).alias(total) for total, column in columns.items()))
+            .first()
+        )
         fact = _fact_totals(context)
         return _count_result({total: (row[total] or 0, fact[total]) for total in columns})
 
@@ -461,8 +588,10 @@ def sums_match_fact(table: t.Table, columns: dict[str, str]) -> Callable[..., As
 
 
 _CUBE_SUMS = {"admissions": "num_admissions", "completed_stays": "completed_stays"}
-_CUBE_SUMS_DESCRIPTION = ("Admissions and completed stays add up to the fact's (the totals kept "
-                          "from the fact's changes have not drifted).")
+_CUBE_SUMS_DESCRIPTION = (
+    "Admissions and completed stays add up to the fact's (the totals kept "
+    "from the fact's changes have not drifted)."
+)
 
 
 def current_occupancy_consistent(context) -> AssetCheckResult:
@@ -471,37 +600,68 @@ def current_occupancy_consistent(context) -> AssetCheckResult:
     negative = snapshot.filter("present < 0 OR occupancy < 0").count()
     sums = snapshot.groupBy("hospital_id").pivot("scope", ["department", "hospital"]).sum("present")
     mismatched = sums.filter("NOT (department <=> hospital)").count()
-    return _count_result({"negative_rows": (negative, 0), "hospital_total_mismatches": (mismatched, 0)})
+    return _count_result(
+        {"negative_rows": (negative, 0), "hospital_total_mismatches": (mismatched, 0)}
+    )
 
 
 KPI_CHECKS = [
-    Check("census_not_negative", t.DEPARTMENT_CENSUS_HOURLY.key,
-          "Occupancy and patients present are never negative.", census_not_negative),
-    Check("census_flow_conservation", t.DEPARTMENT_CENSUS_HOURLY.key,
-          "Flow conservation: present at the end of hour h = present at the end of h-1 + "
-          "arrivals in h - departures in h, and no unit misses an hour.",
-          census_flow_conservation),
-    Check("census_matches_movements", t.DEPARTMENT_CENSUS_HOURLY.key,
-          f"At the end of each of the last {CENSUS_HOURS_COMPARED} complete hours, patients "
-          "present per department = the movement segments open at that instant, counted "
-          "directly.", census_matches_movements),
-    Check("gender_department_cube_matches_fact", t.CUBE_GENDER_DEPARTMENT.key,
-          _CUBE_SUMS_DESCRIPTION, sums_match_fact(t.CUBE_GENDER_DEPARTMENT, _CUBE_SUMS),
-          audit_only=True),
-    Check("department_hospital_cube_matches_fact", t.CUBE_DEPARTMENT_HOSPITAL.key,
-          _CUBE_SUMS_DESCRIPTION, sums_match_fact(t.CUBE_DEPARTMENT_HOSPITAL, _CUBE_SUMS),
-          audit_only=True),
-    Check("daily_flow_matches_fact", t.DAILY_FLOW.key,
-          "Admissions and discharges add up to the fact table's totals.",
-          sums_match_fact(t.DAILY_FLOW, {"admissions": "admissions", "discharges": "discharges"}),
-          audit_only=True),
-    Check("length_of_stay_stats_consistent", t.LENGTH_OF_STAY_STATS.key,
-          "Completed stays add up to the completed movement segments, and median <= p90 <= "
-          "max.",
-          length_of_stay_stats_consistent, audit_only=True),
-    Check("current_occupancy_consistent", t.CURRENT_OCCUPANCY.key,
-          "Current occupancy is never negative and each hospital total is the sum of its "
-          "departments.", current_occupancy_consistent),
+    Check(
+        "census_not_negative",
+        t.DEPARTMENT_CENSUS_HOURLY.key,
+        "Occupancy and patients present are never negative.",
+        census_not_negative,
+    ),
+    Check(
+        "census_flow_conservation",
+        t.DEPARTMENT_CENSUS_HOURLY.key,
+        "Flow conservation: present at the end of hour h = present at the end of h-1 + "
+        "arrivals in h - departures in h, and no unit misses an hour.",
+        census_flow_conservation,
+    ),
+    Check(
+        "census_matches_movements",
+        t.DEPARTMENT_CENSUS_HOURLY.key,
+        f"At the end of each of the last {CENSUS_HOURS_COMPARED} complete hours, patients "
+        "present per department = the movement segments open at that instant, counted "
+        "directly.",
+        census_matches_movements,
+    ),
+    Check(
+        "gender_department_cube_matches_fact",
+        t.CUBE_GENDER_DEPARTMENT.key,
+        _CUBE_SUMS_DESCRIPTION,
+        sums_match_fact(t.CUBE_GENDER_DEPARTMENT, _CUBE_SUMS),
+        audit_only=True,
+    ),
+    Check(
+        "department_hospital_cube_matches_fact",
+        t.CUBE_DEPARTMENT_HOSPITAL.key,
+        _CUBE_SUMS_DESCRIPTION,
+        sums_match_fact(t.CUBE_DEPARTMENT_HOSPITAL, _CUBE_SUMS),
+        audit_only=True,
+    ),
+    Check(
+        "daily_flow_matches_fact",
+        t.DAILY_FLOW.key,
+        "Admissions and discharges add up to the fact table's totals.",
+        sums_match_fact(t.DAILY_FLOW, {"admissions": "admissions", "discharges": "discharges"}),
+        audit_only=True,
+    ),
+    Check(
+        "length_of_stay_stats_consistent",
+        t.LENGTH_OF_STAY_STATS.key,
+        "Completed stays add up to the completed movement segments, and median <= p90 <= max.",
+        length_of_stay_stats_consistent,
+        audit_only=True,
+    ),
+    Check(
+        "current_occupancy_consistent",
+        t.CURRENT_OCCUPANCY.key,
+        "Current occupancy is never negative and each hospital total is the sum of its "
+        "departments.",
+        current_occupancy_consistent,
+    ),
 ]
 
 
@@ -532,26 +692,42 @@ def run_checks(context, checks: list[Check]) -> Iterator[AssetCheckResult]:
     if selected:
         record_results(context, selected, results)
     for check, result in zip(selected, results):
-        yield AssetCheckResult(asset_key=check.asset, check_name=check.name,
-                               passed=result.passed, severity=result.severity,
-                               metadata=result.metadata, description=result.description)
+        yield AssetCheckResult(
+            asset_key=check.asset,
+            check_name=check.name,
+            passed=result.passed,
+            severity=result.severity,
+            metadata=result.metadata,
+            description=result.description,
+        )
 
 
 def record_results(context, checks: list[Check], results: list) -> None:
     """Append one row per evaluation to the quality history (`quality.check_results`): the
     figures only, the Delta version of the table each check read, one commit per step."""
     spark, lake = spark_lake(context)
-    versions = {table: lake.version(spark, table)
-                for table in {t.BY_KEY[check.asset] for check in checks}}
+    versions = {
+        table: lake.version(spark, table) for table in {t.BY_KEY[check.asset] for check in checks}
+    }
     now = datetime.now(timezone.utc)
 
     def figure(result, name):
         value = result.metadata.get(name)
         return None if value is None else value.value
 
-    rows = [(context.run_id, check.name, check.asset.to_user_string(),
-             versions[t.BY_KEY[check.asset]], figure(result, "evaluated"),
-             figure(result, "failed"), figure(result, "failed_ratio"), result.passed,
-             result.severity.value, now)
-            for check, result in zip(checks, results)]
+    rows = [
+        (
+            context.run_id,
+            check.name,
+            check.asset.to_user_string(),
+            versions[t.BY_KEY[check.asset]],
+            figure(result, "evaluated"),
+            figure(result, "failed"),
+            figure(result, "failed_ratio"),
+            result.passed,
+            result.severity.value,
+            now,
+        )
+        for check, result in zip(checks, results)
+    ]
     lake.append(spark.createDataFrame(rows, t.CHECK_RESULTS.spark_schema), t.CHECK_RESULTS)

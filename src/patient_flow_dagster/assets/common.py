@@ -1,4 +1,5 @@
 """What every lake-writing asset shares: keys, resources, pool, and metadata builders."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
@@ -18,20 +19,21 @@ SPARK_KINDS = {"pyspark", "delta"}
 OWNERS = ["team:patient-flow"]
 
 
-
 def column_schema(df: DataFrame, table: Table) -> TableSchema:
     """The columns as written (names, types), each with its description from the registry."""
-    return TableSchema(columns=[
-        TableColumn(field.name, field.dataType.simpleString(), description=table.describe(field.name))
-        for field in df.schema.fields
-    ])
+    return TableSchema(
+        columns=[
+            TableColumn(
+                field.name, field.dataType.simpleString(), description=table.describe(field.name)
+            )
+            for field in df.schema.fields
+        ]
+    )
 
 
 def markdown_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
     header = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
-    body = "".join(
-        "| " + " | ".join(_cell(row.get(c)) for c in columns) + " |\n" for row in rows
-    )
+    body = "".join("| " + " | ".join(_cell(row.get(c)) for c in columns) + " |\n" for row in rows)
     return header + body
 
 
@@ -64,8 +66,9 @@ def table_metadata(
     else:
         # The first rows Spark reads (one small job): sorting, even a sample, costs more jobs
         # on every run for no better picture of the table.
-        preview = [row.asDict() for row in
-                   rows.select(*preview_columns).limit(preview_rows).collect()]
+        preview = [
+            row.asDict() for row in rows.select(*preview_columns).limit(preview_rows).collect()
+        ]
         count = rows.count()
     return {
         "dagster/row_count": MetadataValue.int(count),
@@ -107,29 +110,45 @@ def change_metadata(changes: dict[str, int]) -> dict:
     return {f"rows_{name}": MetadataValue.int(n) for name, n in changes.items()}
 
 
-def write_small_table(spark, lake: DeltaLake, result: DataFrame, table: Table, order: list[str],
-                      newest_first: bool = False, note: dict | None = None) -> SmallTable:
+def write_small_table(
+    spark,
+    lake: DeltaLake,
+    result: DataFrame,
+    table: Table,
+    order: list[str],
+    newest_first: bool = False,
+    note: dict | None = None,
+) -> SmallTable:
     """Replace `table` with `result`, a small aggregate (rows per unit, or per day and
     hospital), its commit carrying `note` (what it was computed from).
 
     The aggregate is computed once and collected; those rows are written and describe the
     table (count, preview), so the table is neither computed twice nor read back.
     """
-    return write_collected(spark, lake, result.collect(), result.schema, table, order,
-                           newest_first, note)
+    return write_collected(
+        spark, lake, result.collect(), result.schema, table, order, newest_first, note
+    )
 
 
-def write_collected(spark, lake: DeltaLake, collected: list, schema, table: Table,
-                    order: list[str], newest_first: bool = False,
-                    note: dict | None = None) -> SmallTable:
+def write_collected(
+    spark,
+    lake: DeltaLake,
+    collected: list,
+    schema,
+    table: Table,
+    order: list[str],
+    newest_first: bool = False,
+    note: dict | None = None,
+) -> SmallTable:
     """`write_small_table` for rows already collected."""
     frame = spark.createDataFrame(collected, schema)
     lake.overwrite(frame, table, note=note)
     return SmallTable(in_preview_order(collected, order, newest_first), frame)
 
 
-def read_small_table(spark, lake: DeltaLake, table: Table, order: list[str],
-                     newest_first: bool = False) -> SmallTable:
+def read_small_table(
+    spark, lake: DeltaLake, table: Table, order: list[str], newest_first: bool = False
+) -> SmallTable:
     """A small table as it is stored, described like one just written (nothing written)."""
     frame = lake.read(spark, table)
     return SmallTable(in_preview_order(frame.collect(), order, newest_first), frame)
@@ -138,9 +157,11 @@ def read_small_table(spark, lake: DeltaLake, table: Table, order: list[str],
 def in_preview_order(collected: list, order: list[str], newest_first: bool) -> list[dict]:
     """Rows as dicts in preview order (`order`, newest first when asked), sorted here: a
     Spark sort costs a sampling job."""
-    return sorted((r.asDict() for r in collected),
-                  key=lambda row: tuple((row[c] is None, row[c]) for c in order),
-                  reverse=newest_first)
+    return sorted(
+        (r.asDict() for r in collected),
+        key=lambda row: tuple((row[c] is None, row[c]) for c in order),
+        reverse=newest_first,
+    )
 
 
 class RefreshConfig(Config):

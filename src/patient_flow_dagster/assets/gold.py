@@ -53,14 +53,25 @@ from patient_flow_dagster.transforms.encounters import (
 )
 from patient_flow_dagster.transforms.facts import admissions, movements
 
-GOLD = dict(group_name="gold", kinds=SPARK_KINDS, owners=OWNERS, pool=LAKE_POOL,
-            required_resource_keys=CHECK_RESOURCES)
+GOLD = dict(
+    group_name="gold",
+    kinds=SPARK_KINDS,
+    owners=OWNERS,
+    pool=LAKE_POOL,
+    required_resource_keys=CHECK_RESOURCES,
+)
 
 
 def gold_spec(key, deps: list, description: str, group: str = "gold") -> AssetSpec:
     """The spec of one asset of a gold multi-asset (the dimensions, the KPIs)."""
-    return AssetSpec(key, deps=deps, description=description, group_name=group,
-                     kinds=GOLD["kinds"], owners=GOLD["owners"])
+    return AssetSpec(
+        key,
+        deps=deps,
+        description=description,
+        group_name=group,
+        kinds=GOLD["kinds"],
+        owners=GOLD["owners"],
+    )
 
 
 class MergeCounter:
@@ -90,20 +101,28 @@ def _empty_silver(spark: SparkSession, lake: DeltaLake) -> DataFrame:
     return lake.read(spark, SILVER_EVENTS).limit(0)
 
 
-def _merge_new_silver(spark, lake: DeltaLake, table: Table, empty: DataFrame,
-                      merge) -> MergeCounter:
+def _merge_new_silver(
+    spark, lake: DeltaLake, table: Table, empty: DataFrame, merge
+) -> MergeCounter:
     """Create `table` (schema of `empty`) if needed, then `merge` each batch of silver rows
     added since its last run into it (Delta streaming source + the table's checkpoint)."""
     lake.ensure(spark, table, empty.schema)
     counter = MergeCounter()
-    lake.process_new_rows(spark, SILVER_EVENTS, table,
-                          lambda batch, _: merge(spark, lake, batch, counter))
+    lake.process_new_rows(
+        spark, SILVER_EVENTS, table, lambda batch, _: merge(spark, lake, batch, counter)
+    )
     return counter
 
 
-def _gold_result(spark, lake: DeltaLake, table: Table, counter: MergeCounter,
-                 preview: list[str], counts: dict[str, Callable[[DataFrame], int | dict]],
-                 asset_key=None) -> MaterializeResult:
+def _gold_result(
+    spark,
+    lake: DeltaLake,
+    table: Table,
+    counter: MergeCounter,
+    preview: list[str],
+    counts: dict[str, Callable[[DataFrame], int | dict]],
+    asset_key=None,
+) -> MaterializeResult:
     """The table's metadata, the MERGE counts, and `counts`: each a count over the table, or
     several counts from one pass (a dict)."""
     rows = lake.read(spark, table)
@@ -111,11 +130,14 @@ def _gold_result(spark, lake: DeltaLake, table: Table, counter: MergeCounter,
     for name, count in counts.items():
         value = count(rows)
         figures.update(value if isinstance(value, dict) else {name: value})
-    return MaterializeResult(asset_key=asset_key, metadata={
-        **table_metadata(rows, lake, table, preview),
-        **{name: MetadataValue.int(int(value)) for name, value in figures.items()},
-        **counter.metadata(),
-    })
+    return MaterializeResult(
+        asset_key=asset_key,
+        metadata={
+            **table_metadata(rows, lake, table, preview),
+            **{name: MetadataValue.int(int(value)) for name, value in figures.items()},
+            **counter.metadata(),
+        },
+    )
 
 
 def _changed(columns: tuple[str, ...], keys: tuple[str, ...]) -> str:
@@ -123,22 +145,33 @@ def _changed(columns: tuple[str, ...], keys: tuple[str, ...]) -> str:
     return "NOT (" + " AND ".join(f"t.{c} <=> s.{c}" for c in columns if c not in keys) + ")"
 
 
-def merge_replacing(spark: SparkSession, lake: DeltaLake, table: Table, rows: DataFrame,
-                    scope: DataFrame, on: tuple[str, ...], counter: MergeCounter) -> None:
+def merge_replacing(
+    spark: SparkSession,
+    lake: DeltaLake,
+    table: Table,
+    rows: DataFrame,
+    scope: DataFrame,
+    on: tuple[str, ...],
+    counter: MergeCounter,
+) -> None:
     """MERGE `rows` as the new contents of `table` for `scope` (the rows of `table` that share
     `scope`'s columns): unchanged rows stay untouched, changed ones are updated, new ones
     inserted, and those `rows` no longer hold deleted. Running it twice changes nothing."""
     existing = lake.read(spark, table).join(scope, scope.columns, "left_semi")
-    stale = (existing.join(rows, list(on), "left_anti").select(*on)
-             .withColumn("_delete", F.lit(True)))
+    stale = (
+        existing.join(rows, list(on), "left_anti").select(*on).withColumn("_delete", F.lit(True))
+    )
     source = rows.withColumn("_delete", F.lit(False)).unionByName(stale, allowMissingColumns=True)
     columns = table.column_names
     result = (
-        lake.delta_table(spark, table).alias("t")
+        lake.delta_table(spark, table)
+        .alias("t")
         .merge(source.alias("s"), " AND ".join(f"t.{key} = s.{key}" for key in on))
         .whenMatchedDelete(condition="s._delete")
-        .whenMatchedUpdate(condition=f"NOT s._delete AND {_changed(columns, on)}",
-                           set={c: f"s.{c}" for c in columns})
+        .whenMatchedUpdate(
+            condition=f"NOT s._delete AND {_changed(columns, on)}",
+            set={c: f"s.{c}" for c in columns},
+        )
         .whenNotMatchedInsert(condition="NOT s._delete", values={c: f"s.{c}" for c in columns})
         .execute()
     )
@@ -156,8 +189,15 @@ def merge_patient_history(
     that no longer exist are deleted. Running it twice on the same input changes nothing."""
     patients = new_events.select("patient_id").distinct()
     history = lake.read(spark, SILVER_EVENTS).join(patients, "patient_id", "left_semi")
-    merge_replacing(spark, lake, DIM_PATIENT, patient_versions(history), patients,
-                    ("patient_id", "valid_from"), counter)
+    merge_replacing(
+        spark,
+        lake,
+        DIM_PATIENT,
+        patient_versions(history),
+        patients,
+        ("patient_id", "valid_from"),
+        counter,
+    )
 
 
 def update_dim_patient(spark: SparkSession, lake: DeltaLake) -> MergeCounter:
@@ -218,22 +258,35 @@ class Dimension:
     counts: dict[str, Callable[[DataFrame], int]] = field(default_factory=dict)
 
 
-DIMENSIONS = {dimension.spec.key: dimension for dimension in [
-    Dimension(
-        gold_spec(DIM_PATIENT.key, [SILVER_EVENTS.key],
-                  "SCD type 2 of each patient's gender and age, ordered by admission time "
-                  "(event time), so late events land in the right place of history. One "
-                  "patient_sk per version."),
-        DIM_PATIENT, update_dim_patient,
-        ["patient_sk", "valid_from", "valid_to", "is_current"],
-        {"current_patients": lambda rows: rows.filter("is_current").count()}),
-    Dimension(
-        gold_spec(DIM_DEPARTMENT.key, [SILVER_EVENTS.key],
-                  "SCD type 1 of departments per hospital, with bed capacity from the "
-                  "reference data shipped with the project."),
-        DIM_DEPARTMENT, update_dim_department,
-        ["department_sk", "department", "hospital_id", "bed_capacity"]),
-]}
+DIMENSIONS = {
+    dimension.spec.key: dimension
+    for dimension in [
+        Dimension(
+            gold_spec(
+                DIM_PATIENT.key,
+                [SILVER_EVENTS.key],
+                "SCD type 2 of each patient's gender and age, ordered by admission time "
+                "(event time), so late events land in the right place of history. One "
+                "patient_sk per version.",
+            ),
+            DIM_PATIENT,
+            update_dim_patient,
+            ["patient_sk", "valid_from", "valid_to", "is_current"],
+            {"current_patients": lambda rows: rows.filter("is_current").count()},
+        ),
+        Dimension(
+            gold_spec(
+                DIM_DEPARTMENT.key,
+                [SILVER_EVENTS.key],
+                "SCD type 1 of departments per hospital, with bed capacity from the "
+                "reference data shipped with the project.",
+            ),
+            DIM_DEPARTMENT,
+            update_dim_department,
+            ["department_sk", "department", "hospital_id", "bed_capacity"],
+        ),
+    ]
+}
 
 
 DIMENSION_CHECKS = checks_on(*(dimension.table for dimension in DIMENSIONS.values()))
@@ -257,8 +310,15 @@ def gold_dimensions(context: AssetExecutionContext, config: RefreshConfig):
     lake: DeltaLake = context.resources.lake
 
     def update(dimension: Dimension) -> MaterializeResult:
-        return _gold_result(spark, lake, dimension.table, dimension.update(spark, lake),
-                            dimension.preview, dimension.counts, dimension.spec.key)
+        return _gold_result(
+            spark,
+            lake,
+            dimension.table,
+            dimension.update(spark, lake),
+            dimension.preview,
+            dimension.counts,
+            dimension.spec.key,
+        )
 
     yield from side_by_side(update, selected)
     yield from run_checks(context, DIMENSION_CHECKS)
@@ -267,16 +327,18 @@ def gold_dimensions(context: AssetExecutionContext, config: RefreshConfig):
 # -- the facts: encounters and their movements ---------------------------------------------------
 
 
-def merge_encounters(spark: SparkSession, lake: DeltaLake, new_events: DataFrame,
-                     counters: dict[Table, MergeCounter]) -> None:
+def merge_encounters(
+    spark: SparkSession, lake: DeltaLake, new_events: DataFrame, counters: dict[Table, MergeCounter]
+) -> None:
     """Rebuild every encounter that `new_events` belong to from all its silver events, and
     MERGE its fact row (by encounter_id) and its segments. Encounters whose dimension keys were
     missing earlier are rebuilt too, so a fact row never stays orphaned once its dimension
     exists. Running it twice on the same input changes nothing."""
     fact = lake.read(spark, FACT_ADMISSIONS)
     encounters = new_events.select("encounter_id").distinct()
-    orphaned = fact.filter("patient_sk IS NULL OR department_sk IS NULL "
-                           "OR current_department_sk IS NULL").select("encounter_id")
+    orphaned = fact.filter(
+        "patient_sk IS NULL OR department_sk IS NULL OR current_department_sk IS NULL"
+    ).select("encounter_id")
     if not orphaned.isEmpty():  # usually none: Delta's null counts skip every file
         encounters = encounters.unionByName(orphaned).distinct()
     encounters = encounters.persist()
@@ -285,20 +347,30 @@ def merge_encounters(spark: SparkSession, lake: DeltaLake, new_events: DataFrame
     stays = segments(states).persist()
     try:
         dim_department = lake.read(spark, DIM_DEPARTMENT)
-        rows = admissions(encounter_summary(states, stays), lake.read(spark, DIM_PATIENT),
-                          dim_department)
+        rows = admissions(
+            encounter_summary(states, stays), lake.read(spark, DIM_PATIENT), dim_department
+        )
         result = (
-            lake.delta_table(spark, FACT_ADMISSIONS).alias("t")
+            lake.delta_table(spark, FACT_ADMISSIONS)
+            .alias("t")
             .merge(rows.alias("s"), "t.encounter_id = s.encounter_id")
-            .whenMatchedUpdateAll(condition=_changed(FACT_ADMISSIONS.column_names,
-                                                     FACT_ADMISSIONS.keys))
+            .whenMatchedUpdateAll(
+                condition=_changed(FACT_ADMISSIONS.column_names, FACT_ADMISSIONS.keys)
+            )
             .whenNotMatchedInsertAll()
             .execute()
         )
         counters[FACT_ADMISSIONS].record(result)
         # Segments that no longer exist (a cancelled transfer or admission) are deleted.
-        merge_replacing(spark, lake, FACT_MOVEMENTS, movements(stays, dim_department),
-                        encounters, FACT_MOVEMENTS.keys, counters[FACT_MOVEMENTS])
+        merge_replacing(
+            spark,
+            lake,
+            FACT_MOVEMENTS,
+            movements(stays, dim_department),
+            encounters,
+            FACT_MOVEMENTS.keys,
+            counters[FACT_MOVEMENTS],
+        )
     finally:
         for frame in (encounters, states, stays):
             frame.unpersist()
@@ -311,27 +383,38 @@ def update_facts(spark: SparkSession, lake: DeltaLake) -> dict[Table, MergeCount
     empty = encounter_states(_empty_silver(spark, lake))
     dim_patient, dim_department = lake.read(spark, DIM_PATIENT), lake.read(spark, DIM_DEPARTMENT)
     stays = segments(empty)
-    lake.ensure(spark, FACT_ADMISSIONS, admissions(encounter_summary(empty, stays), dim_patient,
-                                                   dim_department).schema)
+    lake.ensure(
+        spark,
+        FACT_ADMISSIONS,
+        admissions(encounter_summary(empty, stays), dim_patient, dim_department).schema,
+    )
     lake.ensure(spark, FACT_MOVEMENTS, movements(stays, dim_department).schema)
     counters = {FACT_ADMISSIONS: MergeCounter(), FACT_MOVEMENTS: MergeCounter()}
-    lake.process_new_rows(spark, SILVER_EVENTS, FACT_ADMISSIONS,
-                          lambda batch, _: merge_encounters(spark, lake, batch, counters))
+    lake.process_new_rows(
+        spark,
+        SILVER_EVENTS,
+        FACT_ADMISSIONS,
+        lambda batch, _: merge_encounters(spark, lake, batch, counters),
+    )
     return counters
 
 
 FACT_SPECS = {
     FACT_ADMISSIONS: gold_spec(
-        FACT_ADMISSIONS.key, [SILVER_EVENTS.key, DIM_PATIENT.key, DIM_DEPARTMENT.key],
+        FACT_ADMISSIONS.key,
+        [SILVER_EVENTS.key, DIM_PATIENT.key, DIM_DEPARTMENT.key],
         "One row per encounter: the state its events give, applied in event-time order "
         "(admission, transfers, discharge, cancels), with the patient version valid at "
         "admission (point-in-time join) and the admitting and current departments. MERGE on "
-        "encounter_id: idempotent, and the same events give the same row in any arrival order."),
+        "encounter_id: idempotent, and the same events give the same row in any arrival order.",
+    ),
     FACT_MOVEMENTS: gold_spec(
-        FACT_MOVEMENTS.key, [SILVER_EVENTS.key, DIM_DEPARTMENT.key],
+        FACT_MOVEMENTS.key,
+        [SILVER_EVENTS.key, DIM_DEPARTMENT.key],
         "One row per stay segment of an encounter in one department and bed: from the "
         "admission, split at each transfer, ending at the discharge (open while there). What "
-        "the census and the length of stay per department count."),
+        "the census and the length of stay per department count.",
+    ),
 }
 
 
@@ -351,32 +434,63 @@ def gold_facts(context: AssetExecutionContext, config: RefreshConfig):
     yield from write_then_check(context, lambda: apply_new_events(context, config), FACT_CHECKS)
 
 
-def apply_new_events(context: AssetExecutionContext,
-                     config: RefreshConfig) -> list[MaterializeResult]:
+def apply_new_events(
+    context: AssetExecutionContext, config: RefreshConfig
+) -> list[MaterializeResult]:
     """Apply the new silver events to their encounters: the fact rows and the movements (one
     step: both come from the same rebuild of each encounter)."""
     apply_full_refresh(context, config, list(FACT_SPECS))
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
     counters = update_facts(spark, lake)
-    return [_gold_result(
-        spark, lake, FACT_ADMISSIONS, counters[FACT_ADMISSIONS],
-        ["department_sk", "hospital_id", "status", "transfers", "length_of_stay_hours",
-         "stay_category"],
-        {"encounters": encounter_figures}, FACT_ADMISSIONS.key),
+    return [
         _gold_result(
-        spark, lake, FACT_MOVEMENTS, counters[FACT_MOVEMENTS],
-        ["segment", "department_sk", "hospital_id", "start_ts", "end_ts",
-         "length_of_stay_hours"],
-        {"open_segments": lambda rows: rows.filter("end_ts IS NULL").count()},
-        FACT_MOVEMENTS.key)]
+            spark,
+            lake,
+            FACT_ADMISSIONS,
+            counters[FACT_ADMISSIONS],
+            [
+                "department_sk",
+                "hospital_id",
+                "status",
+                "transfers",
+                "length_of_stay_hours",
+                "stay_category",
+            ],
+            {"encounters": encounter_figures},
+            FACT_ADMISSIONS.key,
+        ),
+        _gold_result(
+            spark,
+            lake,
+            FACT_MOVEMENTS,
+            counters[FACT_MOVEMENTS],
+            [
+                "segment",
+                "department_sk",
+                "hospital_id",
+                "start_ts",
+                "end_ts",
+                "length_of_stay_hours",
+            ],
+            {"open_segments": lambda rows: rows.filter("end_ts IS NULL").count()},
+            FACT_MOVEMENTS.key,
+        ),
+    ]
 
 
 def encounter_figures(fact: DataFrame) -> dict[str, int]:
     """Encounters per status and the transfers that stand, in one pass over the fact."""
     row = fact.agg(
-        *(F.count_if(F.col("status") == status).alias(status)
-          for status in (ADMITTED, DISCHARGED, CANCELLED)),
-        F.coalesce(F.sum("transfers"), F.lit(0)).alias("transfers")).first()
-    return {"currently_admitted": row[ADMITTED], "discharged": row[DISCHARGED],
-            "cancelled": row[CANCELLED], "transfers": row["transfers"]}
+        *(
+            F.count_if(F.col("status") == status).alias(status)
+            for status in (ADMITTED, DISCHARGED, CANCELLED)
+        ),
+        F.coalesce(F.sum("transfers"), F.lit(0)).alias("transfers"),
+    ).first()
+    return {
+        "currently_admitted": row[ADMITTED],
+        "discharged": row[DISCHARGED],
+        "cancelled": row[CANCELLED],
+        "transfers": row["transfers"],
+    }

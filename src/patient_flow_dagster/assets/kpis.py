@@ -18,6 +18,7 @@ one step instead of six saves five per pipeline run; locally the tables' updates
 one's Delta log replay and commit beside another's tasks). Each asset is still its own node in
 the lineage, with its own checks and metadata, and can be materialized alone (`can_subset`).
 """
+
 import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -117,49 +118,91 @@ def _additive(keys: list[str], columns: list[str], of, finish) -> dict:
 
 _CUBE_COLUMNS = ["num_admissions", "avg_length_of_stay_hours", "completed_stays"]
 
-FACT_KPIS = {kpi.spec.key: kpi for kpi in [
-    FactKpi(
-        gold_spec(CUBE_GENDER_DEPARTMENT.key,
-                  [FACT_ADMISSIONS.key, DIM_PATIENT.key, DIM_DEPARTMENT.key],
-                  "Admissions and average length of stay (hours) per gender and department."),
-        CUBE_GENDER_DEPARTMENT,
-        order=["gender", "department"], columns=_CUBE_COLUMNS, total_admissions=True,
-        **_additive(["gender", "department"], cubes.CUBE_TOTALS,
-                    lambda r: cubes.gender_department_totals(r.fact, r.dim_patient,
-                                                             r.dim_department),
-                    cubes.admission_cube)),
-    FactKpi(
-        gold_spec(CUBE_DEPARTMENT_HOSPITAL.key, [FACT_ADMISSIONS.key, DIM_DEPARTMENT.key],
-                  "Admissions and average length of stay (hours) per department and hospital."),
-        CUBE_DEPARTMENT_HOSPITAL,
-        order=["department", "hospital_id"], columns=_CUBE_COLUMNS, total_admissions=True,
-        **_additive(["department", "hospital_id"], cubes.CUBE_TOTALS,
-                    lambda r: cubes.department_hospital_totals(r.fact, r.dim_department),
-                    cubes.admission_cube)),
-    FactKpi(
-        gold_spec(LENGTH_OF_STAY_STATS.key,
-                  [FACT_ADMISSIONS.key, FACT_MOVEMENTS.key, DIM_DEPARTMENT.key],
-                  "Completed stays in each department x hospital (movement segments: a "
-                  "transferred patient counts in each department for the time spent there): "
-                  "count, mean, median, p90 and max hours, and the short / medium / long mix. "
-                  "Recomputed when the fact changes (every change of the movements changes the "
-                  "fact's event_count).", "gold_kpis"),
-        LENGTH_OF_STAY_STATS,
-        lambda r: census.length_of_stay_stats(r.placements),
-        ["department", "hospital_id"],
-        ["completed_stays", "mean_hours", "median_hours", "p90_hours", "max_hours",
-         "short_stays", "medium_stays", "long_stays"],
-        preview_name="figures"),
-    FactKpi(
-        gold_spec(DAILY_FLOW.key, [FACT_ADMISSIONS.key, DIM_DEPARTMENT.key],
-                  "Admissions, discharges and net change in patients per day x hospital.",
-                  "gold_kpis"),
-        DAILY_FLOW,
-        order=["day", "hospital_id"], columns=["admissions", "discharges", "net_change"],
-        preview_name="latest_days", preview_rows=14, newest_first=True,
-        **_additive(["hospital_id", "day"], census.DAILY_FLOW_TOTALS,
-                    lambda r: census.daily_flow_totals(r.stays), census.daily_flow_from_totals)),
-]}
+FACT_KPIS = {
+    kpi.spec.key: kpi
+    for kpi in [
+        FactKpi(
+            gold_spec(
+                CUBE_GENDER_DEPARTMENT.key,
+                [FACT_ADMISSIONS.key, DIM_PATIENT.key, DIM_DEPARTMENT.key],
+                "Admissions and average length of stay (hours) per gender and department.",
+            ),
+            CUBE_GENDER_DEPARTMENT,
+            order=["gender", "department"],
+            columns=_CUBE_COLUMNS,
+            total_admissions=True,
+            **_additive(
+                ["gender", "department"],
+                cubes.CUBE_TOTALS,
+                lambda r: cubes.gender_department_totals(r.fact, r.dim_patient, r.dim_department),
+                cubes.admission_cube,
+            ),
+        ),
+        FactKpi(
+            gold_spec(
+                CUBE_DEPARTMENT_HOSPITAL.key,
+                [FACT_ADMISSIONS.key, DIM_DEPARTMENT.key],
+                "Admissions and average length of stay (hours) per department and hospital.",
+            ),
+            CUBE_DEPARTMENT_HOSPITAL,
+            order=["department", "hospital_id"],
+            columns=_CUBE_COLUMNS,
+            total_admissions=True,
+            **_additive(
+                ["department", "hospital_id"],
+                cubes.CUBE_TOTALS,
+                lambda r: cubes.department_hospital_totals(r.fact, r.dim_department),
+                cubes.admission_cube,
+            ),
+        ),
+        FactKpi(
+            gold_spec(
+                LENGTH_OF_STAY_STATS.key,
+                [FACT_ADMISSIONS.key, FACT_MOVEMENTS.key, DIM_DEPARTMENT.key],
+                "Completed stays in each department x hospital (movement segments: a "
+                "transferred patient counts in each department for the time spent there): "
+                "count, mean, median, p90 and max hours, and the short / medium / long mix. "
+                "Recomputed when the fact changes (every change of the movements changes the "
+                "fact's event_count).",
+                "gold_kpis",
+            ),
+            LENGTH_OF_STAY_STATS,
+            lambda r: census.length_of_stay_stats(r.placements),
+            ["department", "hospital_id"],
+            [
+                "completed_stays",
+                "mean_hours",
+                "median_hours",
+                "p90_hours",
+                "max_hours",
+                "short_stays",
+                "medium_stays",
+                "long_stays",
+            ],
+            preview_name="figures",
+        ),
+        FactKpi(
+            gold_spec(
+                DAILY_FLOW.key,
+                [FACT_ADMISSIONS.key, DIM_DEPARTMENT.key],
+                "Admissions, discharges and net change in patients per day x hospital.",
+                "gold_kpis",
+            ),
+            DAILY_FLOW,
+            order=["day", "hospital_id"],
+            columns=["admissions", "discharges", "net_change"],
+            preview_name="latest_days",
+            preview_rows=14,
+            newest_first=True,
+            **_additive(
+                ["hospital_id", "day"],
+                census.DAILY_FLOW_TOTALS,
+                lambda r: census.daily_flow_totals(r.stays),
+                census.daily_flow_from_totals,
+            ),
+        ),
+    ]
+}
 
 
 @dataclass(frozen=True)
@@ -204,48 +247,82 @@ class KpiStep:
 
     @property
     def whole_fact(self) -> FactRows:
-        return self._once("whole", lambda: self.lake.read(self.spark, FACT_ADMISSIONS,
-                                                          version=self.fact.version))
+        return self._once(
+            "whole", lambda: self.lake.read(self.spark, FACT_ADMISSIONS, version=self.fact.version)
+        )
 
     def changes_since(self, version: int) -> FactRows:
         """The fact's signed changes after `version`, through the step's version."""
-        return self._once(version, lambda: signed_changes(self.lake.read_changes(
-            self.spark, FACT_ADMISSIONS, version + 1, self.fact.version)))
+        return self._once(
+            version,
+            lambda: signed_changes(
+                self.lake.read_changes(self.spark, FACT_ADMISSIONS, version + 1, self.fact.version)
+            ),
+        )
 
     def update(self, kpi: FactKpi) -> KpiUpdate:
         """Bring the table up to the fact's version: nothing when it is there already, add
         the changes since its version when it is kept as totals, recompute otherwise."""
         spark, lake = self.spark, self.lake
         noted = last_note(lake, spark, kpi.table)
-        same_fact = (self.fact.table_id is not None
-                     and noted.get("fact_table_id") == self.fact.table_id)
+        same_fact = (
+            self.fact.table_id is not None and noted.get("fact_table_id") == self.fact.table_id
+        )
         noted_version = noted.get("fact_version")
         if same_fact and noted_version == self.fact.version:
-            return KpiUpdate(read_small_table(spark, lake, kpi.table, kpi.order,
-                                              kpi.newest_first),
-                             "unchanged", f"the fact is still at version {noted_version}")
+            return KpiUpdate(
+                read_small_table(spark, lake, kpi.table, kpi.order, kpi.newest_first),
+                "unchanged",
+                f"the fact is still at version {noted_version}",
+            )
         reason = "no earlier update of this fact"
         if same_fact and kpi.totals and isinstance(noted_version, int):
             totals = kpi.totals
-            result = totals.finish(add_totals(
-                lake.read(spark, kpi.table), totals.of(self.changes_since(noted_version)),
-                totals.keys, totals.columns))
+            result = totals.finish(
+                add_totals(
+                    lake.read(spark, kpi.table),
+                    totals.of(self.changes_since(noted_version)),
+                    totals.keys,
+                    totals.columns,
+                )
+            )
             try:
                 collected = result.collect()
             except AnalysisException as error:  # e.g. the change feed was off for a version
-                reason = f"the fact's changes since version {noted_version} are not readable: " \
+                reason = (
+                    f"the fact's changes since version {noted_version} are not readable: "
                     f"{str(error).splitlines()[0]}"
+                )
             else:
                 return KpiUpdate(
-                    write_collected(spark, lake, collected, result.schema, kpi.table, kpi.order,
-                                    kpi.newest_first, self.fact.note),
+                    write_collected(
+                        spark,
+                        lake,
+                        collected,
+                        result.schema,
+                        kpi.table,
+                        kpi.order,
+                        kpi.newest_first,
+                        self.fact.note,
+                    ),
                     "changes added",
-                    f"fact versions {noted_version + 1}..{self.fact.version} added")
+                    f"fact versions {noted_version + 1}..{self.fact.version} added",
+                )
         elif same_fact:
             reason = f"the fact changed (version {noted_version} -> {self.fact.version})"
-        return KpiUpdate(write_small_table(spark, lake, kpi.compute(self.whole_fact), kpi.table,
-                                           kpi.order, kpi.newest_first, self.fact.note),
-                         "recomputed", reason)
+        return KpiUpdate(
+            write_small_table(
+                spark,
+                lake,
+                kpi.compute(self.whole_fact),
+                kpi.table,
+                kpi.order,
+                kpi.newest_first,
+                self.fact.note,
+            ),
+            "recomputed",
+            reason,
+        )
 
 
 def materialize_kpi(lake: DeltaLake, kpi: FactKpi, update: KpiUpdate) -> MaterializeResult:
@@ -254,13 +331,16 @@ def materialize_kpi(lake: DeltaLake, kpi: FactKpi, update: KpiUpdate) -> Materia
     columns = [*kpi.order, *kpi.columns]
     metadata = {
         **table_metadata(written.frame, lake, kpi.table, columns, all_rows=written.rows),
-        kpi.preview_name: MetadataValue.md(markdown_table(written.rows[:kpi.preview_rows], columns)),
+        kpi.preview_name: MetadataValue.md(
+            markdown_table(written.rows[: kpi.preview_rows], columns)
+        ),
         "update": MetadataValue.text(update.how),
         "update_reason": MetadataValue.text(update.reason),
     }
     if kpi.total_admissions:
         metadata["total_admissions"] = MetadataValue.int(
-            sum(r["num_admissions"] for r in written.rows))
+            sum(r["num_admissions"] for r in written.rows)
+        )
     return MaterializeResult(asset_key=kpi.spec.key, metadata=metadata)
 
 
@@ -312,8 +392,10 @@ def gold_kpis(context: AssetExecutionContext, config: KpiConfig):
     for results in side_by_side(lambda update: update(), work):
         for result in results:
             if "update" in result.metadata:  # logged here: Dagster's log is the run's thread's
-                context.log.info(f"{result.asset_key.to_user_string()}: "
-                                 f"{result.metadata['update'].value} "
-                                 f"({result.metadata['update_reason'].value})")
+                context.log.info(
+                    f"{result.asset_key.to_user_string()}: "
+                    f"{result.metadata['update'].value} "
+                    f"({result.metadata['update_reason'].value})"
+                )
             yield result
     yield from run_checks(context, KPI_CHECKS)

@@ -1,4 +1,5 @@
 """The landing zone as a source asset: files land there from producers, not from Dagster."""
+
 from __future__ import annotations
 
 from dagster import AssetSpec

@@ -75,7 +75,11 @@ def ensure_silver_tables(spark: SparkSession, lake: DeltaLake) -> None:
 
 
 def process_bronze_batch(
-    spark: SparkSession, lake: DeltaLake, batch: DataFrame, batch_id: int, run_id: str,
+    spark: SparkSession,
+    lake: DeltaLake,
+    batch: DataFrame,
+    batch_id: int,
+    run_id: str,
     counts: SilverRunCounts,
 ) -> None:
     """Validate one micro-batch of bronze rows and append it to silver or quarantine.
@@ -102,8 +106,12 @@ def process_bronze_batch(
         valid, quarantined = split_silver_and_quarantine(fresh, run_id)
         txn = (SILVER_EVENTS.checkpoint, batch_id)
         # Two tables, two commits, side by side: one's Delta commit overlaps the other's write.
-        list(side_by_side(lambda append: lake.append(*append, txn=txn),
-                          [(valid, SILVER_EVENTS), (quarantined, QUARANTINE)]))
+        list(
+            side_by_side(
+                lambda append: lake.append(*append, txn=txn),
+                [(valid, SILVER_EVENTS), (quarantined, QUARANTINE)],
+            )
+        )
     finally:
         fresh.unpersist()
     counts.bronze_rows += batch.count()
@@ -144,22 +152,30 @@ SILVER_CHECKS = checks_on(SILVER_EVENTS, QUARANTINE)
 TREND_RUNS = 20
 
 
-def quarantine_rate_chart(spark: SparkSession, lake: DeltaLake,
-                          counts: SilverRunCounts) -> MetadataValue:
+def quarantine_rate_chart(
+    spark: SparkSession, lake: DeltaLake, counts: SilverRunCounts
+) -> MetadataValue:
     """Share of each run's rows quarantined per rule: this run's counts and the earlier runs'
     rule checks from the quality history (the checks of this run are recorded after it)."""
     rules = [rule.name for rule in RULES if rule.quarantines]
     points = []
     if lake.exists(spark, CHECK_RESULTS):
-        history = rate_history(lake.read(spark, CHECK_RESULTS),
-                               SILVER_EVENTS.key.to_user_string(), rules, TREND_RUNS - 1)
-        points = [(r.check_name, utc_text_to_datetime(r.run_at), r.failed_ratio)
-                  for r in history.collect()]
+        history = rate_history(
+            lake.read(spark, CHECK_RESULTS),
+            SILVER_EVENTS.key.to_user_string(),
+            rules,
+            TREND_RUNS - 1,
+        )
+        points = [
+            (r.check_name, utc_text_to_datetime(r.run_at), r.failed_ratio)
+            for r in history.collect()
+        ]
     if evaluated := counts.silver_rows + counts.quarantined_rows:
         now = datetime.now(timezone.utc)
         points += [(name, now, counts.per_rule.get(name, 0) / evaluated) for name in rules]
-    return line_chart(f"Quarantine rate per rule, last {TREND_RUNS} runs", points,
-                      "rows quarantined")
+    return line_chart(
+        f"Quarantine rate per rule, last {TREND_RUNS} runs", points, "rows quarantined"
+    )
 
 
 @multi_asset(
@@ -192,12 +208,14 @@ def quarantine_rate_chart(spark: SparkSession, lake: DeltaLake,
 )
 def silver_patient_events(context: AssetExecutionContext, config: RefreshConfig):
     """Silver and its quarantine are written together; then their checks."""
-    yield from write_then_check(context, lambda: validate_new_bronze(context, config),
-                                SILVER_CHECKS)
+    yield from write_then_check(
+        context, lambda: validate_new_bronze(context, config), SILVER_CHECKS
+    )
 
 
-def validate_new_bronze(context: AssetExecutionContext,
-                        config: RefreshConfig) -> list[MaterializeResult]:
+def validate_new_bronze(
+    context: AssetExecutionContext, config: RefreshConfig
+) -> list[MaterializeResult]:
     """Process the bronze rows added since the last run (Delta streaming source, availableNow)."""
     apply_full_refresh(context, config, [SILVER_EVENTS, QUARANTINE])
     spark = context.resources.pyspark.spark_session
@@ -208,8 +226,13 @@ def validate_new_bronze(context: AssetExecutionContext,
         f"{counts.quarantined_rows} + duplicates {counts.duplicates_removed}"
     )
     per_rule = [
-        {"rule": r.name, "action": r.action, "rows": counts.per_rule.get(r.name, 0)
-         if r.quarantines else counts.warnings.get(r.name, 0)}
+        {
+            "rule": r.name,
+            "action": r.action,
+            "rows": counts.per_rule.get(r.name, 0)
+            if r.quarantines
+            else counts.warnings.get(r.name, 0),
+        }
         for r in RULES
     ]
     reconciliation = {
@@ -218,32 +241,45 @@ def validate_new_bronze(context: AssetExecutionContext,
         "quarantined_rows_added": MetadataValue.int(counts.quarantined_rows),
         "duplicates_removed": MetadataValue.int(counts.duplicates_removed),
     }
-    return [MaterializeResult(
-        asset_key=SILVER_EVENTS.key,
-        metadata={
-            **table_metadata(
-                lake.read(spark, SILVER_EVENTS),
-                lake, SILVER_EVENTS,
-                ["event_id", "department", "hospital_id", "length_of_stay_hours",
-                 "stay_category", "quality_warnings"],
-            ),
-            **reconciliation,
-            "rows_per_rule": MetadataValue.md(markdown_table(per_rule, ["rule", "action", "rows"])),
-            "quarantine_rate_trend": quarantine_rate_chart(spark, lake, counts),
-        },
-    ), MaterializeResult(
-        asset_key=QUARANTINE.key,
-        metadata={
-            **table_metadata(
-                lake.read(spark, QUARANTINE),
-                lake, QUARANTINE,
-                ["event_id", "department", "hospital_id", "broken_rules"],
-            ),
-            **reconciliation,
-            **{
-                f"quarantined/{rule.name}": MetadataValue.int(counts.per_rule.get(rule.name, 0))
-                for rule in RULES
-                if rule.quarantines
+    return [
+        MaterializeResult(
+            asset_key=SILVER_EVENTS.key,
+            metadata={
+                **table_metadata(
+                    lake.read(spark, SILVER_EVENTS),
+                    lake,
+                    SILVER_EVENTS,
+                    [
+                        "event_id",
+                        "department",
+                        "hospital_id",
+                        "length_of_stay_hours",
+                        "stay_category",
+                        "quality_warnings",
+                    ],
+                ),
+                **reconciliation,
+                "rows_per_rule": MetadataValue.md(
+                    markdown_table(per_rule, ["rule", "action", "rows"])
+                ),
+                "quarantine_rate_trend": quarantine_rate_chart(spark, lake, counts),
             },
-        },
-    )]
+        ),
+        MaterializeResult(
+            asset_key=QUARANTINE.key,
+            metadata={
+                **table_metadata(
+                    lake.read(spark, QUARANTINE),
+                    lake,
+                    QUARANTINE,
+                    ["event_id", "department", "hospital_id", "broken_rules"],
+                ),
+                **reconciliation,
+                **{
+                    f"quarantined/{rule.name}": MetadataValue.int(counts.per_rule.get(rule.name, 0))
+                    for rule in RULES
+                    if rule.quarantines
+                },
+            },
+        ),
+    ]

@@ -21,6 +21,7 @@ Credentials come from the environment, never from arguments or code:
   `DefaultAzureCredential`; container EVENTHUBS_CHECKPOINT_CONTAINER (default
   `eventhubs-checkpoints`, created when missing).
 """
+
 from __future__ import annotations
 
 import json
@@ -44,7 +45,9 @@ from patient_flow_dagster.model.contract import partition_key
 
 CONNECTION_ENV, NAMESPACE_ENV = "EVENTHUBS_CONNECTION_STRING", "EVENTHUBS_NAMESPACE"
 CHECKPOINT_URL_ENV, CHECKPOINT_CONTAINER_ENV = (
-    "EVENTHUBS_CHECKPOINT_ACCOUNT_URL", "EVENTHUBS_CHECKPOINT_CONTAINER")
+    "EVENTHUBS_CHECKPOINT_ACCOUNT_URL",
+    "EVENTHUBS_CHECKPOINT_CONTAINER",
+)
 PARTITION_KEY = b"x-opt-partition-key"
 _SECRETS = re.compile(r"(SharedAccessKey|AccountKey|sig|SharedAccessSignature)=[^;&\s'\"]+", re.I)
 
@@ -69,29 +72,41 @@ class EventHubsTarget:
     def from_env(cls, hub: str | None) -> "EventHubsTarget":
         connection = settings.read(CONNECTION_ENV)
         if connection:
-            parts = dict(p.split("=", 1) for p in connection.strip().strip(";").split(";") if "=" in p)
+            parts = dict(
+                p.split("=", 1) for p in connection.strip().strip(";").split(";") if "=" in p
+            )
             if not parts.get("Endpoint", "").startswith("sb://"):
                 raise EventHubsConfigError(
                     f"{CONNECTION_ENV} is not an Event Hubs connection string (expected "
                     "Endpoint=sb://<namespace>.servicebus.windows.net/;SharedAccessKeyName=...;"
-                    "SharedAccessKey=...)")
+                    "SharedAccessKey=...)"
+                )
             hub = hub or parts.get("EntityPath")
             if not hub:
-                raise EventHubsConfigError(f"no event hub: pass --topic or add EntityPath to {CONNECTION_ENV}")
+                raise EventHubsConfigError(
+                    f"no event hub: pass --topic or add EntityPath to {CONNECTION_ENV}"
+                )
             return cls(hub, connection_string=connection)
         namespace = settings.read(NAMESPACE_ENV)
         if namespace and hub:
             return cls(hub, namespace=namespace)
         raise EventHubsConfigError(
             f"set {CONNECTION_ENV} (SAS connection string), or {NAMESPACE_ENV}="
-            "<namespace>.servicebus.windows.net for DefaultAzureCredential, plus --topic <hub>")
+            "<namespace>.servicebus.windows.net for DefaultAzureCredential, plus --topic <hub>"
+        )
 
     def describe(self) -> str:
         """Namespace and hub, without a secret."""
         namespace = self.namespace
         if self.connection_string:
-            endpoint = next((p.split("=", 1)[1] for p in self.connection_string.split(";")
-                             if p.startswith("Endpoint=")), "")
+            endpoint = next(
+                (
+                    p.split("=", 1)[1]
+                    for p in self.connection_string.split(";")
+                    if p.startswith("Endpoint=")
+                ),
+                "",
+            )
             namespace = endpoint.removeprefix("sb://").rstrip("/")
         return f"{namespace}/{self.hub}"
 
@@ -100,7 +115,8 @@ class EventHubsTarget:
 
         if self.connection_string:
             return EventHubProducerClient.from_connection_string(
-                self.connection_string, eventhub_name=self.hub, **kwargs)
+                self.connection_string, eventhub_name=self.hub, **kwargs
+            )
         from azure.identity import DefaultAzureCredential
 
         return EventHubProducerClient(self.namespace, self.hub, DefaultAzureCredential(), **kwargs)
@@ -110,13 +126,22 @@ class EventHubsTarget:
 
         if self.connection_string:
             return EventHubConsumerClient.from_connection_string(
-                self.connection_string, consumer_group=group, eventhub_name=self.hub,
-                checkpoint_store=checkpoint_store, **kwargs)
+                self.connection_string,
+                consumer_group=group,
+                eventhub_name=self.hub,
+                checkpoint_store=checkpoint_store,
+                **kwargs,
+            )
         from azure.identity import DefaultAzureCredential
 
-        return EventHubConsumerClient(self.namespace, group, DefaultAzureCredential(),
-                                      eventhub_name=self.hub, checkpoint_store=checkpoint_store,
-                                      **kwargs)
+        return EventHubConsumerClient(
+            self.namespace,
+            group,
+            DefaultAzureCredential(),
+            eventhub_name=self.hub,
+            checkpoint_store=checkpoint_store,
+            **kwargs,
+        )
 
 
 def checkpoint_store_from_env(timeout: float | None = None):
@@ -141,7 +166,9 @@ def checkpoint_store_from_env(timeout: float | None = None):
     else:
         raise EventHubsConfigError(
             "the checkpoint store needs AZURE_STORAGE_CONNECTION_STRING, or "
-            f"{CHECKPOINT_URL_ENV}=https://<account>.blob.core.windows.net for DefaultAzureCredential")
+            f"{CHECKPOINT_URL_ENV}=https://<account>.blob.core.windows.net for DefaultAzureCredential"
+        )
+
     def create() -> None:
         try:
             client.create_container()
@@ -162,16 +189,24 @@ def partitions_of(client) -> list[str]:
         return client.get_partition_ids()
     except EventHubError as error:
         lines = redact(str(error)).splitlines() or [type(error).__name__]
-        reason = next((line.removeprefix("Description: ") for line in lines
-                       if line.startswith("Description: ")), None)
+        reason = next(
+            (
+                line.removeprefix("Description: ")
+                for line in lines
+                if line.startswith("Description: ")
+            ),
+            None,
+        )
         detail = f"{lines[0]} {reason}" if reason else lines[0]
         raise EventHubsConfigError(
             f"Event Hubs refused the connection: {detail} "
-            f"(check {CONNECTION_ENV} or the identity's role on the hub)") from None
+            f"(check {CONNECTION_ENV} or the identity's role on the hub)"
+        ) from None
 
 
-def publish(events, target: EventHubsTarget, rate: float | None = None,
-            progress=sys.stderr, **client_kwargs) -> int:
+def publish(
+    events, target: EventHubsTarget, rate: float | None = None, progress=sys.stderr, **client_kwargs
+) -> int:
     """Send events as JSON keyed by encounter (`contract.partition_key`), one batch per
     partition at a time; `rate` = events per second, or None for as fast as possible."""
     from azure.eventhub import EventData
@@ -191,18 +226,25 @@ def publish(events, target: EventHubsTarget, rate: float | None = None,
                 sent += len(batch)
                 if progress:
                     elapsed = time.monotonic() - started
-                    print(f"\rsent {sent} events ({sent / max(elapsed, 1e-9):,.0f}/s)", end="",
-                          file=progress)
+                    print(
+                        f"\rsent {sent} events ({sent / max(elapsed, 1e-9):,.0f}/s)",
+                        end="",
+                        file=progress,
+                    )
 
         for count, event in enumerate(events, start=1):
             key = partition_key(event)
-            partition = (resolver.get_partition_id_by_partition_key(key) if key
-                         else resolver.get_next_partition_id())
+            partition = (
+                resolver.get_partition_id_by_partition_key(key)
+                if key
+                else resolver.get_next_partition_id()
+            )
             data = EventData(json.dumps(event))
             if key:
                 data.raw_amqp_message.annotations = {PARTITION_KEY: key}
             batch = batches.get(partition) or batches.setdefault(
-                partition, producer.create_batch(partition_id=partition))
+                partition, producer.create_batch(partition_id=partition)
+            )
             try:
                 batch.add(data)
             except ValueError:  # the batch is full: send it, start the next one
@@ -241,15 +283,25 @@ def _errors_logger() -> logging.Logger:
 class EventHubsLandingConsumer:
     """Consume a hub's partitions (those this process owns) into landing Parquet files."""
 
-    def __init__(self, target: EventHubsTarget, landing: str, dead_letter_dir: str,
-                 group: str = "$Default", batch_events: int = 5_000, batch_seconds: float = 10.0,
-                 checkpoint_store=None, **client_kwargs):
+    def __init__(
+        self,
+        target: EventHubsTarget,
+        landing: str,
+        dead_letter_dir: str,
+        group: str = "$Default",
+        batch_events: int = 5_000,
+        batch_seconds: float = 10.0,
+        checkpoint_store=None,
+        **client_kwargs,
+    ):
         self.target, self.landing, self.dead_letter_dir = target, landing, dead_letter_dir
         self.batch_events, self.batch_seconds = batch_events, batch_seconds
         self.broker_timeout = settings.read_seconds("PATIENT_FLOW_BROKER_TIMEOUT")
         self.client = target.consumer(
-            group, checkpoint_store or checkpoint_store_from_env(self.broker_timeout),
-            **client_kwargs)
+            group,
+            checkpoint_store or checkpoint_store_from_env(self.broker_timeout),
+            **client_kwargs,
+        )
         self.write = landing_sink(landing)
         self.stats = ConsumerStats()
         self.batches: dict[str, LandingBatch] = {}
@@ -261,12 +313,23 @@ class EventHubsLandingConsumer:
     def run(self, idle_seconds: float | None = None) -> ConsumerStats:
         """Consume until stopped (SIGTERM/SIGINT or `stop`), or `idle_seconds` without an event;
         each owned partition's held batch is flushed and checkpointed on the way out."""
-        within(self.broker_timeout, f"Event Hubs ({self.target.describe()})",
-               lambda: partitions_of(self.client))
-        receiver = threading.Thread(target=self.client.receive_batch, daemon=True, kwargs=dict(
-            on_event_batch=self._on_batch, on_partition_close=self._on_close,
-            on_error=self._on_error, max_batch_size=min(self.batch_events, 1_000),
-            max_wait_time=min(self.batch_seconds, 1.0), starting_position="-1"))
+        within(
+            self.broker_timeout,
+            f"Event Hubs ({self.target.describe()})",
+            lambda: partitions_of(self.client),
+        )
+        receiver = threading.Thread(
+            target=self.client.receive_batch,
+            daemon=True,
+            kwargs=dict(
+                on_event_batch=self._on_batch,
+                on_partition_close=self._on_close,
+                on_error=self._on_error,
+                max_batch_size=min(self.batch_events, 1_000),
+                max_wait_time=min(self.batch_seconds, 1.0),
+                starting_position="-1",
+            ),
+        )
         receiver.start()
         while not self.stop.wait(0.2) and receiver.is_alive():
             if idle_seconds is not None and time.monotonic() - self.last_activity > idle_seconds:
@@ -280,12 +343,19 @@ class EventHubsLandingConsumer:
         batch = self.batches.get(partition)
         if batch is None:
             batch = self.batches[partition] = LandingBatch(
-                self.write, self.dead_letter_dir, self.stats, self.batch_events, self.batch_seconds)
+                self.write, self.dead_letter_dir, self.stats, self.batch_events, self.batch_seconds
+            )
         for event in events:
-            batch.add(_payload(event),
-                      {"topic": self.target.hub, "partition": partition, "offset": event.offset,
-                       "sequence_number": event.sequence_number},
-                      fallback_id=f"{self.target.hub}-{partition}-{event.sequence_number}")
+            batch.add(
+                _payload(event),
+                {
+                    "topic": self.target.hub,
+                    "partition": partition,
+                    "offset": event.offset,
+                    "sequence_number": event.sequence_number,
+                },
+                fallback_id=f"{self.target.hub}-{partition}-{event.sequence_number}",
+            )
             self.last_event[partition] = event
         if events:
             self.last_activity = time.monotonic()
@@ -308,7 +378,9 @@ class EventHubsLandingConsumer:
 
     def _on_error(self, context, error) -> None:
         where = f"partition {context.partition_id}" if context else "load balancing"
-        message = f"{where}: {redact(str(error)).splitlines()[0] if str(error) else type(error).__name__}"
+        message = (
+            f"{where}: {redact(str(error)).splitlines()[0] if str(error) else type(error).__name__}"
+        )
         self.errors.append(message)
         _errors_logger().warning("Event Hubs consumer error (%s)", message)
 

@@ -9,6 +9,7 @@ seconds, written atomically, and only then are the consumer offsets committed. A
 re-delivers at most the unflushed batch (at-least-once into landing); the event_id makes the
 redelivered copy a duplicate that silver removes, so every event reaches silver exactly once.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,7 +50,8 @@ def client_config(bootstrap: str | None = None, eventhubs: bool = False) -> dict
     host = parts.get("Endpoint", "").removeprefix("sb://").strip("/")
     if not host:
         raise KafkaConfigError(
-            f"{EVENTHUBS_ENV} has no Endpoint=sb://<namespace>.servicebus.windows.net/")
+            f"{EVENTHUBS_ENV} has no Endpoint=sb://<namespace>.servicebus.windows.net/"
+        )
     return {
         "bootstrap.servers": bootstrap or f"{host}:9093",
         "security.protocol": "SASL_SSL",
@@ -59,14 +61,16 @@ def client_config(bootstrap: str | None = None, eventhubs: bool = False) -> dict
     }
 
 
-def publish(events, config: dict, topic: str, rate: float | None = None,
-            progress=sys.stderr) -> int:
+def publish(
+    events, config: dict, topic: str, rate: float | None = None, progress=sys.stderr
+) -> int:
     """Send events as JSON, keyed by encounter (`contract.partition_key`: an encounter's events
     stay in one partition, in order). `rate` = events per second, or None for as fast as possible."""
     from confluent_kafka import Producer
 
-    producer = Producer({**config, "linger.ms": 20, "compression.type": "lz4",
-                         "enable.idempotence": True})
+    producer = Producer(
+        {**config, "linger.ms": 20, "compression.type": "lz4", "enable.idempotence": True}
+    )
     failures: list[str] = []
 
     def delivered(error, _message):
@@ -114,24 +118,40 @@ def client_logger(seconds: float = 10.0) -> logging.Logger:
 class LandingConsumer:
     """Consume a topic into landing Parquet files (plus a dead-letter folder)."""
 
-    def __init__(self, config: dict, topic: str, landing: str, dead_letter_dir: str,
-                 group: str = "patient-flow-landing", batch_events: int = 5_000,
-                 batch_seconds: float = 10.0, broker_timeout: float | None = None):
+    def __init__(
+        self,
+        config: dict,
+        topic: str,
+        landing: str,
+        dead_letter_dir: str,
+        group: str = "patient-flow-landing",
+        batch_events: int = 5_000,
+        batch_seconds: float = 10.0,
+        broker_timeout: float | None = None,
+    ):
         from confluent_kafka import Consumer
 
         self.topic, self.landing = topic, landing
         self.bootstrap = config.get("bootstrap.servers")
-        self.broker_timeout = broker_timeout or settings.read_seconds(
-            "PATIENT_FLOW_BROKER_TIMEOUT")
+        self.broker_timeout = broker_timeout or settings.read_seconds("PATIENT_FLOW_BROKER_TIMEOUT")
         self.last_error: str | None = None
         # A short session lets a restarted consumer take over a crashed one's partitions quickly.
-        self.consumer = Consumer({**config, "group.id": group, "enable.auto.commit": False,
-                                  "auto.offset.reset": "earliest", "session.timeout.ms": 10_000,
-                                  "logger": client_logger(), "error_cb": self._on_error})
+        self.consumer = Consumer(
+            {
+                **config,
+                "group.id": group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": 10_000,
+                "logger": client_logger(),
+                "error_cb": self._on_error,
+            }
+        )
         self.assigned = threading.Event()
         self.stats = ConsumerStats()
-        self.batch = LandingBatch(landing_sink(landing), dead_letter_dir, self.stats,
-                                  batch_events, batch_seconds)
+        self.batch = LandingBatch(
+            landing_sink(landing), dead_letter_dir, self.stats, batch_events, batch_seconds
+        )
         self.stop = threading.Event()
 
     def _on_error(self, error) -> None:
@@ -151,10 +171,16 @@ class LandingConsumer:
                         self.last_error = message.error().str()
                         continue
                     last_message = time.monotonic()
-                    topic, partition, offset = message.topic(), message.partition(), message.offset()
-                    self.batch.add(message.value(),
-                                   {"topic": topic, "partition": partition, "offset": offset},
-                                   fallback_id=f"{topic}-{partition}-{offset}")
+                    topic, partition, offset = (
+                        message.topic(),
+                        message.partition(),
+                        message.offset(),
+                    )
+                    self.batch.add(
+                        message.value(),
+                        {"topic": topic, "partition": partition, "offset": offset},
+                        fallback_id=f"{topic}-{partition}-{offset}",
+                    )
                 if self.batch.due():
                     self._flush()
                 if not self.assigned.is_set():
@@ -163,7 +189,8 @@ class LandingConsumer:
                         raise BrokerUnreachable(
                             f"no partition of topic {self.topic} assigned after "
                             f"{self.broker_timeout:.0f} s from {self.bootstrap}: "
-                            f"{self.last_error or 'no answer'} (PATIENT_FLOW_BROKER_TIMEOUT)")
+                            f"{self.last_error or 'no answer'} (PATIENT_FLOW_BROKER_TIMEOUT)"
+                        )
                 elif idle_seconds is not None and time.monotonic() - last_message > idle_seconds:
                     break
             self._flush()

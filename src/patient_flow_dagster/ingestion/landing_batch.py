@@ -5,6 +5,7 @@ malformed, one dead-letter JSON-lines file. The caller acknowledges the source (
 an Event Hubs checkpoint) only after `flush` returns, so a crash re-delivers at most the batch it
 held; the event_id makes a re-delivered copy a duplicate that silver removes.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,8 +63,9 @@ def within(seconds: float, what: str, call):
     worker.start()
     worker.join(seconds)
     if worker.is_alive():
-        raise BrokerUnreachable(f"{what} did not answer within {seconds:g} s "
-                                "(PATIENT_FLOW_BROKER_TIMEOUT)")
+        raise BrokerUnreachable(
+            f"{what} did not answer within {seconds:g} s (PATIENT_FLOW_BROKER_TIMEOUT)"
+        )
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("value")
@@ -116,8 +118,14 @@ class LandingBatch:
     """Events and dead letters waiting to become one landing file (one per consumer, or one per
     Event Hubs partition)."""
 
-    def __init__(self, write, dead_letter_dir: str | Path, stats: ConsumerStats,
-                 batch_events: int, batch_seconds: float):
+    def __init__(
+        self,
+        write,
+        dead_letter_dir: str | Path,
+        stats: ConsumerStats,
+        batch_events: int,
+        batch_seconds: float,
+    ):
         self.write, self.dead_letter_dir, self.stats = write, Path(dead_letter_dir), stats
         self.batch_events, self.batch_seconds = batch_events, batch_seconds
         self.events: list[dict] = []
@@ -131,9 +139,14 @@ class LandingBatch:
             self.events.append(event)
         else:
             raw = value or b""
-            self.dead.append({**source, "reason": reason,
-                              "value": raw[:10_000].decode("utf-8", errors="replace"),
-                              "dead_lettered_at": datetime.now(timezone.utc).isoformat()})
+            self.dead.append(
+                {
+                    **source,
+                    "reason": reason,
+                    "value": raw[:10_000].decode("utf-8", errors="replace"),
+                    "dead_lettered_at": datetime.now(timezone.utc).isoformat(),
+                }
+            )
 
     def __len__(self) -> int:
         return len(self.events) + len(self.dead)
@@ -141,7 +154,8 @@ class LandingBatch:
     def due(self) -> bool:
         """Full, or held long enough (and not empty)."""
         return len(self.events) >= self.batch_events or (
-            len(self) > 0 and time.monotonic() - self.opened >= self.batch_seconds)
+            len(self) > 0 and time.monotonic() - self.opened >= self.batch_seconds
+        )
 
     def flush(self) -> bool:
         """Write the batch and its dead letters durably; True when something was written (the
@@ -149,7 +163,9 @@ class LandingBatch:
         if not len(self):
             self.opened = time.monotonic()
             return False
-        written = self.write(events_table(self.events), landing_file_name()) if self.events else None
+        written = (
+            self.write(events_table(self.events), landing_file_name()) if self.events else None
+        )
         if self.dead:
             self.dead_letter_dir.mkdir(parents=True, exist_ok=True)
             final = self.dead_letter_dir / f"dead-letters-{uuid.uuid4().hex[:12]}.jsonl"

@@ -1,4 +1,5 @@
 """Write batches of events as Parquet files into a landing folder, atomically."""
+
 from __future__ import annotations
 
 import os
@@ -16,11 +17,19 @@ from patient_flow_dagster.model.contract import LANDING_SCHEMA
 
 # The contract's Parquet layout as this project's producers write it: integers as int32 (other
 # producers' int64 files are accepted too), the source's sequence as int64.
-EVENT_ARROW_SCHEMA = pa.schema([
-    (field.name, pa.string() if isinstance(field.dataType, StringType)
-     else pa.int64() if field.name == "sequence" else pa.int32())
-    for field in LANDING_SCHEMA.fields
-])
+EVENT_ARROW_SCHEMA = pa.schema(
+    [
+        (
+            field.name,
+            pa.string()
+            if isinstance(field.dataType, StringType)
+            else pa.int64()
+            if field.name == "sequence"
+            else pa.int32(),
+        )
+        for field in LANDING_SCHEMA.fields
+    ]
+)
 
 
 def events_table(events: Sequence[dict], schema: pa.Schema = EVENT_ARROW_SCHEMA) -> pa.Table:
@@ -56,7 +65,9 @@ def landing_sink(location: str | Path):
     if is_azure_url(str(location)):
         connection = settings.read("AZURE_STORAGE_CONNECTION_STRING")
         if not connection:
-            raise RuntimeError("AZURE_STORAGE_CONNECTION_STRING is needed to write to " + str(location))
+            raise RuntimeError(
+                "AZURE_STORAGE_CONNECTION_STRING is needed to write to " + str(location)
+            )
         return landing_blob_writer(str(location), connection)
     return lambda table, name: str(write_landing_file(table, location, name))
 

@@ -9,6 +9,7 @@ lengths, and stays not yet over at `now` have no discharge. Dirty rows are injec
 configurable rates, and the simulator returns which event got which defect so tests can check
 that each one ends where it should.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -127,8 +128,9 @@ class Beds:
         return bed
 
 
-def _dirty_rates(given: dict[str, float] | None, defaults: dict[str, float],
-                 kinds) -> dict[str, float]:
+def _dirty_rates(
+    given: dict[str, float] | None, defaults: dict[str, float], kinds
+) -> dict[str, float]:
     """The defaults overridden by `given`, checked: known kinds, adding up to at most 1."""
     rates = defaults if given is None else {**defaults, **given}
     unknown = set(rates) - set(kinds)
@@ -199,8 +201,9 @@ def _population(rng: random.Random, size: int, now: datetime, span_days: float) 
     return people
 
 
-def _stay(rng: random.Random, person: Person, admitted: datetime, now: datetime,
-          beds: Beds) -> dict:
+def _stay(
+    rng: random.Random, person: Person, admitted: datetime, now: datetime, beds: Beds
+) -> dict:
     age = person.age_at(admitted)
     gender = person.gender_at(admitted)
     fitting = [d for d in DEPARTMENTS if d.min_age <= age <= d.max_age and gender in d.genders]
@@ -323,23 +326,36 @@ def _parse(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
 
 
-def _lifecycle(rng: random.Random, person: Person, admitted: datetime, now: datetime,
-               beds: Beds) -> list[dict]:
+def _lifecycle(
+    rng: random.Random, person: Person, admitted: datetime, now: datetime, beds: Beds
+) -> list[dict]:
     """The events of one encounter that have happened by `now`, in event-time order."""
     age, gender = person.age_at(admitted), person.gender_at(admitted)
     fitting = [d for d in DEPARTMENTS if d.min_age <= age <= d.max_age and gender in d.genders]
     by_name = {d.name: d for d in fitting}
-    department = "Emergency" if "Emergency" in by_name and rng.random() < 0.6 else rng.choices(
-        fitting, weights=[d.weight for d in fitting])[0].name
+    department = (
+        "Emergency"
+        if "Emergency" in by_name and rng.random() < 0.6
+        else rng.choices(fitting, weights=[d.weight for d in fitting])[0].name
+    )
     hospital = rng.randint(1, 7)
-    stamp = {"encounter_id": f"V{rng.getrandbits(40):012d}", "patient_id": person.patient_id,
-             "gender": gender, "age": age, "hospital_id": hospital,
-             "admission_time": iso(admitted, False)}
+    stamp = {
+        "encounter_id": f"V{rng.getrandbits(40):012d}",
+        "patient_id": person.patient_id,
+        "gender": gender,
+        "age": age,
+        "hospital_id": hospital,
+        "admission_time": iso(admitted, False),
+    }
     # The path first (each place and when the patient leaves it), then a bed free for each.
     path, moment = [(department, admitted)], admitted
     while True:
-        hours = max(0.25, rng.lognormvariate(math.log(by_name.get(
-            department, DEPARTMENTS[0]).median_stay_hours), 0.7))
+        hours = max(
+            0.25,
+            rng.lognormvariate(
+                math.log(by_name.get(department, DEPARTMENTS[0]).median_stay_hours), 0.7
+            ),
+        )
         moment += timedelta(hours=hours)
         options = [(name, p) for name, p in PATHWAYS.get(department, ()) if name in by_name]
         department = next((name for name, p in options if rng.random() < p), None)
@@ -348,15 +364,25 @@ def _lifecycle(rng: random.Random, person: Person, admitted: datetime, now: date
         path.append((department, moment))
     discharged = moment
     ends = [start for _, start in path[1:]] + [discharged]
-    places = [(name, start, beds.take(hospital, start, end))
-              for (name, start), end in zip(path, ends)]
+    places = [
+        (name, start, beds.take(hospital, start, end)) for (name, start), end in zip(path, ends)
+    ]
     lifecycle: list[dict] = []
 
     def emit(kind: str, at: datetime, place: tuple, **fields) -> None:
-        lifecycle.append({"event_id": _uuid(rng), "event_type": kind, **stamp,
-                          "department": place[0], "bed_id": place[2],
-                          "event_time": iso(at, False), "sequence": len(lifecycle) + 1,
-                          "discharge_time": None, **fields})
+        lifecycle.append(
+            {
+                "event_id": _uuid(rng),
+                "event_type": kind,
+                **stamp,
+                "department": place[0],
+                "bed_id": place[2],
+                "event_time": iso(at, False),
+                "sequence": len(lifecycle) + 1,
+                "discharge_time": None,
+                **fields,
+            }
+        )
 
     emit("ADMIT", admitted, places[0])
     if rng.random() < CANCEL_RATES["CANCEL_ADMIT"]:
@@ -378,8 +404,7 @@ def _lifecycle(rng: random.Random, person: Person, admitted: datetime, now: date
             early = discharged - timedelta(hours=rng.uniform(1, 3))
             if early > places[-1][1]:
                 emit("DISCHARGE", early, places[-1], discharge_time=iso(early, False))
-                emit("CANCEL_DISCHARGE", early + timedelta(minutes=rng.uniform(10, 40)),
-                     places[-1])
+                emit("CANCEL_DISCHARGE", early + timedelta(minutes=rng.uniform(10, 40)), places[-1])
         emit("DISCHARGE", discharged, places[-1], discharge_time=iso(discharged, False))
     lifecycle.sort(key=lambda e: (e["event_time"], e["sequence"]))
     return [e for e in lifecycle if _parse(e["event_time"]) <= now]

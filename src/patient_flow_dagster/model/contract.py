@@ -1,4 +1,5 @@
 """The landing event contract (docs/architecture.md, "Event contract") as Spark schemas."""
+
 from __future__ import annotations
 
 from pyspark.sql.types import LongType, StringType, StructField, StructType
@@ -28,9 +29,20 @@ LANDING_SCHEMA = StructType(
 # A11/A12/A13 cancels). STAY is a v1 record: one row with the whole stay known so far.
 STAY, ADMIT, TRANSFER, DISCHARGE, UPDATE = "STAY", "ADMIT", "TRANSFER", "DISCHARGE", "UPDATE"
 CANCEL_ADMIT, CANCEL_TRANSFER, CANCEL_DISCHARGE = (
-    "CANCEL_ADMIT", "CANCEL_TRANSFER", "CANCEL_DISCHARGE")
-EVENT_TYPES = (STAY, ADMIT, TRANSFER, DISCHARGE, UPDATE, CANCEL_ADMIT, CANCEL_TRANSFER,
-               CANCEL_DISCHARGE)
+    "CANCEL_ADMIT",
+    "CANCEL_TRANSFER",
+    "CANCEL_DISCHARGE",
+)
+EVENT_TYPES = (
+    STAY,
+    ADMIT,
+    TRANSFER,
+    DISCHARGE,
+    UPDATE,
+    CANCEL_ADMIT,
+    CANCEL_TRANSFER,
+    CANCEL_DISCHARGE,
+)
 ADMITTING = (STAY, ADMIT)  # events that open (or restate) an encounter
 DEMOGRAPHIC = (STAY, ADMIT, UPDATE)  # events whose gender and age dim_patient records
 

@@ -1,4 +1,5 @@
 """Reference data shipped with the project: departments and their bed capacity per hospital."""
+
 from __future__ import annotations
 
 import csv

@@ -6,6 +6,7 @@ over the typed silver columns; NULL counts as a failure. Conditions are written 
 missing value is blamed on one rule only (a null department breaks `required_ids`, not also
 `known_department`), which keeps the per-rule quarantine counts meaningful.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

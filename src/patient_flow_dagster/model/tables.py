@@ -7,6 +7,7 @@ lake root, or `<catalog>.<layer>.<name>`, see `resources/lake.py`), the streamin
 the stream that writes it (`<layer>_<name>`), the column schema the UI shows, and the Delta
 properties a new table is created with.
 """
+
 from __future__ import annotations
 
 import re
@@ -30,11 +31,11 @@ GLOSSARY: dict[str, str] = {
     "bed_id": "Bed number within the hospital.",
     "hospital_id": "Hospital number.",
     "event_type": "ADMIT, TRANSFER, DISCHARGE, UPDATE, CANCEL_ADMIT, CANCEL_TRANSFER or "
-                  "CANCEL_DISCHARGE; absent (silver: STAY) for a record of the whole stay.",
+    "CANCEL_DISCHARGE; absent (silver: STAY) for a record of the whole stay.",
     "encounter_id": "The hospital's visit number; derived from hospital, patient and admission "
-                    "time when the producer sends none.",
+    "time when the producer sends none.",
     "event_time": "When the event happened as sent, ISO-8601 UTC text (absent: the admission "
-                  "or discharge time it carries).",
+    "or discharge time it carries).",
     "sequence": "The source's order among events of one encounter at the same event_time.",
     # bronze metadata
     "bronze_ingestion_ts": "When bronze ingested the row (UTC).",
@@ -48,13 +49,13 @@ GLOSSARY: dict[str, str] = {
     "footer_rows": "Row count from the Parquet footer (null when unreadable).",
     "status": "pending (being ingested), ingested or rejected.",
     "reason": "Why the version was rejected, or what drifted in an ingested one (missing "
-              "contract columns, extra columns kept in rescued_data).",
+    "contract columns, extra columns kept in rescued_data).",
     "batch": "Bronze batch that ingested the version (its Delta transaction version).",
     "audit_run_id": "Dagster run that audited the file.",
     "audited_at": "When the file was audited (UTC).",
     "archived_as": "Where the version lies in the landing archive (path under it); '-' when it "
-                   "had left the landing zone before its retention ended (rewritten or removed); "
-                   "null while it is in the landing zone.",
+    "had left the landing zone before its retention ended (rewritten or removed); "
+    "null while it is in the landing zone.",
     # silver
     "admission_time_ts": "Admission time as a UTC timestamp.",
     "discharge_time_ts": "Discharge time as a UTC timestamp; null while still admitted.",
@@ -67,7 +68,7 @@ GLOSSARY: dict[str, str] = {
     "quality_warnings": "Names of the warn rules the row breaks (kept in silver).",
     "broken_rules": "Names of the quarantine rules the row breaks.",
     "quarantine_reasons": "Per broken rule: the rule, the columns it blames, their values as "
-                          "JSON (patient_id only as <present>) and what the rule requires.",
+    "JSON (patient_id only as <present>) and what the rule requires.",
     "silver_run_id": "Dagster run that validated the row.",
     "silver_processing_time": "When silver validated the row (UTC).",
     # gold dimensions and fact
@@ -79,9 +80,9 @@ GLOSSARY: dict[str, str] = {
     "bed_capacity": "Beds of the department (or hospital) from the reference data.",
     "admission_date": "Date of the admission (UTC).",
     "is_currently_admitted": "True while the encounter is admitted (not discharged, not "
-                             "cancelled).",
+    "cancelled).",
     "current_department_sk": "Surrogate key of the department the patient is in now (or was "
-                             "discharged from).",
+    "discharged from).",
     "current_bed_id": "Bed the patient is in now (or was discharged from).",
     "transfers": "Transfers that stand (cancelled ones excluded).",
     "event_count": "Events of the encounter applied so far.",
@@ -186,8 +187,9 @@ class Table:
 
     @property
     def schema(self) -> TableSchema:
-        return TableSchema(columns=[TableColumn(c.name, c.type, description=c.description)
-                                    for c in self.columns])
+        return TableSchema(
+            columns=[TableColumn(c.name, c.type, description=c.description) for c in self.columns]
+        )
 
     @property
     def spark_schema(self) -> StructType:
@@ -204,157 +206,240 @@ class Table:
         return properties
 
 
-_CONTRACT = ", ".join(f"{field.name} {field.dataType.simpleString()}"
-                      for field in LANDING_SCHEMA.fields if field.name != "event_id")
-_TYPED = ("patient_id string, gender string, age int, department string, admission_time string, "
-          "discharge_time string, bed_id int, hospital_id int, event_type string, "
-          "encounter_id string, event_time string, sequence bigint")
-_LINEAGE = ("bronze_ingestion_ts timestamp, source_file string, ingest_run_id string, "
-            "silver_run_id string, silver_processing_time timestamp")
-_CUBE_FIGURES = ("num_admissions bigint, completed_stays bigint, "
-                 "total_length_of_stay_hours decimal(24,2), avg_length_of_stay_hours double")
+_CONTRACT = ", ".join(
+    f"{field.name} {field.dataType.simpleString()}"
+    for field in LANDING_SCHEMA.fields
+    if field.name != "event_id"
+)
+_TYPED = (
+    "patient_id string, gender string, age int, department string, admission_time string, "
+    "discharge_time string, bed_id int, hospital_id int, event_type string, "
+    "encounter_id string, event_time string, sequence bigint"
+)
+_LINEAGE = (
+    "bronze_ingestion_ts timestamp, source_file string, ingest_run_id string, "
+    "silver_run_id string, silver_processing_time timestamp"
+)
+_CUBE_FIGURES = (
+    "num_admissions bigint, completed_stays bigint, "
+    "total_length_of_stay_hours decimal(24,2), avg_length_of_stay_hours double"
+)
 
 LANDING_EVENTS = Table(
-    "landing", "patient_events",
+    "landing",
+    "patient_events",
     "Parquet files of patient events written by producers (the event contract).",
-    _columns(f"event_id string, {_CONTRACT}"))
+    _columns(f"event_id string, {_CONTRACT}"),
+)
 
 BRONZE_EVENTS = Table(
-    "bronze", "patient_events",
+    "bronze",
+    "patient_events",
     "Every row of every ingested landing file exactly once, as it arrived, with ingest metadata.",
-    _columns(f"event_id string, {_CONTRACT}, bronze_ingestion_ts timestamp, source_file string, "
-             "ingest_run_id string, rescued_data string"),
-    stats_columns=("event_id", "ingest_run_id"), streamed=True)
+    _columns(
+        f"event_id string, {_CONTRACT}, bronze_ingestion_ts timestamp, source_file string, "
+        "ingest_run_id string, rescued_data string"
+    ),
+    stats_columns=("event_id", "ingest_run_id"),
+    streamed=True,
+)
 
 LANDING_FILES = Table(
-    "bronze", "landing_files",
+    "bronze",
+    "landing_files",
     "Ledger of every version of every landing file bronze has seen (a file rewritten under its "
     "name is a new version): ingested, or rejected with the reason, and where it was archived.",
-    _columns("file_name string, file_size bigint, file_modified timestamp, footer_rows bigint, "
-             "status string, reason string, batch bigint, audit_run_id string, "
-             "audited_at timestamp, archived_as string"),
-    keys=("file_name", "file_size", "file_modified"))
+    _columns(
+        "file_name string, file_size bigint, file_modified timestamp, footer_rows bigint, "
+        "status string, reason string, batch bigint, audit_run_id string, "
+        "audited_at timestamp, archived_as string"
+    ),
+    keys=("file_name", "file_size", "file_modified"),
+)
 
 SILVER_EVENTS = Table(
-    "silver", "patient_events",
+    "silver",
+    "patient_events",
     "Typed, validated and enriched events, one row per event_id.",
-    _columns(f"event_id string, {_TYPED}, admission_time_ts timestamp, "
-             "discharge_time_ts timestamp, event_time_ts timestamp, length_of_stay_hours double, admission_hour int, "
-             "admission_day_of_week int, admission_month int, stay_category string, "
-             f"quality_warnings array<string>, {_LINEAGE}"),
-    keys=("event_id",), stats_columns=("event_id", "patient_id", "silver_run_id"), streamed=True)
+    _columns(
+        f"event_id string, {_TYPED}, admission_time_ts timestamp, "
+        "discharge_time_ts timestamp, event_time_ts timestamp, length_of_stay_hours double, admission_hour int, "
+        "admission_day_of_week int, admission_month int, stay_category string, "
+        f"quality_warnings array<string>, {_LINEAGE}"
+    ),
+    keys=("event_id",),
+    stats_columns=("event_id", "patient_id", "silver_run_id"),
+    streamed=True,
+)
 
 QUARANTINE = Table(
-    "silver", "patient_events_quarantine",
+    "silver",
+    "patient_events_quarantine",
     "Events that break a quarantine rule, with the rules they break and why.",
-    _columns(f"event_id string, {_TYPED}, broken_rules array<string>, "
-             f"quarantine_reasons {REASON_TYPE}, quality_warnings array<string>, {_LINEAGE}"),
-    keys=("event_id",), stats_columns=("event_id", "silver_run_id"))
+    _columns(
+        f"event_id string, {_TYPED}, broken_rules array<string>, "
+        f"quarantine_reasons {REASON_TYPE}, quality_warnings array<string>, {_LINEAGE}"
+    ),
+    keys=("event_id",),
+    stats_columns=("event_id", "silver_run_id"),
+)
 
 DIM_PATIENT = Table(
-    "gold", "dim_patient",
+    "gold",
+    "dim_patient",
     "Patients as SCD type 2: a new version when gender or age changes.",
-    _columns("patient_sk bigint, patient_id string, gender string, age int, "
-             "valid_from timestamp, valid_to timestamp, is_current boolean"),
-    keys=("patient_sk",), stats_columns=("patient_id", "valid_from"), streamed=True)
+    _columns(
+        "patient_sk bigint, patient_id string, gender string, age int, "
+        "valid_from timestamp, valid_to timestamp, is_current boolean"
+    ),
+    keys=("patient_sk",),
+    stats_columns=("patient_id", "valid_from"),
+    streamed=True,
+)
 
 DIM_DEPARTMENT = Table(
-    "gold", "dim_department",
+    "gold",
+    "dim_department",
     "Departments per hospital with their bed capacity (SCD type 1).",
     _columns("department_sk bigint, department string, hospital_id int, bed_capacity int"),
-    keys=("department_sk",), streamed=True)
+    keys=("department_sk",),
+    streamed=True,
+)
 
 FACT_ADMISSIONS = Table(
-    "gold", "fact_admissions",
+    "gold",
+    "fact_admissions",
     "One row per encounter (stay) with its current state, keyed to the patient version valid at "
     "admission and to its admitting and current departments.",
-    _columns("encounter_id string, patient_sk bigint, department_sk bigint, "
-             "current_department_sk bigint, hospital_id int, bed_id int, current_bed_id int, "
-             "admission_time_ts timestamp, discharge_time_ts timestamp, status string, "
-             "transfers int, event_count int, length_of_stay_hours double, admission_hour int, "
-             "admission_day_of_week int, admission_month int, admission_date date, "
-             "stay_category string, is_currently_admitted boolean",
-             department_sk="Surrogate key of the admitting department (dim_department).",
-             status="admitted, discharged or cancelled (CANCEL_ADMIT: kept for audit, in no KPI).",
-             bed_id="Bed the patient was admitted to.",
-             length_of_stay_hours="Hours from admission to discharge; null while admitted."),
-    keys=("encounter_id",), stats_columns=("encounter_id", "patient_sk", "department_sk"),
-    change_feed=True, streamed=True)
+    _columns(
+        "encounter_id string, patient_sk bigint, department_sk bigint, "
+        "current_department_sk bigint, hospital_id int, bed_id int, current_bed_id int, "
+        "admission_time_ts timestamp, discharge_time_ts timestamp, status string, "
+        "transfers int, event_count int, length_of_stay_hours double, admission_hour int, "
+        "admission_day_of_week int, admission_month int, admission_date date, "
+        "stay_category string, is_currently_admitted boolean",
+        department_sk="Surrogate key of the admitting department (dim_department).",
+        status="admitted, discharged or cancelled (CANCEL_ADMIT: kept for audit, in no KPI).",
+        bed_id="Bed the patient was admitted to.",
+        length_of_stay_hours="Hours from admission to discharge; null while admitted.",
+    ),
+    keys=("encounter_id",),
+    stats_columns=("encounter_id", "patient_sk", "department_sk"),
+    change_feed=True,
+    streamed=True,
+)
 
 FACT_MOVEMENTS = Table(
-    "gold", "fact_patient_movements",
+    "gold",
+    "fact_patient_movements",
     "One row per stay segment of an encounter in one department and bed: admission, transfers "
     "and discharge split a stay into segments that tile it without overlap.",
-    _columns("encounter_id string, segment int, department_sk bigint, hospital_id int, "
-             "bed_id int, start_ts timestamp, end_ts timestamp, length_of_stay_hours double, "
-             "stay_category string",
-             length_of_stay_hours="Hours of the segment; null while the patient is there.",
-             stay_category="Short (< 24 h), Medium (24-72 h) or Long (> 72 h) segment; null "
-                           "while open."),
-    keys=("encounter_id", "segment"), stats_columns=("encounter_id", "start_ts"))
+    _columns(
+        "encounter_id string, segment int, department_sk bigint, hospital_id int, "
+        "bed_id int, start_ts timestamp, end_ts timestamp, length_of_stay_hours double, "
+        "stay_category string",
+        length_of_stay_hours="Hours of the segment; null while the patient is there.",
+        stay_category="Short (< 24 h), Medium (24-72 h) or Long (> 72 h) segment; null while open.",
+    ),
+    keys=("encounter_id", "segment"),
+    stats_columns=("encounter_id", "start_ts"),
+)
 
 CUBE_GENDER_DEPARTMENT = Table(
-    "gold", "cube_admissions_gender_department",
+    "gold",
+    "cube_admissions_gender_department",
     "Admissions and length of stay per gender x department.",
     _columns(f"gender string, department string, {_CUBE_FIGURES}"),
-    keys=("gender", "department"))
+    keys=("gender", "department"),
+)
 
 CUBE_DEPARTMENT_HOSPITAL = Table(
-    "gold", "cube_admissions_department_hospital",
+    "gold",
+    "cube_admissions_department_hospital",
     "Admissions and length of stay per department x hospital.",
     _columns(f"department string, hospital_id int, {_CUBE_FIGURES}"),
-    keys=("department", "hospital_id"))
+    keys=("department", "hospital_id"),
+)
 
 DEPARTMENT_CENSUS_HOURLY = Table(
-    "gold", "department_census_hourly",
+    "gold",
+    "department_census_hourly",
     "Hourly census per hospital x department from the movement segments: arrivals, departures, "
     "patients present and occupancy at the end of each hour.",
-    _columns("hospital_id int, department string, hour_start timestamp, hour_end timestamp, "
-             "admissions bigint, discharges bigint, present_at_end bigint, bed_capacity int, "
-             "occupancy double",
-             admissions="Patients who arrived in the department in the hour (admitted or "
-                        "transferred in).",
-             discharges="Patients who left the department in the hour (discharged or "
-                        "transferred out)."),
+    _columns(
+        "hospital_id int, department string, hour_start timestamp, hour_end timestamp, "
+        "admissions bigint, discharges bigint, present_at_end bigint, bed_capacity int, "
+        "occupancy double",
+        admissions="Patients who arrived in the department in the hour (admitted or "
+        "transferred in).",
+        discharges="Patients who left the department in the hour (discharged or transferred out).",
+    ),
     keys=("hospital_id", "department", "hour_start"),
-    stats_columns=("hour_start", "hospital_id", "department"), streamed=True)
+    stats_columns=("hour_start", "hospital_id", "department"),
+    streamed=True,
+)
 
 CURRENT_OCCUPANCY = Table(
-    "gold", "current_occupancy",
+    "gold",
+    "current_occupancy",
     "The latest census hour per hospital x department and per hospital.",
-    _columns("scope string, hospital_id int, department string, as_of timestamp, "
-             "present bigint, bed_capacity bigint, occupancy double",
-             department="Department; null on a hospital's total row."),
-    keys=("scope", "hospital_id", "department"))
+    _columns(
+        "scope string, hospital_id int, department string, as_of timestamp, "
+        "present bigint, bed_capacity bigint, occupancy double",
+        department="Department; null on a hospital's total row.",
+    ),
+    keys=("scope", "hospital_id", "department"),
+)
 
 LENGTH_OF_STAY_STATS = Table(
-    "gold", "length_of_stay_stats",
+    "gold",
+    "length_of_stay_stats",
     "Length-of-stay distribution of the completed stays in each department x hospital "
     "(movement segments: a transferred patient's time in each department).",
-    _columns("department string, hospital_id int, completed_stays bigint, mean_hours double, "
-             "median_hours double, p90_hours double, max_hours double, short_stays bigint, "
-             "medium_stays bigint, long_stays bigint"),
-    keys=("department", "hospital_id"))
+    _columns(
+        "department string, hospital_id int, completed_stays bigint, mean_hours double, "
+        "median_hours double, p90_hours double, max_hours double, short_stays bigint, "
+        "medium_stays bigint, long_stays bigint"
+    ),
+    keys=("department", "hospital_id"),
+)
 
 DAILY_FLOW = Table(
-    "gold", "daily_flow",
+    "gold",
+    "daily_flow",
     "Admissions and discharges per hospital and day.",
-    _columns("hospital_id int, day date, admissions bigint, discharges bigint, "
-             "net_change bigint"),
-    keys=("hospital_id", "day"))
+    _columns("hospital_id int, day date, admissions bigint, discharges bigint, net_change bigint"),
+    keys=("hospital_id", "day"),
+)
 
 CHECK_RESULTS = Table(
-    "quality", "check_results",
+    "quality",
+    "check_results",
     "Every evaluation of every asset check, appended by the steps that evaluate them: the "
     "quality history stewards query for trends.",
-    _columns("check_run_id string, check_name string, table_name string, table_version bigint, "
-             "evaluated bigint, failed bigint, failed_ratio double, passed boolean, "
-             "severity string, evaluated_at timestamp"),
-    keys=("check_run_id", "table_name", "check_name"))
+    _columns(
+        "check_run_id string, check_name string, table_name string, table_version bigint, "
+        "evaluated bigint, failed bigint, failed_ratio double, passed boolean, "
+        "severity string, evaluated_at timestamp"
+    ),
+    keys=("check_run_id", "table_name", "check_name"),
+)
 
 LAKE_TABLES: tuple[Table, ...] = (
-    BRONZE_EVENTS, LANDING_FILES, SILVER_EVENTS, QUARANTINE, DIM_PATIENT, DIM_DEPARTMENT,
-    FACT_ADMISSIONS, FACT_MOVEMENTS, CUBE_GENDER_DEPARTMENT, CUBE_DEPARTMENT_HOSPITAL, DEPARTMENT_CENSUS_HOURLY,
-    CURRENT_OCCUPANCY, LENGTH_OF_STAY_STATS, DAILY_FLOW, CHECK_RESULTS,
+    BRONZE_EVENTS,
+    LANDING_FILES,
+    SILVER_EVENTS,
+    QUARANTINE,
+    DIM_PATIENT,
+    DIM_DEPARTMENT,
+    FACT_ADMISSIONS,
+    FACT_MOVEMENTS,
+    CUBE_GENDER_DEPARTMENT,
+    CUBE_DEPARTMENT_HOSPITAL,
+    DEPARTMENT_CENSUS_HOURLY,
+    CURRENT_OCCUPANCY,
+    LENGTH_OF_STAY_STATS,
+    DAILY_FLOW,
+    CHECK_RESULTS,
 )
 BY_KEY: dict[AssetKey, Table] = {table.key: table for table in (LANDING_EVENTS, *LAKE_TABLES)}

@@ -1,4 +1,5 @@
 """How strict the quality checks are, as a resource so each environment can set it."""
+
 from dagster import ConfigurableResource
 from pydantic import Field
 

@@ -4,6 +4,7 @@ An alert names the job, the run, the asset or check, the severity and a link to 
 asset) in the UI, and figures only (rows evaluated and failed): never a patient identifier.
 A channel that fails to deliver is logged in one line and does not stop the other channel.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,15 +33,19 @@ class Alert:
     @property
     def text(self) -> str:
         run = f"run {self.run_id} of {self.job}" if self.run_id else "no run"
-        return (f"[{self.severity}] {self.title}\n{self.details}\n"
-                f"subject: {self.subject}; {run}\n{self.link}")
+        return (
+            f"[{self.severity}] {self.title}\n{self.details}\n"
+            f"subject: {self.subject}; {run}\n{self.link}"
+        )
 
 
 class AlertChannels(ConfigurableResource):
     """Where alerts go. Both channels are optional; with neither, alerts are only logged."""
 
-    ui_url: str = Field(default="http://127.0.0.1:3000",
-                        description="The Dagster UI's address, for links in alerts.")
+    ui_url: str = Field(
+        default="http://127.0.0.1:3000",
+        description="The Dagster UI's address, for links in alerts.",
+    )
     smtp_host: str | None = None
     smtp_port: int = 587
     smtp_security: str = Field(default="starttls", description="starttls, ssl or none")
@@ -61,16 +66,20 @@ class AlertChannels(ConfigurableResource):
         """Deliver to every configured channel; the channels that delivered."""
         log = get_dagster_logger()
         delivered = []
-        for name, configured, deliver in (("email", self.smtp_host, self._email),
-                                          ("webhook", self.webhook_url, self._webhook)):
+        for name, configured, deliver in (
+            ("email", self.smtp_host, self._email),
+            ("webhook", self.webhook_url, self._webhook),
+        ):
             if not configured:
                 continue
             try:
                 deliver(alert)
                 delivered.append(name)
             except Exception as error:  # one channel down must not silence the other
-                log.error(f"alert not delivered by {name}: {type(error).__name__}: "
-                          f"{str(error).splitlines()[0][:200] if str(error) else ''}")
+                log.error(
+                    f"alert not delivered by {name}: {type(error).__name__}: "
+                    f"{str(error).splitlines()[0][:200] if str(error) else ''}"
+                )
         log.info(f"alert [{alert.severity}] {alert.title} -> {', '.join(delivered) or 'log only'}")
         return delivered
 
@@ -81,8 +90,12 @@ class AlertChannels(ConfigurableResource):
         message["To"] = self.smtp_recipients or ""
         message.set_content(alert.text)
         if self.smtp_security == "ssl":
-            server = smtplib.SMTP_SSL(self.smtp_host, self.smtp_port, timeout=TIMEOUT_SECONDS,
-                                      context=ssl.create_default_context())
+            server = smtplib.SMTP_SSL(
+                self.smtp_host,
+                self.smtp_port,
+                timeout=TIMEOUT_SECONDS,
+                context=ssl.create_default_context(),
+            )
         else:
             server = smtplib.SMTP(self.smtp_host, self.smtp_port, timeout=TIMEOUT_SECONDS)
         with server:
@@ -97,20 +110,35 @@ class AlertChannels(ConfigurableResource):
             payload = {"text": alert.text}
         else:  # a Teams incoming webhook's message card
             payload = {
-                "@type": "MessageCard", "@context": "https://schema.org/extensions",
+                "@type": "MessageCard",
+                "@context": "https://schema.org/extensions",
                 "summary": alert.title,
                 "themeColor": "C50F1F" if alert.severity == "ERROR" else "FFB900",
                 "title": f"[{alert.severity}] {alert.title}",
-                "sections": [{"text": alert.details, "facts": [
-                    {"name": "job", "value": alert.job or "-"},
-                    {"name": "run", "value": alert.run_id or "-"},
-                    {"name": "subject", "value": alert.subject},
-                    {"name": "severity", "value": alert.severity}]}],
-                "potentialAction": [{"@type": "OpenUri", "name": "Open in Dagster",
-                                     "targets": [{"os": "default", "uri": alert.link}]}],
+                "sections": [
+                    {
+                        "text": alert.details,
+                        "facts": [
+                            {"name": "job", "value": alert.job or "-"},
+                            {"name": "run", "value": alert.run_id or "-"},
+                            {"name": "subject", "value": alert.subject},
+                            {"name": "severity", "value": alert.severity},
+                        ],
+                    }
+                ],
+                "potentialAction": [
+                    {
+                        "@type": "OpenUri",
+                        "name": "Open in Dagster",
+                        "targets": [{"os": "default", "uri": alert.link}],
+                    }
+                ],
             }
         request = urllib.request.Request(
-            self.webhook_url, data=json.dumps(payload).encode(),
-            headers={"Content-Type": "application/json"}, method="POST")
+            self.webhook_url,
+            data=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
             response.read()

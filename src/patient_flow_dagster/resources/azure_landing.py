@@ -5,6 +5,7 @@ connector (hadoop-azure, `wasb(s)://` for Blob endpoints, `abfss://` for ADLS Ge
 come from the environment (a connection string), are handed to Hadoop's configuration at run
 time and never appear in logs, metadata or error texts.
 """
+
 from __future__ import annotations
 
 import io
@@ -35,7 +36,9 @@ def is_azure_url(location: str) -> bool:
 
 def parse_connection_string(connection_string: str) -> dict[str, str]:
     parts = dict(
-        part.split("=", 1) for part in connection_string.strip().strip(";").split(";") if "=" in part
+        part.split("=", 1)
+        for part in connection_string.strip().strip(";").split(";")
+        if "=" in part
     )
     if parts.get("UseDevelopmentStorage", "").lower() == "true":
         parts.setdefault("AccountName", "devstoreaccount1")
@@ -103,8 +106,10 @@ class AzureBlobLandingZone(LandingZone):
         if self.archive:
             parsed = urlparse(self.archive)
             if parsed.netloc != urlparse(self.url).netloc:
-                raise ValueError(f"the archive {self.archive} must be in the landing container "
-                                 f"({urlparse(self.url).netloc}): blobs are moved within it")
+                raise ValueError(
+                    f"the archive {self.archive} must be in the landing container "
+                    f"({urlparse(self.url).netloc}): blobs are moved within it"
+                )
             path = parsed.path.strip("/")
             return f"{path}/" if path else ""
         return f"{self.prefix.rstrip('/')}_archive/" if self.prefix else "archive/"
@@ -126,8 +131,13 @@ class AzureBlobLandingZone(LandingZone):
         target = self._container_client.get_blob_client(self._archive_prefix + destination)
         unchanged = MatchConditions.IfNotModified
         try:
-            _copy(source, target, f"archiving {version.name}", source_etag=properties.etag,
-                  source_match_condition=unchanged)
+            _copy(
+                source,
+                target,
+                f"archiving {version.name}",
+                source_etag=properties.etag,
+                source_match_condition=unchanged,
+            )
         except ResourceModifiedError:  # rewritten before the copy
             return False
         try:
@@ -139,21 +149,22 @@ class AzureBlobLandingZone(LandingZone):
 
     def restore(self, destination: str, name: str) -> None:
         archived = self._container_client.get_blob_client(self._archive_prefix + destination)
-        _copy(archived, self._container_client.get_blob_client(self.prefix + name),
-              f"restoring {destination}")
+        _copy(
+            archived,
+            self._container_client.get_blob_client(self.prefix + name),
+            f"restoring {destination}",
+        )
         archived.delete_blob()
 
     def in_archive(self, destination: str) -> bool:
-        return self._container_client.get_blob_client(
-            self._archive_prefix + destination).exists()
+        return self._container_client.get_blob_client(self._archive_prefix + destination).exists()
 
     def list_files(self) -> list[LandingFile]:
         """The committed blobs directly under the prefix (one level: a folder beside or below
         them, such as the archive at the container's root, is not listed blob by blob)."""
         files = []
-        for blob in self._container_client.walk_blobs(name_starts_with=self.prefix,
-                                                      delimiter="/"):
-            relative = blob.name[len(self.prefix):]
+        for blob in self._container_client.walk_blobs(name_starts_with=self.prefix, delimiter="/"):
+            relative = blob.name[len(self.prefix) :]
             if "/" in relative or not is_committed_name(relative):
                 continue
             files.append(LandingFile(relative, blob.size, blob.last_modified.timestamp()))
@@ -211,5 +222,3 @@ def landing_blob_writer(url: str, connection_string: str):
         return f"{url.rstrip('/')}/{name}"
 
     return write
-
-

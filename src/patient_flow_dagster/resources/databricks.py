@@ -10,6 +10,7 @@ host and the run config travel as the launcher's `env_variables`; the token (or 
 principal's OAuth secret) and the landing credentials are never copied, they come from the Key
 Vault-backed secret scope on the cluster (`secrets_to_env_variables`).
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,9 @@ def databricks_run_config(environ: Mapping[str, str]) -> dict:
     """
     if forwarded := settings.read(RUN_CONFIG_VARIABLE, environ):
         return json.loads(forwarded)
-    spec = Path(settings.read("PATIENT_FLOW_DATABRICKS_CLUSTER_SPEC", environ)
-                or DEFAULT_CLUSTER_SPEC)
+    spec = Path(
+        settings.read("PATIENT_FLOW_DATABRICKS_CLUSTER_SPEC", environ) or DEFAULT_CLUSTER_SPEC
+    )
     if not spec.is_file():
         raise FileNotFoundError(
             f"Databricks cluster spec {spec} not found: set PATIENT_FLOW_DATABRICKS_CLUSTER_SPEC "
@@ -68,8 +70,11 @@ def databricks_run_config(environ: Mapping[str, str]) -> dict:
 
 def remote_env_variables(environ: Mapping[str, str], run_config: dict) -> dict[str, str]:
     """What the remote step must see to rebuild the same definitions (nothing secret)."""
-    forwarded = {name: value for name, value in settings.forwarded(FORWARDED_PREFIX, environ).items()
-                 if name not in NOT_FORWARDED}
+    forwarded = {
+        name: value
+        for name, value in settings.forwarded(FORWARDED_PREFIX, environ).items()
+        if name not in NOT_FORWARDED
+    }
     forwarded["DATABRICKS_HOST"] = settings.read("DATABRICKS_HOST", environ) or ""
     if client_id := settings.read("DATABRICKS_CLIENT_ID", environ):
         forwarded["DATABRICKS_CLIENT_ID"] = client_id  # an application id, not a secret
@@ -94,8 +99,10 @@ def remote_secrets(environ: Mapping[str, str], landing_is_azure: bool) -> list[d
 def code_path(environ: Mapping[str, str]) -> str:
     """The folder the launcher zips and ships: the one holding the `patient_flow_dagster`
     package (`src/` of a checkout or an editable install)."""
-    path = Path(settings.read("PATIENT_FLOW_CODE_PATH", environ) or Path(patient_flow_dagster.__file__)
-                .resolve().parents[1])
+    path = Path(
+        settings.read("PATIENT_FLOW_CODE_PATH", environ)
+        or Path(patient_flow_dagster.__file__).resolve().parents[1]
+    )
     if path.name in ("site-packages", "dist-packages"):
         raise ValueError(
             f"{path} is a site-packages folder: the step launcher would upload all of it. Install "
@@ -111,8 +118,9 @@ def step_launcher_config(environ: Mapping[str, str], landing_is_azure: bool) -> 
     run_config = databricks_run_config(environ)
     # A service principal's credentials are added when the resource starts (the launcher's
     # oauth_credentials take no environment variables): see databricks_step_launcher.
-    credentials = {} if service_principal(environ) else {
-        "databricks_token": {"env": "DATABRICKS_TOKEN"}}
+    credentials = (
+        {} if service_principal(environ) else {"databricks_token": {"env": "DATABRICKS_TOKEN"}}
+    )
     return {
         "run_config": run_config,
         "databricks_host": {"env": "DATABRICKS_HOST"},
@@ -123,7 +131,8 @@ def step_launcher_config(environ: Mapping[str, str], landing_is_azure: bool) -> 
         "secrets_to_env_variables": remote_secrets(environ, landing_is_azure),
         "poll_interval_sec": settings.read_seconds("PATIENT_FLOW_DATABRICKS_POLL_SECONDS", environ),
         "max_completion_wait_time_seconds": settings.read_int(
-            "PATIENT_FLOW_DATABRICKS_STEP_TIMEOUT", environ),
+            "PATIENT_FLOW_DATABRICKS_STEP_TIMEOUT", environ
+        ),
         "verbose_logs": False,
     }
 
@@ -143,16 +152,24 @@ def check_reachable(host: str, timeout: float) -> None:
         reason = error.strerror or type(error).__name__
         raise WorkspaceUnreachable(
             f"Databricks workspace {host} is unreachable: {reason} (tried a TCP connection to "
-            f"{url.hostname}:{port} for up to {timeout:g} s; check DATABRICKS_HOST)") from None
+            f"{url.hostname}:{port} for up to {timeout:g} s; check DATABRICKS_HOST)"
+        ) from None
 
 
 # Termination reasons of a cluster or driver that the same step may well survive a second time
 # (Databricks' ClusterTerminationReason codes); a task that fails on its own is not retried.
 TRANSIENT_TERMINATIONS = (
-    "CLOUD_PROVIDER_LAUNCH_FAILURE", "CLOUD_PROVIDER_RESOURCE_STOCKOUT", "CLOUD_FAILURE",
-    "INSTANCE_UNREACHABLE", "INSTANCE_POOL_CLUSTER_FAILURE", "DRIVER_UNREACHABLE",
-    "DRIVER_UNRESPONSIVE", "SPOT_INSTANCE_TERMINATION", "COMMUNICATION_LOST",
-    "NETWORK_CONFIGURATION_FAILURE", "AZURE_RESOURCE_PROVIDER_THROTTLING",
+    "CLOUD_PROVIDER_LAUNCH_FAILURE",
+    "CLOUD_PROVIDER_RESOURCE_STOCKOUT",
+    "CLOUD_FAILURE",
+    "INSTANCE_UNREACHABLE",
+    "INSTANCE_POOL_CLUSTER_FAILURE",
+    "DRIVER_UNREACHABLE",
+    "DRIVER_UNRESPONSIVE",
+    "SPOT_INSTANCE_TERMINATION",
+    "COMMUNICATION_LOST",
+    "NETWORK_CONFIGURATION_FAILURE",
+    "AZURE_RESOURCE_PROVIDER_THROTTLING",
 )
 
 
@@ -165,21 +182,34 @@ def is_transient(error: BaseException) -> bool:
     from dagster_databricks.databricks import DatabricksError as RunFailed
     from databricks.sdk import errors
 
-    if isinstance(error, (errors.TooManyRequests, errors.RequestLimitExceeded,
-                          errors.TemporarilyUnavailable, errors.InternalError,
-                          errors.DeadlineExceeded, requests.ConnectionError, requests.Timeout)):
+    if isinstance(
+        error,
+        (
+            errors.TooManyRequests,
+            errors.RequestLimitExceeded,
+            errors.TemporarilyUnavailable,
+            errors.InternalError,
+            errors.DeadlineExceeded,
+            requests.ConnectionError,
+            requests.Timeout,
+        ),
+    ):
         return True
-    return isinstance(error, RunFailed) and any(code in str(error)
-                                                for code in TRANSIENT_TERMINATIONS)
+    return isinstance(error, RunFailed) and any(
+        code in str(error) for code in TRANSIENT_TERMINATIONS
+    )
 
 
 def launch_retry_policy(environ: Mapping[str, str]):
     """At most two more launches of a step, exponential backoff with jitter."""
     from dagster import Backoff, Jitter, RetryPolicy
 
-    return RetryPolicy(max_retries=2,
-                       delay=settings.read_seconds("PATIENT_FLOW_DATABRICKS_RETRY_SECONDS", environ),
-                       backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+    return RetryPolicy(
+        max_retries=2,
+        delay=settings.read_seconds("PATIENT_FLOW_DATABRICKS_RETRY_SECONDS", environ),
+        backoff=Backoff.EXPONENTIAL,
+        jitter=Jitter.PLUS_MINUS,
+    )
 
 
 VOLUMES = "/Volumes/"
@@ -232,8 +262,14 @@ def databricks_step_launcher(landing_is_azure: bool, environ: Mapping[str, str] 
         def _dbfs_path(self, run_id: str, step_key: str, filename: str) -> str:
             if not self.on_volume:
                 return super()._dbfs_path(run_id, step_key, filename)
-            return "/".join([self.staging_prefix.rstrip("/"), run_id,
-                             self._sanitize_step_key(step_key), os.path.basename(filename)])
+            return "/".join(
+                [
+                    self.staging_prefix.rstrip("/"),
+                    run_id,
+                    self._sanitize_step_key(step_key),
+                    os.path.basename(filename),
+                ]
+            )
 
         def _internal_dbfs_path(self, run_id: str, step_key: str, filename: str) -> str:
             """On a volume the cluster reads the same /Volumes/... path the API writes."""
@@ -264,24 +300,29 @@ def databricks_step_launcher(landing_is_azure: bool, environ: Mapping[str, str] 
                 step_context.log.warning(
                     f"transient Databricks fault ({type(error).__name__}: "
                     f"{str(error).splitlines()[0][:200]}); launching the step again in "
-                    f"{wait:.0f} s (attempt {attempt + 1} of {retry.max_retries + 1})")
-                raise RetryRequested(max_retries=retry.max_retries,
-                                     seconds_to_wait=wait) from error
+                    f"{wait:.0f} s (attempt {attempt + 1} of {retry.max_retries + 1})"
+                )
+                raise RetryRequested(max_retries=retry.max_retries, seconds_to_wait=wait) from error
 
     environ = settings.environment() if environ is None else environ
     connect_timeout = settings.read_seconds("PATIENT_FLOW_DATABRICKS_CONNECT_TIMEOUT", environ)
     retry = launch_retry_policy(environ)
-    runtime_check = settings.read_choice(
-        "PATIENT_FLOW_DATABRICKS_RUNTIME_CHECK", ("on", "off"), environ) == "on"
+    runtime_check = (
+        settings.read_choice("PATIENT_FLOW_DATABRICKS_RUNTIME_CHECK", ("on", "off"), environ)
+        == "on"
+    )
 
-    @resource(config_schema=databricks_pyspark_step_launcher.config_schema,
-              description=databricks_pyspark_step_launcher.description)
+    @resource(
+        config_schema=databricks_pyspark_step_launcher.config_schema,
+        description=databricks_pyspark_step_launcher.description,
+    )
     def checked_step_launcher(context):
         config = dict(context.resource_config)
         if service_principal(settings.environment()):  # read now, never stored in config
             config["oauth_credentials"] = {
                 "client_id": settings.read("DATABRICKS_CLIENT_ID"),
-                "client_secret": settings.read("DATABRICKS_CLIENT_SECRET")}
+                "client_secret": settings.read("DATABRICKS_CLIENT_SECRET"),
+            }
         return CheckedStepLauncher(**config)
 
     return checked_step_launcher.configured(step_launcher_config(environ, landing_is_azure))

@@ -6,6 +6,7 @@ another Python minor version or another Spark major fails in ways that are hard 
 unpickling error, a missing API) minutes after the submission; checked before submitting, the
 mismatch is one line naming both versions.
 """
+
 from __future__ import annotations
 
 import re
@@ -38,12 +39,14 @@ def runtime_of(spark_version: str) -> tuple[tuple[int, int], int]:
             f"Databricks runtime {spark_version!r} is not one this launcher knows ({known}); "
             "choose one of those in the cluster spec, or set "
             "PATIENT_FLOW_DATABRICKS_RUNTIME_CHECK=off for a custom image whose Python and "
-            "Spark you have matched yourself")
+            "Spark you have matched yourself"
+        )
     return RUNTIME_LINES[int(match.group(1))]
 
 
-def check_runtime(spark_version: str, python: tuple[int, int] | None = None,
-                  pyspark: str | None = None) -> None:
+def check_runtime(
+    spark_version: str, python: tuple[int, int] | None = None, pyspark: str | None = None
+) -> None:
     """Raise RuntimeMismatch unless the runtime has this process's Python minor version and
     its PySpark's major version."""
     python = python or sys.version_info[:2]
@@ -52,12 +55,14 @@ def check_runtime(spark_version: str, python: tuple[int, int] | None = None,
     local_spark = int(pyspark.split(".")[0])
     problems = []
     if remote_python != tuple(python):
-        problems.append(f"Python {remote_python[0]}.{remote_python[1]} there, "
-                        f"{python[0]}.{python[1]} here")
+        problems.append(
+            f"Python {remote_python[0]}.{remote_python[1]} there, {python[0]}.{python[1]} here"
+        )
     if remote_spark != local_spark:
         problems.append(f"Spark {remote_spark} there, PySpark {pyspark} here")
     if problems:
         raise RuntimeMismatch(
             f"Databricks runtime {spark_version} cannot run steps launched from this process "
             f"({'; '.join(problems)}): launch from a matching environment or choose a matching "
-            "runtime in the cluster spec")
+            "runtime in the cluster spec"
+        )

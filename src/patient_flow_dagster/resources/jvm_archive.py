@@ -7,6 +7,7 @@ starts (`-XX:SharedArchiveFile`). `patient-flow jvm-archive` (run by `./run setu
 devtools) builds it by running the pipeline's own steps on a small batch. A missing or stale archive (other JDK, other jars) is ignored by the JVM, which
 then starts the normal way, so the archive can only make starts faster.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,8 +41,9 @@ def archive_path() -> Path | None:
     if chosen:
         return Path(chosen)
     key = hashlib.sha1(
-        "|".join([_java_identity(), sys.prefix, version("pyspark"), version("delta-spark")])
-        .encode()
+        "|".join(
+            [_java_identity(), sys.prefix, version("pyspark"), version("delta-spark")]
+        ).encode()
     ).hexdigest()[:12]
     cache = Path(settings.read("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache / "patient_flow_dagster" / f"spark-classes-{key}.jsa"

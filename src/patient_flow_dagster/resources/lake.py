@@ -4,6 +4,7 @@ Assets name tables logically (`silver.patient_events`); this resource decides wh
 `<root>/<layer>/<table>` folders locally, `<catalog>.<layer>.<table>` in Unity Catalog on
 Databricks. Assets never build paths themselves.
 """
+
 from __future__ import annotations
 
 import json
@@ -98,8 +99,13 @@ class DeltaLake(ConfigurableResource):
     def read_changes(self, spark: SparkSession, table: Table, first: int, last: int) -> DataFrame:
         """The table's change data feed for versions first..last: every row inserted or deleted,
         both images of every row updated (`_change_type`, `_commit_version`)."""
-        return self._load(spark.read.format("delta").option("readChangeFeed", "true")
-                          .option("startingVersion", first).option("endingVersion", last), table)
+        return self._load(
+            spark.read.format("delta")
+            .option("readChangeFeed", "true")
+            .option("startingVersion", first)
+            .option("endingVersion", last),
+            table,
+        )
 
     def table_id(self, spark: SparkSession, table: Table) -> str | None:
         """Delta's id of the table: a dropped and recreated table has a new one, while its
@@ -133,8 +139,11 @@ class DeltaLake(ConfigurableResource):
                 writer = writer.option(name, value)
             writer.saveAsTable(self.location(table))
         else:
-            builder = DeltaTable.createIfNotExists(spark).addColumns(schema).location(
-                self.location(table))
+            builder = (
+                DeltaTable.createIfNotExists(spark)
+                .addColumns(schema)
+                .location(self.location(table))
+            )
             for name, value in created_with.items():
                 builder = builder.property(name, value)
             builder.execute()
@@ -142,11 +151,12 @@ class DeltaLake(ConfigurableResource):
         if table.change_feed:
             current = self.delta_table(spark, table).detail().select("properties").first()[0]
             if current.get(CHANGE_FEED) != "true":
-                spark.sql(f"ALTER TABLE {self._sql_name(table)} "
-                          f"SET TBLPROPERTIES ('{CHANGE_FEED}' = 'true')")
+                spark.sql(
+                    f"ALTER TABLE {self._sql_name(table)} "
+                    f"SET TBLPROPERTIES ('{CHANGE_FEED}' = 'true')"
+                )
 
-    def _add_missing_columns(self, spark: SparkSession, table: Table,
-                             schema: StructType) -> None:
+    def _add_missing_columns(self, spark: SparkSession, table: Table, schema: StructType) -> None:
         """Columns of `schema` the stored table lacks are added (null in the old rows): a lake
         written before a column was declared keeps working, as Delta's schema evolution does."""
         stored = {name.lower() for name in self.read(spark, table).columns}
@@ -160,9 +170,7 @@ class DeltaLake(ConfigurableResource):
             return self.location(table)
         return f"delta.`{self.location(table)}`"
 
-    def append(
-        self, df: DataFrame, table: Table, txn: tuple[str, int] | None = None
-    ) -> None:
+    def append(self, df: DataFrame, table: Table, txn: tuple[str, int] | None = None) -> None:
         """Append rows; `txn` = (app id, version) makes a replayed streaming batch a no-op."""
         self.ensure_schema(df.sparkSession, table)
         writer = df.write.format("delta").mode("append")
@@ -170,8 +178,13 @@ class DeltaLake(ConfigurableResource):
             writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
         self._save(writer, table)
 
-    def overwrite(self, df: DataFrame, table: Table, replace_where: str | None = None,
-                  note: dict | None = None) -> None:
+    def overwrite(
+        self,
+        df: DataFrame,
+        table: Table,
+        replace_where: str | None = None,
+        note: dict | None = None,
+    ) -> None:
         """Replace the table, or only the rows matching `replace_where`. `note` (JSON) goes
         into the commit's user metadata, in the same commit as the rows: what the table was
         computed from, read back with `last_note`. A writer option, not a session setting,
@@ -247,13 +260,22 @@ def merge_counts(merge_result: DataFrame) -> dict[str, int]:
     """Rows inserted / updated / deleted by a MERGE, from the one-row DataFrame its execute()
     returns (no DESCRIBE HISTORY round trip)."""
     row = merge_result.first()
-    return {name: int(row[f"num_{name}_rows"] or 0) if row else 0
-            for name in ("inserted", "updated", "deleted")}
+    return {
+        name: int(row[f"num_{name}_rows"] or 0) if row else 0
+        for name in ("inserted", "updated", "deleted")
+    }
 
 
-def replace_changed(lake: DeltaLake, spark: SparkSession, table: Table, rows: DataFrame,
-                    keys: list[str], where: str | None = None, note: dict | None = None,
-                    order: list[str] | None = None) -> dict[str, int]:
+def replace_changed(
+    lake: DeltaLake,
+    spark: SparkSession,
+    table: Table,
+    rows: DataFrame,
+    keys: list[str],
+    where: str | None = None,
+    note: dict | None = None,
+    order: list[str] | None = None,
+) -> dict[str, int]:
     """Make the part of `table` selected by `where` (all of it when None) equal to `rows`.
 
     For tables recomputed by range (the census from an hour on): the new rows are compared with
@@ -272,16 +294,24 @@ def replace_changed(lake: DeltaLake, spark: SparkSession, table: Table, rows: Da
     try:
         # One pass: a full outer join on the keys, counting what appears, goes and changes.
         old = stored.select(*keys, F.struct(*values).alias("_old"))
-        compared = new.join(old, keys, "full_outer").agg(
-            F.count_if(F.col("_old").isNull()).alias("inserted"),
-            F.count_if(F.col("_new").isNull()).alias("deleted"),
-            F.count_if(F.col("_new").isNotNull() & F.col("_old").isNotNull()
-                       & ~F.col("_new").eqNullSafe(F.col("_old"))).alias("updated"),
-        ).first()
+        compared = (
+            new.join(old, keys, "full_outer")
+            .agg(
+                F.count_if(F.col("_old").isNull()).alias("inserted"),
+                F.count_if(F.col("_new").isNull()).alias("deleted"),
+                F.count_if(
+                    F.col("_new").isNotNull()
+                    & F.col("_old").isNotNull()
+                    & ~F.col("_new").eqNullSafe(F.col("_old"))
+                ).alias("updated"),
+            )
+            .first()
+        )
         counts = {name: int(compared[name]) for name in ("inserted", "updated", "deleted")}
         if any(counts.values()):
-            lake.overwrite(rows.orderBy(*(order or keys)), table, replace_where=where,
-                           note=note or {})
+            lake.overwrite(
+                rows.orderBy(*(order or keys)), table, replace_where=where, note=note or {}
+            )
     finally:
         rows.unpersist()
     return counts

@@ -5,6 +5,7 @@ listed), inspects a file's Parquet footer (row count, how its columns fit the co
 hands Spark the rows of the files bronze asks for, or an Auto Loader stream on Databricks.
 The local implementation is a folder; the Azure Blob implementation lives beside it.
 """
+
 from __future__ import annotations
 
 import os
@@ -109,17 +110,23 @@ def inspect_parquet(handle: str | BinaryIO) -> FileInspection:
             try:
                 extra.append((field.name, from_arrow_type(field.type).simpleString()))
             except Exception:  # a type Spark cannot read: reject rather than drop the column
-                problems.append(f"column {field.name} has type {field.type}, which Spark "
-                                "cannot read into rescued_data")
+                problems.append(
+                    f"column {field.name} has type {field.type}, which Spark "
+                    "cannot read into rescued_data"
+                )
         elif str(field.type) not in accepted:
             problems.append(
                 f"column {field.name} has type {field.type}, expected one of {sorted(accepted)}"
             )
     present = set(parquet.schema_arrow.names)
-    missing = tuple(name for name in ACCEPTED_PARQUET_TYPES
-                    if name not in present and name not in OPTIONAL_FIELDS)
-    return FileInspection(parquet.metadata.num_rows, "; ".join(problems) or None,
-                          tuple(extra), missing)
+    missing = tuple(
+        name
+        for name in ACCEPTED_PARQUET_TYPES
+        if name not in present and name not in OPTIONAL_FIELDS
+    )
+    return FileInspection(
+        parquet.metadata.num_rows, "; ".join(problems) or None, tuple(extra), missing
+    )
 
 
 class LandingZone(ConfigurableResource):
@@ -172,20 +179,32 @@ class LandingZone(ConfigurableResource):
     def file_path(self, name: str) -> str:
         return f"{self.spark_path.rstrip('/')}/{name}"
 
-    def read_files(self, spark: SparkSession, names: list[str], schema: StructType,
-                   extra: tuple[tuple[str, str], ...] = ()) -> DataFrame:
+    def read_files(
+        self,
+        spark: SparkSession,
+        names: list[str],
+        schema: StructType,
+        extra: tuple[tuple[str, str], ...] = (),
+    ) -> DataFrame:
         """The rows of the named files, read with `schema` (contract columns a file lacks are
         null) plus the `extra` columns they share, packed as JSON into `_rescued_data` as Auto
         Loader's rescue mode does. The hidden `_metadata` column names each row's file."""
         self.prepare(spark)
-        fields = [*schema.fields,
-                  *(StructField(name, _parse_datatype_string(kind)) for name, kind in extra)]
+        fields = [
+            *schema.fields,
+            *(StructField(name, _parse_datatype_string(kind)) for name, kind in extra),
+        ]
         rows = spark.read.schema(StructType(fields)).parquet(
-            *[self.file_path(name) for name in names])
-        rescued = (F.to_json(F.struct(*[F.col(f"`{name}`") for name, _ in extra])) if extra
-                   else F.lit(None).cast("string"))
-        return rows.select(*[F.col(f.name) for f in schema.fields],
-                           rescued.alias(RESCUED_DATA), "_metadata")
+            *[self.file_path(name) for name in names]
+        )
+        rescued = (
+            F.to_json(F.struct(*[F.col(f"`{name}`") for name, _ in extra]))
+            if extra
+            else F.lit(None).cast("string")
+        )
+        return rows.select(
+            *[F.col(f.name) for f in schema.fields], rescued.alias(RESCUED_DATA), "_metadata"
+        )
 
     def read_stream(self, spark: SparkSession, schema: StructType) -> DataFrame:
         """Databricks Auto Loader over the landing folder (reader=autoloader): a file
@@ -193,7 +212,8 @@ class LandingZone(ConfigurableResource):
         contract are rescued (schema evolution mode rescue)."""
         self.prepare(spark)
         return (
-            spark.readStream.format("cloudFiles").options(**self.autoloader_options())
+            spark.readStream.format("cloudFiles")
+            .options(**self.autoloader_options())
             .schema(schema)
             .option("pathGlobFilter", f"*{PARQUET_SUFFIX}")
             .load(self.spark_path)
@@ -204,13 +224,18 @@ class LandingZone(ConfigurableResource):
         location records it), values that do not fit it kept in `_rescued_data` (bronze keeps
         them as `rescued_data`, so nothing is dropped)."""
         if not self.autoloader_schema_location:
-            raise ValueError("reader=autoloader needs autoloader_schema_location "
-                             "(PATIENT_FLOW_LANDING_SCHEMAS)")
-        archive = {} if self.retention_hours is None else {
-            "cloudFiles.cleanSource": "MOVE",
-            "cloudFiles.cleanSource.moveDestination": self.archive_location,
-            "cloudFiles.cleanSource.retentionDuration": f"{round(self.retention_hours * 60)} minutes",
-        }
+            raise ValueError(
+                "reader=autoloader needs autoloader_schema_location (PATIENT_FLOW_LANDING_SCHEMAS)"
+            )
+        archive = (
+            {}
+            if self.retention_hours is None
+            else {
+                "cloudFiles.cleanSource": "MOVE",
+                "cloudFiles.cleanSource.moveDestination": self.archive_location,
+                "cloudFiles.cleanSource.retentionDuration": f"{round(self.retention_hours * 60)} minutes",
+            }
+        )
         return {
             **archive,
             "cloudFiles.format": "parquet",
@@ -261,8 +286,10 @@ class LocalLandingZone(LandingZone):
         os.replace(source, target)  # a rename: atomic on one file system
         if not _is_version(target, version):  # rewritten between the check and the rename
             if source.exists():
-                raise RuntimeError(f"{target} is a newer version of {source} than the ledger's, "
-                                   f"and {source} was written again meanwhile: move it back by hand")
+                raise RuntimeError(
+                    f"{target} is a newer version of {source} than the ledger's, "
+                    f"and {source} was written again meanwhile: move it back by hand"
+                )
             os.replace(target, source)
             return False
         return True

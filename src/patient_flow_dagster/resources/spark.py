@@ -1,4 +1,5 @@
 """The embedded local Spark session with Delta Lake (docs/architecture.md, "Environments")."""
+
 from __future__ import annotations
 
 import fcntl
@@ -83,8 +84,12 @@ def _event_log() -> dict[str, str]:
     if not folder:
         return {}
     Path(folder).mkdir(parents=True, exist_ok=True)
-    return {"spark.eventLog.enabled": "true", "spark.eventLog.dir": Path(folder).resolve().as_uri(),
-            "spark.eventLog.compress": "false", "spark.eventLog.rolling.enabled": "false"}
+    return {
+        "spark.eventLog.enabled": "true",
+        "spark.eventLog.dir": Path(folder).resolve().as_uri(),
+        "spark.eventLog.compress": "false",
+        "spark.eventLog.rolling.enabled": "false",
+    }
 
 
 def _class_archive_options() -> str:

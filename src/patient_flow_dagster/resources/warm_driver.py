@@ -13,6 +13,7 @@ even when the process is killed), because the gateway calls back into one Python
 The connection file holds the gateway port and its secret: it is written with mode 0600 and
 its contents are never logged.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -57,10 +58,12 @@ def attach(connection: str):
     separate_proxy_ids(gateway)
     jvm = gateway.jvm
     jsc = jvm.org.apache.spark.api.java.JavaSparkContext(
-        jvm.org.apache.spark.SparkContext.getOrCreate())
+        jvm.org.apache.spark.SparkContext.getOrCreate()
+    )
     context = SparkContext(gateway=gateway, jsc=jsc)
-    session = SparkSession(context, jsparkSession=jvm.org.apache.spark.sql.SparkSession.active()
-                           .newSession())
+    session = SparkSession(
+        context, jsparkSession=jvm.org.apache.spark.sql.SparkSession.active().newSession()
+    )
     _attached[connection] = (session, lock)
     return session
 

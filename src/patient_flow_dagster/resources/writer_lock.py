@@ -6,6 +6,7 @@ terminal (`dagster asset materialize`, `patient-flow demo`) and tests. The lock 
 so it is never stale. Its content names the holder (run, process, host, since), which is what a
 waiting writer reports when it gives up.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -35,8 +36,10 @@ class WriterLock:
             held = {}
         if not held:
             return "another process"
-        return (f"run {held.get('run_id')} (pid {held.get('pid')} on {held.get('host')}, "
-                f"since {held.get('since')})")
+        return (
+            f"run {held.get('run_id')} (pid {held.get('pid')} on {held.get('host')}, "
+            f"since {held.get('since')})"
+        )
 
     def acquire(self, timeout: float, on_wait=None) -> None:
         """Take the lock, waiting up to `timeout` seconds; `on_wait(holder)` is called once
@@ -54,16 +57,24 @@ class WriterLock:
                     raise LakeBusy(
                         f"the lake {self.path.parent.parent} is being written by "
                         f"{self.holder()}; waited {timeout:.0f} s "
-                        "(PATIENT_FLOW_LAKE_LOCK_TIMEOUT)") from None
+                        "(PATIENT_FLOW_LAKE_LOCK_TIMEOUT)"
+                    ) from None
                 if on_wait and not told:
                     on_wait(self.holder())
                     told = True
                 time.sleep(0.2)
         handle.seek(0)
         handle.truncate()
-        handle.write(json.dumps({
-            "run_id": self.run_id, "pid": os.getpid(), "host": socket.gethostname(),
-            "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
+        handle.write(
+            json.dumps(
+                {
+                    "run_id": self.run_id,
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                }
+            )
+        )
         handle.flush()
         self.handle = handle
 

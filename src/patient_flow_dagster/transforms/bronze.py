@@ -1,4 +1,5 @@
 """Bronze: landed rows exactly as they arrived, plus ingest metadata."""
+
 from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame
@@ -35,4 +36,3 @@ def with_ingest_metadata(landed: DataFrame, run_id: str) -> DataFrame:
         F.lit(run_id).alias("ingest_run_id"),
         rescued.cast("string").alias("rescued_data"),
     )
-

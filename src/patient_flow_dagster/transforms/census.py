@@ -9,6 +9,7 @@ Time buckets are half-open [start, end): a stay is present at the end E of an ho
 started before E and did not end before E. With that convention the census obeys flow
 conservation exactly: present(h) = present(h-1) + arrivals(h) - departures(h).
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -25,8 +26,10 @@ CENSUS_KEYS = ("hospital_id", "department", "hour_start")
 
 
 def _with_department(rows: DataFrame, dim_department: DataFrame) -> DataFrame:
-    return rows.join(dim_department.select("department_sk", "department", "hospital_id",
-                                           "bed_capacity"), "department_sk")
+    return rows.join(
+        dim_department.select("department_sk", "department", "hospital_id", "bed_capacity"),
+        "department_sk",
+    )
 
 
 def counted(fact: DataFrame) -> DataFrame:
@@ -38,18 +41,34 @@ def stays(fact: DataFrame, dim_department: DataFrame) -> DataFrame:
     """Encounters (fact rows) with their admitting department, hospital and bed capacity (and
     weight, for signed fact changes)."""
     weight = [WEIGHT] if WEIGHT in fact.columns else []
-    return _with_department(fact.select(
-        "encounter_id", "department_sk", "admission_time_ts", "discharge_time_ts",
-        "length_of_stay_hours", "stay_category", *weight), dim_department)
+    return _with_department(
+        fact.select(
+            "encounter_id",
+            "department_sk",
+            "admission_time_ts",
+            "discharge_time_ts",
+            "length_of_stay_hours",
+            "stay_category",
+            *weight,
+        ),
+        dim_department,
+    )
 
 
 def placements(movements: DataFrame, dim_department: DataFrame) -> DataFrame:
     """Movement segments as stays in their department: a patient is in a department from the
     segment's start to its end (a transfer ends one segment and starts the next)."""
-    return _with_department(movements.select(
-        "encounter_id", "department_sk", F.col("start_ts").alias("admission_time_ts"),
-        F.col("end_ts").alias("discharge_time_ts"), "length_of_stay_hours", "stay_category"),
-        dim_department)
+    return _with_department(
+        movements.select(
+            "encounter_id",
+            "department_sk",
+            F.col("start_ts").alias("admission_time_ts"),
+            F.col("end_ts").alias("discharge_time_ts"),
+            "length_of_stay_hours",
+            "stay_category",
+        ),
+        dim_department,
+    )
 
 
 def hourly_census(stays_df: DataFrame, as_of: datetime, since: datetime | None = None) -> DataFrame:
@@ -65,8 +84,9 @@ def hourly_census(stays_df: DataFrame, as_of: datetime, since: datetime | None =
     events = stays_df.filter(F.col("admission_time_ts") <= as_of_ts)
     since_ts = utc_literal(since) if since is not None else None
     if since_ts is not None:  # hours before `since` are not produced: skip their stays
-        recent = events.filter((F.col("admission_time_ts") >= since_ts)
-                               | (F.col("discharge_time_ts") >= since_ts))
+        recent = events.filter(
+            (F.col("admission_time_ts") >= since_ts) | (F.col("discharge_time_ts") >= since_ts)
+        )
     else:
         recent = events
     admissions = recent.groupBy(
@@ -74,8 +94,11 @@ def hourly_census(stays_df: DataFrame, as_of: datetime, since: datetime | None =
     ).agg(F.count(F.lit(1)).alias("admissions"))
     discharges = (
         recent.filter(F.col("discharge_time_ts") <= as_of_ts)
-        .groupBy("hospital_id", "department",
-                 F.date_trunc("hour", "discharge_time_ts").alias("hour_start"))
+        .groupBy(
+            "hospital_id",
+            "department",
+            F.date_trunc("hour", "discharge_time_ts").alias("hour_start"),
+        )
         .agg(F.count(F.lit(1)).alias("discharges"))
     )
     if since_ts is None:
@@ -90,18 +113,26 @@ def hourly_census(stays_df: DataFrame, as_of: datetime, since: datetime | None =
     )
     start = F.col("first_hour") if since_ts is None else F.greatest("first_hour", since_ts)
     grid = units.filter(start <= horizon).select(
-        "hospital_id", "department", "bed_capacity", "present_before",
+        "hospital_id",
+        "department",
+        "bed_capacity",
+        "present_before",
         F.explode(F.sequence(start, horizon, F.expr("INTERVAL 1 HOUR"))).alias("hour_start"),
     )
-    running = Window.partitionBy("hospital_id", "department").orderBy("hour_start").rowsBetween(
-        Window.unboundedPreceding, Window.currentRow
+    running = (
+        Window.partitionBy("hospital_id", "department")
+        .orderBy("hour_start")
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
     census = (
         grid.join(admissions, list(CENSUS_KEYS), "left")
         .join(discharges, list(CENSUS_KEYS), "left")
         .fillna(0, ["admissions", "discharges"])
-        .withColumn("present_at_end", F.col("present_before")
-                    + F.sum(F.col("admissions") - F.col("discharges")).over(running))
+        .withColumn(
+            "present_at_end",
+            F.col("present_before")
+            + F.sum(F.col("admissions") - F.col("discharges")).over(running),
+        )
     )
     return census.select(
         *CENSUS_KEYS,
@@ -120,10 +151,10 @@ def first_hour_touched(events: DataFrame) -> datetime | None:
     Given every event of the encounters that changed, the census from that hour on is what the
     change can move: each version of an encounter's segments, before and after, lies between
     times its events carry."""
-    hours = F.date_trunc("hour", F.least("admission_time_ts", "discharge_time_ts",
-                                         "event_time_ts"))
+    hours = F.date_trunc("hour", F.least("admission_time_ts", "discharge_time_ts", "event_time_ts"))
     return utc_text_to_datetime(
-        events.agg(F.date_format(F.min(hours), "yyyy-MM-dd HH:mm:ss")).first()[0])
+        events.agg(F.date_format(F.min(hours), "yyyy-MM-dd HH:mm:ss")).first()[0]
+    )
 
 
 def present_at(stays_df: DataFrame, instant: datetime) -> DataFrame:
@@ -134,9 +165,7 @@ def present_at(stays_df: DataFrame, instant: datetime) -> DataFrame:
         (F.col("admission_time_ts") < moment)
         & (F.col("discharge_time_ts").isNull() | (F.col("discharge_time_ts") >= moment))
     )
-    return open_stays.groupBy("hospital_id", "department").agg(
-        F.count(F.lit(1)).alias("present")
-    )
+    return open_stays.groupBy("hospital_id", "department").agg(F.count(F.lit(1)).alias("present"))
 
 
 def current_occupancy(census: DataFrame) -> DataFrame:
@@ -144,15 +173,29 @@ def current_occupancy(census: DataFrame) -> DataFrame:
     (department = null, scope = 'hospital')."""
     last = census.join(census.agg(F.max("hour_start").alias("hour_start")), "hour_start")
     per_department = last.select(
-        F.lit("department").alias("scope"), "hospital_id", "department",
-        F.col("hour_end").alias("as_of"), F.col("present_at_end").alias("present"), "bed_capacity",
+        F.lit("department").alias("scope"),
+        "hospital_id",
+        "department",
+        F.col("hour_end").alias("as_of"),
+        F.col("present_at_end").alias("present"),
+        "bed_capacity",
     )
-    per_hospital = last.groupBy("hospital_id").agg(
-        F.max("hour_end").alias("as_of"),
-        F.sum("present_at_end").alias("present"),
-        F.sum("bed_capacity").alias("bed_capacity"),
-    ).select(F.lit("hospital").alias("scope"), "hospital_id",
-             F.lit(None).cast("string").alias("department"), "as_of", "present", "bed_capacity")
+    per_hospital = (
+        last.groupBy("hospital_id")
+        .agg(
+            F.max("hour_end").alias("as_of"),
+            F.sum("present_at_end").alias("present"),
+            F.sum("bed_capacity").alias("bed_capacity"),
+        )
+        .select(
+            F.lit("hospital").alias("scope"),
+            "hospital_id",
+            F.lit(None).cast("string").alias("department"),
+            "as_of",
+            "present",
+            "bed_capacity",
+        )
+    )
     return per_department.unionByName(per_hospital).withColumn(
         "occupancy", F.round(F.col("present") / F.col("bed_capacity"), 4)
     )
@@ -163,13 +206,18 @@ def occupancy_trend(census: DataFrame, since: datetime) -> DataFrame:
     `since`: the curve a bed manager watches. A unit whose first patient came later counts
     its beds from the start (nobody was present before). hour_end as UTC text."""
     recent = census.filter(F.col("hour_end") > utc_literal(since))
-    beds = (recent.groupBy("department", "hospital_id").agg(F.max("bed_capacity").alias("beds"))
-            .groupBy("department").agg(F.sum("beds").alias("beds")))
-    present = recent.groupBy("hour_end", "department").agg(
-        F.sum("present_at_end").alias("present"))
+    beds = (
+        recent.groupBy("department", "hospital_id")
+        .agg(F.max("bed_capacity").alias("beds"))
+        .groupBy("department")
+        .agg(F.sum("beds").alias("beds"))
+    )
+    present = recent.groupBy("hour_end", "department").agg(F.sum("present_at_end").alias("present"))
     return present.join(beds, "department").select(
-        F.date_format("hour_end", "yyyy-MM-dd HH:mm:ss").alias("hour_end"), "department",
-        (F.col("present") / F.col("beds")).alias("occupancy"))
+        F.date_format("hour_end", "yyyy-MM-dd HH:mm:ss").alias("hour_end"),
+        "department",
+        (F.col("present") / F.col("beds")).alias("occupancy"),
+    )
 
 
 def length_of_stay_stats(stays_df: DataFrame) -> DataFrame:
@@ -189,10 +237,17 @@ def length_of_stay_stats(stays_df: DataFrame) -> DataFrame:
         F.sum((F.col("stay_category") == "Long Stay").cast("int")).alias("long_stays"),
     )
     return stats.select(
-        "department", "hospital_id", "completed_stays", "mean_hours",
+        "department",
+        "hospital_id",
+        "completed_stays",
+        "mean_hours",
         F.round(F.col("_quantiles")[0], 2).alias("median_hours"),
         F.round(F.col("_quantiles")[1], 2).alias("p90_hours"),
-        "max_hours", "short_stays", "medium_stays", "long_stays")
+        "max_hours",
+        "short_stays",
+        "medium_stays",
+        "long_stays",
+    )
 
 
 DAILY_FLOW_TOTALS = ["admissions", "discharges"]
@@ -202,20 +257,34 @@ def daily_flow_totals(stays_df: DataFrame) -> DataFrame:
     """Admissions per admission day and discharges per discharge day, per hospital, each stay
     counted with its weight (1, or -1 for a fact row's old image)."""
     weight = weight_of(stays_df)
-    admitted = stays_df.select("hospital_id", F.to_date("admission_time_ts").alias("day"),
-                               weight.alias("admissions"), F.lit(0).alias("discharges"))
+    admitted = stays_df.select(
+        "hospital_id",
+        F.to_date("admission_time_ts").alias("day"),
+        weight.alias("admissions"),
+        F.lit(0).alias("discharges"),
+    )
     discharged = stays_df.filter(F.col("discharge_time_ts").isNotNull()).select(
-        "hospital_id", F.to_date("discharge_time_ts").alias("day"),
-        F.lit(0).alias("admissions"), weight.alias("discharges"))
-    return admitted.unionByName(discharged).groupBy("hospital_id", "day").agg(
-        *(F.sum(c).cast("long").alias(c) for c in DAILY_FLOW_TOTALS))
+        "hospital_id",
+        F.to_date("discharge_time_ts").alias("day"),
+        F.lit(0).alias("admissions"),
+        weight.alias("discharges"),
+    )
+    return (
+        admitted.unionByName(discharged)
+        .groupBy("hospital_id", "day")
+        .agg(*(F.sum(c).cast("long").alias(c) for c in DAILY_FLOW_TOTALS))
+    )
 
 
 def daily_flow_from_totals(totals: DataFrame) -> DataFrame:
     """Days with any admission or discharge, and the net change in patients."""
     return totals.filter((F.col("admissions") != 0) | (F.col("discharges") != 0)).select(
-        "hospital_id", "day", "admissions", "discharges",
-        (F.col("admissions") - F.col("discharges")).alias("net_change"))
+        "hospital_id",
+        "day",
+        "admissions",
+        "discharges",
+        (F.col("admissions") - F.col("discharges")).alias("net_change"),
+    )
 
 
 def daily_flow(stays_df: DataFrame) -> DataFrame:
@@ -231,10 +300,12 @@ def with_conservation_flag(census: DataFrame) -> DataFrame:
     previous = F.coalesce(F.lag("present_at_end").over(order), F.lit(0))
     expected = previous + F.col("admissions") - F.col("discharges")
     previous_hour = F.lag("hour_start").over(order)
-    missing_hour = F.coalesce(previous_hour + F.expr("INTERVAL 1 HOUR") != F.col("hour_start"),
-                              F.lit(False))
-    return census.withColumn("breaks_conservation",
-                             (expected != F.col("present_at_end")) | missing_hour)
+    missing_hour = F.coalesce(
+        previous_hour + F.expr("INTERVAL 1 HOUR") != F.col("hour_start"), F.lit(False)
+    )
+    return census.withColumn(
+        "breaks_conservation", (expected != F.col("present_at_end")) | missing_hour
+    )
 
 
 def conservation_breaks(census: DataFrame) -> DataFrame:

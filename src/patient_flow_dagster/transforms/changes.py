@@ -4,6 +4,7 @@ Delta's change data feed gives, per commit, the rows inserted and deleted and bo
 updated row. Counted with weight +1 (new) or -1 (old), the changes' totals per group are what
 the group's stored totals must move by: stored + totals(changes) = totals(fact now).
 """
+
 from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame
@@ -22,12 +23,16 @@ def signed_changes(change_feed: DataFrame) -> DataFrame:
     """Change-feed rows as table rows with a weight: +1 for an insert or an update's new image,
     -1 for a delete or an update's old image."""
     new = F.col("_change_type").isin("insert", "update_postimage")
-    return change_feed.withColumn(WEIGHT, F.when(new, 1).otherwise(-1)).drop(
-        *CHANGE_FEED_COLUMNS)
+    return change_feed.withColumn(WEIGHT, F.when(new, 1).otherwise(-1)).drop(*CHANGE_FEED_COLUMNS)
 
 
-def add_totals(stored: DataFrame, change: DataFrame, keys: list[str],
-               totals: list[str]) -> DataFrame:
+def add_totals(
+    stored: DataFrame, change: DataFrame, keys: list[str], totals: list[str]
+) -> DataFrame:
     """Stored totals plus the changes' totals, per group (keys compared null-safe by grouping)."""
-    return stored.select(*keys, *totals).unionByName(change.select(*keys, *totals)).groupBy(
-        *keys).agg(*(F.sum(t).cast(stored.schema[t].dataType).alias(t) for t in totals))
+    return (
+        stored.select(*keys, *totals)
+        .unionByName(change.select(*keys, *totals))
+        .groupBy(*keys)
+        .agg(*(F.sum(t).cast(stored.schema[t].dataType).alias(t) for t in totals))
+    )

@@ -4,6 +4,7 @@ A cube is kept as additive totals per group (admissions, completed stays, total 
 the mean is derived from them: totals of new fact rows add to the stored ones (see
 `transforms.changes`), so a run costs what changed in the fact, not the fact's size.
 """
+
 from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame
@@ -35,10 +36,10 @@ def admission_totals(rows: DataFrame, *dimensions: str) -> DataFrame:
     hours = F.col("length_of_stay_hours").cast(HOURS)
     return rows.groupBy(*dimensions).agg(
         F.sum(weight).cast("long").alias("num_admissions"),
-        F.coalesce(F.sum(F.when(hours.isNotNull(), weight)), F.lit(0)).cast("long")
+        F.coalesce(F.sum(F.when(hours.isNotNull(), weight)), F.lit(0))
+        .cast("long")
         .alias("completed_stays"),
-        F.coalesce(F.sum(hours * weight), F.lit(0)).cast(HOURS)
-        .alias("total_length_of_stay_hours"),
+        F.coalesce(F.sum(hours * weight), F.lit(0)).cast(HOURS).alias("total_length_of_stay_hours"),
     )
 
 
@@ -47,7 +48,8 @@ def admission_cube(totals: DataFrame) -> DataFrame:
     Unordered: a sort before a write costs a sampling job, and readers order the few rows."""
     return totals.filter(F.col("num_admissions") != 0).withColumn(
         "avg_length_of_stay_hours",
-        mean_of_totals(F.col("total_length_of_stay_hours"), F.col("completed_stays")))
+        mean_of_totals(F.col("total_length_of_stay_hours"), F.col("completed_stays")),
+    )
 
 
 def gender_department_rows(
@@ -62,24 +64,30 @@ def gender_department_rows(
 
 def department_hospital_rows(fact: DataFrame, dim_department: DataFrame) -> DataFrame:
     """Fact rows with their department and the department's hospital."""
-    return fact.join(
-        dim_department.select("department_sk", "department", F.col("hospital_id").alias("_h")),
-        "department_sk",
-    ).drop("hospital_id").withColumnRenamed("_h", "hospital_id")
+    return (
+        fact.join(
+            dim_department.select("department_sk", "department", F.col("hospital_id").alias("_h")),
+            "department_sk",
+        )
+        .drop("hospital_id")
+        .withColumnRenamed("_h", "hospital_id")
+    )
 
 
 def gender_department_totals(
     fact: DataFrame, dim_patient: DataFrame, dim_department: DataFrame
 ) -> DataFrame:
     """The gender x department cube's totals of `fact` (the whole fact, or signed changes)."""
-    return admission_totals(gender_department_rows(fact, dim_patient, dim_department),
-                            "gender", "department")
+    return admission_totals(
+        gender_department_rows(fact, dim_patient, dim_department), "gender", "department"
+    )
 
 
 def department_hospital_totals(fact: DataFrame, dim_department: DataFrame) -> DataFrame:
     """The department x hospital cube's totals of `fact` (the whole fact, or signed changes)."""
-    return admission_totals(department_hospital_rows(fact, dim_department),
-                            "department", "hospital_id")
+    return admission_totals(
+        department_hospital_rows(fact, dim_department), "department", "hospital_id"
+    )
 
 
 def admissions_by_gender_department(

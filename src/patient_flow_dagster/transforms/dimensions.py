@@ -1,4 +1,5 @@
 """Gold dimensions: dim_patient (SCD type 2) and dim_department (SCD type 1)."""
+
 from __future__ import annotations
 
 from pyspark.sql import DataFrame, SparkSession, Window

@@ -6,6 +6,7 @@ depends on the set of events only, never on the order or the runs they arrived i
 are sorted by (event_time, sequence, arrival, event_id) and folded by Spark's `aggregate` higher
 order function (docs/architecture.md, "Encounters").
 """
+
 from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame, Window
@@ -25,8 +26,15 @@ from patient_flow_dagster.transforms.silver import length_of_stay_hours, stay_ca
 # The order events of an encounter apply in: when it happened, the source's sequence, when it
 # arrived, and the event id last so that equal keys still give one order.
 EVENT_ORDER = ("event_time_ts", "sequence", "bronze_ingestion_ts", "event_id")
-_FIELDS = ("event_type", "patient_id", "hospital_id", "department", "bed_id",
-           "admission_time_ts", "discharge_time_ts")
+_FIELDS = (
+    "event_type",
+    "patient_id",
+    "hospital_id",
+    "department",
+    "bed_id",
+    "admission_time_ts",
+    "discharge_time_ts",
+)
 _PLACE = "struct<start_ts:timestamp,department:string,bed_id:int>"
 
 ADMITTED, DISCHARGED, CANCELLED = "admitted", "discharged", "cancelled"
@@ -47,29 +55,41 @@ def _apply(state: Column, event: Column) -> Column:
     """
     kind = event["event_type"]
     admitting = kind.isin(*ADMITTING)
-    place = F.struct(event["event_time_ts"].alias("start_ts"),
-                     event["department"].alias("department"), event["bed_id"].alias("bed_id"))
+    place = F.struct(
+        event["event_time_ts"].alias("start_ts"),
+        event["department"].alias("department"),
+        event["bed_id"].alias("bed_id"),
+    )
     discharge_at = F.coalesce(event["discharge_time_ts"], event["event_time_ts"])
-    moves = (F.when(kind == TRANSFER, F.concat(state["moves"], F.array(place)))
-             .when(kind == CANCEL_TRANSFER, _pop(state["moves"]))
-             .otherwise(state["moves"]))
-    discharges = (F.when(kind == DISCHARGE, F.concat(state["discharges"], F.array(discharge_at)))
-                  .when(kind == CANCEL_DISCHARGE, _pop(state["discharges"]))
-                  .when((kind == STAY) & event["discharge_time_ts"].isNotNull(),
-                        F.array(event["discharge_time_ts"]))
-                  .otherwise(state["discharges"]))
+    moves = (
+        F.when(kind == TRANSFER, F.concat(state["moves"], F.array(place)))
+        .when(kind == CANCEL_TRANSFER, _pop(state["moves"]))
+        .otherwise(state["moves"])
+    )
+    discharges = (
+        F.when(kind == DISCHARGE, F.concat(state["discharges"], F.array(discharge_at)))
+        .when(kind == CANCEL_DISCHARGE, _pop(state["discharges"]))
+        .when(
+            (kind == STAY) & event["discharge_time_ts"].isNotNull(),
+            F.array(event["discharge_time_ts"]),
+        )
+        .otherwise(state["discharges"])
+    )
 
     def admitted_or_kept(field: str, value: Column) -> Column:
         return F.when(admitting, value).otherwise(F.coalesce(state[field], value))
 
     return F.struct(
         (state["admitted"] | admitting).alias("admitted"),
-        F.when(kind == CANCEL_ADMIT, F.lit(True)).when(admitting, F.lit(False))
-        .otherwise(state["cancelled"]).alias("cancelled"),
+        F.when(kind == CANCEL_ADMIT, F.lit(True))
+        .when(admitting, F.lit(False))
+        .otherwise(state["cancelled"])
+        .alias("cancelled"),
         admitted_or_kept("patient_id", event["patient_id"]).alias("patient_id"),
         admitted_or_kept("hospital_id", event["hospital_id"]).alias("hospital_id"),
         F.when(admitting, F.coalesce(event["admission_time_ts"], event["event_time_ts"]))
-        .otherwise(state["admission_time_ts"]).alias("admission_time_ts"),
+        .otherwise(state["admission_time_ts"])
+        .alias("admission_time_ts"),
         F.when(admitting, event["department"]).otherwise(state["department"]).alias("department"),
         F.when(admitting, event["bed_id"]).otherwise(state["bed_id"]).alias("bed_id"),
         moves.alias("moves"),
@@ -104,15 +124,20 @@ def encounter_states(events: DataFrame) -> DataFrame:
     """
     ordered = F.array_sort(F.collect_list(F.struct(*EVENT_ORDER, *_FIELDS)))
     grouped = events.groupBy("encounter_id").agg(
-        ordered.alias("_events"), F.min("bronze_ingestion_ts").alias("first_arrival"))
-    folded = grouped.select("encounter_id", "first_arrival",
-                            F.aggregate("_events", _initial(), _apply).alias("_state"))
+        ordered.alias("_events"), F.min("bronze_ingestion_ts").alias("first_arrival")
+    )
+    folded = grouped.select(
+        "encounter_id", "first_arrival", F.aggregate("_events", _initial(), _apply).alias("_state")
+    )
     discharge = F.try_element_at(F.col("_state.discharges"), F.lit(-1))
-    state = folded.select("encounter_id", "first_arrival", "_state.*",
-                          discharge.alias("discharge_time_ts")).drop("discharges")
-    status = (F.when(F.col("cancelled"), F.lit(CANCELLED))
-              .when(F.col("discharge_time_ts").isNotNull(), F.lit(DISCHARGED))
-              .otherwise(F.lit(ADMITTED)))
+    state = folded.select(
+        "encounter_id", "first_arrival", "_state.*", discharge.alias("discharge_time_ts")
+    ).drop("discharges")
+    status = (
+        F.when(F.col("cancelled"), F.lit(CANCELLED))
+        .when(F.col("discharge_time_ts").isNotNull(), F.lit(DISCHARGED))
+        .otherwise(F.lit(ADMITTED))
+    )
     return state.withColumn("status", status)
 
 
@@ -127,35 +152,66 @@ def segments(states: DataFrame) -> DataFrame:
     """
     admitted = F.struct(F.col("admission_time_ts").alias("start_ts"), "department", "bed_id")
     places = states.filter(F.col("admitted") & ~F.col("cancelled")).select(
-        "encounter_id", "hospital_id", "admission_time_ts", "discharge_time_ts",
-        F.posexplode(F.concat(F.array(admitted), F.col("moves"))).alias("_position", "_place"))
+        "encounter_id",
+        "hospital_id",
+        "admission_time_ts",
+        "discharge_time_ts",
+        F.posexplode(F.concat(F.array(admitted), F.col("moves"))).alias("_position", "_place"),
+    )
     inside = (F.col("_place.start_ts") >= F.col("admission_time_ts")) & (
         F.col("discharge_time_ts").isNull()
-        | (F.col("_place.start_ts") < F.col("discharge_time_ts")))
+        | (F.col("_place.start_ts") < F.col("discharge_time_ts"))
+    )
     encounter = Window.partitionBy("encounter_id").orderBy("start_ts", "_position")
-    timed = places.filter(inside).select(
-        "encounter_id", "hospital_id", "discharge_time_ts", "_position",
-        "_place.start_ts", "_place.department", "_place.bed_id",
-    ).withColumn("end_ts", F.coalesce(F.lead("start_ts").over(encounter),
-                                      F.col("discharge_time_ts")))
+    timed = (
+        places.filter(inside)
+        .select(
+            "encounter_id",
+            "hospital_id",
+            "discharge_time_ts",
+            "_position",
+            "_place.start_ts",
+            "_place.department",
+            "_place.bed_id",
+        )
+        .withColumn(
+            "end_ts", F.coalesce(F.lead("start_ts").over(encounter), F.col("discharge_time_ts"))
+        )
+    )
     kept = timed.filter(F.col("end_ts").isNull() | (F.col("end_ts") > F.col("start_ts")))
     hours = length_of_stay_hours(F.col("start_ts"), F.col("end_ts"))
     return kept.select(
-        "encounter_id", "hospital_id",
+        "encounter_id",
+        "hospital_id",
         F.row_number().over(encounter).cast("int").alias("segment"),
-        "department", "bed_id", "start_ts", "end_ts",
-        hours.alias("length_of_stay_hours"), stay_category(hours).alias("stay_category"))
+        "department",
+        "bed_id",
+        "start_ts",
+        "end_ts",
+        hours.alias("length_of_stay_hours"),
+        stay_category(hours).alias("stay_category"),
+    )
 
 
 def encounter_summary(states: DataFrame, stays: DataFrame) -> DataFrame:
     """The admitted encounters' states with what their segments say: the current (or last)
     department and bed, and the transfers that stand (segments - 1)."""
     last = Window.partitionBy("encounter_id").orderBy(F.col("segment").desc())
-    latest = stays.withColumn("_latest", F.row_number().over(last) == 1).groupBy(
-        "encounter_id").agg(
-        F.count(F.lit(1)).alias("_segments"),
-        F.max_by("department", "_latest").alias("current_department"),
-        F.max_by("bed_id", "_latest").alias("current_bed_id"))
-    return states.filter("admitted").join(latest, "encounter_id", "left").withColumn(
-        "transfers", F.greatest(F.coalesce(F.col("_segments"), F.lit(0)) - 1, F.lit(0))
-        .cast("int")).drop("_segments")
+    latest = (
+        stays.withColumn("_latest", F.row_number().over(last) == 1)
+        .groupBy("encounter_id")
+        .agg(
+            F.count(F.lit(1)).alias("_segments"),
+            F.max_by("department", "_latest").alias("current_department"),
+            F.max_by("bed_id", "_latest").alias("current_bed_id"),
+        )
+    )
+    return (
+        states.filter("admitted")
+        .join(latest, "encounter_id", "left")
+        .withColumn(
+            "transfers",
+            F.greatest(F.coalesce(F.col("_segments"), F.lit(0)) - 1, F.lit(0)).cast("int"),
+        )
+        .drop("_segments")
+    )

@@ -1,4 +1,5 @@
 """Gold facts: one row per encounter with point-in-time dimension keys, and its movements."""
+
 from __future__ import annotations
 
 from pyspark.sql import DataFrame
@@ -10,22 +11,30 @@ from patient_flow_dagster.transforms.silver import length_of_stay_hours, stay_ca
 
 
 def _department_key(dim_department: DataFrame, prefix: str) -> DataFrame:
-    return dim_department.select(F.col("department").alias(f"{prefix}_dept"),
-                                 F.col("hospital_id").alias(f"{prefix}_hosp"),
-                                 F.col("department_sk").alias(f"{prefix}_department_sk"))
+    return dim_department.select(
+        F.col("department").alias(f"{prefix}_dept"),
+        F.col("hospital_id").alias(f"{prefix}_hosp"),
+        F.col("department_sk").alias(f"{prefix}_department_sk"),
+    )
 
 
-def _with_department_key(rows: DataFrame, dim_department: DataFrame, department: str,
-                         prefix: str) -> DataFrame:
+def _with_department_key(
+    rows: DataFrame, dim_department: DataFrame, department: str, prefix: str
+) -> DataFrame:
     """Left join: a missing dimension row shows up as a null key (the foreign-key checks
     report it) instead of a silently dropped row."""
     keys = _department_key(dim_department, prefix)
-    return rows.join(keys, (F.col(department) == F.col(f"{prefix}_dept"))
-                     & (F.col("hospital_id") == F.col(f"{prefix}_hosp")), "left")
+    return rows.join(
+        keys,
+        (F.col(department) == F.col(f"{prefix}_dept"))
+        & (F.col("hospital_id") == F.col(f"{prefix}_hosp")),
+        "left",
+    )
 
 
-def admissions(encounters: DataFrame, dim_patient: DataFrame,
-               dim_department: DataFrame) -> DataFrame:
+def admissions(
+    encounters: DataFrame, dim_patient: DataFrame, dim_department: DataFrame
+) -> DataFrame:
     """One fact row per admitted encounter (`encounters.encounter_summary`), keyed to the patient
     version valid at admission and to its admitting and current departments."""
     patient = dim_patient.select(
@@ -37,10 +46,11 @@ def admissions(encounters: DataFrame, dim_patient: DataFrame,
         & (F.col("valid_to").isNull() | (F.col("admission_time_ts") < F.col("valid_to")))
     )
     rows = encounters.withColumn(
-        "current_department", F.coalesce("current_department", "department")).withColumn(
-        "current_bed_id", F.coalesce("current_bed_id", "bed_id"))
-    rows = _with_department_key(rows.join(patient, valid_at_admission, "left"),
-                                dim_department, "department", "_a")
+        "current_department", F.coalesce("current_department", "department")
+    ).withColumn("current_bed_id", F.coalesce("current_bed_id", "bed_id"))
+    rows = _with_department_key(
+        rows.join(patient, valid_at_admission, "left"), dim_department, "department", "_a"
+    )
     rows = _with_department_key(rows, dim_department, "current_department", "_c")
     hours = length_of_stay_hours(F.col("admission_time_ts"), F.col("discharge_time_ts"))
     return (
@@ -59,5 +69,8 @@ def admissions(encounters: DataFrame, dim_patient: DataFrame,
 
 def movements(stays: DataFrame, dim_department: DataFrame) -> DataFrame:
     """Fact rows of the stay segments (`encounters.segments`) keyed to their department."""
-    return _with_department_key(stays, dim_department, "department", "_m").withColumn(
-        "department_sk", F.col("_m_department_sk")).select(*FACT_MOVEMENTS.column_names)
+    return (
+        _with_department_key(stays, dim_department, "department", "_m")
+        .withColumn("department_sk", F.col("_m_department_sk"))
+        .select(*FACT_MOVEMENTS.column_names)
+    )

@@ -1,4 +1,5 @@
 """Surrogate keys: one formula for every dimension (docs/architecture.md, "The lake")."""
+
 from __future__ import annotations
 
 from pyspark.sql import Column

@@ -1,4 +1,5 @@
 """Silver: typed, validated, enriched events; rule breakers split off to quarantine."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -45,18 +46,19 @@ def derived_encounter_id(hospital_id: Column, patient_id: Column, admitted: Colu
     """The encounter of a record without an encounter_id: its hospital, patient and admission
     time, so that the open and the discharged record of one stay meet. Null without an
     admission time."""
-    key = surrogate_key(hospital_id, patient_id,
-                        F.date_format(admitted, "yyyy-MM-dd'T'HH:mm:ss.SSSSSS"))
+    key = surrogate_key(
+        hospital_id, patient_id, F.date_format(admitted, "yyyy-MM-dd'T'HH:mm:ss.SSSSSS")
+    )
     return F.when(admitted.isNotNull(), F.concat(F.lit("derived-"), key.cast("string")))
 
 
-def _event_time(event_type: Column, given: Column, admitted: Column,
-                discharged: Column) -> Column:
+def _event_time(event_type: Column, given: Column, admitted: Column, discharged: Column) -> Column:
     """When the event happened: as sent, or else the admission time (stay records and
     admissions) or the discharge time (discharges). A sent time that does not parse stays
     null (a rule quarantines it) rather than falling back."""
-    fallback = (F.when(event_type.isin(*ADMITTING), admitted)
-                .when(event_type == DISCHARGE, discharged))
+    fallback = F.when(event_type.isin(*ADMITTING), admitted).when(
+        event_type == DISCHARGE, discharged
+    )
     return F.when(given.isNull(), fallback).otherwise(_utc_timestamp(given))
 
 
@@ -72,8 +74,9 @@ def type_and_enrich(bronze: DataFrame) -> DataFrame:
     hospital_id = F.expr("try_cast(hospital_id AS INT)")
     admitted, discharged = _utc_timestamp("admission_time"), _utc_timestamp("discharge_time")
     event_type = F.coalesce(F.upper(_text("event_type")), F.lit(STAY))
-    encounter_id = F.coalesce(_text("encounter_id"),
-                              derived_encounter_id(hospital_id, patient_id, admitted))
+    encounter_id = F.coalesce(
+        _text("encounter_id"), derived_encounter_id(hospital_id, patient_id, admitted)
+    )
     event_time = _text("event_time")
     typed = bronze.select(
         "event_id",
@@ -134,13 +137,18 @@ def _reasons(rules: Sequence[QualityRule]) -> Column:
     if not rules:
         return F.array().cast(REASON_TYPE)
     reasons = [
-        F.when(_breaks(rule), F.struct(
-            F.lit(rule.name).alias("rule"),
-            F.array(*[F.lit(c) for c in rule.columns]).alias("columns"),
-            F.to_json(F.struct(*[_quoted(c).alias(c) for c in rule.columns]),
-                      {"ignoreNullFields": "false"}).alias("value"),
-            F.lit(rule.description).alias("message"),
-        ))
+        F.when(
+            _breaks(rule),
+            F.struct(
+                F.lit(rule.name).alias("rule"),
+                F.array(*[F.lit(c) for c in rule.columns]).alias("columns"),
+                F.to_json(
+                    F.struct(*[_quoted(c).alias(c) for c in rule.columns]),
+                    {"ignoreNullFields": "false"},
+                ).alias("value"),
+                F.lit(rule.description).alias("message"),
+            ),
+        )
         for rule in rules
     ]
     # Cast to the declared type: nullable fields, as Delta stores structs inside arrays.
@@ -151,9 +159,11 @@ def evaluate_rules(typed: DataFrame, rules: Sequence[QualityRule] = RULES) -> Da
     """Add `broken_rules` (quarantine rules broken), `quarantine_reasons` (the same, with the
     offending values) and `quality_warnings` (warn rules broken)."""
     quarantining = [r for r in rules if r.quarantines]
-    return (typed.withColumn("broken_rules", _broken(quarantining))
-            .withColumn("quarantine_reasons", _reasons(quarantining))
-            .withColumn("quality_warnings", _broken([r for r in rules if not r.quarantines])))
+    return (
+        typed.withColumn("broken_rules", _broken(quarantining))
+        .withColumn("quarantine_reasons", _reasons(quarantining))
+        .withColumn("quality_warnings", _broken([r for r in rules if not r.quarantines]))
+    )
 
 
 def first_per_event_id(events: DataFrame) -> DataFrame:

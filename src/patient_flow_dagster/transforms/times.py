@@ -1,4 +1,5 @@
 """UTC instants between Python and Spark, independent of either process's time zone."""
+
 from __future__ import annotations
 
 from datetime import datetime, timezone

@@ -7,6 +7,7 @@ port and secret to <connection_file>, and keeps the driver up until stdin closes
 the cluster attach their own Python process to this JVM, as notebook and Python tasks do on a
 Databricks cluster, so they skip the JVM start and find it warm.
 """
+
 import json
 import os
 import sys

@@ -33,6 +33,7 @@ driver JVM, and the cluster runs one task at a time (others stay PENDING until i
 of PATIENT_FLOW_*, DATABRICKS_* or AZURE_* leaks into it, so whatever the remote step needs must
 travel the way it travels on Databricks (the launcher's env_variables and secrets).
 """
+
 from __future__ import annotations
 
 import base64
@@ -71,6 +72,7 @@ class ApiError(Exception):
 @dataclass
 class Fault:
     """Answer the `nth` matching request (1 = the next) with an error instead, once."""
+
     method: str
     path: str  # regular expression over the path and query
     status: int = 500
@@ -81,10 +83,12 @@ class Fault:
     nth: int = 1
 
 
-LAUNCH_FAILURE = ("Cluster failed to launch: the cluster was terminated. Reason: "
-                  "CLOUD_PROVIDER_LAUNCH_FAILURE (CLOUD_FAILURE). Parameters: azure_error_code:"
-                  "OperationNotAllowed, azure_error_message:Operation could not be completed "
-                  "as it results in exceeding approved cores quota.")
+LAUNCH_FAILURE = (
+    "Cluster failed to launch: the cluster was terminated. Reason: "
+    "CLOUD_PROVIDER_LAUNCH_FAILURE (CLOUD_FAILURE). Parameters: azure_error_code:"
+    "OperationNotAllowed, azure_error_message:Operation could not be completed "
+    "as it results in exceeding approved cores quota."
+)
 
 
 class OAuthError(ApiError):
@@ -107,9 +111,15 @@ class Run:
 class DatabricksEmulator:
     """Serve on 127.0.0.1 (random port); `secrets` is {scope: {key: value}}."""
 
-    def __init__(self, root: Path, token: str, secrets: dict[str, dict[str, str]],
-                 service_principals: dict[str, str] | None = None,
-                 volumes: tuple[str, ...] = (), dbfs_enabled: bool = True):
+    def __init__(
+        self,
+        root: Path,
+        token: str,
+        secrets: dict[str, dict[str, str]],
+        service_principals: dict[str, str] | None = None,
+        volumes: tuple[str, ...] = (),
+        dbfs_enabled: bool = True,
+    ):
         self.dbfs_root = root / "dbfs"
         self.logs = root / "run_logs"
         self.dbfs_root.mkdir(parents=True, exist_ok=True)
@@ -174,8 +184,11 @@ class DatabricksEmulator:
         cluster_id = query.get("cluster_id")
         if cluster_id not in self.cluster_versions:
             raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Cluster {cluster_id} does not exist")
-        return {"cluster_id": cluster_id, "spark_version": self.cluster_versions[cluster_id],
-                "state": "RUNNING" if cluster_id in self.clusters else "TERMINATED"}
+        return {
+            "cluster_id": cluster_id,
+            "spark_version": self.cluster_versions[cluster_id],
+            "state": "RUNNING" if cluster_id in self.clusters else "TERMINATED",
+        }
 
     def start_cluster(self, cluster_id: str, timeout: float = 180) -> None:
         """Start an all-purpose cluster: a Spark driver JVM that tasks attach to (once)."""
@@ -186,10 +199,14 @@ class DatabricksEmulator:
         env = self._cluster_environment({}, {})
         log = (self.logs / f"cluster-{cluster_id}.log").open("wb")
         python = self.runtime([])
-        driver = subprocess.Popen([str(python), str(self.scripts / CLUSTER_DRIVER.name),
-                                   str(connection)], env=env,
-                                  stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        driver = subprocess.Popen(
+            [str(python), str(self.scripts / CLUSTER_DRIVER.name), str(connection)],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while not connection.exists():
             if driver.poll() is not None or time.monotonic() > deadline:
@@ -199,14 +216,19 @@ class DatabricksEmulator:
         self.clusters[cluster_id] = (driver, gateway, threading.Lock())
 
     def _cluster_environment(self, spark_env_vars: dict, spark_conf: dict) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith((*LEAKY_PREFIXES, "PYTHON", "PYSPARK_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith((*LEAKY_PREFIXES, "PYTHON", "PYSPARK_"))
+        }
         env.update({str(k): str(v) for k, v in spark_env_vars.items()})
         # A local Spark with Delta (what a runtime has) under the cluster's spark_conf; the
         # spark.databricks.* settings belong to the Databricks runtime (Photon, optimized
         # writes) and are left out.
-        conf = {**local_spark_config(), **{k: str(v) for k, v in spark_conf.items()
-                                           if not k.startswith("spark.databricks.")}}
+        conf = {
+            **local_spark_config(),
+            **{k: str(v) for k, v in spark_conf.items() if not k.startswith("spark.databricks.")},
+        }
         env["EMULATED_SPARK_CONF"] = json.dumps(conf)
         return env
 
@@ -226,13 +248,19 @@ class DatabricksEmulator:
         if dbfs_path.startswith("/Volumes/"):
             return self.volume_path(dbfs_path)
         if not self.dbfs_enabled:
-            raise ApiError(403, "PERMISSION_DENIED", "Public DBFS root is disabled. Access is "
-                           f"denied on path: {dbfs_path}")
+            raise ApiError(
+                403,
+                "PERMISSION_DENIED",
+                f"Public DBFS root is disabled. Access is denied on path: {dbfs_path}",
+            )
         path = re.sub(r"^(dbfs:|/dbfs)(?=/)", "", dbfs_path)
         if not path.startswith("/"):
             raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Path must be absolute: {dbfs_path}")
         resolved = (self.dbfs_root / path.lstrip("/")).resolve()
-        if self.dbfs_root.resolve() not in resolved.parents and resolved != self.dbfs_root.resolve():
+        if (
+            self.dbfs_root.resolve() not in resolved.parents
+            and resolved != self.dbfs_root.resolve()
+        ):
             raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Invalid path: {dbfs_path}")
         return resolved
 
@@ -267,8 +295,11 @@ class DatabricksEmulator:
     def dbfs_create(self, body: dict) -> dict:
         target = self.local_path(body["path"])
         if target.exists() and not body.get("overwrite", False):
-            raise ApiError(400, "RESOURCE_ALREADY_EXISTS", f"A file or directory already exists "
-                           f"at the input path {body['path']}.")
+            raise ApiError(
+                400,
+                "RESOURCE_ALREADY_EXISTS",
+                f"A file or directory already exists at the input path {body['path']}.",
+            )
         with self._lock:
             handle = next(self._ids)
             self.handles[handle] = (target, bytearray())
@@ -300,8 +331,11 @@ class DatabricksEmulator:
     def dbfs_read(self, query: dict) -> dict:
         target = self.local_path(query["path"])
         if not target.is_file():
-            raise ApiError(404, "RESOURCE_DOES_NOT_EXIST",
-                           f"No file or directory exists on path {query['path']}.")
+            raise ApiError(
+                404,
+                "RESOURCE_DOES_NOT_EXIST",
+                f"No file or directory exists on path {query['path']}.",
+            )
         offset, length = int(query.get("offset", 0)), int(query.get("length", MAX_READ))
         if length > MAX_READ or offset < 0:
             raise ApiError(400, "INVALID_PARAMETER_VALUE", "length must be at most 1 MB")
@@ -311,29 +345,80 @@ class DatabricksEmulator:
         return {"bytes_read": len(data), "data": base64.b64encode(data).decode()}
 
     # -- Jobs -------------------------------------------------------------------------------------
-    SUBMIT_FIELDS = {"run_name", "tasks", "idempotency_token", "timeout_seconds", "health",
-                     "email_notifications", "notification_settings", "webhook_notifications",
-                     "access_control_list", "git_source", "queue", "run_as", "environments",
-                     "budget_policy_id", "_launch_failure"}
-    TASK_FIELDS = {"task_key", "new_cluster", "existing_cluster_id", "libraries",
-                   "spark_python_task", "notebook_task", "spark_jar_task", "spark_submit_task",
-                   "timeout_seconds", "depends_on", "environment_key", "email_notifications",
-                   "notification_settings", "webhook_notifications", "health", "run_if",
-                   "description", "job_cluster_key"}
-    CLUSTER_FIELDS = {"spark_version", "node_type_id", "driver_node_type_id", "num_workers",
-                      "autoscale", "instance_pool_id", "driver_instance_pool_id", "policy_id",
-                      "spark_conf", "spark_env_vars", "custom_tags", "data_security_mode",
-                      "runtime_engine", "single_user_name", "cluster_log_conf", "init_scripts",
-                      "ssh_public_keys", "enable_elastic_disk", "enable_local_disk_encryption",
-                      "apply_policy_default_values", "azure_attributes", "cluster_name", "kind",
-                      "is_single_node", "use_ml_runtime", "workload_type", "docker_image"}
+    SUBMIT_FIELDS = {
+        "run_name",
+        "tasks",
+        "idempotency_token",
+        "timeout_seconds",
+        "health",
+        "email_notifications",
+        "notification_settings",
+        "webhook_notifications",
+        "access_control_list",
+        "git_source",
+        "queue",
+        "run_as",
+        "environments",
+        "budget_policy_id",
+        "_launch_failure",
+    }
+    TASK_FIELDS = {
+        "task_key",
+        "new_cluster",
+        "existing_cluster_id",
+        "libraries",
+        "spark_python_task",
+        "notebook_task",
+        "spark_jar_task",
+        "spark_submit_task",
+        "timeout_seconds",
+        "depends_on",
+        "environment_key",
+        "email_notifications",
+        "notification_settings",
+        "webhook_notifications",
+        "health",
+        "run_if",
+        "description",
+        "job_cluster_key",
+    }
+    CLUSTER_FIELDS = {
+        "spark_version",
+        "node_type_id",
+        "driver_node_type_id",
+        "num_workers",
+        "autoscale",
+        "instance_pool_id",
+        "driver_instance_pool_id",
+        "policy_id",
+        "spark_conf",
+        "spark_env_vars",
+        "custom_tags",
+        "data_security_mode",
+        "runtime_engine",
+        "single_user_name",
+        "cluster_log_conf",
+        "init_scripts",
+        "ssh_public_keys",
+        "enable_elastic_disk",
+        "enable_local_disk_encryption",
+        "apply_policy_default_values",
+        "azure_attributes",
+        "cluster_name",
+        "kind",
+        "is_single_node",
+        "use_ml_runtime",
+        "workload_type",
+        "docker_image",
+    }
 
     @staticmethod
     def _known_fields(given: dict, known: set[str], where: str) -> None:
         unknown = sorted(set(given) - known)
         if unknown:
-            raise ApiError(400, "INVALID_PARAMETER_VALUE",
-                           f"Unknown field(s) in {where}: {', '.join(unknown)}")
+            raise ApiError(
+                400, "INVALID_PARAMETER_VALUE", f"Unknown field(s) in {where}: {', '.join(unknown)}"
+            )
 
     def submit(self, body: dict) -> dict:
         self._known_fields(body, self.SUBMIT_FIELDS, "the request")
@@ -349,19 +434,27 @@ class DatabricksEmulator:
         cluster = task.get("new_cluster")
         existing = task.get("existing_cluster_id")
         if bool(cluster) == bool(existing):
-            raise ApiError(400, "INVALID_PARAMETER_VALUE",
-                           "Exactly one of new_cluster and existing_cluster_id must be set")
+            raise ApiError(
+                400,
+                "INVALID_PARAMETER_VALUE",
+                "Exactly one of new_cluster and existing_cluster_id must be set",
+            )
         if existing and existing not in self.clusters:
-            raise ApiError(400, "INVALID_PARAMETER_VALUE",
-                           f"Cluster {existing} does not exist")
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Cluster {existing} does not exist")
         if cluster and not cluster.get("spark_version"):
             raise ApiError(400, "INVALID_PARAMETER_VALUE", "Missing required field: spark_version")
         if cluster and cluster.get("instance_pool_id") and cluster.get("node_type_id"):
-            raise ApiError(400, "INVALID_PARAMETER_VALUE", "The field 'node_type_id' cannot be "
-                           "supplied when an instance pool ID is provided.")
+            raise ApiError(
+                400,
+                "INVALID_PARAMETER_VALUE",
+                "The field 'node_type_id' cannot be supplied when an instance pool ID is provided.",
+            )
         if cluster and not (cluster.get("instance_pool_id") or cluster.get("node_type_id")):
-            raise ApiError(400, "INVALID_PARAMETER_VALUE",
-                           "Missing required field: node_type_id or instance_pool_id")
+            raise ApiError(
+                400,
+                "INVALID_PARAMETER_VALUE",
+                "Missing required field: node_type_id or instance_pool_id",
+            )
         with self._lock:
             run = Run(next(self._ids), body, task_run_id=next(self._task_ids))
             self.runs[run.run_id] = run
@@ -372,34 +465,47 @@ class DatabricksEmulator:
         return {"run_id": run.run_id}
 
     def _execute(self, run: Run, task: dict) -> None:
-        requirements = [library["pypi"]["package"] for library in task.get("libraries", [])
-                        if "pypi" in library]
+        requirements = [
+            library["pypi"]["package"] for library in task.get("libraries", []) if "pypi" in library
+        ]
         try:
             python = self.runtime(requirements)
         except LibraryNotFound as missing:
             with run.lock:
                 run.life_cycle, run.result = "INTERNAL_ERROR", "FAILED"
-                run.message = ("Library installation failed for library due to user error. "
-                               f"Error messages: ERROR: Could not find a version that "
-                               f"satisfies the requirement {missing}")
+                run.message = (
+                    "Library installation failed for library due to user error. "
+                    f"Error messages: ERROR: Could not find a version that "
+                    f"satisfies the requirement {missing}"
+                )
             return
         python_task = task["spark_python_task"]
         cluster = task.get("new_cluster") or {}
-        mode = ("existing" if task.get("existing_cluster_id")
-                else "pool" if cluster.get("instance_pool_id") else "new")
+        mode = (
+            "existing"
+            if task.get("existing_cluster_id")
+            else "pool"
+            if cluster.get("instance_pool_id")
+            else "new"
+        )
         time.sleep(self.start_seconds[mode])  # PENDING while the compute starts
         if mode != "existing":
             with self._lock:
                 self.cold_starts[mode] += 1
         run.log = self.logs / f"run-{run.run_id}.log"
-        env = self._cluster_environment(cluster.get("spark_env_vars") or {},
-                                        cluster.get("spark_conf") or {})
+        env = self._cluster_environment(
+            cluster.get("spark_env_vars") or {}, cluster.get("spark_conf") or {}
+        )
         env["EMULATED_DATABRICKS_SECRETS"] = str(self.secrets_file)
         env["EMULATED_VOLUMES_ROOT"] = str(self.volumes_root)
         env["DATABRICKS_RUNTIME_VERSION"] = str(cluster.get("spark_version", "emulated"))
-        command = [str(python), str(self.scripts / TASK_RUNNER.name), str(self.dbfs_root),
-                   str(self.local_path(python_task["python_file"])),
-                   *python_task.get("parameters", [])]
+        command = [
+            str(python),
+            str(self.scripts / TASK_RUNNER.name),
+            str(self.dbfs_root),
+            str(self.local_path(python_task["python_file"])),
+            *python_task.get("parameters", []),
+        ]
         existing = task.get("existing_cluster_id")
         if existing:  # attach to the cluster's driver, one task at a time
             _, gateway, busy = self.clusters[existing]
@@ -415,8 +521,14 @@ class DatabricksEmulator:
             if run.life_cycle != "PENDING":  # cancelled before it started
                 return
             with run.log.open("wb") as log:
-                run.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                               cwd=self.dbfs_root, start_new_session=True)
+                run.process = subprocess.Popen(
+                    command,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.dbfs_root,
+                    start_new_session=True,
+                )
             run.life_cycle = "RUNNING"
         code = run.process.wait()
         with run.lock:
@@ -447,9 +559,16 @@ class DatabricksEmulator:
             "run_name": run.spec.get("run_name") or "Untitled",
             "state": state,
             "run_page_url": f"{self.host}/#job/runs/{run.run_id}",
-            "tasks": [{"task_key": task.get("task_key", "task"), "run_id": run.task_run_id,
-                       "state": state, "cluster_instance": {"cluster_id": task.get(
-                           "existing_cluster_id") or f"job-{run.run_id}"}}],
+            "tasks": [
+                {
+                    "task_key": task.get("task_key", "task"),
+                    "run_id": run.task_run_id,
+                    "state": state,
+                    "cluster_instance": {
+                        "cluster_id": task.get("existing_cluster_id") or f"job-{run.run_id}"
+                    },
+                }
+            ],
         }
 
     def cancel(self, body: dict) -> dict:
@@ -464,11 +583,12 @@ class DatabricksEmulator:
 
     # -- OAuth M2M --------------------------------------------------------------------------------
     def oidc_discovery(self) -> dict:
-        return {"issuer": f"{self.host}/oidc",
-                "authorization_endpoint": f"{self.host}/oidc/v1/authorize",
-                "token_endpoint": f"{self.host}/oidc/v1/token",
-                "grant_types_supported": ["client_credentials", "authorization_code",
-                                          "refresh_token"]}
+        return {
+            "issuer": f"{self.host}/oidc",
+            "authorization_endpoint": f"{self.host}/oidc/v1/authorize",
+            "token_endpoint": f"{self.host}/oidc/v1/token",
+            "grant_types_supported": ["client_credentials", "authorization_code", "refresh_token"],
+        }
 
     def issue_token(self, authorization: str | None, form: dict[str, str]) -> dict:
         """RFC 6749 client credentials, as the workspace's token endpoint answers them."""
@@ -485,8 +605,12 @@ class DatabricksEmulator:
             raise OAuthError(401, "invalid_client", "Client authentication failed")
         access_token = f"eyJ-emulated-{next(self._ids)}-{os.urandom(8).hex()}"
         self.issued[access_token] = client_id
-        return {"access_token": access_token, "token_type": "Bearer", "expires_in": 3600,
-                "scope": "all-apis"}
+        return {
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": 3600,
+            "scope": "all-apis",
+        }
 
     def inject(self, fault: Fault) -> None:
         with self._lock:
@@ -499,8 +623,10 @@ class DatabricksEmulator:
                     fault.nth -= 1
                     if fault.nth == 0:
                         self.faults.remove(fault)
-                        self.faults_met.append(f"{method} {fault.path} -> "
-                                               f"{'launch failure' if fault.launch_failure else fault.status}")
+                        self.faults_met.append(
+                            f"{method} {fault.path} -> "
+                            f"{'launch failure' if fault.launch_failure else fault.status}"
+                        )
                         return fault
         return None
 
@@ -544,31 +670,40 @@ class DatabricksEmulator:
                         self._reply(200, emulator.oidc_discovery())
                     elif url.path == "/oidc/v1/token" and self.command == "POST":
                         length = int(self.headers.get("Content-Length") or 0)
-                        form = {k: v[-1] for k, v in parse_qs(
-                            self.rfile.read(length).decode()).items()}
-                        self._reply(200, emulator.issue_token(
-                            self.headers.get("Authorization"), form))
+                        form = {
+                            k: v[-1] for k, v in parse_qs(self.rfile.read(length).decode()).items()
+                        }
+                        self._reply(
+                            200, emulator.issue_token(self.headers.get("Authorization"), form)
+                        )
                     else:
                         return False
                 except OAuthError as error:
-                    self._reply(error.status, {"error": error.code,
-                                               "error_description": error.message})
+                    self._reply(
+                        error.status, {"error": error.code, "error_description": error.message}
+                    )
                 return True
 
             def _files(self, method: str, url) -> None:
                 """The Files API: raw bytes in and out, JSON errors."""
-                path = unquote(url.path[len("/api/2.0/fs/files"):])
+                path = unquote(url.path[len("/api/2.0/fs/files") :])
                 query = {k: v[-1] for k, v in parse_qs(url.query).items()}
                 if method == "PUT":
                     length = int(self.headers.get("Content-Length") or 0)
-                    emulator.files_put(path, self.rfile.read(length),
-                                       query.get("overwrite", "true").lower() == "true")
+                    emulator.files_put(
+                        path,
+                        self.rfile.read(length),
+                        query.get("overwrite", "true").lower() == "true",
+                    )
                     self.send_response(204)
                     self.end_headers()
                     return
                 if method not in ("GET", "HEAD"):
-                    raise ApiError(400, "INVALID_PARAMETER_VALUE",
-                                   f"{method} is not supported here (files up to 5 MB)")
+                    raise ApiError(
+                        400,
+                        "INVALID_PARAMETER_VALUE",
+                        f"{method} is not supported here (files up to 5 MB)",
+                    )
                 target = emulator.files_get(path)
                 data = target.read_bytes()
                 self.send_response(200)
@@ -592,11 +727,18 @@ class DatabricksEmulator:
                             raise ApiError(fault.status, fault.code, fault.message)
                         self._files(method, url)
                         return
-                    name = next((n for (m, pattern), n in emulator.ROUTES.items()
-                                 if m == method and re.fullmatch(pattern, url.path)), None)
+                    name = next(
+                        (
+                            n
+                            for (m, pattern), n in emulator.ROUTES.items()
+                            if m == method and re.fullmatch(pattern, url.path)
+                        ),
+                        None,
+                    )
                     if name is None:
-                        raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for "
-                                       f"'{method} {url.path}'")
+                        raise ApiError(
+                            404, "ENDPOINT_NOT_FOUND", f"No API found for '{method} {url.path}'"
+                        )
                     if method == "GET":
                         argument = {k: v[-1] for k, v in parse_qs(url.query).items()}
                     else:
@@ -606,10 +748,13 @@ class DatabricksEmulator:
                     if fault and fault.launch_failure:
                         argument["_launch_failure"] = True
                     elif fault:
-                        self._reply(fault.status, {"error_code": fault.code,
-                                                   "message": fault.message},
-                                    {"Retry-After": str(fault.retry_after)}
-                                    if fault.retry_after is not None else {})
+                        self._reply(
+                            fault.status,
+                            {"error_code": fault.code, "message": fault.message},
+                            {"Retry-After": str(fault.retry_after)}
+                            if fault.retry_after is not None
+                            else {},
+                        )
                         return
                     self._reply(200, getattr(emulator, name)(argument))
                 except ApiError as error:

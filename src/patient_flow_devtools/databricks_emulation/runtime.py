@@ -8,6 +8,7 @@ project itself is not there: a remote step imports it from the code zip the laun
 as on a real cluster, so a broken zip or a library missing from the spec fails the task here
 as it would there.
 """
+
 from __future__ import annotations
 
 import re
@@ -23,10 +24,28 @@ from packaging.requirements import Requirement
 # What a Databricks Runtime's Python environment ships (a subset of its "Installed Python
 # libraries"): PySpark and Delta are the runtime's own, the rest the usual data stack.
 RUNTIME_LIBRARIES = (
-    "pyspark", "delta-spark", "py4j", "numpy", "pandas", "pyarrow", "requests", "urllib3",
-    "certifi", "idna", "charset-normalizer", "six", "python-dateutil", "pytz", "tzdata",
-    "typing-extensions", "packaging", "protobuf", "grpcio", "googleapis-common-protos",
-    "databricks-sdk", "matplotlib",
+    "pyspark",
+    "delta-spark",
+    "py4j",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "requests",
+    "urllib3",
+    "certifi",
+    "idna",
+    "charset-normalizer",
+    "six",
+    "python-dateutil",
+    "pytz",
+    "tzdata",
+    "typing-extensions",
+    "packaging",
+    "protobuf",
+    "grpcio",
+    "googleapis-common-protos",
+    "databricks-sdk",
+    "matplotlib",
 )
 
 
@@ -56,14 +75,16 @@ def closure(requirements: Iterable[str]) -> dict[str, object]:
         except PackageNotFoundError:
             raise LibraryNotFound(str(requirement)) from None
         if requirement.specifier and not requirement.specifier.contains(
-                dist.version, prereleases=True):
+            dist.version, prereleases=True
+        ):
             raise LibraryNotFound(f"{requirement} (only {dist.version} exists)")
         found[name] = dist
         for line in dist.requires or []:
             child = Requirement(line)
             if child.marker and not any(
-                    child.marker.evaluate({**default_environment(), "extra": extra})
-                    for extra in (requirement.extras or {""})):
+                child.marker.evaluate({**default_environment(), "extra": extra})
+                for extra in (requirement.extras or {""})
+            ):
                 continue
             pending.append((child, frozenset()))
     return found

@@ -8,6 +8,7 @@ and `/Volumes/...` paths in its parameters mapped to the DBFS root and the volum
 runtimes ship Delta). `dbutils.secrets.get` reads the emulated secret scopes and fails for an
 unknown scope or key, as Databricks does.
 """
+
 import json
 import os
 import runpy
@@ -35,9 +36,9 @@ class DBUtils:
 def dbfs_to_local(argument: str, root: str) -> str:
     """`/dbfs/...` and `/Volumes/...`, as the cluster's file system shows them."""
     if argument.startswith("/dbfs/"):
-        return os.path.join(root, argument[len("/dbfs/"):].lstrip("/"))
+        return os.path.join(root, argument[len("/dbfs/") :].lstrip("/"))
     if argument.startswith("/Volumes/"):
-        return os.path.join(os.environ["EMULATED_VOLUMES_ROOT"], argument[len("/Volumes/"):])
+        return os.path.join(os.environ["EMULATED_VOLUMES_ROOT"], argument[len("/Volumes/") :])
     return argument
 
 
@@ -54,9 +55,13 @@ def attach_to_cluster():
     # (as resources/warm_driver.separate_proxy_ids does for runs on the warm driver).
     gateway.gateway_property.pool.next_id = secrets.randbits(48)
     jvm = gateway.jvm
-    jsc = jvm.org.apache.spark.api.java.JavaSparkContext(jvm.org.apache.spark.SparkContext.getOrCreate())
+    jsc = jvm.org.apache.spark.api.java.JavaSparkContext(
+        jvm.org.apache.spark.SparkContext.getOrCreate()
+    )
     sc = SparkContext(gateway=gateway, jsc=jsc)
-    return SparkSession(sc, jsparkSession=jvm.org.apache.spark.sql.SparkSession.active().newSession())
+    return SparkSession(
+        sc, jsparkSession=jvm.org.apache.spark.sql.SparkSession.active().newSession()
+    )
 
 
 def start_session():
@@ -89,8 +94,11 @@ def main() -> None:
     spark = attach_to_cluster() if on_cluster else start_session()
     sys.argv = [python_file, *(dbfs_to_local(p, root) for p in parameters)]
     try:
-        runpy.run_path(python_file, init_globals={"spark": spark, "sc": spark.sparkContext,
-                                                  "dbutils": dbutils}, run_name="__main__")
+        runpy.run_path(
+            python_file,
+            init_globals={"spark": spark, "sc": spark.sparkContext, "dbutils": dbutils},
+            run_name="__main__",
+        )
     finally:
         if not on_cluster:  # a job cluster ends with its run; an all-purpose cluster stays up
             spark.stop()
