@@ -353,14 +353,14 @@ class Connection(threading.Thread):
             self.sock.close()
 
     def _sasl(self):
-        kind, header, _ = self._frame()
+        _, header, _ = self._frame()
         if header != SASL_HEADER:
             raise ConnectionError("expected the SASL protocol header")
         self.sock.sendall(SASL_HEADER)
         self.send(0, amqp.SASLMechanism(sasl_server_mechanisms=[b"ANONYMOUS"]), frame_type=b"\x01")
-        _, _, (_, init) = self._frame()  # sasl-init: ANONYMOUS
+        self._frame()  # sasl-init: ANONYMOUS
         self.send(0, amqp.SASLOutcome(code=0, additional_data=None), frame_type=b"\x01")
-        kind, header, _ = self._frame()
+        _, header, _ = self._frame()
         if header != AMQP_HEADER:
             raise ConnectionError("expected the AMQP protocol header")
         self.sock.sendall(AMQP_HEADER)
@@ -441,7 +441,7 @@ class Connection(threading.Thread):
             self._path(address),
             settled=f[3] == 1,
         )
-        properties = {k if isinstance(k, bytes) else k: v for k, v in (f[13] or {}).items()}
+        properties = dict(f[13] or {})
         error = None
         try:
             self._admit(link, source, properties)
@@ -671,7 +671,7 @@ class Connection(threading.Thread):
         link.credit -= 1
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _resolver(partitions: int):
     from azure.eventhub._buffered_producer._partition_resolver import PartitionResolver
 

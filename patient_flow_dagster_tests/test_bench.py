@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from patient_flow_dagster.definitions import LAKE_ASSETS
+from patient_flow_dagster.ingestion.landing_writer import events_table, write_landing_file
 from patient_flow_devtools.bench import (
     BenchmarkError,
     land_events,
@@ -14,7 +15,6 @@ from patient_flow_devtools.bench import (
     reconcile,
     run_benchmark,
 )
-from patient_flow_dagster.ingestion.landing_writer import events_table, write_landing_file
 from patient_flow_devtools.bench_stream import (
     KafkaArrivals,
     StreamBenchError,

@@ -132,7 +132,7 @@ def test_sigkill_of_the_consumer_loses_nothing(kafka, lakehouse):
         "30",
     ]
     first = subprocess.Popen(
-        command + ["--idle-exit", "30"],
+        [*command, "--idle-exit", "30"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -147,7 +147,7 @@ def test_sigkill_of_the_consumer_loses_nothing(kafka, lakehouse):
     assert files_at_kill < 12, "the consumer finished before it could be killed"
 
     subprocess.run(
-        command + ["--idle-exit", "6"],
+        [*command, "--idle-exit", "6"],
         check=True,
         timeout=180,
         stdout=subprocess.DEVNULL,
@@ -160,7 +160,7 @@ def test_sigkill_of_the_consumer_loses_nothing(kafka, lakehouse):
     # and lands every event again (as a consumer restored to an old offset would).
     replay = [part if part != "gcrash" else "gcrash-replay" for part in command]
     subprocess.run(
-        replay + ["--idle-exit", "6"],
+        [*replay, "--idle-exit", "6"],
         check=True,
         timeout=180,
         stdout=subprocess.DEVNULL,

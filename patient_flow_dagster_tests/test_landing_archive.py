@@ -72,10 +72,11 @@ def test_ingested_and_rejected_files_move_to_the_archive_and_the_ledger_keeps_th
     assert new_files(landing.list_files(), load_cursor(None)) == []
     archive = folder.parent / "patient_events_archive"
     ledger = {r.file_name: r for r in lakehouse.table(t.LANDING_FILES).collect()}
+    damaged_version = f"{ledger['c-damaged.parquet'].file_modified.timestamp() * 1e6:.0f}"
     assert {name: r.archived_as for name, r in ledger.items()} == {
         "a.parquet": "batch-00000001/a.parquet",
         "b.parquet": "batch-00000001/b.parquet",
-        "c-damaged.parquet": f"rejected/{ledger['c-damaged.parquet'].file_modified.timestamp() * 1e6:.0f}-c-damaged.parquet",
+        "c-damaged.parquet": f"rejected/{damaged_version}-c-damaged.parquet",
     }
     for row in ledger.values():
         assert (archive / row.archived_as).is_file()

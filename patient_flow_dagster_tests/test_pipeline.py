@@ -246,7 +246,7 @@ def test_a_batch_of_known_departments_commits_nothing_to_dim_department(scenario
 def test_returning_patients_get_a_new_current_version(scenario):
     house = scenario["house"]
     dim = house.table(t.DIM_PATIENT)
-    for stay, comeback in zip(scenario["returning"], scenario["comebacks"]):
+    for stay, comeback in zip(scenario["returning"], scenario["comebacks"], strict=True):
         versions = (
             dim.filter(F.col("patient_id") == stay["patient_id"]).orderBy("valid_from").collect()
         )

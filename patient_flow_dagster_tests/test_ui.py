@@ -74,7 +74,7 @@ def webserver(home):
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("dagster-webserver did not start")
+                    raise RuntimeError("dagster-webserver did not start") from None
                 time.sleep(1)
         yield url
     finally:

@@ -45,13 +45,15 @@ STALE_PLAN_SECONDS = 6 * 3600  # a check planned this long ago and never evaluat
 def alert_on_failed_run(context: RunFailureSensorContext, alerts: AlertChannels):
     run = context.dagster_run
     failures = context.get_step_failure_events()
-    steps = sorted({event.step_key for event in failures})
+    steps = sorted({event.step_key for event in failures if event.step_key})
     # Error classes, not messages: a message may quote the data a step was reading.
     errors = sorted(
         {
             event.step_failure_data.error.cls_name
             for event in failures
-            if event.step_failure_data and event.step_failure_data.error
+            if event.step_failure_data
+            and event.step_failure_data.error
+            and event.step_failure_data.error.cls_name
         }
     )
     details = (
@@ -163,8 +165,8 @@ def _failed_checks(instance, cursor: dict, now: float) -> tuple[list, dict]:
         if record.status.value == "PLANNED" and now - record.create_timestamp < STALE_PLAN_SECONDS
     ]
     new_mark = min(planned) - 1 if planned else max([mark, *(record.id for record in records)])
-    sent = sorted(i for i in sent | {record.id for record in failed} if i > new_mark)
-    return failed, {"checks": new_mark, "sent": sent}
+    still_sent = sorted(i for i in sent | {record.id for record in failed} if i > new_mark)
+    return failed, {"checks": new_mark, "sent": still_sent}
 
 
 def _freshness_failures(instance, cursor: dict) -> tuple[list, dict]:

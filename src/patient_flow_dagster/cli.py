@@ -151,12 +151,11 @@ def _sdk_events(args):
 
 def cmd_simulate(args) -> int:
     if args.to == "eventhubs-amqp":
-        from patient_flow_dagster.ingestion.eventhubs_amqp import (
-            EventHubsTarget,
-            publish,
-        )
+        from patient_flow_dagster.ingestion import eventhubs_amqp
 
-        publish(_sdk_events(args), EventHubsTarget.from_env(args.topic), rate=args.rate)
+        eventhubs_amqp.publish(
+            _sdk_events(args), eventhubs_amqp.EventHubsTarget.from_env(args.topic), rate=args.rate
+        )
         return 0
     if args.to == "kafka" and not args.bootstrap:
         raise UsageError("--bootstrap HOST:PORT is required to send to kafka")
@@ -183,7 +182,7 @@ def cmd_ingest(args) -> int:
             EventHubsTarget,
         )
 
-        consumer = EventHubsLandingConsumer(
+        consumer: EventHubsLandingConsumer | LandingConsumer = EventHubsLandingConsumer(
             EventHubsTarget.from_env(args.topic),
             landing,
             dead_letter,

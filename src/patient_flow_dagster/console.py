@@ -53,7 +53,10 @@ class StepProgress(logging.Handler):
 def progress_logger(out: TextIO, log_file: Path | None) -> LoggerDefinition:
     """A Dagster logger: progress lines to `out`, every record (DEBUG and up) to `log_file`."""
 
-    @logger(description="One line per step to the terminal; the full event log to a file.")
+    @logger(
+        config_schema=None,
+        description="One line per step to the terminal; the full event log to a file.",
+    )
     def _progress(_init_context) -> logging.Logger:
         log = logging.getLogger("patient_flow.run")
         log.handlers.clear()

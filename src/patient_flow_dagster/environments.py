@@ -1,13 +1,16 @@
 """Resource sets per environment, in one place (docs/architecture.md, "Environments").
 
 Assets require the same resource keys everywhere (`pyspark`, `step_launcher`, `lake`, `landing`,
-`quality`; the alert sensors `alerts`); only the implementations differ. Locally the step launcher is the none resource, so
-steps run in the Dagster process on the embedded Spark session. On Databricks every step is a
-Databricks job run (`databricks_pyspark_step_launcher`) on the cluster's own Spark session, tables
-are in Unity Catalog when PATIENT_FLOW_CATALOG is set, and bronze reads landing with Auto Loader.
+`quality`; the alert sensors `alerts`); only the implementations differ. Locally the step launcher
+is the none resource, so steps run in the Dagster process on the embedded Spark session. On
+Databricks every step is a Databricks job run (`databricks_pyspark_step_launcher`) on the cluster's
+own Spark session, tables are in Unity Catalog when PATIENT_FLOW_CATALOG is set, and bronze reads
+landing with Auto Loader.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from dagster import (
     EnvVar,
@@ -66,7 +69,7 @@ def landing_zone(settings: Settings):
     """A local folder, or an Azure Blob/ADLS container when the location is a wasb(s)/abfs(s) URL
     (credentials: AZURE_STORAGE_CONNECTION_STRING); bronze reads the file versions its ledger
     lists, or Auto Loader's stream."""
-    options = {
+    options: dict[str, Any] = {
         "max_files_per_trigger": settings.max_files_per_trigger,
         "reader": settings.landing_reader,
         "autoloader_schema_location": settings.landing_schemas,

@@ -21,6 +21,7 @@ from dagster import (
     DefaultSensorStatus,
     RunRequest,
     RunsFilter,
+    ScheduleEvaluationContext,
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
@@ -69,7 +70,9 @@ def run_key_for(fresh: list[LandingFile]) -> str:
 NOT_YET_STARTED = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING]
 
 
-def waiting_run(context: SensorEvaluationContext, job_name: str) -> str | None:
+def waiting_run(
+    context: SensorEvaluationContext | ScheduleEvaluationContext, job_name: str
+) -> str | None:
     """The id of a run of `job_name` that is queued or starting, if any."""
     runs = context.instance.get_run_records(
         filters=RunsFilter(job_name=job_name, statuses=NOT_YET_STARTED), limit=1

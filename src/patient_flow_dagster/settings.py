@@ -272,6 +272,14 @@ def read(name: str, environ: Mapping[str, str] | None = None) -> str | None:
     return value if value else variable.default
 
 
+def read_set(name: str, environ: Mapping[str, str] | None = None) -> str:
+    """The value of a variable that has a default (or must be set): never None."""
+    value = read(name, environ)
+    if value is None:
+        raise SettingsError(f"{name} is not set")
+    return value
+
+
 def _read_number(
     name: str, environ: Mapping[str, str] | None, parse, what: str, valid, invalid: str
 ):
@@ -328,7 +336,7 @@ def read_choice(
 ) -> str:
     """The value, case-folded, when it is one of `choices`; `default` stands in for a variable
     whose default depends on another setting."""
-    value = (read(name, environ) or default).strip().lower()
+    value = (read(name, environ) or default or "").strip().lower()
     if value not in choices:
         raise SettingsError(f"{name}={value!r} is not one of {', '.join(choices)}")
     return value
@@ -422,7 +430,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = read_choice("PATIENT_FLOW_ENV", ENVIRONMENTS, environ)
-        lake_root = _absolute(read("PATIENT_FLOW_LAKE", environ))
+        lake_root = _absolute(read_set("PATIENT_FLOW_LAKE", environ))
         landing = _absolute(
             read("PATIENT_FLOW_LANDING", environ)
             or f"{lake_root.rstrip('/')}/landing/patient_events"
@@ -449,7 +457,7 @@ class Settings:
             lake_lock_timeout=read_seconds("PATIENT_FLOW_LAKE_LOCK_TIMEOUT", environ),
             max_concurrent_steps=read_int("PATIENT_FLOW_MAX_CONCURRENT_STEPS", environ),
             **_freshness(environ),
-            ui_url=read("PATIENT_FLOW_UI_URL", environ),
+            ui_url=read_set("PATIENT_FLOW_UI_URL", environ),
             smtp_host=read("PATIENT_FLOW_SMTP_HOST", environ),
             smtp_port=read_int("PATIENT_FLOW_SMTP_PORT", environ),
             smtp_security=read_choice(

@@ -103,7 +103,7 @@ def local_kafka(workdir: Path | None = None, port: int | None = None, heap: str 
             f"Kafka StorageTool format failed (exit {formatted.returncode}): "
             f"{formatted.stderr.decode(errors='replace').strip()[-2000:]}"
         )
-    log = open(workdir / "broker.log", "wb")
+    log = open(workdir / "broker.log", "wb")  # noqa: SIM115 - closed when the broker stops
     process = subprocess.Popen(
         [java, f"-Xmx{heap}", "-cp", classpath, "kafka.Kafka", str(config)],
         stdout=log,

@@ -1,10 +1,11 @@
 """`patient-flow bench-jobs`: where a run's time goes, step by step, in Spark jobs and seconds.
 
 A lake of `--events` events, then `--increments` runs of one small file each, a run with no new
-files and a run of the census clock's job, all in one process and one Spark session (warm after the first run, like the warm
-driver). Per run and step: the step's seconds and Spark jobs, and of them the seconds and jobs
-after its last materialization (its checks and quality history). Jobs are counted from Spark's
-event log (`PATIENT_FLOW_SPARK_EVENT_LOG`), which this command sets to a folder of its own.
+files and a run of the census clock's job, all in one process and one Spark session (warm after the
+first run, like the warm driver). Per run and step: the step's seconds and Spark jobs, and of them
+the seconds and jobs after its last materialization (its checks and quality history). Jobs are
+counted from Spark's event log (`PATIENT_FLOW_SPARK_EVENT_LOG`), which this command sets to a folder
+of its own.
 """
 
 from __future__ import annotations

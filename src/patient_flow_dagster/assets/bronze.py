@@ -118,7 +118,7 @@ def read_ledger(spark: SparkSession, lake: DeltaLake, listed: list[LandingFile])
 
 def last_batch(spark: SparkSession, lake: DeltaLake) -> int:
     """The highest batch number the ledger has given (0 before the first)."""
-    return lake.read(spark, LANDING_FILES).agg(F.max("batch")).first()[0] or 0
+    return lake.read(spark, LANDING_FILES).agg(F.max("batch")).collect()[0][0] or 0
 
 
 def new_versions(ledger: list, listed: list[LandingFile], landing: LandingZone) -> list[Version]:
@@ -208,7 +208,7 @@ def ingest_versions(
     record(spark, lake, new, run_id)
     batches: dict[int, list[Version]] = {}
     for version in replay + new:
-        if version.status == PENDING:
+        if version.status == PENDING and version.batch is not None:  # pending: numbered
             batches.setdefault(version.batch, []).append(version)
     for batch in sorted(batches):
         write_batch(spark, lake, landing, batch, batches[batch], run_id)
@@ -354,8 +354,8 @@ BRONZE_CHECKS = checks_on(BRONZE_EVENTS)
                 "Append-only Delta table of every row of every landing file version exactly once, "
                 "uncleaned, plus event_id, bronze_ingestion_ts, source_file, ingest_run_id and "
                 "rescued_data (columns outside the contract, as JSON). Incremental: the ledger "
-                "bronze/landing_files lists the versions (name + size + mtime) already seen; a file "
-                "rewritten under its name is a new version."
+                "bronze/landing_files lists the versions (name + size + mtime) already seen; a "
+                "file rewritten under its name is a new version."
             ),
             group_name="bronze",
             kinds=SPARK_KINDS,

@@ -59,7 +59,7 @@ def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
         latest = (
             lake.read(spark, DEPARTMENT_CENSUS_HOURLY)
             .agg(F.date_format(F.max("hour_start"), "yyyy-MM-dd HH:mm:ss"))
-            .first()[0]
+            .collect()[0][0]
         )
         stale_from = min(filter(None, [census.utc_text_to_datetime(latest), horizon]))
     rewrites = 0

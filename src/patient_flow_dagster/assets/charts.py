@@ -15,7 +15,7 @@ from dagster import MetadataValue
 
 
 def line_chart(
-    title: str, points: Iterable[tuple[str, datetime, float]], y_label: str
+    title: str, points: Iterable[tuple[str, datetime | None, float]], y_label: str
 ) -> MetadataValue:
     """A chart of one line per series from (series, x, share) points, the shares shown as
     percentages, as Markdown metadata.
@@ -31,13 +31,14 @@ def line_chart(
 
     series: dict[str, list[tuple[datetime, float]]] = {}
     for name, x, y in points:
-        series.setdefault(name, []).append((x, y))
+        if x is not None:
+            series.setdefault(name, []).append((x, y))
     if not series:
         return MetadataValue.md(f"**{title}**: no data yet")
     figure, axes = plt.subplots(figsize=(8, 3.6), dpi=80)
     try:
         for name in sorted(series):
-            xs, ys = zip(*sorted(series[name]))
+            xs, ys = zip(*sorted(series[name]), strict=True)
             axes.plot(xs, ys, marker="." if len(xs) < 30 else None, linewidth=1.4, label=name)
         axes.set_title(title, fontsize=11)
         axes.set_ylabel(y_label)

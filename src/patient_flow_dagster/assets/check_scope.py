@@ -40,7 +40,7 @@ class Scope:
 
     def stamped(self, rows: DataFrame, column: str) -> DataFrame:
         """`rows` stamped by the scope's runs in `column` (all of them in an audit)."""
-        return rows if self.audit else rows.filter(F.col(column).isin(*self.runs))
+        return rows if self.runs is None else rows.filter(F.col(column).isin(*self.runs))
 
     @staticmethod
     def keys(rows: DataFrame, column: str) -> list | DataFrame:

@@ -182,15 +182,16 @@ def every_landing_file_ingested(context) -> AssetCheckResult:
     scope = Scope.of(context)
     listed = context.resources.landing.list_files()
     ledger = lake.read(spark, t.LANDING_FILES)
-    if not scope.audit:
+    runs = scope.runs
+    if runs is not None:
         ledger = ledger.filter(
-            F.col("audit_run_id").isin(*scope.runs)
+            F.col("audit_run_id").isin(*runs)
             | F.col("file_name").isin(*{f.name for f in listed})
             | (F.col("status") == "pending")
         )
     versions = ledger.withColumn("modified_us", F.unix_micros("file_modified")).collect()
-    if not scope.audit:  # the footers announced by this run's versions
-        versions_of_run = [r for r in versions if r.audit_run_id in scope.runs]
+    if runs is not None:  # the footers announced by this run's versions
+        versions_of_run = [r for r in versions if r.audit_run_id in runs]
     # Rows per source path first (no string work per row), then per file name over the few
     # paths: the same name may have landed under two paths.
     per_file = {
@@ -289,7 +290,6 @@ def _measure_fact(context) -> dict[str, measures.Measure]:
 
 @shared_per_run
 def _measure_patient_history(context) -> dict[str, measures.Measure]:
-    spark, lake = spark_lake(context)
     return measures.patient_history(
         scoped(context, t.DIM_PATIENT, "patient_id"), context.resources.quality.sample_size
     )
@@ -307,7 +307,6 @@ def _one_pass_check(name: str, measure: Callable, what: str) -> Callable[..., As
 
 @shared_per_run
 def _measure_movements(context) -> dict[str, measures.Measure]:
-    spark, lake = spark_lake(context)
     return measures.movement_integrity(
         scoped(context, t.FACT_MOVEMENTS, "encounter_id"),
         scoped(context, t.FACT_ADMISSIONS, "encounter_id"),
@@ -330,7 +329,6 @@ def one_patient_per_bed(context) -> AssetCheckResult:
 
 
 def encounters_waiting_for_admission(context) -> AssetCheckResult:
-    spark, lake = spark_lake(context)
     grace = context.resources.quality.admission_grace_seconds
     older_than = F.current_timestamp() - F.make_dt_interval(secs=F.lit(grace))
     measure = measures.waiting_for_admission(
@@ -542,7 +540,7 @@ def _fact_totals(context) -> dict[str, int]:
             F.count_if(F.col("discharge_time_ts").isNotNull()).alias("discharges"),
             F.count_if(F.col("length_of_stay_hours").isNotNull()).alias("completed_stays"),
         )
-        .first()
+        .collect()[0]
     )
     return {name: int(row[name] or 0) for name in row.asDict()}
 
@@ -691,7 +689,7 @@ def run_checks(context, checks: list[Check]) -> Iterator[AssetCheckResult]:
     results = list(side_by_side(lambda c: c.evaluate(context), selected))
     if selected:
         record_results(context, selected, results)
-    for check, result in zip(selected, results):
+    for check, result in zip(selected, results, strict=True):
         yield AssetCheckResult(
             asset_key=check.asset,
             check_name=check.name,
@@ -728,6 +726,6 @@ def record_results(context, checks: list[Check], results: list) -> None:
             result.severity.value,
             now,
         )
-        for check, result in zip(checks, results)
+        for check, result in zip(checks, results, strict=True)
     ]
     lake.append(spark.createDataFrame(rows, t.CHECK_RESULTS.spark_schema), t.CHECK_RESULTS)

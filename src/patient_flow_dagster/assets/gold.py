@@ -1,7 +1,7 @@
 """Gold: dim_patient (SCD2), dim_department (SCD1), fact_admissions (one row per encounter)
 and fact_patient_movements, all Delta MERGE."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from dagster import (
@@ -53,14 +53,6 @@ from patient_flow_dagster.transforms.encounters import (
 )
 from patient_flow_dagster.transforms.facts import admissions, movements
 
-GOLD = dict(
-    group_name="gold",
-    kinds=SPARK_KINDS,
-    owners=OWNERS,
-    pool=LAKE_POOL,
-    required_resource_keys=CHECK_RESOURCES,
-)
-
 
 def gold_spec(key, deps: list, description: str, group: str = "gold") -> AssetSpec:
     """The spec of one asset of a gold multi-asset (the dimensions, the KPIs)."""
@@ -69,8 +61,8 @@ def gold_spec(key, deps: list, description: str, group: str = "gold") -> AssetSp
         deps=deps,
         description=description,
         group_name=group,
-        kinds=GOLD["kinds"],
-        owners=GOLD["owners"],
+        kinds=SPARK_KINDS,
+        owners=OWNERS,
     )
 
 
@@ -120,7 +112,7 @@ def _gold_result(
     table: Table,
     counter: MergeCounter,
     preview: list[str],
-    counts: dict[str, Callable[[DataFrame], int | dict]],
+    counts: Mapping[str, Callable[[DataFrame], int | dict]],
     asset_key=None,
 ) -> MaterializeResult:
     """The table's metadata, the MERGE counts, and `counts`: each a count over the table, or
@@ -219,17 +211,18 @@ def merge_departments(
     version, which makes the hourly census recompute its whole history (it keys on it)."""
     rows = department_rows(new_events, department_reference(spark))
     # A few dozen rows at most: collected once, so the batch is not read again for the MERGE.
-    changed = rows.subtract(lake.read(spark, DIM_DEPARTMENT).select(*rows.columns)).collect()
-    if not changed:
+    collected = rows.subtract(lake.read(spark, DIM_DEPARTMENT).select(*rows.columns)).collect()
+    if not collected:
         counter.batches += 1
         return
-    changed = spark.createDataFrame(changed, rows.schema)
+    changed = spark.createDataFrame(collected, rows.schema)
     result = (
         lake.delta_table(spark, DIM_DEPARTMENT)
         .alias("t")
         .merge(changed.alias("s"), "t.department = s.department AND t.hospital_id = s.hospital_id")
         .whenMatchedUpdateAll(
-            condition="NOT (t.bed_capacity <=> s.bed_capacity AND t.department_sk <=> s.department_sk)"
+            condition="NOT (t.bed_capacity <=> s.bed_capacity "
+            "AND t.department_sk <=> s.department_sk)"
         )
         .whenNotMatchedInsertAll()
         .execute()
@@ -297,8 +290,8 @@ DIMENSION_CHECKS = checks_on(*(dimension.table for dimension in DIMENSIONS.value
     name="gold_dimensions",
     check_specs=[check.spec for check in DIMENSION_CHECKS],
     can_subset=True,
-    required_resource_keys=GOLD["required_resource_keys"],
-    pool=GOLD["pool"],
+    required_resource_keys=CHECK_RESOURCES,
+    pool=LAKE_POOL,
 )
 def gold_dimensions(context: AssetExecutionContext, config: RefreshConfig):
     """Update the selected dimensions from the silver rows added since their last run, side
@@ -426,8 +419,8 @@ FACT_CHECKS = checks_on(*FACT_SPECS)
     name="gold_facts",
     check_specs=[check.spec for check in FACT_CHECKS],
     can_subset=True,
-    required_resource_keys=GOLD["required_resource_keys"],
-    pool=GOLD["pool"],
+    required_resource_keys=CHECK_RESOURCES,
+    pool=LAKE_POOL,
 )
 def gold_facts(context: AssetExecutionContext, config: RefreshConfig):
     """The fact and the movements are written together; then their checks."""
@@ -487,7 +480,7 @@ def encounter_figures(fact: DataFrame) -> dict[str, int]:
             for status in (ADMITTED, DISCHARGED, CANCELLED)
         ),
         F.coalesce(F.sum("transfers"), F.lit(0)).alias("transfers"),
-    ).first()
+    ).collect()[0]
     return {
         "currently_admitted": row[ADMITTED],
         "discharged": row[DISCHARGED],

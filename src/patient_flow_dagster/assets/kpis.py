@@ -35,9 +35,10 @@ from dagster import (
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame
 
-from patient_flow_dagster.assets.census import CENSUS_KPIS, update_census_kpis
-from patient_flow_dagster.assets.checks import checks_on, run_checks
+from patient_flow_dagster.assets.census import CENSUS_KPIS, CensusKpi, update_census_kpis
+from patient_flow_dagster.assets.checks import CHECK_RESOURCES, checks_on, run_checks
 from patient_flow_dagster.assets.common import (
+    LAKE_POOL,
     RefreshConfig,
     SmallTable,
     apply_full_refresh,
@@ -48,7 +49,7 @@ from patient_flow_dagster.assets.common import (
     write_collected,
     write_small_table,
 )
-from patient_flow_dagster.assets.gold import GOLD, gold_spec
+from patient_flow_dagster.assets.gold import gold_spec
 from patient_flow_dagster.model.tables import (
     CUBE_DEPARTMENT_HOSPITAL,
     CUBE_GENDER_DEPARTMENT,
@@ -252,11 +253,14 @@ class KpiStep:
         )
 
     def changes_since(self, version: int) -> FactRows:
-        """The fact's signed changes after `version`, through the step's version."""
+        """The fact's signed changes after `version`, through the step's version (the fact
+        exists: it has changes)."""
+        through = self.fact.version
+        assert through is not None
         return self._once(
             version,
             lambda: signed_changes(
-                self.lake.read_changes(self.spark, FACT_ADMISSIONS, version + 1, self.fact.version)
+                self.lake.read_changes(self.spark, FACT_ADMISSIONS, version + 1, through)
             ),
         )
 
@@ -357,16 +361,17 @@ class KpiConfig(RefreshConfig):
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-KPI_CHECKS = checks_on(*(kpi.table for kpi in [*FACT_KPIS.values(), *CENSUS_KPIS.values()]))
+KPIS: list[FactKpi | CensusKpi] = [*FACT_KPIS.values(), *CENSUS_KPIS.values()]
+KPI_CHECKS = checks_on(*(kpi.table for kpi in KPIS))
 
 
 @multi_asset(
-    specs=[kpi.spec for kpi in [*FACT_KPIS.values(), *CENSUS_KPIS.values()]],
+    specs=[kpi.spec for kpi in KPIS],
     name="gold_kpis",
     check_specs=[check.spec for check in KPI_CHECKS],
     can_subset=True,
-    required_resource_keys=GOLD["required_resource_keys"],
-    pool=GOLD["pool"],
+    required_resource_keys=CHECK_RESOURCES,
+    pool=LAKE_POOL,
 )
 def gold_kpis(context: AssetExecutionContext, config: KpiConfig):
     """Bring the selected KPI tables up to date side by side: each KPI from the fact on a
@@ -375,7 +380,9 @@ def gold_kpis(context: AssetExecutionContext, config: KpiConfig):
     selected = context.selected_asset_keys
     fact_kpis = [kpi for key, kpi in FACT_KPIS.items() if key in selected]
     census_kpis = [kpi for key, kpi in CENSUS_KPIS.items() if key in selected]
-    apply_full_refresh(context, config, [kpi.table for kpi in [*fact_kpis, *census_kpis]])
+    apply_full_refresh(
+        context, config, [kpi.table for kpi in fact_kpis] + [kpi.table for kpi in census_kpis]
+    )
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
     work = []

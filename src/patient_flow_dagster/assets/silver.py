@@ -108,7 +108,7 @@ def process_bronze_batch(
         # Two tables, two commits, side by side: one's Delta commit overlaps the other's write.
         list(
             side_by_side(
-                lambda append: lake.append(*append, txn=txn),
+                lambda append: lake.append(append[0], append[1], txn=txn),
                 [(valid, SILVER_EVENTS), (quarantined, QUARANTINE)],
             )
         )
@@ -132,7 +132,7 @@ def _outcome(fresh: DataFrame) -> dict[str, int]:
         else:
             hit = ~broken & F.array_contains("quality_warnings", rule.name)
         counted.append(F.count_if(hit).alias(rule.name))
-    return fresh.agg(*counted).first().asDict()
+    return fresh.agg(*counted).collect()[0].asDict()
 
 
 def process_new_bronze(spark: SparkSession, lake: DeltaLake, run_id: str) -> SilverRunCounts:

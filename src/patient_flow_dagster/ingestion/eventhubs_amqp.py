@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from patient_flow_dagster import settings
 from patient_flow_dagster.ingestion.landing_batch import (
@@ -69,7 +70,7 @@ class EventHubsTarget:
     namespace: str | None = None
 
     @classmethod
-    def from_env(cls, hub: str | None) -> "EventHubsTarget":
+    def from_env(cls, hub: str | None) -> EventHubsTarget:
         connection = settings.read(CONNECTION_ENV)
         if connection:
             parts = dict(
@@ -119,7 +120,12 @@ class EventHubsTarget:
             )
         from azure.identity import DefaultAzureCredential
 
-        return EventHubProducerClient(self.namespace, self.hub, DefaultAzureCredential(), **kwargs)
+        return EventHubProducerClient(
+            fully_qualified_namespace=self.namespace or "",  # from_env: set without a string
+            eventhub_name=self.hub,
+            credential=DefaultAzureCredential(),
+            **kwargs,
+        )
 
     def consumer(self, group: str, checkpoint_store, **kwargs):
         from azure.eventhub import EventHubConsumerClient
@@ -135,10 +141,10 @@ class EventHubsTarget:
         from azure.identity import DefaultAzureCredential
 
         return EventHubConsumerClient(
-            self.namespace,
-            group,
-            DefaultAzureCredential(),
+            fully_qualified_namespace=self.namespace or "",  # from_env: set without a string
             eventhub_name=self.hub,
+            consumer_group=group,
+            credential=DefaultAzureCredential(),
             checkpoint_store=checkpoint_store,
             **kwargs,
         )
@@ -151,7 +157,7 @@ def checkpoint_store_from_env(timeout: float | None = None):
     from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
     from azure.storage.blob import ContainerClient
 
-    container = settings.read(CHECKPOINT_CONTAINER_ENV)
+    container = settings.read_set(CHECKPOINT_CONTAINER_ENV)
     connection = settings.read("AZURE_STORAGE_CONNECTION_STRING")
     account_url = settings.read(CHECKPOINT_URL_ENV)
     if connection:
@@ -166,7 +172,8 @@ def checkpoint_store_from_env(timeout: float | None = None):
     else:
         raise EventHubsConfigError(
             "the checkpoint store needs AZURE_STORAGE_CONNECTION_STRING, or "
-            f"{CHECKPOINT_URL_ENV}=https://<account>.blob.core.windows.net for DefaultAzureCredential"
+            f"{CHECKPOINT_URL_ENV}=https://<account>.blob.core.windows.net for "
+            "DefaultAzureCredential"
         )
 
     def create() -> None:
@@ -216,7 +223,7 @@ def publish(
     started, sent = time.monotonic(), 0
     with producer:
         resolver = PartitionResolver(partitions_of(producer))
-        batches: dict[str, object] = {}
+        batches: dict[str, Any] = {}  # partition -> EventDataBatch
 
         def send(partition: str) -> None:
             nonlocal sent

@@ -65,7 +65,8 @@ def publish(
     events, config: dict, topic: str, rate: float | None = None, progress=sys.stderr
 ) -> int:
     """Send events as JSON, keyed by encounter (`contract.partition_key`: an encounter's events
-    stay in one partition, in order). `rate` = events per second, or None for as fast as possible."""
+    stay in one partition, in order). `rate` = events per second, or None for as fast as
+    possible."""
     from confluent_kafka import Producer
 
     producer = Producer(
@@ -167,8 +168,8 @@ class LandingConsumer:
         try:
             while not self.stop.is_set():
                 for message in self.consumer.consume(num_messages=1_000, timeout=0.5):
-                    if message.error():
-                        self.last_error = message.error().str()
+                    if error := message.error():
+                        self.last_error = error.str()
                         continue
                     last_message = time.monotonic()
                     topic, partition, offset = (

@@ -90,7 +90,7 @@ def parse_event(value: bytes | None, fallback_id: str):
         return None, f"not JSON: {str(error)[:120]}"
     if not isinstance(payload, dict):
         return None, f"not a JSON object but {type(payload).__name__}"
-    event = {}
+    event: dict[str, object] = {}
     for name in INTEGER_FIELDS:
         item = payload.get(name)
         if item is not None and (isinstance(item, bool) or not isinstance(item, int)):

@@ -1,13 +1,13 @@
 """Seeded patient-flow simulator (docs/architecture.md, "Event contract").
 
 Two formats: `simulate_lifecycles` sends each stay as ADT events over time (the default of
-`patient-flow simulate`), `simulate` sends complete stay records (the public tutorial
-simulator's v1 format). Both model a population rather than independent rows: people come back for later stays (so their
-age grows and dim_patient gets real history), a few have their gender corrected, departments
+`patient-flow simulate`), `simulate` sends complete stay records (the public tutorial simulator's v1
+format). Both model a population rather than independent rows: people come back for later stays (so
+their age grows and dim_patient gets real history), a few have their gender corrected, departments
 admit plausible ages (Pediatrics 0-18, Maternity women 18-45), stays have department-typical
-lengths, and stays not yet over at `now` have no discharge. Dirty rows are injected at
-configurable rates, and the simulator returns which event got which defect so tests can check
-that each one ends where it should.
+lengths, and stays not yet over at `now` have no discharge. Dirty rows are injected at configurable
+rates, and the simulator returns which event got which defect so tests can check that each one ends
+where it should.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from itertools import pairwise
+from typing import Any
 
 GENDERS = ("Male", "Female")
 
@@ -316,8 +318,8 @@ def simulate_lifecycles(
         if kind is not None:
             _damage(rng, event, kind)
             sim.kinds[event["event_id"]] = kind
-            if LIFECYCLE_DIRTY_KINDS[kind]:
-                sim.expected_rule[event["event_id"]] = LIFECYCLE_DIRTY_KINDS[kind]
+            if rule := LIFECYCLE_DIRTY_KINDS[kind]:
+                sim.expected_rule[event["event_id"]] = rule
         sim.events.append(event)
     return sim
 
@@ -339,7 +341,7 @@ def _lifecycle(
         else rng.choices(fitting, weights=[d.weight for d in fitting])[0].name
     )
     hospital = rng.randint(1, 7)
-    stamp = {
+    stamp: dict[str, Any] = {
         "encounter_id": f"V{rng.getrandbits(40):012d}",
         "patient_id": person.patient_id,
         "gender": gender,
@@ -358,14 +360,16 @@ def _lifecycle(
         )
         moment += timedelta(hours=hours)
         options = [(name, p) for name, p in PATHWAYS.get(department, ()) if name in by_name]
-        department = next((name for name, p in options if rng.random() < p), None)
-        if department is None or moment > now:
+        following = next((name for name, p in options if rng.random() < p), None)
+        if following is None or moment > now:
             break
+        department = following
         path.append((department, moment))
     discharged = moment
     ends = [start for _, start in path[1:]] + [discharged]
     places = [
-        (name, start, beds.take(hospital, start, end)) for (name, start), end in zip(path, ends)
+        (name, start, beds.take(hospital, start, end))
+        for (name, start), end in zip(path, ends, strict=True)
     ]
     lifecycle: list[dict] = []
 
@@ -388,7 +392,7 @@ def _lifecycle(
     if rng.random() < CANCEL_RATES["CANCEL_ADMIT"]:
         emit("CANCEL_ADMIT", admitted + timedelta(minutes=rng.uniform(5, 60)), places[0])
         return [e for e in lifecycle if _parse(e["event_time"]) <= now]
-    for previous, place in zip(places, places[1:]):
+    for previous, place in pairwise(places):
         entered = place[1] - timedelta(minutes=40)
         if entered > previous[1] and rng.random() < CANCEL_RATES["CANCEL_TRANSFER"]:
             # a transfer entered in error, then undone, before the real one

@@ -74,7 +74,8 @@ RULES: tuple[QualityRule, ...] = (
     ),
     QualityRule(
         "admission_not_in_future",
-        f"admission_time_ts IS NULL OR admission_time_ts <= bronze_ingestion_ts + {FUTURE_TOLERANCE}",
+        "admission_time_ts IS NULL "
+        f"OR admission_time_ts <= bronze_ingestion_ts + {FUTURE_TOLERANCE}",
         QUARANTINE,
         "Admission is not later than the moment the event was ingested (5 minutes tolerance).",
         ("admission_time",),
@@ -105,7 +106,8 @@ RULES: tuple[QualityRule, ...] = (
     ),
     QualityRule(
         "movement_after_admission",
-        f"NOT (event_type = '{TRANSFER}' OR (event_type = '{DISCHARGE}' AND discharge_time IS NULL)) "
+        f"NOT (event_type = '{TRANSFER}' "
+        f"OR (event_type = '{DISCHARGE}' AND discharge_time IS NULL)) "
         "OR admission_time_ts IS NULL OR event_time_ts IS NULL "
         "OR event_time_ts >= admission_time_ts",
         QUARANTINE,

@@ -193,7 +193,9 @@ class Table:
 
     @property
     def spark_schema(self) -> StructType:
-        return _parse_datatype_string(", ".join(f"{c.name} {c.type}" for c in self.columns))
+        schema = _parse_datatype_string(", ".join(f"{c.name} {c.type}" for c in self.columns))
+        assert isinstance(schema, StructType)  # a list of columns parses as a struct
+        return schema
 
     @property
     def creation_properties(self) -> dict[str, str]:
@@ -263,7 +265,8 @@ SILVER_EVENTS = Table(
     "Typed, validated and enriched events, one row per event_id.",
     _columns(
         f"event_id string, {_TYPED}, admission_time_ts timestamp, "
-        "discharge_time_ts timestamp, event_time_ts timestamp, length_of_stay_hours double, admission_hour int, "
+        "discharge_time_ts timestamp, event_time_ts timestamp, length_of_stay_hours double, "
+        "admission_hour int, "
         "admission_day_of_week int, admission_month int, stay_category string, "
         f"quality_warnings array<string>, {_LINEAGE}"
     ),

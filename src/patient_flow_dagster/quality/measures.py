@@ -115,7 +115,7 @@ def measure_in_one_pass(
                 max(sample_size, 1),
             ).alias(f"s{i}"),
         ]
-    row = rows.agg(*aggregates).first()
+    row = rows.agg(*aggregates).collect()[0]
     return {
         name: Measure(
             evaluated=int(row[f"e{i}"] or 0),
@@ -167,7 +167,7 @@ def reconciliation(bronze: DataFrame, silver: DataFrame, quarantine: DataFrame) 
         F.count_if((F.col("b") > 0) & (F.col("placed") == 0)).alias("missing"),
         F.count_if(F.col("placed") > 1).alias("repeated"),
         F.sum(F.when(F.col("b") == 0, F.col("placed")).otherwise(0)).alias("unknown"),
-    ).first()
+    ).collect()[0]
     value = {name: int(row[name] or 0) for name in row.asDict()}
     return {
         "bronze_rows": value["bronze_rows"],

@@ -89,15 +89,17 @@ class AlertChannels(ConfigurableResource):
         message["From"] = self.smtp_sender or f"patient-flow@{self.smtp_host}"
         message["To"] = self.smtp_recipients or ""
         message.set_content(alert.text)
+        host = self.smtp_host or ""  # set: the channel is on only with a host
+        server: smtplib.SMTP
         if self.smtp_security == "ssl":
             server = smtplib.SMTP_SSL(
-                self.smtp_host,
+                host,
                 self.smtp_port,
                 timeout=TIMEOUT_SECONDS,
                 context=ssl.create_default_context(),
             )
         else:
-            server = smtplib.SMTP(self.smtp_host, self.smtp_port, timeout=TIMEOUT_SECONDS)
+            server = smtplib.SMTP(host, self.smtp_port, timeout=TIMEOUT_SECONDS)
         with server:
             if self.smtp_security == "starttls":
                 server.starttls(context=ssl.create_default_context())
@@ -106,6 +108,7 @@ class AlertChannels(ConfigurableResource):
             server.send_message(message)
 
     def _webhook(self, alert: Alert) -> None:
+        payload: dict[str, object]
         if self.webhook_format == "slack":
             payload = {"text": alert.text}
         else:  # a Teams incoming webhook's message card
@@ -135,7 +138,7 @@ class AlertChannels(ConfigurableResource):
                 ],
             }
         request = urllib.request.Request(
-            self.webhook_url,
+            self.webhook_url or "",  # set: the channel is on only with a URL
             data=json.dumps(payload).encode(),
             headers={"Content-Type": "application/json"},
             method="POST",

@@ -1,14 +1,14 @@
 """Production: every asset step runs on Databricks through `databricks_pyspark_step_launcher`.
 
 The launcher zips the code (`src/`), uploads it with the pickled step to the staging folder
-(`PATIENT_FLOW_DATABRICKS_STAGING`: a DBFS folder, or a Unity Catalog volume `/Volumes/...`
-through the Files API), submits a one-time job run (`runs/submit`, a `spark_python_task`) on
-the cluster of `databricks_job_cluster.json` beside this module (or an existing cluster:
-`DATABRICKS_CLUSTER_ID`), and streams the step's Dagster events back. The remote step re-imports these definitions and re-creates every resource,
-the launcher included, so it must see the same configuration: the PATIENT_FLOW_* variables, the
-host and the run config travel as the launcher's `env_variables`; the token (or a service
-principal's OAuth secret) and the landing credentials are never copied, they come from the Key
-Vault-backed secret scope on the cluster (`secrets_to_env_variables`).
+(`PATIENT_FLOW_DATABRICKS_STAGING`: a DBFS folder, or a Unity Catalog volume `/Volumes/...` through
+the Files API), submits a one-time job run (`runs/submit`, a `spark_python_task`) on the cluster of
+`databricks_job_cluster.json` beside this module (or an existing cluster: `DATABRICKS_CLUSTER_ID`),
+and streams the step's Dagster events back. The remote step re-imports these definitions and
+re-creates every resource, the launcher included, so it must see the same configuration: the
+PATIENT_FLOW_* variables, the host and the run config travel as the launcher's `env_variables`; the
+token (or a service principal's OAuth secret) and the landing credentials are never copied, they
+come from the Key Vault-backed secret scope on the cluster (`secrets_to_env_variables`).
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def service_principal(environ: Mapping[str, str]) -> bool:
 
 def remote_secrets(environ: Mapping[str, str], landing_is_azure: bool) -> list[dict[str, str]]:
     """Secrets the remote step exports from the cluster's secret scope (Key Vault-backed)."""
-    scope = settings.read("PATIENT_FLOW_SECRET_SCOPE", environ)
+    scope = settings.read_set("PATIENT_FLOW_SECRET_SCOPE", environ)
     credential = CLIENT_SECRET if service_principal(environ) else TOKEN_SECRET
     wanted = [credential] + ([LANDING_SECRET] if landing_is_azure else [])
     return [{"name": name, "scope": scope, "key": key} for name, key in wanted]
@@ -283,7 +283,7 @@ def databricks_step_launcher(landing_is_azure: bool, environ: Mapping[str, str] 
             cluster = self.run_config["cluster"]
             if "existing" in cluster:
                 clusters = self.databricks_runner.client.workspace_client.clusters
-                return clusters.get(cluster["existing"]).spark_version
+                return clusters.get(cluster["existing"]).spark_version or ""
             return cluster["new"]["spark_version"]
 
         def launch_step(self, step_context):

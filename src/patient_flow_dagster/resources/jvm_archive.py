@@ -1,11 +1,12 @@
 """A class-data-sharing archive for the embedded Spark JVM (JDK AppCDS), built once per machine.
 
-Every Dagster run starts its own Spark JVM, and a fresh JVM spends seconds loading and verifying
-the tens of thousands of classes Spark and Delta need before the first query. JDK 17 can dump
-the classes a JVM loaded into an archive at exit (`-XX:ArchiveClassesAtExit`) and map it on later
-starts (`-XX:SharedArchiveFile`). `patient-flow jvm-archive` (run by `./run setup`, from the
-devtools) builds it by running the pipeline's own steps on a small batch. A missing or stale archive (other JDK, other jars) is ignored by the JVM, which
-then starts the normal way, so the archive can only make starts faster.
+Every Dagster run starts its own Spark JVM, and a fresh JVM spends seconds loading and verifying the
+tens of thousands of classes Spark and Delta need before the first query. JDK 17 can dump the
+classes a JVM loaded into an archive at exit (`-XX:ArchiveClassesAtExit`) and map it on later starts
+(`-XX:SharedArchiveFile`). `patient-flow jvm-archive` (run by `./run setup`, from the devtools)
+builds it by running the pipeline's own steps on a small batch. A missing or stale archive (other
+JDK, other jars) is ignored by the JVM, which then starts the normal way, so the archive can only
+make starts faster.
 """
 
 from __future__ import annotations

@@ -112,13 +112,13 @@ class DeltaLake(ConfigurableResource):
         versions start again from 0."""
         if not self.exists(spark, table):
             return None
-        return self.delta_table(spark, table).detail().select("id").first()[0]
+        return self.delta_table(spark, table).detail().select("id").collect()[0][0]
 
     def version(self, spark: SparkSession, table: Table) -> int | None:
         """The table's latest Delta version, or None when it does not exist yet."""
         if not self.exists(spark, table):
             return None
-        return int(self.delta_table(spark, table).history(1).select("version").first()[0])
+        return int(self.delta_table(spark, table).history(1).select("version").collect()[0][0])
 
     # -- writing ----------------------------------------------------------------------------
     def ensure_schema(self, spark: SparkSession, table: Table) -> None:
@@ -149,7 +149,7 @@ class DeltaLake(ConfigurableResource):
             builder.execute()
         self._add_missing_columns(spark, table, schema)
         if table.change_feed:
-            current = self.delta_table(spark, table).detail().select("properties").first()[0]
+            current = self.delta_table(spark, table).detail().select("properties").collect()[0][0]
             if current.get(CHANGE_FEED) != "true":
                 spark.sql(
                     f"ALTER TABLE {self._sql_name(table)} "
@@ -252,6 +252,7 @@ class DeltaLake(ConfigurableResource):
 def _delete_path(spark: SparkSession, location: str) -> None:
     """Recursive delete through Hadoop's FileSystem: local folders, abfss://, wasbs:// alike."""
     jvm = spark.sparkContext._jvm
+    assert jvm is not None  # a classic session's driver
     path = jvm.org.apache.hadoop.fs.Path(location)
     path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(path, True)
 
@@ -305,7 +306,7 @@ def replace_changed(
                     & ~F.col("_new").eqNullSafe(F.col("_old"))
                 ).alias("updated"),
             )
-            .first()
+            .collect()[0]
         )
         counts = {name: int(compared[name]) for name in ("inserted", "updated", "deleted")}
         if any(counts.values()):

@@ -233,7 +233,9 @@ class LandingZone(ConfigurableResource):
             else {
                 "cloudFiles.cleanSource": "MOVE",
                 "cloudFiles.cleanSource.moveDestination": self.archive_location,
-                "cloudFiles.cleanSource.retentionDuration": f"{round(self.retention_hours * 60)} minutes",
+                "cloudFiles.cleanSource.retentionDuration": (
+                    f"{round(self.retention_hours * 60)} minutes"
+                ),
             }
         )
         return {

@@ -41,7 +41,7 @@ def local_spark_config(
     extra_packages: tuple[str, ...] = (),
 ) -> dict[str, str]:
     """Spark settings for the embedded session: Delta, UTC everywhere, small and quiet."""
-    master = master or settings.read("PATIENT_FLOW_SPARK_MASTER")
+    master = master or settings.read_set("PATIENT_FLOW_SPARK_MASTER")
     partitions = shuffle_partitions or settings.read_int("PATIENT_FLOW_SHUFFLE_PARTITIONS")
     driver_options = " ".join(filter(None, ["-Duser.timezone=UTC", _class_archive_options()]))
     return {
@@ -55,7 +55,7 @@ def local_spark_config(
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
         "spark.sql.shuffle.partitions": str(partitions),
         "spark.default.parallelism": str(partitions),
-        "spark.driver.memory": settings.read("PATIENT_FLOW_DRIVER_MEMORY"),
+        "spark.driver.memory": settings.read_set("PATIENT_FLOW_DRIVER_MEMORY"),
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         # A run of the pipeline generates several hundred distinct classes (whole-stage

@@ -16,6 +16,7 @@ import socket
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TextIO
 
 
 class LakeBusy(RuntimeError):
@@ -26,7 +27,7 @@ class WriterLock:
     def __init__(self, lake_root: str, run_id: str):
         self.path = Path(lake_root) / "_lock" / "writer.lock"
         self.run_id = run_id
-        self.handle = None
+        self.handle: TextIO | None = None
 
     def holder(self) -> str:
         """Who holds the lock, in words (from the lock file's content)."""
@@ -45,7 +46,7 @@ class WriterLock:
         """Take the lock, waiting up to `timeout` seconds; `on_wait(holder)` is called once
         when it has to wait. Raise LakeBusy naming the holder after the timeout."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")
+        handle = open(self.path, "a+")  # noqa: SIM115 - held until release()
         deadline, told = time.monotonic() + timeout, False
         while True:
             try:

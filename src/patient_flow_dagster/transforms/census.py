@@ -153,7 +153,7 @@ def first_hour_touched(events: DataFrame) -> datetime | None:
     times its events carry."""
     hours = F.date_trunc("hour", F.least("admission_time_ts", "discharge_time_ts", "event_time_ts"))
     return utc_text_to_datetime(
-        events.agg(F.date_format(F.min(hours), "yyyy-MM-dd HH:mm:ss")).first()[0]
+        events.agg(F.date_format(F.min(hours), "yyyy-MM-dd HH:mm:ss")).collect()[0][0]
     )
 
 

@@ -2,10 +2,10 @@
 
 Usage: cluster.py <connection_file>
 
-Starts a local Spark session with Delta (what a Databricks runtime has) on the cluster's Python, writes the py4j gateway
-port and secret to <connection_file>, and keeps the driver up until stdin closes. Tasks run on
-the cluster attach their own Python process to this JVM, as notebook and Python tasks do on a
-Databricks cluster, so they skip the JVM start and find it warm.
+Starts a local Spark session with Delta (what a Databricks runtime has) on the cluster's Python,
+writes the py4j gateway port and secret to <connection_file>, and keeps the driver up until stdin
+closes. Tasks run on the cluster attach their own Python process to this JVM, as notebook and Python
+tasks do on a Databricks cluster, so they skip the JVM start and find it warm.
 """
 
 import json

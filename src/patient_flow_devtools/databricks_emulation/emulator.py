@@ -1,7 +1,7 @@
 """A small local stand-in for the part of the Databricks REST API the step launcher uses.
 
-Development infrastructure (the tests and `patient-flow bench-compute`), not product code. It speaks the real wire protocol (JSON over HTTP, bearer
-token, Databricks' error bodies) for:
+Development infrastructure (the tests and `patient-flow bench-compute`), not product code. It speaks
+the real wire protocol (JSON over HTTP, bearer token, Databricks' error bodies) for:
 
 - DBFS: `create` / `add-block` / `close` (parents created implicitly) and `read` (base64 blocks;
   404 RESOURCE_DOES_NOT_EXIST for a missing file);
@@ -22,16 +22,16 @@ token, Databricks' error bodies) for:
   (`client_credentials` with HTTP Basic client authentication, scope `all-apis`), which issues
   bearer tokens to the registered service principals only.
 
-A submitted task runs as a subprocess (`task.py`) on the cluster's Python: a virtual
-environment holding what the runtime ships and what the task's `libraries` install, and not the
-project (`runtime.py`); a library that no index would serve fails the run as a
-failed library installation does. `/dbfs/` is mapped to a local
-folder and `spark`, `sc` and `dbutils` (secrets) defined as a Databricks cluster defines them. On
-a new (job) cluster the task starts its own Spark driver; on an existing all-purpose cluster
-(`start_cluster`, `cluster.py`) it attaches its Python to that cluster's long-lived
-driver JVM, and the cluster runs one task at a time (others stay PENDING until it is free). The task gets a cluster's environment, not the test's: nothing
-of PATIENT_FLOW_*, DATABRICKS_* or AZURE_* leaks into it, so whatever the remote step needs must
-travel the way it travels on Databricks (the launcher's env_variables and secrets).
+A submitted task runs as a subprocess (`task.py`) on the cluster's Python: a virtual environment
+holding what the runtime ships and what the task's `libraries` install, and not the project
+(`runtime.py`); a library that no index would serve fails the run as a failed library installation
+does. `/dbfs/` is mapped to a local folder and `spark`, `sc` and `dbutils` (secrets) defined as a
+Databricks cluster defines them. On a new (job) cluster the task starts its own Spark driver; on an
+existing all-purpose cluster (`start_cluster`, `cluster.py`) it attaches its Python to that
+cluster's long-lived driver JVM, and the cluster runs one task at a time (others stay PENDING until
+it is free). The task gets a cluster's environment, not the test's: nothing of PATIENT_FLOW_*,
+DATABRICKS_* or AZURE_* leaks into it, so whatever the remote step needs must travel the way it
+travels on Databricks (the launcher's env_variables and secrets).
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ class DatabricksEmulator:
     def host(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def __enter__(self) -> "DatabricksEmulator":
+    def __enter__(self) -> DatabricksEmulator:
         self.thread.start()
         return self
 
@@ -545,7 +545,9 @@ class DatabricksEmulator:
         try:
             return self.runs[int(run_id)]
         except (KeyError, TypeError, ValueError):
-            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Run {run_id} does not exist.")
+            raise ApiError(
+                400, "INVALID_PARAMETER_VALUE", f"Run {run_id} does not exist."
+            ) from None
 
     def get_run(self, query: dict) -> dict:
         run = self._run(query.get("run_id"))

@@ -2,11 +2,11 @@
 
 Usage: task.py <dbfs_root> <python_file> [parameters...]
 
-The script runs on the cluster's Python (the runtime's libraries and the task's, not the
-project) as `__main__` with `spark`, `sc` and `dbutils` already defined, `/dbfs/...`
-and `/Volumes/...` paths in its parameters mapped to the DBFS root and the volumes, and a Spark session with Delta Lake (Databricks
-runtimes ship Delta). `dbutils.secrets.get` reads the emulated secret scopes and fails for an
-unknown scope or key, as Databricks does.
+The script runs on the cluster's Python (the runtime's libraries and the task's, not the project) as
+`__main__` with `spark`, `sc` and `dbutils` already defined, `/dbfs/...` and `/Volumes/...` paths in
+its parameters mapped to the DBFS root and the volumes, and a Spark session with Delta Lake
+(Databricks runtimes ship Delta). `dbutils.secrets.get` reads the emulated secret scopes and fails
+for an unknown scope or key, as Databricks does.
 """
 
 import json
