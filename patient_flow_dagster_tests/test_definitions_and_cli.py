@@ -1,5 +1,9 @@
 """The front door: Definitions load for each setting, and the demo command runs the main job."""
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from dagster import AssetKey
@@ -7,6 +11,7 @@ from dagster import AssetKey
 from patient_flow_dagster import cli
 from patient_flow_dagster.definitions import build_definitions
 from patient_flow_dagster.settings import Settings
+from patient_flow_devtools import CHECKOUT
 
 LINEAGE = {
     "landing/patient_events": set(),
@@ -137,3 +142,31 @@ def test_jvm_starts_with_a_foreign_class_archive(tmp_path):
     done = subprocess.run(options, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "version" in done.stderr
+
+
+def test_dg_lists_the_definitions_dagster_loads(tmp_path):
+    """`dg` (Dagster's CLI) recognises the checkout as a project ([tool.dg] in pyproject.toml)
+    and finds the same assets, checks, jobs, schedules and sensors as the code location."""
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    listed = subprocess.run(
+        [str(Path(sys.executable).with_name("dg")), "list", "defs", "--json"],
+        cwd=CHECKOUT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    found = json.loads(listed.stdout)
+    defs = build_definitions(Settings.from_env({}))
+    repository = defs.get_repository_def()
+    assert {a["asset_key"] for a in found["assets"]} == set(LINEAGE)
+    assert {c["key"] for c in found["asset_checks"]} == {
+        f"{key.asset_key.to_user_string()}:{key.name}"
+        for key in repository.asset_graph.asset_check_keys
+    }
+    assert {j["name"] for j in found["jobs"]} == {
+        job.name for job in repository.get_all_jobs() if not job.name.startswith("__")
+    }
+    assert {s["name"] for s in found["schedules"]} == {"census_clock", "nightly_audit"}
+    assert {s["name"] for s in found["sensors"]} == {s.name for s in repository.sensor_defs}
