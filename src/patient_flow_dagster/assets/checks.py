@@ -46,6 +46,7 @@ from patient_flow_dagster.model import tables as t
 from patient_flow_dagster.model.rules import RULES, QualityRule
 from patient_flow_dagster.quality import measures
 from patient_flow_dagster.resources.landing import unseen
+from patient_flow_dagster.resources.landing_ledger import PENDING
 from patient_flow_dagster.transforms import census, times
 
 CHECK_RESOURCES = SPARK_RESOURCES | {"quality"}
@@ -187,7 +188,7 @@ def every_landing_file_ingested(context) -> AssetCheckResult:
         ledger = ledger.filter(
             F.col("audit_run_id").isin(*runs)
             | F.col("file_name").isin(*{f.name for f in listed})
-            | (F.col("status") == "pending")
+            | (F.col("status") == PENDING)
         )
     versions = ledger.withColumn("modified_us", F.unix_micros("file_modified")).collect()
     if runs is not None:  # the footers announced by this run's versions
@@ -213,7 +214,7 @@ def every_landing_file_ingested(context) -> AssetCheckResult:
         if per_file.get(name, 0) != rows
     ]
     waiting = [f.name for f in unseen(listed, versions)]
-    waiting += [r.file_name for r in versions if r.status == "pending"]
+    waiting += [r.file_name for r in versions if r.status == PENDING]
     rejected = [r for r in versions if r.status == "rejected"]
     latest = max(versions, key=lambda r: r.audited_at, default=None)
     rejected_now = [r for r in rejected if latest and r.audit_run_id == latest.audit_run_id]
