@@ -30,6 +30,7 @@ from patient_flow_dagster.model.tables import (
 )
 from patient_flow_dagster.resources.lake import DeltaLake, last_note, replace_changed
 from patient_flow_dagster.transforms import census
+from patient_flow_dagster.transforms.times import utc_literal, utc_text_to_datetime
 
 
 def hour_of(instant: datetime) -> datetime:
@@ -61,7 +62,7 @@ def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
             .agg(F.date_format(F.max("hour_start"), "yyyy-MM-dd HH:mm:ss"))
             .collect()[0][0]
         )
-        stale_from = min(filter(None, [census.utc_text_to_datetime(latest), horizon]))
+        stale_from = min(filter(None, [utc_text_to_datetime(latest), horizon]))
     rewrites = 0
 
     def rewrite_from(since: datetime | None) -> None:
@@ -129,7 +130,7 @@ def occupancy_chart(table, as_of: datetime) -> MetadataValue:
     """Occupancy per department over the TREND_HOURS hours through the one holding `as_of`."""
     since = hour_of(as_of) + timedelta(hours=1 - TREND_HOURS)
     points = [
-        (r.department, census.utc_text_to_datetime(r.hour_end), r.occupancy)
+        (r.department, utc_text_to_datetime(r.hour_end), r.occupancy)
         for r in census.occupancy_trend(table, since).collect()
     ]
     return line_chart(
@@ -143,7 +144,7 @@ def census_result(spark, lake: DeltaLake, as_of: datetime) -> MaterializeResult:
     changes = update_census(spark, lake, as_of)
     table = lake.read(spark, DEPARTMENT_CENSUS_HOURLY)
     # The census now ends at the hour holding as_of (the table's latest hour, when any).
-    latest_hour = table.filter(F.col("hour_start") == census.utc_literal(hour_of(as_of)))
+    latest_hour = table.filter(F.col("hour_start") == utc_literal(hour_of(as_of)))
     rows = [
         r.asDict() for r in latest_hour.orderBy("hospital_id", "department").limit(60).collect()
     ]

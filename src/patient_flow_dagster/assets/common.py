@@ -12,7 +12,9 @@ from pyspark.sql import DataFrame
 from patient_flow_dagster.model.tables import Table
 from patient_flow_dagster.resources.lake import DeltaLake
 
-# Runs that write the lake are serialized through this pool (docs/architecture.md, "The lake").
+# The concurrency pool of every step that writes the lake. It has no limit: runs that write the
+# lake are serialized by the run queue's tag limit instead (WRITES_LAKE, config/dagster.yaml),
+# because with the in-process executor a limit of 1 made a step wait for its own run's slot.
 LAKE_POOL = "patient_flow_lake"
 SPARK_RESOURCES = {"pyspark", "step_launcher", "lake"}
 SPARK_KINDS = {"pyspark", "delta"}

@@ -1,2 +1,3 @@
-"""Quality: the Dagster asset checks built from the rules of `model/rules.py`, and the Spark
-measures they share."""
+"""Quality: the Spark measures the asset checks compute (pure DataFrame -> figures) and the
+quality policy resource. The checks themselves are declared beside the assets they check
+(`assets/checks.py`)."""
