@@ -76,14 +76,14 @@ def test_a_failed_run_sends_one_mail_and_one_webhook_post(tmp_path, monkeypatch,
     assert mail["To"] == RECIPIENTS
     body = mail.get_content()
     assert f"run {result.run_id} of patient_flow" in body
-    assert "failed steps: bronze__patient_events; errors: WorkspaceUnreachable" in body
+    assert "failed steps: bronze_patient_events; errors: WorkspaceUnreachable" in body
     assert f"{UI}/runs/{result.run_id}" in body
     assert post["title"] == "[ERROR] run of patient_flow failed"
     facts = {fact["name"]: fact["value"] for fact in post["sections"][0]["facts"]}
     assert facts == {
         "job": "patient_flow",
         "run": result.run_id,
-        "subject": "bronze__patient_events",
+        "subject": "bronze_patient_events",
         "severity": "ERROR",
     }
     assert post["potentialAction"][0]["targets"][0]["uri"] == f"{UI}/runs/{result.run_id}"

@@ -111,7 +111,7 @@ def test_damaged_files_are_rejected_with_a_reason_and_the_rest_is_ingested(lakeh
         "c-no-department.parquet": 100,
     }
 
-    [mat] = [m for m in result.asset_materializations_for_node("bronze__patient_events")]
+    [mat] = [m for m in result.asset_materializations_for_node("bronze_patient_events")]
     assert mat.metadata["rejected_files"].value == 2
     assert "e-age-as-text.parquet" in mat.metadata["rejected_file_reasons"].value
 

@@ -14,7 +14,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from patient_flow_dagster.alerting import alert_on_failed_run, alert_on_quality
-from patient_flow_dagster.assets.checks import rule_check_result
+from patient_flow_dagster.assets.silver_checks import rule_check_result
 from patient_flow_dagster.definitions import build_definitions
 from patient_flow_dagster.ingestion.landing_writer import write_events
 from patient_flow_dagster.ingestion.simulator import simulate
@@ -142,7 +142,7 @@ def test_a_flood_of_bad_ages_blocks_gold(checked_lake, tmp_path):
     assert failure.step_key == "silver_patient_events"
     assert "blocking asset check" in failure.step_failure_data.error.message
     started = {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
-    assert started == {"bronze__patient_events", "silver_patient_events"}
+    assert started == {"bronze_patient_events", "silver_patient_events"}
     assert not [e for e in result.all_events if e.is_step_success and e.step_key.startswith("gold")]
     assert gold_counts(lakehouse) == before
 

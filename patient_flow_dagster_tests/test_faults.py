@@ -165,6 +165,6 @@ def test_drifted_columns_are_kept_and_noted_and_nothing_is_lost(lakehouse):
     assert {r.event_id for r in quarantine} == {e["event_id"] for e in no_patient}
     assert all("required_ids" in r.broken_rules for r in quarantine)
 
-    [mat] = result.asset_materializations_for_node("bronze__patient_events")
+    [mat] = result.asset_materializations_for_node("bronze_patient_events")
     assert mat.metadata["drifted_files"].value == 2
     assert "missing column patient_id" in mat.metadata["rejected_file_reasons"].value

@@ -23,7 +23,7 @@ from patient_flow_dagster_tests.conftest import recent_now
 
 def bronze_run(house, retention_hours, full_refresh=False):
     landing = LocalLandingZone(path=str(house.landing_dir), retention_hours=retention_hours)
-    refresh = {"ops": {"bronze__patient_events": {"config": {"full_refresh": True}}}}
+    refresh = {"ops": {"bronze_patient_events": {"config": {"full_refresh": True}}}}
     result = materialize(
         [bronze_patient_events],
         resources={**house.resources(), "landing": landing},
@@ -31,7 +31,7 @@ def bronze_run(house, retention_hours, full_refresh=False):
         instance=DagsterInstance.ephemeral(),
     )
     assert result.success
-    [mat] = result.asset_materializations_for_node("bronze__patient_events")
+    [mat] = result.asset_materializations_for_node("bronze_patient_events")
     [check] = result.get_asset_check_evaluations()
     return landing, mat.metadata, check
 

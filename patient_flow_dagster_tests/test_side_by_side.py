@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from patient_flow_dagster.assets.checks import shared_per_run
+from patient_flow_dagster.assets.checking import CheckRun
 from patient_flow_dagster.assets.common import side_by_side
 from patient_flow_dagster.model.tables import Table
 from patient_flow_dagster.resources.lake import DeltaLake, last_note
@@ -37,18 +37,21 @@ def test_side_by_side_raises_the_first_failure_in_order():
 
 
 def test_a_shared_measure_is_computed_once_by_concurrent_checks():
+    """Within one step's evaluation (a CheckRun) the first check computes it and the others
+    wait; the next step's evaluation computes it again (nothing outlives a step)."""
     calls = []
 
-    @shared_per_run
-    def measure(context):
-        calls.append(context.run.run_id)
+    def measure(run):
+        calls.append(run.context.run.run_id)
         time.sleep(0.2)  # the other checks ask meanwhile
         return {"failed": len(calls)}
 
-    run = SimpleNamespace(run=SimpleNamespace(run_id="run-1"))
-    results = list(side_by_side(measure, [run] * 4))
+    step = CheckRun(SimpleNamespace(run=SimpleNamespace(run_id="run-1")))
+    results = list(side_by_side(lambda run: run.once("m", lambda: measure(run)), [step] * 4))
     assert results == [{"failed": 1}] * 4 and calls == ["run-1"]
-    assert measure(SimpleNamespace(run=SimpleNamespace(run_id="run-2"))) == {"failed": 2}
+    assert step.once("m", lambda: measure(step)) == {"failed": 1}
+    next_step = CheckRun(SimpleNamespace(run=SimpleNamespace(run_id="run-1")))
+    assert next_step.once("m", lambda: measure(next_step)) == {"failed": 2}
 
 
 def test_concurrent_overwrites_each_commit_their_own_note(tmp_path, spark):

@@ -73,7 +73,7 @@ def with_freshness(settings: Settings):
 
 
 # A batch's run checks what the batch touched; the checks that compare whole tables wait for
-# the nightly audit (assets/check_scope.py, `Scope`).
+# the nightly audit (assets/checking.py, `Scope`).
 BATCH_SELECTION = AssetSelection.assets(*LAKE_ASSETS) - AssetSelection.checks(*AUDIT_ONLY)
 
 patient_flow_job = define_asset_job(
@@ -101,7 +101,7 @@ patient_flow_clock_job = define_asset_job(
 
 # Rebuild silver and gold from bronze: drop their tables and checkpoints, then run as usual.
 # Bronze keeps its history (landing files may have been cleaned up since); to rebuild it from the
-# landing zone too, launch this job with `full_refresh: true` for bronze__patient_events as well.
+# landing zone too, launch this job with `full_refresh: true` for bronze_patient_events as well.
 FULL_REFRESH_STEPS = [assets.node_def.name for assets in LAKE_ASSETS[1:]]  # all but bronze
 patient_flow_full_refresh_job = define_asset_job(
     "patient_flow_full_refresh",

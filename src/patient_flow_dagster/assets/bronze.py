@@ -14,11 +14,8 @@ from dagster import (
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from patient_flow_dagster.assets.checks import (
-    CHECK_RESOURCES,
-    checks_on,
-    write_then_check,
-)
+from patient_flow_dagster.assets.bronze_checks import BRONZE_CHECKS
+from patient_flow_dagster.assets.checking import CHECK_RESOURCES, write_then_check
 from patient_flow_dagster.assets.common import (
     LAKE_POOL,
     OWNERS,
@@ -154,9 +151,6 @@ def _rows_of_run(spark: SparkSession, lake: DeltaLake, run_id: str) -> int:
     return lake.read(spark, BRONZE_EVENTS).filter(F.col("ingest_run_id") == run_id).count()
 
 
-BRONZE_CHECKS = checks_on(BRONZE_EVENTS)
-
-
 @multi_asset(
     specs=[
         AssetSpec(
@@ -174,7 +168,7 @@ BRONZE_CHECKS = checks_on(BRONZE_EVENTS)
             owners=OWNERS,
         )
     ],
-    name="bronze__patient_events",
+    name="bronze_patient_events",
     check_specs=[check.spec for check in BRONZE_CHECKS],
     can_subset=True,
     required_resource_keys=CHECK_RESOURCES | {"landing"},

@@ -14,12 +14,7 @@ from dagster import (
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from patient_flow_dagster.assets.checks import (
-    CHECK_RESOURCES,
-    checks_on,
-    run_checks,
-    write_then_check,
-)
+from patient_flow_dagster.assets.checking import CHECK_RESOURCES, run_checks, write_then_check
 from patient_flow_dagster.assets.common import (
     LAKE_POOL,
     OWNERS,
@@ -29,6 +24,7 @@ from patient_flow_dagster.assets.common import (
     side_by_side,
     table_metadata,
 )
+from patient_flow_dagster.assets.gold_checks import DIMENSION_CHECKS, FACT_CHECKS
 from patient_flow_dagster.model.tables import (
     DIM_DEPARTMENT,
     DIM_PATIENT,
@@ -282,9 +278,6 @@ DIMENSIONS = {
 }
 
 
-DIMENSION_CHECKS = checks_on(*(dimension.table for dimension in DIMENSIONS.values()))
-
-
 @multi_asset(
     specs=[dimension.spec for dimension in DIMENSIONS.values()],
     name="gold_dimensions",
@@ -409,9 +402,6 @@ FACT_SPECS = {
         "the census and the length of stay per department count.",
     ),
 }
-
-
-FACT_CHECKS = checks_on(*FACT_SPECS)
 
 
 @multi_asset(

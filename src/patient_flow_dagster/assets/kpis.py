@@ -36,7 +36,7 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame
 
 from patient_flow_dagster.assets.census import CENSUS_KPIS, CensusKpi, update_census_kpis
-from patient_flow_dagster.assets.checks import CHECK_RESOURCES, checks_on, run_checks
+from patient_flow_dagster.assets.checking import CHECK_RESOURCES, run_checks
 from patient_flow_dagster.assets.common import (
     LAKE_POOL,
     RefreshConfig,
@@ -50,6 +50,7 @@ from patient_flow_dagster.assets.common import (
     write_small_table,
 )
 from patient_flow_dagster.assets.gold import gold_spec
+from patient_flow_dagster.assets.kpi_checks import KPI_CHECKS
 from patient_flow_dagster.model.tables import (
     CUBE_DEPARTMENT_HOSPITAL,
     CUBE_GENDER_DEPARTMENT,
@@ -362,7 +363,6 @@ class KpiConfig(RefreshConfig):
 
 
 KPIS: list[FactKpi | CensusKpi] = [*FACT_KPIS.values(), *CENSUS_KPIS.values()]
-KPI_CHECKS = checks_on(*(kpi.table for kpi in KPIS))
 
 
 @multi_asset(

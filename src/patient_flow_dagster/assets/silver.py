@@ -15,11 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from patient_flow_dagster.assets.charts import line_chart
-from patient_flow_dagster.assets.checks import (
-    CHECK_RESOURCES,
-    checks_on,
-    write_then_check,
-)
+from patient_flow_dagster.assets.checking import CHECK_RESOURCES, write_then_check
 from patient_flow_dagster.assets.common import (
     LAKE_POOL,
     OWNERS,
@@ -30,6 +26,7 @@ from patient_flow_dagster.assets.common import (
     side_by_side,
     table_metadata,
 )
+from patient_flow_dagster.assets.silver_checks import SILVER_CHECKS
 from patient_flow_dagster.model.rules import RULES
 from patient_flow_dagster.model.tables import (
     BRONZE_EVENTS,
@@ -148,7 +145,6 @@ def process_new_bronze(spark: SparkSession, lake: DeltaLake, run_id: str) -> Sil
     return counts
 
 
-SILVER_CHECKS = checks_on(SILVER_EVENTS, QUARANTINE)
 TREND_RUNS = 20
 
 

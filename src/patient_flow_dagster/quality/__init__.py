@@ -1,3 +1,3 @@
 """Quality: the Spark measures the asset checks compute (pure DataFrame -> figures) and the
 quality policy resource. The checks themselves are declared beside the assets they check
-(`assets/checks.py`)."""
+(`assets/*_checks.py`)."""
