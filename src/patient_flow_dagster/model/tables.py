@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 from dagster import AssetKey, TableColumn, TableSchema
-from pyspark.sql.types import StructType, _parse_datatype_string
+from pyspark.sql.types import DataType, StructType
 
 from patient_flow_dagster.model.contract import LANDING_SCHEMA
 
@@ -193,7 +193,7 @@ class Table:
 
     @property
     def spark_schema(self) -> StructType:
-        schema = _parse_datatype_string(", ".join(f"{c.name} {c.type}" for c in self.columns))
+        schema = DataType.fromDDL(", ".join(f"{c.name} {c.type}" for c in self.columns))
         assert isinstance(schema, StructType)  # a list of columns parses as a struct
         return schema
 

@@ -18,7 +18,7 @@ from dagster import ConfigurableResource
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_type
-from pyspark.sql.types import StructField, StructType, _parse_datatype_string
+from pyspark.sql.types import DataType, StructField, StructType
 
 from patient_flow_dagster.model.contract import ACCEPTED_PARQUET_TYPES, OPTIONAL_FIELDS
 from patient_flow_dagster.transforms.bronze import RESCUED_DATA
@@ -192,7 +192,7 @@ class LandingZone(ConfigurableResource):
         self.prepare(spark)
         fields = [
             *schema.fields,
-            *(StructField(name, _parse_datatype_string(kind)) for name, kind in extra),
+            *(StructField(name, DataType.fromDDL(kind)) for name, kind in extra),
         ]
         rows = spark.read.schema(StructType(fields)).parquet(
             *[self.file_path(name) for name in names]
