@@ -20,8 +20,10 @@ from patient_flow_dagster.model.contract import (
 )
 from patient_flow_dagster.model.reference import known_departments
 
-QUARANTINE: Literal["quarantine"] = "quarantine"
-WARN: Literal["warn"] = "warn"
+# A rule's action: a breaking row goes to the quarantine table, or stays in silver with a warning.
+# (The quarantine table itself is `tables.QUARANTINE`.)
+QUARANTINE_ROW: Literal["quarantine"] = "quarantine"
+WARN_ONLY: Literal["warn"] = "warn"
 
 # Admissions up to this far after the ingestion time are accepted (clock skew between sources).
 FUTURE_TOLERANCE = "INTERVAL 5 MINUTES"
@@ -38,7 +40,7 @@ class QualityRule:
 
     @property
     def quarantines(self) -> bool:
-        return self.action == QUARANTINE
+        return self.action == QUARANTINE_ROW
 
 
 def _sql_list(values: tuple[str, ...]) -> str:
@@ -52,14 +54,14 @@ RULES: tuple[QualityRule, ...] = (
     QualityRule(
         "valid_age",
         "age BETWEEN 0 AND 100",
-        QUARANTINE,
+        QUARANTINE_ROW,
         "Age is present and between 0 and 100 years.",
         ("age",),
     ),
     QualityRule(
         "valid_pediatric_age",
         "department IS NULL OR department <> 'Pediatrics' OR age BETWEEN 0 AND 18",
-        WARN,
+        WARN_ONLY,
         "Pediatrics admits patients aged 0-18; an adult there is suspicious but possible.",
         ("department", "age"),
     ),
@@ -67,7 +69,7 @@ RULES: tuple[QualityRule, ...] = (
         "valid_admission_time",
         "admission_time_ts IS NOT NULL OR (admission_time IS NULL AND encounter_id IS NOT NULL "
         f"AND NOT {_ADMITTING})",
-        QUARANTINE,
+        QUARANTINE_ROW,
         "Admission time parses as an ISO-8601 UTC timestamp; it is required on stay records, "
         "admissions and events without an encounter_id (it identifies their encounter).",
         ("admission_time", "event_type"),
@@ -76,7 +78,7 @@ RULES: tuple[QualityRule, ...] = (
         "admission_not_in_future",
         "admission_time_ts IS NULL "
         f"OR admission_time_ts <= bronze_ingestion_ts + {FUTURE_TOLERANCE}",
-        QUARANTINE,
+        QUARANTINE_ROW,
         "Admission is not later than the moment the event was ingested (5 minutes tolerance).",
         ("admission_time",),
     ),
@@ -84,14 +86,14 @@ RULES: tuple[QualityRule, ...] = (
         "valid_discharge_time",
         "discharge_time IS NULL OR (discharge_time_ts IS NOT NULL AND "
         "(admission_time_ts IS NULL OR discharge_time_ts > admission_time_ts))",
-        QUARANTINE,
+        QUARANTINE_ROW,
         "Discharge, when present, parses and is after admission.",
         ("discharge_time", "admission_time"),
     ),
     QualityRule(
         "known_event_type",
         _KNOWN_TYPE,
-        QUARANTINE,
+        QUARANTINE_ROW,
         f"event_type is absent (a stay record) or one of {', '.join(EVENT_TYPES[1:])}.",
         ("event_type",),
     ),
@@ -99,7 +101,7 @@ RULES: tuple[QualityRule, ...] = (
         "valid_event_time",
         f"event_time_ts IS NOT NULL OR NOT {_KNOWN_TYPE} OR (event_time IS NULL AND "
         f"({_ADMITTING} OR (event_type = '{DISCHARGE}' AND discharge_time IS NOT NULL)))",
-        QUARANTINE,
+        QUARANTINE_ROW,
         "The event's time parses as an ISO-8601 UTC timestamp; when absent it is the admission "
         "time (stay records, admissions) or the discharge time (discharges).",
         ("event_time", "event_type"),
@@ -110,7 +112,7 @@ RULES: tuple[QualityRule, ...] = (
         f"OR (event_type = '{DISCHARGE}' AND discharge_time IS NULL)) "
         "OR admission_time_ts IS NULL OR event_time_ts IS NULL "
         "OR event_time_ts >= admission_time_ts",
-        QUARANTINE,
+        QUARANTINE_ROW,
         "A transfer or discharge does not happen before the admission of its encounter.",
         ("event_time", "admission_time", "event_type"),
     ),
@@ -118,14 +120,14 @@ RULES: tuple[QualityRule, ...] = (
         "required_ids",
         "patient_id IS NOT NULL AND trim(patient_id) <> '' AND department IS NOT NULL "
         "AND hospital_id IS NOT NULL AND bed_id IS NOT NULL",
-        QUARANTINE,
+        QUARANTINE_ROW,
         "patient_id, department, hospital_id and bed_id are all present.",
         ("patient_id", "department", "hospital_id", "bed_id"),
     ),
     QualityRule(
         "known_department",
         f"department IS NULL OR department IN ({_sql_list(known_departments())})",
-        QUARANTINE,
+        QUARANTINE_ROW,
         "Department is one of the hospital's reference departments.",
         ("department",),
     ),
