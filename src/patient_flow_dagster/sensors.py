@@ -45,14 +45,12 @@ def load_cursor(cursor: str | None) -> dict:
 def new_files(files: list[LandingFile], cursor: dict) -> list[LandingFile]:
     """Files modified after the high-water mark, or at it but not seen yet."""
     mark, seen = cursor["mtime"], set(cursor["names"])
-    return [
-        f for f in files if f.modified > mark or (f.modified == mark and f.identity not in seen)
-    ]
+    return [f for f in files if f.modified > mark or (f.modified == mark and f.version not in seen)]
 
 
 def advance_cursor(cursor: dict, fresh: list[LandingFile]) -> dict:
     mark = max([cursor["mtime"], *(f.modified for f in fresh)])
-    names = [f.identity for f in fresh if f.modified == mark]
+    names = [f.version for f in fresh if f.modified == mark]
     if mark == cursor["mtime"]:
         names = sorted(set(cursor["names"]) | set(names))
     return {"mtime": mark, "names": names}
@@ -61,7 +59,7 @@ def advance_cursor(cursor: dict, fresh: list[LandingFile]) -> dict:
 def run_key_for(fresh: list[LandingFile]) -> str:
     """Stable for the same set of files (name + size + mtime): a re-evaluated tick that sees the
     same new files asks for the same run, which Dagster starts only once."""
-    digest = hashlib.sha256("\n".join(sorted(f.identity for f in fresh)).encode()).hexdigest()
+    digest = hashlib.sha256("\n".join(sorted(f.version for f in fresh)).encode()).hexdigest()
     return f"landing-{digest[:24]}"
 
 

@@ -40,19 +40,20 @@ class LandingFile:
     modified: float  # epoch seconds
 
     @property
-    def identity(self) -> str:
-        """Name + size + mtime: a rewritten file with the same name counts as a new file."""
-        return f"{self.name}:{self.size}:{int(self.modified)}"
-
-    @property
     def modified_us(self) -> int:
         """Modification time in whole microseconds: the precision the ledger keeps."""
         return round(self.modified * 1_000_000)
 
     @property
     def key(self) -> tuple[str, int, int]:
-        """What tells one version from another in the ledger: name, size, microseconds."""
+        """What tells one version from another (the ledger, the sensor's cursor): name, size,
+        modification time in microseconds; a file rewritten under its name is a new version."""
         return self.name, self.size, self.modified_us
+
+    @property
+    def version(self) -> str:
+        """`key` as text, for cursors and run keys."""
+        return f"{self.name}:{self.size}:{self.modified_us}"
 
     @classmethod
     def of_ledger(cls, row) -> LandingFile:
