@@ -11,7 +11,7 @@ from patient_flow_dagster.definitions import LAKE_ASSETS
 from patient_flow_dagster.ingestion.landing_writer import write_events
 from patient_flow_dagster.ingestion.simulator import DIRTY_KINDS, simulate
 from patient_flow_dagster.model import tables as t
-from patient_flow_dagster.transforms import census
+from patient_flow_dagster.transforms import census, flow
 
 CLEAN = {kind: 0.0 for kind in DIRTY_KINDS}
 
@@ -126,7 +126,7 @@ def test_length_of_stay_statistics_on_a_known_list(spark):
         ],
         ("open", "Surgery", 2, 20, "2025-03-01 00:00:00", None),
     )
-    [row] = census.length_of_stay_stats(stays).collect()
+    [row] = flow.length_of_stay_stats(stays).collect()
     assert row.completed_stays == 10
     assert (row.mean_hours, row.median_hours, row.p90_hours, row.max_hours) == (5.5, 5.5, 9.1, 10.0)
 
@@ -139,7 +139,7 @@ def test_daily_flow_counts_days_in_utc(spark):
     )
     rows = {
         str(r.day): (r.admissions, r.discharges, r.net_change)
-        for r in census.daily_flow(stays).collect()
+        for r in flow.daily_flow(stays).collect()
     }
     assert rows == {"2025-03-01": (2, 0, 2), "2025-03-02": (0, 1, -1)}
 

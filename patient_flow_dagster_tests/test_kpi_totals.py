@@ -4,7 +4,7 @@ encounter included (it leaves every total)."""
 
 from pyspark.sql import functions as F
 
-from patient_flow_dagster.transforms import census, cubes
+from patient_flow_dagster.transforms import census, cubes, flow
 from patient_flow_dagster.transforms.changes import add_totals, signed_changes
 
 FACT = (
@@ -135,17 +135,17 @@ def test_stored_totals_plus_signed_changes_equal_the_changed_fact(spark):
     }
 
     def daily(fact):
-        return census.daily_flow_totals(census.stays(census.counted(fact), departments))
+        return flow.daily_flow_totals(census.stays(census.counted(fact), departments))
 
-    kept_flow = census.daily_flow_from_totals(
+    kept_flow = flow.daily_flow_from_totals(
         add_totals(
             daily(fact_rows(spark, before)),
             daily(changes),
             ["hospital_id", "day"],
-            census.DAILY_FLOW_TOTALS,
+            flow.DAILY_FLOW_TOTALS,
         )
     )
-    recomputed_flow = census.daily_flow(
+    recomputed_flow = flow.daily_flow(
         census.stays(census.counted(fact_rows(spark, after)), departments)
     )
     assert sorted(map(tuple, kept_flow.collect())) == sorted(map(tuple, recomputed_flow.collect()))

@@ -63,7 +63,7 @@ from patient_flow_dagster.model.tables import (
     Table,
 )
 from patient_flow_dagster.resources.lake import DeltaLake, last_note
-from patient_flow_dagster.transforms import census, cubes
+from patient_flow_dagster.transforms import census, cubes, flow
 from patient_flow_dagster.transforms.changes import add_totals, signed_changes
 
 
@@ -169,7 +169,7 @@ FACT_KPIS = {
                 "gold_kpis",
             ),
             LENGTH_OF_STAY_STATS,
-            lambda r: census.length_of_stay_stats(r.placements),
+            lambda r: flow.length_of_stay_stats(r.placements),
             ["department", "hospital_id"],
             [
                 "completed_stays",
@@ -198,9 +198,9 @@ FACT_KPIS = {
             newest_first=True,
             **_additive(
                 ["hospital_id", "day"],
-                census.DAILY_FLOW_TOTALS,
-                lambda r: census.daily_flow_totals(r.stays),
-                census.daily_flow_from_totals,
+                flow.DAILY_FLOW_TOTALS,
+                lambda r: flow.daily_flow_totals(r.stays),
+                flow.daily_flow_from_totals,
             ),
         ),
     ]

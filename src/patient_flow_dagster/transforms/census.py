@@ -1,9 +1,10 @@
-"""Patient-flow KPIs for hospital operations: hourly census and occupancy, current occupancy,
-length-of-stay statistics and daily flow. Pure PySpark, from stays and capacity.
+"""The census: hourly census and occupancy, current occupancy, and the rows they count. Pure
+PySpark, from movement segments and bed capacity.
 
-A "stay" here is a row with a department, a start (`admission_time_ts`) and an end
-(`discharge_time_ts`, null while there): a movement segment for the census, occupancy and the
-length of stay per department (`placements`), a whole encounter for daily flow (`stays`).
+The rows counted have a department, a start (`admission_time_ts`) and an end
+(`discharge_time_ts`, null while there): the movement segments in their departments for the
+census, occupancy and length of stay per department (`placements`), the encounters for daily
+flow (`stays`; transforms/flow.py).
 
 Time buckets are half-open [start, end): a stay is present at the end E of an hour when it
 started before E and did not end before E. With that convention the census obeys flow
@@ -17,8 +18,7 @@ from datetime import datetime
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from patient_flow_dagster.transforms.changes import WEIGHT, weight_of
-from patient_flow_dagster.transforms.cubes import exact_mean_hours
+from patient_flow_dagster.transforms.changes import WEIGHT
 from patient_flow_dagster.transforms.encounters import CANCELLED
 from patient_flow_dagster.transforms.times import utc_literal, utc_text_to_datetime
 
@@ -218,78 +218,6 @@ def occupancy_trend(census: DataFrame, since: datetime) -> DataFrame:
         "department",
         (F.col("present") / F.col("beds")).alias("occupancy"),
     )
-
-
-def length_of_stay_stats(stays_df: DataFrame) -> DataFrame:
-    """Completed stays (segments, from `placements`) per department x hospital: count, mean,
-    median, p90 (exact, linear interpolation), max, and the stay-category mix."""
-    completed = stays_df.filter(F.col("length_of_stay_hours").isNotNull())
-    hours = F.col("length_of_stay_hours")
-    stats = completed.groupBy("department", "hospital_id").agg(
-        F.count(F.lit(1)).alias("completed_stays"),
-        exact_mean_hours(hours).alias("mean_hours"),
-        # Both quantiles from one aggregate: each percentile buffers and sorts every value of
-        # its group, so two calls would do that twice.
-        F.percentile(hours, F.array(F.lit(0.5), F.lit(0.9))).alias("_quantiles"),
-        F.max(hours).alias("max_hours"),
-        F.sum((F.col("stay_category") == "Short Stay").cast("int")).alias("short_stays"),
-        F.sum((F.col("stay_category") == "Medium Stay").cast("int")).alias("medium_stays"),
-        F.sum((F.col("stay_category") == "Long Stay").cast("int")).alias("long_stays"),
-    )
-    return stats.select(
-        "department",
-        "hospital_id",
-        "completed_stays",
-        "mean_hours",
-        F.round(F.col("_quantiles")[0], 2).alias("median_hours"),
-        F.round(F.col("_quantiles")[1], 2).alias("p90_hours"),
-        "max_hours",
-        "short_stays",
-        "medium_stays",
-        "long_stays",
-    )
-
-
-DAILY_FLOW_TOTALS = ["admissions", "discharges"]
-
-
-def daily_flow_totals(stays_df: DataFrame) -> DataFrame:
-    """Admissions per admission day and discharges per discharge day, per hospital, each stay
-    counted with its weight (1, or -1 for a fact row's old image)."""
-    weight = weight_of(stays_df)
-    admitted = stays_df.select(
-        "hospital_id",
-        F.to_date("admission_time_ts").alias("day"),
-        weight.alias("admissions"),
-        F.lit(0).alias("discharges"),
-    )
-    discharged = stays_df.filter(F.col("discharge_time_ts").isNotNull()).select(
-        "hospital_id",
-        F.to_date("discharge_time_ts").alias("day"),
-        F.lit(0).alias("admissions"),
-        weight.alias("discharges"),
-    )
-    return (
-        admitted.unionByName(discharged)
-        .groupBy("hospital_id", "day")
-        .agg(*(F.sum(c).cast("long").alias(c) for c in DAILY_FLOW_TOTALS))
-    )
-
-
-def daily_flow_from_totals(totals: DataFrame) -> DataFrame:
-    """Days with any admission or discharge, and the net change in patients."""
-    return totals.filter((F.col("admissions") != 0) | (F.col("discharges") != 0)).select(
-        "hospital_id",
-        "day",
-        "admissions",
-        "discharges",
-        (F.col("admissions") - F.col("discharges")).alias("net_change"),
-    )
-
-
-def daily_flow(stays_df: DataFrame) -> DataFrame:
-    """Admissions, discharges and net change in patients per day x hospital."""
-    return daily_flow_from_totals(daily_flow_totals(stays_df))
 
 
 def with_conservation_flag(census: DataFrame) -> DataFrame:
