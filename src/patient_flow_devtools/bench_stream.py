@@ -161,6 +161,16 @@ class FileArrivals:
         return [f"stream-{i:05d}.parquet" for i in range(len(self.tables))]
 
 
+def create_topic(bootstrap: str, topic: str, partitions: int = 3) -> None:
+    """Create `topic` on the broker (as a hospital's platform team does before a consumer
+    subscribes), and wait until it exists."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(topic, partitions, 1)]).values():
+        future.result(timeout=60)
+
+
 class KafkaArrivals:
     """Each batch is sent to a local Kafka broker; the landing consumer writes landing files."""
 
@@ -178,6 +188,7 @@ class KafkaArrivals:
         (workdir / "kafka").mkdir(parents=True, exist_ok=True)
         with local_kafka(workdir / "kafka") as bootstrap:
             self.bootstrap = bootstrap
+            create_topic(bootstrap, self.topic)  # the consumer waits for its partitions
             patient_flow = Path(sys.executable).with_name("patient-flow")
             with (workdir / "consumer.log").open("wb") as log:
                 consumer = subprocess.Popen(
