@@ -2,7 +2,7 @@
 "Environments").
 
 `VARIABLES` declares each environment variable the product reads, with its default and meaning;
-the README's configuration table lists them all (a test holds the two together). Nothing else
+docs/configuration.md lists them all (a test holds the two together). Nothing else
 in the package touches `os.environ`: code asks `read(name)`, or takes a `Settings`, built once by
 `Settings.from_env()`. A bad value is a `SettingsError` that names the variable.
 `dagster dev` honours a `.env` file, so the same variables configure the UI, the CLI and tests.
