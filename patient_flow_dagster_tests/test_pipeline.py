@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from patient_flow_dagster.assets.gold import gold_dimensions
+from patient_flow_dagster.assets.dimensions import gold_dimensions
 from patient_flow_dagster.assets.silver import SilverRunCounts
 from patient_flow_dagster.ingestion.landing_writer import write_events
 from patient_flow_dagster.ingestion.simulator import simulate

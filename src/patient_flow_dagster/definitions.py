@@ -16,7 +16,8 @@ from dagster import (
 from patient_flow_dagster.alerting import alert_on_failed_run, alert_on_quality
 from patient_flow_dagster.assets.bronze import bronze_patient_events
 from patient_flow_dagster.assets.checks import AUDIT_ONLY
-from patient_flow_dagster.assets.gold import gold_dimensions, gold_facts
+from patient_flow_dagster.assets.dimensions import gold_dimensions
+from patient_flow_dagster.assets.gold import gold_facts
 from patient_flow_dagster.assets.kpis import gold_kpis
 from patient_flow_dagster.assets.landing import landing_patient_events
 from patient_flow_dagster.assets.silver import silver_patient_events

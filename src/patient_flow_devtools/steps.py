@@ -55,11 +55,8 @@ def run_bare(spark, lake, landing, run_id: str) -> dict[str, float]:
         write_current_occupancy,
     )
     from patient_flow_dagster.assets.common import side_by_side
-    from patient_flow_dagster.assets.gold import (
-        update_dim_department,
-        update_dim_patient,
-        update_facts,
-    )
+    from patient_flow_dagster.assets.dimensions import update_dim_department, update_dim_patient
+    from patient_flow_dagster.assets.gold import update_facts
     from patient_flow_dagster.assets.kpis import FACT_KPIS, KpiStep
     from patient_flow_dagster.assets.silver import process_new_bronze
 

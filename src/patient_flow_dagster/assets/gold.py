@@ -1,8 +1,8 @@
-"""Gold: dim_patient (SCD2), dim_department (SCD1), fact_admissions (one row per encounter)
-and fact_patient_movements, all Delta MERGE."""
+"""Gold facts: fact_admissions (one row per encounter) and fact_patient_movements, by Delta
+MERGE, and what every gold MERGE step shares (specs, counters, the new silver rows, metadata).
+The dimensions are in assets/dimensions.py."""
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 from dagster import (
     AssetExecutionContext,
@@ -14,17 +14,16 @@ from dagster import (
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from patient_flow_dagster.assets.checking import CHECK_RESOURCES, run_checks, write_then_check
+from patient_flow_dagster.assets.checking import CHECK_RESOURCES, write_then_check
 from patient_flow_dagster.assets.common import (
     LAKE_POOL,
     OWNERS,
     SPARK_KINDS,
     RefreshConfig,
     apply_full_refresh,
-    side_by_side,
     table_metadata,
 )
-from patient_flow_dagster.assets.gold_checks import DIMENSION_CHECKS, FACT_CHECKS
+from patient_flow_dagster.assets.gold_checks import FACT_CHECKS
 from patient_flow_dagster.model.tables import (
     DIM_DEPARTMENT,
     DIM_PATIENT,
@@ -34,11 +33,6 @@ from patient_flow_dagster.model.tables import (
     Table,
 )
 from patient_flow_dagster.resources.lake import DeltaLake, merge_counts
-from patient_flow_dagster.transforms.dimensions import (
-    department_reference,
-    department_rows,
-    patient_versions,
-)
 from patient_flow_dagster.transforms.encounters import (
     ADMITTED,
     CANCELLED,
@@ -85,13 +79,11 @@ class MergeCounter:
         }
 
 
-def _empty_silver(spark: SparkSession, lake: DeltaLake) -> DataFrame:
+def empty_silver(spark: SparkSession, lake: DeltaLake) -> DataFrame:
     return lake.read(spark, SILVER_EVENTS).limit(0)
 
 
-def _merge_new_silver(
-    spark, lake: DeltaLake, table: Table, empty: DataFrame, merge
-) -> MergeCounter:
+def merge_new_silver(spark, lake: DeltaLake, table: Table, empty: DataFrame, merge) -> MergeCounter:
     """Create `table` (schema of `empty`) if needed, then `merge` each batch of silver rows
     added since its last run into it (Delta streaming source + the table's checkpoint)."""
     lake.ensure(spark, table, empty.schema)
@@ -102,7 +94,7 @@ def _merge_new_silver(
     return counter
 
 
-def _gold_result(
+def gold_result(
     spark,
     lake: DeltaLake,
     table: Table,
@@ -169,150 +161,6 @@ def merge_replacing(
 # -- dim_patient --------------------------------------------------------------------------------
 
 
-def merge_patient_history(
-    spark: SparkSession, lake: DeltaLake, new_events: DataFrame, counter: MergeCounter
-) -> None:
-    """Rebuild the history of every patient in `new_events` from all their silver events and
-    MERGE it: unchanged versions stay untouched, split or shifted versions are updated, versions
-    that no longer exist are deleted. Running it twice on the same input changes nothing."""
-    patients = new_events.select("patient_id").distinct()
-    history = lake.read(spark, SILVER_EVENTS).join(patients, "patient_id", "left_semi")
-    merge_replacing(
-        spark,
-        lake,
-        DIM_PATIENT,
-        patient_versions(history),
-        patients,
-        ("patient_id", "valid_from"),
-        counter,
-    )
-
-
-def update_dim_patient(spark: SparkSession, lake: DeltaLake) -> MergeCounter:
-    """MERGE the history of the patients in silver rows added since the last call."""
-    empty = patient_versions(_empty_silver(spark, lake))
-    return _merge_new_silver(spark, lake, DIM_PATIENT, empty, merge_patient_history)
-
-
-# -- dim_department -----------------------------------------------------------------------------
-
-
-def merge_departments(
-    spark: SparkSession, lake: DeltaLake, new_events: DataFrame, counter: MergeCounter
-) -> None:
-    """SCD type 1: insert new (department, hospital_id) pairs, overwrite changed attributes.
-
-    Rows already stored as they are never reach the MERGE, and a batch with nothing new commits
-    nothing: a MERGE would rewrite the matched file anyway and give dim_department a new
-    version, which makes the hourly census recompute its whole history (it keys on it)."""
-    rows = department_rows(new_events, department_reference(spark))
-    # A few dozen rows at most: collected once, so the batch is not read again for the MERGE.
-    collected = rows.subtract(lake.read(spark, DIM_DEPARTMENT).select(*rows.columns)).collect()
-    if not collected:
-        counter.batches += 1
-        return
-    changed = spark.createDataFrame(collected, rows.schema)
-    result = (
-        lake.delta_table(spark, DIM_DEPARTMENT)
-        .alias("t")
-        .merge(changed.alias("s"), "t.department = s.department AND t.hospital_id = s.hospital_id")
-        .whenMatchedUpdateAll(
-            condition="NOT (t.bed_capacity <=> s.bed_capacity "
-            "AND t.department_sk <=> s.department_sk)"
-        )
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
-    counter.record(result)
-
-
-def update_dim_department(spark: SparkSession, lake: DeltaLake) -> MergeCounter:
-    """MERGE the departments of silver rows added since the last call."""
-    empty = department_rows(_empty_silver(spark, lake), department_reference(spark))
-    return _merge_new_silver(spark, lake, DIM_DEPARTMENT, empty, merge_departments)
-
-
-# -- the two dimensions, one step ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Dimension:
-    """A gold dimension: how a run updates it from new silver rows, and what its metadata
-    shows (`counts`: extra figures, each a count over the table)."""
-
-    spec: AssetSpec
-    table: Table
-    update: Callable[[SparkSession, DeltaLake], MergeCounter]
-    preview: list[str]
-    counts: dict[str, Callable[[DataFrame], int]] = field(default_factory=dict)
-
-
-DIMENSIONS = {
-    dimension.spec.key: dimension
-    for dimension in [
-        Dimension(
-            gold_spec(
-                DIM_PATIENT.key,
-                [SILVER_EVENTS.key],
-                "SCD type 2 of each patient's gender and age, ordered by admission time "
-                "(event time), so late events land in the right place of history. One "
-                "patient_sk per version.",
-            ),
-            DIM_PATIENT,
-            update_dim_patient,
-            ["patient_sk", "valid_from", "valid_to", "is_current"],
-            {"current_patients": lambda rows: rows.filter("is_current").count()},
-        ),
-        Dimension(
-            gold_spec(
-                DIM_DEPARTMENT.key,
-                [SILVER_EVENTS.key],
-                "SCD type 1 of departments per hospital, with bed capacity from the "
-                "reference data shipped with the project.",
-            ),
-            DIM_DEPARTMENT,
-            update_dim_department,
-            ["department_sk", "department", "hospital_id", "bed_capacity"],
-        ),
-    ]
-}
-
-
-@multi_asset(
-    specs=[dimension.spec for dimension in DIMENSIONS.values()],
-    name="gold_dimensions",
-    check_specs=[check.spec for check in DIMENSION_CHECKS],
-    can_subset=True,
-    required_resource_keys=CHECK_RESOURCES,
-    pool=LAKE_POOL,
-)
-def gold_dimensions(context: AssetExecutionContext, config: RefreshConfig):
-    """Update the selected dimensions from the silver rows added since their last run, side
-    by side: each has its own streaming checkpoint, and neither reads the other. One step for
-    both (on Databricks a step is a job run); each is still its own asset, subsettable."""
-    selected = [DIMENSIONS[key] for key in context.selected_asset_keys]
-    apply_full_refresh(context, config, [d.table for d in selected])
-    spark = context.resources.pyspark.spark_session
-    lake: DeltaLake = context.resources.lake
-
-    def update(dimension: Dimension) -> MaterializeResult:
-        return _gold_result(
-            spark,
-            lake,
-            dimension.table,
-            dimension.update(spark, lake),
-            dimension.preview,
-            dimension.counts,
-            dimension.spec.key,
-        )
-
-    yield from side_by_side(update, selected)
-    yield from run_checks(context, DIMENSION_CHECKS)
-
-
-# -- the facts: encounters and their movements ---------------------------------------------------
-
-
 def merge_encounters(
     spark: SparkSession, lake: DeltaLake, new_events: DataFrame, counters: dict[Table, MergeCounter]
 ) -> None:
@@ -366,7 +214,7 @@ def update_facts(spark: SparkSession, lake: DeltaLake) -> dict[Table, MergeCount
     """Apply the silver events added since the last call to the encounters they belong to.
     One stream (the fact's checkpoint) writes both tables: a batch replayed after a crash
     between the two MERGEs rebuilds the same rows."""
-    empty = encounter_states(_empty_silver(spark, lake))
+    empty = encounter_states(empty_silver(spark, lake))
     dim_patient, dim_department = lake.read(spark, DIM_PATIENT), lake.read(spark, DIM_DEPARTMENT)
     stays = segments(empty)
     lake.ensure(
@@ -427,7 +275,7 @@ def apply_new_events(
     lake: DeltaLake = context.resources.lake
     counters = update_facts(spark, lake)
     return [
-        _gold_result(
+        gold_result(
             spark,
             lake,
             FACT_ADMISSIONS,
@@ -443,7 +291,7 @@ def apply_new_events(
             {"encounters": encounter_figures},
             FACT_ADMISSIONS.key,
         ),
-        _gold_result(
+        gold_result(
             spark,
             lake,
             FACT_MOVEMENTS,
