@@ -144,6 +144,7 @@ class FileArrivals:
 
     def __init__(self, batches: list[list[dict]], interval: float):
         self.tables, self.interval = as_tables(batches), interval
+        self.landed: dict[str, float] = {}
 
     @contextmanager
     def running(self, workdir: Path, landing: Path):
@@ -151,14 +152,11 @@ class FileArrivals:
 
     def deliver(self, landing: Path) -> dict[str, float]:
         """{batch: when it arrived}; here a batch is its file."""
-        return land_on_schedule(self.tables, landing, self.interval)
+        self.landed = land_on_schedule(self.tables, landing, self.interval)
+        return self.landed
 
     def files_of(self, landing: Path, timeout: float) -> dict[str, set[str]]:
         return {name: {name} for name in self.landed}
-
-    @property
-    def landed(self) -> list[str]:
-        return [f"stream-{i:05d}.parquet" for i in range(len(self.tables))]
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int = 3) -> None:
