@@ -44,11 +44,12 @@ from patient_flow_dagster.quality.policy import QualityPolicy  # noqa: E402
 from patient_flow_dagster.resources.lake import DeltaLake  # noqa: E402
 from patient_flow_dagster.resources.landing import LocalLandingZone  # noqa: E402
 from patient_flow_dagster.resources.spark import local_spark_config, local_spark_session  # noqa: E402
+from patient_flow_dagster.settings import SparkSettings  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def spark():
-    session = local_spark_session()
+    session = local_spark_session(SparkSettings.from_env())
     yield session
     session.stop()
 
@@ -75,7 +76,9 @@ class Lakehouse:
 
     def resources(self) -> dict:
         return {
-            "pyspark": LocalPySparkResource(spark_config=local_spark_config()),
+            "pyspark": LocalPySparkResource(
+                spark_config=local_spark_config(SparkSettings.from_env())
+            ),
             "step_launcher": ResourceDefinition.none_resource(),
             "lake": self.lake,
             "landing": LocalLandingZone(path=str(self.landing_dir)),

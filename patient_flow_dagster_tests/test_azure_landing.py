@@ -49,9 +49,9 @@ def test_environment_picks_the_azure_store_for_a_blob_url():
     assert (zone.container, zone.prefix) == ("landing", "patient_events/")
 
 
-def test_sensor_over_blob_storage(azure_env):
+def test_sensor_over_blob_storage(azure_env, azurite):
     instance = DagsterInstance.ephemeral()
-    resources = {"landing": AzureBlobLandingZone(url=URL)}
+    resources = {"landing": AzureBlobLandingZone(url=URL, connection_string=azurite)}
 
     def tick(cursor=None):
         return landing_sensor.evaluate_tick(
@@ -77,11 +77,14 @@ def test_sensor_over_blob_storage(azure_env):
     assert not tick(second.cursor).run_requests
 
 
-def test_bronze_and_silver_read_the_blobs_through_spark(azure_env, lakehouse):
+def test_bronze_and_silver_read_the_blobs_through_spark(azure_env, azurite, lakehouse):
     sim = simulate(600, seed=51, now=recent_now(), span_days=20)
     write_events(sim.events, URL, events_per_file=250)
     azure_env.upload_blob("patient_events/zz-broken.parquet", b"not parquet at all")
-    resources = {**lakehouse.resources(), "landing": AzureBlobLandingZone(url=URL)}
+    resources = {
+        **lakehouse.resources(),
+        "landing": AzureBlobLandingZone(url=URL, connection_string=azurite),
+    }
     from dagster import materialize
 
     result = materialize(
@@ -102,10 +105,10 @@ def test_bronze_and_silver_read_the_blobs_through_spark(azure_env, lakehouse):
     assert silver + quarantine + sim.duplicates == 600
 
 
-def test_archived_blobs_leave_the_listing_and_keep_their_bytes(azure_env):
+def test_archived_blobs_leave_the_listing_and_keep_their_bytes(azure_env, azurite):
     """The archive is a prefix beside the landing prefix: a moved blob is copied server-side,
     deleted from landing, and no longer listed."""
-    zone = AzureBlobLandingZone(url=URL)
+    zone = AzureBlobLandingZone(url=URL, connection_string=azurite)
     assert zone.archive_location == "wasb://landing@storageemulator/patient_events_archive/"
     write = landing_sink(URL)
     write(events_table(simulate(5, seed=2).events), "a.parquet")
@@ -129,7 +132,7 @@ def test_archived_blobs_leave_the_listing_and_keep_their_bytes(azure_env):
     assert not zone.in_archive("batch-00000001/a.parquet")
     assert azure_env.download_blob("patient_events/a.parquet").readall() == original
     # At the container's root the archive is its own prefix, which the listing skips.
-    root = AzureBlobLandingZone(url="wasb://landing@storageemulator/")
+    root = AzureBlobLandingZone(url="wasb://landing@storageemulator/", connection_string=azurite)
     write_root = landing_sink("wasb://landing@storageemulator/")
     write_root(events_table(simulate(5, seed=4).events), "c.parquet")
     [c] = root.list_files()

@@ -35,7 +35,7 @@ from patient_flow_dagster.resources.databricks_runtime import (
     check_runtime,
 )
 from patient_flow_dagster.resources.lake import DeltaLake
-from patient_flow_dagster.settings import Settings
+from patient_flow_dagster.settings import DatabricksSettings, Settings
 from patient_flow_dagster_tests.conftest import recent_now
 from patient_flow_dagster_tests.services import free_port
 from patient_flow_devtools.databricks_emulation.emulator import (
@@ -218,7 +218,9 @@ def test_a_pooled_job_cluster_starts_faster_than_new_vms(emulator):
                 }
             }
             submitted = time.monotonic()
-            run_id = runner.submit_run(databricks_run_config(environ), task)
+            run_id = runner.submit_run(
+                databricks_run_config(DatabricksSettings.from_env(environ)), task
+            )
             while client.jobs.get_run(run_id).state.life_cycle_state.value == "PENDING":
                 time.sleep(0.05)
             pending[mode] = time.monotonic() - submitted
@@ -325,9 +327,13 @@ def test_a_service_principal_replaces_the_token_everywhere():
         "DATABRICKS_CLIENT_ID": "app-1",
         "DATABRICKS_CLIENT_SECRET": "s3cr3t-3",
     }
-    config = step_launcher_config(environ, landing_is_azure=False)
+    config = step_launcher_config(DatabricksSettings.from_env(environ), landing_is_azure=False)
     assert "databricks_token" not in config and "oauth_credentials" not in config
-    assert "s3cr3t" not in json.dumps(config)  # read when the resource starts
+    assert "s3cr3t" not in json.dumps(config)  # resolved when the resource starts
+    assert config["service_principal"] == {
+        "client_id": {"env": "DATABRICKS_CLIENT_ID"},
+        "client_secret": {"env": "DATABRICKS_CLIENT_SECRET"},
+    }
     assert config["secrets_to_env_variables"] == [
         {
             "name": "DATABRICKS_CLIENT_SECRET",
@@ -347,7 +353,8 @@ def test_remote_step_gets_the_launchers_config_but_no_secret(tmp_path):
         "AZURE_STORAGE_CONNECTION_STRING": "AccountKey=s3cr3t-2",
         "DATABRICKS_CLUSTER_ID": "0101-x",
     }
-    config = step_launcher_config(environ, landing_is_azure=True)
+    databricks = DatabricksSettings.from_env(environ)
+    config = step_launcher_config(databricks, landing_is_azure=True)
     assert config["run_config"]["cluster"] == {"existing": "0101-x"}
     assert "s3cr3t" not in json.dumps(config)
     assert config["databricks_token"] == {"env": "DATABRICKS_TOKEN"}
@@ -355,10 +362,13 @@ def test_remote_step_gets_the_launchers_config_but_no_secret(tmp_path):
         "DATABRICKS_TOKEN",
         "AZURE_STORAGE_CONNECTION_STRING",
     }
-    forwarded = remote_env_variables(environ, config["run_config"])
-    assert databricks_run_config(forwarded) == config["run_config"]  # the remote rebuilds it
+    forwarded = remote_env_variables(databricks, config["run_config"])
+    remote = DatabricksSettings.from_env(forwarded)
+    assert databricks_run_config(remote) == config["run_config"]  # the remote rebuilds it
     assert forwarded[RUN_CONFIG_VARIABLE] and forwarded["PATIENT_FLOW_LAKE"].startswith("abfss://")
-    new_cluster = databricks_run_config({})["cluster"]["new"]  # the packaged default
+    new_cluster = databricks_run_config(DatabricksSettings.from_env({}))["cluster"][
+        "new"
+    ]  # the packaged default
     assert new_cluster["spark_version"].endswith("scala2.13")  # Spark 4 runtimes, like pyspark 4
 
 

@@ -10,7 +10,7 @@ from dagster import AssetKey
 
 from patient_flow_dagster import cli
 from patient_flow_dagster.definitions import build_definitions
-from patient_flow_dagster.settings import Settings
+from patient_flow_dagster.settings import Settings, SparkSettings
 from patient_flow_devtools import CHECKOUT
 
 LINEAGE = {
@@ -118,15 +118,19 @@ def test_jvm_class_archive_options(tmp_path, monkeypatch):
     archive = tmp_path / "classes.jsa"
     monkeypatch.delenv("PATIENT_FLOW_JVM_DUMP", raising=False)
     monkeypatch.setenv(jvm_archive.ARCHIVE_ENV, str(archive))
-    assert local_spark_config()["spark.driver.extraJavaOptions"] == "-Duser.timezone=UTC"
+    assert (
+        local_spark_config(SparkSettings.from_env())["spark.driver.extraJavaOptions"]
+        == "-Duser.timezone=UTC"
+    )
     archive.write_bytes(b"not built by this JDK: the JVM ignores it (-Xshare:auto)")
-    options = local_spark_config()["spark.driver.extraJavaOptions"]
+    options = local_spark_config(SparkSettings.from_env())["spark.driver.extraJavaOptions"]
     assert options.startswith("-Duser.timezone=UTC ")
     assert f"-XX:SharedArchiveFile={archive} -Xshare:auto" in options
     monkeypatch.setenv(jvm_archive.ARCHIVE_ENV, "off")
-    assert jvm_archive.archive_path() is None and jvm_archive.java_options() == ""
+    assert jvm_archive.archive_path(SparkSettings.from_env()) is None
+    assert jvm_archive.java_options(SparkSettings.from_env()) == ""
     monkeypatch.delenv(jvm_archive.ARCHIVE_ENV)
-    default = jvm_archive.archive_path()
+    default = jvm_archive.archive_path(SparkSettings.from_env())
     assert default.name.startswith("spark-classes-") and default.suffix == ".jsa"
 
 

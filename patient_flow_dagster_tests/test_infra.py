@@ -13,7 +13,7 @@ from patient_flow_dagster.resources.databricks import (
     databricks_run_config,
     remote_secrets,
 )
-from patient_flow_dagster.settings import VARIABLES
+from patient_flow_dagster.settings import VARIABLES, DatabricksSettings
 
 TERRAFORM = Path(__file__).resolve().parents[1] / "infra" / "terraform"
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "patient_flow_dagster"
@@ -90,7 +90,10 @@ def test_terraform_outputs_are_the_variables_the_code_reads():
     assert produced <= declared, produced - declared  # every output is a setting the code reads
     # the secrets the remote step exports (as a service principal) are the ones the vault holds
     environ = {"DATABRICKS_CLIENT_ID": "app-id", "PATIENT_FLOW_ENV": "databricks"}
-    keys = {secret["key"] for secret in remote_secrets(environ, landing_is_azure=True)}
+    keys = {
+        secret["key"]
+        for secret in remote_secrets(DatabricksSettings.from_env(environ), landing_is_azure=True)
+    }
     main = (TERRAFORM / "main.tf").read_text()
     assert keys == {"databricks-client-secret", "landing-connection-string"}
     assert all(f'"{key}"' in main for key in keys)
@@ -102,12 +105,16 @@ def test_cluster_spec_is_valid_launcher_config():
     schema = define_databricks_submit_run_config()
     from dagster._config import validate_config
 
-    assert validate_config(schema.config_type, databricks_run_config({})).success
+    assert validate_config(
+        schema.config_type, databricks_run_config(DatabricksSettings.from_env({}))
+    ).success
     pooled = databricks_run_config(
-        {
-            "PATIENT_FLOW_DATABRICKS_INSTANCE_POOL": "0101-pool",
-            "PATIENT_FLOW_DATABRICKS_CLUSTER_POLICY": "E0A1",
-        }
+        DatabricksSettings.from_env(
+            {
+                "PATIENT_FLOW_DATABRICKS_INSTANCE_POOL": "0101-pool",
+                "PATIENT_FLOW_DATABRICKS_CLUSTER_POLICY": "E0A1",
+            }
+        )
     )
     assert validate_config(schema.config_type, pooled).success
     assert pooled["cluster"]["new"]["nodes"] == {"instance_pool_id": "0101-pool"}

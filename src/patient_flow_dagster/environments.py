@@ -13,14 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from dagster import (
-    EnvVar,
     ResourceDefinition,
     in_process_executor,
     multiprocess_executor,
 )
 from dagster_pyspark import LazyPySparkResource, PySparkResource
+from pydantic import Field
 
-from patient_flow_dagster import settings as variables
 from patient_flow_dagster.quality.policy import QualityPolicy
 from patient_flow_dagster.resources import warm_driver
 from patient_flow_dagster.resources.alerts import AlertChannels
@@ -34,7 +33,15 @@ from patient_flow_dagster.resources.spark import (
     jvm_start_lock,
     local_spark_config,
 )
-from patient_flow_dagster.settings import Settings, prepare_jvm_environment
+from patient_flow_dagster.settings import (
+    DatabricksSettings,
+    Settings,
+    SparkSettings,
+    prepare_jvm_environment,
+    secret,
+    sourced,
+)
+from patient_flow_dagster.variables import describe
 
 
 class LocalPySparkResource(PySparkResource):
@@ -44,7 +51,7 @@ class LocalPySparkResource(PySparkResource):
     starts) the run attaches to that long-lived, already warm driver JVM instead of starting
     its own; when that driver is not running, it starts its own as usual."""
 
-    warm_driver: str | None = None
+    warm_driver: str | None = Field(default=None, description=describe("PATIENT_FLOW_SPARK_DRIVER"))
 
     def setup_for_execution(self, context) -> None:
         prepare_jvm_environment()
@@ -70,33 +77,52 @@ def landing_zone(settings: Settings):
     (credentials: AZURE_STORAGE_CONNECTION_STRING); bronze reads the file versions its ledger
     lists, or Auto Loader's stream."""
     options: dict[str, Any] = {
-        "max_files_per_trigger": settings.max_files_per_trigger,
-        "reader": settings.landing_reader,
-        "autoloader_schema_location": settings.landing_schemas,
+        "max_files_per_trigger": sourced(
+            "PATIENT_FLOW_MAX_FILES_PER_TRIGGER", settings.max_files_per_trigger
+        ),
+        "reader": sourced("PATIENT_FLOW_LANDING_READER", settings.landing_reader),
+        "autoloader_schema_location": sourced(
+            "PATIENT_FLOW_LANDING_SCHEMAS", settings.landing_schemas
+        ),
         "retention_hours": settings.landing_retention_hours,
-        "archive": settings.landing_archive,
+        "archive": sourced("PATIENT_FLOW_LANDING_ARCHIVE", settings.landing_archive),
     }
+    location = sourced("PATIENT_FLOW_LANDING", settings.landing)
     if is_azure_url(settings.landing):
-        return AzureBlobLandingZone(url=settings.landing, **options)
-    return LocalLandingZone(path=settings.landing, **options)
+        return AzureBlobLandingZone(
+            url=location,
+            connection_string=secret("AZURE_STORAGE_CONNECTION_STRING"),
+            **options,
+        )
+    return LocalLandingZone(path=location, **options)
+
+
+def lake(settings: Settings, writer_lock_timeout: float | None) -> DeltaLake:
+    return DeltaLake(
+        root=sourced("PATIENT_FLOW_LAKE", settings.lake_root),
+        catalog=sourced("PATIENT_FLOW_CATALOG", settings.catalog),
+        writer_lock_timeout=writer_lock_timeout,
+    )
+
+
+def quality_policy(settings: Settings) -> QualityPolicy:
+    return QualityPolicy(
+        error_ratio=settings.quarantine_error_ratio,
+        admission_grace_seconds=settings.admission_grace,
+    )
 
 
 def local_resources(settings: Settings) -> dict:
+    jvm = SparkSettings.from_env()
     return {
         "pyspark": LocalPySparkResource(
-            spark_config=local_spark_config(), warm_driver=warm_driver.connection_file()
+            spark_config=local_spark_config(jvm),
+            warm_driver=sourced("PATIENT_FLOW_SPARK_DRIVER", jvm.warm_driver),
         ),
         "step_launcher": ResourceDefinition.none_resource(),
-        "lake": DeltaLake(
-            root=settings.lake_root,
-            catalog=settings.catalog,
-            writer_lock_timeout=settings.lake_lock_timeout,
-        ),
+        "lake": lake(settings, writer_lock_timeout=settings.lake_lock_timeout),
         "landing": landing_zone(settings),
-        "quality": QualityPolicy(
-            error_ratio=settings.quarantine_error_ratio,
-            admission_grace_seconds=settings.admission_grace,
-        ),
+        "quality": quality_policy(settings),
     }
 
 
@@ -107,13 +133,12 @@ def databricks_resources(settings: Settings) -> dict:
 
     return {
         "pyspark": LazyPySparkResource(spark_config={"spark.sql.session.timeZone": "UTC"}),
-        "step_launcher": databricks_step_launcher(landing_is_azure=is_azure_url(settings.landing)),
-        "lake": DeltaLake(root=settings.lake_root, catalog=settings.catalog),
-        "landing": landing_zone(settings),
-        "quality": QualityPolicy(
-            error_ratio=settings.quarantine_error_ratio,
-            admission_grace_seconds=settings.admission_grace,
+        "step_launcher": databricks_step_launcher(
+            DatabricksSettings.from_env(), landing_is_azure=is_azure_url(settings.landing)
         ),
+        "lake": lake(settings, writer_lock_timeout=None),
+        "landing": landing_zone(settings),
+        "quality": quality_policy(settings),
     }
 
 
@@ -132,26 +157,19 @@ def executor_for(settings: Settings):
 
 def alert_channels(settings: Settings) -> AlertChannels:
     """E-mail and webhook alerts, the same in every environment. The SMTP password and the
-    webhook URL (its own credential) are EnvVars: resolved when the sensor runs, never stored
+    webhook URL (its own credential) are secrets: resolved when the sensor runs, never stored
     in the definitions or shown in the UI."""
-    secrets = {
-        field: EnvVar(name)
-        for field, name in (
-            ("smtp_password", "PATIENT_FLOW_SMTP_PASSWORD"),
-            ("webhook_url", "PATIENT_FLOW_ALERT_WEBHOOK_URL"),
-        )
-        if variables.read(name)
-    }
     return AlertChannels(
-        ui_url=settings.ui_url,
-        smtp_host=settings.smtp_host,
-        smtp_port=settings.smtp_port,
-        smtp_security=settings.smtp_security,
-        smtp_sender=settings.smtp_sender,
-        smtp_recipients=settings.smtp_recipients,
-        smtp_user=settings.smtp_user,
-        webhook_format=settings.webhook_format,
-        **secrets,
+        ui_url=sourced("PATIENT_FLOW_UI_URL", settings.ui_url),
+        smtp_host=sourced("PATIENT_FLOW_SMTP_HOST", settings.smtp_host),
+        smtp_port=sourced("PATIENT_FLOW_SMTP_PORT", settings.smtp_port),
+        smtp_security=sourced("PATIENT_FLOW_SMTP_SECURITY", settings.smtp_security),
+        smtp_sender=sourced("PATIENT_FLOW_SMTP_SENDER", settings.smtp_sender),
+        smtp_recipients=sourced("PATIENT_FLOW_SMTP_RECIPIENTS", settings.smtp_recipients),
+        smtp_user=sourced("PATIENT_FLOW_SMTP_USER", settings.smtp_user),
+        smtp_password=secret("PATIENT_FLOW_SMTP_PASSWORD"),
+        webhook_url=secret("PATIENT_FLOW_ALERT_WEBHOOK_URL"),
+        webhook_format=sourced("PATIENT_FLOW_ALERT_WEBHOOK_FORMAT", settings.webhook_format),
     )
 
 

@@ -1,10 +1,12 @@
 """Every setting, read from the environment in this one module (docs/architecture.md,
 "Environments").
 
-`VARIABLES` declares each environment variable the product reads, with its default and meaning;
-docs/configuration.md lists them all (a test holds the two together). Nothing else
-in the package touches `os.environ`: code asks `read(name)`, or takes a `Settings`, built once by
-`Settings.from_env()`. A bad value is a `SettingsError` that names the variable.
+`VARIABLES` declares each environment variable the product reads, with its default and meaning.
+Nothing else in the package touches `os.environ`. The definitions take a `Settings`, the embedded
+JVM a `SparkSettings` and the step launcher a `DatabricksSettings`, each read and checked once by
+its `from_env()`; a bad value is a `SettingsError` that names the variable. Resources get their
+fields from these, as `EnvVar`s where the value is the variable's text (`sourced`), so the UI shows
+where each came from. Clients outside Dagster (the ingest commands) ask `read(name)`.
 `dagster dev` honours a `.env` file, so the same variables configure the UI, the CLI and tests.
 """
 
@@ -18,13 +20,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from patient_flow_dagster.variables import VARIABLES
+from dagster import EnvVar
+
+from patient_flow_dagster.variables import DECLARED as _DECLARED
+from patient_flow_dagster.variables import VARIABLES as VARIABLES
 
 ENVIRONMENTS = ("local", "databricks")
 LANDING_READERS = ("files", "autoloader")
-
-
-_DECLARED = {variable.name: variable for variable in VARIABLES}
 
 
 class SettingsError(ValueError):
@@ -41,6 +43,28 @@ def read(name: str, environ: Mapping[str, str] | None = None) -> str | None:
     variable = _DECLARED[name]  # an undeclared name is a bug: declare it in VARIABLES
     value = (os.environ if environ is None else environ).get(name)
     return value if value else variable.default
+
+
+def sourced(name: str, value):
+    """`value` for a resource field, as `EnvVar(name)` when it is the variable's own text (so the
+    UI shows the field as set by that variable, and a secret never enters the definitions);
+    otherwise the value itself (a default, or a value this module derived or normalized)."""
+    text = os.environ.get(name)
+    if not text:
+        return value
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int) and text.strip() == str(value):
+        return EnvVar.int(name)
+    if isinstance(value, str) and text == value:
+        return EnvVar(name)
+    return value
+
+
+def secret(name: str):
+    """A secret for a resource field: `EnvVar(name)` when set, resolved when the resource starts,
+    never stored in the definitions or shown in the UI; None when unset."""
+    return EnvVar(name) if os.environ.get(name) else None
 
 
 def read_set(name: str, environ: Mapping[str, str] | None = None) -> str:
@@ -240,6 +264,92 @@ class Settings:
             webhook_format=read_choice(
                 "PATIENT_FLOW_ALERT_WEBHOOK_FORMAT", ("teams", "slack"), environ
             ),
+        )
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    """The embedded Spark JVM's settings. No resource owns the JVM's process, so they are read
+    here; they reach the `pyspark` resource as its `spark_config` (and `warm_driver`)."""
+
+    master: str
+    shuffle_partitions: int
+    driver_memory: str
+    conf: Mapping[str, str]  # PATIENT_FLOW_SPARK_CONF: wins over the project's settings
+    event_log: str | None  # a folder for Spark's event log (profiling)
+    class_dump: str | None  # set while `patient-flow jvm-archive` trains the class archive
+    class_archive: str | None  # the class archive's path, "off", or None: in the cache folder
+    warm_driver: str | None  # connection file of the warm driver runs attach to
+    java_home: str | None
+    cache_home: str | None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> SparkSettings:
+        return cls(
+            master=read_set("PATIENT_FLOW_SPARK_MASTER", environ),
+            shuffle_partitions=read_int("PATIENT_FLOW_SHUFFLE_PARTITIONS", environ),
+            driver_memory=read_set("PATIENT_FLOW_DRIVER_MEMORY", environ),
+            conf=read_spark_conf(environ),
+            event_log=read("PATIENT_FLOW_SPARK_EVENT_LOG", environ),
+            class_dump=read("PATIENT_FLOW_JVM_DUMP", environ),
+            class_archive=read("PATIENT_FLOW_JVM_ARCHIVE", environ),
+            warm_driver=read("PATIENT_FLOW_SPARK_DRIVER", environ),
+            java_home=read("JAVA_HOME", environ),
+            cache_home=read("XDG_CACHE_HOME", environ),
+        )
+
+
+@dataclass(frozen=True)
+class DatabricksSettings:
+    """How steps are launched on Databricks (resources/databricks.py builds the launcher's
+    config from these). Credentials are not here: the launcher takes them as environment
+    variables that Dagster resolves when the resource starts."""
+
+    host: str | None
+    client_id: str | None  # a service principal's application id (OAuth M2M); None: a token
+    cluster_spec: str | None
+    cluster_id: str | None
+    instance_pool: str | None
+    cluster_policy: str | None
+    forwarded_run_config: str | None  # set on a remote step: the launcher's run config
+    staging: str
+    poll_seconds: float
+    step_timeout: int
+    retry_seconds: float
+    connect_timeout: float
+    runtime_check: bool
+    secret_scope: str
+    code_path: str | None
+    # The settings a remote step needs to rebuild the same definitions: every PATIENT_FLOW_*
+    # variable (none is a secret).
+    forwarded: Mapping[str, str]
+
+    @property
+    def service_principal(self) -> bool:
+        return bool(self.client_id)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DatabricksSettings:
+        return cls(
+            host=read("DATABRICKS_HOST", environ),
+            client_id=read("DATABRICKS_CLIENT_ID", environ),
+            cluster_spec=read("PATIENT_FLOW_DATABRICKS_CLUSTER_SPEC", environ),
+            cluster_id=read("DATABRICKS_CLUSTER_ID", environ),
+            instance_pool=read("PATIENT_FLOW_DATABRICKS_INSTANCE_POOL", environ),
+            cluster_policy=read("PATIENT_FLOW_DATABRICKS_CLUSTER_POLICY", environ),
+            forwarded_run_config=read("PATIENT_FLOW_DATABRICKS_RUN_CONFIG", environ),
+            staging=read_set("PATIENT_FLOW_DATABRICKS_STAGING", environ),
+            poll_seconds=read_seconds("PATIENT_FLOW_DATABRICKS_POLL_SECONDS", environ),
+            step_timeout=read_int("PATIENT_FLOW_DATABRICKS_STEP_TIMEOUT", environ),
+            retry_seconds=read_seconds("PATIENT_FLOW_DATABRICKS_RETRY_SECONDS", environ),
+            connect_timeout=read_seconds("PATIENT_FLOW_DATABRICKS_CONNECT_TIMEOUT", environ),
+            runtime_check=read_choice(
+                "PATIENT_FLOW_DATABRICKS_RUNTIME_CHECK", ("on", "off"), environ
+            )
+            == "on",
+            secret_scope=read_set("PATIENT_FLOW_SECRET_SCOPE", environ),
+            code_path=read("PATIENT_FLOW_CODE_PATH", environ),
+            forwarded=forwarded("PATIENT_FLOW_", environ),
         )
 
 

@@ -1,242 +1,374 @@
-"""Every environment variable the product reads, declared once: name, default, meaning.
+"""Every environment variable the product reads, declared once: name, default, meaning, and the
+resource field it fills.
 
-`settings.py` reads them (and nothing else in the package touches the environment);
-docs/configuration.md lists them all, and a test holds the two together.
+`settings.py` reads them (nothing else in the package touches the environment); the resources
+take their descriptions and defaults from here (`resource_field`), so the UI's resource pages say
+what each field means and which variable sets it; docs/configuration.md is generated from this
+table (`patient-flow config-reference`), and a test holds the two together word for word.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
 class Variable:
     name: str
     default: str | None
-    description: str
+    meaning: str  # markdown, as the configuration reference shows it
+    # How the reference shows a default that another setting or the machine decides.
+    shown_default: str | None = None
+    # "<resource key>.<field>" this variable fills (None: a setting of the CLI, the JVM's process,
+    # the sensors and schedules, or a client outside Dagster).
+    fills: str | None = None
 
 
 VARIABLES: tuple[Variable, ...] = (
-    # where and how
-    Variable("PATIENT_FLOW_ENV", "local", "local (embedded Spark) or databricks (step launches)."),
-    Variable("PATIENT_FLOW_LAKE", ".lake", "Lake root: Delta folders and streaming checkpoints."),
+    Variable(
+        "PATIENT_FLOW_ENV",
+        "local",
+        "`local` (embedded Spark + Delta) or `databricks` (step launches)",
+    ),
+    Variable(
+        "PATIENT_FLOW_LAKE",
+        ".lake",
+        "lake root: Delta tables `<root>/<layer>/<table>`, checkpoints `<root>/_checkpoints`",
+        fills="lake.root",
+    ),
     Variable(
         "PATIENT_FLOW_LANDING",
         None,
-        "Landing zone: a folder, or a wasbs:// / abfss:// URL (default <lake>/landing/"
-        "patient_events).",
+        "landing zone: a folder, or a `wasbs://` / `abfss://` URL",
+        shown_default="`<lake>/landing/patient_events`",
+        fills="landing.path",
     ),
     Variable(
         "PATIENT_FLOW_CATALOG",
         None,
-        "Unity Catalog catalog for the tables (<catalog>.<layer>.<table>); unset: folders.",
+        "Unity Catalog catalog: tables become `<catalog>.<layer>.<table>`",
+        fills="lake.catalog",
     ),
     Variable(
         "PATIENT_FLOW_LANDING_READER",
         None,
-        "files (bronze reads the file versions its ledger lists) or autoloader (default on "
-        "databricks).",
+        "how bronze reads landing",
+        shown_default="`files` (`autoloader` on databricks)",
+        fills="landing.reader",
     ),
-    Variable("PATIENT_FLOW_LANDING_SCHEMAS", None, "Auto Loader's schema location."),
+    Variable(
+        "PATIENT_FLOW_LANDING_SCHEMAS",
+        None,
+        "Auto Loader's schema location",
+        fills="landing.autoloader_schema_location",
+    ),
     Variable(
         "PATIENT_FLOW_LANDING_RETENTION_HOURS",
         "24",
-        "Hours an ingested or rejected landing file stays before it moves to the archive "
-        "(off: never).",
+        "hours an ingested or rejected file stays in landing before it is archived (`off`: never)",
+        fills="landing.retention_hours",
     ),
     Variable(
         "PATIENT_FLOW_LANDING_ARCHIVE",
         None,
-        "Where landing files are archived: a folder or URL beside the landing zone, never "
-        "inside it (default <landing>_archive).",
+        "where landing files are archived (beside the landing zone, never inside it)",
+        shown_default="`<landing>_archive`",
+        fills="landing.archive",
     ),
     Variable(
         "PATIENT_FLOW_MAX_FILES_PER_TRIGGER",
         "1000",
-        "Landing files per bronze batch (one Delta commit).",
+        "landing files per bronze batch (one Delta commit)",
+        fills="landing.max_files_per_trigger",
     ),
-    Variable("PATIENT_FLOW_SENSOR_INTERVAL", "10", "Seconds between landing sensor checks."),
+    Variable("PATIENT_FLOW_SENSOR_INTERVAL", "10", "seconds between landing sensor checks"),
     Variable(
         "PATIENT_FLOW_FRESHNESS_WARN_MINUTES",
         "15",
-        "Minutes without an update after which silver, gold and the KPIs warn.",
+        "minutes without an update before silver, gold and the KPIs warn",
     ),
     Variable(
         "PATIENT_FLOW_FRESHNESS_FAIL_MINUTES",
         "30",
-        "Minutes without an update after which silver, gold and the KPIs fail freshness.",
+        "minutes without an update before they fail freshness (and alert)",
     ),
     Variable(
         "PATIENT_FLOW_UI_URL",
         "http://127.0.0.1:3000",
-        "The Dagster UI's address, for links in alerts.",
+        "the Dagster UI's address, for links in alerts",
+        fills="alerts.ui_url",
     ),
-    Variable("PATIENT_FLOW_SMTP_HOST", None, "SMTP server for e-mail alerts (unset: no e-mail)."),
-    Variable("PATIENT_FLOW_SMTP_PORT", "587", "SMTP port."),
-    Variable("PATIENT_FLOW_SMTP_SECURITY", "starttls", "starttls, ssl or none."),
-    Variable("PATIENT_FLOW_SMTP_SENDER", None, "From address of alert e-mails."),
-    Variable("PATIENT_FLOW_SMTP_RECIPIENTS", None, "Comma-separated alert recipients."),
-    Variable("PATIENT_FLOW_SMTP_USER", None, "SMTP login (unset: no login)."),
-    Variable("PATIENT_FLOW_SMTP_PASSWORD", None, "SMTP password (a secret)."),
+    Variable(
+        "PATIENT_FLOW_SMTP_HOST",
+        None,
+        "SMTP server for e-mail alerts (unset: no e-mail)",
+        fills="alerts.smtp_host",
+    ),
+    Variable("PATIENT_FLOW_SMTP_PORT", "587", "SMTP port", fills="alerts.smtp_port"),
+    Variable(
+        "PATIENT_FLOW_SMTP_SECURITY",
+        "starttls",
+        "`starttls`, `ssl` or `none`",
+        fills="alerts.smtp_security",
+    ),
+    Variable(
+        "PATIENT_FLOW_SMTP_SENDER",
+        None,
+        "From address of alert e-mails",
+        fills="alerts.smtp_sender",
+    ),
+    Variable(
+        "PATIENT_FLOW_SMTP_RECIPIENTS",
+        None,
+        "comma-separated recipients",
+        fills="alerts.smtp_recipients",
+    ),
+    Variable("PATIENT_FLOW_SMTP_USER", None, "SMTP login (unset: none)", fills="alerts.smtp_user"),
+    Variable(
+        "PATIENT_FLOW_SMTP_PASSWORD", None, "SMTP password (a secret)", fills="alerts.smtp_password"
+    ),
     Variable(
         "PATIENT_FLOW_ALERT_WEBHOOK_URL",
         None,
-        "Incoming webhook for alerts, Teams or Slack (a secret: the URL is the credential).",
+        "incoming webhook for alerts, Teams or Slack (a secret: the URL is the credential)",
+        fills="alerts.webhook_url",
     ),
-    Variable("PATIENT_FLOW_ALERT_WEBHOOK_FORMAT", "teams", "teams or slack."),
+    Variable(
+        "PATIENT_FLOW_ALERT_WEBHOOK_FORMAT",
+        "teams",
+        "`teams` or `slack`",
+        fills="alerts.webhook_format",
+    ),
     Variable(
         "PATIENT_FLOW_LAKE_LOCK_TIMEOUT",
         "300",
-        "Seconds a run waits while another run writes the local lake, then fails.",
+        "seconds a run waits while another run writes the local lake, then fails naming that run",
+        fills="lake.writer_lock_timeout",
     ),
     Variable(
         "PATIENT_FLOW_QUARANTINE_ERROR_RATIO",
         "0.10",
-        "Share of a batch a quarantine rule may take before its check is ERROR (blocks gold).",
+        "share of a batch a quarantine rule may take before its check is ERROR (blocks gold)",
+        fills="quality.error_ratio",
     ),
     Variable(
         "PATIENT_FLOW_ADMISSION_GRACE",
         "21600",
-        "Seconds an encounter's events may wait for its admission before a check warns.",
+        "seconds an encounter's events may wait for its admission before a check warns",
+        fills="quality.admission_grace_seconds",
     ),
-    # local Spark
-    Variable("PATIENT_FLOW_SPARK_MASTER", "local[*]", "Master of the embedded Spark session."),
-    Variable("PATIENT_FLOW_SHUFFLE_PARTITIONS", "4", "Shuffle partitions of the embedded session."),
-    Variable("PATIENT_FLOW_DRIVER_MEMORY", "4g", "Driver memory of the embedded session."),
+    Variable(
+        "PATIENT_FLOW_SPARK_MASTER",
+        "local[*]",
+        "master of the embedded Spark session",
+        fills="pyspark.spark_config",
+    ),
+    Variable(
+        "PATIENT_FLOW_SHUFFLE_PARTITIONS",
+        "4",
+        "`spark.sql.shuffle.partitions`",
+        fills="pyspark.spark_config",
+    ),
+    Variable(
+        "PATIENT_FLOW_DRIVER_MEMORY",
+        "4g",
+        "driver memory of the embedded session",
+        fills="pyspark.spark_config",
+    ),
     Variable(
         "PATIENT_FLOW_SPARK_CONF",
         None,
-        "More settings of the embedded session, a JSON object of Spark settings; they "
-        "win over the project's own.",
+        "more Spark settings of the embedded session, a JSON object (they win over the project's)",
+        fills="pyspark.spark_config",
     ),
     Variable(
         "PATIENT_FLOW_SPARK_EVENT_LOG",
         None,
-        "Folder for Spark's event log (profiling); unset: no event log.",
+        "a folder: record Spark's event log there, for profiling",
+        fills="pyspark.spark_config",
     ),
     Variable(
         "PATIENT_FLOW_SPARK_DRIVER",
         None,
-        "Connection file of the warm Spark driver that runs attach to (set by ./run dev).",
+        "connection file of the warm Spark driver",
+        shown_default="`$DAGSTER_HOME/spark-driver.json` under `./run dev`",
+        fills="pyspark.warm_driver",
     ),
     Variable(
         "PATIENT_FLOW_JVM_ARCHIVE",
         None,
-        "Path of the JVM class archive, or off (default: in the user's cache folder).",
+        "JVM class archive path, or `off`",
+        shown_default="`~/.cache/patient_flow_dagster/spark-classes-<hash>.jsa`",
+        fills="pyspark.spark_config",
     ),
     Variable(
         "PATIENT_FLOW_JVM_DUMP",
         None,
-        "Internal, set by `patient-flow jvm-archive`: where the training JVM dumps classes.",
+        "internal: where the archive's training JVM dumps its classes",
+        fills="pyspark.spark_config",
     ),
-    # Databricks
-    Variable(
-        "PATIENT_FLOW_MAX_CONCURRENT_STEPS",
-        "4",
-        "Steps launched side by side on Databricks (1: one at a time, in process).",
-    ),
+    Variable("PATIENT_FLOW_MAX_CONCURRENT_STEPS", "4", "steps launched side by side on Databricks"),
     Variable(
         "PATIENT_FLOW_DATABRICKS_CLUSTER_SPEC",
         None,
-        "JSON file of the job cluster (default: the packaged databricks_job_cluster.json).",
+        "Runs Submit cluster settings",
+        shown_default="packaged `databricks_job_cluster.json`",
+        fills="step_launcher.run_config",
     ),
     Variable(
         "PATIENT_FLOW_DATABRICKS_INSTANCE_POOL",
         None,
-        "Instance pool the job clusters draw their VMs from (Terraform creates it).",
+        "instance pool the job clusters draw their VMs from",
+        fills="step_launcher.run_config",
     ),
     Variable(
         "PATIENT_FLOW_DATABRICKS_CLUSTER_POLICY",
         None,
-        "Cluster policy the job clusters are created under (Terraform creates it).",
+        "cluster policy of the job clusters",
+        fills="step_launcher.run_config",
     ),
     Variable(
         "PATIENT_FLOW_DATABRICKS_RUN_CONFIG",
         None,
-        "Internal, forwarded to remote steps: the launcher's run config as JSON.",
+        "internal: the launcher's run config, forwarded to remote steps",
+        fills="step_launcher.run_config",
     ),
     Variable(
         "PATIENT_FLOW_DATABRICKS_STAGING",
         "/dagster_staging",
-        "Where the launcher stages the code zip, pickled steps and event files: a DBFS "
-        "folder, or a Unity Catalog volume /Volumes/<catalog>/<schema>/<volume>/... (Files "
-        "API; for workspaces without a DBFS root).",
+        "where the launcher stages the code zip, pickled steps and events: a DBFS folder or a "
+        "Unity Catalog volume `/Volumes/...`",
+        fills="step_launcher.staging_prefix",
     ),
-    Variable("PATIENT_FLOW_DATABRICKS_POLL_SECONDS", "5", "Seconds between run status polls."),
+    Variable(
+        "PATIENT_FLOW_DATABRICKS_POLL_SECONDS",
+        "5",
+        "seconds between run status polls",
+        fills="step_launcher.poll_interval_sec",
+    ),
     Variable(
         "PATIENT_FLOW_DATABRICKS_RETRY_SECONDS",
         "30",
-        "First wait before a step is launched again after a transient Databricks fault "
-        "(doubling, with jitter; two more launches at most).",
+        "first wait before a step is launched again after a transient Databricks fault "
+        "(doubling, with jitter; 2 more launches at most)",
+        fills="step_launcher.retry_seconds",
     ),
     Variable(
         "PATIENT_FLOW_DATABRICKS_CONNECT_TIMEOUT",
         "10",
-        "Seconds a step launch waits for the workspace to accept a connection, then fails.",
+        "seconds a step launch waits for the workspace to answer, then fails",
+        fills="step_launcher.connect_timeout",
     ),
     Variable(
         "PATIENT_FLOW_DATABRICKS_RUNTIME_CHECK",
         "on",
-        "Refuse to launch on a runtime whose Python minor or Spark major differs from the "
-        "launching process's (off: a custom image you have matched yourself).",
+        "refuse a runtime whose Python minor or Spark major differs from the launching "
+        "process's (`off` for a custom image you matched yourself)",
+        fills="step_launcher.runtime_check",
     ),
     Variable(
         "PATIENT_FLOW_DATABRICKS_STEP_TIMEOUT",
         "10800",
-        "Seconds a step may run on Databricks before it fails.",
+        "seconds a step may run on Databricks",
+        fills="step_launcher.max_completion_wait_time_seconds",
     ),
     Variable(
         "PATIENT_FLOW_SECRET_SCOPE",
         "patient-flow",
-        "Databricks secret scope holding the token and the landing credentials.",
+        "secret scope with the token and landing credentials",
+        fills="step_launcher.secrets_to_env_variables",
     ),
     Variable(
         "PATIENT_FLOW_CODE_PATH",
         None,
-        "Folder of the package to zip for remote steps (default: the installed package).",
+        "what the launcher zips for remote steps",
+        shown_default="the installed package's folder",
+        fills="step_launcher.local_dagster_job_package_path",
     ),
-    Variable("DATABRICKS_HOST", None, "Workspace URL."),
-    Variable("DATABRICKS_TOKEN", None, "Token (secret; on the cluster from the secret scope)."),
+    Variable("DATABRICKS_HOST", None, "workspace URL", fills="step_launcher.databricks_host"),
+    Variable(
+        "DATABRICKS_TOKEN",
+        None,
+        "token of the launching process (a secret; never in a file of the repo)",
+        fills="step_launcher.databricks_token",
+    ),
     Variable(
         "DATABRICKS_CLIENT_ID",
         None,
-        "Service principal's application id: OAuth M2M instead of a token.",
+        "service principal's application id: OAuth M2M instead of a token",
+        fills="step_launcher.service_principal",
     ),
     Variable(
         "DATABRICKS_CLIENT_SECRET",
         None,
-        "Service principal's OAuth secret (secret; on the cluster from the secret scope).",
+        "service principal's OAuth secret (a secret)",
+        fills="step_launcher.service_principal",
     ),
-    Variable("DATABRICKS_CLUSTER_ID", None, "Run steps on this existing cluster instead."),
-    # Azure and streams
+    Variable(
+        "DATABRICKS_CLUSTER_ID",
+        None,
+        "run steps on this existing cluster",
+        fills="step_launcher.run_config",
+    ),
     Variable(
         "AZURE_STORAGE_CONNECTION_STRING",
         None,
-        "Landing container and Event Hubs checkpoints (secret).",
+        "Azure landing zone and Event Hubs checkpoints (a secret)",
+        fills="landing.connection_string",
     ),
-    Variable("EVENTHUBS_CONNECTION_STRING", None, "Event Hubs SAS connection string (secret)."),
+    Variable("EVENTHUBS_CONNECTION_STRING", None, "Event Hubs SAS connection string (a secret)"),
     Variable(
         "EVENTHUBS_NAMESPACE",
         None,
-        "<ns>.servicebus.windows.net: Event Hubs with DefaultAzureCredential, no secret.",
+        "`<ns>.servicebus.windows.net`: Event Hubs with `DefaultAzureCredential`",
     ),
     Variable(
         "EVENTHUBS_CHECKPOINT_ACCOUNT_URL",
         None,
-        "Blob account URL of the checkpoint store with DefaultAzureCredential.",
+        "checkpoint store's blob account with `DefaultAzureCredential`",
     ),
     Variable(
-        "EVENTHUBS_CHECKPOINT_CONTAINER",
-        "eventhubs-checkpoints",
-        "Container of the Event Hubs checkpoint store.",
+        "EVENTHUBS_CHECKPOINT_CONTAINER", "eventhubs-checkpoints", "checkpoint store container"
     ),
     Variable(
         "PATIENT_FLOW_BROKER_TIMEOUT",
         "30",
-        "Seconds the Kafka consumer waits for a reachable broker before it gives up.",
+        "seconds the Kafka consumer waits for a reachable broker before it gives up (exit code 2)",
     ),
-    # the machine
-    Variable("DAGSTER_HOME", None, "Dagster instance folder (./run sets .dagster_home)."),
-    Variable("JAVA_HOME", None, "The JDK Spark runs on (else java on PATH)."),
-    Variable("XDG_CACHE_HOME", None, "Cache folder of the JVM class archive (default ~/.cache)."),
+    Variable(
+        "DAGSTER_HOME",
+        None,
+        "Dagster instance folder",
+        shown_default="`.dagster_home` under `./run`",
+    ),
+    Variable("JAVA_HOME", None, "the JDK Spark runs on", shown_default="`java` on `PATH`"),
+    Variable(
+        "XDG_CACHE_HOME", None, "where the JVM class archive is kept", shown_default="`~/.cache`"
+    ),
 )
+
+DECLARED = {variable.name: variable for variable in VARIABLES}
+
+
+_PARSED = object()
+
+
+def resource_field(
+    name: str, parse: Callable[[str], Any] = str, default: Any = _PARSED, **constraints: Any
+) -> Any:
+    """A resource's pydantic field for the variable `name`: its default parsed from the
+    declaration (or `default`, where the resource's own differs, e.g. off on Databricks), its
+    description the declaration's meaning and the variable's name."""
+    from pydantic import Field
+
+    if default is _PARSED:
+        declared = DECLARED[name].default
+        default = None if declared is None else parse(declared)
+    return Field(default=default, description=describe(name), **constraints)
+
+
+def describe(name: str) -> str:
+    """The variable's meaning as plain text, with its name: what the UI shows for the field."""
+    return f"{DECLARED[name].meaning.replace('`', '')} (set by {name})"

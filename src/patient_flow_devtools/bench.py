@@ -15,6 +15,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from patient_flow_dagster.settings import SparkSettings
 from patient_flow_devtools.steps import (
     count_problems,
     lake_resources,
@@ -226,7 +227,7 @@ def run_benchmark(
         interval = interval or Settings.from_env().sensor_interval
         latency_seconds = measure_latency(workdir / "latency", interval, warm_driver=warm_driver)
 
-    spark = local_spark_session()
+    spark = local_spark_session(SparkSettings.from_env())
     # Warm-up on a small separate batch, so neither contender pays JVM start-up and JIT alone.
     if warmup:
         run_small_batch(spark, workdir / "warmup", "warmup")

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from patient_flow_dagster.settings import SparkSettings
 from patient_flow_devtools import CHECKOUT
 from patient_flow_devtools.processes import stop_process_group
 
@@ -387,7 +388,7 @@ def measure_floor(workdir: Path, tables: list, history: list, interval: float) -
     from patient_flow_dagster.resources.spark import local_spark_session
     from patient_flow_devtools.steps import lake_resources, run_bare, run_small_batch
 
-    spark = local_spark_session()
+    spark = local_spark_session(SparkSettings.from_env())
     run_small_batch(spark, workdir / "warmup", "warmup")
     landing = workdir / "landing"
     resources = lake_resources(workdir / "lake", landing)

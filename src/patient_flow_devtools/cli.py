@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from patient_flow_dagster.settings import SparkSettings
+
 
 def cmd_bench(args) -> int:
     from patient_flow_devtools.bench import main
@@ -37,11 +39,19 @@ def cmd_bench_sensor(args) -> int:
     return main(args)
 
 
+def cmd_config_reference(args) -> int:
+    from patient_flow_devtools.config_reference import REFERENCE, write
+
+    changed = write()
+    print(f"{REFERENCE}: {'rewritten' if changed else 'already up to date'}")
+    return 0
+
+
 def cmd_jvm_archive(args) -> int:
     from patient_flow_dagster.resources import jvm_archive
     from patient_flow_devtools.jvm_archive import build
 
-    path = jvm_archive.archive_path()
+    path = jvm_archive.archive_path(SparkSettings.from_env())
     if path is None:
         print(f"{jvm_archive.ARCHIVE_ENV}=off: no class archive")
         return 0
@@ -60,7 +70,7 @@ def cmd_spark_driver(args) -> int:
     from patient_flow_dagster.resources import warm_driver
     from patient_flow_devtools.warm_driver import serve
 
-    connection = args.connection or warm_driver.connection_file()
+    connection = args.connection or SparkSettings.from_env().warm_driver
     if not connection:
         print(f"error: give --connection or set {warm_driver.DRIVER_ENV}", file=sys.stderr)
         return 2
@@ -207,6 +217,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--no-warm-up", action="store_true", help="publish at once, without the warm-up batch"
     )
     driver.set_defaults(func=cmd_spark_driver)
+
+    reference = commands.add_parser(
+        "config-reference",
+        help="rewrite docs/configuration.md's table from the declared variables",
+    )
+    reference.set_defaults(func=cmd_config_reference)
 
     kafka = commands.add_parser(
         "kafka-broker", help="a single-node Kafka broker (KRaft) on 127.0.0.1, until Ctrl-C"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from patient_flow_dagster.resources.jvm_archive import ARCHIVE_ENV, archive_path
 from patient_flow_dagster.resources.spark import local_spark_session
+from patient_flow_dagster.settings import SparkSettings
 from patient_flow_devtools.steps import run_small_batch
 
 
@@ -22,7 +23,7 @@ def build(force: bool = False) -> Path | None:
     """Run the pipeline's steps on a small batch in a child process whose JVM dumps the classes
     it loaded, then move the archive into place (atomically: concurrent starts never see half
     an archive). Returns the archive path, or None when switched off."""
-    path = archive_path()
+    path = archive_path(SparkSettings.from_env())
     if path is None:
         return None
     if path.is_file() and not force:
@@ -49,7 +50,7 @@ def build(force: bool = False) -> Path | None:
 
 def _training_run(workdir: Path) -> None:
     """The child: the bench's warm-up batch through every step, on a JVM that dumps at exit."""
-    spark = local_spark_session()
+    spark = local_spark_session(SparkSettings.from_env())
     run_small_batch(spark, workdir, "jvm-archive")
     # The JVM writes the archive as it exits, which happens after Python lets go of it: stop,
     # close its stdin (PySpark's gateway exits on that) and wait for the dump to finish.

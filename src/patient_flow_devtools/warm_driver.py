@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from patient_flow_dagster.resources.spark import local_spark_session
+from patient_flow_dagster.settings import SparkSettings
 from patient_flow_devtools.processes import stop_process_group
 from patient_flow_devtools.steps import run_small_batch
 
@@ -57,7 +58,7 @@ def start(connection: Path, env: dict, warm: bool = True, timeout: float = 600) 
 def serve(connection: str, warm: bool = True) -> None:
     """Start the driver, warm it, publish its gateway in `connection` (0600), and keep it up
     until SIGTERM/SIGINT. Runs that start before it is published start their own JVM."""
-    spark = local_spark_session()
+    spark = local_spark_session(SparkSettings.from_env())
     if warm:
         warm_up(spark)
     parameters = spark.sparkContext._gateway.gateway_parameters

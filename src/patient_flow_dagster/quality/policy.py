@@ -3,6 +3,8 @@
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from patient_flow_dagster.variables import resource_field
+
 
 class QualityPolicy(ConfigurableResource):
     """A quarantine rule's check is WARN while the share of the batch it quarantines is at or
@@ -10,6 +12,10 @@ class QualityPolicy(ConfigurableResource):
     means the source is broken. Events of an encounter whose admission has not arrived wait for
     it; after `admission_grace_seconds` a check warns."""
 
-    error_ratio: float = Field(default=0.10, ge=0.0, le=1.0)
-    sample_size: int = Field(default=5, ge=0, le=50)
-    admission_grace_seconds: float = Field(default=21_600, gt=0)
+    error_ratio: float = resource_field(
+        "PATIENT_FLOW_QUARANTINE_ERROR_RATIO", float, ge=0.0, le=1.0
+    )
+    sample_size: int = Field(
+        default=5, ge=0, le=50, description="Event ids of failing rows a check shows, at most."
+    )
+    admission_grace_seconds: float = resource_field("PATIENT_FLOW_ADMISSION_GRACE", float, gt=0)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 
 from dagster import ConfigurableResource, get_dagster_logger
-from pydantic import Field
+
+from patient_flow_dagster.variables import resource_field
 
 TIMEOUT_SECONDS = 10
 
@@ -42,19 +43,16 @@ class Alert:
 class AlertChannels(ConfigurableResource):
     """Where alerts go. Both channels are optional; with neither, alerts are only logged."""
 
-    ui_url: str = Field(
-        default="http://127.0.0.1:3000",
-        description="The Dagster UI's address, for links in alerts.",
-    )
-    smtp_host: str | None = None
-    smtp_port: int = 587
-    smtp_security: str = Field(default="starttls", description="starttls, ssl or none")
-    smtp_sender: str | None = None
-    smtp_recipients: str | None = Field(default=None, description="comma-separated addresses")
-    smtp_user: str | None = None
-    smtp_password: str | None = None
-    webhook_url: str | None = None
-    webhook_format: str = Field(default="teams", description="teams or slack")
+    ui_url: str = resource_field("PATIENT_FLOW_UI_URL")
+    smtp_host: str | None = resource_field("PATIENT_FLOW_SMTP_HOST")
+    smtp_port: int = resource_field("PATIENT_FLOW_SMTP_PORT", int)
+    smtp_security: str = resource_field("PATIENT_FLOW_SMTP_SECURITY")
+    smtp_sender: str | None = resource_field("PATIENT_FLOW_SMTP_SENDER")
+    smtp_recipients: str | None = resource_field("PATIENT_FLOW_SMTP_RECIPIENTS")
+    smtp_user: str | None = resource_field("PATIENT_FLOW_SMTP_USER")
+    smtp_password: str | None = resource_field("PATIENT_FLOW_SMTP_PASSWORD")
+    webhook_url: str | None = resource_field("PATIENT_FLOW_ALERT_WEBHOOK_URL")
+    webhook_format: str = resource_field("PATIENT_FLOW_ALERT_WEBHOOK_FORMAT")
 
     def run_link(self, run_id: str) -> str:
         return f"{self.ui_url.rstrip('/')}/runs/{run_id}"

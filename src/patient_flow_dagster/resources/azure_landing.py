@@ -15,7 +15,6 @@ from urllib.parse import urlparse
 
 from pyspark.sql import SparkSession
 
-from patient_flow_dagster import settings
 from patient_flow_dagster.resources.landing import (
     FileInspection,
     LandingFile,
@@ -23,6 +22,7 @@ from patient_flow_dagster.resources.landing import (
     inspect_parquet,
     is_committed_name,
 )
+from patient_flow_dagster.variables import resource_field
 
 # Hadoop's WASB driver talks to the local storage emulator (Azurite on 127.0.0.1:10000) when the
 # account in the URL is this name.
@@ -54,12 +54,13 @@ class AzureBlobLandingZone(LandingZone):
     """Landing files in an Azure Blob container (optionally under a prefix).
 
     `url` is what Spark reads, e.g. `abfss://landing@acct.dfs.core.windows.net/patient_events`,
-    or `wasb://landing@storageemulator/patient_events` for Azurite. `connection_string_env` names
-    the environment variable holding the storage connection string.
+    or `wasb://landing@storageemulator/patient_events` for Azurite; `connection_string` is the
+    storage account's (AZURE_STORAGE_CONNECTION_STRING).
     """
 
-    url: str
-    connection_string_env: str = "AZURE_STORAGE_CONNECTION_STRING"
+    url: str = resource_field("PATIENT_FLOW_LANDING", default=...)
+    # A secret: environments.py fills it with an EnvVar, resolved when the resource starts.
+    connection_string: str | None = resource_field("AZURE_STORAGE_CONNECTION_STRING")
 
     @property
     def container(self) -> str:
@@ -78,13 +79,12 @@ class AzureBlobLandingZone(LandingZone):
         return self.url
 
     def _connection_string(self) -> str:
-        value = settings.read(self.connection_string_env)
-        if not value:
+        if not self.connection_string:
             raise RuntimeError(
-                f"the Azure landing zone {self.url} needs a storage connection string in the "
-                f"environment variable {self.connection_string_env}"
+                f"the Azure landing zone {self.url} needs a storage connection string: set "
+                "AZURE_STORAGE_CONNECTION_STRING"
             )
-        return value
+        return self.connection_string
 
     @cached_property
     def _container_client(self):
@@ -175,18 +175,18 @@ class AzureBlobLandingZone(LandingZone):
         return inspect_parquet(io.BytesIO(data))
 
     def prepare(self, spark: SparkSession) -> None:
-        """Give Hadoop's Azure connector the account key (runtime conf, never logged)."""
+        """Give Hadoop's Azure connector the account key: a session setting, which Spark hands
+        to the file system of every read (never logged)."""
         parts = parse_connection_string(self._connection_string())
-        hadoop = spark.sparkContext._jsc.hadoopConfiguration()
         host = urlparse(self.url).netloc.split("@", 1)[-1]
         account = host.split(".", 1)[0]
         if account == EMULATOR_ACCOUNT:
             return  # the emulator's well-known account and key are built into hadoop-azure
         key = parts.get("AccountKey")
         if not key:
-            raise RuntimeError(f"{self.connection_string_env} has no AccountKey for {account}")
+            raise RuntimeError(f"AZURE_STORAGE_CONNECTION_STRING has no AccountKey for {account}")
         suffix = "dfs" if urlparse(self.url).scheme.startswith("abfs") else "blob"
-        hadoop.set(f"fs.azure.account.key.{account}.{suffix}.core.windows.net", key)
+        spark.conf.set(f"fs.azure.account.key.{account}.{suffix}.core.windows.net", key)
 
 
 def _copy(source, target, what: str, **conditions) -> None:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlparse
 
 import patient_flow_dagster
-from patient_flow_dagster import settings
 from patient_flow_dagster.resources.databricks_runtime import check_runtime
+from patient_flow_dagster.settings import DatabricksSettings
+from patient_flow_dagster.variables import describe
 
 # Shipped with the package, so a non-editable install finds it too.
 DEFAULT_CLUSTER_SPEC = Path(__file__).with_name("databricks_job_cluster.json")
@@ -34,20 +34,20 @@ NOT_FORWARDED = {"PATIENT_FLOW_DATABRICKS_CLUSTER_SPEC", "PATIENT_FLOW_CODE_PATH
 TOKEN_SECRET = ("DATABRICKS_TOKEN", "databricks-token")
 CLIENT_SECRET = ("DATABRICKS_CLIENT_SECRET", "databricks-client-secret")
 LANDING_SECRET = ("AZURE_STORAGE_CONNECTION_STRING", "landing-connection-string")
+# The launcher's config key for a service principal's credentials (see databricks_step_launcher).
+SERVICE_PRINCIPAL = "service_principal"
 
 
-def databricks_run_config(environ: Mapping[str, str]) -> dict:
+def databricks_run_config(databricks: DatabricksSettings) -> dict:
     """The Runs Submit settings: a job cluster per step from the cluster spec file (its VMs from
     an instance pool when one is set), or an existing cluster by id.
 
     A remote step receives the launching process's run config in RUN_CONFIG_VARIABLE (the spec
     file is not shipped with the code).
     """
-    if forwarded := settings.read(RUN_CONFIG_VARIABLE, environ):
-        return json.loads(forwarded)
-    spec = Path(
-        settings.read("PATIENT_FLOW_DATABRICKS_CLUSTER_SPEC", environ) or DEFAULT_CLUSTER_SPEC
-    )
+    if databricks.forwarded_run_config:
+        return json.loads(databricks.forwarded_run_config)
+    spec = Path(databricks.cluster_spec or DEFAULT_CLUSTER_SPEC)
     if not spec.is_file():
         raise FileNotFoundError(
             f"Databricks cluster spec {spec} not found: set PATIENT_FLOW_DATABRICKS_CLUSTER_SPEC "
@@ -55,54 +55,46 @@ def databricks_run_config(environ: Mapping[str, str]) -> dict:
         )
     run_config = json.loads(spec.read_text())
     run_config.pop("//", None)  # comment entry
-    if cluster_id := settings.read("DATABRICKS_CLUSTER_ID", environ):
-        run_config["cluster"] = {"existing": cluster_id}
+    if databricks.cluster_id:
+        run_config["cluster"] = {"existing": databricks.cluster_id}
         return run_config
     new = run_config["cluster"]["new"]
-    if pool := settings.read("PATIENT_FLOW_DATABRICKS_INSTANCE_POOL", environ):
+    if databricks.instance_pool:
         # Warm idle instances instead of new VMs; the pool fixes the node type, and the driver
         # comes from the same pool.
-        new["nodes"] = {"instance_pool_id": pool}
-    if policy := settings.read("PATIENT_FLOW_DATABRICKS_CLUSTER_POLICY", environ):
-        new["policy_id"] = policy
+        new["nodes"] = {"instance_pool_id": databricks.instance_pool}
+    if databricks.cluster_policy:
+        new["policy_id"] = databricks.cluster_policy
     return run_config
 
 
-def remote_env_variables(environ: Mapping[str, str], run_config: dict) -> dict[str, str]:
+def remote_env_variables(databricks: DatabricksSettings, run_config: dict) -> dict[str, str]:
     """What the remote step must see to rebuild the same definitions (nothing secret)."""
     forwarded = {
         name: value
-        for name, value in settings.forwarded(FORWARDED_PREFIX, environ).items()
-        if name not in NOT_FORWARDED
+        for name, value in databricks.forwarded.items()
+        if name.startswith(FORWARDED_PREFIX) and name not in NOT_FORWARDED
     }
-    forwarded["DATABRICKS_HOST"] = settings.read("DATABRICKS_HOST", environ) or ""
-    if client_id := settings.read("DATABRICKS_CLIENT_ID", environ):
-        forwarded["DATABRICKS_CLIENT_ID"] = client_id  # an application id, not a secret
+    forwarded["DATABRICKS_HOST"] = databricks.host or ""
+    if databricks.client_id:  # an application id, not a secret
+        forwarded["DATABRICKS_CLIENT_ID"] = databricks.client_id
     forwarded[RUN_CONFIG_VARIABLE] = json.dumps(run_config, sort_keys=True)
     return forwarded
 
 
-def service_principal(environ: Mapping[str, str]) -> bool:
-    """OAuth machine-to-machine as a service principal when DATABRICKS_CLIENT_ID is set;
-    otherwise a personal access token."""
-    return bool(settings.read("DATABRICKS_CLIENT_ID", environ))
-
-
-def remote_secrets(environ: Mapping[str, str], landing_is_azure: bool) -> list[dict[str, str]]:
-    """Secrets the remote step exports from the cluster's secret scope (Key Vault-backed)."""
-    scope = settings.read_set("PATIENT_FLOW_SECRET_SCOPE", environ)
-    credential = CLIENT_SECRET if service_principal(environ) else TOKEN_SECRET
+def remote_secrets(databricks: DatabricksSettings, landing_is_azure: bool) -> list[dict[str, str]]:
+    """Secrets the remote step exports from the cluster's secret scope (Key Vault-backed): a
+    service principal's OAuth secret (OAuth machine-to-machine when DATABRICKS_CLIENT_ID is set),
+    else the personal access token."""
+    credential = CLIENT_SECRET if databricks.service_principal else TOKEN_SECRET
     wanted = [credential] + ([LANDING_SECRET] if landing_is_azure else [])
-    return [{"name": name, "scope": scope, "key": key} for name, key in wanted]
+    return [{"name": name, "scope": databricks.secret_scope, "key": key} for name, key in wanted]
 
 
-def code_path(environ: Mapping[str, str]) -> str:
+def code_path(databricks: DatabricksSettings) -> str:
     """The folder the launcher zips and ships: the one holding the `patient_flow_dagster`
     package (`src/` of a checkout or an editable install)."""
-    path = Path(
-        settings.read("PATIENT_FLOW_CODE_PATH", environ)
-        or Path(patient_flow_dagster.__file__).resolve().parents[1]
-    )
+    path = Path(databricks.code_path or Path(patient_flow_dagster.__file__).resolve().parents[1])
     if path.name in ("site-packages", "dist-packages"):
         raise ValueError(
             f"{path} is a site-packages folder: the step launcher would upload all of it. Install "
@@ -112,28 +104,34 @@ def code_path(environ: Mapping[str, str]) -> str:
     return str(path)
 
 
-def step_launcher_config(environ: Mapping[str, str], landing_is_azure: bool) -> dict:
-    """Config of `databricks_pyspark_step_launcher`; host and credentials are read from the
-    environment when the resource starts, never stored."""
-    run_config = databricks_run_config(environ)
-    # A service principal's credentials are added when the resource starts (the launcher's
-    # oauth_credentials take no environment variables): see databricks_step_launcher.
+def step_launcher_config(databricks: DatabricksSettings, landing_is_azure: bool) -> dict:
+    """Config of the step launcher; the host and the credentials are environment variables that
+    Dagster resolves when the resource starts: never stored, never shown."""
+    run_config = databricks_run_config(databricks)
     credentials = (
-        {} if service_principal(environ) else {"databricks_token": {"env": "DATABRICKS_TOKEN"}}
+        {
+            SERVICE_PRINCIPAL: {
+                "client_id": {"env": "DATABRICKS_CLIENT_ID"},
+                "client_secret": {"env": "DATABRICKS_CLIENT_SECRET"},
+            }
+        }
+        if databricks.service_principal
+        else {"databricks_token": {"env": "DATABRICKS_TOKEN"}}
     )
     return {
         "run_config": run_config,
         "databricks_host": {"env": "DATABRICKS_HOST"},
         **credentials,
-        "local_dagster_job_package_path": code_path(environ),
-        "staging_prefix": settings.read("PATIENT_FLOW_DATABRICKS_STAGING", environ),
-        "env_variables": remote_env_variables(environ, run_config),
-        "secrets_to_env_variables": remote_secrets(environ, landing_is_azure),
-        "poll_interval_sec": settings.read_seconds("PATIENT_FLOW_DATABRICKS_POLL_SECONDS", environ),
-        "max_completion_wait_time_seconds": settings.read_int(
-            "PATIENT_FLOW_DATABRICKS_STEP_TIMEOUT", environ
-        ),
+        "local_dagster_job_package_path": code_path(databricks),
+        "staging_prefix": databricks.staging,
+        "env_variables": remote_env_variables(databricks, run_config),
+        "secrets_to_env_variables": remote_secrets(databricks, landing_is_azure),
+        "poll_interval_sec": databricks.poll_seconds,
+        "max_completion_wait_time_seconds": databricks.step_timeout,
         "verbose_logs": False,
+        "connect_timeout": databricks.connect_timeout,
+        "retry_seconds": databricks.retry_seconds,
+        "runtime_check": databricks.runtime_check,
     }
 
 
@@ -200,13 +198,13 @@ def is_transient(error: BaseException) -> bool:
     )
 
 
-def launch_retry_policy(environ: Mapping[str, str]):
+def launch_retry_policy(first_wait_seconds: float):
     """At most two more launches of a step, exponential backoff with jitter."""
     from dagster import Backoff, Jitter, RetryPolicy
 
     return RetryPolicy(
         max_retries=2,
-        delay=settings.read_seconds("PATIENT_FLOW_DATABRICKS_RETRY_SECONDS", environ),
+        delay=first_wait_seconds,
         backoff=Backoff.EXPONENTIAL,
         jitter=Jitter.PLUS_MINUS,
     )
@@ -246,23 +244,30 @@ class VolumeStaging:
             return b""
 
 
-def databricks_step_launcher(landing_is_azure: bool, environ: Mapping[str, str] | None = None):
+def databricks_step_launcher(databricks: DatabricksSettings, landing_is_azure: bool):
     """dagster-databricks' step launcher, extended (not forked): before it uploads anything it
     checks that the workspace answers and that the cluster's runtime can run the pickled step,
     and it launches a step again after a transient fault."""
-    from dagster import RetryRequested, resource
+    from dagster import Field, Noneable, RetryRequested, Shape, StringSource, resource
     from dagster_databricks import databricks_pyspark_step_launcher
     from dagster_databricks.databricks_pyspark_step_launcher import (
         DatabricksPySparkStepLauncher,
     )
 
     class CheckedStepLauncher(DatabricksPySparkStepLauncher):
-        def __init__(self, **config):
+        def __init__(
+            self, connect_timeout: float, retry_seconds: float, runtime_check: bool, **config
+        ):
             super().__init__(**config)
+            self.connect_timeout = connect_timeout
+            self.retry = launch_retry_policy(retry_seconds)
+            self.runtime_check = runtime_check
             self.on_volume = self.staging_prefix.startswith(VOLUMES)
             if self.on_volume:
                 # the runner exposes its client read-only; its file transfer goes over the Files API
-                self.databricks_runner._client = VolumeStaging(self.databricks_runner.client)
+                self.databricks_runner._client = VolumeStaging(  # type: ignore[assignment]
+                    self.databricks_runner.client
+                )
 
         def _dbfs_path(self, run_id: str, step_key: str, filename: str) -> str:
             if not self.on_volume:
@@ -292,8 +297,8 @@ def databricks_step_launcher(landing_is_azure: bool, environ: Mapping[str, str] 
             return cluster["new"]["spark_version"]
 
         def launch_step(self, step_context):
-            check_reachable(self.databricks_host, connect_timeout)
-            if runtime_check:
+            check_reachable(self.databricks_host, self.connect_timeout)
+            if self.runtime_check:
                 check_runtime(self.spark_version())
             try:
                 yield from super().launch_step(step_context)
@@ -301,6 +306,7 @@ def databricks_step_launcher(landing_is_azure: bool, environ: Mapping[str, str] 
                 if not is_transient(error):
                     raise
                 attempt = step_context.previous_attempt_count + 1
+                retry = self.retry
                 wait = retry.calculate_delay(attempt)
                 step_context.log.warning(
                     f"transient Databricks fault ({type(error).__name__}: "
@@ -309,25 +315,37 @@ def databricks_step_launcher(landing_is_azure: bool, environ: Mapping[str, str] 
                 )
                 raise RetryRequested(max_retries=retry.max_retries, seconds_to_wait=wait) from error
 
-    environ = settings.environment() if environ is None else environ
-    connect_timeout = settings.read_seconds("PATIENT_FLOW_DATABRICKS_CONNECT_TIMEOUT", environ)
-    retry = launch_retry_policy(environ)
-    runtime_check = (
-        settings.read_choice("PATIENT_FLOW_DATABRICKS_RUNTIME_CHECK", ("on", "off"), environ)
-        == "on"
+    launcher_schema = databricks_pyspark_step_launcher.config_schema.config_type
+    assert isinstance(launcher_schema, Shape), launcher_schema
+    launcher_fields = launcher_schema.fields
+    # The launcher's own schema, plus a service principal's credentials as environment
+    # variables (its `oauth_credentials` take plain strings only, which would store the secret)
+    # and this extension's own settings.
+    schema = Shape(
+        {
+            **launcher_fields,
+            SERVICE_PRINCIPAL: Field(
+                Noneable(Shape({"client_id": StringSource, "client_secret": StringSource})),
+                default_value=None,
+                description="A service principal's OAuth credentials, from the environment.",
+            ),
+            "connect_timeout": Field(
+                float, description=describe("PATIENT_FLOW_DATABRICKS_CONNECT_TIMEOUT")
+            ),
+            "retry_seconds": Field(
+                float, description=describe("PATIENT_FLOW_DATABRICKS_RETRY_SECONDS")
+            ),
+            "runtime_check": Field(
+                bool, description=describe("PATIENT_FLOW_DATABRICKS_RUNTIME_CHECK")
+            ),
+        }
     )
 
-    @resource(
-        config_schema=databricks_pyspark_step_launcher.config_schema,
-        description=databricks_pyspark_step_launcher.description,
-    )
+    @resource(config_schema=schema, description=databricks_pyspark_step_launcher.description)
     def checked_step_launcher(context):
         config = dict(context.resource_config)
-        if service_principal(settings.environment()):  # read now, never stored in config
-            config["oauth_credentials"] = {
-                "client_id": settings.read("DATABRICKS_CLIENT_ID"),
-                "client_secret": settings.read("DATABRICKS_CLIENT_SECRET"),
-            }
+        if principal := config.pop(SERVICE_PRINCIPAL, None):
+            config["oauth_credentials"] = principal
         return CheckedStepLauncher(**config)
 
-    return checked_step_launcher.configured(step_launcher_config(environ, landing_is_azure))
+    return checked_step_launcher.configured(step_launcher_config(databricks, landing_is_azure))

@@ -18,14 +18,14 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
-from patient_flow_dagster import settings
+from patient_flow_dagster.settings import SparkSettings
 
 ARCHIVE_ENV = "PATIENT_FLOW_JVM_ARCHIVE"  # a path, or "off"
 
 
-def _java_identity() -> str:
+def _java_identity(jvm: SparkSettings) -> str:
     java = shutil.which("java") or ""
-    home = settings.read("JAVA_HOME") or ""
+    home = jvm.java_home or ""
     path = os.path.realpath(java) if java else home
     try:
         stamp = str(int(os.stat(path).st_mtime)) if path else ""
@@ -34,25 +34,25 @@ def _java_identity() -> str:
     return f"{path}:{stamp}"
 
 
-def archive_path() -> Path | None:
+def archive_path(jvm: SparkSettings) -> Path | None:
     """Where the archive of this JDK + this environment's Spark/Delta lives; None when off."""
-    chosen = settings.read(ARCHIVE_ENV)
+    chosen = jvm.class_archive
     if chosen == "off":
         return None
     if chosen:
         return Path(chosen)
     key = hashlib.sha1(
         "|".join(
-            [_java_identity(), sys.prefix, version("pyspark"), version("delta-spark")]
+            [_java_identity(jvm), sys.prefix, version("pyspark"), version("delta-spark")]
         ).encode()
     ).hexdigest()[:12]
-    cache = Path(settings.read("XDG_CACHE_HOME") or Path.home() / ".cache")
+    cache = Path(jvm.cache_home or Path.home() / ".cache")
     return cache / "patient_flow_dagster" / f"spark-classes-{key}.jsa"
 
 
-def java_options() -> str:
+def java_options(jvm: SparkSettings) -> str:
     """JVM options that use the archive when it exists (quietly: no CDS log lines)."""
-    path = archive_path()
+    path = archive_path(jvm)
     if path is None or not path.is_file():
         return ""
     return java_options_for(path)

@@ -19,6 +19,7 @@ from pyspark.sql.streaming import DataStreamReader, DataStreamWriter
 from pyspark.sql.types import StructType
 
 from patient_flow_dagster.model.tables import CHANGE_FEED, Table
+from patient_flow_dagster.variables import resource_field
 
 
 class DeltaLake(ConfigurableResource):
@@ -28,11 +29,12 @@ class DeltaLake(ConfigurableResource):
     is an `abfss://` location (a Unity Catalog external location or volume).
     """
 
-    root: str
-    catalog: str | None = None
-    # Seconds a run waits for another run writing this (local) lake; None = no lock (on
-    # Databricks the lake is remote and the run queue serializes runs).
-    writer_lock_timeout: float | None = None
+    root: str = resource_field("PATIENT_FLOW_LAKE", default=...)
+    catalog: str | None = resource_field("PATIENT_FLOW_CATALOG")
+    # None = no lock (on Databricks the lake is remote and the run queue serializes runs).
+    writer_lock_timeout: float | None = resource_field(
+        "PATIENT_FLOW_LAKE_LOCK_TIMEOUT", default=None
+    )
     _lock: Any = PrivateAttr(default=None)
 
     # -- one writer at a time ---------------------------------------------------------------

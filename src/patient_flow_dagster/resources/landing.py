@@ -22,6 +22,7 @@ from pyspark.sql.types import DataType, StructField, StructType
 
 from patient_flow_dagster.model.contract import ACCEPTED_PARQUET_TYPES, OPTIONAL_FIELDS
 from patient_flow_dagster.transforms.bronze import RESCUED_DATA
+from patient_flow_dagster.variables import resource_field
 
 PARQUET_SUFFIX = ".parquet"
 
@@ -133,19 +134,17 @@ def inspect_parquet(handle: str | BinaryIO) -> FileInspection:
 class LandingZone(ConfigurableResource):
     """Interface of a landing store; see LocalLandingZone and the Azure implementation."""
 
-    # Files per bronze batch (Auto Loader's maxFilesPerTrigger); each batch commits on its own,
-    # so a crash loses at most the batch in flight, which the next run redoes.
-    max_files_per_trigger: int = 1000
-    # "files": bronze reads the file versions its ledger lists (runs anywhere). "autoloader":
-    # Databricks Auto Loader (cloudFiles), with its schema location; Databricks runtimes only.
-    reader: str = "files"
-    autoloader_schema_location: str | None = None
-    # Ingested (or rejected) files move to the archive once they are this many hours old, so
-    # that the landing zone (and every sensor tick's listing) stays bounded. None: no archive.
-    retention_hours: float | None = 24.0
-    # Where they move: a folder or prefix beside the landing zone, never inside it (Auto
-    # Loader would ingest it again). None: the landing location + "_archive".
-    archive: str | None = None
+    # Each batch commits on its own, so a crash loses at most the batch in flight, which the
+    # next run redoes.
+    max_files_per_trigger: int = resource_field("PATIENT_FLOW_MAX_FILES_PER_TRIGGER", int, ge=1)
+    # "files" runs anywhere; "autoloader" (cloudFiles) on Databricks runtimes only.
+    reader: str = resource_field("PATIENT_FLOW_LANDING_READER", default="files")
+    autoloader_schema_location: str | None = resource_field("PATIENT_FLOW_LANDING_SCHEMAS")
+    # Archiving keeps the landing zone (and every sensor tick's listing) bounded. None: never.
+    retention_hours: float | None = resource_field("PATIENT_FLOW_LANDING_RETENTION_HOURS", float)
+    # Never inside the landing zone (Auto Loader would ingest it again). None: the landing
+    # location + "_archive".
+    archive: str | None = resource_field("PATIENT_FLOW_LANDING_ARCHIVE")
 
     @property
     def archive_location(self) -> str:
@@ -257,7 +256,7 @@ class LandingZone(ConfigurableResource):
 class LocalLandingZone(LandingZone):
     """A local folder of Parquet files."""
 
-    path: str
+    path: str = resource_field("PATIENT_FLOW_LANDING", default=...)
 
     @property
     def spark_path(self) -> str:

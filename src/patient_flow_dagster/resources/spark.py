@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from patient_flow_dagster import settings
+from patient_flow_dagster.settings import SparkSettings, prepare_jvm_environment
 
 SCALA_BINARY = "2.13"  # Spark 4.0 is built for Scala 2.13 only
 
@@ -36,14 +36,15 @@ def hadoop_azure_package() -> str:
 
 
 def local_spark_config(
+    jvm: SparkSettings,
     master: str | None = None,
     shuffle_partitions: int | None = None,
     extra_packages: tuple[str, ...] = (),
 ) -> dict[str, str]:
     """Spark settings for the embedded session: Delta, UTC everywhere, small and quiet."""
-    master = master or settings.read_set("PATIENT_FLOW_SPARK_MASTER")
-    partitions = shuffle_partitions or settings.read_int("PATIENT_FLOW_SHUFFLE_PARTITIONS")
-    driver_options = " ".join(filter(None, ["-Duser.timezone=UTC", _class_archive_options()]))
+    master = master or jvm.master
+    partitions = shuffle_partitions or jvm.shuffle_partitions
+    driver_options = " ".join(filter(None, ["-Duser.timezone=UTC", _class_archive_options(jvm)]))
     return {
         "spark.master": master,
         "spark.app.name": "patient-flow",
@@ -55,7 +56,7 @@ def local_spark_config(
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
         "spark.sql.shuffle.partitions": str(partitions),
         "spark.default.parallelism": str(partitions),
-        "spark.driver.memory": settings.read_set("PATIENT_FLOW_DRIVER_MEMORY"),
+        "spark.driver.memory": jvm.driver_memory,
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         # A run of the pipeline generates several hundred distinct classes (whole-stage
@@ -72,15 +73,14 @@ def local_spark_config(
         "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
         # Keep Delta's DESCRIBE HISTORY / streaming source happy on a fresh local lake.
         "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "false",
-        **_event_log(),
-        **settings.read_spark_conf(),
+        **_event_log(jvm.event_log),
+        **jvm.conf,
     }
 
 
-def _event_log() -> dict[str, str]:
-    """PATIENT_FLOW_SPARK_EVENT_LOG=<folder> records Spark's event log there (every job, stage
-    and task with its call site), for profiling a run with the history server or a script."""
-    folder = settings.read("PATIENT_FLOW_SPARK_EVENT_LOG")
+def _event_log(folder: str | None) -> dict[str, str]:
+    """Spark's event log in `folder` (every job, stage and task with its call site), for
+    profiling a run with the history server or a script."""
     if not folder:
         return {}
     Path(folder).mkdir(parents=True, exist_ok=True)
@@ -92,15 +92,14 @@ def _event_log() -> dict[str, str]:
     }
 
 
-def _class_archive_options() -> str:
+def _class_archive_options(jvm: SparkSettings) -> str:
     """Use the JVM class archive when built (faster JVM start, see jvm_archive); while building
     it, dump the classes this JVM loads instead."""
     from patient_flow_dagster.resources import jvm_archive
 
-    dump = settings.read("PATIENT_FLOW_JVM_DUMP")
-    if dump:
-        return f"-XX:ArchiveClassesAtExit={dump} -Xlog:cds=off -Xlog:cds+dynamic=off"
-    return jvm_archive.java_options()
+    if jvm.class_dump:
+        return f"-XX:ArchiveClassesAtExit={jvm.class_dump} -Xlog:cds=off -Xlog:cds+dynamic=off"
+    return jvm_archive.java_options(jvm)
 
 
 @contextmanager
@@ -113,12 +112,15 @@ def jvm_start_lock():
         yield
 
 
-def local_spark_session(overrides: dict[str, str] | None = None, **kwargs) -> SparkSession:
+def local_spark_session(
+    jvm: SparkSettings, overrides: dict[str, str] | None = None, **kwargs
+) -> SparkSession:
     """One session per process: getOrCreate returns the running one on later calls.
-    `overrides` replace settings of `local_spark_config(**kwargs)` (a cluster's spark_conf)."""
-    settings.prepare_jvm_environment()
+    `overrides` replace settings of `local_spark_config(jvm, **kwargs)` (a cluster's
+    spark_conf)."""
+    prepare_jvm_environment()
     builder = SparkSession.builder
-    for key, value in {**local_spark_config(**kwargs), **(overrides or {})}.items():
+    for key, value in {**local_spark_config(jvm, **kwargs), **(overrides or {})}.items():
         builder = builder.config(key, value)
     with jvm_start_lock():
         session = builder.getOrCreate()

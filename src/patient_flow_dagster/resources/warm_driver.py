@@ -22,15 +22,11 @@ import os
 import secrets
 from pathlib import Path
 
-from patient_flow_dagster import settings
+from patient_flow_dagster.settings import gateway_environment
 
 DRIVER_ENV = "PATIENT_FLOW_SPARK_DRIVER"  # path of the connection file of a running driver
 
 _attached: dict = {}  # connection file -> (session, lock held until this process exits)
-
-
-def connection_file() -> str | None:
-    return settings.read(DRIVER_ENV)
 
 
 def attach(connection: str):
@@ -53,7 +49,7 @@ def attach(connection: str):
     from pyspark.java_gateway import launch_gateway
     from pyspark.sql import SparkSession
 
-    with settings.gateway_environment(details["port"], details["secret"]):
+    with gateway_environment(details["port"], details["secret"]):
         gateway = launch_gateway()  # connects to the running gateway named by the environment
     separate_proxy_ids(gateway)
     jvm = gateway.jvm

@@ -52,6 +52,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 from patient_flow_dagster.resources.spark import local_spark_config
+from patient_flow_dagster.settings import SparkSettings
 from patient_flow_devtools.databricks_emulation.runtime import (
     LibraryNotFound,
     build_environment,
@@ -226,7 +227,7 @@ class DatabricksEmulator:
         # spark.databricks.* settings belong to the Databricks runtime (Photon, optimized
         # writes) and are left out.
         conf = {
-            **local_spark_config(),
+            **local_spark_config(SparkSettings.from_env()),
             **{k: str(v) for k, v in spark_conf.items() if not k.startswith("spark.databricks.")},
         }
         env["EMULATED_SPARK_CONF"] = json.dumps(conf)
