@@ -23,6 +23,18 @@ from patient_flow_dagster_tests.services import free_port
 from patient_flow_devtools.processes import stop_process_group
 
 ROOT = Path(__file__).resolve().parents[1]
+SMTP_PASSWORD = "ui-test-password"  # a value the UI must never show
+RESOURCE_QUERY = """
+query ($selector: ResourceSelector!) {
+  topLevelResourceDetailsOrError(resourceSelector: $selector) {
+    __typename
+    ... on ResourceDetails {
+      configFields { name description }
+      configuredValues { key value type }
+    }
+  }
+}
+"""
 ARTIFACTS = ROOT / "artifacts"  # git-ignored
 CHROMIUM_FLAGS = [
     "--headless",
@@ -47,7 +59,12 @@ def home(tmp_path_factory):
 def webserver(home):
     """dagster-webserver on loopback, in its own process group, stopped with the group."""
     port = free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "PATIENT_FLOW_LAKE": str(home / "lake")}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "PATIENT_FLOW_LAKE": str(home / "lake"),
+        "PATIENT_FLOW_SMTP_PASSWORD": SMTP_PASSWORD,
+    }
     webserver_bin = Path(sys.executable).with_name("dagster-webserver")
     process = subprocess.Popen(
         [
@@ -85,6 +102,47 @@ def chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     assert found, "Debian's chromium package is required for the UI test (apt-get install chromium)"
     return found
+
+
+def resource_details(webserver: str, resource: str) -> dict:
+    """What the UI's resource page shows, from the webserver's GraphQL API."""
+    selector = {
+        "repositoryLocationName": "patient_flow_dagster.definitions",
+        "repositoryName": "__repository__",
+        "resourceName": resource,
+    }
+    request = urllib.request.Request(
+        f"{webserver}/graphql",
+        data=json.dumps({"query": RESOURCE_QUERY, "variables": {"selector": selector}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        details = json.load(response)["data"]["topLevelResourceDetailsOrError"]
+    assert details["__typename"] == "ResourceDetails", details
+    return details
+
+
+def test_the_resource_pages_name_the_variable_behind_each_setting(webserver, tmp_path):
+    lake = resource_details(webserver, "lake")
+    values = {v["key"]: (v["type"], v["value"]) for v in lake["configuredValues"]}
+    assert values["root"] == ("ENV_VAR", "PATIENT_FLOW_LAKE")
+    descriptions = {f["name"]: f["description"] for f in lake["configFields"]}
+    assert descriptions["root"].endswith("(set by PATIENT_FLOW_LAKE)")
+    assert descriptions["catalog"].endswith("(set by PATIENT_FLOW_CATALOG)")
+    alerts = resource_details(webserver, "alerts")
+    values = {v["key"]: (v["type"], v["value"]) for v in alerts["configuredValues"]}
+    assert values["smtp_password"] == ("ENV_VAR", "PATIENT_FLOW_SMTP_PASSWORD")
+    assert values["ui_url"] == ("VALUE", '"http://127.0.0.1:3000"')  # the default
+    assert SMTP_PASSWORD not in json.dumps(alerts)
+    page = f"{webserver}/locations/patient_flow_dagster.definitions/resources/lake"
+    dom = subprocess.run(
+        [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'dom'}", "--dump-dom", page],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert "PATIENT_FLOW_LAKE" in dom
 
 
 def test_checks_tab_lists_every_quality_rule(webserver, tmp_path):
