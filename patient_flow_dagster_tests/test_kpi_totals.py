@@ -135,7 +135,7 @@ def test_stored_totals_plus_signed_changes_equal_the_changed_fact(spark):
     }
 
     def daily(fact):
-        return flow.daily_flow_totals(census.stays(census.counted(fact), departments))
+        return flow.daily_flow_totals(census.admitted_encounters(census.counted(fact), departments))
 
     kept_flow = flow.daily_flow_from_totals(
         add_totals(
@@ -146,7 +146,7 @@ def test_stored_totals_plus_signed_changes_equal_the_changed_fact(spark):
         )
     )
     recomputed_flow = flow.daily_flow(
-        census.stays(census.counted(fact_rows(spark, after)), departments)
+        census.admitted_encounters(census.counted(fact_rows(spark, after)), departments)
     )
     assert sorted(map(tuple, kept_flow.collect())) == sorted(map(tuple, recomputed_flow.collect()))
     assert {

@@ -292,7 +292,7 @@ def summary(settings: Settings, result, elapsed: float, log_file: Path | None) -
         )
         lines += [
             "",
-            "encounters (one row per stay):",
+            "encounters (one row each):",
             f"  {fact['dagster/row_count'].value} = {fact['currently_admitted'].value} admitted "
             f"+ {fact['discharged'].value} discharged + {fact['cancelled'].value} cancelled; "
             f"{fact['transfers'].value} transfers, {moves['dagster/row_count'].value} movements "

@@ -67,7 +67,7 @@ def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
 
     def rewrite_from(since: datetime | None) -> None:
         nonlocal recompute_all, stale_from, rewrites
-        stays = read_placements(spark, lake)
+        segments = read_placements(spark, lake)
         scope = (
             None
             if since is None
@@ -78,7 +78,7 @@ def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
                 lake,
                 spark,
                 DEPARTMENT_CENSUS_HOURLY,
-                census.hourly_census(stays, as_of, since),
+                census.hourly_census(segments, as_of, since),
                 list(census.CENSUS_KEYS),
                 where=scope,
                 note=note,
@@ -162,7 +162,9 @@ def census_result(spark, lake: DeltaLake, as_of: datetime) -> MaterializeResult:
         asset_key=DEPARTMENT_CENSUS_HOURLY.key,
         metadata={
             **table_metadata(table, lake, DEPARTMENT_CENSUS_HOURLY, columns),
-            "latest_hour": MetadataValue.md(markdown_table(rows, columns) if rows else "no stays"),
+            "latest_hour": MetadataValue.md(
+                markdown_table(rows, columns) if rows else "no patient present"
+            ),
             "occupancy_trend": occupancy_chart(table, as_of),
             "as_of": MetadataValue.text(as_of.isoformat()),
             **change_metadata(changes),

@@ -178,11 +178,11 @@ def merge_encounters(
     encounters = encounters.persist()
     events = lake.read(spark, SILVER_EVENTS).join(encounters, "encounter_id", "left_semi")
     states = encounter_states(events).persist()
-    stays = segments(states).persist()
+    placed = segments(states).persist()
     try:
         dim_department = lake.read(spark, DIM_DEPARTMENT)
         rows = admissions(
-            encounter_summary(states, stays), lake.read(spark, DIM_PATIENT), dim_department
+            encounter_summary(states, placed), lake.read(spark, DIM_PATIENT), dim_department
         )
         result = (
             lake.delta_table(spark, FACT_ADMISSIONS)
@@ -200,13 +200,13 @@ def merge_encounters(
             spark,
             lake,
             FACT_MOVEMENTS,
-            movements(stays, dim_department),
+            movements(placed, dim_department),
             encounters,
             FACT_MOVEMENTS.keys,
             counters[FACT_MOVEMENTS],
         )
     finally:
-        for frame in (encounters, states, stays):
+        for frame in (encounters, states, placed):
             frame.unpersist()
 
 
@@ -216,13 +216,13 @@ def update_facts(spark: SparkSession, lake: DeltaLake) -> dict[Table, MergeCount
     between the two MERGEs rebuilds the same rows."""
     empty = encounter_states(empty_silver(spark, lake))
     dim_patient, dim_department = lake.read(spark, DIM_PATIENT), lake.read(spark, DIM_DEPARTMENT)
-    stays = segments(empty)
+    no_segments = segments(empty)
     lake.ensure(
         spark,
         FACT_ADMISSIONS,
-        admissions(encounter_summary(empty, stays), dim_patient, dim_department).schema,
+        admissions(encounter_summary(empty, no_segments), dim_patient, dim_department).schema,
     )
-    lake.ensure(spark, FACT_MOVEMENTS, movements(stays, dim_department).schema)
+    lake.ensure(spark, FACT_MOVEMENTS, movements(no_segments, dim_department).schema)
     counters = {FACT_ADMISSIONS: MergeCounter(), FACT_MOVEMENTS: MergeCounter()}
     lake.process_new_rows(
         spark,

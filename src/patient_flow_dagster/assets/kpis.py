@@ -76,7 +76,7 @@ class FactRows:
         self.fact = census.counted(fact)
         self.dim_department = lake.read(spark, DIM_DEPARTMENT)
         self.dim_patient = lake.read(spark, DIM_PATIENT)
-        self.stays = census.stays(self.fact, self.dim_department)
+        self.admitted = census.admitted_encounters(self.fact, self.dim_department)
         self._movements = lambda: lake.read(spark, FACT_MOVEMENTS)
 
     @property
@@ -199,7 +199,7 @@ FACT_KPIS = {
             **_additive(
                 ["hospital_id", "day"],
                 flow.DAILY_FLOW_TOTALS,
-                lambda r: flow.daily_flow_totals(r.stays),
+                lambda r: flow.daily_flow_totals(r.admitted),
                 flow.daily_flow_from_totals,
             ),
         ),

@@ -32,7 +32,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from patient_flow_dagster import settings
 from patient_flow_dagster.ingestion.landing_batch import (
@@ -49,7 +48,6 @@ CHECKPOINT_URL_ENV, CHECKPOINT_CONTAINER_ENV = (
     "EVENTHUBS_CHECKPOINT_ACCOUNT_URL",
     "EVENTHUBS_CHECKPOINT_CONTAINER",
 )
-PARTITION_KEY = b"x-opt-partition-key"
 _SECRETS = re.compile(r"(SharedAccessKey|AccountKey|sig|SharedAccessSignature)=[^;&\s'\"]+", re.I)
 
 
@@ -214,58 +212,42 @@ def partitions_of(client) -> list[str]:
 def publish(
     events, target: EventHubsTarget, rate: float | None = None, progress=sys.stderr, **client_kwargs
 ) -> int:
-    """Send events as JSON keyed by encounter (`contract.partition_key`), one batch per
-    partition at a time; `rate` = events per second, or None for as fast as possible."""
+    """Send events as JSON keyed by encounter (`contract.partition_key`); `rate` = events per
+    second, or None for as fast as possible. The SDK's buffered producer batches them per
+    partition and maps each key to its partition as the service does, so an encounter's events
+    stay in order on one partition. A batch the hub refused fails the call after the flush."""
     from azure.eventhub import EventData
-    from azure.eventhub._buffered_producer._partition_resolver import PartitionResolver
 
-    producer = target.producer(**client_kwargs)
     started, sent = time.monotonic(), 0
+    refused: list[str] = []
+    counting = threading.Lock()  # the producer calls back from its sending threads
+
+    def delivered(batch, partition_id) -> None:
+        nonlocal sent
+        with counting:
+            sent += len(batch)
+            if progress:
+                rate_now = sent / max(time.monotonic() - started, 1e-9)
+                print(f"\rsent {sent} events ({rate_now:,.0f}/s)", end="", file=progress)
+
+    def failed(batch, partition_id, error) -> None:
+        refused.append(f"{len(batch)} events to partition {partition_id}: {redact(str(error))}")
+
+    producer = target.producer(
+        buffered_mode=True, on_success=delivered, on_error=failed, **client_kwargs
+    )
     with producer:
-        resolver = PartitionResolver(partitions_of(producer))
-        batches: dict[str, Any] = {}  # partition -> EventDataBatch
-
-        def send(partition: str) -> None:
-            nonlocal sent
-            batch = batches.pop(partition, None)
-            if batch is not None and len(batch):
-                producer.send_batch(batch)
-                sent += len(batch)
-                if progress:
-                    elapsed = time.monotonic() - started
-                    print(
-                        f"\rsent {sent} events ({sent / max(elapsed, 1e-9):,.0f}/s)",
-                        end="",
-                        file=progress,
-                    )
-
+        partitions_of(producer)  # fails here, clearly, on a wrong credential
         for count, event in enumerate(events, start=1):
-            key = partition_key(event)
-            partition = (
-                resolver.get_partition_id_by_partition_key(key)
-                if key
-                else resolver.get_next_partition_id()
-            )
-            data = EventData(json.dumps(event))
-            if key:
-                data.raw_amqp_message.annotations = {PARTITION_KEY: key}
-            batch = batches.get(partition) or batches.setdefault(
-                partition, producer.create_batch(partition_id=partition)
-            )
-            try:
-                batch.add(data)
-            except ValueError:  # the batch is full: send it, start the next one
-                send(partition)
-                batches[partition] = producer.create_batch(partition_id=partition)
-                batches[partition].add(data)
+            producer.send_event(EventData(json.dumps(event)), partition_key=partition_key(event))
             if rate:  # paced: send what is held every ~0.1 s of schedule, then wait for it
                 ahead = count / rate - (time.monotonic() - started)
                 if ahead > 0.1:
-                    for partition in list(batches):
-                        send(partition)
+                    producer.flush()
                     time.sleep(max(0.0, count / rate - (time.monotonic() - started)))
-        for partition in list(batches):
-            send(partition)
+        producer.flush()
+    if refused:
+        raise EventHubsConfigError(f"Event Hubs refused {refused[0]}")
     if progress:
         print(f"\rsent {sent} events in {time.monotonic() - started:.1f} s", file=progress)
     return sent

@@ -190,8 +190,8 @@ def pseudonym(column: str) -> Column:
 def fact_integrity(
     fact: DataFrame, dim_patient: DataFrame, dim_department: DataFrame, sample_size: int
 ) -> dict[str, Measure]:
-    """The fact's foreign keys (null or absent from the dimension) and negative stays, in one
-    pass over the fact (the dimensions' keys join it, small or broadcast)."""
+    """The fact's foreign keys (null or absent from the dimension) and negative lengths of stay,
+    in one pass over the fact (the dimensions' keys join it, small or broadcast)."""
 
     def known(dimension: DataFrame, key: str, alias: str) -> DataFrame:
         return (

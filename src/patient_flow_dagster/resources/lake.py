@@ -252,7 +252,9 @@ class DeltaLake(ConfigurableResource):
 
 
 def _delete_path(spark: SparkSession, location: str) -> None:
-    """Recursive delete through Hadoop's FileSystem: local folders, abfss://, wasbs:// alike."""
+    """Recursive delete through Hadoop's FileSystem: local folders, abfss://, wasbs:// alike.
+    PySpark has no public file-system API; this goes through the JVM gateway the way delta-spark's
+    own Python API does (`_jvm`), on a classic session only (Spark Connect has no gateway)."""
     jvm = spark.sparkContext._jvm
     assert jvm is not None  # a classic session's driver
     path = jvm.org.apache.hadoop.fs.Path(location)

@@ -3,10 +3,10 @@ PySpark, from movement segments and bed capacity.
 
 The rows counted have a department, a start (`admission_time_ts`) and an end
 (`discharge_time_ts`, null while there): the movement segments in their departments for the
-census, occupancy and length of stay per department (`placements`), the encounters for daily
-flow (`stays`; transforms/flow.py).
+census, occupancy and length of stay per department (`placements`), the encounters in their
+admitting department for daily flow (`admitted_encounters`; transforms/flow.py).
 
-Time buckets are half-open [start, end): a stay is present at the end E of an hour when it
+Time buckets are half-open [start, end): a row is present at the end E of an hour when it
 started before E and did not end before E. With that convention the census obeys flow
 conservation exactly: present(h) = present(h-1) + arrivals(h) - departures(h).
 """
@@ -37,7 +37,7 @@ def counted(fact: DataFrame) -> DataFrame:
     return fact.filter(F.col("status") != CANCELLED)
 
 
-def stays(fact: DataFrame, dim_department: DataFrame) -> DataFrame:
+def admitted_encounters(fact: DataFrame, dim_department: DataFrame) -> DataFrame:
     """Encounters (fact rows) with their admitting department, hospital and bed capacity (and
     weight, for signed fact changes)."""
     weight = [WEIGHT] if WEIGHT in fact.columns else []
@@ -56,7 +56,7 @@ def stays(fact: DataFrame, dim_department: DataFrame) -> DataFrame:
 
 
 def placements(movements: DataFrame, dim_department: DataFrame) -> DataFrame:
-    """Movement segments as stays in their department: a patient is in a department from the
+    """Movement segments placed in their department: a patient is in a department from the
     segment's start to its end (a transfer ends one segment and starts the next)."""
     return _with_department(
         movements.select(
@@ -71,19 +71,19 @@ def placements(movements: DataFrame, dim_department: DataFrame) -> DataFrame:
     )
 
 
-def hourly_census(stays_df: DataFrame, as_of: datetime, since: datetime | None = None) -> DataFrame:
+def hourly_census(rows: DataFrame, as_of: datetime, since: datetime | None = None) -> DataFrame:
     """Per hour x hospital x department, from the first admission to the hour holding `as_of`:
     admissions and discharges in the hour, patients present at its end, occupancy.
 
     With `since` (an hour start) only the hours from `since` on are produced: each unit starts
-    from the patients present at `since`, counted directly from the stays, so an incremental
+    from the patients present at `since`, counted directly from the rows, so an incremental
     run computes and rewrites the recent hours only, not the whole history.
     """
     as_of_ts = utc_literal(as_of)
     horizon = F.date_trunc("hour", as_of_ts)
-    events = stays_df.filter(F.col("admission_time_ts") <= as_of_ts)
+    events = rows.filter(F.col("admission_time_ts") <= as_of_ts)
     since_ts = utc_literal(since) if since is not None else None
-    if since_ts is not None:  # hours before `since` are not produced: skip their stays
+    if since_ts is not None:  # hours before `since` are not produced: skip their rows
         recent = events.filter(
             (F.col("admission_time_ts") >= since_ts) | (F.col("discharge_time_ts") >= since_ts)
         )
@@ -157,15 +157,15 @@ def first_hour_touched(events: DataFrame) -> datetime | None:
     )
 
 
-def present_at(stays_df: DataFrame, instant: datetime) -> DataFrame:
-    """Patients present at `instant` per hospital x department, counted directly from stays
+def present_at(rows: DataFrame, instant: datetime) -> DataFrame:
+    """Patients present at `instant` per hospital x department, counted directly from the rows
     (independent of the census's running sums, so checks can compare the two)."""
     moment = utc_literal(instant)
-    open_stays = stays_df.filter(
+    present = rows.filter(
         (F.col("admission_time_ts") < moment)
         & (F.col("discharge_time_ts").isNull() | (F.col("discharge_time_ts") >= moment))
     )
-    return open_stays.groupBy("hospital_id", "department").agg(F.count(F.lit(1)).alias("present"))
+    return present.groupBy("hospital_id", "department").agg(F.count(F.lit(1)).alias("present"))
 
 
 def current_occupancy(census: DataFrame) -> DataFrame:

@@ -142,7 +142,7 @@ def encounter_states(events: DataFrame) -> DataFrame:
 
 
 def segments(states: DataFrame) -> DataFrame:
-    """The stays in one department and bed of the admitted, not cancelled encounters: from the
+    """The segments in one department and bed of the admitted, not cancelled encounters: from the
     admission, split at each transfer, the last one ending at the discharge (open while
     admitted). An encounter's segments tile admission..discharge without overlap; a move
     before the admission or from the discharge on, and a zero-length stay, give no segment.
@@ -193,12 +193,12 @@ def segments(states: DataFrame) -> DataFrame:
     )
 
 
-def encounter_summary(states: DataFrame, stays: DataFrame) -> DataFrame:
+def encounter_summary(states: DataFrame, segments: DataFrame) -> DataFrame:
     """The admitted encounters' states with what their segments say: the current (or last)
     department and bed, and the transfers that stand (segments - 1)."""
     last = Window.partitionBy("encounter_id").orderBy(F.col("segment").desc())
     latest = (
-        stays.withColumn("_latest", F.row_number().over(last) == 1)
+        segments.withColumn("_latest", F.row_number().over(last) == 1)
         .groupBy("encounter_id")
         .agg(
             F.count(F.lit(1)).alias("_segments"),

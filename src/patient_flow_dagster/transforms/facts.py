@@ -67,10 +67,10 @@ def admissions(
     )
 
 
-def movements(stays: DataFrame, dim_department: DataFrame) -> DataFrame:
+def movements(segments: DataFrame, dim_department: DataFrame) -> DataFrame:
     """Fact rows of the stay segments (`encounters.segments`) keyed to their department."""
     return (
-        _with_department_key(stays, dim_department, "department", "_m")
+        _with_department_key(segments, dim_department, "department", "_m")
         .withColumn("department_sk", F.col("_m_department_sk"))
         .select(*FACT_MOVEMENTS.column_names)
     )

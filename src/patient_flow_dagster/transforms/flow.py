@@ -1,6 +1,6 @@
 """The flow figures from the fact: length-of-stay statistics per department (from the movement
 segments, `census.placements`) and admissions and discharges per day (from the encounters,
-`census.stays`). Pure PySpark."""
+`census.admitted_encounters`). Pure PySpark."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from patient_flow_dagster.transforms.changes import weight_of
 from patient_flow_dagster.transforms.cubes import exact_mean_hours
 
 
-def length_of_stay_stats(stays_df: DataFrame) -> DataFrame:
-    """Completed stays (segments, from `placements`) per department x hospital: count, mean,
+def length_of_stay_stats(segments: DataFrame) -> DataFrame:
+    """Completed segments (from `placements`) per department x hospital: count, mean,
     median, p90 (exact, linear interpolation), max, and the stay-category mix."""
-    completed = stays_df.filter(F.col("length_of_stay_hours").isNotNull())
+    completed = segments.filter(F.col("length_of_stay_hours").isNotNull())
     hours = F.col("length_of_stay_hours")
     stats = completed.groupBy("department", "hospital_id").agg(
         F.count(F.lit(1)).alias("completed_stays"),
@@ -44,17 +44,17 @@ def length_of_stay_stats(stays_df: DataFrame) -> DataFrame:
 DAILY_FLOW_TOTALS = ["admissions", "discharges"]
 
 
-def daily_flow_totals(stays_df: DataFrame) -> DataFrame:
-    """Admissions per admission day and discharges per discharge day, per hospital, each stay
+def daily_flow_totals(encounters: DataFrame) -> DataFrame:
+    """Admissions per admission day and discharges per discharge day, per hospital, each encounter
     counted with its weight (1, or -1 for a fact row's old image)."""
-    weight = weight_of(stays_df)
-    admitted = stays_df.select(
+    weight = weight_of(encounters)
+    admitted = encounters.select(
         "hospital_id",
         F.to_date("admission_time_ts").alias("day"),
         weight.alias("admissions"),
         F.lit(0).alias("discharges"),
     )
-    discharged = stays_df.filter(F.col("discharge_time_ts").isNotNull()).select(
+    discharged = encounters.filter(F.col("discharge_time_ts").isNotNull()).select(
         "hospital_id",
         F.to_date("discharge_time_ts").alias("day"),
         F.lit(0).alias("admissions"),
@@ -78,6 +78,6 @@ def daily_flow_from_totals(totals: DataFrame) -> DataFrame:
     )
 
 
-def daily_flow(stays_df: DataFrame) -> DataFrame:
+def daily_flow(encounters: DataFrame) -> DataFrame:
     """Admissions, discharges and net change in patients per day x hospital."""
-    return daily_flow_from_totals(daily_flow_totals(stays_df))
+    return daily_flow_from_totals(daily_flow_totals(encounters))
