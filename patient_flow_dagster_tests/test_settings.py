@@ -125,6 +125,7 @@ def test_a_resource_field_set_by_its_variable_is_an_envvar(monkeypatch, tmp_path
     monkeypatch.setenv("PATIENT_FLOW_SMTP_PORT", "2525")
     monkeypatch.setenv("PATIENT_FLOW_SMTP_PASSWORD", "s3cr3t")
     monkeypatch.setenv("PATIENT_FLOW_LAKE", "relative/lake")
+    monkeypatch.setenv("PATIENT_FLOW_MAX_FILES_PER_TRIGGER", "2")
     assert settings.sourced("PATIENT_FLOW_CATALOG", "hospital") == EnvVar("PATIENT_FLOW_CATALOG")
     assert isinstance(settings.sourced("PATIENT_FLOW_CATALOG", "hospital"), EnvVar)
     port = settings.sourced("PATIENT_FLOW_SMTP_PORT", 2525)
@@ -138,6 +139,8 @@ def test_a_resource_field_set_by_its_variable_is_an_envvar(monkeypatch, tmp_path
     assert isinstance(resources["lake"].catalog, EnvVar)
     assert resources["lake"].root == str(tmp_path / "relative" / "lake")
     assert isinstance(resources["alerts"].smtp_password, EnvVar)
+    files = resources["landing"].max_files_per_trigger  # a whole number: EnvVar.int
+    assert type(files) is type(EnvVar.int("PATIENT_FLOW_MAX_FILES_PER_TRIGGER"))
     assert "s3cr3t" not in repr(resources)
 
 

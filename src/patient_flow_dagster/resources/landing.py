@@ -136,7 +136,9 @@ class LandingZone(ConfigurableResource):
 
     # Each batch commits on its own, so a crash loses at most the batch in flight, which the
     # next run redoes.
-    max_files_per_trigger: int = resource_field("PATIENT_FLOW_MAX_FILES_PER_TRIGGER", int, ge=1)
+    # No pydantic bound here: an EnvVar.int stands in as 0 until Dagster resolves it (settings.py
+    # checks the value when the definitions load).
+    max_files_per_trigger: int = resource_field("PATIENT_FLOW_MAX_FILES_PER_TRIGGER", int)
     # "files" runs anywhere; "autoloader" (cloudFiles) on Databricks runtimes only.
     reader: str = resource_field("PATIENT_FLOW_LANDING_READER", default="files")
     autoloader_schema_location: str | None = resource_field("PATIENT_FLOW_LANDING_SCHEMAS")
