@@ -43,6 +43,7 @@ from patient_flow_dagster.model import tables  # noqa: E402
 from patient_flow_dagster.quality.policy import QualityPolicy  # noqa: E402
 from patient_flow_dagster.resources.lake import DeltaLake  # noqa: E402
 from patient_flow_dagster.resources.landing import LocalLandingZone  # noqa: E402
+from patient_flow_dagster.resources.pseudonyms import PseudonymKey  # noqa: E402
 from patient_flow_dagster.resources.spark import local_spark_config, local_spark_session  # noqa: E402
 from patient_flow_dagster.settings import SparkSettings  # noqa: E402
 
@@ -59,12 +60,17 @@ def recent_now() -> datetime:
     return (datetime.now(timezone.utc) - timedelta(minutes=10)).replace(second=0, microsecond=0)
 
 
+# The suite's pseudonym key (not the demo key, so a test sees which key made a pseudonym).
+SUITE_KEY = "suite pseudonym key"
+
+
 @dataclass
 class Lakehouse:
     """A temporary lake + landing zone and the resources that point the assets at them."""
 
     root: Path
     spark: object
+    pseudonym_key: str = SUITE_KEY
 
     @property
     def landing_dir(self) -> Path:
@@ -83,6 +89,7 @@ class Lakehouse:
             "lake": self.lake,
             "landing": LocalLandingZone(path=str(self.landing_dir)),
             "quality": QualityPolicy(),
+            "pseudonyms": PseudonymKey(key=self.pseudonym_key),
         }
 
     def materialize(self, assets=None, instance=None, checks=True, **kwargs):
@@ -103,6 +110,18 @@ class Lakehouse:
 
     def count(self, table: tables.Table) -> int:
         return self.table(table).count()
+
+    def reidentified(self, table: tables.Table):
+        """`table` with the identifiers behind its pseudonyms, from the identity maps: the join
+        a care coordinator runs (docs/privacy.md)."""
+        rows = self.table(table)
+        for column, identity in (
+            ("encounter_pseudonym", tables.ENCOUNTER_IDENTITY),
+            ("patient_pseudonym", tables.PATIENT_IDENTITY),
+        ):
+            if column in rows.columns:
+                rows = rows.join(self.table(identity), column, "left")
+        return rows
 
 
 INSTANCE_SETTINGS = Path(__file__).parents[1] / "config" / "dagster.yaml"

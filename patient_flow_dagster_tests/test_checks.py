@@ -1,6 +1,5 @@
 """Checks as the quality report: severity thresholds, blocking gold, detecting lost rows."""
 
-import hashlib
 from datetime import datetime
 
 import pytest
@@ -217,7 +216,7 @@ def test_reconciliation_counts_each_kind_of_loss_on_small_frames(spark):
 def test_fact_integrity_finds_orphans_and_negative_stays_in_one_pass(spark):
     """e2 has no patient key, e3 a patient unknown to dim_patient and a negative stay, e4 an
     admitting department and e5 a current department unknown to dim_department. Samples are
-    pseudonyms of the encounter ids, never the ids."""
+    the encounters' pseudonyms (gold holds no visit number)."""
     from patient_flow_dagster.quality.measures import fact_integrity
 
     fact = spark.createDataFrame(
@@ -228,7 +227,7 @@ def test_fact_integrity_finds_orphans_and_negative_stays_in_one_pass(spark):
             ("e4", "p1", "d9", "d1", None),
             ("e5", "p1", "d1", "d8", None),
         ],
-        "encounter_id string, patient_sk string, department_sk string, "
+        "encounter_pseudonym string, patient_sk string, department_sk string, "
         "current_department_sk string, length_of_stay_hours double",
     )
     patients = spark.createDataFrame([("p1",), ("p1",)], "patient_sk string")
@@ -236,7 +235,7 @@ def test_fact_integrity_finds_orphans_and_negative_stays_in_one_pass(spark):
     measured = fact_integrity(fact, patients, departments, sample_size=5)
 
     def pseudonyms(*ids):
-        return sorted(hashlib.sha256(i.encode()).hexdigest()[:16] for i in ids)
+        return sorted(ids)
 
     assert {name: (m.evaluated, m.failed, m.samples) for name, m in measured.items()} == {
         "valid_patient_fk": (5, 2, pseudonyms("e2", "e3")),
@@ -266,7 +265,7 @@ def test_movement_integrity_finds_strays_overlaps_gaps_and_shared_beds(spark):
     ]
     movements = spark.createDataFrame(
         [(e, s, 1, b, at(a), at(z)) for e, s, b, a, z in rows],
-        "encounter_id string, segment int, hospital_id int, bed_id int, start_ts timestamp, "
+        "encounter_pseudonym string, segment int, hospital_id int, bed_id int, start_ts timestamp, "
         "end_ts timestamp",
     )
     fact = spark.createDataFrame(
@@ -276,7 +275,7 @@ def test_movement_integrity_finds_strays_overlaps_gaps_and_shared_beds(spark):
             ("m3", "discharged", at(8), at(14)),
             ("m5", "cancelled", at(8), None),
         ],
-        "encounter_id string, status string, admission_time_ts timestamp, "
+        "encounter_pseudonym string, status string, admission_time_ts timestamp, "
         "discharge_time_ts timestamp",
     )
     measured = movement_integrity(movements, fact, sample_size=5)
@@ -302,7 +301,7 @@ def test_patient_history_finds_broken_scd2_versions(spark):
             ("b2", "b", t2, None, True),
             ("c1", "c", t1, None, False),
         ],
-        "patient_sk string, patient_id string, valid_from timestamp, valid_to timestamp, "
+        "patient_sk string, patient_pseudonym string, valid_from timestamp, valid_to timestamp, "
         "is_current boolean",
     )
     measured = patient_history(dim, sample_size=5)

@@ -44,6 +44,7 @@ from patient_flow_devtools.databricks_emulation.emulator import (
 )
 
 TOKEN = "dapi-emulator-token"  # the emulator's own, not a credential of anything real
+PSEUDONYM_KEY = "the emulated deployment's pseudonym key"
 # The emulator's service principal (OAuth M2M), what production runs as.
 CLIENT_ID, CLIENT_SECRET = "6b1f0e7a-emulated-service-principal", "dose-emulated-oauth-secret"
 VENV_BIN = Path(sys.executable).parent
@@ -70,7 +71,11 @@ VOLUME = "patient_flow/staging/dagster"  # <catalog>/<schema>/<volume>
 def emulator(tmp_path_factory):
     """One emulated workspace for the module: its all-purpose cluster's JVM starts once."""
     secrets = {
-        "patient-flow": {"databricks-token": TOKEN, "databricks-client-secret": CLIENT_SECRET}
+        "patient-flow": {
+            "databricks-token": TOKEN,
+            "databricks-client-secret": CLIENT_SECRET,
+            "pseudonym-key": PSEUDONYM_KEY,
+        }
     }
     with DatabricksEmulator(
         tmp_path_factory.mktemp("databricks"),
@@ -323,11 +328,12 @@ def test_oauth_tokens_go_to_registered_service_principals_only(emulator):
 def test_a_service_principal_replaces_the_token_everywhere():
     environ = {
         "PATIENT_FLOW_ENV": "databricks",
+        "PATIENT_FLOW_PSEUDONYM_KEY": "a deployment key",
         "DATABRICKS_HOST": "https://adb-1.azuredatabricks.net",
         "DATABRICKS_CLIENT_ID": "app-1",
         "DATABRICKS_CLIENT_SECRET": "s3cr3t-3",
     }
-    config = step_launcher_config(DatabricksSettings.from_env(environ), landing_is_azure=False)
+    config = step_launcher_config(DatabricksSettings.from_env(environ))
     assert "databricks_token" not in config and "oauth_credentials" not in config
     assert "s3cr3t" not in json.dumps(config)  # resolved when the resource starts
     assert config["service_principal"] == {
@@ -339,14 +345,17 @@ def test_a_service_principal_replaces_the_token_everywhere():
             "name": "DATABRICKS_CLIENT_SECRET",
             "scope": "patient-flow",
             "key": "databricks-client-secret",
-        }
+        },
+        {"name": "PATIENT_FLOW_PSEUDONYM_KEY", "scope": "patient-flow", "key": "pseudonym-key"},
     ]
+    assert "PATIENT_FLOW_PSEUDONYM_KEY" not in config["env_variables"]  # never forwarded
     assert config["env_variables"]["DATABRICKS_CLIENT_ID"] == "app-1"
 
 
 def test_remote_step_gets_the_launchers_config_but_no_secret(tmp_path):
     environ = {
         "PATIENT_FLOW_ENV": "databricks",
+        "PATIENT_FLOW_PSEUDONYM_KEY": "a deployment key",
         "PATIENT_FLOW_LAKE": "abfss://lake@a.dfs.core.windows.net/x",
         "DATABRICKS_HOST": "https://adb-1.azuredatabricks.net",
         "DATABRICKS_TOKEN": "s3cr3t-1",
@@ -354,13 +363,13 @@ def test_remote_step_gets_the_launchers_config_but_no_secret(tmp_path):
         "DATABRICKS_CLUSTER_ID": "0101-x",
     }
     databricks = DatabricksSettings.from_env(environ)
-    config = step_launcher_config(databricks, landing_is_azure=True)
+    config = step_launcher_config(databricks)
     assert config["run_config"]["cluster"] == {"existing": "0101-x"}
     assert "s3cr3t" not in json.dumps(config)
     assert config["databricks_token"] == {"env": "DATABRICKS_TOKEN"}
     assert {s["name"] for s in config["secrets_to_env_variables"]} == {
         "DATABRICKS_TOKEN",
-        "AZURE_STORAGE_CONNECTION_STRING",
+        "PATIENT_FLOW_PSEUDONYM_KEY",
     }
     forwarded = remote_env_variables(databricks, config["run_config"])
     remote = DatabricksSettings.from_env(forwarded)
@@ -381,6 +390,7 @@ def unreachable_workspace(tmp_path, monkeypatch, token: str) -> tuple[str, Setti
     return host, Settings.from_env(
         {
             "PATIENT_FLOW_ENV": "databricks",
+            "PATIENT_FLOW_PSEUDONYM_KEY": "a deployment key",
             "PATIENT_FLOW_LAKE": str(tmp_path / "lake"),
             "PATIENT_FLOW_LANDING": str(tmp_path / "landing"),
             "PATIENT_FLOW_LANDING_READER": "files",
@@ -449,6 +459,7 @@ def test_a_cluster_on_another_runtime_is_refused_before_anything_is_submitted(
         settings = Settings.from_env(
             {
                 "PATIENT_FLOW_ENV": "databricks",
+                "PATIENT_FLOW_PSEUDONYM_KEY": "a deployment key",
                 "PATIENT_FLOW_LAKE": str(tmp_path / "lake"),
                 "PATIENT_FLOW_LANDING": str(tmp_path / "landing"),
                 "PATIENT_FLOW_LANDING_READER": "files",
@@ -484,6 +495,7 @@ def databricks_environment(tmp_path: Path, emulator: DatabricksEmulator, landing
         **os.environ,
         "DAGSTER_HOME": str(dagster_home),
         "PATIENT_FLOW_ENV": "databricks",
+        "PATIENT_FLOW_PSEUDONYM_KEY": PSEUDONYM_KEY,
         "PATIENT_FLOW_LAKE": str(tmp_path / "databricks_lake"),
         "PATIENT_FLOW_LANDING": str(landing),
         "PATIENT_FLOW_LANDING_READER": "files",  # Auto Loader exists only on Databricks runtimes
@@ -544,7 +556,7 @@ def test_a_damaged_code_zip_fails_the_step_on_the_cluster(tmp_path, emulator):
 
 
 @pytest.mark.databricks
-def test_whole_graph_on_emulated_databricks_equals_local(tmp_path, spark, emulator):
+def test_whole_graph_on_emulated_databricks_equals_local(tmp_path, spark, emulator, monkeypatch):
     now = recent_now()
     landing = tmp_path / "landing"
     write_events(
@@ -552,6 +564,8 @@ def test_whole_graph_on_emulated_databricks_equals_local(tmp_path, spark, emulat
     )
     as_of = {"ops": {"gold_kpis": {"config": {"as_of": now.isoformat()}}}}
 
+    # The same key here and there: the same pseudonyms in both environments.
+    monkeypatch.setenv("PATIENT_FLOW_PSEUDONYM_KEY", PSEUDONYM_KEY)
     local = Settings.from_env(
         {"PATIENT_FLOW_LAKE": str(tmp_path / "local_lake"), "PATIENT_FLOW_LANDING": str(landing)}
     )
@@ -623,7 +637,7 @@ def test_whole_graph_on_emulated_databricks_equals_local(tmp_path, spark, emulat
     assert set(emulator.issued.values()) == {CLIENT_ID}  # every call with an issued token
     staged = {p.name for p in (emulator.volumes_root / VOLUME / "steps").rglob("*") if p.is_file()}
     assert {"code.zip", "step_run_ref.pkl", "stdout"} <= staged and "0_events.pkl" in staged
-    assert CLIENT_SECRET not in output and TOKEN not in output
+    assert CLIENT_SECRET not in output and TOKEN not in output and PSEUDONYM_KEY not in output
 
     local_lake = DeltaLake(root=local.lake_root)
     remote_lake = DeltaLake(root=str(tmp_path / "databricks_lake"))

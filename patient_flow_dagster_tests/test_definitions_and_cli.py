@@ -11,6 +11,8 @@ from dagster import AssetKey
 from patient_flow_dagster import cli
 from patient_flow_dagster.definitions import build_definitions
 from patient_flow_dagster.settings import Settings, SparkSettings
+from patient_flow_dagster_tests.conftest import Lakehouse
+from patient_flow_dagster_tests.leaks import scan_analytics
 from patient_flow_devtools import CHECKOUT
 
 LINEAGE = {
@@ -64,6 +66,7 @@ def test_the_demo_prints_a_line_per_step_and_logs_the_rest_to_a_file(
     summary names."""
     monkeypatch.setenv("PATIENT_FLOW_LAKE", str(tmp_path / "lake"))
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.delenv("PATIENT_FLOW_PSEUDONYM_KEY", raising=False)  # the demo key
     assert cli.main(["demo", "--events", "400", "--seed", "11", "--span-days", "20"]) == 0
     terminal = capfd.readouterr()
     lines = terminal.out.splitlines()
@@ -83,6 +86,10 @@ def test_the_demo_prints_a_line_per_step_and_logs_the_rest_to_a_file(
     assert f"gold/fact_admissions {fact_rows:>10}".split() in [line.split() for line in lines]
     [encounters] = [lines[i + 1] for i, line in enumerate(lines) if line.startswith("encounters")]
     assert encounters.split()[0] == str(fact_rows) and "waiting for their admission" in encounters
+    assert "built-in demo key" in log  # the demo's pseudonyms: said so in its log
+    found = scan_analytics(Lakehouse(tmp_path, spark))  # the demo's lake: nothing identifying
+    found.pop("_columns_scanned")
+    assert found == {}
 
 
 def test_lake_writing_runs_are_serialized_by_the_run_queue(tmp_path):

@@ -14,6 +14,7 @@ from patient_flow_dagster.transforms.encounters import (
     encounter_summary,
     segments,
 )
+from patient_flow_dagster.transforms.keys import pseudonymize
 from patient_flow_dagster.transforms.silver import evaluate_rules, type_and_enrich
 
 DAY = "2025-03-02"
@@ -30,7 +31,8 @@ ARRIVED = datetime(2025, 3, 3)
 
 def silver(spark, *events: dict):
     """Silver rows of `events`, arriving in the given order (one second apart) unless an
-    event says `arrival` (seconds); event ids from their position unless given."""
+    event says `arrival` (seconds); event ids from their position unless given. Pseudonymized,
+    as the gold steps hand them to the encounter transforms."""
     rows = []
     for position, event in enumerate(events):
         event = {**BASE, **event}
@@ -55,7 +57,7 @@ def silver(spark, *events: dict):
     )
     evaluated = evaluate_rules(type_and_enrich(bronze))
     assert [r.broken_rules for r in evaluated.collect()] == [[]] * len(events)
-    return evaluated
+    return pseudonymize(evaluated, b"test key")
 
 
 def admit(department="Emergency", bed=3, **more):
@@ -106,7 +108,7 @@ def state_and_segments(spark, *events):
     )
     rows = [
         tuple(r)
-        for r in stays.orderBy("encounter_id", "segment")
+        for r in stays.orderBy("encounter_pseudonym", "segment")
         .select(
             "department", "bed_id", utc_text("start_ts"), utc_text("end_ts"), "length_of_stay_hours"
         )
@@ -271,15 +273,19 @@ def test_every_arrival_order_of_a_lifecycle_gives_the_same_encounter(spark):
     states = encounter_states(silver(spark, *events))
     stays = segments(states)
     facts = {
-        tuple(str(v) for k, v in r.asDict().items() if k not in ("encounter_id", "first_arrival"))
+        tuple(
+            str(v)
+            for k, v in r.asDict().items()
+            if k not in ("encounter_pseudonym", "first_arrival")
+        )
         for r in encounter_summary(states, stays).collect()
     }
-    in_order = stays.orderBy("encounter_id", "segment").select(
-        "encounter_id", "department", "bed_id", utc_text("start_ts"), utc_text("end_ts")
+    in_order = stays.orderBy("encounter_pseudonym", "segment").select(
+        "encounter_pseudonym", "department", "bed_id", utc_text("start_ts"), utc_text("end_ts")
     )
     tilings = {
         tuple((s.department, s.bed_id, s.start_ts, s.end_ts) for s in group)
-        for _, group in itertools.groupby(in_order.collect(), lambda s: s.encounter_id)
+        for _, group in itertools.groupby(in_order.collect(), lambda s: s.encounter_pseudonym)
     }
     assert len(facts) == 1 and len(tilings) == 1
     [tiling] = tilings

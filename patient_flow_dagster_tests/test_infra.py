@@ -90,12 +90,9 @@ def test_terraform_outputs_are_the_variables_the_code_reads():
     assert produced <= declared, produced - declared  # every output is a setting the code reads
     # the secrets the remote step exports (as a service principal) are the ones the vault holds
     environ = {"DATABRICKS_CLIENT_ID": "app-id", "PATIENT_FLOW_ENV": "databricks"}
-    keys = {
-        secret["key"]
-        for secret in remote_secrets(DatabricksSettings.from_env(environ), landing_is_azure=True)
-    }
+    keys = {secret["key"] for secret in remote_secrets(DatabricksSettings.from_env(environ))}
     main = (TERRAFORM / "main.tf").read_text()
-    assert keys == {"databricks-client-secret", "landing-connection-string"}
+    assert keys == {"databricks-client-secret", "pseudonym-key"}
     assert all(f'"{key}"' in main for key in keys)
 
 

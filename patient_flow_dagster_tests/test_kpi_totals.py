@@ -8,7 +8,7 @@ from patient_flow_dagster.transforms import census, cubes, flow
 from patient_flow_dagster.transforms.changes import add_totals, signed_changes
 
 FACT = (
-    "encounter_id string, patient_sk string, department_sk string, hospital_id int, "
+    "encounter_pseudonym string, patient_sk string, department_sk string, hospital_id int, "
     "a string, x string, length_of_stay_hours double, stay_category string, status string"
 )
 

@@ -145,6 +145,7 @@ def test_auto_loader_archives_to_the_same_place_after_the_same_retention():
         Settings.from_env(
             {
                 "PATIENT_FLOW_ENV": "databricks",
+                "PATIENT_FLOW_PSEUDONYM_KEY": "a deployment key",
                 "PATIENT_FLOW_LANDING": "abfss://landing@acct.dfs.core.windows.net/patient_events",
                 "PATIENT_FLOW_LANDING_SCHEMAS": "abfss://landing@acct.dfs.core.windows.net/_schemas",
                 "PATIENT_FLOW_LANDING_RETENTION_HOURS": "36",
@@ -165,6 +166,7 @@ def test_auto_loader_archives_to_the_same_place_after_the_same_retention():
         Settings.from_env(
             {
                 "PATIENT_FLOW_ENV": "databricks",
+                "PATIENT_FLOW_PSEUDONYM_KEY": "a deployment key",
                 "PATIENT_FLOW_LANDING_RETENTION_HOURS": "off",
                 "PATIENT_FLOW_LANDING": "abfss://landing@acct.dfs.core.windows.net/patient_events",
                 "PATIENT_FLOW_LANDING_SCHEMAS": "abfss://landing@acct.dfs.core.windows.net/_schemas",

@@ -10,6 +10,7 @@ from patient_flow_dagster.assets.checks import ALL_CHECKS
 from patient_flow_dagster.definitions import FULL_REFRESH_STEPS, LAKE_ASSETS
 from patient_flow_dagster.ingestion.landing_writer import write_events
 from patient_flow_dagster.model import tables as t
+from patient_flow_dagster_tests.leaks import scan_analytics
 
 DAY = "2026-11-20"
 AS_OF = {"ops": {"gold_kpis": {"config": {"as_of": "2026-11-21T00:00:00"}}}}
@@ -107,7 +108,7 @@ def utc_text(column):
 
 def fact(house) -> dict:
     rows = (
-        house.table(t.FACT_ADMISSIONS)
+        house.reidentified(t.FACT_ADMISSIONS)
         .select(
             "encounter_id",
             "status",
@@ -124,11 +125,11 @@ def fact(house) -> dict:
 
 
 def segments(house, encounter) -> list[tuple]:
-    fact_row = house.table(t.FACT_ADMISSIONS).filter(F.col("encounter_id") == encounter)
+    fact_row = house.reidentified(t.FACT_ADMISSIONS).filter(F.col("encounter_id") == encounter)
     return [
         tuple(r)
         for r in house.table(t.FACT_MOVEMENTS)
-        .join(fact_row.select("encounter_id"), "encounter_id", "left_semi")
+        .join(fact_row.select("encounter_pseudonym"), "encounter_pseudonym", "left_semi")
         .orderBy("segment")
         .select(
             "segment", "bed_id", utc_text("start_ts"), utc_text("end_ts"), "length_of_stay_hours"
@@ -294,7 +295,7 @@ def test_the_same_events_in_any_arrival_order_and_runs_give_the_same_encounter(h
         ]
     )
     # UPDATE corrected the age from 13:00: a second version of the patient.
-    versions = house.table(t.DIM_PATIENT).filter("patient_id = 'p-W1'").orderBy("valid_from")
+    versions = house.reidentified(t.DIM_PATIENT).filter("patient_id = 'p-W1'").orderBy("valid_from")
     assert [r.age for r in versions.collect()] == [60, 61]
 
 
@@ -338,3 +339,9 @@ def test_every_check_of_the_facts_is_in_the_graph():
         "census_matches_movements",
     } <= names
     assert {key for a in LAKE_ASSETS for key in a.keys} >= {t.FACT_MOVEMENTS.key}
+
+
+def test_no_identifier_reaches_the_analytics_zone(house):
+    found = scan_analytics(house)
+    found.pop("_columns_scanned")
+    assert found == {}

@@ -14,7 +14,9 @@ from patient_flow_dagster.ingestion.landing_writer import write_events
 from patient_flow_dagster.ingestion.simulator import simulate
 from patient_flow_dagster.model import tables as t
 from patient_flow_dagster.model.rules import RULES
-from patient_flow_dagster_tests.conftest import Lakehouse, recent_now
+from patient_flow_dagster.transforms.keys import pseudonym_of
+from patient_flow_dagster_tests.conftest import SUITE_KEY, Lakehouse, recent_now
+from patient_flow_dagster_tests.leaks import scan_analytics
 
 GOLD_TABLES = (
     t.DIM_PATIENT,
@@ -154,8 +156,8 @@ def test_valid_oddities_stay_in_silver(scenario):
 def test_gold_tables_are_consistent(scenario, spark):
     house = scenario["house"]
     silver = house.table(t.SILVER_EVENTS)
-    fact = house.table(t.FACT_ADMISSIONS)
-    dim_patient = house.table(t.DIM_PATIENT)
+    fact = house.reidentified(t.FACT_ADMISSIONS)
+    dim_patient = house.reidentified(t.DIM_PATIENT)
     assert fact.count() == silver.count()
     assert fact.filter("patient_sk IS NULL OR department_sk IS NULL").count() == 0
     assert fact.filter("length_of_stay_hours < 0").count() == 0
@@ -220,12 +222,13 @@ def test_second_batch_adds_exactly_its_events(scenario):
     new_valid = {e["event_id"] for e in second.events if e["event_id"] not in second.expected_rule}
     new_valid |= {e["event_id"] for e in comebacks}
     encounter_of = {
-        r.event_id: r.encounter_id
+        r.event_id: pseudonym_of("encounter", r.encounter_id, SUITE_KEY.encode())
         for r in house.table(t.SILVER_EVENTS).select("event_id", "encounter_id").collect()
     }
-    before = {row[0] for row in scenario["after1"][t.FACT_ADMISSIONS]}  # encounter_id first
+    before = {row[0] for row in scenario["after1"][t.FACT_ADMISSIONS]}  # the pseudonym first
     after = {
-        r.encounter_id for r in house.table(t.FACT_ADMISSIONS).select("encounter_id").collect()
+        r.encounter_pseudonym
+        for r in house.table(t.FACT_ADMISSIONS).select("encounter_pseudonym").collect()
     }
     assert after - before == {encounter_of[e] for e in new_valid}
     assert before <= after
@@ -245,7 +248,7 @@ def test_a_batch_of_known_departments_commits_nothing_to_dim_department(scenario
 
 def test_returning_patients_get_a_new_current_version(scenario):
     house = scenario["house"]
-    dim = house.table(t.DIM_PATIENT)
+    dim = house.reidentified(t.DIM_PATIENT)
     for stay, comeback in zip(scenario["returning"], scenario["comebacks"], strict=True):
         versions = (
             dim.filter(F.col("patient_id") == stay["patient_id"]).orderBy("valid_from").collect()
@@ -307,8 +310,8 @@ def test_one_dimensions_step_reports_each_dimension_and_can_run_one(scenario, sp
         for m in scenario["run1"].asset_materializations_for_node("gold_dimensions")
     }
     assert set(first) == {t.DIM_PATIENT.key, t.DIM_DEPARTMENT.key}
-    patient_id = house.table(t.DIM_PATIENT).columns.index("patient_id")
-    patients = len({row[patient_id] for row in scenario["after1"][t.DIM_PATIENT]})
+    patient = house.table(t.DIM_PATIENT).columns.index("patient_pseudonym")
+    patients = len({row[patient] for row in scenario["after1"][t.DIM_PATIENT]})
     assert first[t.DIM_PATIENT.key]["current_patients"] == patients > 0
     assert first[t.DIM_PATIENT.key]["rows_inserted"] == sum(
         scenario["after1"][t.DIM_PATIENT].values()
@@ -444,3 +447,9 @@ def test_silver_charts_the_quarantine_rate_per_rule_from_the_quality_history(sce
         house.spark, Lakehouse(house.root / "none", house.spark).lake, SilverRunCounts()
     )
     assert "no data yet" in empty.value
+
+
+def test_no_identifier_reaches_the_analytics_zone(scenario):
+    found = scan_analytics(scenario["house"])
+    found.pop("_columns_scanned")
+    assert found == {}

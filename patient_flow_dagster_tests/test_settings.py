@@ -102,10 +102,14 @@ def test_every_variable_a_resource_takes_is_a_described_field_of_it(tmp_path, mo
     for environ in (
         {"PATIENT_FLOW_LAKE": lake},
         {"PATIENT_FLOW_LAKE": lake, "PATIENT_FLOW_LANDING": blob},
-        {"PATIENT_FLOW_LAKE": lake, "PATIENT_FLOW_ENV": "databricks"},
+        {
+            "PATIENT_FLOW_LAKE": lake,
+            "PATIENT_FLOW_ENV": "databricks",
+            "PATIENT_FLOW_PSEUDONYM_KEY": "k",
+        },
     ):
         fields |= resource_fields(resources_for(Settings.from_env(environ)))
-    launcher = step_launcher_config(DatabricksSettings.from_env({}), landing_is_azure=True)
+    launcher = step_launcher_config(DatabricksSettings.from_env({}))
     fields |= {f"step_launcher.{key}": None for key in [*launcher, SERVICE_PRINCIPAL]}
     fields["landing.url"] = AzureBlobLandingZone.model_fields["url"]
     for variable in settings.VARIABLES:
@@ -162,6 +166,7 @@ def test_defaults_and_values(tmp_path):
     chosen = Settings.from_env(
         {
             "PATIENT_FLOW_ENV": "Databricks",
+            "PATIENT_FLOW_PSEUDONYM_KEY": "a deployment key",
             "PATIENT_FLOW_SENSOR_INTERVAL": "3",
             "PATIENT_FLOW_QUARANTINE_ERROR_RATIO": "0.5",
         }

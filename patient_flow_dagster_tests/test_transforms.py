@@ -234,7 +234,7 @@ def test_derived_event_id_is_deterministic_and_content_based(spark):
 def history(spark, *stays):
     rows = [
         Row(
-            patient_id=p,
+            patient_pseudonym=p,
             gender=g,
             age=a,
             event_type="STAY",

@@ -1,5 +1,5 @@
 # Workspace side: Unity Catalog (storage credential, external locations, the catalog of this
-# environment with its bronze / silver / gold / quality schemas), the Key Vault-backed secret scope the
+# environment with its bronze / silver / identity / gold / quality schemas; grants in access.tf), the Key Vault-backed secret scope the
 # step launcher reads, and the service principal Dagster runs as (OAuth machine-to-machine).
 
 resource "databricks_metastore_assignment" "this" {
@@ -47,7 +47,7 @@ resource "databricks_catalog" "patient_flow" {
 }
 
 resource "databricks_schema" "layer" {
-  for_each     = toset(["bronze", "silver", "gold", "quality"])
+  for_each     = toset(["bronze", "silver", "identity", "gold", "quality"])
   catalog_name = databricks_catalog.patient_flow.name
   name         = each.key
   comment      = "patient_flow_dagster ${each.key} layer"
@@ -71,14 +71,6 @@ resource "databricks_service_principal" "dagster" {
 resource "databricks_service_principal_secret" "dagster" {
   service_principal_id = databricks_service_principal.dagster.id
   lifetime             = "${var.dagster_secret_lifetime_days * 24}h"
-}
-
-resource "databricks_grants" "dagster_catalog" {
-  catalog = databricks_catalog.patient_flow.name
-  grant {
-    principal  = databricks_service_principal.dagster.application_id
-    privileges = ["USE_CATALOG", "USE_SCHEMA", "CREATE_TABLE", "MODIFY", "SELECT"]
-  }
 }
 
 resource "databricks_secret_acl" "dagster" {

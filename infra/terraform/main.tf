@@ -1,5 +1,6 @@
 # Azure side of patient_flow_dagster: resource group, ADLS Gen2 (landing, lake, checkpoints),
-# Event Hubs, Key Vault with the secrets the pipeline reads, Databricks workspace.
+# Event Hubs, Key Vault with the secrets the pipeline reads, Databricks workspace. Storage and
+# Event Hubs accept Entra identities only (access.tf).
 
 data "azurerm_client_config" "current" {}
 
@@ -32,6 +33,7 @@ resource "azurerm_storage_account" "lake" {
   is_hns_enabled                  = true
   min_tls_version                 = "TLS1_2"
   allow_nested_items_to_be_public = false
+  shared_access_key_enabled       = false # Entra ID only: no account key, no SAS
   tags                            = local.tags
 
   blob_properties {
@@ -56,6 +58,7 @@ resource "azurerm_eventhub_namespace" "this" {
   sku                 = var.eventhub_sku
   capacity            = 1
   minimum_tls_version = "1.2"
+  local_authentication_enabled = false # Entra ID only: SAS keys are refused
   tags                = local.tags
 }
 
@@ -74,17 +77,8 @@ resource "azurerm_eventhub_consumer_group" "landing" {
   user_metadata       = "patient-flow consumer that writes landing Parquet files"
 }
 
-# Least privilege: the simulator / producers only send, the landing consumer only listens.
-resource "azurerm_eventhub_authorization_rule" "access" {
-  for_each            = { send = "simulator-send", listen = "landing-listen" }
-  name                = each.value
-  namespace_name      = azurerm_eventhub_namespace.this.name
-  eventhub_name       = azurerm_eventhub.patient_events.name
-  resource_group_name = azurerm_resource_group.this.name
-  listen              = each.key == "listen"
-  send                = each.key == "send"
-  manage              = false
-}
+# No shared access keys: producers send and the landing consumer receives with their Entra
+# identities (access.tf: Azure Event Hubs Data Sender / Receiver on this hub only).
 
 # -- Key Vault: every credential the pipeline uses ---------------------------------------------
 
@@ -119,10 +113,8 @@ resource "azurerm_role_assignment" "databricks_secrets" {
 
 locals {
   secrets = {
-    "landing-connection-string"   = azurerm_storage_account.lake.primary_connection_string
-    "eventhubs-send-connection"   = azurerm_eventhub_authorization_rule.access["send"].primary_connection_string
-    "eventhubs-listen-connection" = azurerm_eventhub_authorization_rule.access["listen"].primary_connection_string
-    "databricks-client-secret"    = databricks_service_principal_secret.dagster.secret
+    "databricks-client-secret" = databricks_service_principal_secret.dagster.secret
+    "pseudonym-key"            = random_password.pseudonym_key.result
   }
 }
 
@@ -157,8 +149,10 @@ resource "azurerm_databricks_access_connector" "unity" {
   }
 }
 
+# Unity Catalog's identity on the three containers it serves (external locations), nothing else.
 resource "azurerm_role_assignment" "unity_storage" {
-  scope                = azurerm_storage_account.lake.id
+  for_each             = local.container_scope
+  scope                = each.value
   role_definition_name = "Storage Blob Data Contributor"
   principal_id         = azurerm_databricks_access_connector.unity.identity[0].principal_id
 }

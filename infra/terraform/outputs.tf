@@ -14,6 +14,16 @@ output "dagster_environment" {
     PATIENT_FLOW_DATABRICKS_INSTANCE_POOL = databricks_instance_pool.jobs.id
     PATIENT_FLOW_DATABRICKS_CLUSTER_POLICY = databricks_cluster_policy.jobs.id
     EVENTHUBS_NAMESPACE              = "${azurerm_eventhub_namespace.this.name}.servicebus.windows.net"
+    EVENTHUBS_CHECKPOINT_ACCOUNT_URL = azurerm_storage_account.lake.primary_blob_endpoint
+    EVENTHUBS_CHECKPOINT_CONTAINER   = "checkpoints"
+  }
+}
+
+output "dagster_identity" {
+  description = "The managed identity the Dagster deployment runs as (set AZURE_CLIENT_ID to its client id): landing, Event Hubs, checkpoints and Key Vault by Entra ID, no key."
+  value = {
+    client_id    = azurerm_user_assigned_identity.dagster.client_id
+    principal_id = azurerm_user_assigned_identity.dagster.principal_id
   }
 }
 
@@ -26,7 +36,7 @@ output "eventhubs_ingest" {
 }
 
 output "key_vault_uri" {
-  description = "Key Vault with databricks-client-secret, landing-connection-string and the Event Hubs connection strings (read them into DATABRICKS_CLIENT_SECRET, AZURE_STORAGE_CONNECTION_STRING and EVENTHUBS_CONNECTION_STRING of the Dagster deployment)."
+  description = "Key Vault with databricks-client-secret and pseudonym-key (read them into DATABRICKS_CLIENT_SECRET and PATIENT_FLOW_PSEUDONYM_KEY of the Dagster deployment; the secret scope hands them to the remote steps)."
   value       = azurerm_key_vault.this.vault_uri
 }
 

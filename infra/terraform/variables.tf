@@ -109,3 +109,15 @@ variable "alert_webhook_url" {
   default     = null
   sensitive   = true
 }
+
+variable "hospital_ids" {
+  description = "Hospital numbers (hospital_id) that get an analyst group of their own, which sees only that hospital's rows of the analytics zone."
+  type        = list(number)
+  default     = []
+}
+
+variable "event_sender_principal_ids" {
+  description = "Object ids of the Entra identities that send patient events (the interface engine, the simulator): Azure Event Hubs Data Sender on the hub."
+  type        = list(string)
+  default     = []
+}

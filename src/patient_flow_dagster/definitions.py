@@ -34,8 +34,12 @@ from patient_flow_dagster.settings import Settings
 
 
 def with_table_schema(spec: AssetSpec) -> AssetSpec:
-    """The asset's columns and their descriptions from the table registry, for the UI."""
-    return spec.merge_attributes(metadata={"dagster/column_schema": BY_KEY[spec.key].schema})
+    """The asset's columns and their descriptions from the table registry, and its zone (who may
+    read it: restricted or analytics), for the UI."""
+    table = BY_KEY[spec.key]
+    return spec.merge_attributes(
+        metadata={"dagster/column_schema": table.schema}, tags={"patient_flow/zone": table.zone}
+    )
 
 
 LANDING = map_asset_specs(with_table_schema, [landing_patient_events])[0]

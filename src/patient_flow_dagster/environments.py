@@ -1,11 +1,11 @@
 """Resource sets per environment, in one place (docs/architecture.md, "Environments").
 
 Assets require the same resource keys everywhere (`pyspark`, `step_launcher`, `lake`, `landing`,
-`quality`; the alert sensors `alerts`); only the implementations differ. Locally the step launcher
-is the none resource, so steps run in the Dagster process on the embedded Spark session. On
-Databricks every step is a Databricks job run (`databricks_pyspark_step_launcher`) on the cluster's
-own Spark session, tables are in Unity Catalog when PATIENT_FLOW_CATALOG is set, and bronze reads
-landing with Auto Loader.
+`quality`, `pseudonyms`; the alert sensors `alerts`); only the implementations differ. Locally the
+step launcher is the none resource, so steps run in the Dagster process on the embedded Spark
+session. On Databricks every step is a Databricks job run (`databricks_pyspark_step_launcher`) on
+the cluster's own Spark session, tables are in Unity Catalog when PATIENT_FLOW_CATALOG is set, and
+bronze reads landing with Auto Loader.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from patient_flow_dagster.resources.azure_landing import (
 )
 from patient_flow_dagster.resources.lake import DeltaLake
 from patient_flow_dagster.resources.landing import LocalLandingZone
+from patient_flow_dagster.resources.pseudonyms import PseudonymKey
 from patient_flow_dagster.resources.spark import (
     jvm_start_lock,
     local_spark_config,
@@ -97,10 +98,19 @@ def landing_zone(settings: Settings):
     return LocalLandingZone(path=location, **options)
 
 
+def pseudonym_key() -> PseudonymKey:
+    """The deployment's key as a secret; the demo key only locally (Settings refuses another
+    environment without a key), which every run using it says in its log."""
+    key = secret("PATIENT_FLOW_PSEUDONYM_KEY")
+    return PseudonymKey() if key is None else PseudonymKey(key=key)
+
+
 def lake(settings: Settings, writer_lock_timeout: float | None) -> DeltaLake:
     return DeltaLake(
         root=sourced("PATIENT_FLOW_LAKE", settings.lake_root),
         catalog=sourced("PATIENT_FLOW_CATALOG", settings.catalog),
+        # Unity Catalog's row filters and column masks: on Databricks, with a catalog
+        access_policies=settings.env == "databricks" and settings.catalog is not None,
         writer_lock_timeout=writer_lock_timeout,
     )
 
@@ -123,6 +133,7 @@ def local_resources(settings: Settings) -> dict:
         "lake": lake(settings, writer_lock_timeout=settings.lake_lock_timeout),
         "landing": landing_zone(settings),
         "quality": quality_policy(settings),
+        "pseudonyms": pseudonym_key(),
     }
 
 
@@ -133,12 +144,11 @@ def databricks_resources(settings: Settings) -> dict:
 
     return {
         "pyspark": LazyPySparkResource(spark_config={"spark.sql.session.timeZone": "UTC"}),
-        "step_launcher": databricks_step_launcher(
-            DatabricksSettings.from_env(), landing_is_azure=is_azure_url(settings.landing)
-        ),
+        "step_launcher": databricks_step_launcher(DatabricksSettings.from_env()),
         "lake": lake(settings, writer_lock_timeout=None),
         "landing": landing_zone(settings),
         "quality": quality_policy(settings),
+        "pseudonyms": pseudonym_key(),
     }
 
 

@@ -225,6 +225,13 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = read_choice("PATIENT_FLOW_ENV", ENVIRONMENTS, environ)
+        if env != "local" and not (os.environ if environ is None else environ).get(
+            "PATIENT_FLOW_PSEUDONYM_KEY"
+        ):
+            raise SettingsError(
+                "PATIENT_FLOW_PSEUDONYM_KEY is not set: a deployment pseudonymizes patients "
+                "with its own secret key (the built-in demo key is for the local default only)"
+            )
         lake_root = _absolute(read_set("PATIENT_FLOW_LAKE", environ))
         landing = _absolute(
             read("PATIENT_FLOW_LANDING", environ)

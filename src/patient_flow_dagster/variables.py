@@ -24,6 +24,8 @@ class Variable:
     # "<resource key>.<field>" this variable fills (None: a setting of the CLI, the JVM's process,
     # the sensors and schedules, or a client outside Dagster).
     fills: str | None = None
+    # A credential: resolved where it is used, never forwarded, logged or shown.
+    secret: bool = False
 
 
 VARIABLES: tuple[Variable, ...] = (
@@ -127,19 +129,34 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("PATIENT_FLOW_SMTP_USER", None, "SMTP login (unset: none)", fills="alerts.smtp_user"),
     Variable(
-        "PATIENT_FLOW_SMTP_PASSWORD", None, "SMTP password (a secret)", fills="alerts.smtp_password"
+        "PATIENT_FLOW_SMTP_PASSWORD",
+        None,
+        "SMTP password (a secret)",
+        fills="alerts.smtp_password",
+        secret=True,
     ),
     Variable(
         "PATIENT_FLOW_ALERT_WEBHOOK_URL",
         None,
         "incoming webhook for alerts, Teams or Slack (a secret: the URL is the credential)",
         fills="alerts.webhook_url",
+        secret=True,
     ),
     Variable(
         "PATIENT_FLOW_ALERT_WEBHOOK_FORMAT",
         "teams",
         "`teams` or `slack`",
         fills="alerts.webhook_format",
+    ),
+    Variable(
+        "PATIENT_FLOW_PSEUDONYM_KEY",
+        "patient-flow demo key: simulated patients only",
+        "secret key of the analytics zone's pseudonyms (HMAC-SHA-256 of patient and visit "
+        "identifiers); required on databricks, from the secret scope; changing it means a full "
+        "refresh of gold",
+        shown_default="a built-in demo key, local only",
+        fills="pseudonyms.key",
+        secret=True,
     ),
     Variable(
         "PATIENT_FLOW_LAKE_LOCK_TIMEOUT",
@@ -293,6 +310,7 @@ VARIABLES: tuple[Variable, ...] = (
         None,
         "token of the launching process (a secret; never in a file of the repo)",
         fills="step_launcher.databricks_token",
+        secret=True,
     ),
     Variable(
         "DATABRICKS_CLIENT_ID",
@@ -305,6 +323,7 @@ VARIABLES: tuple[Variable, ...] = (
         None,
         "service principal's OAuth secret (a secret)",
         fills="step_launcher.service_principal",
+        secret=True,
     ),
     Variable(
         "DATABRICKS_CLUSTER_ID",
@@ -317,8 +336,14 @@ VARIABLES: tuple[Variable, ...] = (
         None,
         "Azure landing zone and Event Hubs checkpoints (a secret)",
         fills="landing.connection_string",
+        secret=True,
     ),
-    Variable("EVENTHUBS_CONNECTION_STRING", None, "Event Hubs SAS connection string (a secret)"),
+    Variable(
+        "EVENTHUBS_CONNECTION_STRING",
+        None,
+        "Event Hubs SAS connection string (a secret)",
+        secret=True,
+    ),
     Variable(
         "EVENTHUBS_NAMESPACE",
         None,

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
+from patient_flow_dagster import settings
+
 
 def timed_steps(steps: dict[str, Callable[[], object]]) -> dict[str, float]:
     """Run the steps in order; the seconds each took."""
@@ -74,15 +76,17 @@ def run_bare(spark, lake, landing, run_id: str) -> dict[str, float]:
             )
         )
 
+    key = settings.read_set("PATIENT_FLOW_PSEUDONYM_KEY").encode()
     steps = {
         "bronze": lambda: ingest_landing(spark, lake, landing, run_id),
         "silver": lambda: process_new_bronze(spark, lake, run_id),
         "dimensions": lambda: list(
             side_by_side(
-                lambda update: update(spark, lake), [update_dim_patient, update_dim_department]
+                lambda update: update(spark, lake, key),
+                [update_dim_patient, update_dim_department],
             )
         ),
-        "facts": lambda: update_facts(spark, lake),
+        "facts": lambda: update_facts(spark, lake, key),
         "kpis": kpi_tables,
     }
     return timed_steps(steps)

@@ -40,6 +40,7 @@ from patient_flow_dagster.assets.common import SPARK_RESOURCES, side_by_side
 from patient_flow_dagster.model import tables as t
 from patient_flow_dagster.quality import measures
 from patient_flow_dagster.resources.lake import DeltaLake
+from patient_flow_dagster.transforms.keys import with_pseudonyms
 
 CHECK_RESOURCES = SPARK_RESOURCES | {"quality"}
 
@@ -133,6 +134,11 @@ class CheckRun:
         return self.context.resources.quality
 
     @property
+    def key(self) -> bytes:
+        """The pseudonym key: gold's checks compare its pseudonyms with silver's identifiers."""
+        return self.context.resources.pseudonyms.secret
+
+    @property
     def scope(self) -> Scope:
         return Scope.of(self.context)
 
@@ -146,15 +152,19 @@ class CheckRun:
         return once.get(compute)
 
     def touched(self, column: str) -> list | DataFrame | None:
-        """The distinct `column` (encounter_id, patient_id) of the silver rows of the scope's
-        runs; None in an audit (whole tables)."""
+        """The distinct `column` (encounter_id, patient_id, or the pseudonym of either, as gold
+        keys them) of the silver rows of the scope's runs; None in an audit (whole tables)."""
         scope = self.scope
         if scope.audit:
             return None
-        return self.once(
-            f"touched {column}",
-            lambda: scope.keys(scope.stamped(self.read(t.SILVER_EVENTS), "silver_run_id"), column),
-        )
+
+        def keys() -> list | DataFrame:
+            rows = scope.stamped(self.read(t.SILVER_EVENTS), "silver_run_id")
+            if column not in rows.columns:  # a pseudonym
+                rows = with_pseudonyms(rows, self.key)
+            return scope.keys(rows, column)
+
+        return self.once(f"touched {column}", keys)
 
     def scoped(self, table: t.Table, column: str) -> DataFrame:
         """`table`'s rows whose `column` the scope's silver rows touch (all rows in an audit)."""

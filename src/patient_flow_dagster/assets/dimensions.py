@@ -1,5 +1,6 @@
 """Gold dimensions: dim_patient (SCD2) and dim_department (SCD1), by Delta MERGE from the silver
-rows added since their last run, in one step."""
+rows added since their last run, in one step. Patients reach gold by their pseudonyms; the step
+keeps the identity map behind them (restricted zone)."""
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,40 +22,65 @@ from patient_flow_dagster.assets.gold import (
     gold_spec,
     merge_new_silver,
     merge_replacing,
+    remember_identities,
 )
 from patient_flow_dagster.assets.gold_checks import DIMENSION_CHECKS
-from patient_flow_dagster.model.tables import DIM_DEPARTMENT, DIM_PATIENT, SILVER_EVENTS, Table
+from patient_flow_dagster.model.tables import (
+    DIM_DEPARTMENT,
+    DIM_PATIENT,
+    PATIENT_IDENTITY,
+    SILVER_EVENTS,
+    Table,
+)
 from patient_flow_dagster.resources.lake import DeltaLake
 from patient_flow_dagster.transforms.dimensions import (
     department_reference,
     department_rows,
     patient_versions,
 )
+from patient_flow_dagster.transforms.keys import (
+    PSEUDONYMIZED,
+    pseudonym,
+    pseudonymize,
+    with_pseudonyms,
+)
 
 
 def merge_patient_history(
-    spark: SparkSession, lake: DeltaLake, new_events: DataFrame, counter: MergeCounter
+    spark: SparkSession, lake: DeltaLake, key: bytes, new_events: DataFrame, counter: MergeCounter
 ) -> None:
     """Rebuild the history of every patient in `new_events` from all their silver events and
     MERGE it: unchanged versions stay untouched, split or shifted versions are updated, versions
     that no longer exist are deleted. Running it twice on the same input changes nothing."""
     patients = new_events.select("patient_id").distinct()
-    history = lake.read(spark, SILVER_EVENTS).join(patients, "patient_id", "left_semi")
-    merge_replacing(
+    history = with_pseudonyms(
+        lake.read(spark, SILVER_EVENTS).join(patients, "patient_id", "left_semi"), key
+    ).persist()
+    try:
+        remember_identities(spark, lake, PATIENT_IDENTITY, history)
+        merge_replacing(
+            spark,
+            lake,
+            DIM_PATIENT,
+            patient_versions(history.drop(*PSEUDONYMIZED)),
+            patients.select(pseudonym("patient", "patient_id", key).alias("patient_pseudonym")),
+            ("patient_pseudonym", "valid_from"),
+            counter,
+        )
+    finally:
+        history.unpersist()
+
+
+def update_dim_patient(spark: SparkSession, lake: DeltaLake, key: bytes) -> MergeCounter:
+    """MERGE the history of the patients in silver rows added since the last call."""
+    empty = patient_versions(pseudonymize(empty_silver(spark, lake), key))
+    return merge_new_silver(
         spark,
         lake,
         DIM_PATIENT,
-        patient_versions(history),
-        patients,
-        ("patient_id", "valid_from"),
-        counter,
+        empty,
+        lambda spark, lake, batch, counter: merge_patient_history(spark, lake, key, batch, counter),
     )
-
-
-def update_dim_patient(spark: SparkSession, lake: DeltaLake) -> MergeCounter:
-    """MERGE the history of the patients in silver rows added since the last call."""
-    empty = patient_versions(empty_silver(spark, lake))
-    return merge_new_silver(spark, lake, DIM_PATIENT, empty, merge_patient_history)
 
 
 # -- dim_department -----------------------------------------------------------------------------
@@ -89,7 +115,7 @@ def merge_departments(
     counter.record(result)
 
 
-def update_dim_department(spark: SparkSession, lake: DeltaLake) -> MergeCounter:
+def update_dim_department(spark: SparkSession, lake: DeltaLake, key: bytes) -> MergeCounter:
     """MERGE the departments of silver rows added since the last call."""
     empty = department_rows(empty_silver(spark, lake), department_reference(spark))
     return merge_new_silver(spark, lake, DIM_DEPARTMENT, empty, merge_departments)
@@ -105,9 +131,10 @@ class Dimension:
 
     spec: AssetSpec
     table: Table
-    update: Callable[[SparkSession, DeltaLake], MergeCounter]
+    update: Callable[[SparkSession, DeltaLake, bytes], MergeCounter]
     preview: list[str]
     counts: dict[str, Callable[[DataFrame], int]] = field(default_factory=dict)
+    side_tables: tuple[Table, ...] = ()  # written with it (an identity map)
 
 
 DIMENSIONS = {
@@ -119,12 +146,14 @@ DIMENSIONS = {
                 [SILVER_EVENTS.key],
                 "SCD type 2 of each patient's gender and age, ordered by admission time "
                 "(event time), so late events land in the right place of history. One "
-                "patient_sk per version.",
+                "patient_sk per version; patients by their pseudonyms (identity.patients maps "
+                "them back, restricted).",
             ),
             DIM_PATIENT,
             update_dim_patient,
             ["patient_sk", "valid_from", "valid_to", "is_current"],
             {"current_patients": lambda rows: rows.filter("is_current").count()},
+            side_tables=(PATIENT_IDENTITY,),
         ),
         Dimension(
             gold_spec(
@@ -146,7 +175,7 @@ DIMENSIONS = {
     name="gold_dimensions",
     check_specs=[check.spec for check in DIMENSION_CHECKS],
     can_subset=True,
-    required_resource_keys=CHECK_RESOURCES,
+    required_resource_keys=CHECK_RESOURCES | {"pseudonyms"},
     pool=LAKE_POOL,
 )
 def gold_dimensions(context: AssetExecutionContext, config: RefreshConfig):
@@ -154,16 +183,17 @@ def gold_dimensions(context: AssetExecutionContext, config: RefreshConfig):
     by side: each has its own streaming checkpoint, and neither reads the other. One step for
     both (on Databricks a step is a job run); each is still its own asset, subsettable."""
     selected = [DIMENSIONS[key] for key in context.selected_asset_keys]
-    apply_full_refresh(context, config, [d.table for d in selected])
+    apply_full_refresh(context, config, [t for d in selected for t in (d.table, *d.side_tables)])
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
+    key = context.resources.pseudonyms.secret
 
     def update(dimension: Dimension) -> MaterializeResult:
         return gold_result(
             spark,
             lake,
             dimension.table,
-            dimension.update(spark, lake),
+            dimension.update(spark, lake, key),
             dimension.preview,
             dimension.counts,
             dimension.spec.key,

@@ -1,6 +1,9 @@
 """Gold facts: fact_admissions (one row per encounter) and fact_patient_movements, by Delta
-MERGE, and what every gold MERGE step shares (specs, counters, the new silver rows, metadata).
-The dimensions are in assets/dimensions.py."""
+MERGE, and what every gold MERGE step shares (specs, counters, the new silver rows, metadata,
+the identity maps). The dimensions are in assets/dimensions.py.
+
+Gold is the analytics zone: the steps read silver's identifiers and write only their pseudonyms
+(`transforms.keys`), keeping each pair in an identity map of the restricted zone."""
 
 from collections.abc import Callable, Mapping
 
@@ -27,6 +30,7 @@ from patient_flow_dagster.assets.gold_checks import FACT_CHECKS
 from patient_flow_dagster.model.tables import (
     DIM_DEPARTMENT,
     DIM_PATIENT,
+    ENCOUNTER_IDENTITY,
     FACT_ADMISSIONS,
     FACT_MOVEMENTS,
     SILVER_EVENTS,
@@ -42,6 +46,12 @@ from patient_flow_dagster.transforms.encounters import (
     segments,
 )
 from patient_flow_dagster.transforms.facts import admissions, movements
+from patient_flow_dagster.transforms.keys import (
+    PSEUDONYMIZED,
+    pseudonym,
+    pseudonymize,
+    with_pseudonyms,
+)
 
 
 def gold_spec(key, deps: list, description: str, group: str = "gold") -> AssetSpec:
@@ -120,6 +130,21 @@ def gold_result(
     )
 
 
+def remember_identities(spark: SparkSession, lake: DeltaLake, identity: Table, rows) -> None:
+    """Insert into the identity map `identity` the (pseudonym, identifier) pairs of `rows` it
+    lacks; a pair never changes while the key does not."""
+    pairs = rows.select(*identity.column_names).distinct()
+    lake.ensure(spark, identity, identity.spark_schema)
+    key = identity.keys[0]
+    (
+        lake.delta_table(spark, identity)
+        .alias("t")
+        .merge(pairs.alias("s"), f"t.{key} = s.{key}")
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+
 def _changed(columns: tuple[str, ...], keys: tuple[str, ...]) -> str:
     """MERGE condition: some non-key column differs (null-safe)."""
     return "NOT (" + " AND ".join(f"t.{c} <=> s.{c}" for c in columns if c not in keys) + ")"
@@ -162,22 +187,30 @@ def merge_replacing(
 
 
 def merge_encounters(
-    spark: SparkSession, lake: DeltaLake, new_events: DataFrame, counters: dict[Table, MergeCounter]
+    spark: SparkSession,
+    lake: DeltaLake,
+    key: bytes,
+    new_events: DataFrame,
+    counters: dict[Table, MergeCounter],
 ) -> None:
     """Rebuild every encounter that `new_events` belong to from all its silver events, and
-    MERGE its fact row (by encounter_id) and its segments. Encounters whose dimension keys were
+    MERGE its fact row (by its pseudonym) and its segments. Encounters whose dimension keys were
     missing earlier are rebuilt too, so a fact row never stays orphaned once its dimension
     exists. Running it twice on the same input changes nothing."""
     fact = lake.read(spark, FACT_ADMISSIONS)
     encounters = new_events.select("encounter_id").distinct()
     orphaned = fact.filter(
         "patient_sk IS NULL OR department_sk IS NULL OR current_department_sk IS NULL"
-    ).select("encounter_id")
+    ).select("encounter_pseudonym")
     if not orphaned.isEmpty():  # usually none: Delta's null counts skip every file
-        encounters = encounters.unionByName(orphaned).distinct()
+        identities = lake.read(spark, ENCOUNTER_IDENTITY).join(orphaned, "encounter_pseudonym")
+        encounters = encounters.unionByName(identities.select("encounter_id")).distinct()
     encounters = encounters.persist()
-    events = lake.read(spark, SILVER_EVENTS).join(encounters, "encounter_id", "left_semi")
-    states = encounter_states(events).persist()
+    events = with_pseudonyms(
+        lake.read(spark, SILVER_EVENTS).join(encounters, "encounter_id", "left_semi"), key
+    ).persist()
+    remember_identities(spark, lake, ENCOUNTER_IDENTITY, events)
+    states = encounter_states(events.drop(*PSEUDONYMIZED)).persist()
     placed = segments(states).persist()
     try:
         dim_department = lake.read(spark, DIM_DEPARTMENT)
@@ -187,7 +220,7 @@ def merge_encounters(
         result = (
             lake.delta_table(spark, FACT_ADMISSIONS)
             .alias("t")
-            .merge(rows.alias("s"), "t.encounter_id = s.encounter_id")
+            .merge(rows.alias("s"), "t.encounter_pseudonym = s.encounter_pseudonym")
             .whenMatchedUpdateAll(
                 condition=_changed(FACT_ADMISSIONS.column_names, FACT_ADMISSIONS.keys)
             )
@@ -201,20 +234,22 @@ def merge_encounters(
             lake,
             FACT_MOVEMENTS,
             movements(placed, dim_department),
-            encounters,
+            encounters.select(
+                pseudonym("encounter", "encounter_id", key).alias("encounter_pseudonym")
+            ),
             FACT_MOVEMENTS.keys,
             counters[FACT_MOVEMENTS],
         )
     finally:
-        for frame in (encounters, states, placed):
+        for frame in (encounters, events, states, placed):
             frame.unpersist()
 
 
-def update_facts(spark: SparkSession, lake: DeltaLake) -> dict[Table, MergeCounter]:
+def update_facts(spark: SparkSession, lake: DeltaLake, key: bytes) -> dict[Table, MergeCounter]:
     """Apply the silver events added since the last call to the encounters they belong to.
     One stream (the fact's checkpoint) writes both tables: a batch replayed after a crash
     between the two MERGEs rebuilds the same rows."""
-    empty = encounter_states(empty_silver(spark, lake))
+    empty = encounter_states(pseudonymize(empty_silver(spark, lake), key))
     dim_patient, dim_department = lake.read(spark, DIM_PATIENT), lake.read(spark, DIM_DEPARTMENT)
     no_segments = segments(empty)
     lake.ensure(
@@ -228,7 +263,7 @@ def update_facts(spark: SparkSession, lake: DeltaLake) -> dict[Table, MergeCount
         spark,
         SILVER_EVENTS,
         FACT_ADMISSIONS,
-        lambda batch, _: merge_encounters(spark, lake, batch, counters),
+        lambda batch, _: merge_encounters(spark, lake, key, batch, counters),
     )
     return counters
 
@@ -239,13 +274,14 @@ FACT_SPECS = {
         [SILVER_EVENTS.key, DIM_PATIENT.key, DIM_DEPARTMENT.key],
         "One row per encounter: the state its events give, applied in event-time order "
         "(admission, transfers, discharge, cancels), with the patient version valid at "
-        "admission (point-in-time join) and the admitting and current departments. MERGE on "
-        "encounter_id: idempotent, and the same events give the same row in any arrival order.",
+        "admission (point-in-time join) and the admitting and current departments. Encounters by "
+        "their pseudonyms (identity.encounters maps them back, restricted). MERGE on the "
+        "pseudonym: idempotent, and the same events give the same row in any arrival order.",
     ),
     FACT_MOVEMENTS: gold_spec(
         FACT_MOVEMENTS.key,
         [SILVER_EVENTS.key, DIM_DEPARTMENT.key],
-        "One row per stay segment of an encounter in one department and bed: from the "
+        "One row per segment of an encounter in one department and bed: from the "
         "admission, split at each transfer, ending at the discharge (open while there). What "
         "the census and the length of stay per department count.",
     ),
@@ -257,7 +293,7 @@ FACT_SPECS = {
     name="gold_facts",
     check_specs=[check.spec for check in FACT_CHECKS],
     can_subset=True,
-    required_resource_keys=CHECK_RESOURCES,
+    required_resource_keys=CHECK_RESOURCES | {"pseudonyms"},
     pool=LAKE_POOL,
 )
 def gold_facts(context: AssetExecutionContext, config: RefreshConfig):
@@ -270,10 +306,10 @@ def apply_new_events(
 ) -> list[MaterializeResult]:
     """Apply the new silver events to their encounters: the fact rows and the movements (one
     step: both come from the same rebuild of each encounter)."""
-    apply_full_refresh(context, config, list(FACT_SPECS))
+    apply_full_refresh(context, config, [*FACT_SPECS, ENCOUNTER_IDENTITY])
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
-    counters = update_facts(spark, lake)
+    counters = update_facts(spark, lake, context.resources.pseudonyms.secret)
     return [
         gold_result(
             spark,

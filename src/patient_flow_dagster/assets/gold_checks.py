@@ -14,12 +14,13 @@ from patient_flow_dagster.assets.checking import (
 )
 from patient_flow_dagster.model import tables as t
 from patient_flow_dagster.quality import measures
+from patient_flow_dagster.transforms.keys import with_pseudonyms
 
 
 def _measure_fact(run: CheckRun) -> dict[str, measures.Measure]:
     spark, lake = run.spark, run.lake
     return measures.fact_integrity(
-        run.scoped(t.FACT_ADMISSIONS, "encounter_id"),
+        run.scoped(t.FACT_ADMISSIONS, "encounter_pseudonym"),
         lake.read(spark, t.DIM_PATIENT),
         lake.read(spark, t.DIM_DEPARTMENT),
         run.policy.sample_size,
@@ -27,13 +28,15 @@ def _measure_fact(run: CheckRun) -> dict[str, measures.Measure]:
 
 
 def _measure_patient_history(run: CheckRun) -> dict[str, measures.Measure]:
-    return measures.patient_history(run.scoped(t.DIM_PATIENT, "patient_id"), run.policy.sample_size)
+    return measures.patient_history(
+        run.scoped(t.DIM_PATIENT, "patient_pseudonym"), run.policy.sample_size
+    )
 
 
 def _measure_movements(run: CheckRun) -> dict[str, measures.Measure]:
     return measures.movement_integrity(
-        run.scoped(t.FACT_MOVEMENTS, "encounter_id"),
-        run.scoped(t.FACT_ADMISSIONS, "encounter_id"),
+        run.scoped(t.FACT_MOVEMENTS, "encounter_pseudonym"),
+        run.scoped(t.FACT_ADMISSIONS, "encounter_pseudonym"),
         run.policy.sample_size,
     )
 
@@ -44,7 +47,7 @@ def one_patient_per_bed(run: CheckRun) -> AssetCheckResult:
     bed = F.concat_ws("/", "hospital_id", "bed_id").alias("_bed")
     movements = lake.read(spark, t.FACT_MOVEMENTS)
     if not run.scope.audit:
-        beds = run.scoped(t.FACT_MOVEMENTS, "encounter_id").select(bed)
+        beds = run.scoped(t.FACT_MOVEMENTS, "encounter_pseudonym").select(bed)
         movements = only(movements.withColumn("_bed", bed), "_bed", Scope.keys(beds, "_bed")).drop(
             "_bed"
         )
@@ -56,7 +59,7 @@ def encounters_waiting_for_admission(run: CheckRun) -> AssetCheckResult:
     grace = run.policy.admission_grace_seconds
     older_than = F.current_timestamp() - F.make_dt_interval(secs=F.lit(grace))
     measure = measures.waiting_for_admission(
-        run.scoped(t.SILVER_EVENTS, "encounter_id"),
+        with_pseudonyms(run.scoped(t.SILVER_EVENTS, "encounter_id"), run.key),
         older_than,
         run.policy.sample_size,
     )
@@ -147,7 +150,7 @@ DIMENSION_CHECKS = [
     Check(
         "one_current_row_per_patient",
         t.DIM_PATIENT.key,
-        "Exactly one current version per patient_id.",
+        "Exactly one current version per patient.",
         one_of("one_current_row_per_patient", _measure_patient_history, "patient_sks"),
         blocking=True,
     ),

@@ -1,6 +1,7 @@
 """Every table of the lake, declared once.
 
-A `Table` names its layer, columns (with what each means), keys, the columns Delta keeps
+A `Table` names its layer (and so its zone: `restricted` holds identifiers, `analytics` never
+does, see `ZONES`), columns (with what each means), keys, the columns Delta keeps
 statistics for, whether it records its changes, and whether a stream feeds it. Everything else is
 derived from it: the Dagster asset key (`[layer, name]`), the physical name (a folder under the
 lake root, or `<catalog>.<layer>.<name>`, see `resources/lake.py`), the streaming checkpoint of
@@ -37,6 +38,12 @@ GLOSSARY: dict[str, str] = {
     "event_time": "When the event happened as sent, ISO-8601 UTC text (absent: the admission "
     "or discharge time it carries).",
     "sequence": "The source's order among events of one encounter at the same event_time.",
+    # pseudonyms (analytics zone) and the identity maps behind them (restricted zone)
+    "patient_pseudonym": "The patient's pseudonym: a keyed hash (HMAC-SHA-256) of patient_id, "
+    "irreversible without the deployment's key; identity.patients maps it back (restricted).",
+    "encounter_pseudonym": "The encounter's pseudonym: a keyed hash (HMAC-SHA-256) of "
+    "encounter_id, irreversible without the deployment's key; identity.encounters maps it back "
+    "(restricted).",
     # bronze metadata
     "bronze_ingestion_ts": "When bronze ingested the row (UTC).",
     "source_file": "The landing file the row came from.",
@@ -149,6 +156,20 @@ def _columns(spec: str, **descriptions: str) -> tuple[Column, ...]:
     return tuple(columns)
 
 
+# Who may read a layer (a Unity Catalog schema): the restricted zone holds patient and visit
+# identifiers (landing, bronze, silver with its quarantine, the identity maps); the analytics
+# zone holds none, only pseudonyms (gold, the quality history). docs/privacy.md.
+RESTRICTED, ANALYTICS = "restricted", "analytics"
+ZONES = {
+    "landing": RESTRICTED,
+    "bronze": RESTRICTED,
+    "silver": RESTRICTED,
+    "identity": RESTRICTED,
+    "gold": ANALYTICS,
+    "quality": ANALYTICS,
+}
+
+
 @dataclass(frozen=True)
 class Table:
     layer: str
@@ -166,6 +187,10 @@ class Table:
 
     def __str__(self) -> str:
         return f"{self.layer}.{self.name}"
+
+    @property
+    def zone(self) -> str:
+        return ZONES[self.layer]
 
     @property
     def key(self) -> AssetKey:
@@ -292,11 +317,11 @@ DIM_PATIENT = Table(
     "dim_patient",
     "Patients as SCD type 2: a new version when gender or age changes.",
     _columns(
-        "patient_sk bigint, patient_id string, gender string, age int, "
+        "patient_sk bigint, patient_pseudonym string, gender string, age int, "
         "valid_from timestamp, valid_to timestamp, is_current boolean"
     ),
     keys=("patient_sk",),
-    stats_columns=("patient_id", "valid_from"),
+    stats_columns=("patient_pseudonym", "valid_from"),
     streamed=True,
 )
 
@@ -312,10 +337,10 @@ DIM_DEPARTMENT = Table(
 FACT_ADMISSIONS = Table(
     "gold",
     "fact_admissions",
-    "One row per encounter (stay) with its current state, keyed to the patient version valid at "
+    "One row per encounter with its current state, keyed to the patient version valid at "
     "admission and to its admitting and current departments.",
     _columns(
-        "encounter_id string, patient_sk bigint, department_sk bigint, "
+        "encounter_pseudonym string, patient_sk bigint, department_sk bigint, "
         "current_department_sk bigint, hospital_id int, bed_id int, current_bed_id int, "
         "admission_time_ts timestamp, discharge_time_ts timestamp, status string, "
         "transfers int, event_count int, length_of_stay_hours double, admission_hour int, "
@@ -326,8 +351,8 @@ FACT_ADMISSIONS = Table(
         bed_id="Bed the patient was admitted to.",
         length_of_stay_hours="Hours from admission to discharge; null while admitted.",
     ),
-    keys=("encounter_id",),
-    stats_columns=("encounter_id", "patient_sk", "department_sk"),
+    keys=("encounter_pseudonym",),
+    stats_columns=("encounter_pseudonym", "patient_sk", "department_sk"),
     change_feed=True,
     streamed=True,
 )
@@ -335,17 +360,35 @@ FACT_ADMISSIONS = Table(
 FACT_MOVEMENTS = Table(
     "gold",
     "fact_patient_movements",
-    "One row per stay segment of an encounter in one department and bed: admission, transfers "
-    "and discharge split a stay into segments that tile it without overlap.",
+    "One row per segment of an encounter in one department and bed: admission, transfers "
+    "and discharge split an encounter into segments that tile it without overlap.",
     _columns(
-        "encounter_id string, segment int, department_sk bigint, hospital_id int, "
+        "encounter_pseudonym string, segment int, department_sk bigint, hospital_id int, "
         "bed_id int, start_ts timestamp, end_ts timestamp, length_of_stay_hours double, "
         "stay_category string",
         length_of_stay_hours="Hours of the segment; null while the patient is there.",
         stay_category="Short (< 24 h), Medium (24-72 h) or Long (> 72 h) segment; null while open.",
     ),
-    keys=("encounter_id", "segment"),
-    stats_columns=("encounter_id", "start_ts"),
+    keys=("encounter_pseudonym", "segment"),
+    stats_columns=("encounter_pseudonym", "start_ts"),
+)
+
+PATIENT_IDENTITY = Table(
+    "identity",
+    "patients",
+    "The identity map of patients (restricted): each pseudonym of the analytics zone with the "
+    "patient identifier it stands for. Care coordination re-identifies a patient through it.",
+    _columns("patient_pseudonym string, patient_id string"),
+    keys=("patient_pseudonym",),
+)
+
+ENCOUNTER_IDENTITY = Table(
+    "identity",
+    "encounters",
+    "The identity map of encounters (restricted): each pseudonym of the analytics zone with the "
+    "visit number it stands for.",
+    _columns("encounter_pseudonym string, encounter_id string"),
+    keys=("encounter_pseudonym",),
 )
 
 CUBE_GENDER_DEPARTMENT = Table(
@@ -433,6 +476,8 @@ LAKE_TABLES: tuple[Table, ...] = (
     LANDING_FILES,
     SILVER_EVENTS,
     QUARANTINE,
+    PATIENT_IDENTITY,
+    ENCOUNTER_IDENTITY,
     DIM_PATIENT,
     DIM_DEPARTMENT,
     FACT_ADMISSIONS,

@@ -181,12 +181,6 @@ def reconciliation(bronze: DataFrame, silver: DataFrame, quarantine: DataFrame) 
     }
 
 
-def pseudonym(column: str) -> Column:
-    """A stable stand-in for an identifier in check samples (an encounter id is the hospital's
-    visit number): the first 16 hex digits of its SHA-256, enough to find the row again."""
-    return F.substring(F.sha2(F.col(column).cast("string"), 256), 1, 16)
-
-
 def fact_integrity(
     fact: DataFrame, dim_patient: DataFrame, dim_department: DataFrame, sample_size: int
 ) -> dict[str, Measure]:
@@ -202,13 +196,13 @@ def fact_integrity(
 
     rows = (
         fact.select(
-            "encounter_id",
+            "encounter_pseudonym",
             "patient_sk",
             "department_sk",
             "current_department_sk",
             "length_of_stay_hours",
         )
-        .withColumn("_sample", pseudonym("encounter_id"))
+        .withColumn("_sample", F.col("encounter_pseudonym"))
         .join(known(dim_patient, "patient_sk", "patient_sk"), "patient_sk", "left")
         .join(known(dim_department, "department_sk", "department_sk"), "department_sk", "left")
         .join(
@@ -237,9 +231,9 @@ def movement_integrity(
     `movements_belong_to_encounters` (every segment's encounter is in the fact, not cancelled)
     and `segments_tile_encounters` (the first starts at the admission, each next one where the
     previous ended, only the last may be open, and it ends at the discharge)."""
-    encounter = Window.partitionBy("encounter_id").orderBy("segment")
+    encounter = Window.partitionBy("encounter_pseudonym").orderBy("segment")
     facts = fact.select(
-        "encounter_id",
+        "encounter_pseudonym",
         "status",
         "admission_time_ts",
         "discharge_time_ts",
@@ -247,7 +241,7 @@ def movement_integrity(
     )
     rows = (
         movements.select(
-            "encounter_id",
+            "encounter_pseudonym",
             "segment",
             "start_ts",
             "end_ts",
@@ -255,8 +249,8 @@ def movement_integrity(
             F.lag("segment").over(encounter).alias("_previous"),
             F.lead("segment").over(encounter).alias("_next"),
         )
-        .join(facts, "encounter_id", "left")
-        .withColumn("_sample", pseudonym("encounter_id"))
+        .join(facts, "encounter_pseudonym", "left")
+        .withColumn("_sample", F.col("encounter_pseudonym"))
     )
     first, last = F.col("_previous").isNull(), F.col("_next").isNull()
     broken = (
@@ -291,7 +285,7 @@ def beds_shared(movements: DataFrame, sample_size: int) -> Measure:
     one bed at once); samples are hospital/bed numbers."""
     earlier = (
         Window.partitionBy("hospital_id", "bed_id")
-        .orderBy("start_ts", "encounter_id", "segment")
+        .orderBy("start_ts", "encounter_pseudonym", "segment")
         .rowsBetween(Window.unboundedPreceding, -1)
     )
     forever = F.lit("9999-12-31 00:00:00").cast("timestamp")
@@ -307,13 +301,13 @@ def waiting_for_admission(silver: DataFrame, older_than, sample_size: int) -> Me
     """Encounters with events but no admission yet (evaluated), and those of them whose first
     event arrived before `older_than` (a timestamp Column: now minus the grace time)."""
     per_encounter = (
-        silver.groupBy("encounter_id")
+        silver.groupBy("encounter_pseudonym")
         .agg(
             F.max(F.col("event_type").isin(*ADMITTING)).alias("_admitted"),
             F.min("bronze_ingestion_ts").alias("_first_arrival"),
         )
         .filter(~F.col("_admitted"))
-        .withColumn("_sample", pseudonym("encounter_id"))
+        .withColumn("_sample", F.col("encounter_pseudonym"))
     )
     return measure_in_one_pass(
         per_encounter, {"waiting": F.col("_first_arrival") < older_than}, "_sample", sample_size
@@ -365,11 +359,11 @@ def census_against_placements(
 
 
 def patient_history(dim_patient: DataFrame, sample_size: int) -> dict[str, Measure]:
-    """SCD2 validity of dim_patient in one pass (one shuffle by patient_id):
+    """SCD2 validity of dim_patient in one pass (one shuffle by patient):
     `one_current_row_per_patient` (per patient, exactly one current version) and
     `non_overlapping_validity` (each version ends exactly where the patient's next one starts,
     and never before it starts)."""
-    patient = Window.partitionBy("patient_id")
+    patient = Window.partitionBy("patient_pseudonym")
     in_order = patient.orderBy("valid_from", "patient_sk")
     versions = dim_patient.select(
         "patient_sk",

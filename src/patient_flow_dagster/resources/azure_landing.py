@@ -78,19 +78,25 @@ class AzureBlobLandingZone(LandingZone):
     def describe(self) -> str:
         return self.url
 
-    def _connection_string(self) -> str:
-        if not self.connection_string:
-            raise RuntimeError(
-                f"the Azure landing zone {self.url} needs a storage connection string: set "
-                "AZURE_STORAGE_CONNECTION_STRING"
-            )
-        return self.connection_string
+    @property
+    def account_url(self) -> str:
+        """The blob endpoint of the container's account (Entra ID sign-in needs no key)."""
+        host = urlparse(self.url).netloc.split("@", 1)[-1]
+        return f"https://{host.split('.', 1)[0]}.blob.core.windows.net"
 
     @cached_property
     def _container_client(self):
+        """With a connection string (Azurite, a key-based account), or else the process's Entra
+        identity (`DefaultAzureCredential`: a managed identity in production), which needs
+        Storage Blob Data Contributor on the landing container and nothing else."""
         from azure.storage.blob import BlobServiceClient
 
-        service = BlobServiceClient.from_connection_string(self._connection_string())
+        if self.connection_string:
+            service = BlobServiceClient.from_connection_string(self.connection_string)
+        else:
+            from azure.identity import DefaultAzureCredential
+
+            service = BlobServiceClient(self.account_url, credential=DefaultAzureCredential())
         return service.get_container_client(self.container)
 
     @property
@@ -175,9 +181,13 @@ class AzureBlobLandingZone(LandingZone):
         return inspect_parquet(io.BytesIO(data))
 
     def prepare(self, spark: SparkSession) -> None:
-        """Give Hadoop's Azure connector the account key: a session setting, which Spark hands
-        to the file system of every read (never logged)."""
-        parts = parse_connection_string(self._connection_string())
+        """With a connection string, give Hadoop's Azure connector its account key: a session
+        setting, which Spark hands to the file system of every read (never logged). Without
+        one, Spark reaches the container as the cluster is allowed to (on Databricks: Unity
+        Catalog's external location, through the access connector's identity)."""
+        if not self.connection_string:
+            return
+        parts = parse_connection_string(self.connection_string)
         host = urlparse(self.url).netloc.split("@", 1)[-1]
         account = host.split(".", 1)[0]
         if account == EMULATOR_ACCOUNT:

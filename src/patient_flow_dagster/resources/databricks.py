@@ -6,9 +6,10 @@ the Files API), submits a one-time job run (`runs/submit`, a `spark_python_task`
 `databricks_job_cluster.json` beside this module (or an existing cluster: `DATABRICKS_CLUSTER_ID`),
 and streams the step's Dagster events back. The remote step re-imports these definitions and
 re-creates every resource, the launcher included, so it must see the same configuration: the
-PATIENT_FLOW_* variables, the host and the run config travel as the launcher's `env_variables`; the
-token (or a service principal's OAuth secret) and the landing credentials are never copied, they
-come from the Key Vault-backed secret scope on the cluster (`secrets_to_env_variables`).
+PATIENT_FLOW_* variables that are not secrets, the host and the run config travel as the
+launcher's `env_variables`; no secret is ever copied (the token or a service principal's OAuth
+secret, the pseudonym key, the landing credentials): they come from the Key Vault-backed secret
+scope on the cluster (`secrets_to_env_variables`).
 """
 
 from __future__ import annotations
@@ -22,18 +23,20 @@ from urllib.parse import urlparse
 import patient_flow_dagster
 from patient_flow_dagster.resources.databricks_runtime import check_runtime
 from patient_flow_dagster.settings import DatabricksSettings
-from patient_flow_dagster.variables import describe
+from patient_flow_dagster.variables import VARIABLES, describe
 
 # Shipped with the package, so a non-editable install finds it too.
 DEFAULT_CLUSTER_SPEC = Path(__file__).with_name("databricks_job_cluster.json")
 RUN_CONFIG_VARIABLE = "PATIENT_FLOW_DATABRICKS_RUN_CONFIG"
 # Configuration that is not secret and that the remote step needs to rebuild the definitions.
 FORWARDED_PREFIX = "PATIENT_FLOW_"
-NOT_FORWARDED = {"PATIENT_FLOW_DATABRICKS_CLUSTER_SPEC", "PATIENT_FLOW_CODE_PATH"}
+NOT_FORWARDED = {"PATIENT_FLOW_DATABRICKS_CLUSTER_SPEC", "PATIENT_FLOW_CODE_PATH"} | {
+    variable.name for variable in VARIABLES if variable.secret
+}
 # Secrets the remote step reads from the cluster's secret scope: (environment variable, key).
 TOKEN_SECRET = ("DATABRICKS_TOKEN", "databricks-token")
 CLIENT_SECRET = ("DATABRICKS_CLIENT_SECRET", "databricks-client-secret")
-LANDING_SECRET = ("AZURE_STORAGE_CONNECTION_STRING", "landing-connection-string")
+PSEUDONYM_SECRET = ("PATIENT_FLOW_PSEUDONYM_KEY", "pseudonym-key")
 # The launcher's config key for a service principal's credentials (see databricks_step_launcher).
 SERVICE_PRINCIPAL = "service_principal"
 
@@ -82,12 +85,13 @@ def remote_env_variables(databricks: DatabricksSettings, run_config: dict) -> di
     return forwarded
 
 
-def remote_secrets(databricks: DatabricksSettings, landing_is_azure: bool) -> list[dict[str, str]]:
+def remote_secrets(databricks: DatabricksSettings) -> list[dict[str, str]]:
     """Secrets the remote step exports from the cluster's secret scope (Key Vault-backed): a
     service principal's OAuth secret (OAuth machine-to-machine when DATABRICKS_CLIENT_ID is set),
-    else the personal access token."""
+    else the personal access token, and the pseudonym key. No storage key: the cluster reaches
+    the landing container and the lake through Unity Catalog's external locations."""
     credential = CLIENT_SECRET if databricks.service_principal else TOKEN_SECRET
-    wanted = [credential] + ([LANDING_SECRET] if landing_is_azure else [])
+    wanted = [credential, PSEUDONYM_SECRET]
     return [{"name": name, "scope": databricks.secret_scope, "key": key} for name, key in wanted]
 
 
@@ -104,7 +108,7 @@ def code_path(databricks: DatabricksSettings) -> str:
     return str(path)
 
 
-def step_launcher_config(databricks: DatabricksSettings, landing_is_azure: bool) -> dict:
+def step_launcher_config(databricks: DatabricksSettings) -> dict:
     """Config of the step launcher; the host and the credentials are environment variables that
     Dagster resolves when the resource starts: never stored, never shown."""
     run_config = databricks_run_config(databricks)
@@ -125,7 +129,7 @@ def step_launcher_config(databricks: DatabricksSettings, landing_is_azure: bool)
         "local_dagster_job_package_path": code_path(databricks),
         "staging_prefix": databricks.staging,
         "env_variables": remote_env_variables(databricks, run_config),
-        "secrets_to_env_variables": remote_secrets(databricks, landing_is_azure),
+        "secrets_to_env_variables": remote_secrets(databricks),
         "poll_interval_sec": databricks.poll_seconds,
         "max_completion_wait_time_seconds": databricks.step_timeout,
         "verbose_logs": False,
@@ -244,7 +248,7 @@ class VolumeStaging:
             return b""
 
 
-def databricks_step_launcher(databricks: DatabricksSettings, landing_is_azure: bool):
+def databricks_step_launcher(databricks: DatabricksSettings):
     """dagster-databricks' step launcher, extended (not forked): before it uploads anything it
     checks that the workspace answers and that the cluster's runtime can run the pickled step,
     and it launches a step again after a transient fault."""
@@ -348,4 +352,4 @@ def databricks_step_launcher(databricks: DatabricksSettings, landing_is_azure: b
             config["oauth_credentials"] = principal
         return CheckedStepLauncher(**config)
 
-    return checked_step_launcher.configured(step_launcher_config(databricks, landing_is_azure))
+    return checked_step_launcher.configured(step_launcher_config(databricks))

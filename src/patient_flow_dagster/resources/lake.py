@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import DataStreamReader, DataStreamWriter
 from pyspark.sql.types import StructType
 
+from patient_flow_dagster.model import access
 from patient_flow_dagster.model.tables import CHANGE_FEED, Table
 from patient_flow_dagster.variables import resource_field
 
@@ -31,6 +32,9 @@ class DeltaLake(ConfigurableResource):
 
     root: str = resource_field("PATIENT_FLOW_LAKE", default=...)
     catalog: str | None = resource_field("PATIENT_FLOW_CATALOG")
+    # Unity Catalog only: the analytics zone's row filter and age mask on the gold tables it
+    # creates (model/access.py). Off for a catalog that has neither (Spark's own, in tests).
+    access_policies: bool = False
     # None = no lock (on Databricks the lake is remote and the run queue serializes runs).
     writer_lock_timeout: float | None = resource_field(
         "PATIENT_FLOW_LAKE_LOCK_TIMEOUT", default=None
@@ -136,10 +140,14 @@ class DeltaLake(ConfigurableResource):
         created_with = table.creation_properties
         if self.catalog:  # three-part names: through the catalog (the builder parses two parts)
             self.ensure_schema(spark, table)
+            created = not spark.catalog.tableExists(self.location(table))
             writer = spark.createDataFrame([], schema).write.format("delta").mode("ignore")
             for name, value in created_with.items():  # delta.* options: the new table's properties
                 writer = writer.option(name, value)
             writer.saveAsTable(self.location(table))
+            if created and self.access_policies:
+                for statement in access.statements(self.catalog, table):
+                    spark.sql(statement)
         else:
             builder = (
                 DeltaTable.createIfNotExists(spark)

@@ -43,7 +43,7 @@ def admitted_encounters(fact: DataFrame, dim_department: DataFrame) -> DataFrame
     weight = [WEIGHT] if WEIGHT in fact.columns else []
     return _with_department(
         fact.select(
-            "encounter_id",
+            "encounter_pseudonym",
             "department_sk",
             "admission_time_ts",
             "discharge_time_ts",
@@ -60,7 +60,7 @@ def placements(movements: DataFrame, dim_department: DataFrame) -> DataFrame:
     segment's start to its end (a transfer ends one segment and starts the next)."""
     return _with_department(
         movements.select(
-            "encounter_id",
+            "encounter_pseudonym",
             "department_sk",
             F.col("start_ts").alias("admission_time_ts"),
             F.col("end_ts").alias("discharge_time_ts"),

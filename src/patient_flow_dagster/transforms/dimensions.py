@@ -15,30 +15,30 @@ from patient_flow_dagster.transforms.keys import surrogate_key
 def patient_versions(events: DataFrame) -> DataFrame:
     """SCD2 history of (gender, age) per patient, ordered by event time, not arrival.
 
-    `events` holds every silver event of the patients to rebuild (patient_id, gender, age,
-    event_type, event_time_ts, event_id); the demographics of stay records, admissions and
-    updates count (a transfer or discharge restates them, it does not correct them).
-    Consecutive events with the same attributes collapse into one version; a version is valid
-    from its first event until the next version starts. Because the whole history of a patient
-    is rebuilt, a late event lands in the right place.
+    `events` holds every silver event of the patients to rebuild, pseudonymized (patient_pseudonym,
+    gender, age, event_type, event_time_ts, event_id); the demographics of stay records, admissions
+    and updates count (a transfer or discharge restates them, it does not correct them). Consecutive
+    events with the same attributes collapse into one version; a version is valid from its first
+    event until the next version starts. Because the whole history of a patient is rebuilt, a late
+    event lands in the right place.
     """
     events = events.filter(F.col("event_type").isin(*DEMOGRAPHIC))
-    by_time = Window.partitionBy("patient_id").orderBy("event_time_ts", "event_id")
+    by_time = Window.partitionBy("patient_pseudonym").orderBy("event_time_ts", "event_id")
     attributes = F.struct("gender", "age")
     starts_version = F.lag(attributes).over(by_time).isNull() | ~F.lag(attributes).over(
         by_time
     ).eqNullSafe(attributes)
     first_of_version = (
-        events.select("patient_id", "gender", "age", "event_time_ts", "event_id")
+        events.select("patient_pseudonym", "gender", "age", "event_time_ts", "event_id")
         .withColumn("_starts", starts_version)
         .withColumn("_row", F.row_number().over(by_time))
         .filter(F.col("_starts") | (F.col("_row") == 1))
     )
-    version_order = Window.partitionBy("patient_id").orderBy("valid_from")
+    version_order = Window.partitionBy("patient_pseudonym").orderBy("valid_from")
     return (
         first_of_version.select(
-            surrogate_key("patient_id", "age", "gender").alias("patient_sk"),
-            "patient_id",
+            surrogate_key("patient_pseudonym", "age", "gender").alias("patient_sk"),
+            "patient_pseudonym",
             "gender",
             "age",
             F.col("event_time_ts").alias("valid_from"),

@@ -1,5 +1,8 @@
-"""Encounters: the events of one stay applied in order, giving its current state (one fact row)
-and its movements (one row per stay in one department and bed).
+"""Encounters: the events of one encounter applied in order, giving its current state (one fact
+row) and its movements (one row per segment in one department and bed).
+
+They take silver events as the analytics zone may hold them (`keys.pseudonymize`): the encounter
+and the patient by their pseudonyms.
 
 An encounter is rebuilt from all its events every time one of them arrives, so the result
 depends on the set of events only, never on the order or the runs they arrived in: the events
@@ -28,7 +31,7 @@ from patient_flow_dagster.transforms.silver import length_of_stay_hours, stay_ca
 EVENT_ORDER = ("event_time_ts", "sequence", "bronze_ingestion_ts", "event_id")
 _FIELDS = (
     "event_type",
-    "patient_id",
+    "patient_pseudonym",
     "hospital_id",
     "department",
     "bed_id",
@@ -85,7 +88,9 @@ def _apply(state: Column, event: Column) -> Column:
         .when(admitting, F.lit(False))
         .otherwise(state["cancelled"])
         .alias("cancelled"),
-        admitted_or_kept("patient_id", event["patient_id"]).alias("patient_id"),
+        admitted_or_kept("patient_pseudonym", event["patient_pseudonym"]).alias(
+            "patient_pseudonym"
+        ),
         admitted_or_kept("hospital_id", event["hospital_id"]).alias("hospital_id"),
         F.when(admitting, F.coalesce(event["admission_time_ts"], event["event_time_ts"]))
         .otherwise(state["admission_time_ts"])
@@ -103,7 +108,7 @@ def _initial() -> Column:
     return F.struct(
         F.lit(False).alias("admitted"),
         F.lit(False).alias("cancelled"),
-        F.lit(None).cast("string").alias("patient_id"),
+        F.lit(None).cast("string").alias("patient_pseudonym"),
         F.lit(None).cast("int").alias("hospital_id"),
         F.lit(None).cast("timestamp").alias("admission_time_ts"),
         F.lit(None).cast("string").alias("department"),
@@ -118,20 +123,22 @@ def encounter_states(events: DataFrame) -> DataFrame:
     """One row per encounter of `events` (silver rows holding every event of each encounter):
     its state after all its events, whether or not its admission has arrived (`admitted`).
 
-    Columns: encounter_id, first_arrival, admitted, cancelled, patient_id, hospital_id,
-    admission_time_ts, department, bed_id (where it was admitted), moves (the transfers not
-    cancelled, in order), discharge_time_ts (null while admitted), event_count, status.
+    Columns: encounter_pseudonym, first_arrival, admitted, cancelled, patient_pseudonym,
+    hospital_id, admission_time_ts, department, bed_id (where it was admitted), moves (the transfers
+    not cancelled, in order), discharge_time_ts (null while admitted), event_count, status.
     """
     ordered = F.array_sort(F.collect_list(F.struct(*EVENT_ORDER, *_FIELDS)))
-    grouped = events.groupBy("encounter_id").agg(
+    grouped = events.groupBy("encounter_pseudonym").agg(
         ordered.alias("_events"), F.min("bronze_ingestion_ts").alias("first_arrival")
     )
     folded = grouped.select(
-        "encounter_id", "first_arrival", F.aggregate("_events", _initial(), _apply).alias("_state")
+        "encounter_pseudonym",
+        "first_arrival",
+        F.aggregate("_events", _initial(), _apply).alias("_state"),
     )
     discharge = F.try_element_at(F.col("_state.discharges"), F.lit(-1))
     state = folded.select(
-        "encounter_id", "first_arrival", "_state.*", discharge.alias("discharge_time_ts")
+        "encounter_pseudonym", "first_arrival", "_state.*", discharge.alias("discharge_time_ts")
     ).drop("discharges")
     status = (
         F.when(F.col("cancelled"), F.lit(CANCELLED))
@@ -145,14 +152,14 @@ def segments(states: DataFrame) -> DataFrame:
     """The segments in one department and bed of the admitted, not cancelled encounters: from the
     admission, split at each transfer, the last one ending at the discharge (open while
     admitted). An encounter's segments tile admission..discharge without overlap; a move
-    before the admission or from the discharge on, and a zero-length stay, give no segment.
+    before the admission or from the discharge on, and a zero-length segment, give no segment.
 
-    Columns: encounter_id, hospital_id, segment (1, 2, ... in time order), department, bed_id,
-    start_ts, end_ts, length_of_stay_hours, stay_category.
+    Columns: encounter_pseudonym, hospital_id, segment (1, 2, ... in time order), department,
+    bed_id, start_ts, end_ts, length_of_stay_hours, stay_category.
     """
     admitted = F.struct(F.col("admission_time_ts").alias("start_ts"), "department", "bed_id")
     places = states.filter(F.col("admitted") & ~F.col("cancelled")).select(
-        "encounter_id",
+        "encounter_pseudonym",
         "hospital_id",
         "admission_time_ts",
         "discharge_time_ts",
@@ -162,11 +169,11 @@ def segments(states: DataFrame) -> DataFrame:
         F.col("discharge_time_ts").isNull()
         | (F.col("_place.start_ts") < F.col("discharge_time_ts"))
     )
-    encounter = Window.partitionBy("encounter_id").orderBy("start_ts", "_position")
+    encounter = Window.partitionBy("encounter_pseudonym").orderBy("start_ts", "_position")
     timed = (
         places.filter(inside)
         .select(
-            "encounter_id",
+            "encounter_pseudonym",
             "hospital_id",
             "discharge_time_ts",
             "_position",
@@ -181,7 +188,7 @@ def segments(states: DataFrame) -> DataFrame:
     kept = timed.filter(F.col("end_ts").isNull() | (F.col("end_ts") > F.col("start_ts")))
     hours = length_of_stay_hours(F.col("start_ts"), F.col("end_ts"))
     return kept.select(
-        "encounter_id",
+        "encounter_pseudonym",
         "hospital_id",
         F.row_number().over(encounter).cast("int").alias("segment"),
         "department",
@@ -196,10 +203,10 @@ def segments(states: DataFrame) -> DataFrame:
 def encounter_summary(states: DataFrame, segments: DataFrame) -> DataFrame:
     """The admitted encounters' states with what their segments say: the current (or last)
     department and bed, and the transfers that stand (segments - 1)."""
-    last = Window.partitionBy("encounter_id").orderBy(F.col("segment").desc())
+    last = Window.partitionBy("encounter_pseudonym").orderBy(F.col("segment").desc())
     latest = (
         segments.withColumn("_latest", F.row_number().over(last) == 1)
-        .groupBy("encounter_id")
+        .groupBy("encounter_pseudonym")
         .agg(
             F.count(F.lit(1)).alias("_segments"),
             F.max_by("department", "_latest").alias("current_department"),
@@ -208,7 +215,7 @@ def encounter_summary(states: DataFrame, segments: DataFrame) -> DataFrame:
     )
     return (
         states.filter("admitted")
-        .join(latest, "encounter_id", "left")
+        .join(latest, "encounter_pseudonym", "left")
         .withColumn(
             "transfers",
             F.greatest(F.coalesce(F.col("_segments"), F.lit(0)) - 1, F.lit(0)).cast("int"),

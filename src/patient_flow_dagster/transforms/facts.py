@@ -38,10 +38,10 @@ def admissions(
     """One fact row per admitted encounter (`encounters.encounter_summary`), keyed to the patient
     version valid at admission and to its admitting and current departments."""
     patient = dim_patient.select(
-        F.col("patient_id").alias("_pid"), "patient_sk", "valid_from", "valid_to"
+        F.col("patient_pseudonym").alias("_pid"), "patient_sk", "valid_from", "valid_to"
     )
     valid_at_admission = (
-        (F.col("patient_id") == F.col("_pid"))
+        (F.col("patient_pseudonym") == F.col("_pid"))
         & (F.col("valid_from") <= F.col("admission_time_ts"))
         & (F.col("valid_to").isNull() | (F.col("admission_time_ts") < F.col("valid_to")))
     )
