@@ -22,7 +22,7 @@ from patient_flow_dagster.model.rules import RULES_BY_NAME
 from patient_flow_dagster.quality.measures import Measure
 from patient_flow_dagster.settings import Settings
 from patient_flow_dagster_tests.alert_receivers import alert_receivers
-from patient_flow_dagster_tests.conftest import Lakehouse, project_instance, recent_now
+from patient_flow_dagster_tests.conftest import SUITE_KEY, Lakehouse, project_instance, recent_now
 from patient_flow_dagster_tests.test_alerts import channels, run_failure
 
 CLEAN = {
@@ -146,8 +146,11 @@ def test_a_flood_of_bad_ages_blocks_gold(checked_lake, tmp_path):
     assert gold_counts(lakehouse) == before
 
 
-def test_rows_deleted_behind_the_pipelines_back_fail_reconciliation(checked_lake, spark):
+def test_rows_deleted_behind_the_pipelines_back_fail_reconciliation(
+    checked_lake, spark, monkeypatch
+):
     lakehouse = checked_lake
+    monkeypatch.setenv("PATIENT_FLOW_PSEUDONYM_KEY", SUITE_KEY)  # the key gold was written with
     victims = [r.event_id for r in lakehouse.table(t.SILVER_EVENTS).limit(3).collect()]
     DeltaTable.forPath(spark, lakehouse.lake.location(t.SILVER_EVENTS)).delete(
         F.col("event_id").isin(victims)

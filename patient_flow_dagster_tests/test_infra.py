@@ -42,7 +42,12 @@ def test_terraform_declares_the_production_platform():
         "azurerm_eventhub_namespace",
         "azurerm_eventhub",
         "azurerm_eventhub_consumer_group",
-        "azurerm_eventhub_authorization_rule",
+        "azurerm_user_assigned_identity",
+        "azurerm_role_assignment",
+        "databricks_group",
+        "databricks_group_member",
+        "databricks_grants",
+        "random_password",
         "azurerm_key_vault",
         "azurerm_key_vault_secret",
         "azurerm_databricks_workspace",
@@ -59,6 +64,7 @@ def test_terraform_declares_the_production_platform():
         "azurerm_monitor_scheduled_query_rules_alert_v2",
         "azurerm_monitor_metric_alert",
     }
+    assert "azurerm_eventhub_authorization_rule" not in resources  # no SAS: Entra ID only
     variables = {_unquote(name) for item in parsed["variable"] for name in item}
     for environment in ("dev", "test", "prod"):
         with (TERRAFORM / "environments" / f"{environment}.tfvars").open() as handle:

@@ -332,14 +332,16 @@ def test_one_dimensions_step_reports_each_dimension_and_can_run_one(scenario, sp
     assert {table: house.lake.version(spark, table) for table in versions} == versions
 
 
-def test_full_refresh_rebuilds_the_same_tables(scenario, spark):
-    """Runs last in this module: the refresh job drops silver and gold and rebuilds them."""
+def test_full_refresh_rebuilds_the_same_tables(scenario, spark, monkeypatch):
+    """Runs last in this module: the refresh job drops silver and gold and rebuilds them (with
+    the key the scenario's runs had: the same pseudonyms)."""
     from dagster import DagsterInstance
 
     from patient_flow_dagster.definitions import build_definitions
     from patient_flow_dagster.settings import Settings
 
     house = scenario["house"]
+    monkeypatch.setenv("PATIENT_FLOW_PSEUDONYM_KEY", SUITE_KEY)
     before = {table: snapshot(house, table) for table in GOLD_TABLES}
     ids_before = {
         table: {r.event_id for r in house.table(table).collect()}
