@@ -46,31 +46,40 @@ def forbidden_values(house) -> tuple[set[str], set[int]]:
 
 
 def scan_analytics(house) -> dict[str, int]:
-    """Rows of each analytics table holding a forbidden value in a string or numeric column
-    (an empty dict: nothing leaked), and how many columns were scanned."""
+    """Rows of each analytics table column holding a forbidden value, per `<table>.<column>`
+    (nothing but `_columns_scanned`: nothing leaked). Every string and numeric column of every
+    analytics table goes into one frame of (column, text, number), joined once with each list."""
     texts, numbers = forbidden_values(house)
     assert texts, "nothing landed: the scan would prove nothing"
     spark = house.spark
-    text_values = spark.createDataFrame([(v,) for v in texts], "v string")
-    number_values = spark.createDataFrame([(v,) for v in numbers], "n long")
-    found: dict[str, int] = {}
+    cells = None
     scanned = 0
     for table in (table for table in t.LAKE_TABLES if table.zone == t.ANALYTICS):
         if not house.lake.exists(spark, table):
             continue
         rows = house.table(table)
+        probes = []
         for field in rows.schema.fields:
             if isinstance(field.dataType, StringType):
-                values, column = text_values, "v"
-                probe = rows.select(F.col(field.name).alias(column))
+                text, number = F.col(field.name), F.lit(None).cast("long")
             elif isinstance(field.dataType, NumericType):
-                values, column = number_values, "n"
-                probe = rows.select(F.col(field.name).cast("long").alias(column))
+                text, number = F.lit(None).cast("string"), F.col(field.name).cast("long")
             else:
                 continue
-            scanned += 1
-            hits = probe.join(values, column, "left_semi").count()
-            if hits:
-                found[f"{table}.{field.name}"] = hits
+            probes.append(
+                F.struct(
+                    F.lit(f"{table}.{field.name}").alias("at"), text.alias("v"), number.alias("n")
+                )
+            )
+        scanned += len(probes)
+        exploded = rows.select(F.explode(F.array(*probes)).alias("cell")).select("cell.*")
+        cells = exploded if cells is None else cells.unionByName(exploded)
+    assert cells is not None
+    text_values = spark.createDataFrame([(v,) for v in texts], "v string")
+    number_values = spark.createDataFrame([(v,) for v in numbers], "n long")
+    hits = cells.join(text_values, "v", "left_semi").unionByName(
+        cells.join(number_values, "n", "left_semi")
+    )
+    found = {r["at"]: r["count"] for r in hits.groupBy("at").count().collect()}
     found["_columns_scanned"] = scanned
     return found
