@@ -44,6 +44,7 @@ from patient_flow_dagster.quality.policy import QualityPolicy  # noqa: E402
 from patient_flow_dagster.resources.lake import DeltaLake  # noqa: E402
 from patient_flow_dagster.resources.landing import LocalLandingZone  # noqa: E402
 from patient_flow_dagster.resources.pseudonyms import PseudonymKey  # noqa: E402
+from patient_flow_dagster.resources.reference import ReferenceData  # noqa: E402
 from patient_flow_dagster.resources.spark import local_spark_config, local_spark_session  # noqa: E402
 from patient_flow_dagster.settings import SparkSettings  # noqa: E402
 
@@ -71,6 +72,7 @@ class Lakehouse:
     root: Path
     spark: object
     pseudonym_key: str = SUITE_KEY
+    reference_dir: str | None = None  # the packaged sample
 
     @property
     def landing_dir(self) -> Path:
@@ -90,6 +92,7 @@ class Lakehouse:
             "landing": LocalLandingZone(path=str(self.landing_dir)),
             "quality": QualityPolicy(),
             "pseudonyms": PseudonymKey(key=self.pseudonym_key),
+            "reference": ReferenceData(folder=self.reference_dir),
         }
 
     def materialize(self, assets=None, instance=None, checks=True, **kwargs):

@@ -1,11 +1,11 @@
 """Resource sets per environment, in one place (docs/architecture.md, "Environments").
 
 Assets require the same resource keys everywhere (`pyspark`, `step_launcher`, `lake`, `landing`,
-`quality`, `pseudonyms`; the alert sensors `alerts`); only the implementations differ. Locally the
-step launcher is the none resource, so steps run in the Dagster process on the embedded Spark
-session. On Databricks every step is a Databricks job run (`databricks_pyspark_step_launcher`) on
-the cluster's own Spark session, tables are in Unity Catalog when PATIENT_FLOW_CATALOG is set, and
-bronze reads landing with Auto Loader.
+`quality`, `pseudonyms`, `reference`; the alert sensors `alerts`); only the implementations differ.
+Locally the step launcher is the none resource, so steps run in the Dagster process on the embedded
+Spark session. On Databricks every step is a Databricks job run (`databricks_pyspark_step_launcher`)
+on the cluster's own Spark session, tables are in Unity Catalog when PATIENT_FLOW_CATALOG is set,
+and bronze reads landing with Auto Loader.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from patient_flow_dagster.resources.azure_landing import (
 from patient_flow_dagster.resources.lake import DeltaLake
 from patient_flow_dagster.resources.landing import LocalLandingZone
 from patient_flow_dagster.resources.pseudonyms import PseudonymKey
+from patient_flow_dagster.resources.reference import ReferenceData
 from patient_flow_dagster.resources.spark import (
     jvm_start_lock,
     local_spark_config,
@@ -115,6 +116,10 @@ def lake(settings: Settings, writer_lock_timeout: float | None) -> DeltaLake:
     )
 
 
+def reference_data(settings: Settings) -> ReferenceData:
+    return ReferenceData(folder=sourced("PATIENT_FLOW_REFERENCE_DIR", settings.reference_dir))
+
+
 def quality_policy(settings: Settings) -> QualityPolicy:
     return QualityPolicy(
         error_ratio=settings.quarantine_error_ratio,
@@ -134,6 +139,7 @@ def local_resources(settings: Settings) -> dict:
         "landing": landing_zone(settings),
         "quality": quality_policy(settings),
         "pseudonyms": pseudonym_key(),
+        "reference": reference_data(settings),
     }
 
 
@@ -149,6 +155,7 @@ def databricks_resources(settings: Settings) -> dict:
         "landing": landing_zone(settings),
         "quality": quality_policy(settings),
         "pseudonyms": pseudonym_key(),
+        "reference": reference_data(settings),
     }
 
 

@@ -199,6 +199,7 @@ class Settings:
     landing_schemas: str | None
     landing_retention_hours: float | None
     landing_archive: str | None
+    reference_dir: str | None  # the hospital's reference data; None: the packaged sample
     max_files_per_trigger: int
     sensor_interval: int
     quarantine_error_ratio: float
@@ -252,6 +253,7 @@ class Settings:
             landing_schemas=read("PATIENT_FLOW_LANDING_SCHEMAS", environ),
             landing_retention_hours=_retention(environ),
             landing_archive=_absolute_or_none(read("PATIENT_FLOW_LANDING_ARCHIVE", environ)),
+            reference_dir=_absolute_or_none(read("PATIENT_FLOW_REFERENCE_DIR", environ)),
             max_files_per_trigger=read_int("PATIENT_FLOW_MAX_FILES_PER_TRIGGER", environ),
             sensor_interval=read_int("PATIENT_FLOW_SENSOR_INTERVAL", environ),
             quarantine_error_ratio=read_ratio("PATIENT_FLOW_QUARANTINE_ERROR_RATIO", environ),

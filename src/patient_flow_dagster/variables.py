@@ -149,6 +149,15 @@ VARIABLES: tuple[Variable, ...] = (
         fills="alerts.webhook_format",
     ),
     Variable(
+        "PATIENT_FLOW_REFERENCE_DIR",
+        None,
+        "folder of the hospital's reference data: `hospitals.csv` (hospital_id, name, time_zone) "
+        "and `departments.csv` (hospital_id, department, bed_capacity, inpatient); a local "
+        "folder or a Unity Catalog volume path",
+        shown_default="the sample shipped with the package",
+        fills="reference.folder",
+    ),
+    Variable(
         "PATIENT_FLOW_PSEUDONYM_KEY",
         "patient-flow demo key: simulated patients only",
         "secret key of the analytics zone's pseudonyms (HMAC-SHA-256 of patient and visit "

@@ -171,7 +171,9 @@ def _rows_of_run(spark: SparkSession, lake: DeltaLake, run_id: str) -> int:
     name="bronze_patient_events",
     check_specs=[check.spec for check in BRONZE_CHECKS],
     can_subset=True,
-    required_resource_keys=CHECK_RESOURCES | {"landing"},
+    # `reference` is read when the run starts: a malformed reference file stops the run before
+    # bronze writes anything.
+    required_resource_keys=CHECK_RESOURCES | {"landing", "reference"},
     pool=LAKE_POOL,
 )
 def bronze_patient_events(context: AssetExecutionContext, config: RefreshConfig):

@@ -25,8 +25,10 @@ from patient_flow_dagster.assets.gold import (
     remember_identities,
 )
 from patient_flow_dagster.assets.gold_checks import DIMENSION_CHECKS
+from patient_flow_dagster.model.reference import Reference
 from patient_flow_dagster.model.tables import (
     DIM_DEPARTMENT,
+    DIM_HOSPITAL,
     DIM_PATIENT,
     PATIENT_IDENTITY,
     SILVER_EVENTS,
@@ -36,6 +38,7 @@ from patient_flow_dagster.resources.lake import DeltaLake
 from patient_flow_dagster.transforms.dimensions import (
     department_reference,
     department_rows,
+    hospital_rows,
     patient_versions,
 )
 from patient_flow_dagster.transforms.keys import (
@@ -71,8 +74,17 @@ def merge_patient_history(
         history.unpersist()
 
 
-def update_dim_patient(spark: SparkSession, lake: DeltaLake, key: bytes) -> MergeCounter:
+@dataclass(frozen=True)
+class Inputs:
+    """What a dimension's update takes besides the lake: the pseudonym key, the reference."""
+
+    key: bytes
+    reference: Reference
+
+
+def update_dim_patient(spark: SparkSession, lake: DeltaLake, inputs: Inputs) -> MergeCounter:
     """MERGE the history of the patients in silver rows added since the last call."""
+    key = inputs.key
     empty = patient_versions(pseudonymize(empty_silver(spark, lake), key))
     return merge_new_silver(
         spark,
@@ -86,39 +98,63 @@ def update_dim_patient(spark: SparkSession, lake: DeltaLake, key: bytes) -> Merg
 # -- dim_department -----------------------------------------------------------------------------
 
 
-def merge_departments(
-    spark: SparkSession, lake: DeltaLake, new_events: DataFrame, counter: MergeCounter
+def merge_changed(
+    spark: SparkSession, lake: DeltaLake, table: Table, rows: DataFrame, counter: MergeCounter
 ) -> None:
-    """SCD type 1: insert new (department, hospital_id) pairs, overwrite changed attributes.
+    """SCD type 1 of a small dimension: insert new keys, overwrite changed attributes.
 
-    Rows already stored as they are never reach the MERGE, and a batch with nothing new commits
-    nothing: a MERGE would rewrite the matched file anyway and give dim_department a new
-    version, which makes the hourly census recompute its whole history (it keys on it)."""
-    rows = department_rows(new_events, department_reference(spark))
+    Rows already stored as they are never reach the MERGE, and nothing new commits nothing: a
+    MERGE would rewrite the matched file anyway and give the table a new version, which makes
+    the hourly census recompute its whole history (it keys on dim_department)."""
     # A few dozen rows at most: collected once, so the batch is not read again for the MERGE.
-    collected = rows.subtract(lake.read(spark, DIM_DEPARTMENT).select(*rows.columns)).collect()
+    collected = rows.subtract(lake.read(spark, table).select(*rows.columns)).collect()
     if not collected:
         counter.batches += 1
         return
     changed = spark.createDataFrame(collected, rows.schema)
+    natural = [c for c in rows.columns if c in ("department", "hospital_id")]
     result = (
-        lake.delta_table(spark, DIM_DEPARTMENT)
+        lake.delta_table(spark, table)
         .alias("t")
-        .merge(changed.alias("s"), "t.department = s.department AND t.hospital_id = s.hospital_id")
-        .whenMatchedUpdateAll(
-            condition="NOT (t.bed_capacity <=> s.bed_capacity "
-            "AND t.department_sk <=> s.department_sk)"
-        )
+        .merge(changed.alias("s"), " AND ".join(f"t.{c} = s.{c}" for c in natural))
+        .whenMatchedUpdateAll(condition=_changed_columns(rows.columns, natural))
         .whenNotMatchedInsertAll()
         .execute()
     )
     counter.record(result)
 
 
-def update_dim_department(spark: SparkSession, lake: DeltaLake, key: bytes) -> MergeCounter:
-    """MERGE the departments of silver rows added since the last call."""
-    empty = department_rows(empty_silver(spark, lake), department_reference(spark))
-    return merge_new_silver(spark, lake, DIM_DEPARTMENT, empty, merge_departments)
+def _changed_columns(columns, keys) -> str:
+    return "NOT (" + " AND ".join(f"t.{c} <=> s.{c}" for c in columns if c not in keys) + ")"
+
+
+def update_dim_department(spark: SparkSession, lake: DeltaLake, inputs: Inputs) -> MergeCounter:
+    """MERGE the departments of silver rows added since the last call, then the reference's
+    changes (a new bed capacity) into the departments already stored."""
+    reference = department_reference(spark, inputs.reference)
+    empty = department_rows(empty_silver(spark, lake), reference)
+    counter = merge_new_silver(
+        spark,
+        lake,
+        DIM_DEPARTMENT,
+        empty,
+        lambda spark, lake, batch, counter: merge_changed(
+            spark, lake, DIM_DEPARTMENT, department_rows(batch, reference), counter
+        ),
+    )
+    stored = lake.read(spark, DIM_DEPARTMENT)
+    merge_changed(spark, lake, DIM_DEPARTMENT, department_rows(stored, reference), counter)
+    return counter
+
+
+def update_dim_hospital(spark: SparkSession, lake: DeltaLake, inputs: Inputs) -> MergeCounter:
+    """Every hospital of the reference data, SCD type 1 (a run whose files did not change
+    commits nothing)."""
+    rows = hospital_rows(spark, inputs.reference)
+    lake.ensure(spark, DIM_HOSPITAL, rows.schema)
+    counter = MergeCounter()
+    merge_changed(spark, lake, DIM_HOSPITAL, rows, counter)
+    return counter
 
 
 # -- the two dimensions, one step ----------------------------------------------------------------
@@ -131,7 +167,7 @@ class Dimension:
 
     spec: AssetSpec
     table: Table
-    update: Callable[[SparkSession, DeltaLake, bytes], MergeCounter]
+    update: Callable[[SparkSession, DeltaLake, Inputs], MergeCounter]
     preview: list[str]
     counts: dict[str, Callable[[DataFrame], int]] = field(default_factory=dict)
     side_tables: tuple[Table, ...] = ()  # written with it (an identity map)
@@ -159,12 +195,24 @@ DIMENSIONS = {
             gold_spec(
                 DIM_DEPARTMENT.key,
                 [SILVER_EVENTS.key],
-                "SCD type 1 of departments per hospital, with bed capacity from the "
-                "reference data shipped with the project.",
+                "SCD type 1 of departments per hospital, with bed capacity and the inpatient "
+                "flag from the reference data (PATIENT_FLOW_REFERENCE_DIR, or the packaged "
+                "sample).",
             ),
             DIM_DEPARTMENT,
             update_dim_department,
-            ["department_sk", "department", "hospital_id", "bed_capacity"],
+            ["department_sk", "department", "hospital_id", "bed_capacity", "inpatient"],
+        ),
+        Dimension(
+            gold_spec(
+                DIM_HOSPITAL.key,
+                [],
+                "SCD type 1 of the hospitals of the reference data (PATIENT_FLOW_REFERENCE_DIR, "
+                "or the packaged sample), with the time zone their days and hours are local to.",
+            ),
+            DIM_HOSPITAL,
+            update_dim_hospital,
+            ["hospital_id", "hospital_name", "time_zone"],
         ),
     ]
 }
@@ -175,7 +223,7 @@ DIMENSIONS = {
     name="gold_dimensions",
     check_specs=[check.spec for check in DIMENSION_CHECKS],
     can_subset=True,
-    required_resource_keys=CHECK_RESOURCES | {"pseudonyms"},
+    required_resource_keys=CHECK_RESOURCES | {"pseudonyms", "reference"},
     pool=LAKE_POOL,
 )
 def gold_dimensions(context: AssetExecutionContext, config: RefreshConfig):
@@ -186,14 +234,14 @@ def gold_dimensions(context: AssetExecutionContext, config: RefreshConfig):
     apply_full_refresh(context, config, [t for d in selected for t in (d.table, *d.side_tables)])
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
-    key = context.resources.pseudonyms.secret
+    inputs = Inputs(context.resources.pseudonyms.secret, context.resources.reference.data)
 
     def update(dimension: Dimension) -> MaterializeResult:
         return gold_result(
             spark,
             lake,
             dimension.table,
-            dimension.update(spark, lake, key),
+            dimension.update(spark, lake, inputs),
             dimension.preview,
             dimension.counts,
             dimension.spec.key,

@@ -1,6 +1,7 @@
 """Silver: typed, validated, de-duplicated events, and the quarantine of rule breakers."""
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -27,7 +28,7 @@ from patient_flow_dagster.assets.common import (
     table_metadata,
 )
 from patient_flow_dagster.assets.silver_checks import SILVER_CHECKS
-from patient_flow_dagster.model.rules import RULES
+from patient_flow_dagster.model.rules import RULES, QualityRule, with_departments
 from patient_flow_dagster.model.tables import (
     BRONZE_EVENTS,
     CHECK_RESULTS,
@@ -78,6 +79,7 @@ def process_bronze_batch(
     batch_id: int,
     run_id: str,
     counts: SilverRunCounts,
+    rules: Sequence[QualityRule] = RULES,
 ) -> None:
     """Validate one micro-batch of bronze rows and append it to silver or quarantine.
 
@@ -85,7 +87,7 @@ def process_bronze_batch(
     The appends carry a Delta transaction id, so a batch replayed after a crash is not written
     twice.
     """
-    evaluated = evaluate_rules(type_and_enrich(batch))
+    evaluated = evaluate_rules(type_and_enrich(batch), rules)
     # The batch's ids already in silver or quarantine: a semi-join lets Spark broadcast a small
     # batch's ids into a scan of the stored ones, instead of shuffling every id ever seen.
     seen = (
@@ -132,15 +134,20 @@ def _outcome(fresh: DataFrame) -> dict[str, int]:
     return fresh.agg(*counted).collect()[0].asDict()
 
 
-def process_new_bronze(spark: SparkSession, lake: DeltaLake, run_id: str) -> SilverRunCounts:
-    """Validate the bronze rows added since the last call into silver and quarantine."""
+def process_new_bronze(
+    spark: SparkSession, lake: DeltaLake, run_id: str, rules: Sequence[QualityRule] = RULES
+) -> SilverRunCounts:
+    """Validate the bronze rows added since the last call into silver and quarantine, by
+    `rules` (RULES over the hospital's reference departments)."""
     ensure_silver_tables(spark, lake)
     counts = SilverRunCounts()
     lake.process_new_rows(
         spark,
         BRONZE_EVENTS,
         SILVER_EVENTS,
-        lambda batch, batch_id: process_bronze_batch(spark, lake, batch, batch_id, run_id, counts),
+        lambda batch, batch_id: process_bronze_batch(
+            spark, lake, batch, batch_id, run_id, counts, rules
+        ),
     )
     return counts
 
@@ -199,7 +206,7 @@ def quarantine_rate_chart(
     name="silver_patient_events",
     check_specs=[check.spec for check in SILVER_CHECKS],
     can_subset=True,
-    required_resource_keys=CHECK_RESOURCES,
+    required_resource_keys=CHECK_RESOURCES | {"reference"},
     pool=LAKE_POOL,
 )
 def silver_patient_events(context: AssetExecutionContext, config: RefreshConfig):
@@ -216,7 +223,10 @@ def validate_new_bronze(
     apply_full_refresh(context, config, [SILVER_EVENTS, QUARANTINE])
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
-    counts = process_new_bronze(spark, lake, context.run_id)
+    reference = context.resources.reference.data
+    counts = process_new_bronze(
+        spark, lake, context.run_id, with_departments(reference.department_names())
+    )
     context.log.info(
         f"bronze rows {counts.bronze_rows} = silver {counts.silver_rows} + quarantine "
         f"{counts.quarantined_rows} + duplicates {counts.duplicates_removed}"

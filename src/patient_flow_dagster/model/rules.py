@@ -9,7 +9,8 @@ missing value is blamed on one rule only (a null department breaks `required_ids
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from patient_flow_dagster.model.contract import (
@@ -43,8 +44,12 @@ class QualityRule:
         return self.action == QUARANTINE_ROW
 
 
-def _sql_list(values: tuple[str, ...]) -> str:
+def _sql_list(values: Sequence[str]) -> str:
     return ", ".join("'" + value.replace("'", "''") + "'" for value in values)
+
+
+def known_department_condition(departments: Sequence[str]) -> str:
+    return f"department IS NULL OR department IN ({_sql_list(departments)})"
 
 
 _KNOWN_TYPE = f"event_type IN ({_sql_list(EVENT_TYPES)})"
@@ -126,7 +131,7 @@ RULES: tuple[QualityRule, ...] = (
     ),
     QualityRule(
         "known_department",
-        f"department IS NULL OR department IN ({_sql_list(known_departments())})",
+        known_department_condition(known_departments()),
         QUARANTINE_ROW,
         "Department is one of the hospital's reference departments.",
         ("department",),
@@ -134,3 +139,13 @@ RULES: tuple[QualityRule, ...] = (
 )
 
 RULES_BY_NAME = {rule.name: rule for rule in RULES}
+
+
+def with_departments(departments: Sequence[str]) -> tuple[QualityRule, ...]:
+    """RULES, with `known_department` over `departments` (the hospital's reference data, read
+    when a run starts; RULES itself holds the packaged sample's)."""
+    condition = known_department_condition(departments)
+    return tuple(
+        replace(rule, condition=condition) if rule.name == "known_department" else rule
+        for rule in RULES
+    )

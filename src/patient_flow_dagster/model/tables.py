@@ -85,6 +85,11 @@ GLOSSARY: dict[str, str] = {
     "is_current": "True for the patient's current version.",
     "department_sk": "Surrogate key of the department of a hospital (dim_department).",
     "bed_capacity": "Beds of the department (or hospital) from the reference data.",
+    "inpatient": "Whether the department is an inpatient unit (Emergency is not), from the "
+    "reference data.",
+    "hospital_name": "The hospital's name, from the reference data.",
+    "time_zone": "The hospital's IANA time zone (e.g. America/New_York): its days, hours and "
+    "midnights are local to it.",
     "admission_date": "Date of the admission (UTC).",
     "is_currently_admitted": "True while the encounter is admitted (not discharged, not "
     "cancelled).",
@@ -325,11 +330,22 @@ DIM_PATIENT = Table(
     streamed=True,
 )
 
+DIM_HOSPITAL = Table(
+    "gold",
+    "dim_hospital",
+    "Hospitals with their names and time zones, from the reference data (SCD type 1).",
+    _columns("hospital_id int, hospital_name string, time_zone string"),
+    keys=("hospital_id",),
+)
+
 DIM_DEPARTMENT = Table(
     "gold",
     "dim_department",
     "Departments per hospital with their bed capacity (SCD type 1).",
-    _columns("department_sk bigint, department string, hospital_id int, bed_capacity int"),
+    _columns(
+        "department_sk bigint, department string, hospital_id int, bed_capacity int, "
+        "inpatient boolean"
+    ),
     keys=("department_sk",),
     streamed=True,
 )
@@ -479,6 +495,7 @@ LAKE_TABLES: tuple[Table, ...] = (
     PATIENT_IDENTITY,
     ENCOUNTER_IDENTITY,
     DIM_PATIENT,
+    DIM_HOSPITAL,
     DIM_DEPARTMENT,
     FACT_ADMISSIONS,
     FACT_MOVEMENTS,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import IntegerType, StringType, StructField, StructType
+from pyspark.sql.types import BooleanType, IntegerType, StringType, StructField, StructType
 
 from patient_flow_dagster.model.contract import DEMOGRAPHIC
-from patient_flow_dagster.model.reference import department_capacity
-from patient_flow_dagster.model.tables import DIM_PATIENT
+from patient_flow_dagster.model.reference import Reference
+from patient_flow_dagster.model.tables import DIM_HOSPITAL, DIM_PATIENT
 from patient_flow_dagster.transforms.keys import surrogate_key
 
 
@@ -49,16 +49,21 @@ def patient_versions(events: DataFrame) -> DataFrame:
     )
 
 
-def department_reference(spark: SparkSession) -> DataFrame:
-    """Bed capacity per (department, hospital_id) from the reference data shipped with the code."""
+def department_reference(spark: SparkSession, reference: Reference) -> DataFrame:
+    """Bed capacity and the inpatient flag per (department, hospital_id), from the hospital's
+    reference data."""
     schema = StructType(
         [
             StructField("department", StringType(), False),
             StructField("hospital_id", IntegerType(), False),
             StructField("bed_capacity", IntegerType(), False),
+            StructField("inpatient", BooleanType(), False),
         ]
     )
-    return spark.createDataFrame(list(department_capacity()), schema)
+    rows = [
+        (d.department, d.hospital_id, d.bed_capacity, d.inpatient) for d in reference.departments
+    ]
+    return spark.createDataFrame(rows, schema)
 
 
 def department_rows(events: DataFrame, reference: DataFrame) -> DataFrame:
@@ -69,4 +74,13 @@ def department_rows(events: DataFrame, reference: DataFrame) -> DataFrame:
         "department",
         "hospital_id",
         "bed_capacity",
+        "inpatient",
+    )
+
+
+def hospital_rows(spark: SparkSession, reference: Reference) -> DataFrame:
+    """dim_hospital: every hospital of the reference data, with its time zone."""
+    return spark.createDataFrame(
+        [(h.hospital_id, h.name, h.time_zone) for h in reference.hospitals],
+        DIM_HOSPITAL.spark_schema,
     )
