@@ -302,14 +302,15 @@ def test_each_rule_check_reports_exactly_the_injected_defects(scenario):
 
 
 def test_one_dimensions_step_reports_each_dimension_and_can_run_one(scenario, spark):
-    """dim_patient and dim_department are one step, updated side by side: each still has its
-    own materialization and figures, and either can be materialized alone."""
+    """dim_patient, dim_department and dim_hospital are one step, updated side by side: each
+    still has its own materialization and figures, and any can be materialized alone."""
     house = scenario["house"]
     first = {
         m.asset_key: {k: v.value for k, v in m.metadata.items()}
         for m in scenario["run1"].asset_materializations_for_node("gold_dimensions")
     }
-    assert set(first) == {t.DIM_PATIENT.key, t.DIM_DEPARTMENT.key}
+    assert set(first) == {t.DIM_PATIENT.key, t.DIM_DEPARTMENT.key, t.DIM_HOSPITAL.key}
+    assert first[t.DIM_HOSPITAL.key]["dagster/row_count"] == 7  # the packaged sample
     patient = house.table(t.DIM_PATIENT).columns.index("patient_pseudonym")
     patients = len({row[patient] for row in scenario["after1"][t.DIM_PATIENT]})
     assert first[t.DIM_PATIENT.key]["current_patients"] == patients > 0
@@ -322,7 +323,7 @@ def test_one_dimensions_step_reports_each_dimension_and_can_run_one(scenario, sp
         > 0
     )
 
-    dimensions = (t.DIM_PATIENT, t.DIM_DEPARTMENT)
+    dimensions = (t.DIM_PATIENT, t.DIM_DEPARTMENT, t.DIM_HOSPITAL)
     versions = {table: house.lake.version(spark, table) for table in dimensions}
     alone = house.materialize([gold_dimensions], checks=False, selection=[t.DIM_DEPARTMENT.key])
     assert alone.success

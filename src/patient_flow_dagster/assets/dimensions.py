@@ -157,7 +157,7 @@ def update_dim_hospital(spark: SparkSession, lake: DeltaLake, inputs: Inputs) ->
     return counter
 
 
-# -- the two dimensions, one step ----------------------------------------------------------------
+# -- the dimensions, one step --------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -228,8 +228,9 @@ DIMENSIONS = {
 )
 def gold_dimensions(context: AssetExecutionContext, config: RefreshConfig):
     """Update the selected dimensions from the silver rows added since their last run, side
-    by side: each has its own streaming checkpoint, and neither reads the other. One step for
-    both (on Databricks a step is a job run); each is still its own asset, subsettable."""
+    by side: each has its own streaming checkpoint (dim_hospital: the reference data), and none
+    reads another. One step for all (on Databricks a step is a job run); each is still its own
+    asset, subsettable."""
     selected = [DIMENSIONS[key] for key in context.selected_asset_keys]
     apply_full_refresh(context, config, [t for d in selected for t in (d.table, *d.side_tables)])
     spark = context.resources.pyspark.spark_session
