@@ -22,6 +22,7 @@ LINEAGE = {
     "silver/patient_events_quarantine": {"bronze/patient_events"},
     "gold/dim_patient": {"silver/patient_events"},
     "gold/dim_department": {"silver/patient_events"},
+    "gold/dim_hospital": set(),  # from the reference data, not from events
     "gold/fact_admissions": {"silver/patient_events", "gold/dim_patient", "gold/dim_department"},
     "gold/fact_patient_movements": {"silver/patient_events", "gold/dim_department"},
     "gold/cube_admissions_gender_department": {

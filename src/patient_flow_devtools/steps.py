@@ -57,10 +57,16 @@ def run_bare(spark, lake, landing, run_id: str) -> dict[str, float]:
         write_current_occupancy,
     )
     from patient_flow_dagster.assets.common import side_by_side
-    from patient_flow_dagster.assets.dimensions import update_dim_department, update_dim_patient
+    from patient_flow_dagster.assets.dimensions import (
+        Inputs,
+        update_dim_department,
+        update_dim_hospital,
+        update_dim_patient,
+    )
     from patient_flow_dagster.assets.gold import update_facts
     from patient_flow_dagster.assets.kpis import FACT_KPIS, KpiStep
     from patient_flow_dagster.assets.silver import process_new_bronze
+    from patient_flow_dagster.model.reference import load
 
     def kpi_tables():  # like the KPI step: each table on a thread, census then occupancy on one
         step = KpiStep(spark, lake)
@@ -76,14 +82,18 @@ def run_bare(spark, lake, landing, run_id: str) -> dict[str, float]:
             )
         )
 
-    key = settings.read_set("PATIENT_FLOW_PSEUDONYM_KEY").encode()
+    inputs = Inputs(
+        settings.read_set("PATIENT_FLOW_PSEUDONYM_KEY").encode(),
+        load(settings.read("PATIENT_FLOW_REFERENCE_DIR")),
+    )
+    key = inputs.key
     steps = {
         "bronze": lambda: ingest_landing(spark, lake, landing, run_id),
         "silver": lambda: process_new_bronze(spark, lake, run_id),
         "dimensions": lambda: list(
             side_by_side(
-                lambda update: update(spark, lake, key),
-                [update_dim_patient, update_dim_department],
+                lambda update: update(spark, lake, inputs),
+                [update_dim_patient, update_dim_department, update_dim_hospital],
             )
         ),
         "facts": lambda: update_facts(spark, lake, key),
