@@ -17,6 +17,7 @@ from patient_flow_dagster.assets.common import (
 )
 from patient_flow_dagster.assets.gold import (
     MergeCounter,
+    changed_condition,
     empty_silver,
     gold_result,
     gold_spec,
@@ -98,6 +99,10 @@ def update_dim_patient(spark: SparkSession, lake: DeltaLake, inputs: Inputs) -> 
 # -- dim_department -----------------------------------------------------------------------------
 
 
+# What identifies a row of the reference data: a hospital, or a department of a hospital.
+REFERENCE_KEYS = ("department", "hospital_id")
+
+
 def merge_changed(
     spark: SparkSession, lake: DeltaLake, table: Table, rows: DataFrame, counter: MergeCounter
 ) -> None:
@@ -112,20 +117,16 @@ def merge_changed(
         counter.batches += 1
         return
     changed = spark.createDataFrame(collected, rows.schema)
-    natural = [c for c in rows.columns if c in ("department", "hospital_id")]
+    natural = [c for c in rows.columns if c in REFERENCE_KEYS]
     result = (
         lake.delta_table(spark, table)
         .alias("t")
         .merge(changed.alias("s"), " AND ".join(f"t.{c} = s.{c}" for c in natural))
-        .whenMatchedUpdateAll(condition=_changed_columns(rows.columns, natural))
+        .whenMatchedUpdateAll(condition=changed_condition(rows.columns, natural))
         .whenNotMatchedInsertAll()
         .execute()
     )
     counter.record(result)
-
-
-def _changed_columns(columns, keys) -> str:
-    return "NOT (" + " AND ".join(f"t.{c} <=> s.{c}" for c in columns if c not in keys) + ")"
 
 
 def update_dim_department(spark: SparkSession, lake: DeltaLake, inputs: Inputs) -> MergeCounter:

@@ -5,7 +5,7 @@ the identity maps). The dimensions are in assets/dimensions.py.
 Gold is the analytics zone: the steps read silver's identifiers and write only their pseudonyms
 (`transforms.keys`), keeping each pair in an identity map of the restricted zone."""
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from dagster import (
     AssetExecutionContext,
@@ -145,7 +145,7 @@ def remember_identities(spark: SparkSession, lake: DeltaLake, identity: Table, r
     )
 
 
-def _changed(columns: tuple[str, ...], keys: tuple[str, ...]) -> str:
+def changed_condition(columns: Sequence[str], keys: Sequence[str]) -> str:
     """MERGE condition: some non-key column differs (null-safe)."""
     return "NOT (" + " AND ".join(f"t.{c} <=> s.{c}" for c in columns if c not in keys) + ")"
 
@@ -174,7 +174,7 @@ def merge_replacing(
         .merge(source.alias("s"), " AND ".join(f"t.{key} = s.{key}" for key in on))
         .whenMatchedDelete(condition="s._delete")
         .whenMatchedUpdate(
-            condition=f"NOT s._delete AND {_changed(columns, on)}",
+            condition=f"NOT s._delete AND {changed_condition(columns, on)}",
             set={c: f"s.{c}" for c in columns},
         )
         .whenNotMatchedInsert(condition="NOT s._delete", values={c: f"s.{c}" for c in columns})
@@ -222,7 +222,7 @@ def merge_encounters(
             .alias("t")
             .merge(rows.alias("s"), "t.encounter_pseudonym = s.encounter_pseudonym")
             .whenMatchedUpdateAll(
-                condition=_changed(FACT_ADMISSIONS.column_names, FACT_ADMISSIONS.keys)
+                condition=changed_condition(FACT_ADMISSIONS.column_names, FACT_ADMISSIONS.keys)
             )
             .whenNotMatchedInsertAll()
             .execute()
