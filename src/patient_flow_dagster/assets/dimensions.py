@@ -87,6 +87,7 @@ def update_dim_patient(spark: SparkSession, lake: DeltaLake, inputs: Inputs) -> 
     """MERGE the history of the patients in silver rows added since the last call."""
     key = inputs.key
     empty = patient_versions(pseudonymize(empty_silver(spark, lake), key))
+    lake.ensure(spark, PATIENT_IDENTITY, PATIENT_IDENTITY.spark_schema)
     return merge_new_silver(
         spark,
         lake,

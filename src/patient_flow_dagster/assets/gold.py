@@ -131,10 +131,10 @@ def gold_result(
 
 
 def remember_identities(spark: SparkSession, lake: DeltaLake, identity: Table, rows) -> None:
-    """Insert into the identity map `identity` the (pseudonym, identifier) pairs of `rows` it
-    lacks; a pair never changes while the key does not."""
+    """Insert into the identity map `identity` (created once per step, with the step's tables)
+    the (pseudonym, identifier) pairs of `rows` it lacks; a pair never changes while the key
+    does not."""
     pairs = rows.select(*identity.column_names).distinct()
-    lake.ensure(spark, identity, identity.spark_schema)
     key = identity.keys[0]
     (
         lake.delta_table(spark, identity)
@@ -258,6 +258,7 @@ def update_facts(spark: SparkSession, lake: DeltaLake, key: bytes) -> dict[Table
         admissions(encounter_summary(empty, no_segments), dim_patient, dim_department).schema,
     )
     lake.ensure(spark, FACT_MOVEMENTS, movements(no_segments, dim_department).schema)
+    lake.ensure(spark, ENCOUNTER_IDENTITY, ENCOUNTER_IDENTITY.spark_schema)
     counters = {FACT_ADMISSIONS: MergeCounter(), FACT_MOVEMENTS: MergeCounter()}
     lake.process_new_rows(
         spark,
