@@ -104,6 +104,17 @@ def chromium() -> str:
     return found
 
 
+def rendered(page: str, tmp_path) -> str:
+    """The page's DOM after headless Chromium ran its scripts."""
+    return subprocess.run(
+        [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'dom'}", "--dump-dom", page],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+
+
 def resource_details(webserver: str, resource: str) -> dict:
     """What the UI's resource page shows, from the webserver's GraphQL API."""
     selector = {
@@ -135,13 +146,7 @@ def test_the_resource_pages_name_the_variable_behind_each_setting(webserver, tmp
     assert values["ui_url"] == ("VALUE", '"http://127.0.0.1:3000"')  # the default
     assert SMTP_PASSWORD not in json.dumps(alerts)
     page = f"{webserver}/locations/patient_flow_dagster.definitions/resources/lake"
-    dom = subprocess.run(
-        [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'dom'}", "--dump-dom", page],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
+    dom = rendered(page, tmp_path)
     assert "PATIENT_FLOW_LAKE" in dom
 
 
@@ -171,13 +176,7 @@ def test_checks_tab_lists_every_quality_rule(webserver, tmp_path):
 
 def test_the_overview_shows_every_column_with_its_description(webserver, tmp_path):
     page = f"{webserver}/assets/silver/patient_events?view=overview"
-    dom = subprocess.run(
-        [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'dom'}", "--dump-dom", page],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
+    dom = rendered(page, tmp_path)
     for column in SILVER_EVENTS.columns:
         assert column.name in dom, f"column {column.name} not shown on {page}"
         assert html.escape(column.description, quote=False) in dom, column.name
