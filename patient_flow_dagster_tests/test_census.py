@@ -32,6 +32,7 @@ def stays_frame(spark, *stays):
         F.to_timestamp("x").alias("discharge_time_ts"),
         F.round(hours, 2).alias("length_of_stay_hours"),
         F.lit(None).cast("string").alias("stay_category"),
+        F.lit("UTC").alias("time_zone"),
     )
 
 

@@ -139,6 +139,7 @@ def test_a_transfer_splits_the_stay_and_the_census_follows_the_patient(spark):
     placed = (
         segments(states)
         .withColumn("bed_capacity", F.lit(10))
+        .withColumn("time_zone", F.lit("UTC"))
         .withColumnsRenamed({"start_ts": "admission_time_ts", "end_ts": "discharge_time_ts"})
     )
     hourly = census.hourly_census(placed, datetime(2025, 3, 2, 15, 30))

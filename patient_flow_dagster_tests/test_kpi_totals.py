@@ -37,7 +37,8 @@ def test_stored_totals_plus_signed_changes_equal_the_changed_fact(spark):
     departments = spark.createDataFrame(
         [("d1", "ICU", 1, 10), ("d2", "Surgery", 2, 20)],
         "department_sk string, department string, hospital_id int, bed_capacity int",
-    )
+    ).withColumn("inpatient", F.lit(True))
+    hospitals = spark.createDataFrame([(1, "UTC"), (2, "UTC")], "hospital_id int, time_zone string")
     before = [
         ("e1", "p1", "d1", 1, "2025-03-01 08:00:00", None, None, None, "admitted"),
         (
@@ -135,7 +136,9 @@ def test_stored_totals_plus_signed_changes_equal_the_changed_fact(spark):
     }
 
     def daily(fact):
-        return flow.daily_flow_totals(census.admitted_encounters(census.counted(fact), departments))
+        return flow.daily_flow_totals(
+            census.admitted_encounters(census.counted(fact), departments, hospitals)
+        )
 
     kept_flow = flow.daily_flow_from_totals(
         add_totals(
@@ -146,7 +149,7 @@ def test_stored_totals_plus_signed_changes_equal_the_changed_fact(spark):
         )
     )
     recomputed_flow = flow.daily_flow(
-        census.admitted_encounters(census.counted(fact_rows(spark, after)), departments)
+        census.admitted_encounters(census.counted(fact_rows(spark, after)), departments, hospitals)
     )
     assert sorted(map(tuple, kept_flow.collect())) == sorted(map(tuple, recomputed_flow.collect()))
     assert {

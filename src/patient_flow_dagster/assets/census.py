@@ -24,6 +24,7 @@ from patient_flow_dagster.model.tables import (
     CURRENT_OCCUPANCY,
     DEPARTMENT_CENSUS_HOURLY,
     DIM_DEPARTMENT,
+    DIM_HOSPITAL,
     FACT_MOVEMENTS,
     SILVER_EVENTS,
     Table,
@@ -48,11 +49,13 @@ def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
     the earlier of the two through `as_of` (only when it changed: `replace_changed`), so a
     crash never leaves a stale hour behind and a quiet spell between two runs never leaves a
     gap; with no new events, the hours from the latest stored one are rewritten. A change of
-    dim_department (bed capacity) recomputes all.
+    dim_department (bed capacity) or dim_hospital (time zone) recomputes all.
     """
     changes: Counter = Counter()
-    department_version = lake.version(spark, DIM_DEPARTMENT)
-    note = {"department_version": department_version}
+    note = {
+        "department_version": lake.version(spark, DIM_DEPARTMENT),
+        "hospital_version": lake.version(spark, DIM_HOSPITAL),
+    }
     recompute_all = last_note(lake, spark, DEPARTMENT_CENSUS_HOURLY) != note
     horizon = hour_of(as_of)
     stale_from = horizon
@@ -109,12 +112,16 @@ def update_census(spark, lake: DeltaLake, as_of: datetime) -> dict[str, int]:
 
 def read_placements(spark, lake: DeltaLake):
     """The movement segments with their department, hospital and bed capacity, from the lake."""
-    return census.placements(lake.read(spark, FACT_MOVEMENTS), lake.read(spark, DIM_DEPARTMENT))
+    return census.placements(
+        lake.read(spark, FACT_MOVEMENTS),
+        lake.read(spark, DIM_DEPARTMENT),
+        lake.read(spark, DIM_HOSPITAL),
+    )
 
 
 CENSUS_SPEC = gold_spec(
     DEPARTMENT_CENSUS_HOURLY.key,
-    [FACT_MOVEMENTS.key, DIM_DEPARTMENT.key, SILVER_EVENTS.key],
+    [FACT_MOVEMENTS.key, DIM_DEPARTMENT.key, DIM_HOSPITAL.key, SILVER_EVENTS.key],
     "Per hour x hospital x department, from the movement segments: patients who arrived "
     "(admitted or transferred in) and left (transferred out or discharged) in the hour, patients "
     "present at its end, occupancy = present / bed capacity. Incremental: a new batch recomputes "

@@ -29,6 +29,7 @@ from patient_flow_dagster.assets.common import (
 from patient_flow_dagster.assets.gold_checks import FACT_CHECKS
 from patient_flow_dagster.model.tables import (
     DIM_DEPARTMENT,
+    DIM_HOSPITAL,
     DIM_PATIENT,
     ENCOUNTER_IDENTITY,
     FACT_ADMISSIONS,
@@ -215,7 +216,10 @@ def merge_encounters(
     try:
         dim_department = lake.read(spark, DIM_DEPARTMENT)
         rows = admissions(
-            encounter_summary(states, placed), lake.read(spark, DIM_PATIENT), dim_department
+            encounter_summary(states, placed),
+            lake.read(spark, DIM_PATIENT),
+            dim_department,
+            lake.read(spark, DIM_HOSPITAL),
         )
         result = (
             lake.delta_table(spark, FACT_ADMISSIONS)
@@ -255,7 +259,12 @@ def update_facts(spark: SparkSession, lake: DeltaLake, key: bytes) -> dict[Table
     lake.ensure(
         spark,
         FACT_ADMISSIONS,
-        admissions(encounter_summary(empty, no_segments), dim_patient, dim_department).schema,
+        admissions(
+            encounter_summary(empty, no_segments),
+            dim_patient,
+            dim_department,
+            lake.read(spark, DIM_HOSPITAL),
+        ).schema,
     )
     lake.ensure(spark, FACT_MOVEMENTS, movements(no_segments, dim_department).schema)
     lake.ensure(spark, ENCOUNTER_IDENTITY, ENCOUNTER_IDENTITY.spark_schema)
@@ -272,7 +281,7 @@ def update_facts(spark: SparkSession, lake: DeltaLake, key: bytes) -> dict[Table
 FACT_SPECS = {
     FACT_ADMISSIONS: gold_spec(
         FACT_ADMISSIONS.key,
-        [SILVER_EVENTS.key, DIM_PATIENT.key, DIM_DEPARTMENT.key],
+        [SILVER_EVENTS.key, DIM_PATIENT.key, DIM_DEPARTMENT.key, DIM_HOSPITAL.key],
         "One row per encounter: the state its events give, applied in event-time order "
         "(admission, transfers, discharge, cancels), with the patient version valid at "
         "admission (point-in-time join) and the admitting and current departments. Encounters by "

@@ -79,7 +79,9 @@ def census_matches_movements(run: CheckRun) -> AssetCheckResult:
         ]
     )
     placements = census.placements(
-        lake.read(spark, t.FACT_MOVEMENTS), lake.read(spark, t.DIM_DEPARTMENT)
+        lake.read(spark, t.FACT_MOVEMENTS),
+        lake.read(spark, t.DIM_DEPARTMENT),
+        lake.read(spark, t.DIM_HOSPITAL),
     )
     measure = measures.census_against_placements(hourly, placements, ends, run.policy.sample_size)
     return integrity_result(measure, "hours")

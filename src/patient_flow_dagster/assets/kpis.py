@@ -56,6 +56,7 @@ from patient_flow_dagster.model.tables import (
     CUBE_GENDER_DEPARTMENT,
     DAILY_FLOW,
     DIM_DEPARTMENT,
+    DIM_HOSPITAL,
     DIM_PATIENT,
     FACT_ADMISSIONS,
     FACT_MOVEMENTS,
@@ -75,15 +76,18 @@ class FactRows:
     def __init__(self, spark, lake: DeltaLake, fact: DataFrame):
         self.fact = census.counted(fact)
         self.dim_department = lake.read(spark, DIM_DEPARTMENT)
+        self.dim_hospital = lake.read(spark, DIM_HOSPITAL)
         self.dim_patient = lake.read(spark, DIM_PATIENT)
-        self.admitted = census.admitted_encounters(self.fact, self.dim_department)
+        self.admitted = census.admitted_encounters(
+            self.fact, self.dim_department, self.dim_hospital
+        )
         self._movements = lambda: lake.read(spark, FACT_MOVEMENTS)
 
     @property
     def placements(self) -> DataFrame:
         """The movement segments in their departments (the table as it is now: the step
         reads it after the fact step that writes both)."""
-        return census.placements(self._movements(), self.dim_department)
+        return census.placements(self._movements(), self.dim_department, self.dim_hospital)
 
 
 @dataclass(frozen=True)
@@ -186,8 +190,8 @@ FACT_KPIS = {
         FactKpi(
             gold_spec(
                 DAILY_FLOW.key,
-                [FACT_ADMISSIONS.key, DIM_DEPARTMENT.key],
-                "Admissions, discharges and net change in patients per day x hospital.",
+                [FACT_ADMISSIONS.key, DIM_DEPARTMENT.key, DIM_HOSPITAL.key],
+                "Admissions, discharges and net change in patients per hospital and local day.",
                 "gold_kpis",
             ),
             DAILY_FLOW,

@@ -248,6 +248,9 @@ FACT_ADMISSIONS = Table(
         status="admitted, discharged or cancelled (CANCEL_ADMIT: kept for audit, in no KPI).",
         bed_id="Bed the patient was admitted to.",
         length_of_stay_hours="Hours from admission to discharge; null while admitted.",
+        admission_hour="Hour of day of the admission on the hospital's clock (0-23).",
+        admission_day_of_week="Day of week of the admission, local (1 = Sunday ... 7 = Saturday).",
+        admission_month="Month of the admission, local (1-12).",
     ),
     keys=("encounter_pseudonym",),
     stats_columns=("encounter_pseudonym", "patient_sk", "department_sk"),
@@ -312,8 +315,8 @@ DEPARTMENT_CENSUS_HOURLY = Table(
     "patients present and occupancy at the end of each hour.",
     _columns(
         "hospital_id int, department string, hour_start timestamp, hour_end timestamp, "
-        "admissions bigint, discharges bigint, present_at_end bigint, bed_capacity int, "
-        "occupancy double",
+        "local_hour_start timestamp_ntz, admissions bigint, discharges bigint, "
+        "present_at_end bigint, bed_capacity int, occupancy double",
         admissions="Patients who arrived in the department in the hour (admitted or "
         "transferred in).",
         discharges="Patients who left the department in the hour (discharged or transferred out).",
@@ -351,9 +354,132 @@ LENGTH_OF_STAY_STATS = Table(
 DAILY_FLOW = Table(
     "gold",
     "daily_flow",
-    "Admissions and discharges per hospital and day.",
+    "Admissions and discharges per hospital and local day.",
     _columns("hospital_id int, day date, admissions bigint, discharges bigint, net_change bigint"),
     keys=("hospital_id", "day"),
+)
+
+DIM_DATE = Table(
+    "gold",
+    "dim_date",
+    "One row per calendar date: what reports group a hospital's local dates by (week, month, "
+    "quarter, fiscal year). Every daily table's local_date joins to it.",
+    _columns(
+        "local_date date, day_of_week int, day_name string, is_weekend boolean, iso_week int, "
+        "iso_year int, month int, month_name string, quarter int, year int, fiscal_year int, "
+        "fiscal_quarter int",
+        local_date="The calendar date.",
+    ),
+    keys=("local_date",),
+)
+
+_UNIT_DAY = "hospital_id int, department string, local_date date"
+
+MIDNIGHT_CENSUS = Table(
+    "gold",
+    "midnight_census",
+    "The official daily census: patients present at the local midnight that ends each day, per "
+    "hospital x department, with bed capacity and occupancy.",
+    _columns(
+        f"{_UNIT_DAY}, midnight_utc timestamp, present bigint, bed_capacity int, occupancy double",
+        present="Patients present at the midnight (admitted before it, not gone before it).",
+    ),
+    keys=("hospital_id", "department", "local_date"),
+    stats_columns=("local_date", "hospital_id", "department"),
+)
+
+PATIENT_DAYS = Table(
+    "gold",
+    "patient_days",
+    "Per hospital x department x local month: patient days (the month's midnight census, "
+    "summed), admissions, discharges and the average length of stay of the month's discharges.",
+    _columns(
+        "hospital_id int, department string, local_month date, patient_days bigint, "
+        "admissions bigint, discharges bigint, average_length_of_stay_days double",
+        admissions="Encounters admitted to the department in the month.",
+        discharges="Encounters discharged from the department in the month.",
+    ),
+    keys=("hospital_id", "department", "local_month"),
+)
+
+ED_BOARDING = Table(
+    "gold",
+    "ed_boarding",
+    "Per encounter that arrived in an emergency (non-inpatient) department and moved on to an "
+    "inpatient one: how long it boarded, from arrival to leaving for the inpatient bed.",
+    _columns(
+        "encounter_pseudonym string, hospital_id int, emergency_department string, "
+        "inpatient_department string, arrival_ts timestamp, left_emergency_ts timestamp, "
+        "boarding_minutes double, local_date date",
+        local_date="Local date the patient left the emergency department.",
+    ),
+    keys=("encounter_pseudonym",),
+    stats_columns=("local_date", "hospital_id"),
+)
+
+ED_BOARDING_DAILY = Table(
+    "gold",
+    "ed_boarding_daily",
+    "Per hospital x local day: patients who left the emergency department for an inpatient "
+    "bed, their median, p90 and longest boarding, and how many boarded over four hours.",
+    _columns(
+        "hospital_id int, local_date date, boarded bigint, median_minutes double, "
+        "p90_minutes double, max_minutes double, over_4h bigint",
+        local_date="Local date the patients left the emergency department.",
+    ),
+    keys=("hospital_id", "local_date"),
+)
+
+DISCHARGE_TIMING = Table(
+    "gold",
+    "discharge_timing",
+    "Per hospital x department discharged from x local day: discharges, those before noon on "
+    "the hospital's clock, and their share.",
+    _columns(
+        f"{_UNIT_DAY}, discharges bigint, before_noon bigint, share_before_noon double",
+        discharges="Encounters discharged from the department that day.",
+    ),
+    keys=("hospital_id", "department", "local_date"),
+)
+
+BED_TURNOVER = Table(
+    "gold",
+    "bed_turnover",
+    "Per hospital x department x local day: beds that took a new patient after standing empty, "
+    "and how long they stood empty between two patients.",
+    _columns(
+        f"{_UNIT_DAY}, turnovers bigint, mean_empty_minutes double, median_empty_minutes double",
+        local_date="Local date the next patient arrived in the bed.",
+    ),
+    keys=("hospital_id", "department", "local_date"),
+)
+
+READMISSIONS = Table(
+    "gold",
+    "readmissions",
+    "Per discharged encounter: the same patient's next admission (to any hospital), the days "
+    "between, and whether it came within 30 days.",
+    _columns(
+        "encounter_pseudonym string, patient_pseudonym string, hospital_id int, "
+        "local_date date, discharge_time_ts timestamp, next_admission_ts timestamp, "
+        "days_to_readmission int, readmitted_30d boolean",
+        local_date="Local date of the discharge.",
+    ),
+    keys=("encounter_pseudonym",),
+    stats_columns=("local_date", "patient_pseudonym"),
+)
+
+READMISSION_RATES = Table(
+    "gold",
+    "readmission_rates",
+    "Per hospital x local month of discharge: discharges, readmissions within 30 days and the "
+    "30-day readmission rate.",
+    _columns(
+        "hospital_id int, local_month date, discharges bigint, readmissions_30d bigint, "
+        "readmission_rate double, follow_up_complete_on date",
+        discharges="Encounters discharged in the month.",
+    ),
+    keys=("hospital_id", "local_month"),
 )
 
 CHECK_RESULTS = Table(
@@ -379,6 +505,7 @@ LAKE_TABLES: tuple[Table, ...] = (
     DIM_PATIENT,
     DIM_HOSPITAL,
     DIM_DEPARTMENT,
+    DIM_DATE,
     FACT_ADMISSIONS,
     FACT_MOVEMENTS,
     CUBE_GENDER_DEPARTMENT,
@@ -387,6 +514,14 @@ LAKE_TABLES: tuple[Table, ...] = (
     CURRENT_OCCUPANCY,
     LENGTH_OF_STAY_STATS,
     DAILY_FLOW,
+    MIDNIGHT_CENSUS,
+    PATIENT_DAYS,
+    ED_BOARDING,
+    ED_BOARDING_DAILY,
+    DISCHARGE_TIMING,
+    BED_TURNOVER,
+    READMISSIONS,
+    READMISSION_RATES,
     CHECK_RESULTS,
 )
 BY_KEY: dict[AssetKey, Table] = {table.key: table for table in (LANDING_EVENTS, *LAKE_TABLES)}

@@ -20,16 +20,24 @@ from pyspark.sql import functions as F
 
 from patient_flow_dagster.transforms.changes import WEIGHT
 from patient_flow_dagster.transforms.encounters import CANCELLED
+from patient_flow_dagster.transforms.local_time import ZONE, wall_clock, with_time_zone
 from patient_flow_dagster.transforms.times import utc_literal, utc_text_to_datetime
 
 CENSUS_KEYS = ("hospital_id", "department", "hour_start")
 
 
-def _with_department(rows: DataFrame, dim_department: DataFrame) -> DataFrame:
-    return rows.join(
-        dim_department.select("department_sk", "department", "hospital_id", "bed_capacity"),
+def _with_department(
+    rows: DataFrame, dim_department: DataFrame, dim_hospital: DataFrame
+) -> DataFrame:
+    """Rows with their department, hospital, bed capacity, whether the department is an
+    inpatient unit, and the hospital's time zone."""
+    placed = rows.join(
+        dim_department.select(
+            "department_sk", "department", "hospital_id", "bed_capacity", "inpatient"
+        ),
         "department_sk",
     )
+    return with_time_zone(placed, dim_hospital)
 
 
 def counted(fact: DataFrame) -> DataFrame:
@@ -37,9 +45,11 @@ def counted(fact: DataFrame) -> DataFrame:
     return fact.filter(F.col("status") != CANCELLED)
 
 
-def admitted_encounters(fact: DataFrame, dim_department: DataFrame) -> DataFrame:
-    """Encounters (fact rows) with their admitting department, hospital and bed capacity (and
-    weight, for signed fact changes)."""
+def admitted_encounters(
+    fact: DataFrame, dim_department: DataFrame, dim_hospital: DataFrame
+) -> DataFrame:
+    """Encounters (fact rows) with their admitting department, hospital, bed capacity and time
+    zone (and weight, for signed fact changes)."""
     weight = [WEIGHT] if WEIGHT in fact.columns else []
     return _with_department(
         fact.select(
@@ -52,28 +62,36 @@ def admitted_encounters(fact: DataFrame, dim_department: DataFrame) -> DataFrame
             *weight,
         ),
         dim_department,
+        dim_hospital,
     )
 
 
-def placements(movements: DataFrame, dim_department: DataFrame) -> DataFrame:
-    """Movement segments placed in their department: a patient is in a department from the
-    segment's start to its end (a transfer ends one segment and starts the next)."""
+def placements(
+    movements: DataFrame, dim_department: DataFrame, dim_hospital: DataFrame
+) -> DataFrame:
+    """Movement segments placed in their department and bed: a patient is in a department from
+    the segment's start to its end (a transfer ends one segment and starts the next)."""
     return _with_department(
         movements.select(
             "encounter_pseudonym",
+            "segment",
             "department_sk",
+            "bed_id",
             F.col("start_ts").alias("admission_time_ts"),
             F.col("end_ts").alias("discharge_time_ts"),
             "length_of_stay_hours",
             "stay_category",
         ),
         dim_department,
+        dim_hospital,
     )
 
 
 def hourly_census(rows: DataFrame, as_of: datetime, since: datetime | None = None) -> DataFrame:
     """Per hour x hospital x department, from the first admission to the hour holding `as_of`:
-    admissions and discharges in the hour, patients present at its end, occupancy.
+    admissions and discharges in the hour, patients present at its end, occupancy. Hours are
+    UTC hours (every zone's hour, or half hour, starts on one); `local_hour_start` is the
+    hospital's wall clock at the hour's start (rows carry their hospital's `time_zone`).
 
     With `since` (an hour start) only the hours from `since` on are produced: each unit starts
     from the patients present at `since`, counted directly from the rows, so an incremental
@@ -109,6 +127,7 @@ def hourly_census(rows: DataFrame, as_of: datetime, since: datetime | None = Non
     units = events.groupBy("hospital_id", "department").agg(
         F.min(F.date_trunc("hour", "admission_time_ts")).alias("first_hour"),
         F.max("bed_capacity").alias("bed_capacity"),
+        F.max(ZONE).alias(ZONE),
         F.sum(F.coalesce(before, F.lit(0))).alias("present_before"),
     )
     start = F.col("first_hour") if since_ts is None else F.greatest("first_hour", since_ts)
@@ -116,6 +135,7 @@ def hourly_census(rows: DataFrame, as_of: datetime, since: datetime | None = Non
         "hospital_id",
         "department",
         "bed_capacity",
+        ZONE,
         "present_before",
         F.explode(F.sequence(start, horizon, F.expr("INTERVAL 1 HOUR"))).alias("hour_start"),
     )
@@ -137,6 +157,7 @@ def hourly_census(rows: DataFrame, as_of: datetime, since: datetime | None = Non
     return census.select(
         *CENSUS_KEYS,
         (F.col("hour_start") + F.expr("INTERVAL 1 HOUR")).alias("hour_end"),
+        wall_clock("hour_start").alias("local_hour_start"),
         F.col("admissions").cast("long").alias("admissions"),
         F.col("discharges").cast("long").alias("discharges"),
         F.col("present_at_end").cast("long").alias("present_at_end"),

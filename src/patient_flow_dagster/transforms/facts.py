@@ -7,6 +7,7 @@ from pyspark.sql import functions as F
 
 from patient_flow_dagster.model.tables import FACT_ADMISSIONS, FACT_MOVEMENTS
 from patient_flow_dagster.transforms.encounters import ADMITTED
+from patient_flow_dagster.transforms.local_time import local_date, wall_clock, with_time_zone
 from patient_flow_dagster.transforms.silver import length_of_stay_hours, stay_category
 
 
@@ -33,10 +34,14 @@ def _with_department_key(
 
 
 def admissions(
-    encounters: DataFrame, dim_patient: DataFrame, dim_department: DataFrame
+    encounters: DataFrame,
+    dim_patient: DataFrame,
+    dim_department: DataFrame,
+    dim_hospital: DataFrame,
 ) -> DataFrame:
     """One fact row per admitted encounter (`encounters.encounter_summary`), keyed to the patient
-    version valid at admission and to its admitting and current departments."""
+    version valid at admission and to its admitting and current departments; the admission's
+    hour, day of week, month and date are the hospital's local ones."""
     patient = dim_patient.select(
         F.col("patient_pseudonym").alias("_pid"), "patient_sk", "valid_from", "valid_to"
     )
@@ -52,16 +57,18 @@ def admissions(
         rows.join(patient, valid_at_admission, "left"), dim_department, "department", "_a"
     )
     rows = _with_department_key(rows, dim_department, "current_department", "_c")
+    rows = with_time_zone(rows, dim_hospital)
+    admitted_at = wall_clock("admission_time_ts")
     hours = length_of_stay_hours(F.col("admission_time_ts"), F.col("discharge_time_ts"))
     return (
         rows.withColumn("department_sk", F.col("_a_department_sk"))
         .withColumn("current_department_sk", F.col("_c_department_sk"))
         .withColumn("length_of_stay_hours", hours)
         .withColumn("stay_category", stay_category(hours))
-        .withColumn("admission_hour", F.hour("admission_time_ts"))
-        .withColumn("admission_day_of_week", F.dayofweek("admission_time_ts"))
-        .withColumn("admission_month", F.month("admission_time_ts"))
-        .withColumn("admission_date", F.to_date("admission_time_ts"))
+        .withColumn("admission_hour", F.hour(admitted_at))
+        .withColumn("admission_day_of_week", F.dayofweek(admitted_at))
+        .withColumn("admission_month", F.month(admitted_at))
+        .withColumn("admission_date", local_date("admission_time_ts"))
         .withColumn("is_currently_admitted", F.col("status") == ADMITTED)
         .select(*FACT_ADMISSIONS.column_names)
     )

@@ -9,6 +9,7 @@ from pyspark.sql import functions as F
 
 from patient_flow_dagster.transforms.changes import weight_of
 from patient_flow_dagster.transforms.cubes import exact_mean_hours
+from patient_flow_dagster.transforms.local_time import local_date
 
 
 def length_of_stay_stats(segments: DataFrame) -> DataFrame:
@@ -45,18 +46,18 @@ DAILY_FLOW_TOTALS = ["admissions", "discharges"]
 
 
 def daily_flow_totals(encounters: DataFrame) -> DataFrame:
-    """Admissions per admission day and discharges per discharge day, per hospital, each encounter
-    counted with its weight (1, or -1 for a fact row's old image)."""
+    """Admissions per admission day and discharges per discharge day (the hospital's local days),
+    per hospital, each encounter counted with its weight (1, or -1 for a fact row's old image)."""
     weight = weight_of(encounters)
     admitted = encounters.select(
         "hospital_id",
-        F.to_date("admission_time_ts").alias("day"),
+        local_date("admission_time_ts").alias("day"),
         weight.alias("admissions"),
         F.lit(0).alias("discharges"),
     )
     discharged = encounters.filter(F.col("discharge_time_ts").isNotNull()).select(
         "hospital_id",
-        F.to_date("discharge_time_ts").alias("day"),
+        local_date("discharge_time_ts").alias("day"),
         F.lit(0).alias("admissions"),
         weight.alias("discharges"),
     )
@@ -79,5 +80,5 @@ def daily_flow_from_totals(totals: DataFrame) -> DataFrame:
 
 
 def daily_flow(encounters: DataFrame) -> DataFrame:
-    """Admissions, discharges and net change in patients per day x hospital."""
+    """Admissions, discharges and net change in patients per local day x hospital."""
     return daily_flow_from_totals(daily_flow_totals(encounters))
