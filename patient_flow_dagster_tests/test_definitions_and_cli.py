@@ -23,7 +23,13 @@ LINEAGE = {
     "gold/dim_patient": {"silver/patient_events"},
     "gold/dim_department": {"silver/patient_events"},
     "gold/dim_hospital": set(),  # from the reference data, not from events
-    "gold/fact_admissions": {"silver/patient_events", "gold/dim_patient", "gold/dim_department"},
+    "gold/dim_date": set(),  # a calendar
+    "gold/fact_admissions": {
+        "silver/patient_events",
+        "gold/dim_patient",
+        "gold/dim_department",
+        "gold/dim_hospital",
+    },
     "gold/fact_patient_movements": {"silver/patient_events", "gold/dim_department"},
     "gold/cube_admissions_gender_department": {
         "gold/fact_admissions",
@@ -34,6 +40,7 @@ LINEAGE = {
     "gold/department_census_hourly": {
         "gold/fact_patient_movements",
         "gold/dim_department",
+        "gold/dim_hospital",
         "silver/patient_events",
     },
     "gold/current_occupancy": {"gold/department_census_hourly"},
@@ -42,7 +49,22 @@ LINEAGE = {
         "gold/fact_patient_movements",
         "gold/dim_department",
     },
-    "gold/daily_flow": {"gold/fact_admissions", "gold/dim_department"},
+    "gold/daily_flow": {"gold/fact_admissions", "gold/dim_department", "gold/dim_hospital"},
+    **{
+        f"gold/{name}": {"gold/fact_patient_movements", "gold/dim_department", "gold/dim_hospital"}
+        for name in (
+            "midnight_census",
+            "patient_days",
+            "ed_boarding",
+            "ed_boarding_daily",
+            "discharge_timing",
+            "bed_turnover",
+        )
+    },
+    **{
+        f"gold/{name}": {"gold/fact_admissions", "gold/dim_patient", "gold/dim_hospital"}
+        for name in ("readmissions", "readmission_rates")
+    },
 }
 
 

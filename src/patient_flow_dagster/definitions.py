@@ -26,6 +26,8 @@ from patient_flow_dagster.model.tables import (
     BY_KEY,
     CURRENT_OCCUPANCY,
     DEPARTMENT_CENSUS_HOURLY,
+    MIDNIGHT_CENSUS,
+    PATIENT_DAYS,
     QUARANTINE,
 )
 from patient_flow_dagster.schedules import build_census_clock, build_nightly_audit
@@ -92,15 +94,22 @@ patient_flow_job = define_asset_job(
     ),
 )
 
-# The census and current occupancy alone, on the hour turn (schedules.census_clock).
+# The figures the clock moves, alone, on the hour turn (schedules.census_clock): the census,
+# current occupancy, and the midnight census with patient days (a local midnight passed).
 patient_flow_clock_job = define_asset_job(
     "patient_flow_clock",
     selection=(
-        AssetSelection.assets(DEPARTMENT_CENSUS_HOURLY.key, CURRENT_OCCUPANCY.key)
+        AssetSelection.assets(
+            DEPARTMENT_CENSUS_HOURLY.key,
+            CURRENT_OCCUPANCY.key,
+            MIDNIGHT_CENSUS.key,
+            PATIENT_DAYS.key,
+        )
         - AssetSelection.checks(*AUDIT_ONLY)
     ),
     tags=WRITES_LAKE,
-    description="Move the hourly census and current occupancy to the current hour.",
+    description="Move the hourly census, current occupancy, the midnight census and patient "
+    "days to the current hour.",
 )
 
 

@@ -117,7 +117,12 @@ def lake(settings: Settings, writer_lock_timeout: float | None) -> DeltaLake:
 
 
 def reference_data(settings: Settings) -> ReferenceData:
-    return ReferenceData(folder=sourced("PATIENT_FLOW_REFERENCE_DIR", settings.reference_dir))
+    return ReferenceData(
+        folder=sourced("PATIENT_FLOW_REFERENCE_DIR", settings.reference_dir),
+        fiscal_year_start_month=sourced(
+            "PATIENT_FLOW_FISCAL_YEAR_START_MONTH", settings.fiscal_year_start_month
+        ),
+    )
 
 
 def quality_policy(settings: Settings) -> QualityPolicy:

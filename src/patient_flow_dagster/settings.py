@@ -101,6 +101,17 @@ def read_int(name: str, environ: Mapping[str, str] | None = None, minimum: int =
     )
 
 
+def read_month(name: str, environ: Mapping[str, str] | None = None) -> int:
+    return _read_number(
+        name,
+        environ,
+        int,
+        "a month number",
+        lambda value: 1 <= value <= 12,
+        "{value} must be a month from 1 to 12",
+    )
+
+
 def read_seconds(name: str, environ: Mapping[str, str] | None = None) -> float:
     return _read_number(
         name,
@@ -200,6 +211,7 @@ class Settings:
     landing_retention_hours: float | None
     landing_archive: str | None
     reference_dir: str | None  # the hospital's reference data; None: the packaged sample
+    fiscal_year_start_month: int
     max_files_per_trigger: int
     sensor_interval: int
     quarantine_error_ratio: float
@@ -254,6 +266,7 @@ class Settings:
             landing_retention_hours=_retention(environ),
             landing_archive=_absolute_or_none(read("PATIENT_FLOW_LANDING_ARCHIVE", environ)),
             reference_dir=_absolute_or_none(read("PATIENT_FLOW_REFERENCE_DIR", environ)),
+            fiscal_year_start_month=read_month("PATIENT_FLOW_FISCAL_YEAR_START_MONTH", environ),
             max_files_per_trigger=read_int("PATIENT_FLOW_MAX_FILES_PER_TRIGGER", environ),
             sensor_interval=read_int("PATIENT_FLOW_SENSOR_INTERVAL", environ),
             quarantine_error_ratio=read_ratio("PATIENT_FLOW_QUARANTINE_ERROR_RATIO", environ),

@@ -158,6 +158,13 @@ VARIABLES: tuple[Variable, ...] = (
         fills="reference.folder",
     ),
     Variable(
+        "PATIENT_FLOW_FISCAL_YEAR_START_MONTH",
+        "1",
+        "month (1-12) the hospital's fiscal year starts in, for `gold.dim_date` (e.g. 7 for "
+        "July, 4 for April); a fiscal year is named by the calendar year it ends in",
+        fills="reference.fiscal_year_start_month",
+    ),
+    Variable(
         "PATIENT_FLOW_PSEUDONYM_KEY",
         "patient-flow demo key: simulated patients only",
         "secret key of the analytics zone's pseudonyms (HMAC-SHA-256 of patient and visit "

@@ -57,8 +57,10 @@ def run_bare(spark, lake, landing, run_id: str) -> dict[str, float]:
         write_current_occupancy,
     )
     from patient_flow_dagster.assets.common import side_by_side
+    from patient_flow_dagster.assets.daily import DAY_KPIS, update_day_kpi
     from patient_flow_dagster.assets.dimensions import (
         Inputs,
+        update_dim_date,
         update_dim_department,
         update_dim_hospital,
         update_dim_patient,
@@ -70,15 +72,23 @@ def run_bare(spark, lake, landing, run_id: str) -> dict[str, float]:
 
     def kpi_tables():  # like the KPI step: each table on a thread, census then occupancy on one
         step = KpiStep(spark, lake)
+        sources, now = step.day_sources(), datetime.now(timezone.utc)
 
         def census_tables():
-            update_census(spark, lake, datetime.now(timezone.utc))
+            update_census(spark, lake, now)
             write_current_occupancy(spark, lake)
 
         list(
             side_by_side(
                 lambda work: work(),
-                [*(lambda kpi=kpi: step.update(kpi) for kpi in FACT_KPIS.values()), census_tables],
+                [
+                    *(lambda kpi=kpi: step.update(kpi) for kpi in FACT_KPIS.values()),
+                    *(
+                        lambda kpi=kpi: update_day_kpi(spark, lake, kpi, sources, now)
+                        for kpi in DAY_KPIS.values()
+                    ),
+                    census_tables,
+                ],
             )
         )
 
@@ -93,7 +103,7 @@ def run_bare(spark, lake, landing, run_id: str) -> dict[str, float]:
         "dimensions": lambda: list(
             side_by_side(
                 lambda update: update(spark, lake, inputs),
-                [update_dim_patient, update_dim_department, update_dim_hospital],
+                [update_dim_patient, update_dim_department, update_dim_hospital, update_dim_date],
             )
         ),
         "facts": lambda: update_facts(spark, lake, key),

@@ -1,9 +1,11 @@
 """Gold dimensions: dim_patient (SCD2) and dim_department (SCD1), by Delta MERGE from the silver
-rows added since their last run, in one step. Patients reach gold by their pseudonyms; the step
-keeps the identity map behind them (restricted zone)."""
+rows added since their last run, dim_hospital from the reference data, and the calendar
+dim_date, in one step. Patients reach gold by their pseudonyms; the step keeps the identity map
+behind them (restricted zone)."""
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 
 from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, multi_asset
 from pyspark.sql import DataFrame, SparkSession
@@ -28,6 +30,7 @@ from patient_flow_dagster.assets.gold import (
 from patient_flow_dagster.assets.gold_checks import DIMENSION_CHECKS
 from patient_flow_dagster.model.reference import Reference
 from patient_flow_dagster.model.tables import (
+    DIM_DATE,
     DIM_DEPARTMENT,
     DIM_HOSPITAL,
     DIM_PATIENT,
@@ -35,7 +38,8 @@ from patient_flow_dagster.model.tables import (
     SILVER_EVENTS,
     Table,
 )
-from patient_flow_dagster.resources.lake import DeltaLake
+from patient_flow_dagster.resources.lake import DeltaLake, last_note
+from patient_flow_dagster.transforms.daily_figures import calendar
 from patient_flow_dagster.transforms.dimensions import (
     department_reference,
     department_rows,
@@ -77,10 +81,12 @@ def merge_patient_history(
 
 @dataclass(frozen=True)
 class Inputs:
-    """What a dimension's update takes besides the lake: the pseudonym key, the reference."""
+    """What a dimension's update takes besides the lake: the pseudonym key, the reference, the
+    month the fiscal year starts in."""
 
     key: bytes
     reference: Reference
+    fiscal_year_start_month: int = 1
 
 
 def update_dim_patient(spark: SparkSession, lake: DeltaLake, inputs: Inputs) -> MergeCounter:
@@ -159,6 +165,29 @@ def update_dim_hospital(spark: SparkSession, lake: DeltaLake, inputs: Inputs) ->
     return counter
 
 
+# The dates dim_date holds: any date a hospital's figures can carry (local_dates_in_calendar
+# checks that they do).
+CALENDAR = (date(2000, 1, 1), date(2050, 12, 31))
+
+
+def update_dim_date(spark: SparkSession, lake: DeltaLake, inputs: Inputs) -> MergeCounter:
+    """The calendar, written when its range or the fiscal year's first month changed (the note
+    of its commit says which it holds), otherwise left as it is."""
+    counter = MergeCounter()
+    first, last = CALENDAR
+    note = {
+        "first": first.isoformat(),
+        "last": last.isoformat(),
+        "fiscal_year_start_month": inputs.fiscal_year_start_month,
+    }
+    if last_note(lake, spark, DIM_DATE) != note:
+        rows = calendar(spark, first, last, inputs.fiscal_year_start_month)
+        lake.overwrite(rows, DIM_DATE, note=note)
+        counter.inserted = lake.read(spark, DIM_DATE).count()
+    counter.batches += 1
+    return counter
+
+
 # -- the dimensions, one step --------------------------------------------------------------------
 
 
@@ -216,6 +245,18 @@ DIMENSIONS = {
             update_dim_hospital,
             ["hospital_id", "hospital_name", "time_zone"],
         ),
+        Dimension(
+            gold_spec(
+                DIM_DATE.key,
+                [],
+                "One row per calendar date with its week, month, quarter and fiscal year "
+                "(PATIENT_FLOW_FISCAL_YEAR_START_MONTH): every daily table's local_date joins "
+                "to it.",
+            ),
+            DIM_DATE,
+            update_dim_date,
+            ["local_date", "day_name", "iso_week", "month", "quarter", "fiscal_year"],
+        ),
     ]
 }
 
@@ -237,7 +278,10 @@ def gold_dimensions(context: AssetExecutionContext, config: RefreshConfig):
     apply_full_refresh(context, config, [t for d in selected for t in (d.table, *d.side_tables)])
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
-    inputs = Inputs(context.resources.pseudonyms.secret, context.resources.reference.data)
+    reference = context.resources.reference
+    inputs = Inputs(
+        context.resources.pseudonyms.secret, reference.data, reference.fiscal_year_start_month
+    )
 
     def update(dimension: Dimension) -> MaterializeResult:
         return gold_result(

@@ -22,7 +22,7 @@ the lineage, with its own checks and metadata, and can be materialized alone (`c
 import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from functools import partial
 
 from dagster import (
@@ -34,6 +34,7 @@ from dagster import (
 )
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from patient_flow_dagster.assets.census import CENSUS_KPIS, CensusKpi, update_census_kpis
 from patient_flow_dagster.assets.checking import CHECK_RESOURCES, run_checks
@@ -49,6 +50,9 @@ from patient_flow_dagster.assets.common import (
     write_collected,
     write_small_table,
 )
+from patient_flow_dagster.assets.daily import DAY_KPIS, DayKpi, DaySources, update_day_kpi
+from patient_flow_dagster.assets.daily_checks import DAY_CHECKS
+from patient_flow_dagster.assets.fact_rows import FactRows, FactVersion
 from patient_flow_dagster.assets.gold import gold_spec
 from patient_flow_dagster.assets.kpi_checks import KPI_CHECKS
 from patient_flow_dagster.model.tables import (
@@ -64,30 +68,8 @@ from patient_flow_dagster.model.tables import (
     Table,
 )
 from patient_flow_dagster.resources.lake import DeltaLake, last_note
-from patient_flow_dagster.transforms import census, cubes, flow
+from patient_flow_dagster.transforms import cubes, flow
 from patient_flow_dagster.transforms.changes import add_totals, signed_changes
-
-
-class FactRows:
-    """Fact rows a KPI is computed from (the whole fact, or its signed changes; cancelled
-    encounters left out) with the dimensions and the movements (lazy DataFrames: nothing is
-    read until a KPI's query runs)."""
-
-    def __init__(self, spark, lake: DeltaLake, fact: DataFrame):
-        self.fact = census.counted(fact)
-        self.dim_department = lake.read(spark, DIM_DEPARTMENT)
-        self.dim_hospital = lake.read(spark, DIM_HOSPITAL)
-        self.dim_patient = lake.read(spark, DIM_PATIENT)
-        self.admitted = census.admitted_encounters(
-            self.fact, self.dim_department, self.dim_hospital
-        )
-        self._movements = lambda: lake.read(spark, FACT_MOVEMENTS)
-
-    @property
-    def placements(self) -> DataFrame:
-        """The movement segments in their departments (the table as it is now: the step
-        reads it after the fact step that writes both)."""
-        return census.placements(self._movements(), self.dim_department, self.dim_hospital)
 
 
 @dataclass(frozen=True)
@@ -212,23 +194,6 @@ FACT_KPIS = {
 
 
 @dataclass(frozen=True)
-class FactVersion:
-    """The fact as a KPI table reflects it: Delta's table id (a recreated fact has a new one)
-    and version."""
-
-    table_id: str | None
-    version: int | None
-
-    @property
-    def note(self) -> dict:
-        return {"fact_table_id": self.table_id, "fact_version": self.version}
-
-    @classmethod
-    def of(cls, spark, lake: DeltaLake) -> "FactVersion":
-        return cls(lake.table_id(spark, FACT_ADMISSIONS), lake.version(spark, FACT_ADMISSIONS))
-
-
-@dataclass(frozen=True)
 class KpiUpdate:
     written: SmallTable
     how: str  # "recomputed", "changes added", or "unchanged"
@@ -243,7 +208,8 @@ class KpiStep:
         self.spark, self.lake = spark, lake
         self.fact = FactVersion.of(spark, lake)
         self._rows: dict[Hashable, FactRows] = {}
-        self._lock = threading.Lock()
+        self._earliest: dict[Hashable, date | None] = {}
+        self._lock = threading.RLock()  # earliest_change reads changes_since under it
 
     def _once(self, key: Hashable, fact: Callable[[], DataFrame]) -> FactRows:
         with self._lock:
@@ -267,6 +233,33 @@ class KpiStep:
             lambda: signed_changes(
                 self.lake.read_changes(self.spark, FACT_ADMISSIONS, version + 1, through)
             ),
+        )
+
+    def earliest_change(self, version: int) -> date | None:
+        """The local date before which no fact change after `version` lies: the UTC date of the
+        earliest admission among the changed rows' images (every segment and discharge of an
+        encounter is at or after its admission); None for no changes."""
+        key = ("earliest", version)
+        with self._lock:
+            if key not in self._earliest:
+                first = (
+                    self.changes_since(version)
+                    .fact.agg(F.date_format(F.min("admission_time_ts"), "yyyy-MM-dd"))
+                    .collect()[0][0]
+                )
+                self._earliest[key] = date.fromisoformat(first) if first else None
+            return self._earliest[key]
+
+    def day_sources(self) -> DaySources:
+        """What the day's figures read of the fact, and the reference versions they reflect."""
+        return DaySources(
+            self.fact,
+            lambda: self.whole_fact,
+            self.earliest_change,
+            {
+                "department_version": self.lake.version(self.spark, DIM_DEPARTMENT),
+                "hospital_version": self.lake.version(self.spark, DIM_HOSPITAL),
+            },
         )
 
     def update(self, kpi: FactKpi) -> KpiUpdate:
@@ -366,40 +359,54 @@ class KpiConfig(RefreshConfig):
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-KPIS: list[FactKpi | CensusKpi] = [*FACT_KPIS.values(), *CENSUS_KPIS.values()]
+KPIS: list[FactKpi | CensusKpi | DayKpi] = [
+    *FACT_KPIS.values(),
+    *CENSUS_KPIS.values(),
+    *DAY_KPIS.values(),
+]
 
 
 @multi_asset(
     specs=[kpi.spec for kpi in KPIS],
     name="gold_kpis",
-    check_specs=[check.spec for check in KPI_CHECKS],
+    check_specs=[check.spec for check in [*KPI_CHECKS, *DAY_CHECKS]],
     can_subset=True,
     required_resource_keys=CHECK_RESOURCES,
     pool=LAKE_POOL,
 )
 def gold_kpis(context: AssetExecutionContext, config: KpiConfig):
-    """Bring the selected KPI tables up to date side by side: each KPI from the fact on a
-    thread, the census and current occupancy on one more (`full_refresh`: drop and rebuild
-    them)."""
+    """Bring the selected KPI tables up to date side by side: each KPI from the fact and each
+    day's figure on a thread, the census and current occupancy on one more (`full_refresh`:
+    drop and rebuild them)."""
     selected = context.selected_asset_keys
     fact_kpis = [kpi for key, kpi in FACT_KPIS.items() if key in selected]
     census_kpis = [kpi for key, kpi in CENSUS_KPIS.items() if key in selected]
-    apply_full_refresh(
-        context, config, [kpi.table for kpi in fact_kpis] + [kpi.table for kpi in census_kpis]
-    )
+    day_kpis = [kpi for key, kpi in DAY_KPIS.items() if key in selected]
+    tables: list[Table] = [
+        *(kpi.table for kpi in fact_kpis),
+        *(kpi.table for kpi in census_kpis),
+        *(kpi.table for kpi in day_kpis),
+    ]
+    apply_full_refresh(context, config, tables)
     spark = context.resources.pyspark.spark_session
     lake: DeltaLake = context.resources.lake
+    as_of = config.instant()  # once: by default "now", which moves between calls
     work = []
-    if fact_kpis:  # the fact's version is read only when a KPI from the fact is selected
+    if fact_kpis or day_kpis:  # the fact's version is read only when a KPI from it is selected
         step = KpiStep(spark, lake)
 
         def update_fact_kpi(kpi: FactKpi) -> list[MaterializeResult]:
             return [materialize_kpi(lake, kpi, step.update(kpi))]
 
         work += [partial(update_fact_kpi, kpi) for kpi in fact_kpis]
+        sources = step.day_sources()
+
+        def update_day(kpi: DayKpi) -> list[MaterializeResult]:
+            return [update_day_kpi(spark, lake, kpi, sources, as_of)]
+
+        work += [partial(update_day, kpi) for kpi in day_kpis]
     if census_kpis:  # one thread: current occupancy reads the census
-        # as_of once: by default "now", which moves between calls.
-        work.append(partial(update_census_kpis, spark, lake, config.instant(), census_kpis))
+        work.append(partial(update_census_kpis, spark, lake, as_of, census_kpis))
     for results in side_by_side(lambda update: update(), work):
         for result in results:
             if "update" in result.metadata:  # logged here: Dagster's log is the run's thread's
@@ -409,4 +416,4 @@ def gold_kpis(context: AssetExecutionContext, config: KpiConfig):
                     f"({result.metadata['update_reason'].value})"
                 )
             yield result
-    yield from run_checks(context, KPI_CHECKS)
+    yield from run_checks(context, [*KPI_CHECKS, *DAY_CHECKS])

@@ -288,6 +288,7 @@ def replace_changed(
     where: str | None = None,
     note: dict | None = None,
     order: list[str] | None = None,
+    note_always: bool = False,
 ) -> dict[str, int]:
     """Make the part of `table` selected by `where` (all of it when None) equal to `rows`.
 
@@ -295,7 +296,9 @@ def replace_changed(
     the stored range first, and only when they differ is the range replaced (Delta
     `replaceWhere`; rows written sorted by `order`, the range column first, so that a later
     range rewrites only the files it overlaps). An unchanged
-    range writes nothing: no new version. Returns rows inserted / updated / deleted by key.
+    range writes nothing: no new version, unless `note_always` and the note is new (a commit of
+    no rows then records what the table reflects). Returns rows inserted / updated / deleted by
+    key.
     """
     lake.ensure(spark, table, rows.schema)
     stored = lake.read(spark, table)
@@ -325,6 +328,9 @@ def replace_changed(
             lake.overwrite(
                 rows.orderBy(*(order or keys)), table, replace_where=where, note=note or {}
             )
+        elif note_always and note is not None and last_note(lake, spark, table) != note:
+            # No row changed, but the table now reflects `note`: a commit of no rows says so.
+            lake.overwrite(rows.limit(0), table, replace_where="false", note=note)
     finally:
         rows.unpersist()
     return counts

@@ -12,6 +12,7 @@ from patient_flow_dagster.variables import resource_field
 
 class ReferenceData(ConfigurableResource):
     folder: str | None = resource_field("PATIENT_FLOW_REFERENCE_DIR")
+    fiscal_year_start_month: int = resource_field("PATIENT_FLOW_FISCAL_YEAR_START_MONTH", int)
     _loaded: Reference | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context) -> None:
