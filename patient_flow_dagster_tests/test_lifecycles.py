@@ -299,6 +299,44 @@ def test_the_same_events_in_any_arrival_order_and_runs_give_the_same_encounter(h
     assert [r.age for r in versions.collect()] == [60, 61]
 
 
+def test_the_bed_meeting_figures_in_each_hospitals_own_time(house):
+    """Hospitals 3 and 5 are in Europe/London, 6 in Asia/Kolkata, 7 in America/Denver."""
+    boarding = house.table(t.ED_BOARDING).collect()
+    assert sorted(
+        (r.hospital_id, r.inpatient_department, r.boarding_minutes) for r in boarding
+    ) == [
+        (5, "ICU", 90.0),
+        (6, "ICU", 90.0),
+        (7, "ICU", 140.0),
+    ]  # V4's transfer was cancelled: still in Emergency, not boarded
+    timing = {
+        (r.hospital_id, r.department, str(r.local_date)): (r.discharges, r.before_noon)
+        for r in house.table(t.DISCHARGE_TIMING).collect()
+    }
+    assert timing == {
+        (7, "ICU", "2026-11-20"): (1, 1),  # 14:00 UTC is 07:00 in Denver
+        (5, "Cardiology", "2026-11-20"): (1, 0),
+        (6, "Cardiology", "2026-11-20"): (1, 0),  # 18:00 UTC is 23:30 in Kolkata
+        (3, "Emergency", "2026-11-20"): (1, 0),
+        (4, "Surgery", "2026-11-20"): (1, 0),
+    }
+    # As of 00:00 UTC on 21 November, London's midnight ending the 20th has passed (V3 is still
+    # in Oncology: its discharge was cancelled), Kolkata's too (W2 left at 23:30 local), Denver's
+    # and Chicago's not yet.
+    midnights = {
+        (r.hospital_id, r.department, str(r.local_date)): r.present
+        for r in house.table(t.MIDNIGHT_CENSUS).collect()
+    }
+    assert midnights[(3, "Oncology", "2026-11-20")] == 1
+    assert midnights[(6, "Cardiology", "2026-11-20")] == 0
+    assert {h for h, _, _ in midnights} == {3, 4, 5, 6}
+    assert {h for h, *_ in timing} & {2} == set()  # V5 (cancelled) and V4 (open) discharged nowhere
+    days = house.table(t.PATIENT_DAYS).filter("hospital_id = 3 AND department = 'Oncology'")
+    assert [(r.patient_days, r.admissions, r.discharges) for r in days.collect()] == [(1, 1, 0)]
+    assert house.count(t.READMISSIONS) == 5  # V1, V2, S1, W1, W2; nobody came back
+    assert house.table(t.READMISSIONS).filter("readmitted_30d").count() == 0
+
+
 def test_a_replayed_batch_and_a_full_refresh_change_nothing(house):
     tables = (t.FACT_ADMISSIONS, t.FACT_MOVEMENTS, t.DEPARTMENT_CENSUS_HOURLY)
 

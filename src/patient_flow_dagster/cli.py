@@ -313,9 +313,8 @@ def summary(settings: Settings, result, elapsed: float, log_file: Path | None) -
             "",
             f"quality checks: {len(evaluations) - len(failed)} passed, {len(failed)} did not pass",
         ]
-        passed = Counter(e.asset_key.to_user_string() for e in evaluations if e.passed)
-        for asset, count in passed.items():
-            lines.append(f"  {asset:40s} {count:>3} passed")
+        passed = Counter(e.asset_key.path[0] for e in evaluations if e.passed)
+        lines.append("  passed per layer: " + ", ".join(f"{k} {n}" for k, n in passed.items()))
         for evaluation in failed:
             figures = ""
             if "failed" in evaluation.metadata and "evaluated" in evaluation.metadata:

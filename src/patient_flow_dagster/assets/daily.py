@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from dagster import AssetSpec, MaterializeResult, MetadataValue
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -296,7 +297,7 @@ def update_day_kpi(
     since, how = _since(kpi, noted, note, sources)
     changes = {"inserted": 0, "updated": 0, "deleted": 0}
     if how == "noted":  # nothing the table counts changed: only record what it reflects
-        lake.overwrite(lake.read(spark, kpi.table).limit(0), kpi.table, "false", note)
+        lake.record_note(spark, kpi.table, note)
     elif how != "unchanged":
         where = None if since is None else f"{kpi.period} >= date'{since.isoformat()}'"
         changes = replace_changed(
@@ -337,7 +338,10 @@ def _since(kpi: DayKpi, noted: dict, note: dict, sources: DaySources) -> tuple[d
         return None, "recomputed"
     starts: list[date] = []
     if noted["fact_version"] != note["fact_version"]:
-        earliest = sources.earliest_change(noted["fact_version"])
+        try:
+            earliest = sources.earliest_change(noted["fact_version"])
+        except AnalysisException:  # e.g. the change feed was off for a version: recompute
+            return None, "recomputed"
         if earliest is not None:
             starts.append(earliest - timedelta(days=ZONE_REACH_DAYS + kpi.reach_days))
     if kpi.clock and noted.get("clock") != note["clock"]:

@@ -22,6 +22,9 @@ from patient_flow_dagster.model import access
 from patient_flow_dagster.model.tables import CHANGE_FEED, Table
 from patient_flow_dagster.variables import resource_field
 
+# The table property a note recorded without rows is kept in (`record_note`).
+NOTE_PROPERTY = "patient_flow.note"
+
 
 class DeltaLake(ConfigurableResource):
     """Delta tables as folders under `root` (local), or Unity Catalog tables when `catalog` is set.
@@ -180,6 +183,14 @@ class DeltaLake(ConfigurableResource):
             return self.location(table)
         return f"delta.`{self.location(table)}`"
 
+    def record_note(self, spark: SparkSession, table: Table, note: dict) -> None:
+        """Record what the table reflects without writing rows: a commit of a table property
+        (Delta records no commit for a write of no rows). `last_note` reads it back."""
+        text = json.dumps(note).replace("'", "\\'")
+        spark.sql(
+            f"ALTER TABLE {self._sql_name(table)} SET TBLPROPERTIES ('{NOTE_PROPERTY}' = '{text}')"
+        )
+
     def append(self, df: DataFrame, table: Table, txn: tuple[str, int] | None = None) -> None:
         """Append rows; `txn` = (app id, version) makes a replayed streaming batch a no-op."""
         self.ensure_schema(df.sparkSession, table)
@@ -329,19 +340,24 @@ def replace_changed(
                 rows.orderBy(*(order or keys)), table, replace_where=where, note=note or {}
             )
         elif note_always and note is not None and last_note(lake, spark, table) != note:
-            # No row changed, but the table now reflects `note`: a commit of no rows says so.
-            lake.overwrite(rows.limit(0), table, replace_where="false", note=note)
+            lake.record_note(spark, table, note)  # no row changed, but the table reflects it
     finally:
         rows.unpersist()
     return counts
 
 
 def last_note(lake: DeltaLake, spark: SparkSession, table: Table) -> dict:
-    """The note of the table's latest commit ({} when none or no table)."""
+    """The note of the table's latest commit, or of the note it recorded alone ({} when none or
+    no table)."""
     if not lake.exists(spark, table):
         return {}
-    row = lake.delta_table(spark, table).history(1).select("userMetadata").first()
+    delta = lake.delta_table(spark, table)
+    row = delta.history(1).select("userMetadata", "operation").first()
+    text = row[0] if row else None
+    if row and not text and row[1] == "SET TBLPROPERTIES":  # lake.record_note
+        properties = delta.detail().select("properties").first()[0]
+        text = properties.get(NOTE_PROPERTY)
     try:
-        return json.loads(row[0]) if row and row[0] else {}
+        return json.loads(text) if text else {}
     except ValueError:
         return {}
