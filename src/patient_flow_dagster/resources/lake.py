@@ -355,8 +355,8 @@ def last_note(lake: DeltaLake, spark: SparkSession, table: Table) -> dict:
     row = delta.history(1).select("userMetadata", "operation").first()
     text = row[0] if row else None
     if row and not text and row[1] == "SET TBLPROPERTIES":  # lake.record_note
-        properties = delta.detail().select("properties").first()[0]
-        text = properties.get(NOTE_PROPERTY)
+        detail = delta.detail().select("properties").first()
+        text = detail[0].get(NOTE_PROPERTY) if detail else None
     try:
         return json.loads(text) if text else {}
     except ValueError:
