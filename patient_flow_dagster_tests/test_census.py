@@ -2,6 +2,7 @@
 
 import base64
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from pyspark.sql import functions as F
@@ -133,7 +134,7 @@ def test_length_of_stay_statistics_on_a_known_list(spark):
     assert (row.mean_hours, row.median_hours, row.p90_hours, row.max_hours) == (5.5, 5.5, 9.1, 10.0)
 
 
-def test_daily_flow_counts_days_in_utc(spark):
+def test_daily_flow_counts_the_days_of_the_hospitals_zone(spark):
     stays = stays_frame(
         spark,
         ("s1", "ICU", 1, 10, "2025-03-01 23:30:00", "2025-03-02 00:30:00"),
@@ -358,6 +359,43 @@ def test_census_has_no_gap_after_a_quiet_spell(kpi_lake):
     )
     assert units and all(u.hours == u.span for u in units)
     assert {u.last for u in units} == {later.strftime("%Y-%m-%d %H:00")}
+
+
+def test_the_midnight_census_follows_the_clock(kpi_lake):
+    """No new events, two days later: the clock's run adds each hospital's new midnights, each
+    in its own zone, and a second run at the same clock changes nothing."""
+    house, now, _ = kpi_lake
+    later = now + timedelta(days=2)
+    selection = [t.MIDNIGHT_CENSUS.key, t.PATIENT_DAYS.key]
+    as_of = {"ops": {"gold_kpis": {"config": {"as_of": later.isoformat()}}}}
+    result = house.materialize([gold_kpis], run_config=as_of, checks=False, selection=selection)
+    assert {m.asset_key: m.metadata["update"].value for m in materialized_all(result)} == {
+        key: "rewritten" for key in selection
+    }
+    zones = {r.hospital_id: r.time_zone for r in house.table(t.DIM_HOSPITAL).collect()}
+    last = {
+        r.hospital_id: r.last
+        for r in house.table(t.MIDNIGHT_CENSUS)
+        .groupBy("hospital_id")
+        .agg(F.max("local_date").alias("last"))
+        .collect()
+    }
+    assert last == {
+        h: (later.astimezone(ZoneInfo(zones[h])).date() - timedelta(days=1)) for h in last
+    }
+    inputs = DayInputs(FactRows(house.spark, house.lake, house.table(t.FACT_ADMISSIONS)), later)
+    for key in selection:
+        kpi = DAY_KPIS[key]
+        assert house.table(kpi.table).exceptAll(kpi.compute(inputs, None)).count() == 0
+        assert house.count(kpi.table) == kpi.compute(inputs, None).count()
+    versions = [house.lake.version(house.spark, DAY_KPIS[key].table) for key in selection]
+    again = house.materialize([gold_kpis], run_config=as_of, checks=False, selection=selection)
+    assert {m.metadata["update"].value for m in materialized_all(again)} == {"unchanged"}
+    assert [house.lake.version(house.spark, DAY_KPIS[key].table) for key in selection] == versions
+
+
+def materialized_all(result):
+    return result.asset_materializations_for_node("gold_kpis")
 
 
 def test_a_missing_hour_breaks_conservation(spark):

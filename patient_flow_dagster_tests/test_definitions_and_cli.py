@@ -93,9 +93,15 @@ def test_the_demo_prints_a_line_per_step_and_logs_the_rest_to_a_file(
     assert cli.main(["demo", "--events", "400", "--seed", "11", "--span-days", "20"]) == 0
     terminal = capfd.readouterr()
     lines = terminal.out.splitlines()
-    steps = build_definitions(Settings.from_env()).resolve_job_def("patient_flow").graph.nodes
+    defs = build_definitions(Settings.from_env())
+    steps = [  # a batch, then the clock's run with the day's figures
+        n.name
+        for job in ("patient_flow", "patient_flow_clock")
+        for n in defs.resolve_job_def(job).graph.nodes
+    ]
     progress = [line for line in lines if line.startswith("  ") and " done " in line]
-    assert sorted(line.split()[0] for line in progress) == sorted(n.name for n in steps)
+    assert sorted(line.split()[0] for line in progress) == sorted(steps)
+    assert "gold/midnight_census" in terminal.out and "gold/readmission_rates" in terminal.out
     assert len(lines) < 80 and terminal.err == ""
     assert any("SUCCESS" in line for line in lines) and f"lake:    {tmp_path / 'lake'}" in lines
     [log_line] = [line for line in lines if line.startswith("log:")]

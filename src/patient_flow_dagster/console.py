@@ -95,3 +95,25 @@ def output_to(log_file: Path) -> Iterator[TextIO]:
             os.dup2(out.fileno(), 1)
             os.dup2(saved_err, 2)
             os.close(saved_err)
+
+
+class Runs:
+    """Several runs' results read as one (the demo's batch and the clock's run after it): a
+    success when all succeeded; their materializations and check evaluations in run order."""
+
+    def __init__(self, results: list) -> None:
+        self.results = results
+
+    @property
+    def success(self) -> bool:
+        return all(r.success for r in self.results)
+
+    @property
+    def run_id(self) -> str:
+        return ", ".join(r.run_id for r in self.results)
+
+    def get_asset_materialization_events(self) -> list:
+        return [e for r in self.results for e in r.get_asset_materialization_events()]
+
+    def get_asset_check_evaluations(self) -> list:
+        return [e for r in self.results for e in r.get_asset_check_evaluations()]

@@ -16,6 +16,7 @@ from dagster import (
 from patient_flow_dagster.alerting import alert_on_failed_run, alert_on_quality
 from patient_flow_dagster.assets.bronze import bronze_patient_events
 from patient_flow_dagster.assets.checks import AUDIT_ONLY
+from patient_flow_dagster.assets.daily import DAY_KPIS
 from patient_flow_dagster.assets.dimensions import gold_dimensions
 from patient_flow_dagster.assets.gold import gold_facts
 from patient_flow_dagster.assets.kpis import gold_kpis
@@ -26,12 +27,10 @@ from patient_flow_dagster.model.tables import (
     BY_KEY,
     CURRENT_OCCUPANCY,
     DEPARTMENT_CENSUS_HOURLY,
-    MIDNIGHT_CENSUS,
-    PATIENT_DAYS,
     QUARANTINE,
 )
 from patient_flow_dagster.schedules import build_census_clock, build_nightly_audit
-from patient_flow_dagster.sensors import PIPELINE_JOB, build_landing_sensor
+from patient_flow_dagster.sensors import CLOCK_JOB, PIPELINE_JOB, build_landing_sensor
 from patient_flow_dagster.settings import Settings
 
 
@@ -79,9 +78,15 @@ def with_freshness(settings: Settings):
     return apply
 
 
+# The figures per local day or month (assets/daily.py) move with the clock, not with each batch:
+# a bed meeting reads them daily, and a batch's run stays as fast as the census needs it.
+DAY_FIGURES = AssetSelection.assets(*DAY_KPIS)
+
 # A batch's run checks what the batch touched; the checks that compare whole tables wait for
 # the nightly audit (assets/checking.py, `Scope`).
-BATCH_SELECTION = AssetSelection.assets(*LAKE_ASSETS) - AssetSelection.checks(*AUDIT_ONLY)
+BATCH_SELECTION = (
+    AssetSelection.assets(*LAKE_ASSETS) - DAY_FIGURES - AssetSelection.checks(*AUDIT_ONLY)
+)
 
 patient_flow_job = define_asset_job(
     PIPELINE_JOB,
@@ -95,21 +100,17 @@ patient_flow_job = define_asset_job(
 )
 
 # The figures the clock moves, alone, on the hour turn (schedules.census_clock): the census,
-# current occupancy, and the midnight census with patient days (a local midnight passed).
+# current occupancy, and the day's figures (a local midnight passed, batches arrived).
 patient_flow_clock_job = define_asset_job(
-    "patient_flow_clock",
+    CLOCK_JOB,
     selection=(
-        AssetSelection.assets(
-            DEPARTMENT_CENSUS_HOURLY.key,
-            CURRENT_OCCUPANCY.key,
-            MIDNIGHT_CENSUS.key,
-            PATIENT_DAYS.key,
-        )
-        - AssetSelection.checks(*AUDIT_ONLY)
-    ),
+        AssetSelection.assets(DEPARTMENT_CENSUS_HOURLY.key, CURRENT_OCCUPANCY.key) | DAY_FIGURES
+    )
+    - AssetSelection.checks(*AUDIT_ONLY),
     tags=WRITES_LAKE,
-    description="Move the hourly census, current occupancy, the midnight census and patient "
-    "days to the current hour.",
+    description="Move the hourly census and current occupancy to the current hour, and the "
+    "figures per local day (midnight census, patient days, ED boarding, discharge timing, bed "
+    "turnover, readmissions) to the batches landed and the midnights passed.",
 )
 
 

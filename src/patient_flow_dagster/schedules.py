@@ -1,5 +1,5 @@
-"""The clock's schedules: the census moves on the hour turn even when nothing arrives, and the
-whole-table audits run once a night instead of in every batch."""
+"""The clock's schedules: the census and the day's figures move on the hour turn even when
+nothing arrives, and the whole-table audits run once a night instead of in every batch."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dagster import (
     schedule,
 )
 
-from patient_flow_dagster.sensors import PIPELINE_JOB, waiting_run
+from patient_flow_dagster.sensors import CLOCK_JOB, waiting_run
 
 # A few minutes after midnight UTC, the quietest time for a lake writer; move it in the UI or
 # in code, the audit's results land in the quality history whenever it runs.
@@ -20,9 +20,10 @@ AUDIT_CRON = "15 2 * * *"
 
 
 def build_census_clock(job) -> ScheduleDefinition:
-    """On every hour turn, bring the hourly census and current occupancy up to the new hour
-    (only the KPI step's census, a few small Spark jobs): on a quiet night the board still
-    shows the hour it is. Skipped while a pipeline run waits to start, which does the same."""
+    """On every hour turn, bring the hourly census and current occupancy up to the new hour and
+    the figures per local day up to the batches landed (only the KPI step): on a quiet night
+    the board still shows the hour it is, and the day's figures are never more than an hour
+    behind. Skipped while an earlier clock run still waits to start: it will do the same."""
 
     @schedule(
         name="census_clock",
@@ -30,12 +31,12 @@ def build_census_clock(job) -> ScheduleDefinition:
         job=job,
         execution_timezone="UTC",
         default_status=DefaultScheduleStatus.RUNNING,
-        description="The hourly census and current occupancy follow the clock.",
+        description="The hourly census, current occupancy and the day's figures follow the clock.",
     )
     def census_clock(context: ScheduleEvaluationContext):
-        waiting = waiting_run(context, PIPELINE_JOB)
+        waiting = waiting_run(context, CLOCK_JOB)
         if waiting:
-            return SkipReason(f"run {waiting} is queued or starting and moves the census too")
+            return SkipReason(f"the clock's run {waiting} is queued or starting")
         return RunRequest()
 
     return census_clock

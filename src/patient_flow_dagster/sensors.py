@@ -33,6 +33,7 @@ from patient_flow_dagster.resources.landing import LandingFile, LandingZone
 
 MAX_FILES_LISTED_IN_TAGS = 20
 PIPELINE_JOB = "patient_flow"
+CLOCK_JOB = "patient_flow_clock"
 
 
 def load_cursor(cursor: str | None) -> dict:

@@ -57,7 +57,6 @@ def run_bare(spark, lake, landing, run_id: str) -> dict[str, float]:
         write_current_occupancy,
     )
     from patient_flow_dagster.assets.common import side_by_side
-    from patient_flow_dagster.assets.daily import DAY_KPIS, update_day_kpi
     from patient_flow_dagster.assets.dimensions import (
         Inputs,
         update_dim_date,
@@ -70,12 +69,11 @@ def run_bare(spark, lake, landing, run_id: str) -> dict[str, float]:
     from patient_flow_dagster.assets.silver import process_new_bronze
     from patient_flow_dagster.model.reference import load
 
-    def kpi_tables():  # like the KPI step: each table on a thread, census then occupancy on one
+    def kpi_tables():  # like a batch's KPI step: a table per thread, census then occupancy on one
         step = KpiStep(spark, lake)
-        sources, now = step.day_sources(), datetime.now(timezone.utc)
 
         def census_tables():
-            update_census(spark, lake, now)
+            update_census(spark, lake, datetime.now(timezone.utc))
             write_current_occupancy(spark, lake)
 
         list(
@@ -83,10 +81,6 @@ def run_bare(spark, lake, landing, run_id: str) -> dict[str, float]:
                 lambda work: work(),
                 [
                     *(lambda kpi=kpi: step.update(kpi) for kpi in FACT_KPIS.values()),
-                    *(
-                        lambda kpi=kpi: update_day_kpi(spark, lake, kpi, sources, now)
-                        for kpi in DAY_KPIS.values()
-                    ),
                     census_tables,
                 ],
             )
