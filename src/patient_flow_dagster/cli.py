@@ -176,6 +176,16 @@ def cmd_ingest(args) -> int:
         raise UsageError("--bootstrap HOST:PORT is required to ingest from kafka")
     landing = writable_folder(args.landing or Settings.from_env().landing)
     dead_letter = args.dead_letter or str(Path(landing).parent / "dead_letter")
+    if args.source == "mllp":
+        from patient_flow_dagster.ingestion.mllp import listen
+
+        stats = listen(args, landing, dead_letter, Settings.from_env().reference_dir)
+        print(
+            f"landed {stats.events} events in {len(stats.files)} files; "
+            f"{stats.dead_letters} rejected (AE) in {dead_letter}",
+            flush=True,
+        )
+        return 0
     if args.source == "eventhubs-amqp":
         from patient_flow_dagster.ingestion.eventhubs_amqp import (
             EventHubsLandingConsumer,
@@ -381,8 +391,13 @@ def main(argv: list[str] | None = None) -> int:
 
     ingest_cmd = commands.add_parser("ingest", help="consume a topic into the landing zone")
     ingest_cmd.add_argument(
-        "--from", dest="source", default="kafka", choices=["kafka", "eventhubs", "eventhubs-amqp"]
+        "--from",
+        dest="source",
+        default="kafka",
+        choices=["kafka", "eventhubs", "eventhubs-amqp", "mllp"],
     )
+    ingest_cmd.add_argument("--host", default="127.0.0.1", help="mllp: address to listen on")
+    ingest_cmd.add_argument("--port", type=COUNT, default=2575, help="mllp: port to listen on")
     ingest_cmd.add_argument("--bootstrap", default=None)
     ingest_cmd.add_argument(
         "--topic",

@@ -31,6 +31,7 @@ class Hospital:
     hospital_id: int
     name: str
     time_zone: str  # an IANA zone name
+    facility_code: str = ""  # how HL7 messages name it (PV1-3.4); optional column
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Department:
     department: str
     bed_capacity: int
     inpatient: bool  # Emergency is not: a patient boards there until an inpatient bed is free
+    location_code: str = ""  # how HL7 messages name it (PV1-3.1 point of care); optional column
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,9 @@ def parse(hospitals_text: Iterable[str], departments_text: Iterable[str]) -> Ref
             ) from None
         if not row["name"]:
             raise ReferenceDataError(f"{HOSPITALS_FILE} row {line}, column name: empty")
-        hospitals[hospital_id] = Hospital(hospital_id, row["name"], zone)
+        hospitals[hospital_id] = Hospital(
+            hospital_id, row["name"], zone, row.get("facility_code", "")
+        )
     departments: dict[tuple[int, str], Department] = {}
     for line, row in _rows(departments_text, DEPARTMENTS_FILE, DEPARTMENT_COLUMNS):
         hospital_id = _whole(DEPARTMENTS_FILE, line, "hospital_id", row["hospital_id"], 0)
@@ -123,7 +127,7 @@ def parse(hospitals_text: Iterable[str], departments_text: Iterable[str]) -> Ref
                 "true or false"
             )
         departments[(hospital_id, name)] = Department(
-            hospital_id, name, capacity, inpatient_text == "true"
+            hospital_id, name, capacity, inpatient_text == "true", row.get("location_code", "")
         )
     return Reference(tuple(hospitals.values()), tuple(departments.values()))
 
