@@ -258,3 +258,61 @@ def test_a_killed_listener_loses_and_doubles_nothing(tmp_path):
     ids = [row["event_id"] for row in landed(tmp_path / "landing")]
     assert set(ids) == {f"RIVERSIDE:{c}" for c in sent}  # nothing lost
     assert len(ids) == len(sent) + 1  # the one resend; the same event id, kept once by silver
+
+
+def test_the_whole_chain_gives_the_gold_of_the_same_events_sent_as_parquet(tmp_path, spark):
+    """simulate --to mllp -> listener -> landing -> Dagster -> gold, beside the same lifecycles
+    written as Parquet: the same encounters, segments, patients and census."""
+    from datetime import datetime, timedelta, timezone
+
+    from pyspark.sql import functions as F
+
+    from patient_flow_dagster.ingestion.landing_writer import write_events
+    from patient_flow_dagster.ingestion.mllp import send
+    from patient_flow_dagster.ingestion.simulator import (
+        LIFECYCLE_DIRTY_KINDS,
+        simulate_lifecycles,
+    )
+    from patient_flow_dagster.model import tables as t
+    from patient_flow_dagster_tests.conftest import Lakehouse
+
+    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    clean = {kind: 0.0 for kind in LIFECYCLE_DIRTY_KINDS}
+    events = simulate_lifecycles(300, seed=12, now=now, span_days=2, dirty_rates=clean).events
+    as_of = {"ops": {"gold_kpis": {"config": {"as_of": now.isoformat()}}}}
+
+    direct = Lakehouse(tmp_path / "direct", spark)
+    write_events(events, direct.landing_dir)
+    assert direct.materialize(run_config=as_of, checks=False).success
+
+    via = Lakehouse(tmp_path / "mllp", spark)
+    port = free_port()
+    mllp = MllpListener(
+        packaged(), via.landing_dir, tmp_path / "dead", tmp_path / "wal" / "w.jsonl", 100, 0.5
+    )
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(
+        target=lambda: loop.run_until_complete(mllp.serve("127.0.0.1", port)), daemon=True
+    )
+    thread.start()
+    time.sleep(0.5)
+    assert send(events, "127.0.0.1", port, packaged()) == {"AA": len(events)}
+    loop.call_soon_threadsafe(mllp.stopping.set)
+    thread.join(10)
+    assert via.materialize(run_config=as_of, checks=False).success
+
+    def rows(house, table, *drop):
+        frame = house.table(table).drop(*drop)
+        for name, kind in frame.dtypes:  # HL7 carries 1/10,000 s: compare to the second
+            if kind == "timestamp":
+                frame = frame.withColumn(name, F.date_trunc("second", name))
+        return sorted(map(tuple, frame.collect()), key=repr)
+
+    for table, drop in (
+        (t.FACT_ADMISSIONS, ("length_of_stay_hours",)),
+        (t.FACT_MOVEMENTS, ("length_of_stay_hours",)),
+        (t.DIM_PATIENT, ()),
+        (t.DEPARTMENT_CENSUS_HOURLY, ()),
+    ):
+        assert rows(via, table, *drop) == rows(direct, table, *drop), table
+    assert via.count(t.FACT_ADMISSIONS) > 50

@@ -157,6 +157,15 @@ def cmd_simulate(args) -> int:
             _sdk_events(args), eventhubs_amqp.EventHubsTarget.from_env(args.topic), rate=args.rate
         )
         return 0
+    if args.to == "mllp":
+        from patient_flow_dagster.ingestion.mllp import send
+        from patient_flow_dagster.model.reference import load
+
+        counts = send(
+            _sdk_events(args), args.host, args.port, load(Settings.from_env().reference_dir)
+        )
+        print("acknowledged: " + ", ".join(f"{code} {n}" for code, n in sorted(counts.items())))
+        return 0
     if args.to == "kafka" and not args.bootstrap:
         raise UsageError("--bootstrap HOST:PORT is required to send to kafka")
     if args.to in ("kafka", "eventhubs"):
@@ -369,13 +378,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     simulate_cmd.add_argument(
         "--to",
-        choices=["landing", "kafka", "eventhubs", "eventhubs-amqp"],
+        choices=["landing", "kafka", "eventhubs", "eventhubs-amqp", "mllp"],
         default="landing",
         help="landing files (default), a Kafka topic, Event Hubs' Kafka endpoint, or Event Hubs "
         "over AMQP with the azure-eventhub SDK (EVENTHUBS_CONNECTION_STRING, or "
         "EVENTHUBS_NAMESPACE + DefaultAzureCredential)",
     )
     simulate_cmd.add_argument("--bootstrap", default=None, help="Kafka bootstrap HOST:PORT")
+    simulate_cmd.add_argument("--host", default="127.0.0.1", help="mllp: the listener's host")
+    simulate_cmd.add_argument("--port", type=COUNT, default=2575, help="mllp: its port")
     simulate_cmd.add_argument(
         "--topic",
         default=None,

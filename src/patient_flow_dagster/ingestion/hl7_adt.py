@@ -144,7 +144,7 @@ def _instant(text: str, field: str, zone: str) -> datetime:
 
 
 def _iso(instant: datetime | None) -> str | None:
-    return None if instant is None else instant.replace(tzinfo=None).isoformat(timespec="seconds")
+    return None if instant is None else instant.replace(tzinfo=None).isoformat()
 
 
 def event_type(message: hl7.Message) -> str:
@@ -242,3 +242,60 @@ def _escape(text: str) -> str:
     ):
         text = text.replace(raw, escaped)
     return text
+
+
+# The simulator's way back: a contract event as the ADT message an interface engine would send.
+EVENT_TRIGGERS = {event: trigger for trigger, event in TRIGGERS.items()}
+SEXES = {name: code for code, name in GENDERS.items()}
+
+
+def _moment(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+    except ValueError:
+        return None
+
+
+def _dtm(text: str | None) -> str:
+    """An ISO-8601 UTC time as an HL7 DTM with its offset (+0000), to the 1/10,000 second HL7
+    carries; a time that does not parse is sent as it is (the listener answers AE)."""
+    moment = _moment(text)
+    if moment is None:
+        return text or ""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y%m%d%H%M%S") + f".{moment.microsecond // 100:04d}+0000"
+
+
+def to_message(event: dict, control_id: str, places: Places) -> str:
+    """The ADT message of one contract event, for the simulator (hospital by number, department
+    by name: the reference data's defaults). Fields the event lacks stay empty, so the listener
+    answers AE for what a real feed would get wrong."""
+    kind = event.get("event_type")
+    trigger = EVENT_TRIGGERS.get(kind, kind) if kind else "A01"
+    at = event.get("event_time") or event.get("admission_time")
+    born, moment = "", _moment(at)
+    zone = places.zones.get(event.get("hospital_id"))  # type: ignore[arg-type]
+    if event.get("age") is not None and moment is not None and zone:
+        day = moment.replace(tzinfo=moment.tzinfo or timezone.utc).astimezone(ZoneInfo(zone)).date()
+        try:
+            born = day.replace(year=day.year - int(event["age"])).strftime("%Y%m%d")
+        except ValueError:  # 29 February, or an age out of any calendar
+            born = ""
+    place = "^".join(
+        [str(event.get("department") or ""), "", str(event.get("bed_id") or ""),
+         str(event.get("hospital_id") or "")]
+    )  # fmt: skip
+    pv1 = ["PV1", "1", "I", place] + [""] * 15 + [str(event.get("encounter_id") or "")]
+    pv1 += [""] * 24 + [_dtm(event.get("admission_time")), _dtm(event.get("discharge_time"))]
+    sequence = "" if event.get("sequence") is None else str(event["sequence"])
+    return "\r".join(
+        [
+            f"MSH|^~\\&|SIMULATOR|{event.get('hospital_id') or ''}|PFLOW|LAKE|"
+            f"{_dtm(at)[:14]}||ADT^{trigger}^ADT_A01|{control_id}|P|2.5.1|{sequence}",
+            f"EVN|{trigger}|{_dtm(at)}||||{_dtm(event.get('event_time'))}",
+            f"PID|1||{event.get('patient_id') or ''}^^^SIM^MR||||{born}|"
+            f"{SEXES.get(event.get('gender') or '', event.get('gender') or '')}",
+            "|".join(pv1),
+        ]
+    )

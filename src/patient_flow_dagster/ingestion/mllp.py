@@ -23,9 +23,11 @@ import logging
 import os
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hl7.client import MLLPClient
 from hl7.mllp import InvalidBlockError, start_hl7_server
 
 from patient_flow_dagster.ingestion.hl7_adt import (
@@ -35,6 +37,7 @@ from patient_flow_dagster.ingestion.hl7_adt import (
     acknowledgement,
     parse,
     to_event,
+    to_message,
 )
 from patient_flow_dagster.ingestion.landing_batch import ConsumerStats, LandingBatch
 from patient_flow_dagster.ingestion.landing_writer import landing_sink
@@ -207,3 +210,32 @@ def listen(args, landing: str, dead_letter: str, reference_dir: str | None) -> C
         args.batch_seconds,
     )
     return asyncio.run(listener.serve(args.host, args.port, args.idle_exit))
+
+
+def send(events: list[dict], host: str, port: int, reference: Reference, timeout: float = 5.0):
+    """Send events as HL7 ADT messages, one at a time, each waiting for its ACK as real senders
+    do; a message whose ACK does not come within `timeout` (or whose connection drops) is sent
+    again on a new connection. Returns the count per acknowledgement code."""
+    places = Places.of(reference)
+    counts: dict[str, int] = {}
+    client = None
+    for n, event in enumerate(events):
+        message = to_message(event, event.get("event_id") or f"SIM{n}", places)
+        while True:
+            try:
+                if client is None:
+                    client = MLLPClient(host, port)
+                    client.socket.settimeout(timeout)
+                reply = client.send_message(message)
+                code = reply.split(b"MSA|", 1)[1][:2].decode() if b"MSA|" in reply else "??"
+                break
+            except OSError as error:  # a timeout, a refused or dropped connection: resend
+                log.warning(f"resending {event.get('event_id')}: {error}")
+                if client is not None:
+                    client.close()
+                client = None
+                time.sleep(0.2)
+        counts[code] = counts.get(code, 0) + 1
+    if client is not None:
+        client.close()
+    return counts
