@@ -93,6 +93,10 @@ def _discharged_before_noon() -> F.Column:
 
 
 _READMISSION_REACH = figures.READMISSION_DAYS + 1
+# What the figures are computed from: the movement segments placed in their department and
+# hospital, or the encounters with their patient and hospital.
+_FROM_SEGMENTS = [t.FACT_MOVEMENTS.key, t.DIM_DEPARTMENT.key, t.DIM_HOSPITAL.key]
+_FROM_ENCOUNTERS = [t.FACT_ADMISSIONS.key, t.DIM_PATIENT.key, t.DIM_HOSPITAL.key]
 
 DAY_KPIS = {
     kpi.spec.key: kpi
@@ -100,7 +104,7 @@ DAY_KPIS = {
         DayKpi(
             gold_spec(
                 t.MIDNIGHT_CENSUS.key,
-                [t.FACT_MOVEMENTS.key, t.DIM_DEPARTMENT.key, t.DIM_HOSPITAL.key],
+                _FROM_SEGMENTS,
                 "The official daily census: patients present at each local midnight per "
                 "hospital x department, with occupancy. A day's row appears once its midnight "
                 "has passed in the hospital's zone.",
@@ -119,7 +123,7 @@ DAY_KPIS = {
         DayKpi(
             gold_spec(
                 t.PATIENT_DAYS.key,
-                [t.FACT_MOVEMENTS.key, t.DIM_DEPARTMENT.key, t.DIM_HOSPITAL.key],
+                _FROM_SEGMENTS,
                 "Patient days, admissions, discharges and average length of stay per hospital "
                 "x department x local month.",
                 "gold_kpis",
@@ -141,7 +145,7 @@ DAY_KPIS = {
         DayKpi(
             gold_spec(
                 t.ED_BOARDING.key,
-                [t.FACT_MOVEMENTS.key, t.DIM_DEPARTMENT.key, t.DIM_HOSPITAL.key],
+                _FROM_SEGMENTS,
                 "Per encounter that boarded in an emergency department for an inpatient bed: "
                 "arrival, leaving for the bed, minutes boarded.",
                 "gold_kpis",
@@ -159,7 +163,7 @@ DAY_KPIS = {
         DayKpi(
             gold_spec(
                 t.ED_BOARDING_DAILY.key,
-                [t.FACT_MOVEMENTS.key, t.DIM_DEPARTMENT.key, t.DIM_HOSPITAL.key],
+                _FROM_SEGMENTS,
                 "Per hospital x local day: patients boarded, median / p90 / longest boarding, "
                 "and how many boarded over four hours.",
                 "gold_kpis",
@@ -186,7 +190,7 @@ DAY_KPIS = {
         DayKpi(
             gold_spec(
                 t.DISCHARGE_TIMING.key,
-                [t.FACT_MOVEMENTS.key, t.DIM_DEPARTMENT.key, t.DIM_HOSPITAL.key],
+                _FROM_SEGMENTS,
                 "Per hospital x department x local day: discharges and the share before noon "
                 "on the hospital's clock.",
                 "gold_kpis",
@@ -210,7 +214,7 @@ DAY_KPIS = {
         DayKpi(
             gold_spec(
                 t.BED_TURNOVER.key,
-                [t.FACT_MOVEMENTS.key, t.DIM_DEPARTMENT.key, t.DIM_HOSPITAL.key],
+                _FROM_SEGMENTS,
                 "Per hospital x department x local day: beds that took a new patient, and how "
                 "long they stood empty between two patients.",
                 "gold_kpis",
@@ -229,7 +233,7 @@ DAY_KPIS = {
         DayKpi(
             gold_spec(
                 t.READMISSIONS.key,
-                [t.FACT_ADMISSIONS.key, t.DIM_PATIENT.key, t.DIM_HOSPITAL.key],
+                _FROM_ENCOUNTERS,
                 "Per discharged encounter: the patient's next admission, the days between, and "
                 "whether it came within 30 days.",
                 "gold_kpis",
@@ -242,7 +246,7 @@ DAY_KPIS = {
         DayKpi(
             gold_spec(
                 t.READMISSION_RATES.key,
-                [t.FACT_ADMISSIONS.key, t.DIM_PATIENT.key, t.DIM_HOSPITAL.key],
+                _FROM_ENCOUNTERS,
                 "Per hospital x local month of discharge: discharges, readmissions within 30 "
                 "days, the rate, and the day it becomes final.",
                 "gold_kpis",
