@@ -15,6 +15,7 @@ from datetime import date, datetime
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from patient_flow_dagster.transforms.flow import quantiles
 from patient_flow_dagster.transforms.local_time import (
     ZONE,
     local_date,
@@ -32,11 +33,6 @@ NOON = 12
 
 def _minutes(start: str, end: str) -> Column:
     return F.round((F.unix_seconds(end) - F.unix_seconds(start)) / 60, 2)
-
-
-def _quantiles(values: Column, *quantiles: float) -> Column:
-    """Exact percentiles with linear interpolation, as `length_of_stay_stats` has them."""
-    return F.percentile(values, F.array(*(F.lit(q) for q in quantiles)))
 
 
 def last_midnight_date(as_of: datetime) -> Column:
@@ -209,7 +205,7 @@ def ed_boarding_daily(boarding: DataFrame) -> DataFrame:
     minutes = F.col("boarding_minutes")
     days = boarding.groupBy("hospital_id", "local_date").agg(
         F.count(F.lit(1)).alias("boarded"),
-        _quantiles(minutes, 0.5, 0.9).alias("_q"),
+        quantiles(minutes, 0.5, 0.9).alias("_q"),
         F.max(minutes).alias("max_minutes"),
         F.count_if(minutes > BOARDING_LIMIT_MINUTES).alias("over_4h"),
     )
@@ -264,7 +260,7 @@ def bed_turnover(placements: DataFrame, since: date | None) -> DataFrame:
     days = gaps.groupBy(*UNIT, "local_date").agg(
         F.count(F.lit(1)).alias("turnovers"),
         F.round(F.avg("empty_minutes"), 2).alias("mean_empty_minutes"),
-        _quantiles(F.col("empty_minutes"), 0.5).alias("_q"),
+        quantiles(F.col("empty_minutes"), 0.5).alias("_q"),
     )
     return days.select(
         *UNIT,

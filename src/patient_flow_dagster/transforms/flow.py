@@ -4,12 +4,18 @@ segments, `census.placements`) and admissions and discharges per day (from the e
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from patient_flow_dagster.transforms.changes import weight_of
 from patient_flow_dagster.transforms.cubes import exact_mean_hours
 from patient_flow_dagster.transforms.local_time import local_date
+
+
+def quantiles(values: Column, *fractions: float) -> Column:
+    """Exact percentiles (linear interpolation) from one aggregate: each percentile buffers and
+    sorts every value of its group, so one call per quantile would do that again."""
+    return F.percentile(values, F.array(*(F.lit(q) for q in fractions)))
 
 
 def length_of_stay_stats(segments: DataFrame) -> DataFrame:
@@ -20,9 +26,7 @@ def length_of_stay_stats(segments: DataFrame) -> DataFrame:
     stats = completed.groupBy("department", "hospital_id").agg(
         F.count(F.lit(1)).alias("completed_stays"),
         exact_mean_hours(hours).alias("mean_hours"),
-        # Both quantiles from one aggregate: each percentile buffers and sorts every value of
-        # its group, so two calls would do that twice.
-        F.percentile(hours, F.array(F.lit(0.5), F.lit(0.9))).alias("_quantiles"),
+        quantiles(hours, 0.5, 0.9).alias("_quantiles"),
         F.max(hours).alias("max_hours"),
         F.sum((F.col("stay_category") == "Short Stay").cast("int")).alias("short_stays"),
         F.sum((F.col("stay_category") == "Medium Stay").cast("int")).alias("medium_stays"),
